@@ -1,0 +1,1 @@
+"""Alarm routing, escalation, on-call and delivery — built in a later issue."""

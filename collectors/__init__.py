@@ -1,0 +1,1 @@
+"""Equipment collectors (MQTT, OPC-UA) and simulators — built in issue 3."""

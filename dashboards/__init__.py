@@ -1,0 +1,1 @@
+"""Grafana dashboards generated from the site configuration — built in a later issue."""

@@ -1,0 +1,86 @@
+"""The ``envmon`` command line.
+
+The CLI is the composition root: it is the only place in the kernel that reaches into the
+other packages, and it does so lazily inside each command so that ``envmon`` starts fast
+and the kernel itself never depends on ``stream/`` and friends at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="envmon",
+    help="Environmental monitoring for GMP manufacturing of cell and gene therapies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_INVALID = 2
+
+
+@app.callback()
+def _root() -> None:
+    """Environmental monitoring for GMP manufacturing of cell and gene therapies."""
+
+
+@app.command("check-config")
+def check_config(
+    file: Annotated[Path, typer.Argument(help="Site configuration YAML file.")],
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the resolved limits as JSON for machines.")
+    ] = False,
+) -> None:
+    """Validate a site configuration and print the resolved limits of every channel."""
+    from envmon.commands.check_config import run
+
+    raise typer.Exit(run(file, json_output=json_output))
+
+
+@app.command("replay")
+def replay(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Site configuration YAML.")],
+    input_file: Annotated[
+        Path, typer.Option("--input", "-i", help="Readings: CSV or JSON lines ('-' for stdin).")
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write events as JSON lines here (default stdout)."),
+    ] = None,
+    json_summary: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Stop at the first bad line with exit code 2.")
+    ] = False,
+    input_format: Annotated[
+        str | None,
+        typer.Option("--format", help="csv or jsonl (default: from the file extension)."),
+    ] = None,
+) -> None:
+    """Re-evaluate recorded readings against the site's limits, offline."""
+    from stream.replay_cli import run
+
+    raise typer.Exit(
+        run(
+            config=config,
+            input_file=input_file,
+            output=output,
+            json_summary=json_summary,
+            strict=strict,
+            input_format=input_format,
+        )
+    )
+
+
+def main() -> None:
+    """Entry point of the ``envmon`` console script."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

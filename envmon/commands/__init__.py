@@ -1,0 +1,1 @@
+"""Implementations of the ``envmon`` CLI sub-commands (imported lazily by ``envmon.cli``)."""

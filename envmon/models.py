@@ -1,0 +1,170 @@
+"""Wire models shared by every package: readings and the events the core emits.
+
+All are frozen pydantic models; timestamps are timezone-aware UTC ``datetime`` values and
+serialise as ISO 8601 with ``Z``. Each carries ``schema_version`` so consumers can refuse
+what they do not understand.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Final, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+
+from envmon.timeutil import NaiveTimestampError, format_ts
+
+SCHEMA_VERSION: Final = 1
+SENSOR_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$"
+
+
+def _require_aware(dt: datetime) -> datetime:
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise NaiveTimestampError("timestamp must carry a UTC offset")
+    return dt
+
+
+UtcDatetime = Annotated[
+    datetime,
+    AfterValidator(_require_aware),
+    PlainSerializer(format_ts, return_type=str, when_used="json"),
+]
+SensorId = Annotated[str, Field(pattern=SENSOR_ID_PATTERN)]
+
+
+class Quality(StrEnum):
+    """Quality of a reading, from an OPC-UA StatusCode or the payload."""
+
+    GOOD = "good"
+    UNCERTAIN = "uncertain"
+    BAD = "bad"
+
+
+class Level(StrEnum):
+    """Alarm level: alert (early warning) below action (out of specification)."""
+
+    ALERT = "alert"
+    ACTION = "action"
+
+
+class Direction(StrEnum):
+    """Which side of the limits a violation is on."""
+
+    HIGH = "high"
+    LOW = "low"
+
+
+class AlarmKind(StrEnum):
+    """Alarm event types emitted by the evaluation core."""
+
+    RAISED = "raised"
+    ESCALATED = "escalated"
+    CLEARED = "cleared"
+    STALE = "stale"
+    RESTORED = "restored"
+    SENSOR_FAULT = "sensor_fault"
+    RATE_OF_CHANGE = "rate_of_change"
+
+
+class ExcursionStatus(StrEnum):
+    """Whether the out-of-limit episode is still going on (QA states live in excursions/)."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Reading(_Frozen):
+    """One sample of one channel, normalised by a collector."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    sensor_id: SensorId
+    value: float | None
+    unit: str = ""
+    ts: UtcDatetime
+    received_at: UtcDatetime | None = None
+    quality: Quality = Quality.GOOD
+    source: str = ""
+
+
+class LimitsInForce(_Frozen):
+    """The four limits of a channel at the time of an event."""
+
+    alert_high: float | None = None
+    action_high: float | None = None
+    alert_low: float | None = None
+    action_low: float | None = None
+
+
+class AlarmEvent(_Frozen):
+    """A change in a channel's alarm state."""
+
+    kind: Literal["alarm"] = "alarm"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event: AlarmKind
+    sensor_id: str
+    area: str
+    parameter: str
+    unit: str
+    ts: UtcDatetime
+    level: Level | None = None
+    direction: Direction | None = None
+    value: float | None = None
+    limit: float | None = None
+    excursion_id: str | None = None
+    cause: str | None = None
+    detail: str = ""
+
+
+class ExcursionRecord(_Frozen):
+    """One contiguous out-of-limit episode of one channel, as the core sees it.
+
+    ``revision`` increases with every update of the same ``id`` so consumers can apply
+    updates in order and ignore ones they have already stored.
+    """
+
+    kind: Literal["excursion"] = "excursion"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    id: str
+    revision: int
+    status: ExcursionStatus
+    sensor_id: str
+    area: str
+    instrument: str
+    parameter: str
+    unit: str
+    direction: Direction
+    level: Level
+    limit: float
+    limits: LimitsInForce
+    start: UtcDatetime
+    end: UtcDatetime | None
+    duration_s: float | None
+    peak: float
+    peak_ts: UtcDatetime
+    min: float
+    max: float
+    samples: int
+    time_beyond_limit_s: float
+    integral_beyond_limit: float
+
+
+class DataGap(_Frozen):
+    """A period without data from a sensor longer than its stale-data timeout."""
+
+    kind: Literal["data_gap"] = "data_gap"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    id: str
+    sensor_id: str
+    area: str
+    parameter: str
+    start: UtcDatetime
+    end: UtcDatetime | None
+    duration_s: float | None
+
+
+CoreEvent = AlarmEvent | ExcursionRecord | DataGap

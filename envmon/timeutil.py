@@ -1,0 +1,58 @@
+"""UTC timestamps: parsing, formatting and the integer-microsecond form used by the core.
+
+The evaluation core keeps time as integer microseconds since the Unix epoch (UTC): exact,
+cheap to compare, and serialisable without loss. Everything at the edges is a timezone-aware
+``datetime`` in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_US = timedelta(microseconds=1)
+US_PER_S = 1_000_000
+
+
+class NaiveTimestampError(ValueError):
+    """A timestamp without a UTC offset: ambiguous, so refused."""
+
+
+def parse_ts(text: str) -> datetime:
+    """Parse an ISO 8601 timestamp that carries an offset (or ``Z``) into UTC."""
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise NaiveTimestampError(f"timestamp {text!r} has no UTC offset")
+    return dt.astimezone(UTC)
+
+
+def to_us(dt: datetime) -> int:
+    """Convert an aware datetime to integer microseconds since the epoch."""
+    if dt.tzinfo is None:
+        raise NaiveTimestampError(f"timestamp {dt!r} has no UTC offset")
+    return (dt - EPOCH) // ONE_US
+
+
+def parse_ts_us(text: str) -> int:
+    """Parse an ISO 8601 timestamp with offset straight to epoch microseconds."""
+    return to_us(parse_ts(text))
+
+
+def from_us(us: int) -> datetime:
+    """Convert epoch microseconds back to an aware UTC datetime."""
+    return EPOCH + timedelta(microseconds=us)
+
+
+def format_us(us: int) -> str:
+    """Format epoch microseconds as ISO 8601 UTC with a ``Z`` suffix."""
+    return format_ts(from_us(us))
+
+
+def format_ts(dt: datetime) -> str:
+    """Format an aware datetime as ISO 8601 UTC with a ``Z`` suffix."""
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def utcnow() -> datetime:
+    """Return the current wall-clock time in UTC (only for edges, never the core)."""
+    return datetime.now(UTC)

@@ -1,0 +1,1 @@
+"""Stream evaluation: the pure evaluation core, runners (replay, embedded, faust) and writers."""
