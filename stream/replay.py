@@ -156,7 +156,7 @@ class Replayer:
         width = max(i_sid, i_ts, i_val, i_q if i_q is not None else 0) + 1
         feed = self.evaluator.feed
         write = self.sink.write
-        known = self.evaluator.__contains__
+        known = self.evaluator.sensor_ids.__contains__
         on_progress = self.on_progress
         good_quality = _GOOD_QUALITY
         last_ts_text = ""
@@ -221,7 +221,7 @@ class Replayer:
         """Replay JSON lines, one object per line with ``sensor_id``, ``ts``, ``value``."""
         feed = self.evaluator.feed
         write = self.sink.write
-        known = self.evaluator.__contains__
+        known = self.evaluator.sensor_ids.__contains__
         on_progress = self.on_progress
         readings = 0
         line = 0

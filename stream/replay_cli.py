@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import IO
 
 import orjson
-from envmon.config import load_site
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from envmon.config import load_site
 from envmon.errors import ConfigError, InputError
 from stream.core.evaluator import Evaluator
 from stream.replay import EventSink, ProgressHandler, Replayer, ReplaySummary

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, KeysView, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -561,6 +561,11 @@ class Evaluator:
 
     def __contains__(self, sensor_id: object) -> bool:
         return sensor_id in self._channels
+
+    @property
+    def sensor_ids(self) -> KeysView[str]:
+        """Return a live view of the sensor ids this evaluator knows."""
+        return self._channels.keys()
 
     def feed(self, sensor_id: str, ts: int, value: float | None, good: bool) -> Sequence[CoreEvent]:
         """Evaluate one sample given in the hot-path form; raise for an unknown sensor."""

@@ -94,7 +94,7 @@ class TestDelay:
         assert events == []
 
     def test_delay_measured_from_first_violating_sample(self):
-        """The level is reached when the run has lasted the delay; start is the run's first sample."""
+        """The level is reached after the delay; the start is the run's first sample."""
         events = run(make_spec(alert_high=8, delay_s=180), [5, 9, 9, 9, 9])
         raised = alarms(events, AlarmKind.RAISED)[0]
         assert raised.ts == at(4)
@@ -102,7 +102,9 @@ class TestDelay:
 
     def test_action_delay_is_separate_run(self):
         """Action level needs its own run of action violations lasting the delay."""
-        events = run(make_spec(alert_high=8, action_high=10, delay_s=120), [5, 9, 11, 9, 11, 11, 11])
+        events = run(
+            make_spec(alert_high=8, action_high=10, delay_s=120), [5, 9, 11, 9, 11, 11, 11]
+        )
         kinds = [(a.event, a.level, a.ts) for a in alarms(events)]
         assert kinds == [
             (AlarmKind.RAISED, Level.ALERT, at(3)),
@@ -315,8 +317,16 @@ class TestOccupancy:
                 Occupancy.IN_OPERATION: LimitSet(action_high=352000),
             }
         )
-        spec = SensorSpec(SID, "b", "pc", "particle_counter", "particles_0_5um", "1/m3", rules,
-                          schedule=Alternating())
+        spec = SensorSpec(
+            SID,
+            "b",
+            "pc",
+            "particle_counter",
+            "particles_0_5um",
+            "1/m3",
+            rules,
+            schedule=Alternating(),
+        )
         ev = Evaluator([spec])
         # DEFAULT_T0 is 08:00 UTC: an even hour, at rest
         assert ev.process(Reading(sensor_id=SID, value=3000, ts=at(0))) == ()
@@ -327,9 +337,16 @@ class TestOccupancy:
 
     def test_fixed_occupancy(self):
         """A fixed occupancy keeps the plain limits."""
-        spec = SensorSpec(SID, "b", "pc", "particle_counter", "p", "1/m3",
-                          ChannelRules(limits=LimitSet(alert_high=1)),
-                          schedule=FixedOccupancy(Occupancy.AT_REST))
+        spec = SensorSpec(
+            SID,
+            "b",
+            "pc",
+            "particle_counter",
+            "p",
+            "1/m3",
+            ChannelRules(limits=LimitSet(alert_high=1)),
+            schedule=FixedOccupancy(Occupancy.AT_REST),
+        )
         assert Evaluator([spec]).channel(SID).limits_at(0).alert_high == 1
 
 

@@ -1,0 +1,260 @@
+"""Loading a site file: YAML with line numbers, schema validation, and site-wide checks.
+
+Every problem becomes an ``envmon.errors.ConfigIssue`` naming the YAML path
+(``areas[1].instruments[0].channels[2].limits.action_high``) and its line; all of them are
+raised together in one ``ConfigError`` so a user fixes a file in one pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from envmon.config.resolve import resolve_site
+from envmon.config.schema import SiteConfig
+from envmon.config.yamlsource import (
+    LocatedYaml,
+    YamlPath,
+    YamlSyntaxError,
+    load_located,
+    render_path,
+)
+from envmon.errors import ConfigError, ConfigIssue
+
+_SCALARS = (str, int, float, bool, type(None))
+_GOT_NOT_USEFUL = {"missing", "extra_forbidden", "value_error", "assertion_error"}
+
+
+def load_site(path: Path | str) -> SiteConfig:
+    """Read, validate and resolve a site configuration file; raise ``ConfigError`` if invalid."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(source, [ConfigIssue("", f"cannot read the file: {reason}")]) from None
+    except UnicodeDecodeError as exc:
+        issue = ConfigIssue("", f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})")
+        raise ConfigError(source, [issue]) from None
+    return parse_site(text, source)
+
+
+def parse_site(text: str, source: str = "<string>") -> SiteConfig:
+    """Validate and resolve a site configuration given as YAML text.
+
+    Raises ``ConfigError`` listing every issue found: YAML structure (duplicate keys),
+    schema violations, duplicate ids, and limits that conflict once defaults apply.
+    """
+    try:
+        located = load_located(text)
+    except YamlSyntaxError as exc:
+        issue = ConfigIssue("", f"invalid YAML: {exc.message}", exc.line)
+        raise ConfigError(source, [issue]) from None
+    if located.data is None:
+        issue = ConfigIssue("", "the file is empty; expected a mapping with 'site' and 'areas'", 1)
+        raise ConfigError(source, [issue])
+
+    issues = [ConfigIssue(render_path(p.path), p.message, p.line) for p in located.problems]
+    issues.extend(_duplicate_ids(located))
+    config: SiteConfig | None = None
+    try:
+        config = SiteConfig.model_validate(located.data)
+    except ValidationError as exc:
+        issues.extend(_validation_issues(exc, located))
+    if config is not None:
+        _, problems = resolve_site(config)
+        issues.extend(
+            ConfigIssue(problem.rendered_path, problem.message, located.line_of(problem.path))
+            for problem in problems
+        )
+    if issues or config is None:
+        ordered = sorted(issues, key=lambda issue: issue.line if issue.line is not None else 0)
+        raise ConfigError(source, ordered)
+    return config
+
+
+def _validation_issues(exc: ValidationError, located: LocatedYaml) -> list[ConfigIssue]:
+    """Turn pydantic errors into issues located on the YAML that caused them."""
+    issues: list[ConfigIssue] = []
+    for error in exc.errors(include_url=False):
+        if _is_consequential(error):
+            continue
+        path = _data_path(error["loc"], located.data)
+        issue = ConfigIssue(render_path(path), _message(error), located.line_of(path))
+        if issue not in issues:  # a shorthand (``iso_class: 10``) can fail twice alike
+            issues.append(issue)
+    return issues
+
+
+def _is_consequential(error: ErrorDetails) -> bool:
+    """Return True for an error that only repeats others (a list short of its bad items)."""
+    if error["type"] != "too_short":
+        return False
+    value = error.get("input")
+    minimum = error.get("ctx", {}).get("min_length", 0)
+    return isinstance(value, list | tuple) and len(value) >= minimum
+
+
+def _data_path(loc: tuple[int | str, ...], data: object) -> YamlPath:
+    """Map a pydantic error location onto the path of the data it refers to.
+
+    Parts that are not in the data (a missing key) end the path; parts below a scalar
+    (pydantic's internal steps) are dropped, so the path always names something the user
+    wrote or should have written.
+    """
+    path: list[str | int] = []
+    current: object = data
+    for part in loc:
+        if isinstance(current, dict) and isinstance(part, str) and part != "[key]":
+            path.append(part)
+            if part not in current:
+                break
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            path.append(part)
+            current = current[part]
+        else:
+            break
+    return tuple(path)
+
+
+def _message(error: ErrorDetails) -> str:
+    """Word a pydantic error as a short instruction about the value at its path."""
+    kind = error["type"]
+    context = error.get("ctx", {})
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return _unknown_key(error["loc"])
+    if kind in ("value_error", "assertion_error") and "error" in context:
+        return str(context["error"])
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        message = "must be a mapping of keys to values"
+    elif kind in ("list_type", "tuple_type"):
+        message = "must be a list"
+    elif kind == "too_short":
+        message = f"must have at least {context.get('min_length', 1)} item(s)"
+    else:
+        message = error["msg"]
+        for prefix in ("Input should be ", "Value should be "):
+            if message.startswith(prefix):
+                message = "must be " + message.removeprefix(prefix)
+    value = error.get("input")
+    if kind not in _GOT_NOT_USEFUL and isinstance(value, _SCALARS):
+        message += f" (got {value!r})"
+    if error["loc"] and error["loc"][-1] == "[key]":
+        message = f"key {value!r}: {message}"
+    return message
+
+
+def _unknown_key(loc: tuple[int | str, ...]) -> str:
+    """Say a key is unknown, suggesting the closest allowed key."""
+    key = str(loc[-1])
+    allowed = _allowed_keys(loc[:-1])
+    if not allowed:
+        return f"unknown key {key!r}"
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key {key!r}; did you mean {close[0]!r}?"
+    return f"unknown key {key!r}; expected one of: {', '.join(allowed)}"
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """Return the keys the schema allows at ``loc`` (empty when it cannot tell)."""
+    annotation: object = SiteConfig
+    for part in loc:
+        annotation = _unwrap(annotation)
+        origin = get_origin(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            fields = {(info.alias or name): info for name, info in annotation.model_fields.items()}
+            if not isinstance(part, str) or part not in fields:
+                return []
+            annotation = fields[part].annotation
+        elif origin in (list, tuple) and isinstance(part, int):
+            annotation = get_args(annotation)[0]
+        elif origin is dict and isinstance(part, str):
+            annotation = get_args(annotation)[1]
+        else:
+            return []
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [info.alias or name for name, info in annotation.model_fields.items()]
+    return []
+
+
+def _unwrap(annotation: object) -> object:
+    """Strip ``Annotated`` and ``None`` from a field annotation."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            members = [arg for arg in get_args(annotation) if arg is not type(None)]
+            if len(members) != 1:
+                return annotation
+            annotation = members[0]
+        else:
+            return annotation
+
+
+def _duplicate_ids(located: LocatedYaml) -> list[ConfigIssue]:
+    """Find area, instrument and sensor ids used twice (sensor ids are site-wide keys)."""
+    issues: list[ConfigIssue] = []
+    seen: dict[tuple[str, str], YamlPath] = {}
+    for kind, identifier, path in _ids(located.data):
+        first = seen.setdefault((kind, identifier), path)
+        if first is not path:
+            issues.append(
+                ConfigIssue(
+                    render_path(path),
+                    f"duplicate {kind} id {identifier!r} (first used at {render_path(first)}, "
+                    f"line {located.line_of(first)})",
+                    located.line_of(path),
+                )
+            )
+    return issues
+
+
+def _ids(data: object) -> Iterator[tuple[str, str, YamlPath]]:
+    """Yield (kind, id, path) of every area, instrument and sensor id in raw site data."""
+    if not isinstance(data, dict) or not isinstance(data.get("areas"), list):
+        return
+    for a, area in enumerate(data["areas"]):
+        if not isinstance(area, dict):
+            continue
+        if isinstance(area.get("id"), str):
+            yield "area", area["id"], ("areas", a, "id")
+        instruments = area.get("instruments")
+        if not isinstance(instruments, list):
+            continue
+        for i, instrument in enumerate(instruments):
+            if not isinstance(instrument, dict):
+                continue
+            instrument_id = instrument.get("id")
+            if isinstance(instrument_id, str):
+                yield "instrument", instrument_id, ("areas", a, "instruments", i, "id")
+            channels = instrument.get("channels")
+            if not isinstance(channels, list):
+                continue
+            for c, channel in enumerate(channels):
+                if not isinstance(channel, dict):
+                    continue
+                channel_path: YamlPath = ("areas", a, "instruments", i, "channels", c)
+                for key in ("sensor_id", "id", "parameter"):
+                    if isinstance(channel.get(key), str):
+                        break
+                else:
+                    continue
+                if key == "sensor_id":
+                    sensor_id = channel[key]
+                elif isinstance(instrument_id, str):
+                    sensor_id = f"{instrument_id}.{channel[key]}"
+                else:
+                    continue
+                yield "sensor", sensor_id, (*channel_path, key)

@@ -1,0 +1,218 @@
+"""YAML loading that remembers the line of every value, for error messages people can act on.
+
+The text is composed into a node tree with PyYAML's safe loader and turned into plain
+Python data by hand, so that every value's path (``("areas", 1, "instruments", 0)``) is
+mapped to its 1-based line. The scalar rules are YAML 1.2's core schema rather than
+PyYAML's YAML 1.1 ones: ``19:00`` stays a string (not the base-60 integer 1140), ``no``
+and ``on`` stay strings (not booleans), ``010`` is ten and dates stay strings. Duplicate
+keys are reported, not silently overwritten; ``<<`` merge keys work.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+YamlPath = tuple[str | int, ...]
+"""Where a value sits in the document: mapping keys and sequence indexes, outermost first."""
+
+_TAG = "tag:yaml.org,2002:"
+_BOOL, _INT, _FLOAT, _NULL, _STR = (_TAG + name for name in ("bool", "int", "float", "null", "str"))
+_MAP, _SEQ, _MERGE, _TIMESTAMP = (_TAG + name for name in ("map", "seq", "merge", "timestamp"))
+_IMPLICIT_REPLACED = {_BOOL, _INT, _FLOAT, _TIMESTAMP}
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+class _CoreSchemaLoader(yaml.SafeLoader):
+    """Safe loader whose implicit scalar types follow the YAML 1.2 core schema."""
+
+    yaml_implicit_resolvers = {  # noqa: RUF012 - PyYAML's own class-level registry
+        first: [(tag, rx) for tag, rx in resolvers if tag not in _IMPLICIT_REPLACED]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+
+def _construct_int(loader: yaml.SafeLoader, node: Node) -> int:
+    """Construct a YAML 1.2 integer: decimal (leading zeros allowed), ``0x`` or ``0o``."""
+    text = str(loader.construct_scalar(node)).replace("_", "")  # type: ignore[arg-type]
+    sign = -1 if text.startswith("-") else 1
+    digits = text.lstrip("+-")
+    if digits[:2] in ("0x", "0X"):
+        return sign * int(digits[2:], 16)
+    if digits[:2] in ("0o", "0O"):
+        return sign * int(digits[2:], 8)
+    return sign * int(digits, 10)
+
+
+_CoreSchemaLoader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_CoreSchemaLoader.add_implicit_resolver(
+    _INT,
+    re.compile(r"^(?:[-+]?[0-9][0-9_]*|0[xX][0-9a-fA-F_]+|0[oO][0-7_]+)$"),
+    list("-+0123456789"),
+)
+_CoreSchemaLoader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+_CoreSchemaLoader.add_constructor(_INT, _construct_int)
+
+
+@dataclass(frozen=True, slots=True)
+class YamlProblem:
+    """Something wrong in the YAML itself (not its content), with where it is."""
+
+    path: YamlPath
+    message: str
+    line: int | None
+
+
+class YamlSyntaxError(Exception):
+    """The text is not well-formed YAML; ``line`` is 1-based when known."""
+
+    def __init__(self, message: str, line: int | None) -> None:
+        self.message = message
+        self.line = line
+        super().__init__(f"line {line}: {message}" if line is not None else message)
+
+
+@dataclass(frozen=True, slots=True)
+class LocatedYaml:
+    """Plain data from a YAML document, the line of every path, and structural problems."""
+
+    data: object
+    lines: Mapping[YamlPath, int]
+    problems: tuple[YamlProblem, ...] = ()
+
+    def line_of(self, path: YamlPath) -> int | None:
+        """Return the line of ``path``, or of its nearest parent that exists."""
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return line
+        return None
+
+
+def load_located(text: str) -> LocatedYaml:
+    """Parse one YAML document into data plus a path → line map.
+
+    Raises ``YamlSyntaxError`` for text that is not YAML (or holds several documents).
+    Duplicate keys, unsupported tags and recursive aliases are returned as ``problems``;
+    for a duplicate key the first value is kept.
+    """
+    loader = _CoreSchemaLoader(text)
+    try:
+        root = loader.get_single_node()
+        builder = _Builder(loader)
+        data = None if root is None else builder.build(root, ())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        message = " ".join(part for part in (exc.context, exc.problem) if part)
+        line = None if mark is None else mark.line + 1
+        raise YamlSyntaxError(message or "invalid YAML", line) from exc
+    except yaml.YAMLError as exc:
+        raise YamlSyntaxError(str(exc), None) from exc
+    finally:
+        loader.dispose()
+    if root is None:
+        return LocatedYaml(data=None, lines={(): 1})
+    return LocatedYaml(data=data, lines=builder.lines, problems=tuple(builder.problems))
+
+
+def render_path(path: YamlPath) -> str:
+    """Render a path the way people read it: ``areas[1].instruments[0].limits.delay``."""
+    out: list[str] = []
+    for part in path:
+        if isinstance(part, int):
+            out.append(f"[{part}]")
+        elif _IDENTIFIER.match(part):
+            out.append(f".{part}" if out else part)
+        else:
+            out.append(f"[{part!r}]")
+    return "".join(out)
+
+
+class _Builder:
+    """Turns composed nodes into Python data, recording lines and problems on the way."""
+
+    def __init__(self, loader: yaml.SafeLoader) -> None:
+        self.loader = loader
+        self.lines: dict[YamlPath, int] = {}
+        self.problems: list[YamlProblem] = []
+        self._active: set[int] = set()
+
+    def build(self, node: Node, path: YamlPath) -> object:
+        """Build the value of ``node`` found at ``path``."""
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if id(node) in self._active:
+            self._problem(path, "recursive alias", node)
+            return None
+        self._active.add(id(node))
+        try:
+            if isinstance(node, MappingNode):
+                return self._mapping(node, path)
+            if isinstance(node, SequenceNode):
+                if node.tag != _SEQ:
+                    self._problem(path, f"unsupported YAML tag {node.tag!r}", node)
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            assert isinstance(node, ScalarNode)
+            return self._scalar(node, path)
+        finally:
+            self._active.discard(id(node))
+
+    def _mapping(self, node: MappingNode, path: YamlPath) -> dict[str, object]:
+        if node.tag != _MAP:
+            self._problem(path, f"unsupported YAML tag {node.tag!r}", node)
+        result: dict[str, object] = {}
+        first_line: dict[str, int] = {}
+        merges: list[Node] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                merges.append(value_node)
+                continue
+            if not isinstance(key_node, ScalarNode):
+                self._problem(path, "mapping keys must be plain scalars", key_node)
+                continue
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                self._problem(
+                    (*path, key),
+                    f"duplicate key {key!r} (first defined at line {first_line[key]})",
+                    key_node,
+                )
+                continue
+            first_line[key] = line
+            self.lines.setdefault((*path, key), line)
+            result[key] = self.build(value_node, (*path, key))
+        for merge_node in merges:
+            sources = merge_node.value if isinstance(merge_node, SequenceNode) else [merge_node]
+            for source in sources:
+                if not isinstance(source, MappingNode):
+                    self._problem(path, "a '<<' merge key needs a mapping to merge", source)
+                    continue
+                merged = self.build(source, path)
+                assert isinstance(merged, dict)
+                for key, value in merged.items():
+                    result.setdefault(key, value)
+        return result
+
+    def _scalar(self, node: ScalarNode, path: YamlPath) -> object:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:
+            self._problem(path, exc.problem or f"cannot read YAML tag {node.tag!r}", node)
+            return node.value
+
+    def _problem(self, path: YamlPath, message: str, node: Node) -> None:
+        self.problems.append(YamlProblem(path, message, node.start_mark.line + 1))

@@ -1,0 +1,128 @@
+"""Tests of ``envmon check-config`` through the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from envmon.cli import app
+
+from .test_example_site import EXAMPLE
+from .test_loader import CROSS_FIELD
+
+LIMIT_KEYS = {
+    "alert_high",
+    "action_high",
+    "alert_low",
+    "action_low",
+    "delay_s",
+    "consecutive",
+    "deadband",
+    "rate_of_change_per_min",
+    "stale_after_s",
+}
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+class TestCheckConfigCommand:
+    """``envmon check-config FILE [--json]`` validates and shows resolved limits."""
+
+    def test_valid_file_prints_table(self, runner):
+        """A valid file exits 0 with a table of every channel."""
+        result = runner.invoke(app, ["check-config", str(EXAMPLE)])
+        assert result.exit_code == 0, result.output
+        for text in (
+            "ult-freezer-1.temperature",
+            "pc-grade-b.particles_0_5um",
+            "ln2-dewar-1.level",
+            "352,000",
+            "in operation",
+            "at rest",
+            "15m",
+        ):
+            assert text in result.stdout
+
+    def test_scheduled_channels_show_both_states(self, runner):
+        """An occupancy-dependent channel gets one row per state."""
+        result = runner.invoke(app, ["check-config", str(EXAMPLE)])
+        rows = [line for line in result.stdout.splitlines() if "pc-grade-b.particles_0_5um" in line]
+        assert len(rows) == 2
+        assert "3,520" in rows[0]
+        assert "352,000" in rows[1]
+
+    def test_json_output(self, runner):
+        """``--json`` prints one object per channel with exactly the documented limit keys."""
+        result = runner.invoke(app, ["check-config", str(EXAMPLE), "--json"])
+        assert result.exit_code == 0, result.output
+        records = json.loads(result.stdout)
+        assert len(records) == 26
+        for record in records:
+            assert {"sensor_id", "area", "parameter", "unit", "limits"} <= set(record)
+            assert set(record["limits"]) == LIMIT_KEYS
+        by_id = {record["sensor_id"]: record for record in records}
+        fridge = by_id["fridge-1.temperature"]
+        assert fridge["area"] == "cold-store"
+        assert fridge["parameter"] == "temperature"
+        assert fridge["unit"] == "degC"
+        assert fridge["limits"] == {
+            "alert_high": 7.0,
+            "action_high": 8.0,
+            "alert_low": 3.0,
+            "action_low": 2.0,
+            "delay_s": 900.0,
+            "consecutive": None,
+            "deadband": 0.3,
+            "rate_of_change_per_min": None,
+            "stale_after_s": 600.0,
+        }
+
+    def test_json_occupancy_dependent_limits(self, runner):
+        """Scheduled rooms add limits per occupancy state with the same keys."""
+        result = runner.invoke(app, ["check-config", str(EXAMPLE), "--json"])
+        record = {r["sensor_id"]: r for r in json.loads(result.stdout)}[
+            "pc-grade-b.particles_0_5um"
+        ]
+        assert record["occupancy"] == "schedule"
+        by_state = record["limits_by_occupancy"]
+        assert set(by_state) == {"at_rest", "in_operation"}
+        assert set(by_state["in_operation"]) == LIMIT_KEYS
+        assert by_state["in_operation"]["action_high"] == 352_000
+        assert by_state["at_rest"]["action_high"] == 3_520
+
+    def test_invalid_file(self, runner, tmp_path: Path):
+        """An invalid file exits 2 and prints every issue as ``line N: path: message``."""
+        path = tmp_path / "site.yaml"
+        path.write_text(CROSS_FIELD.replace("kind: incubator", "kind: incubatr"), encoding="utf-8")
+        result = runner.invoke(app, ["check-config", str(path)])
+        assert result.exit_code == 2
+        assert result.stdout == ""
+        lines = result.stderr.splitlines()
+        assert lines[0] == f"{path}: 2 error(s) in site configuration"
+        assert lines[1].startswith("line 11: areas[1].instruments[0].kind: must be")
+        assert lines[2].startswith(
+            "line 21: areas[1].instruments[0].channels[2].limits.action_high: "
+            "must be above alert_high"
+        )
+
+    def test_invalid_file_json(self, runner, tmp_path: Path):
+        """With ``--json`` an invalid file still reports on stderr and exits 2."""
+        path = tmp_path / "site.yaml"
+        path.write_text(CROSS_FIELD, encoding="utf-8")
+        result = runner.invoke(app, ["check-config", str(path), "--json"])
+        assert result.exit_code == 2
+        assert result.stdout == ""
+        assert "limits.action_high" in result.stderr
+
+    def test_missing_file(self, runner, tmp_path: Path):
+        """A missing file exits 2 with a message naming it."""
+        path = tmp_path / "nope.yaml"
+        result = runner.invoke(app, ["check-config", str(path)])
+        assert result.exit_code == 2
+        assert f"{path}: cannot read the file" in result.stderr

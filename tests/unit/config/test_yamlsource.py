@@ -1,0 +1,171 @@
+"""Tests of YAML loading with line numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from envmon.config.yamlsource import LocatedYaml, YamlSyntaxError, load_located, render_path
+
+DOC = """\
+site:
+  name: Test
+areas:
+  - id: a
+    instruments:
+      - id: i
+        channels:
+          - parameter: temperature
+            limits:
+              action_high: 8
+"""
+
+
+class TestLoadLocated:
+    """``load_located`` builds plain data and a path → line map."""
+
+    def test_builds_plain_data(self):
+        """Mappings become dicts and sequences lists, with scalars typed."""
+        located = load_located(DOC)
+        assert located.data == {
+            "site": {"name": "Test"},
+            "areas": [
+                {
+                    "id": "a",
+                    "instruments": [
+                        {
+                            "id": "i",
+                            "channels": [
+                                {"parameter": "temperature", "limits": {"action_high": 8}}
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+
+    def test_maps_every_path_to_its_line(self):
+        """Each key and list item is mapped to the 1-based line where it is written."""
+        lines = load_located(DOC).lines
+        assert lines[("site", "name")] == 2
+        assert lines[("areas",)] == 3
+        assert lines[("areas", 0)] == 4
+        assert lines[("areas", 0, "instruments", 0, "channels", 0)] == 8
+        assert lines[("areas", 0, "instruments", 0, "channels", 0, "limits")] == 9
+        assert lines[("areas", 0, "instruments", 0, "channels", 0, "limits", "action_high")] == 10
+
+    def test_line_of_missing_path_falls_back_to_parent(self):
+        """A path that is not in the file gets the line of its nearest existing parent."""
+        located = load_located(DOC)
+        assert located.line_of(("areas", 0, "instruments", 0, "name")) == 6
+        assert located.line_of(("nothing", "here")) == 1
+
+    def test_duplicate_keys_are_problems(self):
+        """A key written twice in one mapping is reported with both lines; the first wins."""
+        located = load_located("a: 1\nb: 2\na: 3\n")
+        assert located.data == {"a": 1, "b": 2}
+        [problem] = located.problems
+        assert problem.path == ("a",)
+        assert problem.line == 3
+        assert "duplicate key 'a'" in problem.message
+        assert "line 1" in problem.message
+
+    def test_duplicate_keys_nested(self):
+        """Duplicates are found at any depth and located there."""
+        located = load_located("x:\n  - y: 1\n    z: 2\n    y: 3\n")
+        [problem] = located.problems
+        assert problem.path == ("x", 0, "y")
+        assert problem.line == 4
+
+    def test_same_key_in_sibling_mappings_is_fine(self):
+        """Equal keys in different mappings are not duplicates."""
+        assert load_located("- {id: a}\n- {id: b}\n").problems == ()
+
+    def test_syntax_error_has_line(self):
+        """Malformed YAML raises ``YamlSyntaxError`` with the line of the problem."""
+        with pytest.raises(YamlSyntaxError) as caught:
+            load_located("a: 1\nb: [1, 2\nc: 3\n")
+        assert caught.value.line is not None
+        assert caught.value.line >= 2
+
+    def test_bad_indentation_is_syntax_error(self):
+        """A mapping value followed by a stray key is a syntax error on that line."""
+        with pytest.raises(YamlSyntaxError) as caught:
+            load_located("a:\n  b: 1\n c: 2\n")
+        assert caught.value.line == 3
+
+    def test_several_documents_refused(self):
+        """A site file holds exactly one YAML document."""
+        with pytest.raises(YamlSyntaxError):
+            load_located("a: 1\n---\nb: 2\n")
+
+    def test_empty_document(self):
+        """An empty text gives ``None`` data."""
+        assert load_located("").data is None
+        assert load_located("# only a comment\n").data is None
+
+    def test_times_of_day_stay_strings(self):
+        """``19:00`` is text, not YAML 1.1's base-60 integer 1140."""
+        assert load_located("to: 19:00\nfrom: 7:30\n").data == {"to": "19:00", "from": "7:30"}
+
+    def test_yes_no_on_off_stay_strings(self):
+        """Only true/false are booleans (YAML 1.2), so ``no`` or ``on`` are not."""
+        data = load_located("a: no\nb: on\nc: true\nd: False\n").data
+        assert data == {"a": "no", "b": "on", "c": True, "d": False}
+
+    def test_numbers(self):
+        """Integers (with underscores, leading zeros decimal, hex, octal) and floats parse."""
+        data = load_located("[3_520_000, 010, 0x1F, 0o17, -4, 1.5, -80.0, 1e5, .5, .inf]").data
+        assert data == [3_520_000, 10, 31, 15, -4, 1.5, -80.0, 100000.0, 0.5, float("inf")]
+
+    def test_dates_stay_strings(self):
+        """Dates are not turned into ``datetime.date``."""
+        assert load_located("d: 2024-03-31\n").data == {"d": "2024-03-31"}
+
+    def test_null(self):
+        """``null``, ``~`` and empty values are None."""
+        assert load_located("a: null\nb: ~\nc:\n").data == {"a": None, "b": None, "c": None}
+
+    def test_merge_keys(self):
+        """``<<`` merges an anchored mapping without overriding explicit keys."""
+        located = load_located("base: &b\n  x: 1\n  y: 2\nother:\n  <<: *b\n  y: 3\n")
+        assert located.data == {"base": {"x": 1, "y": 2}, "other": {"x": 1, "y": 3}}
+        assert located.lines[("other", "y")] == 6
+        assert located.lines[("other", "x")] == 2
+
+    def test_aliases(self):
+        """An alias repeats the anchored value."""
+        assert load_located("a: &v [1, 2]\nb: *v\n").data == {"a": [1, 2], "b": [1, 2]}
+
+    def test_unsafe_tags_are_problems(self):
+        """Python object tags are refused, not executed."""
+        located = load_located("a: !!python/object:os.system echo\n")
+        assert located.problems
+
+    def test_non_scalar_keys_are_problems(self):
+        """A complex mapping key is reported."""
+        located = load_located("? [a, b]\n: 1\n")
+        assert "plain scalars" in located.problems[0].message
+
+    def test_result_is_frozen(self):
+        """``LocatedYaml`` values cannot be changed after loading."""
+        located = load_located("a: 1\n")
+        assert isinstance(located, LocatedYaml)
+        with pytest.raises(AttributeError):
+            located.data = None  # type: ignore[misc]
+
+
+class TestRenderPath:
+    """``render_path`` writes paths the way people read them."""
+
+    def test_keys_and_indexes(self):
+        """Keys are dotted and indexes bracketed."""
+        path = ("areas", 1, "instruments", 0, "channels", 2, "limits", "action_high")
+        assert render_path(path) == "areas[1].instruments[0].channels[2].limits.action_high"
+
+    def test_root(self):
+        """The empty path renders as an empty string."""
+        assert render_path(()) == ""
+
+    def test_odd_keys_are_quoted(self):
+        """Keys that are not identifiers are shown quoted in brackets."""
+        assert render_path(("binding", "node.id")) == "binding['node.id']"
