@@ -116,7 +116,7 @@ def nominal_value(spec: SensorSpec, limits: LimitSet | None = None) -> float:
     if high is not None:
         return high * 0.1 if high > 0 else high - 10
     if low is not None:
-        return low + abs(low) * 0.5 + 1
+        return low + max(abs(low) * 0.1, 1.0)
     return 0.0
 
 
@@ -199,3 +199,58 @@ def ramp(start_value: float, peak_value: float, rise_s: float, fall_s: float) ->
         return peak_value + (start_value - peak_value) * min(1.0, (t - rise_s) / fall_s)
 
     return shape
+
+
+#: Monday 2026-01-05 06:00 UTC = 07:00 in Amsterdam, when the example's grade B room starts
+#: its in-operation hours.
+EXAMPLE_SCENARIO_START = parse_ts("2026-01-05T06:00:00Z")
+EXAMPLE_SCENARIO_DURATION = timedelta(hours=6)
+
+
+def example_scenario(specs: Iterable[SensorSpec]) -> ScenarioBuilder:
+    """Script the example site's demo day: one reading a minute per sensor for 6 hours.
+
+    - 07:00 UTC: ULT freezer 1 door left open: −80 °C rising to −50 °C in 20 min, back in 30;
+    - 09:00 UTC: incubator 2 CO2 supply exhausted: 5 % falling to 3 % in 30 min, back in 30;
+    - 10:00 UTC: particle burst in the grade B room for 5 minutes (in operation);
+    - 11:00 UTC: fridge 2 stops reporting for 20 minutes (communication loss).
+    """
+    t0 = EXAMPLE_SCENARIO_START
+    scenario = ScenarioBuilder(specs, start=t0, every=timedelta(seconds=60), seed=2026)
+    hour = timedelta(hours=1)
+    scenario.fault(
+        "ult-freezer-1.temperature",
+        t0 + hour,
+        t0 + hour + timedelta(minutes=50),
+        ramp(-80.0, -50.0, 1200, 1800),
+    )
+    scenario.fault(
+        "incubator-2.co2",
+        t0 + 3 * hour,
+        t0 + 4 * hour,
+        ramp(5.0, 3.0, 1800, 1800),
+    )
+    burst_end = t0 + 4 * hour + timedelta(minutes=5)
+    scenario.fault("pc-grade-b.particles_0_5um", t0 + 4 * hour, burst_end, lambda _t: 450_000.0)
+    scenario.fault("pc-grade-b.particles_5_0um", t0 + 4 * hour, burst_end, lambda _t: 4_000.0)
+    scenario.silence("fridge-2.temperature", t0 + 5 * hour, t0 + 5 * hour + timedelta(minutes=20))
+    return scenario
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m envmon.testing demo-readings SITE OUT``: write the example scenario."""
+    from envmon.config import load_site
+
+    if len(argv) != 3 or argv[0] != "demo-readings":
+        print("usage: python -m envmon.testing demo-readings SITE.yaml OUT.csv")
+        return 2
+    site = load_site(argv[1])
+    n = example_scenario(site.sensors()).write_csv(Path(argv[2]), EXAMPLE_SCENARIO_DURATION)
+    print(f"wrote {n} readings to {argv[2]}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(_main(sys.argv[1:]))

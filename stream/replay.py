@@ -24,6 +24,7 @@ from stream.core.evaluator import Evaluator
 
 REQUIRED_COLUMNS: Final = ("sensor_id", "ts", "value")
 MAX_REPORTED_REJECTS: Final = 50
+MAX_LISTED_EXCURSIONS: Final = 100
 PROGRESS_EVERY: Final = 1 << 16
 _GOOD_QUALITY: Final = {"": True, "good": True, "uncertain": True, "bad": False}
 
@@ -47,6 +48,13 @@ class ReplaySummary:
     open_excursions: int = 0
     gaps: Counter[str] = field(default_factory=Counter)
     first_rejects: list[tuple[int, str]] = field(default_factory=list)
+    listed: list[ExcursionRecord] = field(default_factory=list)
+
+    def count_excursion(self, record: ExcursionRecord) -> None:
+        """Count a final excursion record and keep the first ones for the listing."""
+        self.excursions[(record.area, record.level.value)] += 1
+        if len(self.listed) < MAX_LISTED_EXCURSIONS:
+            self.listed.append(record)
 
     def as_dict(self) -> dict[str, object]:
         """Return the summary as JSON-ready data."""
@@ -85,7 +93,7 @@ class EventSink:
             elif isinstance(event, ExcursionRecord):
                 if event.status is not ExcursionStatus.CLOSED:
                     continue
-                self._summary.excursions[(event.area, event.level.value)] += 1
+                self._summary.count_excursion(event)
             elif isinstance(event, DataGap):
                 if event.end is None:
                     continue
@@ -98,7 +106,7 @@ class EventSink:
         """Write what is still open at the end of the input."""
         for event in still_open:
             if isinstance(event, ExcursionRecord):
-                self._summary.excursions[(event.area, event.level.value)] += 1
+                self._summary.count_excursion(event)
                 self._summary.open_excursions += 1
             elif isinstance(event, DataGap):
                 self._summary.gaps[event.area] += 1

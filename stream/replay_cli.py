@@ -18,6 +18,8 @@ from rich.table import Table
 
 from envmon.config import load_site
 from envmon.errors import ConfigError, InputError
+from envmon.rendering import print_tables
+from envmon.timeutil import format_ts
 from stream.core.evaluator import Evaluator
 from stream.replay import EventSink, ProgressHandler, Replayer, ReplaySummary
 
@@ -36,7 +38,7 @@ def run(
     input_format: str | None,
 ) -> int:
     """Run a replay from the command line; return the process exit code."""
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         site = load_site(config)
     except ConfigError as exc:
@@ -91,7 +93,7 @@ def run(
         replayer.finish()
     elapsed = time.perf_counter() - started
 
-    to = Console(stderr=output is None, highlight=False)
+    to = Console(stderr=output is None, highlight=False, soft_wrap=True)
     if json_summary:
         data = summary.as_dict() | {"elapsed_s": round(elapsed, 3)}
         to.file.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -156,6 +158,7 @@ def _print_summary(console: Console, summary: ReplaySummary, elapsed: float) -> 
         f"({rate:,.0f}/s); rejected {summary.rejected:,}, late {summary.late:,}, "
         f"duplicates {summary.duplicates:,}",
         markup=False,
+        soft_wrap=True,
     )
     table = Table(title="Excursions per area and level")
     table.add_column("area")
@@ -172,9 +175,34 @@ def _print_summary(console: Console, summary: ReplaySummary, elapsed: float) -> 
         )
     if not areas:
         table.add_row("(none)", "0", "0", "0")
-    console.print(table)
+    tables = [table]
+    if summary.listed:
+        tables.append(_excursions_table(summary))
+    print_tables(*tables, stderr=console.stderr)
+    more = sum(summary.excursions.values()) - len(summary.listed)
+    if more > 0:
+        console.print(f"… and {more:,} more excursion(s) in the output")
     if summary.open_excursions:
         console.print(f"{summary.open_excursions} excursion(s) still open at the end of the input")
     if summary.alarms:
         alarms = ", ".join(f"{k} {v}" for k, v in sorted(summary.alarms.items()))
-        console.print(f"alarm events: {alarms}", markup=False)
+        console.print(f"alarm events: {alarms}", markup=False, soft_wrap=True)
+
+
+def _excursions_table(summary: ReplaySummary) -> Table:
+    table = Table(title="Excursions")
+    for name in ("sensor", "level", "dir", "start (UTC)", "end (UTC)", "duration", "peak"):
+        table.add_column(
+            name, justify="right" if name in {"duration", "peak"} else "left", no_wrap=True
+        )
+    for rec in summary.listed:
+        table.add_row(
+            rec.sensor_id,
+            rec.level.value,
+            rec.direction.value,
+            format_ts(rec.start),
+            format_ts(rec.end) if rec.end else "open",
+            f"{rec.duration_s:,.0f} s" if rec.duration_s is not None else "—",
+            f"{rec.peak:,.6g} {rec.unit}",
+        )
+    return table

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Final
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from envmon.config import AreaConfig, ConfigError, SiteConfig, load_site
 from envmon.config.formatting import format_duration, format_number
 from envmon.config.schedule import WEEKDAYS, WeeklyWindow
+from envmon.rendering import print_tables
 from envmon.sensors import ChannelRules, LimitSet, Occupancy, SensorSpec
 
 EXIT_OK: Final = 0
@@ -101,15 +101,7 @@ def limits_record(limits: LimitSet, rules: ChannelRules) -> dict[str, object]:
 def _print_tables(site: SiteConfig, sensors: list[SensorSpec]) -> None:
     """Print the areas and the resolved limits of every channel as rich tables."""
     areas, channels = _areas_table(site), _channels_table(site, sensors)
-    console = Console()
-    unbounded = console.options.update_width(10_000)
-    needed = max(console.measure(table, options=unbounded).maximum for table in (areas, channels))
-    if not console.is_terminal or needed > console.width:
-        # Never squeeze: a folded "2,816" reads as "2,81" and "6". Wider than the terminal,
-        # the lines wrap (or ``| less -S`` scrolls) but every value stays whole.
-        console = Console(width=needed)
-    console.print(areas)
-    console.print(channels)
+    print_tables(areas, channels)
 
 
 def _areas_table(site: SiteConfig) -> Table:

@@ -1,0 +1,209 @@
+"""Tests of ``envmon replay``: input formats, bad lines, strict mode, output and summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from envmon.cli import app
+
+SITE = """\
+site:
+  name: Test site
+areas:
+  - id: cold-store
+    name: Cold store
+    instruments:
+      - id: fridge-1
+        name: Fridge 1
+        kind: fridge
+        channels:
+          - parameter: temperature
+            unit: degC
+            limits:
+              alert_high: 7
+              action_high: 8
+              alert_low: 3
+              action_low: 2
+"""
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    path = tmp_path / "site.yaml"
+    path.write_text(SITE)
+    return path
+
+
+def replay(site: Path, tmp_path: Path, text: str, suffix: str = ".csv", *extra: str):
+    data = tmp_path / f"in{suffix}"
+    data.write_text(text)
+    out = tmp_path / "events.jsonl"
+    result = CliRunner().invoke(
+        app, ["replay", "-c", str(site), "-i", str(data), "-o", str(out), *extra]
+    )
+    events = [json.loads(x) for x in out.read_text().splitlines()] if out.exists() else []
+    return result, events
+
+
+class TestCsvInput:
+    def test_excursion_written_once_when_closed(self, site, tmp_path):
+        """A closed excursion appears once, with its final fields."""
+        result, events = replay(
+            site,
+            tmp_path,
+            "sensor_id,ts,value\n"
+            "fridge-1.temperature,2026-01-05T08:00:00Z,5\n"
+            "fridge-1.temperature,2026-01-05T08:01:00Z,7.5\n"
+            "fridge-1.temperature,2026-01-05T08:02:00Z,5\n",
+        )
+        assert result.exit_code == 0, result.output
+        kinds = [(e["kind"], e.get("event"), e.get("status")) for e in events]
+        assert kinds == [
+            ("alarm", "raised", None),
+            ("alarm", "cleared", None),
+            ("excursion", None, "closed"),
+        ]
+
+    def test_offsets_are_converted_to_utc(self, site, tmp_path):
+        """Timestamps with any offset are evaluated and written in UTC."""
+        _, events = replay(
+            site,
+            tmp_path,
+            "sensor_id,ts,value\nfridge-1.temperature,2026-01-05T09:01:00+01:00,9\n",
+        )
+        assert events[0]["ts"] == "2026-01-05T08:01:00Z"
+
+    def test_open_excursion_written_at_end_with_null_end(self, site, tmp_path):
+        """An excursion still open at the end of the input is written with end null."""
+        _, events = replay(
+            site, tmp_path, "sensor_id,ts,value\nfridge-1.temperature,2026-01-05T08:00:00Z,9\n"
+        )
+        record = events[-1]
+        assert record["kind"] == "excursion"
+        assert record["end"] is None
+        assert record["status"] == "open"
+
+    def test_quality_column(self, site, tmp_path):
+        """A bad-quality line with an empty value is accepted and not evaluated."""
+        result, events = replay(
+            site,
+            tmp_path,
+            "sensor_id,ts,value,quality\nfridge-1.temperature,2026-01-05T08:00:00Z,,bad\n"
+            "fridge-1.temperature,2026-01-05T08:01:00Z,99,bad\n",
+            ".csv",
+            "--json",
+        )
+        assert result.exit_code == 0
+        assert events == []
+        assert json.loads(result.output)["rejected"] == 0
+
+    def test_missing_header_column_is_refused(self, site, tmp_path):
+        """A CSV without the required columns fails with the line named."""
+        result, _ = replay(site, tmp_path, "sensor,ts\nx,y\n")
+        assert result.exit_code == 2
+        assert "in.csv:1" in result.output
+        assert "value" in result.output
+
+
+class TestBadLines:
+    BAD = (
+        "sensor_id,ts,value\n"
+        "fridge-1.temperature,2026-01-05T08:00:00Z,5\n"
+        "fridge-1.temperature,2026-01-05T08:01:00Z,warm\n"
+        "no-such.sensor,2026-01-05T08:02:00Z,5\n"
+        "fridge-1.temperature,2026-01-05 08:03:00,5\n"
+        "fridge-1.temperature,yesterday,5\n"
+        "fridge-1.temperature,2026-01-05T08:05:00Z\n"
+        "fridge-1.temperature,2026-01-05T08:06:00Z,nan\n"
+        "fridge-1.temperature,2026-01-05T08:07:00Z,6\n"
+    )
+
+    def test_each_bad_line_is_reported_with_its_number_and_skipped(self, site, tmp_path):
+        """Unparseable, unknown-sensor and non-numeric lines are named and skipped."""
+        result, _ = replay(site, tmp_path, self.BAD)
+        assert result.exit_code == 0
+        out = result.output
+        assert "in.csv:3: skipped: value 'warm' is not a number" in out
+        assert "in.csv:4: skipped: unknown sensor 'no-such.sensor'" in out
+        assert "in.csv:5: skipped: timestamp '2026-01-05 08:03:00' has no UTC offset" in out
+        assert "in.csv:6: skipped: timestamp 'yesterday' is not ISO 8601" in out
+        assert "in.csv:7: skipped: expected at least 3 fields, got 2" in out
+        assert "in.csv:8: skipped: value 'nan' is not finite" in out
+        assert "2 readings" in out
+        assert "rejected 6" in out
+
+    def test_strict_stops_at_first_bad_line(self, site, tmp_path):
+        """--strict exits with code 2 at the first bad line, naming it."""
+        result, _ = replay(site, tmp_path, self.BAD, ".csv", "--strict")
+        assert result.exit_code == 2
+        assert "in.csv:3: value 'warm' is not a number" in result.output
+
+    def test_late_and_duplicate_lines_are_counted(self, site, tmp_path):
+        """Late and duplicate samples are counted in the summary, not evaluated."""
+        result, events = replay(
+            site,
+            tmp_path,
+            "sensor_id,ts,value\n"
+            "fridge-1.temperature,2026-01-05T08:05:00Z,5\n"
+            "fridge-1.temperature,2026-01-05T08:05:00Z,9\n"
+            "fridge-1.temperature,2026-01-05T08:01:00Z,9\n",
+            ".csv",
+            "--json",
+        )
+        summary = json.loads(result.output)
+        assert (summary["late"], summary["duplicates"], summary["readings"]) == (1, 1, 3)
+        assert events == []
+
+
+class TestJsonLines:
+    def test_jsonl_input(self, site, tmp_path):
+        """JSON lines with the same keys give the same events."""
+        lines = [
+            {"sensor_id": "fridge-1.temperature", "ts": "2026-01-05T08:00:00Z", "value": 1.5},
+            {"sensor_id": "fridge-1.temperature", "ts": "2026-01-05T08:01:00Z", "value": 5},
+        ]
+        text = "\n".join(json.dumps(x) for x in lines) + "\n"
+        result, events = replay(site, tmp_path, text, ".jsonl")
+        assert result.exit_code == 0, result.output
+        assert [e["kind"] for e in events] == ["alarm", "alarm", "excursion"]
+        assert events[0]["level"] == "action"
+        assert events[0]["direction"] == "low"
+
+    def test_bad_json_lines(self, site, tmp_path):
+        """Broken JSON, missing keys and wrong types are rejected by line number."""
+        text = (
+            "{not json\n"
+            '{"sensor_id": "fridge-1.temperature", "ts": "2026-01-05T08:00:00Z"}\n'
+            '{"sensor_id": "fridge-1.temperature", "ts": 5, "value": 1}\n'
+            '{"sensor_id": "fridge-1.temperature", "ts": "2026-01-05T08:00:00Z", "value": true}\n'
+            "[1, 2]\n"
+        )
+        result, _ = replay(site, tmp_path, text, ".jsonl")
+        out = result.output
+        assert "in.jsonl:1: skipped: not JSON" in out
+        assert "in.jsonl:2: skipped: missing key(s): value" in out
+        assert "in.jsonl:3: skipped: ts 5 is not an ISO 8601 string" in out
+        assert "in.jsonl:4: skipped: value True is not a number" in out
+        assert "in.jsonl:5: skipped: not a JSON object" in out
+
+
+class TestCommandErrors:
+    def test_invalid_config_refused_before_reading(self, tmp_path):
+        """An invalid site configuration is refused with exit code 2."""
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("site: {name: x}\nareas: 5\n")
+        data = tmp_path / "in.csv"
+        data.write_text("sensor_id,ts,value\n")
+        result = CliRunner().invoke(app, ["replay", "-c", str(bad), "-i", str(data)])
+        assert result.exit_code == 2
+        assert "areas" in result.output
+
+    def test_missing_input(self, site, tmp_path):
+        """A missing input file is a clear error, exit code 2."""
+        result = CliRunner().invoke(app, ["replay", "-c", str(site), "-i", str(tmp_path / "x")])
+        assert result.exit_code == 2
+        assert "no such file" in result.output
