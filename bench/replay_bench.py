@@ -58,8 +58,18 @@ def write_site(path: Path, sensors: int) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def write_readings(path: Path, readings: int, sensors: int, seed: int = 7) -> None:
+#: (probability per sensor and step that a door opens, warming per step while open)
+PROFILES = {
+    "calm": (0.0002, 0.05),  # a realistic cold store: a few excursions a day
+    "stormy": (0.01, 0.6),  # a bad day: frequent long door openings, fast rises (ROC alarms)
+}
+
+
+def write_readings(
+    path: Path, readings: int, sensors: int, profile: str = "calm", seed: int = 7
+) -> None:
     """Write ``readings`` CSV rows: every sensor once per ``STEP_S`` seconds."""
+    door_prob, warming = PROFILES[profile]
     rnd = random.Random(seed)
     t0 = datetime(2026, 1, 5, tzinfo=UTC)
     values = [5.0] * sensors
@@ -76,8 +86,8 @@ def write_readings(path: Path, readings: int, sensors: int, seed: int = 7) -> No
                 v = values[i]
                 if door[i]:
                     door[i] -= 1
-                    v += 0.05
-                elif rand() < 0.0002:
+                    v = min(v + warming, 15.0)
+                elif rand() < door_prob:
                     door[i] = rnd.randint(6, 90)  # 1 to 15 minutes open
                 v += 0.02 * (5.0 - v) + gauss(0.0, 0.03)
                 values[i] = v
@@ -138,31 +148,33 @@ def main() -> None:
     parser.add_argument("--readings", type=int, default=10_000_000)
     parser.add_argument("--sensors", type=int, default=1000)
     parser.add_argument("--small", type=int, default=1_000_000, help="second, shorter run")
+    parser.add_argument("--stormy", type=int, default=1_000_000, help="readings, stormy day")
     args = parser.parse_args()
     DATA_DIR.mkdir(exist_ok=True)
     site = DATA_DIR / f"site-{args.sensors}.yaml"
     write_site(site, args.sensors)
     rows = []
-    for n in (args.small, args.readings):
-        data = DATA_DIR / f"readings-{n}-{args.sensors}.csv"
+    runs = [("calm", args.small), ("calm", args.readings), ("stormy", args.stormy)]
+    for profile, n in runs:
+        data = DATA_DIR / f"readings-{profile}-{n}-{args.sensors}.csv"
         if not data.exists():
             t = time.perf_counter()
-            write_readings(data, n, args.sensors)
+            write_readings(data, n, args.sensors, profile)
             print(
                 f"generated {data} ({data.stat().st_size / 1e6:.0f} MB) in "
                 f"{time.perf_counter() - t:.1f} s"
             )
         base = run_baseline(data)
         elapsed, rss = run_replay(site, data)
-        rows.append((n, elapsed, rss, base))
-    columns = ["readings", "sensors", "replay s", "readings/s", "peak RSS MiB"]
+        rows.append((profile, n, elapsed, rss, base))
+    columns = ["profile", "readings", "sensors", "replay s", "readings/s", "peak RSS MiB"]
     columns += ["parse-only s", "replay/parse"]
     print("\n| " + " | ".join(columns) + " |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for n, elapsed, rss, base in rows:
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for profile, n, elapsed, rss, base in rows:
         print(
-            f"| {n:,} | {args.sensors:,} | {elapsed:.1f} | {n / elapsed:,.0f} | {rss / 1024:.0f} "
-            f"| {base:.1f} | {elapsed / base:.2f} |"
+            f"| {profile} | {n:,} | {args.sensors:,} | {elapsed:.1f} | {n / elapsed:,.0f} "
+            f"| {rss / 1024:.0f} | {base:.1f} | {elapsed / base:.2f} |"
         )
 
 
