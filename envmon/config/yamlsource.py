@@ -75,8 +75,8 @@ if yaml.__with_libyaml__:
     class _CCoreSchemaLoader(yaml.CSafeLoader):
         """The core-schema loader on libyaml's parser."""
 
-        yaml_implicit_resolvers = _CoreSchemaLoader.yaml_implicit_resolvers  # noqa: RUF012
-        yaml_constructors = _CoreSchemaLoader.yaml_constructors  # noqa: RUF012
+        yaml_implicit_resolvers = _CoreSchemaLoader.yaml_implicit_resolvers
+        yaml_constructors = _CoreSchemaLoader.yaml_constructors
 
     _FastLoader = _CCoreSchemaLoader  # type: ignore[assignment]
 
