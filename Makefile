@@ -13,9 +13,10 @@ help:
 	@echo "make bench  - slow, opt-in benchmarks (results in bench/RESULTS.md)"
 	@echo "make demo   - check the example site and replay its scripted demo day"
 
-# A fresh Debian machine as root may lack the venv module: install it first.
+# A fresh Debian machine as root may lack Python or its venv/ensurepip parts: install them.
 $(BIN)/python:
-	@$(PYTHON) -m venv --help >/dev/null 2>&1 || (apt-get update && apt-get install -y python3-venv)
+	@command -v $(PYTHON) >/dev/null 2>&1 && $(PYTHON) -c "import ensurepip, venv" 2>/dev/null \
+		|| (apt-get update && apt-get install -y python3 python3-venv)
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(BIN)/python pyproject.toml
