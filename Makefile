@@ -5,7 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install lint test bench demo clean
+# Debian packages the tests use: real servers and clients, never mocks.
+SYSTEM_PKGS := mosquitto mosquitto-clients openssl
+
+.PHONY: help install system-deps lint test bench demo clean
 
 help:
 	@echo "make test   - install what the tests need, lint, run the whole suite"
@@ -26,12 +29,19 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+system-deps:
+	@missing=""; for p in $(SYSTEM_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: system-deps lint
 	$(BIN)/pytest
 
 bench: $(STAMP)

@@ -7,6 +7,7 @@ what they do not understand.
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Final, Literal
@@ -165,6 +166,68 @@ class DataGap(_Frozen):
     start: UtcDatetime
     end: UtcDatetime | None
     duration_s: float | None
+
+
+class DeadLetter(_Frozen):
+    """A payload that could not be turned into readings, kept with the reason.
+
+    ``payload`` is the raw text when it is valid UTF-8, else base64 (``encoding`` says).
+    """
+
+    kind: Literal["dead_letter"] = "dead_letter"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    source: str
+    origin: str
+    reason: str
+    payload: str
+    encoding: Literal["utf-8", "base64"] = "utf-8"
+    received_at: UtcDatetime
+
+    @classmethod
+    def of(
+        cls, source: str, origin: str, reason: str, raw: bytes, received_at: datetime
+    ) -> DeadLetter:
+        """Build a dead letter from raw bytes, keeping them exactly."""
+        try:
+            return cls(
+                source=source,
+                origin=origin,
+                reason=reason,
+                payload=raw.decode("utf-8"),
+                received_at=received_at,
+            )
+        except UnicodeDecodeError:
+            return cls(
+                source=source,
+                origin=origin,
+                reason=reason,
+                payload=base64.b64encode(raw).decode("ascii"),
+                encoding="base64",
+                received_at=received_at,
+            )
+
+
+class SystemEventKind(StrEnum):
+    """Events about envmon itself (collectors, buffers), not about a sensor."""
+
+    BUFFER_FULL = "buffer_full"
+    BUFFER_OK = "buffer_ok"
+    DISCONNECTED = "disconnected"
+    CONNECTED = "connected"
+    SUBSCRIPTION_SILENT = "subscription_silent"
+    RESUBSCRIBED = "resubscribed"
+
+
+class SystemEvent(_Frozen):
+    """Something a collector or buffer reports about itself: published on the alarms topic."""
+
+    kind: Literal["system"] = "system"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event: SystemEventKind
+    component: str
+    ts: UtcDatetime
+    alarm: bool = False
+    detail: str = ""
 
 
 CoreEvent = AlarmEvent | ExcursionRecord | DataGap

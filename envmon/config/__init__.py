@@ -9,7 +9,6 @@ from envmon.config.particles import ANNEX1_TABLE5, PARTICLE_SIZES_UM, PARTICLE_U
 from envmon.config.schedule import WeeklySchedule, WeeklyWindow
 from envmon.config.schema import (
     AreaConfig,
-    BindingConfig,
     ChannelConfig,
     InstrumentConfig,
     LimitsConfig,
@@ -22,7 +21,6 @@ __all__ = [
     "PARTICLE_SIZES_UM",
     "PARTICLE_UNIT",
     "AreaConfig",
-    "BindingConfig",
     "ChannelConfig",
     "ConfigError",
     "ConfigIssue",

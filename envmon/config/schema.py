@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Final, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
     Strict,
@@ -27,19 +24,28 @@ from pydantic import (
     model_validator,
 )
 
-from envmon.config.durations import parse_duration
+from envmon.config.collectors import CollectorsConfig
 from envmon.config.formatting import format_number
 from envmon.config.particles import PARTICLE_SIZES_UM, PARTICLE_UNIT, Grade
 from envmon.config.resolve import resolve_site
 from envmon.config.schedule import WEEKDAYS, WeeklySchedule, WeeklyWindow
+from envmon.config.types import (
+    ConfigModel,
+    Duration,
+    Fraction,
+    Number,
+    PositiveDuration,
+    PositiveInt,
+    SensorIdText,
+    Slug,
+    Text,
+    TimezoneName,
+)
 from envmon.errors import ConfigError, ConfigIssue
-from envmon.models import SENSOR_ID_PATTERN
 from envmon.sensors import Occupancy, SensorSpec
 
 DEFAULT_TIMEZONE: Final = "UTC"
 DEFAULT_PARTICLE_ALERT_FRACTION: Final = 0.8
-SLUG_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_SENSOR_ID = re.compile(SENSOR_ID_PATTERN)
 _TIME_OF_DAY = re.compile(r"^(\d{1,2}):(\d{2})$")
 
 InstrumentKind = Literal[
@@ -47,34 +53,6 @@ InstrumentKind = Literal[
 ]
 OccupancyState = Literal["at_rest", "in_operation"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-
-
-def _check_slug(value: str) -> str:
-    if not SLUG_PATTERN.match(value):
-        raise ValueError(
-            "must be an id of letters, digits, '-', '_' and '.' (starting with a letter or "
-            f"digit, at most 63 characters), got {value!r}"
-        )
-    return value
-
-
-def _check_sensor_id(value: str) -> str:
-    if not _SENSOR_ID.match(value):
-        raise ValueError(
-            "must be a sensor id of letters, digits and '_', '.', ':', '/', '-' "
-            f"(at most 128 characters), got {value!r}"
-        )
-    return value
-
-
-def _check_timezone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {value!r}; use an IANA name such as 'Europe/Amsterdam'"
-        ) from None
-    return value
 
 
 def _parse_time_of_day(value: object) -> object:
@@ -129,35 +107,10 @@ def _occupancy_shorthand(value: object) -> object:
     return value
 
 
-Number = Annotated[float, Strict()]
-Text = Annotated[str, Strict(), Field(min_length=1)]
-Slug = Annotated[str, Strict(), AfterValidator(_check_slug)]
-SensorIdText = Annotated[str, Strict(), AfterValidator(_check_sensor_id)]
-TimezoneName = Annotated[str, Strict(), AfterValidator(_check_timezone)]
-Fraction = Annotated[float, Strict(), Field(gt=0, le=1)]
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
-PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-PositiveInt = Annotated[int, Strict(), Field(ge=1)]
 IsoClassNumber = Annotated[int, Strict(), Field(ge=1, le=9)]
 
 
-class _ConfigModel(BaseModel):
-    """Base of every schema model: frozen, unknown keys refused, no NaN or infinity."""
-
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True
-    )
-
-    def explicit(self) -> dict[str, object]:
-        """Return the fields written in the file (including explicit nulls), by name."""
-        return {
-            name: getattr(self, name)
-            for name in type(self).model_fields
-            if name in self.model_fields_set
-        }
-
-
-class RulesConfig(_ConfigModel):
+class RulesConfig(ConfigModel):
     """Evaluation rules other than the limit values; every key is optional."""
 
     delay: Duration | None = None
@@ -213,7 +166,7 @@ class LimitsConfig(RulesConfig):
         return value
 
 
-class ChannelConfig(_ConfigModel):
+class ChannelConfig(ConfigModel):
     """One measured quantity of an instrument, with its unit and limits."""
 
     parameter: Slug
@@ -254,26 +207,12 @@ class ChannelConfig(_ConfigModel):
         return PARTICLE_SIZES_UM.get(self.parameter)
 
 
-class BindingConfig(BaseModel):
-    """Where a collector finds an instrument; only ``protocol`` is checked here."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    protocol: Literal["mqtt", "opcua"]
-
-    @property
-    def settings(self) -> dict[str, object]:
-        """The protocol-specific keys (topic, endpoint, node ids, ...), for the collectors."""
-        return dict(self.model_extra or {})
-
-
-class InstrumentConfig(_ConfigModel):
+class InstrumentConfig(ConfigModel):
     """One piece of equipment (particle counter, incubator, freezer, ...) and its channels."""
 
     id: Slug
     name: Text
     kind: InstrumentKind
-    binding: BindingConfig | None = None
     sample_volume_m3: Annotated[float, Strict(), Field(gt=0)] | None = None
     channels: Annotated[tuple[ChannelConfig, ...], Field(min_length=1)]
 
@@ -286,7 +225,7 @@ class InstrumentConfig(_ConfigModel):
         return value
 
 
-class OperatingWindowConfig(_ConfigModel):
+class OperatingWindowConfig(ConfigModel):
     """A weekly window in operation: ``{days: [mon-fri], from: "07:00", to: "19:00"}``."""
 
     days: Annotated[tuple[Weekday, ...], BeforeValidator(_expand_days), Field(min_length=1)]
@@ -298,7 +237,7 @@ class OperatingWindowConfig(_ConfigModel):
         return [WeeklyWindow(WEEKDAYS.index(day), self.start, self.end) for day in self.days]
 
 
-class WeeklyScheduleConfig(_ConfigModel):
+class WeeklyScheduleConfig(ConfigModel):
     """When a room is in operation, week by week; at rest outside the windows."""
 
     timezone: TimezoneName | None = None
@@ -310,7 +249,7 @@ class WeeklyScheduleConfig(_ConfigModel):
         return WeeklySchedule(self.timezone or site_timezone, windows)
 
 
-class OccupancyConfig(_ConfigModel):
+class OccupancyConfig(ConfigModel):
     """A room's occupancy: a fixed state or a weekly schedule."""
 
     state: OccupancyState | None = None
@@ -330,7 +269,7 @@ class OccupancyConfig(_ConfigModel):
         return None if self.state is None else Occupancy(self.state)
 
 
-class IsoClassConfig(_ConfigModel):
+class IsoClassConfig(ConfigModel):
     """ISO 14644-1 class of a room at rest and in operation (``iso_class: 7`` sets both)."""
 
     at_rest: IsoClassNumber
@@ -349,7 +288,7 @@ class IsoClassConfig(_ConfigModel):
         return self.at_rest if state is Occupancy.AT_REST else self.in_operation
 
 
-class AreaConfig(_ConfigModel):
+class AreaConfig(ConfigModel):
     """A room or enclosure: GMP grade or ISO class (or neither), occupancy, instruments."""
 
     id: Slug
@@ -382,7 +321,7 @@ class AreaConfig(_ConfigModel):
         return "unclassified"
 
 
-class SiteInfo(_ConfigModel):
+class SiteInfo(ConfigModel):
     """Site-wide settings."""
 
     name: Text
@@ -390,19 +329,20 @@ class SiteInfo(_ConfigModel):
     particle_alert_fraction: Fraction = DEFAULT_PARTICLE_ALERT_FRACTION
 
 
-class DefaultsConfig(_ConfigModel):
+class DefaultsConfig(ConfigModel):
     """Site-wide defaults: rules for every channel, and limits and rules per parameter."""
 
     all: RulesConfig = RulesConfig()
     parameters: dict[Slug, LimitsConfig] = Field(default_factory=dict)
 
 
-class SiteConfig(_ConfigModel):
+class SiteConfig(ConfigModel):
     """A whole site configuration, validated; ``sensors()`` gives what the core runs on."""
 
     site: SiteInfo
     defaults: DefaultsConfig = DefaultsConfig()
     areas: Annotated[tuple[AreaConfig, ...], Field(min_length=1)]
+    collectors: CollectorsConfig = CollectorsConfig()
 
     _sensors: tuple[SensorSpec, ...] | None = PrivateAttr(default=None)
 

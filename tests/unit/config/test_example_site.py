@@ -136,14 +136,6 @@ class TestExampleSite:
             assert spec.rules.stale_after_s is not None
             assert spec.rules.bad_after is not None
 
-    def test_bindings(self, site):
-        """Particle counters and incubators are on MQTT, cold storage on OPC-UA."""
-        for area in site.areas:
-            for instrument in area.instruments:
-                assert instrument.binding is not None
-                expected = "opcua" if area.id == "cold-store" else "mqtt"
-                assert instrument.binding.protocol == expected
-
     def test_every_limit_line_is_commented(self):
         """Each line inside a ``limits:`` block says why, in a YAML comment."""
         in_limits = None

@@ -326,18 +326,6 @@ class TestParseSiteErrors:
         issue = only_issue(text)
         assert issue.path == "areas[0].instruments[0].sample_volume_m3"
 
-    def test_binding_needs_a_known_protocol(self):
-        """A binding names its protocol; other keys are free for the collectors."""
-        text = site_yaml(
-            room_sensor("{}").replace(
-                "kind: room_sensor",
-                "kind: room_sensor\n          binding: {protocol: modbus, host: x}",
-            )
-        )
-        issue = only_issue(text)
-        assert issue.path == "areas[0].instruments[0].binding.protocol"
-        assert "'mqtt' or 'opcua'" in issue.message
-
     @pytest.mark.parametrize(
         ("occupancy", "path", "message"),
         [

@@ -319,14 +319,3 @@ class TestResolveSite:
         site = load(particle_room())
         with pytest.raises(ValueError, match="frozen"):
             site.site.name = "Other"  # type: ignore[misc]
-
-    def test_binding_keeps_collector_settings(self):
-        """A binding keeps its protocol-specific keys for the collectors."""
-        room = particle_room().replace(
-            "kind: particle_counter",
-            "kind: particle_counter\n          binding: {protocol: mqtt, topic: a/b, qos: 1}",
-        )
-        binding = load(room).areas[0].instruments[0].binding
-        assert binding is not None
-        assert binding.protocol == "mqtt"
-        assert binding.settings == {"topic": "a/b", "qos": 1}

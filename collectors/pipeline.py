@@ -1,0 +1,84 @@
+"""What every collector hands its results to: readings and dead letters into the buffer.
+
+Protocol adapters (MQTT, OPC-UA) turn their library's messages into ``Reading``s or, when
+that fails, dead letters, and give both to a ``CollectorPipeline`` in one call, so that one
+durable commit covers a whole batch and the source can be acknowledged after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from collectors.buffer import Outbox
+from envmon.bus import DEADLETTER, READINGS, Message
+from envmon.models import DeadLetter, Reading
+from envmon.timeutil import utcnow
+
+
+@dataclass
+class CollectorCounters:
+    """Counters of one collector: what came in and what became of it."""
+
+    received: int = 0  # protocol messages / data-change notifications seen
+    readings: int = 0  # readings accepted into the buffer
+    dead_lettered: int = 0  # payloads sent to the dead letter
+    refused: int = 0  # readings the full buffer refused (alarmed; MQTT redelivers them)
+    reconnects: int = 0  # successful reconnections after a loss
+    resubscriptions: int = 0  # subscriptions re-created (after a restart or a silence)
+
+    def as_dict(self) -> dict[str, int]:
+        """Return the counters as a plain dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RawPayload:
+    """A payload that failed, with where it came from and why (for the dead letter)."""
+
+    origin: str
+    raw: bytes
+    reason: str
+
+
+class CollectorPipeline:
+    """Encodes readings and dead letters as bus messages and puts them in the buffer."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        source: str,
+        counters: CollectorCounters | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.outbox = outbox
+        self.source = source
+        self.counters = counters or CollectorCounters()
+        self.clock = clock
+
+    def put(self, readings: Sequence[Reading], failures: Sequence[RawPayload] = ()) -> bool:
+        """Store readings and dead letters in one durable commit; False if the buffer is full.
+
+        When it returns True the caller may acknowledge the source messages; when False
+        nothing was stored and the caller must not acknowledge them.
+        """
+        now = self.clock()
+        messages = [Message(READINGS, r.sensor_id, r.model_dump_json().encode()) for r in readings]
+        messages += [
+            Message(
+                DEADLETTER,
+                f.origin,
+                DeadLetter.of(self.source, f.origin, f.reason, f.raw, now)
+                .model_dump_json()
+                .encode(),
+            )
+            for f in failures
+        ]
+        if not self.outbox.put(messages):
+            self.counters.refused += len(readings)
+            return False
+        self.counters.readings += len(readings)
+        self.counters.dead_lettered += len(failures)
+        return True
