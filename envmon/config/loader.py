@@ -11,7 +11,7 @@ import difflib
 import types
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Union, get_args, get_origin
+from typing import Annotated, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -29,6 +29,9 @@ from envmon.errors import ConfigError, ConfigIssue
 
 _SCALARS = (str, int, float, bool, type(None))
 _GOT_NOT_USEFUL = {"missing", "extra_forbidden", "value_error", "assertion_error"}
+
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 def load_site(path: Path | str) -> SiteConfig:
@@ -79,14 +82,40 @@ def parse_site(text: str, source: str = "<string>") -> SiteConfig:
     return config
 
 
-def _validation_issues(exc: ValidationError, located: LocatedYaml) -> list[ConfigIssue]:
+def parse_model(model: type[_M], text: str, source: str) -> _M:
+    """Validate YAML text against any schema model, with every error located by path and line.
+
+    The same error wording as the site configuration; used for other YAML inputs such as
+    simulator scenarios.
+    """
+    try:
+        located = load_located(text)
+    except YamlSyntaxError as exc:
+        issue = ConfigIssue("", f"invalid YAML: {exc.message}", exc.line)
+        raise ConfigError(source, [issue]) from None
+    issues = [ConfigIssue(render_path(p.path), p.message, p.line) for p in located.problems]
+    result: _M | None = None
+    try:
+        result = model.model_validate(located.data)
+    except ValidationError as exc:
+        issues.extend(_validation_issues(exc, located, model))
+    if issues or result is None:
+        raise ConfigError(source, sorted(issues, key=lambda i: i.line or 0))
+    return result
+
+
+def _validation_issues(
+    exc: ValidationError, located: LocatedYaml, root: type[BaseModel] | None = None
+) -> list[ConfigIssue]:
     """Turn pydantic errors into issues located on the YAML that caused them."""
     issues: list[ConfigIssue] = []
     for error in exc.errors(include_url=False):
         if _is_consequential(error):
             continue
         path = _data_path(error["loc"], located.data)
-        issue = ConfigIssue(render_path(path), _message(error), located.line_of(path))
+        issue = ConfigIssue(
+            render_path(path), _message(error, root or SiteConfig), located.line_of(path)
+        )
         if issue not in issues:  # a shorthand (``iso_class: 10``) can fail twice alike
             issues.append(issue)
     return issues
@@ -124,14 +153,14 @@ def _data_path(loc: tuple[int | str, ...], data: object) -> YamlPath:
     return tuple(path)
 
 
-def _message(error: ErrorDetails) -> str:
+def _message(error: ErrorDetails, root: type[BaseModel]) -> str:
     """Word a pydantic error as a short instruction about the value at its path."""
     kind = error["type"]
     context = error.get("ctx", {})
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
-        return _unknown_key(error["loc"])
+        return _unknown_key(error["loc"], root)
     if kind in ("value_error", "assertion_error") and "error" in context:
         return str(context["error"])
     if kind in ("dict_type", "model_type", "model_attributes_type"):
@@ -153,10 +182,10 @@ def _message(error: ErrorDetails) -> str:
     return message
 
 
-def _unknown_key(loc: tuple[int | str, ...]) -> str:
+def _unknown_key(loc: tuple[int | str, ...], root: type[BaseModel]) -> str:
     """Say a key is unknown, suggesting the closest allowed key."""
     key = str(loc[-1])
-    allowed = _allowed_keys(loc[:-1])
+    allowed = _allowed_keys(loc[:-1], root)
     if not allowed:
         return f"unknown key {key!r}"
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
@@ -165,9 +194,9 @@ def _unknown_key(loc: tuple[int | str, ...]) -> str:
     return f"unknown key {key!r}; expected one of: {', '.join(allowed)}"
 
 
-def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+def _allowed_keys(loc: tuple[int | str, ...], root: type[BaseModel]) -> list[str]:
     """Return the keys the schema allows at ``loc`` (empty when it cannot tell)."""
-    annotation: object = SiteConfig
+    annotation: object = root
     for part in loc:
         annotation = _unwrap(annotation)
         origin = get_origin(annotation)

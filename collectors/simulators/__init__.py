@@ -1,0 +1,1 @@
+"""Simulated equipment for demos, tests and benchmarks: value model, scenarios, protocols."""
