@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from envmon.bus import BusUnavailableError, InMemoryBus, Message
 from envmon.models import Quality, Reading
 from envmon.sensors import ChannelRules, LimitSet, SensorSpec
 from envmon.timeutil import format_ts, parse_ts
@@ -95,6 +96,37 @@ class FakeClock:
         """Move the clock forward and return the new time."""
         self.now += timedelta(seconds=seconds)
         return self.now
+
+
+class SwitchableBus:
+    """An ``InMemoryBus`` that can be switched off: ``publish`` then refuses, as a down bus does.
+
+    For outage tests of everything that publishes (collectors' buffers, processors).
+    """
+
+    def __init__(self, inner: InMemoryBus | None = None) -> None:
+        self.inner = inner or InMemoryBus()
+        self.available = True
+        self.refused = 0
+
+    async def start(self) -> None:
+        """Start the inner bus."""
+        await self.inner.start()
+
+    async def stop(self) -> None:
+        """Stop the inner bus."""
+        await self.inner.stop()
+
+    async def publish(self, messages: list[Message]) -> None:
+        """Publish, or raise ``BusUnavailableError`` while switched off."""
+        if not self.available:
+            self.refused += 1
+            raise BusUnavailableError("bus switched off by the test")
+        await self.inner.publish(messages)
+
+    def subscribe(self, topic: str, group: str) -> AsyncIterator[Message]:
+        """Subscribe on the inner bus."""
+        return self.inner.subscribe(topic, group)
 
 
 #: Shapes an injected fault: seconds since the fault started → value.

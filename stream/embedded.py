@@ -1,0 +1,123 @@
+"""The embedded stream processor: readings from the bus through the core, events back out.
+
+One asyncio task consumes ``envmon.readings``, evaluates each reading with the same
+``Evaluator`` as ``envmon replay``, publishes alarm events to ``envmon.alarms`` and
+excursion records and data gaps to ``envmon.excursions``, and writes the readings to the
+time-series store. A clock tick (injectable clock) advances time between readings so a
+silent sensor raises its communication-loss alarm without waiting for other data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Final
+
+from pydantic import ValidationError
+
+from envmon.bus import ALARMS, DEADLETTER, EXCURSIONS, READINGS, Bus, Message
+from envmon.models import AlarmEvent, CoreEvent, DeadLetter, Reading
+from envmon.sensors import SensorSpec
+from envmon.timeutil import to_us, utcnow
+from stream.core.evaluator import Evaluator, UnknownSensorError
+from stream.timeseries import TimeSeriesStore
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GROUP: Final = "envmon-stream"
+DEFAULT_TICK_S: Final = 1.0
+MAX_BATCH: Final = 500
+
+EventListener = Callable[[CoreEvent], None]
+
+
+class StreamProcessor:
+    """Runs the evaluation core on the bus (the embedded engine)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        specs: Iterable[SensorSpec],
+        *,
+        store: TimeSeriesStore | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        tick_s: float = DEFAULT_TICK_S,
+        group: str = DEFAULT_GROUP,
+        listener: EventListener | None = None,
+    ) -> None:
+        self.bus = bus
+        self.evaluator = Evaluator(specs)
+        self.store = store
+        self.clock = clock
+        self.tick_s = tick_s
+        self.group = group
+        self.listener = listener
+        self.readings = 0
+        self.rejected = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Start consuming readings and ticking the clock."""
+        self._tasks = [
+            asyncio.create_task(self._consume(), name="stream-consume"),
+            asyncio.create_task(self._tick(), name="stream-tick"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop both tasks."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _consume(self) -> None:
+        stream = self.bus.subscribe(READINGS, self.group)
+        async for message in stream:
+            await self.handle([message])
+
+    async def handle(self, messages: Sequence[Message]) -> None:
+        """Evaluate a batch of reading messages and publish what they cause."""
+        out: list[Message] = []
+        readings: list[Reading] = []
+        for message in messages:
+            try:
+                reading = Reading.model_validate_json(message.value)
+                events = self.evaluator.process(reading)
+            except (ValidationError, UnknownSensorError) as exc:
+                self.rejected += 1
+                reason = (
+                    f"unknown sensor {exc.args[0]!r}"
+                    if isinstance(exc, UnknownSensorError)
+                    else f"invalid reading: {exc.errors(include_url=False)[0]['msg']}"
+                )
+                letter = DeadLetter.of("stream", message.topic, reason, message.value, self.clock())
+                out.append(Message(DEADLETTER, message.key, letter.model_dump_json().encode()))
+                continue
+            self.readings += 1
+            readings.append(reading)
+            out.extend(self._encode(events))
+        if self.store is not None and readings:
+            await asyncio.to_thread(self.store.write, readings)
+        if out:
+            await self.bus.publish(out)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            events = self.evaluator.advance(to_us(self.clock()))
+            if events:
+                await self.bus.publish(self._encode(events))
+
+    def _encode(self, events: Iterable[CoreEvent]) -> list[Message]:
+        out: list[Message] = []
+        for event in events:
+            if self.listener is not None:
+                self.listener(event)
+            topic = ALARMS if isinstance(event, AlarmEvent) else EXCURSIONS
+            out.append(Message(topic, event.sensor_id, event.model_dump_json().encode()))
+        return out

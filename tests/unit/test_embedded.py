@@ -1,0 +1,115 @@
+"""Tests of the embedded stream processor and the embedded SQLite stores."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from envmon.bus import ALARMS, DEADLETTER, EXCURSIONS, READINGS, InMemoryBus, Message
+from envmon.models import AlarmEvent, DeadLetter, ExcursionRecord, Reading
+from envmon.testing import DEFAULT_T0, FakeClock, make_spec, readings
+from excursions.store import SqliteExcursionStore, consume_excursions
+from stream.embedded import StreamProcessor
+from stream.timeseries import SqliteTimeSeries
+
+SID = "fridge-1.temperature"
+
+
+def as_messages(values) -> list[Message]:
+    return [
+        Message(READINGS, r.sensor_id, r.model_dump_json().encode()) for r in readings(SID, values)
+    ]
+
+
+async def take(bus: InMemoryBus, topic: str, n: int) -> list[bytes]:
+    out = []
+    async with asyncio.timeout(5):
+        async for m in bus.subscribe(topic, "test"):
+            out.append(m.value)
+            if len(out) == n:
+                return out
+    return out
+
+
+class TestStreamProcessor:
+    async def test_readings_become_alarms_and_records(self, tmp_path):
+        """Readings on the bus come out as alarm events and excursion records."""
+        bus = InMemoryBus()
+        store = SqliteTimeSeries(tmp_path / "ts.sqlite3")
+        proc = StreamProcessor(bus, [make_spec(alert_high=8)], store=store, clock=FakeClock())
+        await proc.handle(as_messages([5, 9, 5]))
+        alarms = [AlarmEvent.model_validate_json(v) for v in await take(bus, ALARMS, 2)]
+        assert [a.event for a in alarms] == ["raised", "cleared"]
+        records = [ExcursionRecord.model_validate_json(v) for v in await take(bus, EXCURSIONS, 2)]
+        assert [r.status for r in records] == ["open", "closed"]
+        assert store.count() == 3
+
+    async def test_bad_message_goes_to_dead_letter(self):
+        """An undecodable message or an unknown sensor ends in the dead letter."""
+        bus = InMemoryBus()
+        proc = StreamProcessor(bus, [make_spec()], clock=FakeClock())
+        other = Reading(sensor_id="nope.t", value=1, ts=DEFAULT_T0)
+        await proc.handle(
+            [
+                Message(READINGS, "x", b"{broken"),
+                Message(READINGS, "nope.t", other.model_dump_json().encode()),
+            ]
+        )
+        letters = [DeadLetter.model_validate_json(v) for v in await take(bus, DEADLETTER, 2)]
+        assert letters[0].reason.startswith("invalid reading")
+        assert letters[1].reason == "unknown sensor 'nope.t'"
+        assert proc.rejected == 2
+
+    async def test_clock_tick_raises_stale(self):
+        """A silent sensor raises its stale alarm on the clock tick, without other data."""
+        bus = InMemoryBus()
+        clock = FakeClock()
+        proc = StreamProcessor(bus, [make_spec(stale_after_s=60)], clock=clock, tick_s=0.01)
+        await proc.handle(as_messages([5]))
+        await proc.start()
+        clock.advance(120)
+        alarm = AlarmEvent.model_validate_json((await take(bus, ALARMS, 1))[0])
+        await proc.stop()
+        assert alarm.event == "stale"
+        assert alarm.ts == DEFAULT_T0 + timedelta(seconds=60)
+
+
+class TestSqliteTimeSeries:
+    def test_write_is_idempotent(self, tmp_path):
+        """The same reading written twice is stored once."""
+        store = SqliteTimeSeries(tmp_path / "ts.sqlite3")
+        batch = list(readings(SID, [1.0, 2.0, None]))
+        store.write(batch)
+        store.write(batch)
+        assert store.count() == 3
+        got = store.query(SID, DEFAULT_T0, DEFAULT_T0 + timedelta(hours=1))
+        assert got == batch
+
+
+class TestSqliteExcursionStore:
+    async def test_newest_revision_wins_and_replays_are_ignored(self, tmp_path):
+        """Records are applied by revision: duplicates and older revisions change nothing."""
+        bus = InMemoryBus()
+        proc = StreamProcessor(bus, [make_spec(alert_high=8, action_high=10)], clock=FakeClock())
+        await proc.handle(as_messages([9, 11, 5]))
+        store = SqliteExcursionStore(tmp_path / "x.sqlite3")
+        raw = await take(bus, EXCURSIONS, 3)
+        records = [ExcursionRecord.model_validate_json(v) for v in raw]
+        for record in [*records, records[1], records[0]]:
+            store.apply(record)
+        (stored,) = store.excursions()
+        assert stored == records[2]
+        assert store.ignored == 2
+
+    async def test_consumer_stores_from_the_bus(self, tmp_path):
+        """The bus consumer stores records published on the excursions topic."""
+        bus = InMemoryBus()
+        store = SqliteExcursionStore(tmp_path / "x.sqlite3")
+        proc = StreamProcessor(bus, [make_spec(alert_high=8)], clock=FakeClock())
+        consumer = asyncio.create_task(consume_excursions(bus, store))
+        await proc.handle(as_messages([9, 5]))
+        async with asyncio.timeout(5):
+            while not store.excursions() or store.excursions()[0].status != "closed":
+                await asyncio.sleep(0.01)
+        consumer.cancel()
+        assert store.excursions()[0].end is not None
