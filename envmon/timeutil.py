@@ -7,6 +7,8 @@ cheap to compare, and serialisable without loss. Everything at the edges is a ti
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -56,3 +58,34 @@ def format_ts(dt: datetime) -> str:
 def utcnow() -> datetime:
     """Return the current wall-clock time in UTC (only for edges, never the core)."""
     return datetime.now(UTC)
+
+
+class ScaledClock:
+    """Simulated time: starts at ``start`` and runs ``speed`` times faster than real time.
+
+    ``envmon demo`` runs the example site at, say, 30× so that a 10-minute freezer delay
+    passes in 20 seconds; every component reads this one clock.
+    """
+
+    def __init__(
+        self,
+        start: datetime,
+        speed: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if start.tzinfo is None:
+            raise NaiveTimestampError("the clock's start must carry a UTC offset")
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.start = start.astimezone(UTC)
+        self.speed = speed
+        self._monotonic = monotonic
+        self._origin = monotonic()
+
+    def __call__(self) -> datetime:
+        """Return the current simulated time."""
+        return self.start + timedelta(seconds=(self._monotonic() - self._origin) * self.speed)
+
+    def real_seconds(self, simulated_s: float) -> float:
+        """Return how many real seconds ``simulated_s`` simulated seconds take."""
+        return simulated_s / self.speed

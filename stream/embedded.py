@@ -57,6 +57,7 @@ class StreamProcessor:
         self.listener = listener
         self.readings = 0
         self.rejected = 0
+        self.last: dict[str, Reading] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -99,6 +100,7 @@ class StreamProcessor:
                 out.append(Message(DEADLETTER, message.key, letter.model_dump_json().encode()))
                 continue
             self.readings += 1
+            self.last[reading.sensor_id] = reading
             readings.append(reading)
             out.extend(self._encode(events))
         if self.store is not None and readings:

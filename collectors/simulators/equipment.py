@@ -190,10 +190,11 @@ class SimInstrument:
             since = t - opened
             if since < 0:
                 continue
-            depth, tau = {"temperature": (0.6, 300), "co2": (0.8, 240), "humidity": (6, 600)}.get(
+            depth, tau = {"temperature": (0.3, 300), "co2": (0.8, 240), "humidity": (6, 600)}.get(
                 parameter, (0.0, 1.0)
             )
-            effect -= depth * math.exp(-since / tau) if since < 45 * 60 else 0.0
+            if since < 45 * 60:  # the dip builds over the minute the door is open, then recovers
+                effect -= depth * min(since / 60, 1.0) * math.exp(-max(since - 60, 0) / tau)
         return effect
 
     def _apply_faults(self, spec: SensorSpec, sp: float, value: float, t: float) -> float:
