@@ -20,10 +20,12 @@ from pydantic import (
     PrivateAttr,
     Strict,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
 
+from envmon.config.bindings import site_sensors
 from envmon.config.collectors import CollectorsConfig
 from envmon.config.formatting import format_number
 from envmon.config.particles import PARTICLE_SIZES_UM, PARTICLE_UNIT, Grade
@@ -345,6 +347,24 @@ class SiteConfig(ConfigModel):
     collectors: CollectorsConfig = CollectorsConfig()
 
     _sensors: tuple[SensorSpec, ...] | None = PrivateAttr(default=None)
+
+    @field_validator("collectors", mode="wrap")
+    @classmethod
+    def _bindings_know_the_sensors(
+        cls, value: object, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> CollectorsConfig:
+        """Validate the collectors with the site's sensors known, so bindings are checked."""
+        areas: tuple[AreaConfig, ...] | None = info.data.get("areas")
+        if areas is None:  # the areas are invalid themselves: their errors are reported
+            return handler(value)  # type: ignore[no-any-return]
+        units = {
+            channel.sensor_id or f"{instrument.id}.{channel.channel_id}": channel.unit
+            for area in areas
+            for instrument in area.instruments
+            for channel in instrument.channels
+        }
+        with site_sensors(units):
+            return handler(value)  # type: ignore[no-any-return]
 
     @property
     def name(self) -> str:
