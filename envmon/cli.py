@@ -77,6 +77,63 @@ def replay(
     )
 
 
+@app.command("demo")
+def demo(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Site configuration YAML.")] = Path(
+        "deploy/examples/site.yaml"
+    ),
+    scenario: Annotated[
+        Path | None, typer.Option("--scenario", help="Fault scenario YAML (simulated time).")
+    ] = Path("deploy/examples/demo-scenario.yaml"),
+    speed: Annotated[
+        float, typer.Option("--speed", min=0.1, help="Simulated seconds per real second.")
+    ] = 30.0,
+    duration: Annotated[
+        float | None, typer.Option("--duration", min=1, help="Stop after this many real seconds.")
+    ] = None,
+    summary: Annotated[
+        Path | None, typer.Option("--summary", help="Write what happened as JSON (no live view).")
+    ] = None,
+    workdir: Annotated[
+        Path | None, typer.Option("--workdir", help="Keep buffer and databases here.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Simulation seed.")] = None,
+) -> None:
+    """Run the whole pipeline on simulated equipment, with a live view of every room."""
+    import asyncio
+    import sys
+
+    from rich.console import Console
+
+    from envmon.commands.demo import DemoOptions, run_demo
+    from envmon.errors import ConfigError
+
+    live = summary is None and sys.stdout.isatty()
+    options = DemoOptions(
+        config=config,
+        scenario=scenario,
+        speed=speed,
+        duration=duration,
+        summary=summary,
+        workdir=workdir,
+        seed=seed,
+        live=live,
+    )
+    console = Console()
+    try:
+        result = asyncio.run(run_demo(options, console))
+    except ConfigError as exc:
+        Console(stderr=True).print(str(exc), markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    console.print(
+        f"{len(result['alarms'])} alarm events, {len(result['excursions'])} excursion records, "
+        f"{result['stream']['readings']:,} readings in {result['duration_s']} s",
+        markup=False,
+    )
+
+
 def main() -> None:
     """Entry point of the ``envmon`` console script."""
     app()

@@ -54,7 +54,7 @@ def render(
     """Build the whole screen."""
     header = Text.assemble(
         (f"{site.name}", "bold"),
-        f"   simulated time {format_ts(now)} ({speed:g}× real time)   ",
+        f"   simulated time {format_ts(now.replace(microsecond=0))} ({speed:g}× real time)   ",
         f"excursions {excursions}   buffered {buffered}",
     )
     table = Table(expand=True, show_edge=False, pad_edge=False)
@@ -69,7 +69,7 @@ def render(
         elif reading.value is None:
             value = f"({reading.quality.value})"
         else:
-            value = f"{reading.value:,.6g} {spec.unit}"
+            value = f"{reading.value:,.4g} {spec.unit}"
         table.add_row(
             spec.area if spec.area != previous_area else "",
             spec.instrument,
@@ -79,19 +79,19 @@ def render(
         )
         previous_area = spec.area
     alarms = Table(expand=True, show_edge=False, pad_edge=False)
-    for name in ("time", "event", "sensor / component", "level", "value"):
+    for name in ("time (UTC)", "event", "sensor / component", "level", "value"):
         alarms.add_column(name, no_wrap=True)
     for event in list(recent)[-12:]:
         if isinstance(event, AlarmEvent):
             alarms.add_row(
-                format_ts(event.ts),
+                f"{event.ts:%H:%M:%S}",
                 event.event.value,
                 event.sensor_id,
                 event.level.value if event.level else "",
-                "" if event.value is None else f"{event.value:,.6g}",
+                "" if event.value is None else f"{event.value:,.4g}",
             )
         else:
-            alarms.add_row(format_ts(event.ts), event.event.value, event.component, "", "")
+            alarms.add_row(f"{event.ts:%H:%M:%S}", event.event.value, event.component, "", "")
     totals = "   ".join(
         f"{name}: " + ", ".join(f"{k} {v:,}" for k, v in values.items() if v)
         for name, values in counters.items()

@@ -16,6 +16,7 @@ from typing import Annotated, TypeVar, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from envmon.config.mqtt import binding_problems
 from envmon.config.resolve import resolve_site
 from envmon.config.schema import SiteConfig
 from envmon.config.yamlsource import (
@@ -74,7 +75,7 @@ def parse_site(text: str, source: str = "<string>") -> SiteConfig:
         _, problems = resolve_site(config)
         issues.extend(
             ConfigIssue(problem.rendered_path, problem.message, located.line_of(problem.path))
-            for problem in problems
+            for problem in [*problems, *binding_problems(config)]
         )
     if issues or config is None:
         ordered = sorted(issues, key=lambda issue: issue.line if issue.line is not None else 0)

@@ -1,0 +1,312 @@
+"""Run a local Mosquitto broker with envmon's shipped configuration (tests, benchmarks).
+
+``Mosquitto(directory, port)`` writes ``mosquitto.conf`` into ``directory`` from
+``deploy/mosquitto/mosquitto.conf`` — keeping its durability and queue settings, replacing
+the site-specific lines (listeners, paths, authentication, logging) — and runs the Debian
+``mosquitto`` binary on 127.0.0.1. ``stop`` ends it with SIGTERM, so it saves its
+persistence database; ``start`` again on the same directory and port resumes the sessions
+and queued messages. ``deploy/scripts/mosquitto.sh`` does the same from a shell.
+
+``publish_all`` loads a broker with QoS 1 messages and returns only once every one was
+acknowledged. (``mosquitto_pub -l`` cannot be used for that: when its input ends it
+disconnects with messages still in flight, which are lost — about two thirds of a
+100,000-line burst here.)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+REPO_ROOT: Final = Path(__file__).resolve().parents[1]
+SHIPPED_CONF: Final = REPO_ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
+DEFAULT_BINARY: Final = "/usr/sbin/mosquitto"
+#: Lines of the shipped file that depend on the installation and are replaced here.
+SITE_SPECIFIC_KEYS: Final = frozenset(
+    {
+        "listener",
+        "port",
+        "bind_address",
+        "persistence_location",
+        "password_file",
+        "acl_file",
+        "allow_anonymous",
+        "cafile",
+        "capath",
+        "certfile",
+        "keyfile",
+        "require_certificate",
+        "use_identity_as_username",
+        "tls_version",
+        "log_dest",
+        "pid_file",
+        "user",
+        "include_dir",
+    }
+)
+_START_TIMEOUT_S: Final = 10.0
+_POLL_S: Final = 0.01
+
+
+class MosquittoError(RuntimeError):
+    """The broker did not start or stop as asked (the message ends with its log)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MosquittoTls:
+    """A TLS listener: the CA that signs client certificates, the server's key pair."""
+
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    require_certificate: bool = True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def mosquitto_binary() -> str:
+    """Return the path of the mosquitto executable."""
+    return shutil.which("mosquitto") or DEFAULT_BINARY
+
+
+def _key(line: str) -> str:
+    parts = line.split(maxsplit=1)
+    return parts[0] if parts else ""
+
+
+def render_config(
+    directory: Path,
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    tls: MosquittoTls | None = None,
+    extra: str = "",
+    shipped: Path = SHIPPED_CONF,
+) -> str:
+    """Return the shipped configuration adapted to a local broker on ``host:port``."""
+    kept = [
+        line
+        for line in shipped.read_text(encoding="utf-8").splitlines()
+        if _key(line) not in SITE_SPECIFIC_KEYS
+    ]
+    local = [
+        "",
+        "# -- local broker (written by collectors/mosquitto.py) --",
+        f"listener {port} {host}",
+        "allow_anonymous true",
+        f"persistence_location {directory.resolve()}/",
+        f"log_dest file {directory.resolve() / 'mosquitto.log'}",
+    ]
+    if os.geteuid() == 0:
+        # As root, Mosquitto switches to the 'mosquitto' user, which cannot write here.
+        local.append("user root")
+    if tls is not None:
+        local += [
+            f"cafile {tls.cafile}",
+            f"certfile {tls.certfile}",
+            f"keyfile {tls.keyfile}",
+            f"require_certificate {'true' if tls.require_certificate else 'false'}",
+        ]
+    if extra:
+        local.append(extra)
+    return "\n".join([*kept, *local]) + "\n"
+
+
+class Mosquitto:
+    """A Mosquitto process on 127.0.0.1 with persistence in ``directory``."""
+
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        tls: MosquittoTls | None = None,
+        extra: str = "",
+        binary: str | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.host = host
+        self.port = port if port is not None else free_port(host)
+        self.tls = tls
+        self.extra = extra
+        self.binary = binary or mosquitto_binary()
+        self.config_path = self.directory / "mosquitto.conf"
+        self.log_path = self.directory / "mosquitto.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        """True while the process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while running."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    def start(self, timeout: float = _START_TIMEOUT_S) -> None:
+        """Start the broker and wait until it accepts connections."""
+        if self.running:
+            return
+        self.config_path.write_text(
+            render_config(self.directory, self.port, host=self.host, tls=self.tls, extra=self.extra),
+            encoding="utf-8",
+        )
+        self._process = subprocess.Popen(  # noqa: S603 - a fixed binary with our own config
+            [self.binary, "-c", str(self.config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise MosquittoError(f"mosquitto exited at start\n{self.log_tail()}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(_POLL_S)
+        self.kill()
+        raise MosquittoError(f"mosquitto did not listen within {timeout:g} s\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop with SIGTERM: the broker saves sessions and queued messages first."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._process = None
+
+    def kill(self) -> None:
+        """Stop with SIGKILL: what was not saved yet is lost (a crash)."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        self._process = None
+
+    def save(self) -> None:
+        """Ask the broker to write its persistence database now (SIGUSR1)."""
+        if self._process is not None and self.running:
+            self._process.send_signal(signal.SIGUSR1)
+
+    def restart(self) -> None:
+        """Stop (saving) and start again on the same port and directory."""
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 20) -> str:
+        """Return the end of the broker's log."""
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> Mosquitto:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def publish_all(
+    host: str,
+    port: int,
+    messages: Iterable[tuple[str, bytes]],
+    *,
+    qos: int = 1,
+    window: int = 10_000,
+    client_id: str = "",
+    timeout: float = 60.0,
+) -> int:
+    """Publish (topic, payload) pairs; return the count once the broker acknowledged all.
+
+    At most ``window`` messages are unacknowledged at a time (paho's message ids wrap at
+    65,535). Raises ``MosquittoError`` when the connection fails or ``timeout`` passes.
+    """
+    if not 0 < window < 60_000:
+        raise ValueError("window must be between 1 and 59,999")
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=MQTTProtocolVersion.MQTTv311,
+        reconnect_on_failure=False,
+    )
+    client.max_inflight_messages_set(window)
+    client.max_queued_messages_set(0)
+    done = {"acked": 0, "connected": False}
+
+    def on_connect(*_: object) -> None:
+        done["connected"] = True
+
+    def on_publish(
+        _client: paho.Client, _u: object, _mid: int, _rc: ReasonCode, _p: object
+    ) -> None:
+        done["acked"] += 1
+
+    client.on_connect = on_connect
+    client.on_publish = on_publish
+    deadline = time.monotonic() + timeout
+
+    def pump(until: Callable[[], bool]) -> None:
+        while not until():
+            if time.monotonic() > deadline:
+                raise MosquittoError(f"publishing to {host}:{port} timed out")
+            if client.loop(0.05) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                raise MosquittoError(f"lost the connection to {host}:{port} while publishing")
+
+    client.connect(host, port)
+    try:
+        pump(lambda: bool(done["connected"]))
+        sent = 0
+        for topic, payload in messages:
+            info = client.publish(topic, payload, qos)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                raise MosquittoError(f"publish failed: {paho.error_string(info.rc)}")
+            sent += 1
+            if qos and sent - int(done["acked"]) >= window:
+                pump(lambda: sent - int(done["acked"]) < window // 2)
+        if qos:
+            pump(lambda: int(done["acked"]) >= sent)
+        client.disconnect()
+        client.loop(0.05)
+    finally:
+        client.socket() is not None and client.disconnect()
+    return sent

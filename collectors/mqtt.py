@@ -1,0 +1,442 @@
+"""The MQTT collector: subscribe to a broker's bindings and put readings in the buffer.
+
+Guarantees, in order of importance:
+
+- **Nothing acknowledged is lost.** Subscriptions are QoS 1 on a persistent session
+  (fixed client id, no clean start, a session expiry), so the broker keeps messages while
+  envmon is down. A message is acknowledged (PUBACK) only after its readings — or its
+  dead letter — are committed to the durable ``Outbox`` through
+  ``CollectorPipeline.put``. Messages are committed in groups (``commit.max_messages``
+  or ``commit.max_delay``, whichever first; under load, whatever arrived during the
+  previous commit) so one disk sync covers hundreds of messages.
+- **A full buffer refuses, it does not drop.** When ``put`` returns False nothing of the
+  batch is acknowledged; the collector stops taking messages and, once the buffer has
+  room, reconnects so that the broker redelivers everything unacknowledged.
+- **It keeps running.** Bad payloads go to the dead letter with their reason; lost
+  connections are re-established with exponential back-off and the subscriptions are
+  made again; a binding silent for longer than its ``expected_period`` is resubscribed
+  (and, if still silent a period later, the connection is re-established).
+
+Delivery is at least once: after a reconnect the broker redelivers messages whose
+acknowledgement it did not get, so a reading can arrive twice (the evaluation core drops a
+duplicate of the same sensor and timestamp).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Final
+
+from collectors.mqtt_client import InboundMessage, MqttConnection, MqttError
+from collectors.mqtt_payload import MessageDecoder
+from collectors.pipeline import CollectorCounters, CollectorPipeline, RawPayload
+from envmon.config.mqtt import MqttCollectorConfig
+from envmon.config.schema import SiteConfig
+from envmon.models import Reading, SystemEvent, SystemEventKind
+from envmon.timeutil import utcnow
+
+logger = logging.getLogger(__name__)
+
+#: How often a paused collector looks whether the full buffer has room again (s).
+DEFAULT_FULL_POLL_S: Final = 0.1
+#: The watchdog looks at least this often (real seconds).
+MAX_WATCHDOG_INTERVAL_S: Final = 5.0
+
+EventHandler = Callable[[SystemEvent], None]
+Clock = Callable[[], datetime]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Messages decoded since the last commit, with what acknowledges them."""
+
+    generation: int
+    readings: list[Reading] = field(default_factory=list)
+    failures: list[RawPayload] = field(default_factory=list)
+    acks: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class BindingState:
+    """Watchdog state of one binding."""
+
+    topic: str
+    expected_period: float | None
+    last_seen: datetime | None = None
+    silences: int = 0  # consecutive expected periods without a message
+    alarmed: bool = False  # a silence alarm was raised and traffic has not returned yet
+
+
+class MqttCollector:
+    """Reads one broker's bindings into a ``CollectorPipeline`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: MqttCollectorConfig,
+        site: SiteConfig,
+        pipeline: CollectorPipeline,
+        *,
+        clock: Clock = utcnow,
+        on_event: EventHandler | None = None,
+        watchdog_interval: float | None = None,
+        connect_timeout: float = 10.0,
+        full_poll_interval: float = DEFAULT_FULL_POLL_S,
+    ) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.component = f"mqtt:{config.id}"
+        self.decoder = MessageDecoder(config, site, source=pipeline.source)
+        self._clock = clock
+        self._on_event = on_event
+        self._watchdog_interval = watchdog_interval
+        self._connect_timeout = connect_timeout
+        self._full_poll = full_poll_interval
+        self.bindings = [
+            BindingState(binding.topic, binding.expected_period) for binding in config.bindings
+        ]
+        self._filters = [binding.pattern.filter for binding in config.bindings]
+        self._generation = 0
+        self._batch = _Batch(0)
+        self._conn: MqttConnection | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+        self._commit_lock = asyncio.Lock()
+        self._timer: asyncio.TimerHandle | None = None
+        self._ready = asyncio.Event()
+        self._reconnect_reason: str | None = None
+        self._paused = False
+        self._stopping = False
+        self._recovery: asyncio.Task[None] | None = None
+        self._connected_once = False
+        self._down_since: datetime | None = None
+
+    @property
+    def counters(self) -> CollectorCounters:
+        """What came in and what became of it."""
+        return self.pipeline.counters
+
+    @property
+    def connected(self) -> bool:
+        """True while subscribed on a live connection."""
+        return self._conn is not None and self._conn.connected and self._ready.is_set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start connecting (in the background: a broker that is down is retried)."""
+        if self._tasks:
+            return
+        if not self.config.enabled:
+            logger.info("%s is disabled", self.component)
+            return
+        self._stopping = False
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._supervise(), name=f"{self.component}-supervisor"),
+            loop.create_task(self._commit_loop(), name=f"{self.component}-commit"),
+        ]
+        interval = self._effective_watchdog_interval()
+        if interval:
+            self._tasks.append(
+                loop.create_task(self._watchdog(interval), name=f"{self.component}-watchdog")
+            )
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until connected and subscribed (raises ``TimeoutError``)."""
+        async with asyncio.timeout(timeout):
+            await self._ready.wait()
+
+    async def stop(self) -> None:
+        """Commit and acknowledge what was received, disconnect (keeping the session)."""
+        self._stopping = True
+        if self._recovery is not None:
+            self._recovery.cancel()
+        await self._commit()
+        conn = self._conn
+        if conn is not None:
+            await conn.disconnect()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._ready.clear()
+
+    # ------------------------------------------------------------------ connection
+
+    async def _supervise(self) -> None:
+        """Connect, subscribe, wait for the connection to end; repeat with back-off."""
+        backoff = self.config.reconnect.initial
+        while not self._stopping:
+            self._generation += 1
+            generation = self._generation
+            self._batch = _Batch(generation)
+            conn = MqttConnection(
+                self.config,
+                partial(self._on_message, generation),
+                connect_timeout=self._connect_timeout,
+            )
+            try:
+                session_present = await conn.connect()
+                await conn.subscribe(self._filters, self.config.qos)
+            except MqttError as exc:
+                conn.close()
+                self._went_down(f"cannot connect: {exc}")
+                logger.warning("%s: %s; retrying in %.1f s", self.component, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.config.reconnect.maximum)
+                continue
+            backoff = self.config.reconnect.initial
+            self._conn = conn
+            self._came_up(session_present)
+            reason = await conn.lost
+            self._conn = None
+            self._ready.clear()
+            self._batch = _Batch(0)  # uncommitted messages are redelivered by the broker
+            if self._stopping:
+                break
+            planned, self._reconnect_reason = self._reconnect_reason, None
+            if planned is not None:
+                logger.info("%s: reconnecting (%s)", self.component, planned)
+                self._down_since = self._clock()
+            else:
+                self._went_down(f"connection lost: {reason}")
+                await asyncio.sleep(min(backoff, self.config.reconnect.initial))
+
+    def _came_up(self, session_present: bool) -> None:
+        now = self._clock()
+        if self._connected_once:
+            self.counters.reconnects += 1
+            self.counters.resubscriptions += len(self._filters)
+        for state in self.bindings:
+            state.last_seen = now
+            state.silences = 0
+        # Unacknowledged messages come again on this connection, in order: take them.
+        self._paused = False
+        if self._recovery is not None:
+            self._recovery.cancel()
+            self._recovery = None
+        detail = (
+            f"connected to {self.config.host}:{self.config.effective_port} as "
+            f"{self.config.effective_client_id} (session "
+            f"{'resumed' if session_present else 'new'}), subscribed to "
+            f"{', '.join(self._filters)}"
+        )
+        if self._down_since is not None or not self._connected_once:
+            self._emit(SystemEventKind.CONNECTED, detail, alarm=False)
+        self._connected_once = True
+        self._down_since = None
+        self._ready.set()
+
+    def _went_down(self, detail: str) -> None:
+        if self._down_since is None:
+            self._down_since = self._clock()
+            self._emit(SystemEventKind.DISCONNECTED, detail, alarm=True)
+
+    async def reconnect(self, reason: str) -> None:
+        """Close the connection on purpose; the supervisor connects again at once."""
+        conn = self._conn
+        if conn is None:
+            return
+        self._reconnect_reason = reason
+        await conn.disconnect()
+
+    # ------------------------------------------------------------------ messages
+
+    def _on_message(self, generation: int, message: InboundMessage) -> None:
+        """Decode one message into the current batch (runs on the loop, for every message)."""
+        counters = self.counters
+        counters.received += 1
+        if self._paused or self._stopping or generation != self._generation:
+            return  # not acknowledged: the broker redelivers it after the reconnect
+        now = self._clock()
+        decoded = self.decoder.decode(
+            message.topic,
+            message.payload,
+            now,
+            retain=message.retain,
+            raw_topic=message.raw_topic,
+        )
+        if decoded.binding is not None:
+            self.bindings[decoded.binding].last_seen = now
+        batch = self._batch
+        batch.readings.extend(decoded.readings)
+        if decoded.failure is not None:
+            batch.failures.append(decoded.failure)
+        batch.acks.append((message.mid, message.qos))
+        size = len(batch.acks)
+        if size >= self.config.commit.max_messages:
+            self._wake.set()
+        elif size == 1 and not self._commit_lock.locked():
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.config.commit.max_delay, self._wake.set)
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._commit()
+            if self._batch.acks and not self._paused:
+                # Messages arrived during the commit: under load they form the next group.
+                self._wake.set()
+
+    async def _commit(self) -> None:
+        """Commit the current batch durably, then acknowledge its messages."""
+        async with self._commit_lock:
+            batch = self._batch
+            if not batch.acks:
+                return
+            self._batch = _Batch(batch.generation)
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            # Reading waits while the commit runs: sqlite releases the GIL for every row and
+            # a busy loop thread would make it wait each time (the commit took seconds).
+            conn = self._conn
+            if conn is not None:
+                conn.pause_reading()
+            try:
+                stored = await asyncio.to_thread(
+                    self.pipeline.put, batch.readings, batch.failures
+                )
+            finally:
+                if conn is not None:
+                    conn.resume_reading()
+            if not stored:
+                self._refused(batch)
+                return
+            conn = self._conn
+            if conn is None or batch.generation != self._generation or not conn.connected:
+                return  # the connection that delivered them is gone: they will come again
+            for mid, qos in batch.acks:
+                conn.ack(mid, qos)
+            conn.flush()
+
+    def _refused(self, batch: _Batch) -> None:
+        """Acknowledge nothing of a refused batch; pause, and reconnect once there is room."""
+        self._paused = True
+        self._batch = _Batch(batch.generation)
+        logger.error(
+            "%s: buffer full; %d message(s) not acknowledged, the broker keeps them",
+            self.component,
+            len(batch.acks),
+        )
+        if self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.get_running_loop().create_task(self._resume_when_room())
+
+    async def _resume_when_room(self) -> None:
+        outbox = self.pipeline.outbox
+        while outbox.full:
+            await asyncio.sleep(self._full_poll)
+        # Still paused until the new connection is up, so acknowledgements stay in order.
+        await self.reconnect("buffer has room again: let the broker redeliver")
+
+    # ------------------------------------------------------------------ watchdog
+
+    def _effective_watchdog_interval(self) -> float:
+        if self._watchdog_interval is not None:
+            return self._watchdog_interval
+        periods = [b.expected_period for b in self.bindings if b.expected_period]
+        if not periods:
+            return 0.0
+        return min(min(periods) / 4, MAX_WATCHDOG_INTERVAL_S)
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.check_subscriptions()
+            except MqttError as exc:
+                logger.warning("%s: watchdog recovery failed: %s", self.component, exc)
+
+    async def check_subscriptions(self) -> list[str]:
+        """Recover bindings silent for longer than their expected period; return their topics.
+
+        The first silent period resubscribes the binding; a second one in a row reconnects.
+        """
+        conn = self._conn
+        if conn is None or not self._ready.is_set() or self._paused:
+            return []
+        now = self._clock()
+        silent: list[str] = []
+        reconnect = False
+        for index, state in enumerate(self.bindings):
+            period, last = state.expected_period, state.last_seen
+            if period is None or last is None:
+                continue
+            quiet = (now - last).total_seconds()
+            if quiet < period:
+                state.silences = 0
+                if state.alarmed:
+                    logger.info("%s: %s receives again", self.component, state.topic)
+                    state.alarmed = False
+                continue
+            state.silences += 1
+            state.last_seen = now  # give the recovery a whole period before escalating
+            silent.append(state.topic)
+            action = "resubscribing" if state.silences == 1 else "reconnecting"
+            detail = (
+                f"no message on {state.topic} for {quiet:.0f} s (expected every {period:g} s); "
+                f"{action}"
+            )
+            if state.alarmed:
+                logger.warning("%s: %s", self.component, detail)
+            else:
+                state.alarmed = True
+                self._emit(SystemEventKind.SUBSCRIPTION_SILENT, detail, alarm=True)
+            if state.silences == 1:
+                await conn.subscribe([self._filters[index]], self.config.qos)
+                self.counters.resubscriptions += 1
+                self._emit(
+                    SystemEventKind.RESUBSCRIBED,
+                    f"resubscribed to {self._filters[index]}",
+                    alarm=False,
+                )
+            else:
+                reconnect = True
+        if reconnect:
+            await self.reconnect("a subscription stayed silent after resubscribing")
+        return silent
+
+    # ------------------------------------------------------------------ events
+
+    def _emit(self, kind: SystemEventKind, detail: str, *, alarm: bool) -> None:
+        (logger.warning if alarm else logger.info)("%s: %s", self.component, detail)
+        if self._on_event is not None:
+            try:
+                self._on_event(
+                    SystemEvent(
+                        event=kind,
+                        component=self.component,
+                        ts=self._clock(),
+                        alarm=alarm,
+                        detail=detail,
+                    )
+                )
+            except Exception:
+                logger.exception("%s: event handler failed", self.component)
+
+
+def build_mqtt_collectors(
+    site: SiteConfig,
+    pipeline_for: Callable[[MqttCollectorConfig], CollectorPipeline],
+    *,
+    clock: Clock = utcnow,
+    on_event: EventHandler | None = None,
+) -> list[MqttCollector]:
+    """Return one collector per enabled MQTT connection of ``site``."""
+    return [
+        MqttCollector(config, site, pipeline_for(config), clock=clock, on_event=on_event)
+        for config in site.collectors.mqtt
+        if config.enabled
+    ]

@@ -1,0 +1,403 @@
+"""Turning MQTT messages into readings: topic → binding → sensor ids, payload → values.
+
+``MessageDecoder`` is pure apart from the counter state of cumulative channels: given a
+topic, a payload and the receive time it returns the readings and, when something could
+not be used, one ``RawPayload`` for the dead letter with every reason. A message can do
+both: a particle counter message whose 5.0 µm field is missing still yields its 0.5 µm
+reading. Nothing here raises on bad input.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import orjson
+
+from collectors.pipeline import RawPayload
+from envmon.config.mqtt import (
+    ChannelMapping,
+    MqttBindingConfig,
+    MqttCollectorConfig,
+    QualityConfig,
+    TimestampConfig,
+)
+from envmon.config.schema import SiteConfig
+from envmon.models import Quality, Reading
+from envmon.sensors import SensorSpec
+from envmon.timeutil import to_us
+from envmon.topics import CHANNEL, IdTemplate, TopicPattern
+from envmon.units import Conversion, CounterDelta, UnitError, conversion
+
+logger = logging.getLogger(__name__)
+
+#: Payload timestamps before this are refused: a device whose clock was never set.
+EARLIEST_TS: Final = datetime(2000, 1, 1, tzinfo=UTC)
+#: Payload timestamps further ahead of the receive time than this are refused.
+MAX_FUTURE: Final = timedelta(days=1)
+_TOPIC_CACHE_SIZE: Final = 10_000
+_NUMBER: Final = re.compile(rb"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$")
+_MISSING: Final = object()
+_QUALITY: Final = {"good": Quality.GOOD, "uncertain": Quality.UNCERTAIN, "bad": Quality.BAD}
+
+
+@dataclass(slots=True)
+class Decoded:
+    """What one message became: readings, and a dead letter if anything failed."""
+
+    readings: list[Reading] = field(default_factory=list)
+    failure: RawPayload | None = None
+    binding: int | None = None  # index of the binding the topic matched
+
+
+class _QualityRule:
+    """Reading quality from one payload field."""
+
+    __slots__ = ("otherwise", "path", "table")
+
+    def __init__(self, config: QualityConfig) -> None:
+        self.path = tuple(config.path.split("."))
+        self.table = {text: _QUALITY[name] for text, name in config.lookup().items()}
+        self.otherwise = _QUALITY[config.otherwise]
+
+    def quality(self, document: object) -> Quality:
+        value = _lookup(document, self.path)
+        if value is _MISSING or value is None or isinstance(value, dict | list):
+            return self.otherwise
+        return self.table.get(str(value), self.otherwise)
+
+
+class _Channel:
+    """One channel of a binding, compiled."""
+
+    __slots__ = ("cumulative", "name", "path", "quality", "unit")
+
+    def __init__(
+        self, name: str, mapping: ChannelMapping, payload_quality: _QualityRule | None
+    ) -> None:
+        self.name = name
+        self.path = tuple((mapping.path or name).split("."))
+        self.unit = mapping.unit
+        self.cumulative = mapping.cumulative
+        self.quality = (
+            _QualityRule(mapping.quality) if mapping.quality is not None else payload_quality
+        )
+
+
+class _Binding:
+    """One binding, compiled for the hot path."""
+
+    __slots__ = (
+        "channels",
+        "config",
+        "index",
+        "is_json",
+        "pattern",
+        "sample_volume_m3",
+        "template",
+        "timestamp",
+    )
+
+    def __init__(self, index: int, config: MqttBindingConfig) -> None:
+        self.index = index
+        self.config = config
+        self.pattern: TopicPattern = config.pattern
+        self.template: IdTemplate = config.template
+        self.is_json = config.payload.format == "json"
+        self.timestamp: TimestampConfig | None = config.payload.timestamp
+        self.sample_volume_m3 = config.sample_volume_m3
+        quality = _QualityRule(config.payload.quality) if config.payload.quality else None
+        self.channels = [_Channel(n, m, quality) for n, m in config.payload.channel_items()]
+
+
+class MessageDecoder:
+    """Maps the messages of one MQTT connection onto the site's sensors."""
+
+    def __init__(self, config: MqttCollectorConfig, site: SiteConfig, *, source: str) -> None:
+        self.config = config
+        self.source = source
+        self.max_payload_bytes = config.max_payload_bytes
+        self.bindings = [_Binding(i, b) for i, b in enumerate(config.bindings)]
+        self.sensors: dict[str, SensorSpec] = site.sensor_map()
+        self._volumes = {
+            instrument.id: instrument.sample_volume_m3
+            for area in site.areas
+            for instrument in area.instruments
+        }
+        self._topics: dict[str, tuple[_Binding, dict[str, str]] | None] = {}
+        self._targets: dict[tuple[int, str, str], tuple[SensorSpec, Conversion] | str] = {}
+        self.counters = CounterDelta()
+
+    def decode(
+        self,
+        topic: str | None,
+        payload: bytes,
+        received_at: datetime,
+        *,
+        retain: bool = False,
+        raw_topic: bytes = b"",
+    ) -> Decoded:
+        """Turn one message into readings and/or a dead letter (never raises on bad input)."""
+        if topic is None:
+            origin = raw_topic.decode("utf-8", "backslashreplace")
+            return self._fail(origin, payload, "topic is not valid UTF-8")
+        if len(payload) > self.max_payload_bytes:
+            return self._fail(
+                topic,
+                payload[: self.max_payload_bytes],
+                f"oversized payload: {len(payload):,} bytes exceed max_payload_bytes "
+                f"{self.max_payload_bytes:,} (kept the first {self.max_payload_bytes:,})",
+            )
+        matched = self._match(topic)
+        if matched is None:
+            return self._fail(topic, payload, "unknown topic: no binding matches it")
+        binding, segments = matched
+        if retain and binding.timestamp is None:
+            # A retained message is the broker's stored last value, possibly hours old;
+            # stamped with the receive time it would pass for a fresh sample.
+            logger.debug("skipping retained message on %s (no payload timestamp)", topic)
+            return Decoded(binding=binding.index)
+        try:
+            return self._decode(binding, segments, topic, payload, received_at)
+        except Exception as exc:  # a decoder bug must not stop the collector
+            logger.exception("decoding a message on %s failed", topic)
+            return self._fail(topic, payload, f"internal error: {exc!r}", binding.index)
+
+    # ------------------------------------------------------------------ steps
+
+    def _match(self, topic: str) -> tuple[_Binding, dict[str, str]] | None:
+        cache = self._topics
+        try:
+            return cache[topic]
+        except KeyError:
+            pass
+        result = None
+        for binding in self.bindings:
+            segments = binding.pattern.match(topic)
+            if segments is not None:
+                result = (binding, segments)
+                break
+        if len(cache) >= _TOPIC_CACHE_SIZE:
+            cache.clear()
+        cache[topic] = result
+        return result
+
+    def _decode(
+        self,
+        binding: _Binding,
+        segments: dict[str, str],
+        topic: str,
+        payload: bytes,
+        received_at: datetime,
+    ) -> Decoded:
+        document: object
+        if binding.is_json:
+            try:
+                document = orjson.loads(payload)
+            except orjson.JSONDecodeError as exc:
+                return self._fail(topic, payload, f"invalid JSON: {exc}", binding.index)
+            if not isinstance(document, dict):
+                return self._fail(
+                    topic,
+                    payload,
+                    f"payload is a JSON {_json_type(document)}, expected an object",
+                    binding.index,
+                )
+        else:
+            number = _parse_number(payload)
+            if isinstance(number, str):
+                return self._fail(topic, payload, number, binding.index)
+            document = number
+
+        if binding.timestamp is None:
+            ts = received_at
+        else:
+            parsed = _timestamp(document, binding.timestamp, received_at)
+            if isinstance(parsed, str):
+                return self._fail(topic, payload, parsed, binding.index)
+            ts = parsed
+
+        readings: list[Reading] = []
+        reasons: list[str] = []
+        values = segments  # the reserved 'channel' name never clashes with a segment
+        for channel in binding.channels:
+            values[CHANNEL] = channel.name
+            sensor_id = binding.template.render(values)
+            target = self._target(binding, channel, sensor_id)
+            if isinstance(target, str):
+                reasons.append(target)
+                continue
+            spec, convert = target
+            if binding.is_json:
+                raw = _lookup(document, channel.path)
+                if raw is _MISSING:
+                    reasons.append(f"channel {channel.name!r}: missing field {_dotted(channel)!r}")
+                    continue
+            else:
+                raw = document
+            quality = Quality.GOOD
+            value: float | None
+            if raw is None:
+                value, quality = None, Quality.BAD
+            elif isinstance(raw, bool) or not isinstance(raw, int | float):
+                reasons.append(
+                    f"channel {channel.name!r}: field {_dotted(channel)!r} is a "
+                    f"{_json_type(raw)}, expected a number"
+                )
+                continue
+            else:
+                try:
+                    value = float(raw)
+                except OverflowError:
+                    value = math.inf
+                if not math.isfinite(value):
+                    reasons.append(f"channel {channel.name!r}: value out of range")
+                    continue
+            if channel.quality is not None and binding.is_json:
+                stated = channel.quality.quality(document)
+                if stated is not Quality.GOOD:
+                    quality = stated
+            if value is not None and channel.cumulative:
+                delta, reset = self.counters.step(sensor_id, value, to_us(ts))
+                if delta is None:
+                    continue  # the counter's baseline, or a duplicate: no interval to report
+                value = delta
+                if reset:
+                    logger.info("counter of %s was reset (%s)", sensor_id, topic)
+                    if quality is Quality.GOOD:
+                        quality = Quality.UNCERTAIN
+            if value is not None:
+                value = convert(value)
+            readings.append(
+                Reading(
+                    sensor_id=sensor_id,
+                    value=value,
+                    unit=spec.unit,
+                    ts=ts,
+                    received_at=received_at,
+                    quality=quality,
+                    source=self.source,
+                )
+            )
+        decoded = Decoded(readings, binding=binding.index)
+        if reasons:
+            decoded.failure = RawPayload(topic, payload, "; ".join(reasons))
+        return decoded
+
+    def _target(
+        self, binding: _Binding, channel: _Channel, sensor_id: str
+    ) -> tuple[SensorSpec, Conversion] | str:
+        """Return the sensor a channel feeds and the unit conversion, or why there is none."""
+        key = (binding.index, channel.name, sensor_id)
+        cached = self._targets.get(key)
+        if cached is not None:
+            return cached
+        spec = self.sensors.get(sensor_id)
+        result: tuple[SensorSpec, Conversion] | str
+        if spec is None:
+            result = f"channel {channel.name!r}: unknown sensor {sensor_id!r}"
+        else:
+            volume = binding.sample_volume_m3 or self._volumes.get(spec.instrument)
+            try:
+                result = (
+                    spec,
+                    conversion(channel.unit or spec.unit, spec.unit, sample_volume_m3=volume),
+                )
+            except UnitError as exc:
+                result = f"channel {channel.name!r} → {sensor_id}: {exc}"
+        if len(self._targets) >= _TOPIC_CACHE_SIZE:
+            self._targets.clear()
+        self._targets[key] = result
+        return result
+
+    def _fail(
+        self, origin: str, payload: bytes, reason: str, binding: int | None = None
+    ) -> Decoded:
+        return Decoded(failure=RawPayload(origin, payload, reason), binding=binding)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _lookup(document: object, path: Sequence[str]) -> object:
+    """Follow a dotted path through objects (keys) and arrays (indices)."""
+    current = document
+    for key in path:
+        if isinstance(current, dict):
+            current = current.get(key, _MISSING)
+            if current is _MISSING:
+                return _MISSING
+        elif isinstance(current, list) and key.isdigit() and int(key) < len(current):
+            current = current[int(key)]
+        else:
+            return _MISSING
+    return current
+
+
+def _dotted(channel: _Channel) -> str:
+    return ".".join(channel.path)
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    return "object"
+
+
+def _parse_number(payload: bytes) -> float | str:
+    """Return a plain-number payload's value, or the reason it is not one."""
+    if not _NUMBER.match(payload):
+        shown = payload[:40].decode("utf-8", "replace")
+        return f"payload is not a plain number: {shown!r}"
+    try:
+        value = float(payload)
+    except (ValueError, OverflowError):
+        return "payload is not a plain number"
+    if not math.isfinite(value):
+        return "value out of range"
+    return value
+
+
+def _timestamp(document: object, config: TimestampConfig, received_at: datetime) -> datetime | str:
+    """Return the payload's timestamp (UTC) or the reason it cannot be used."""
+    raw = _lookup(document, config.path.split("."))
+    where = f"timestamp field {config.path!r}"
+    if raw is _MISSING:
+        return f"{where} is missing"
+    ts: datetime
+    if config.format == "iso8601":
+        if not isinstance(raw, str):
+            return f"{where} is a {_json_type(raw)}, expected an ISO 8601 string"
+        try:
+            ts = datetime.fromisoformat(raw)
+        except ValueError:
+            return f"{where} is not ISO 8601: {raw[:40]!r}"
+        if ts.tzinfo is None or ts.utcoffset() is None:
+            return f"{where} has no UTC offset: {raw[:40]!r}"
+        ts = ts.astimezone(UTC)
+    else:
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            return f"{where} is a {_json_type(raw)}, expected a number ({config.format})"
+        seconds = raw / 1000 if config.format == "epoch_ms" else raw
+        try:
+            ts = datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            return f"{where} is out of range: {raw!r}"
+    if ts < EARLIEST_TS:
+        return f"{where} is before 2000 ({ts.isoformat()}): is the device clock set?"
+    if ts > received_at + MAX_FUTURE:
+        return f"{where} is more than a day ahead of the receive time ({ts.isoformat()})"
+    return ts
