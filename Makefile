@@ -8,13 +8,14 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests use: real servers and clients, never mocks.
 SYSTEM_PKGS := mosquitto mosquitto-clients openssl
 
-.PHONY: help install system-deps lint test bench demo clean
+.PHONY: help install system-deps lint test bench demo replay-demo clean
 
 help:
 	@echo "make test   - install what the tests need, lint, run the whole suite"
 	@echo "make lint   - ruff + mypy"
 	@echo "make bench  - slow, opt-in benchmarks (results in bench/RESULTS.md)"
-	@echo "make demo   - check the example site and replay its scripted demo day"
+	@echo "make demo   - the whole pipeline on simulated equipment, with a live view"
+	@echo "make replay-demo - replay the example site's scripted day offline"
 
 # A fresh Debian machine as root may lack Python or its venv/ensurepip parts: install them.
 $(BIN)/python:
@@ -47,11 +48,15 @@ test: system-deps lint
 bench: $(STAMP)
 	$(BIN)/python -m bench.replay_bench
 
-# Until the collectors land (issue 3) the demo is offline: the example site's scripted
-# day (freezer door left open, CO2 supply exhausted, particle burst, communication loss)
-# replayed through the evaluation core.
-DEMO_SITE := deploy/examples/site.yaml
+# The whole pipeline on the embedded defaults: amqtt broker, simulated equipment (MQTT and
+# OPC-UA), both collectors, the buffer, the in-process bus, the core, SQLite; live view.
+# Ctrl-C stops it. `envmon demo --help` for the options (speed, duration, summary).
 demo: $(STAMP)
+	$(BIN)/envmon demo
+
+# Offline: the example site's scripted day replayed through the evaluation core.
+DEMO_SITE := deploy/examples/site.yaml
+replay-demo: $(STAMP)
 	@mkdir -p build
 	$(BIN)/envmon check-config $(DEMO_SITE)
 	$(BIN)/python -m envmon.testing demo-readings $(DEMO_SITE) build/demo-readings.csv

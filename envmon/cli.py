@@ -134,6 +134,58 @@ def demo(
     )
 
 
+@app.command("simulate")
+def simulate(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Site configuration YAML.")] = Path(
+        "deploy/examples/site.yaml"
+    ),
+    scenario: Annotated[
+        Path | None, typer.Option("--scenario", help="Fault scenario YAML (simulated time).")
+    ] = None,
+    speed: Annotated[
+        float, typer.Option("--speed", min=0.1, help="Simulated seconds per real second.")
+    ] = 1.0,
+    seed: Annotated[int | None, typer.Option("--seed", help="Simulation seed.")] = None,
+    duration: Annotated[
+        float | None, typer.Option("--duration", min=1, help="Stop after this many real seconds.")
+    ] = None,
+    mqtt_host: Annotated[str | None, typer.Option("--mqtt-host", help="Broker host.")] = None,
+    mqtt_port: Annotated[int | None, typer.Option("--mqtt-port", help="Broker port.")] = None,
+    opcua_endpoint: Annotated[
+        str | None, typer.Option("--opcua-endpoint", help="Endpoint of the simulated gateway.")
+    ] = None,
+    mqtt: Annotated[bool, typer.Option(help="Run the MQTT devices.")] = True,
+    opcua: Annotated[bool, typer.Option(help="Run the OPC-UA gateway.")] = True,
+) -> None:
+    """Run the site's simulated equipment against a real broker and as an OPC-UA server."""
+    import asyncio
+
+    from rich.console import Console
+
+    from envmon.commands.simulate import SimulateOptions, run_simulate
+    from envmon.errors import ConfigError
+
+    options = SimulateOptions(
+        config=config,
+        scenario=scenario,
+        speed=speed,
+        seed=seed,
+        duration=duration,
+        mqtt_host=mqtt_host,
+        mqtt_port=mqtt_port,
+        opcua_endpoint=opcua_endpoint,
+        mqtt=mqtt,
+        opcua=opcua,
+    )
+    try:
+        asyncio.run(run_simulate(options, Console()))
+    except ConfigError as exc:
+        Console(stderr=True).print(str(exc), markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
 def main() -> None:
     """Entry point of the ``envmon`` console script."""
     app()

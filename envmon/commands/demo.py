@@ -75,8 +75,11 @@ class DemoRecorder:
     system: list[SystemEvent] = field(default_factory=list)
     recent: deque[AlarmEvent | SystemEvent] = field(default_factory=lambda: deque(maxlen=50))
 
+    total: int = 0
+
     def add(self, event: AlarmEvent | SystemEvent) -> None:
         """Record one alarm or system event."""
+        self.total += 1
         (self.alarms if isinstance(event, AlarmEvent) else self.system).append(event)  # type: ignore[arg-type]
         self.recent.append(event)
 
@@ -192,7 +195,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
                     buffered=len(outbox),
                 )
 
-            await _run_for(options, started, screen, console)
+            await _run_for(options, started, screen, console, recorder)
         finally:
             with contextlib.suppress(Exception):
                 await devices.stop()
@@ -222,17 +225,38 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
 
 
 async def _run_for(
-    options: DemoOptions, started: float, screen: Callable[[], Any], console: Console
+    options: DemoOptions,
+    started: float,
+    screen: Callable[[], Any],
+    console: Console,
+    recorder: DemoRecorder,
 ) -> None:
     deadline = None if options.duration is None else started + options.duration
     if not options.live:
+        printed = 0
         while deadline is None or time.monotonic() < deadline:
             await asyncio.sleep(0.25)
+            if options.summary is None:  # plain output: one line per alarm as it happens
+                printed = _print_new(console, recorder, printed)
         return
     with Live(screen(), console=console, refresh_per_second=REFRESH_PER_S, screen=False) as live:
         while deadline is None or time.monotonic() < deadline:
             await asyncio.sleep(1 / REFRESH_PER_S)
             live.update(screen())
+
+
+def _print_new(console: Console, recorder: DemoRecorder, printed: int) -> int:
+    events = list(recorder.recent)
+    new = recorder.total - printed
+    for event in events[len(events) - min(new, len(events)) :]:
+        if isinstance(event, AlarmEvent):
+            level = f" {event.level.value}" if event.level else ""
+            value = "" if event.value is None else f" value {event.value:,.4g}"
+            line = f"{event.ts:%H:%M:%S} {event.event.value}{level} {event.sensor_id}{value}"
+        else:
+            line = f"{event.ts:%H:%M:%S} {event.event.value} {event.component} {event.detail}"
+        console.print(line, markup=False, highlight=False)
+    return recorder.total
 
 
 async def _listen_alarms(bus: InMemoryBus, add: Callable[[AlarmEvent | SystemEvent], None]) -> None:
