@@ -269,7 +269,9 @@ def publish_all(
         protocol=MQTTProtocolVersion.MQTTv311,
         reconnect_on_failure=False,
     )
-    client.max_inflight_messages_set(window)
+    # No paho in-flight limit: paho rescans every queued message on each PUBACK when one is
+    # set (quadratic); the window below bounds what is unacknowledged instead.
+    client.max_inflight_messages_set(0)
     client.max_queued_messages_set(0)
     done = {"acked": 0, "connected": False}
 
