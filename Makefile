@@ -45,8 +45,9 @@ lint: $(STAMP)
 test: system-deps lint
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: system-deps $(STAMP)
 	$(BIN)/python -m bench.replay_bench
+	$(BIN)/python -m bench.opcua_bench --steps 2000,5000,10000,15000 --seconds 30
 
 # The whole pipeline on the embedded defaults: amqtt broker, simulated equipment (MQTT and
 # OPC-UA), both collectors, the buffer, the in-process bus, the core, SQLite; live view.

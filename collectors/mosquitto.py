@@ -169,7 +169,9 @@ class Mosquitto:
         if self.running:
             return
         self.config_path.write_text(
-            render_config(self.directory, self.port, host=self.host, tls=self.tls, extra=self.extra),
+            render_config(
+                self.directory, self.port, host=self.host, tls=self.tls, extra=self.extra
+            ),
             encoding="utf-8",
         )
         self._process = subprocess.Popen(  # noqa: S603 - a fixed binary with our own config

@@ -306,9 +306,7 @@ class MqttCollector:
             if conn is not None:
                 conn.pause_reading()
             try:
-                stored = await asyncio.to_thread(
-                    self.pipeline.put, batch.readings, batch.failures
-                )
+                stored = await asyncio.to_thread(self.pipeline.put, batch.readings, batch.failures)
             finally:
                 if conn is not None:
                     conn.resume_reading()

@@ -5,6 +5,10 @@ topic, a payload and the receive time it returns the readings and, when somethin
 not be used, one ``RawPayload`` for the dead letter with every reason. A message can do
 both: a particle counter message whose 5.0 µm field is missing still yields its 0.5 µm
 reading. Nothing here raises on bad input.
+
+Everything that depends only on the topic — the binding, the sensor ids its channels
+feed, their specs and unit conversions — is worked out once per topic and cached, so a
+message costs a JSON parse, a field lookup per channel and the ``Reading`` itself.
 """
 
 from __future__ import annotations
@@ -40,10 +44,12 @@ logger = logging.getLogger(__name__)
 EARLIEST_TS: Final = datetime(2000, 1, 1, tzinfo=UTC)
 #: Payload timestamps further ahead of the receive time than this are refused.
 MAX_FUTURE: Final = timedelta(days=1)
-_TOPIC_CACHE_SIZE: Final = 10_000
+#: Distinct topics remembered with their resolved sensors (the cache restarts when full).
+TOPIC_CACHE_SIZE: Final = 10_000
 _NUMBER: Final = re.compile(rb"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$")
 _MISSING: Final = object()
 _QUALITY: Final = {"good": Quality.GOOD, "uncertain": Quality.UNCERTAIN, "bad": Quality.BAD}
+_GOOD: Final = Quality.GOOD
 
 
 @dataclass(slots=True)
@@ -66,6 +72,7 @@ class _QualityRule:
         self.otherwise = _QUALITY[config.otherwise]
 
     def quality(self, document: object) -> Quality:
+        """Return the quality the payload states."""
         value = _lookup(document, self.path)
         if value is _MISSING or value is None or isinstance(value, dict | list):
             return self.otherwise
@@ -75,13 +82,14 @@ class _QualityRule:
 class _Channel:
     """One channel of a binding, compiled."""
 
-    __slots__ = ("cumulative", "name", "path", "quality", "unit")
+    __slots__ = ("cumulative", "key", "name", "path", "quality", "unit")
 
     def __init__(
         self, name: str, mapping: ChannelMapping, payload_quality: _QualityRule | None
     ) -> None:
         self.name = name
         self.path = tuple((mapping.path or name).split("."))
+        self.key = self.path[0] if len(self.path) == 1 else None  # fast path: a top-level field
         self.unit = mapping.unit
         self.cumulative = mapping.cumulative
         self.quality = (
@@ -90,29 +98,49 @@ class _Channel:
 
 
 class _Binding:
-    """One binding, compiled for the hot path."""
+    """One binding, compiled."""
 
-    __slots__ = (
-        "channels",
-        "config",
-        "index",
-        "is_json",
-        "pattern",
-        "sample_volume_m3",
-        "template",
-        "timestamp",
-    )
+    __slots__ = ("channels", "index", "is_json", "pattern", "sample_volume_m3", "template", "ts")
 
     def __init__(self, index: int, config: MqttBindingConfig) -> None:
         self.index = index
-        self.config = config
         self.pattern: TopicPattern = config.pattern
         self.template: IdTemplate = config.template
         self.is_json = config.payload.format == "json"
-        self.timestamp: TimestampConfig | None = config.payload.timestamp
+        self.ts: TimestampConfig | None = config.payload.timestamp
         self.sample_volume_m3 = config.sample_volume_m3
         quality = _QualityRule(config.payload.quality) if config.payload.quality else None
         self.channels = [_Channel(n, m, quality) for n, m in config.payload.channel_items()]
+
+
+class _Target:
+    """A channel of a topic resolved: the sensor it feeds and how to convert, or why not."""
+
+    __slots__ = ("channel", "convert", "error", "sensor_id", "unit")
+
+    def __init__(
+        self,
+        channel: _Channel,
+        sensor_id: str,
+        unit: str = "",
+        convert: Conversion | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.channel = channel
+        self.sensor_id = sensor_id
+        self.unit = unit
+        self.convert = convert  # None: the value is already in the sensor's unit
+        self.error = error
+
+
+class _Plan:
+    """Everything about a topic that does not depend on the payload."""
+
+    __slots__ = ("binding", "targets")
+
+    def __init__(self, binding: _Binding, targets: list[_Target]) -> None:
+        self.binding = binding
+        self.targets = targets
 
 
 class MessageDecoder:
@@ -129,8 +157,7 @@ class MessageDecoder:
             for area in site.areas
             for instrument in area.instruments
         }
-        self._topics: dict[str, tuple[_Binding, dict[str, str]] | None] = {}
-        self._targets: dict[tuple[int, str, str], tuple[SensorSpec, Conversion] | str] = {}
+        self._plans: dict[str, _Plan | None] = {}
         self.counters = CounterDelta()
 
     def decode(
@@ -145,64 +172,78 @@ class MessageDecoder:
         """Turn one message into readings and/or a dead letter (never raises on bad input)."""
         if topic is None:
             origin = raw_topic.decode("utf-8", "backslashreplace")
-            return self._fail(origin, payload, "topic is not valid UTF-8")
+            return _fail(origin, payload, "topic is not valid UTF-8")
         if len(payload) > self.max_payload_bytes:
-            return self._fail(
+            return _fail(
                 topic,
                 payload[: self.max_payload_bytes],
                 f"oversized payload: {len(payload):,} bytes exceed max_payload_bytes "
                 f"{self.max_payload_bytes:,} (kept the first {self.max_payload_bytes:,})",
             )
-        matched = self._match(topic)
-        if matched is None:
-            return self._fail(topic, payload, "unknown topic: no binding matches it")
-        binding, segments = matched
-        if retain and binding.timestamp is None:
+        try:
+            plan = self._plans[topic]
+        except KeyError:
+            plan = self._plan(topic)
+        if plan is None:
+            return _fail(topic, payload, "unknown topic: no binding matches it")
+        binding = plan.binding
+        if retain and binding.ts is None:
             # A retained message is the broker's stored last value, possibly hours old;
             # stamped with the receive time it would pass for a fresh sample.
             logger.debug("skipping retained message on %s (no payload timestamp)", topic)
             return Decoded(binding=binding.index)
         try:
-            return self._decode(binding, segments, topic, payload, received_at)
+            return self._decode(plan, topic, payload, received_at)
         except Exception as exc:  # a decoder bug must not stop the collector
             logger.exception("decoding a message on %s failed", topic)
-            return self._fail(topic, payload, f"internal error: {exc!r}", binding.index)
+            return _fail(topic, payload, f"internal error: {exc!r}", binding.index)
 
     # ------------------------------------------------------------------ steps
 
-    def _match(self, topic: str) -> tuple[_Binding, dict[str, str]] | None:
-        cache = self._topics
-        try:
-            return cache[topic]
-        except KeyError:
-            pass
-        result = None
+    def _plan(self, topic: str) -> _Plan | None:
+        """Resolve a topic not seen before (and remember it)."""
+        plan: _Plan | None = None
         for binding in self.bindings:
             segments = binding.pattern.match(topic)
             if segments is not None:
-                result = (binding, segments)
+                targets = []
+                for channel in binding.channels:
+                    segments[CHANNEL] = channel.name
+                    targets.append(
+                        self._target(binding, channel, binding.template.render(segments))
+                    )
+                plan = _Plan(binding, targets)
                 break
-        if len(cache) >= _TOPIC_CACHE_SIZE:
-            cache.clear()
-        cache[topic] = result
-        return result
+        if len(self._plans) >= TOPIC_CACHE_SIZE:
+            self._plans.clear()
+        self._plans[topic] = plan
+        return plan
 
-    def _decode(
-        self,
-        binding: _Binding,
-        segments: dict[str, str],
-        topic: str,
-        payload: bytes,
-        received_at: datetime,
-    ) -> Decoded:
+    def _target(self, binding: _Binding, channel: _Channel, sensor_id: str) -> _Target:
+        spec = self.sensors.get(sensor_id)
+        if spec is None:
+            return _Target(
+                channel, sensor_id, error=f"channel {channel.name!r}: unknown sensor {sensor_id!r}"
+            )
+        volume = binding.sample_volume_m3 or self._volumes.get(spec.instrument)
+        try:
+            convert = conversion(channel.unit or spec.unit, spec.unit, sample_volume_m3=volume)
+        except UnitError as exc:
+            return _Target(
+                channel, sensor_id, error=f"channel {channel.name!r} → {sensor_id}: {exc}"
+            )
+        return _Target(channel, sensor_id, spec.unit, None if convert.is_identity else convert)
+
+    def _decode(self, plan: _Plan, topic: str, payload: bytes, received_at: datetime) -> Decoded:
+        binding = plan.binding
         document: object
         if binding.is_json:
             try:
                 document = orjson.loads(payload)
             except orjson.JSONDecodeError as exc:
-                return self._fail(topic, payload, f"invalid JSON: {exc}", binding.index)
-            if not isinstance(document, dict):
-                return self._fail(
+                return _fail(topic, payload, f"invalid JSON: {exc}", binding.index)
+            if type(document) is not dict:
+                return _fail(
                     topic,
                     payload,
                     f"payload is a JSON {_json_type(document)}, expected an object",
@@ -210,118 +251,93 @@ class MessageDecoder:
                 )
         else:
             number = _parse_number(payload)
-            if isinstance(number, str):
-                return self._fail(topic, payload, number, binding.index)
+            if type(number) is str:
+                return _fail(topic, payload, number, binding.index)
             document = number
 
-        if binding.timestamp is None:
+        if binding.ts is None:
             ts = received_at
         else:
-            parsed = _timestamp(document, binding.timestamp, received_at)
-            if isinstance(parsed, str):
-                return self._fail(topic, payload, parsed, binding.index)
+            parsed = _timestamp(document, binding.ts, received_at)
+            if type(parsed) is str:
+                return _fail(topic, payload, parsed, binding.index)
+            assert isinstance(parsed, datetime)
             ts = parsed
 
         readings: list[Reading] = []
-        reasons: list[str] = []
-        values = segments  # the reserved 'channel' name never clashes with a segment
-        for channel in binding.channels:
-            values[CHANNEL] = channel.name
-            sensor_id = binding.template.render(values)
-            target = self._target(binding, channel, sensor_id)
-            if isinstance(target, str):
-                reasons.append(target)
+        reasons: list[str] | None = None
+        for target in plan.targets:
+            if target.error is not None:
+                reasons = [*(reasons or ()), target.error]
                 continue
-            spec, convert = target
-            if binding.is_json:
-                raw = _lookup(document, channel.path)
-                if raw is _MISSING:
-                    reasons.append(f"channel {channel.name!r}: missing field {_dotted(channel)!r}")
-                    continue
-            else:
+            channel = target.channel
+            raw: object
+            if not binding.is_json:
                 raw = document
-            quality = Quality.GOOD
+            elif channel.key is not None:
+                raw = document.get(channel.key, _MISSING)  # type: ignore[attr-defined]
+            else:
+                raw = _lookup(document, channel.path)
             value: float | None
-            if raw is None:
-                value, quality = None, Quality.BAD
-            elif isinstance(raw, bool) or not isinstance(raw, int | float):
-                reasons.append(
-                    f"channel {channel.name!r}: field {_dotted(channel)!r} is a "
-                    f"{_json_type(raw)}, expected a number"
-                )
+            kind = type(raw)
+            if kind is float or kind is int:
+                value = float(raw)  # type: ignore[arg-type]
+                if not math.isfinite(value):
+                    reasons = [*(reasons or ()), f"channel {channel.name!r}: value out of range"]
+                    continue
+            elif raw is None:
+                value = None
+            elif raw is _MISSING:
+                reasons = [
+                    *(reasons or ()),
+                    f"channel {channel.name!r}: missing field {'.'.join(channel.path)!r}",
+                ]
                 continue
             else:
-                try:
-                    value = float(raw)
-                except OverflowError:
-                    value = math.inf
-                if not math.isfinite(value):
-                    reasons.append(f"channel {channel.name!r}: value out of range")
-                    continue
+                reasons = [
+                    *(reasons or ()),
+                    f"channel {channel.name!r}: field {'.'.join(channel.path)!r} is a "
+                    f"{_json_type(raw)}, expected a number",
+                ]
+                continue
+            quality = _GOOD if value is not None else Quality.BAD
             if channel.quality is not None and binding.is_json:
                 stated = channel.quality.quality(document)
-                if stated is not Quality.GOOD:
+                if stated is not _GOOD:
                     quality = stated
-            if value is not None and channel.cumulative:
-                delta, reset = self.counters.step(sensor_id, value, to_us(ts))
-                if delta is None:
-                    continue  # the counter's baseline, or a duplicate: no interval to report
-                value = delta
-                if reset:
-                    logger.info("counter of %s was reset (%s)", sensor_id, topic)
-                    if quality is Quality.GOOD:
-                        quality = Quality.UNCERTAIN
             if value is not None:
-                value = convert(value)
+                if channel.cumulative:
+                    delta, reset = self.counters.step(target.sensor_id, value, to_us(ts))
+                    if delta is None:
+                        continue  # the counter's baseline, or a duplicate: no interval yet
+                    value = delta
+                    if reset:
+                        logger.info("counter of %s was reset (%s)", target.sensor_id, topic)
+                        if quality is _GOOD:
+                            quality = Quality.UNCERTAIN
+                if target.convert is not None:
+                    value = target.convert(value)
             readings.append(
                 Reading(
-                    sensor_id=sensor_id,
+                    sensor_id=target.sensor_id,
                     value=value,
-                    unit=spec.unit,
+                    unit=target.unit,
                     ts=ts,
                     received_at=received_at,
                     quality=quality,
                     source=self.source,
                 )
             )
-        decoded = Decoded(readings, binding=binding.index)
-        if reasons:
-            decoded.failure = RawPayload(topic, payload, "; ".join(reasons))
-        return decoded
-
-    def _target(
-        self, binding: _Binding, channel: _Channel, sensor_id: str
-    ) -> tuple[SensorSpec, Conversion] | str:
-        """Return the sensor a channel feeds and the unit conversion, or why there is none."""
-        key = (binding.index, channel.name, sensor_id)
-        cached = self._targets.get(key)
-        if cached is not None:
-            return cached
-        spec = self.sensors.get(sensor_id)
-        result: tuple[SensorSpec, Conversion] | str
-        if spec is None:
-            result = f"channel {channel.name!r}: unknown sensor {sensor_id!r}"
-        else:
-            volume = binding.sample_volume_m3 or self._volumes.get(spec.instrument)
-            try:
-                result = (
-                    spec,
-                    conversion(channel.unit or spec.unit, spec.unit, sample_volume_m3=volume),
-                )
-            except UnitError as exc:
-                result = f"channel {channel.name!r} → {sensor_id}: {exc}"
-        if len(self._targets) >= _TOPIC_CACHE_SIZE:
-            self._targets.clear()
-        self._targets[key] = result
-        return result
-
-    def _fail(
-        self, origin: str, payload: bytes, reason: str, binding: int | None = None
-    ) -> Decoded:
-        return Decoded(failure=RawPayload(origin, payload, reason), binding=binding)
+        if reasons is None:
+            return Decoded(readings, None, binding.index)
+        return Decoded(readings, RawPayload(topic, payload, "; ".join(reasons)), binding.index)
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _fail(origin: str, payload: bytes, reason: str, binding: int | None = None) -> Decoded:
+    return Decoded(failure=RawPayload(origin, payload, reason), binding=binding)
 
 
 def _lookup(document: object, path: Sequence[str]) -> object:
@@ -337,10 +353,6 @@ def _lookup(document: object, path: Sequence[str]) -> object:
         else:
             return _MISSING
     return current
-
-
-def _dotted(channel: _Channel) -> str:
-    return ".".join(channel.path)
 
 
 def _json_type(value: object) -> str:
@@ -379,7 +391,7 @@ def _timestamp(document: object, config: TimestampConfig, received_at: datetime)
         return f"{where} is missing"
     ts: datetime
     if config.format == "iso8601":
-        if not isinstance(raw, str):
+        if type(raw) is not str:
             return f"{where} is a {_json_type(raw)}, expected an ISO 8601 string"
         try:
             ts = datetime.fromisoformat(raw)
@@ -387,7 +399,8 @@ def _timestamp(document: object, config: TimestampConfig, received_at: datetime)
             return f"{where} is not ISO 8601: {raw[:40]!r}"
         if ts.tzinfo is None or ts.utcoffset() is None:
             return f"{where} has no UTC offset: {raw[:40]!r}"
-        ts = ts.astimezone(UTC)
+        if ts.tzinfo is not UTC:
+            ts = ts.astimezone(UTC)
     else:
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             return f"{where} is a {_json_type(raw)}, expected a number ({config.format})"
