@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -98,10 +99,14 @@ def render_config(
     *,
     host: str = "127.0.0.1",
     tls: MosquittoTls | None = None,
+    password_file: Path | None = None,
     extra: str = "",
     shipped: Path = SHIPPED_CONF,
 ) -> str:
-    """Return the shipped configuration adapted to a local broker on ``host:port``."""
+    """Return the shipped configuration adapted to a local broker on ``host:port``.
+
+    Without a ``password_file`` anonymous clients are allowed.
+    """
     kept = [
         line
         for line in shipped.read_text(encoding="utf-8").splitlines()
@@ -111,13 +116,15 @@ def render_config(
         "",
         "# -- local broker (written by collectors/mosquitto.py) --",
         f"listener {port} {host}",
-        "allow_anonymous true",
+        "allow_anonymous " + ("false" if password_file is not None else "true"),
         f"persistence_location {directory.resolve()}/",
         f"log_dest file {directory.resolve() / 'mosquitto.log'}",
     ]
     if os.geteuid() == 0:
         # As root, Mosquitto switches to the 'mosquitto' user, which cannot write here.
         local.append("user root")
+    if password_file is not None:
+        local.append(f"password_file {password_file.resolve()}")
     if tls is not None:
         local += [
             f"cafile {tls.cafile}",
@@ -140,6 +147,7 @@ class Mosquitto:
         *,
         host: str = "127.0.0.1",
         tls: MosquittoTls | None = None,
+        password_file: Path | None = None,
         extra: str = "",
         binary: str | None = None,
     ) -> None:
@@ -148,6 +156,7 @@ class Mosquitto:
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.tls = tls
+        self.password_file = password_file
         self.extra = extra
         self.binary = binary or mosquitto_binary()
         self.config_path = self.directory / "mosquitto.conf"
@@ -170,7 +179,12 @@ class Mosquitto:
             return
         self.config_path.write_text(
             render_config(
-                self.directory, self.port, host=self.host, tls=self.tls, extra=self.extra
+                self.directory,
+                self.port,
+                host=self.host,
+                tls=self.tls,
+                password_file=self.password_file,
+                extra=self.extra,
             ),
             encoding="utf-8",
         )
@@ -179,8 +193,7 @@ class Mosquitto:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        )  # same process group: a killed test run takes the broker with it
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -257,6 +270,7 @@ def publish_all(
     window: int = 10_000,
     client_id: str = "",
     timeout: float = 60.0,
+    tls: ssl.SSLContext | None = None,
 ) -> int:
     """Publish (topic, payload) pairs; return the count once the broker acknowledged all.
 
@@ -275,10 +289,12 @@ def publish_all(
     # set (quadratic); the window below bounds what is unacknowledged instead.
     client.max_inflight_messages_set(0)
     client.max_queued_messages_set(0)
-    done = {"acked": 0, "connected": False}
+    if tls is not None:
+        client.tls_set_context(tls)
+    done = {"acked": 0, "sent": 0, "connected": 0}
 
     def on_connect(*_: object) -> None:
-        done["connected"] = True
+        done["connected"] = 1
 
     def on_publish(
         _client: paho.Client, _u: object, _mid: int, _rc: ReasonCode, _p: object
@@ -299,18 +315,17 @@ def publish_all(
     client.connect(host, port)
     try:
         pump(lambda: bool(done["connected"]))
-        sent = 0
         for topic, payload in messages:
             info = client.publish(topic, payload, qos)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 raise MosquittoError(f"publish failed: {paho.error_string(info.rc)}")
-            sent += 1
-            if qos and sent - int(done["acked"]) >= window:
-                pump(lambda: sent - int(done["acked"]) < window // 2)
+            done["sent"] += 1
+            if qos and done["sent"] - done["acked"] >= window:
+                pump(lambda: done["sent"] - done["acked"] < window // 2)
         if qos:
-            pump(lambda: int(done["acked"]) >= sent)
+            pump(lambda: done["acked"] >= done["sent"])
         client.disconnect()
         client.loop(0.05)
     finally:
         client.socket() is not None and client.disconnect()
-    return sent
+    return done["sent"]

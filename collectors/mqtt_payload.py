@@ -79,6 +79,18 @@ class _QualityRule:
         return self.table.get(str(value), self.otherwise)
 
 
+class _TimestampRule:
+    """Reading time from one payload field."""
+
+    __slots__ = ("format", "key", "name", "path")
+
+    def __init__(self, config: TimestampConfig) -> None:
+        self.name = config.path
+        self.path = tuple(config.path.split("."))
+        self.key = self.path[0] if len(self.path) == 1 else None
+        self.format = config.format
+
+
 class _Channel:
     """One channel of a binding, compiled."""
 
@@ -107,7 +119,8 @@ class _Binding:
         self.pattern: TopicPattern = config.pattern
         self.template: IdTemplate = config.template
         self.is_json = config.payload.format == "json"
-        self.ts: TimestampConfig | None = config.payload.timestamp
+        ts = config.payload.timestamp
+        self.ts = _TimestampRule(ts) if ts is not None else None
         self.sample_volume_m3 = config.sample_volume_m3
         quality = _QualityRule(config.payload.quality) if config.payload.quality else None
         self.channels = [_Channel(n, m, quality) for n, m in config.payload.channel_items()]
@@ -236,32 +249,33 @@ class MessageDecoder:
 
     def _decode(self, plan: _Plan, topic: str, payload: bytes, received_at: datetime) -> Decoded:
         binding = plan.binding
-        document: object
+        document: dict[str, object] = {}
+        number: float = 0.0
         if binding.is_json:
             try:
-                document = orjson.loads(payload)
+                parsed_json = orjson.loads(payload)
             except orjson.JSONDecodeError as exc:
                 return _fail(topic, payload, f"invalid JSON: {exc}", binding.index)
-            if type(document) is not dict:
+            if type(parsed_json) is not dict:
                 return _fail(
                     topic,
                     payload,
-                    f"payload is a JSON {_json_type(document)}, expected an object",
+                    f"payload is a JSON {_json_type(parsed_json)}, expected an object",
                     binding.index,
                 )
+            document = parsed_json
         else:
-            number = _parse_number(payload)
-            if type(number) is str:
-                return _fail(topic, payload, number, binding.index)
-            document = number
+            parsed_number = _parse_number(payload)
+            if isinstance(parsed_number, str):
+                return _fail(topic, payload, parsed_number, binding.index)
+            number = parsed_number
 
         if binding.ts is None:
             ts = received_at
         else:
             parsed = _timestamp(document, binding.ts, received_at)
-            if type(parsed) is str:
+            if isinstance(parsed, str):
                 return _fail(topic, payload, parsed, binding.index)
-            assert isinstance(parsed, datetime)
             ts = parsed
 
         readings: list[Reading] = []
@@ -273,9 +287,9 @@ class MessageDecoder:
             channel = target.channel
             raw: object
             if not binding.is_json:
-                raw = document
+                raw = number
             elif channel.key is not None:
-                raw = document.get(channel.key, _MISSING)  # type: ignore[attr-defined]
+                raw = document.get(channel.key, _MISSING)
             else:
                 raw = _lookup(document, channel.path)
             value: float | None
@@ -383,34 +397,40 @@ def _parse_number(payload: bytes) -> float | str:
     return value
 
 
-def _timestamp(document: object, config: TimestampConfig, received_at: datetime) -> datetime | str:
+def _timestamp(
+    document: dict[str, object], rule: _TimestampRule, received_at: datetime
+) -> datetime | str:
     """Return the payload's timestamp (UTC) or the reason it cannot be used."""
-    raw = _lookup(document, config.path.split("."))
-    where = f"timestamp field {config.path!r}"
-    if raw is _MISSING:
-        return f"{where} is missing"
+    raw = document.get(rule.key, _MISSING) if rule.key is not None else _lookup(document, rule.path)
     ts: datetime
-    if config.format == "iso8601":
-        if type(raw) is not str:
-            return f"{where} is a {_json_type(raw)}, expected an ISO 8601 string"
+    if type(raw) is str and rule.format == "iso8601":
         try:
             ts = datetime.fromisoformat(raw)
         except ValueError:
-            return f"{where} is not ISO 8601: {raw[:40]!r}"
-        if ts.tzinfo is None or ts.utcoffset() is None:
-            return f"{where} has no UTC offset: {raw[:40]!r}"
+            return f"timestamp field {rule.name!r} is not ISO 8601: {raw[:40]!r}"
         if ts.tzinfo is not UTC:
+            if ts.tzinfo is None or ts.utcoffset() is None:
+                return f"timestamp field {rule.name!r} has no UTC offset: {raw[:40]!r}"
             ts = ts.astimezone(UTC)
+    elif raw is _MISSING:
+        return f"timestamp field {rule.name!r} is missing"
+    elif rule.format == "iso8601" or isinstance(raw, bool) or not isinstance(raw, int | float):
+        expected = "an ISO 8601 string" if rule.format == "iso8601" else f"a number ({rule.format})"
+        return f"timestamp field {rule.name!r} is a {_json_type(raw)}, expected {expected}"
     else:
-        if isinstance(raw, bool) or not isinstance(raw, int | float):
-            return f"{where} is a {_json_type(raw)}, expected a number ({config.format})"
-        seconds = raw / 1000 if config.format == "epoch_ms" else raw
+        seconds = raw / 1000 if rule.format == "epoch_ms" else raw
         try:
             ts = datetime.fromtimestamp(seconds, UTC)
         except (OverflowError, OSError, ValueError):
-            return f"{where} is out of range: {raw!r}"
+            return f"timestamp field {rule.name!r} is out of range: {raw!r}"
     if ts < EARLIEST_TS:
-        return f"{where} is before 2000 ({ts.isoformat()}): is the device clock set?"
-    if ts > received_at + MAX_FUTURE:
-        return f"{where} is more than a day ahead of the receive time ({ts.isoformat()})"
+        return (
+            f"timestamp field {rule.name!r} is before 2000 ({ts.isoformat()}): "
+            "is the device clock set?"
+        )
+    if ts - received_at > MAX_FUTURE:
+        return (
+            f"timestamp field {rule.name!r} is more than a day ahead of the receive time "
+            f"({ts.isoformat()})"
+        )
     return ts

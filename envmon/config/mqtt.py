@@ -29,7 +29,14 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Final, Literal
 
-from pydantic import BeforeValidator, Field, Strict, ValidationInfo, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    Strict,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from envmon.config.base_collector import CollectorConfig
 from envmon.config.resolve import ResolveProblem
@@ -118,12 +125,11 @@ class TlsConfig(ConfigModel):
     key_file: Text | None = None
     insecure: bool = False  # skip the host name check (never in production)
 
-    @field_validator("key_file")
-    @classmethod
-    def _key_with_cert(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if (value is None) != (info.data.get("cert_file") is None):
+    @model_validator(mode="after")
+    def _key_with_cert(self) -> TlsConfig:
+        if (self.key_file is None) != (self.cert_file is None):
             raise ValueError("cert_file and key_file go together (the client certificate)")
-        return value
+        return self
 
 
 class TimestampConfig(ConfigModel):
@@ -156,19 +162,15 @@ class QualityConfig(ConfigModel):
     def _path(cls, value: str) -> str:
         return _check_path(value)
 
-    @field_validator("bad")
-    @classmethod
-    def _disjoint(
-        cls, value: tuple[QualityValue, ...], info: ValidationInfo
-    ) -> tuple[QualityValue, ...]:
+    @model_validator(mode="after")
+    def _disjoint(self) -> QualityConfig:
         seen: dict[str, str] = {}
-        for name in ("good", "uncertain"):
-            for item in info.data.get(name, ()):
-                seen.setdefault(str(item), name)
-        for item in value:
-            if str(item) in seen:
-                raise ValueError(f"{item!r} is also listed under {seen[str(item)]}")
-        return value
+        for name in ("good", "uncertain", "bad"):
+            for item in getattr(self, name):
+                other = seen.setdefault(str(item), name)
+                if other != name:
+                    raise ValueError(f"{item!r} is listed under both {other} and {name}")
+        return self
 
     def lookup(self) -> dict[str, QualityName]:
         """Return value text → quality."""
@@ -207,7 +209,7 @@ class PayloadConfig(ConfigModel):
     format: Literal["json", "number"] = "json"
     timestamp: Annotated[TimestampConfig | None, BeforeValidator(_received)] = None
     quality: QualityConfig | None = None
-    channels: dict[Slug, ChannelMapping] = Field(default_factory=dict)
+    channels: dict[Slug, ChannelMapping] = Field(default_factory=dict, validate_default=True)
 
     @field_validator("timestamp")
     @classmethod
