@@ -14,7 +14,9 @@ It also times the stages on their own to show where the time goes: the paho adap
 alone acknowledging at once (``adapter``), and the collector into the Outbox without
 forwarding (``outbox``).
 
-    .venv/bin/python -m bench.mqtt_bench --messages 100000
+    .venv/bin/python -m bench.mqtt_bench --messages 100000 --repeat 3
+
+Each figure is the median of ``--repeat`` runs (a fresh backlog each time).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import platform
+import statistics
 import subprocess
 import tempfile
 import time
@@ -245,20 +248,34 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--channels", type=int, choices=(1, 2), default=1)
     parser.add_argument("--protocol", action="append", choices=("3.1.1", "5"))
+    parser.add_argument("--repeat", type=int, default=3, help="runs per protocol (median)")
     args = parser.parse_args()
     protocols = args.protocol or ["5", "3.1.1"]
     print(machine())
     rows = []
     with tempfile.TemporaryDirectory(prefix="envmon-mqtt-bench-") as tmp:
         for protocol in protocols:
-            r = asyncio.run(run_protocol(protocol, args.messages, args.channels, Path(tmp)))
-            rows.append(r)
-            print(
-                f"MQTT {protocol}: mosquitto_sub {r.rate(r.mosquitto_sub_s):,.0f} msg/s; "
-                f"collector → bus {r.rate(r.collector_s):,.0f} msg/s "
-                f"({r.readings / r.collector_s:,.0f} readings/s), "
-                f"ratio {r.mosquitto_sub_s / r.collector_s:.2f}",
-                flush=True,
+            runs = []
+            for _ in range(args.repeat):
+                r = asyncio.run(run_protocol(protocol, args.messages, args.channels, Path(tmp)))
+                runs.append(r)
+                print(
+                    f"MQTT {protocol}: mosquitto_sub {r.rate(r.mosquitto_sub_s):,.0f} msg/s; "
+                    f"collector → bus {r.rate(r.collector_s):,.0f} msg/s "
+                    f"({r.readings / r.collector_s:,.0f} readings/s), "
+                    f"ratio {r.mosquitto_sub_s / r.collector_s:.2f}",
+                    flush=True,
+                )
+            rows.append(
+                Result(
+                    protocol,
+                    args.messages,
+                    runs[0].readings,
+                    *(
+                        statistics.median(getattr(run, name) for run in runs)
+                        for name in ("mosquitto_sub_s", "collector_s", "adapter_s", "outbox_s")
+                    ),
+                )
             )
     print()
     print(

@@ -271,6 +271,8 @@ def publish_all(
     client_id: str = "",
     timeout: float = 60.0,
     tls: ssl.SSLContext | None = None,
+    username: str | None = None,
+    password: str | None = None,
 ) -> int:
     """Publish (topic, payload) pairs; return the count once the broker acknowledged all.
 
@@ -291,6 +293,8 @@ def publish_all(
     client.max_queued_messages_set(0)
     if tls is not None:
         client.tls_set_context(tls)
+    if username is not None:
+        client.username_pw_set(username, password)
     done = {"acked": 0, "sent": 0, "connected": 0}
 
     def on_connect(*_: object) -> None:

@@ -60,6 +60,33 @@ class _Batch:
     readings: list[Reading] = field(default_factory=list)
     failures: list[RawPayload] = field(default_factory=list)
     acks: list[tuple[int, int]] = field(default_factory=list)
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (readings, dead letters)
+
+    def split(self, room: int) -> tuple[_Batch, _Batch]:
+        """Split into the longest run of whole messages that fits ``room`` and the rest."""
+        used = readings = failures = count = 0
+        for n_readings, n_failures in self.sizes:
+            if used + n_readings + n_failures > room:
+                break
+            used += n_readings + n_failures
+            readings += n_readings
+            failures += n_failures
+            count += 1
+        head = _Batch(
+            self.generation,
+            self.readings[:readings],
+            self.failures[:failures],
+            self.acks[:count],
+            self.sizes[:count],
+        )
+        tail = _Batch(
+            self.generation,
+            self.readings[readings:],
+            self.failures[failures:],
+            self.acks[count:],
+            self.sizes[count:],
+        )
+        return head, tail
 
 
 @dataclass(slots=True)
@@ -181,16 +208,23 @@ class MqttCollector:
             self._generation += 1
             generation = self._generation
             self._batch = _Batch(generation)
-            conn = MqttConnection(
-                self.config,
-                partial(self._on_message, generation),
-                connect_timeout=self._connect_timeout,
-            )
+            # A resumed session redelivers what was not acknowledged right after the CONNACK,
+            # before the SUBSCRIBE completes, in order: take it (a pause ends here).
+            self._paused = False
+            conn: MqttConnection | None = None
             try:
+                conn = MqttConnection(
+                    self.config,
+                    partial(self._on_message, generation),
+                    connect_timeout=self._connect_timeout,
+                )
                 session_present = await conn.connect()
                 await conn.subscribe(self._filters, self.config.qos)
-            except MqttError as exc:
-                conn.close()
+            except Exception as exc:  # whatever it was: report it and retry, never stop
+                if conn is not None:
+                    conn.close()
+                if not isinstance(exc, MqttError):
+                    logger.exception("%s: unexpected error while connecting", self.component)
                 self._went_down(f"cannot connect: {exc}")
                 logger.warning("%s: %s; retrying in %.1f s", self.component, exc, backoff)
                 await asyncio.sleep(backoff)
@@ -221,11 +255,6 @@ class MqttCollector:
         for state in self.bindings:
             state.last_seen = now
             state.silences = 0
-        # Unacknowledged messages come again on this connection, in order: take them.
-        self._paused = False
-        if self._recovery is not None:
-            self._recovery.cancel()
-            self._recovery = None
         detail = (
             f"connected to {self.config.host}:{self.config.effective_port} as "
             f"{self.config.effective_client_id} (session "
@@ -271,9 +300,11 @@ class MqttCollector:
             self.bindings[decoded.binding].last_seen = now
         batch = self._batch
         batch.readings.extend(decoded.readings)
-        if decoded.failure is not None:
-            batch.failures.append(decoded.failure)
+        failure = decoded.failure
+        if failure is not None:
+            batch.failures.append(failure)
         batch.acks.append((message.mid, message.qos))
+        batch.sizes.append((len(decoded.readings), 0 if failure is None else 1))
         size = len(batch.acks)
         if size >= self.config.commit.max_messages:
             self._wake.set()
@@ -306,19 +337,32 @@ class MqttCollector:
             if conn is not None:
                 conn.pause_reading()
             try:
-                stored = await asyncio.to_thread(self.pipeline.put, batch.readings, batch.failures)
+                outbox = self.pipeline.outbox
+                room = outbox.max_messages - len(outbox)
+                parts = [batch]
+                if len(batch.readings) + len(batch.failures) > room:
+                    # Store what fits, then offer the rest: the buffer refuses it (and raises
+                    # its alarm) unless the forwarder made room meanwhile. A batch larger than
+                    # the free space is never refused whole, so the collector always advances.
+                    parts = [part for part in batch.split(room) if part.acks]
+                for part in parts:
+                    stored = self.pipeline.put(part.readings, part.failures)
+                    if not stored:
+                        self._refused(part)
+                        return
+                    self._acknowledge(part)
             finally:
                 if conn is not None:
                     conn.resume_reading()
-            if not stored:
-                self._refused(batch)
-                return
-            conn = self._conn
-            if conn is None or batch.generation != self._generation or not conn.connected:
-                return  # the connection that delivered them is gone: they will come again
-            for mid, qos in batch.acks:
-                conn.ack(mid, qos)
-            conn.flush()
+
+    def _acknowledge(self, batch: _Batch) -> None:
+        """Acknowledge a stored batch on the connection that delivered it."""
+        conn = self._conn
+        if conn is None or batch.generation != self._generation or not conn.connected:
+            return  # the connection that delivered them is gone: they will come again
+        for mid, qos in batch.acks:
+            conn.ack(mid, qos)
+        conn.flush()
 
     def _refused(self, batch: _Batch) -> None:
         """Acknowledge nothing of a refused batch; pause, and reconnect once there is room."""
@@ -329,15 +373,20 @@ class MqttCollector:
             self.component,
             len(batch.acks),
         )
-        if self._recovery is None or self._recovery.done():
-            self._recovery = asyncio.get_running_loop().create_task(self._resume_when_room())
+        if self._recovery is not None:
+            self._recovery.cancel()
+        self._recovery = asyncio.get_running_loop().create_task(
+            self._resume_when_room(batch.generation)
+        )
 
-    async def _resume_when_room(self) -> None:
+    async def _resume_when_room(self, generation: int) -> None:
         outbox = self.pipeline.outbox
         while outbox.full:
             await asyncio.sleep(self._full_poll)
-        # Still paused until the new connection is up, so acknowledgements stay in order.
-        await self.reconnect("buffer has room again: let the broker redeliver")
+        # Paused until the next connection, so acknowledgements stay in order; if that
+        # connection already came (the old one dropped), the broker has redelivered anyway.
+        if generation == self._generation:
+            await self.reconnect("buffer has room again: let the broker redeliver")
 
     # ------------------------------------------------------------------ watchdog
 

@@ -18,7 +18,9 @@ therefore overridden, both stable across paho 2.x (pinned ``<3``) and covered by
 tests against a real broker: ``_create_socket`` wraps the socket so that reads come from a
 64 KiB buffer and writes are coalesced into one ``send`` per loop iteration, and
 ``_handle_publish`` decodes QoS 0/1 PUBLISH packets straight into ``InboundMessage``
-(their MQTT 5 properties are skipped: envmon uses none, and it allows no topic aliases).
+(their MQTT 5 properties are skipped: envmon uses none, and it allows no topic aliases);
+whole PUBLISH packets already in the buffer are decoded without paho's reader at all.
+``_ssl_wrap_socket`` is overridden too, to close the socket when the handshake fails.
 """
 
 from __future__ import annotations
@@ -247,6 +249,22 @@ class _Client(paho.Client):
         if not isinstance(raw, socket.socket):  # websockets: not used by envmon
             return raw
         return _BufferedSocket(raw)
+
+    def _ssl_wrap_socket(self, tcp_sock: socket.socket) -> ssl.SSLSocket:
+        # paho leaves the TLS socket open when the handshake fails (a refused or untrusted
+        # certificate): close it. Host names are checked by the context (check_hostname).
+        context = self._ssl_context
+        assert context is not None
+        ssl_sock = context.wrap_socket(
+            tcp_sock, server_hostname=self._host, do_handshake_on_connect=False
+        )
+        try:
+            ssl_sock.settimeout(self._connect_timeout)
+            ssl_sock.do_handshake()
+        except BaseException:
+            ssl_sock.close()
+            raise
+        return ssl_sock
 
     def _handle_publish(self) -> MQTTErrorCode:
         handler = self.on_publish_received

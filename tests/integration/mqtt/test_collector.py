@@ -234,8 +234,10 @@ class TestDeadLetters:
         await harness.publish([(topic, payload) for payload in payloads])
         await wait_until(lambda: collector.counters.received == before + len(payloads))
         await wait_until(
-            lambda: len(harness.readings()) + len(harness.dead_letters())
-            == stored_before + len(payloads)
+            lambda: (
+                len(harness.readings()) + len(harness.dead_letters())
+                == stored_before + len(payloads)
+            )
         )
         assert collector.connected
 
