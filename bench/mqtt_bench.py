@@ -193,7 +193,8 @@ def _mosquitto_sub(port: int, protocol: str, count: int | None) -> float:
 
 async def run_protocol(protocol: str, n: int, channels: int, workdir: Path) -> Result:
     """Measure one protocol version."""
-    with Mosquitto(workdir / f"mosquitto-{protocol}") as broker:
+    workdir = workdir / f"run-{protocol}-{time.monotonic_ns()}"  # a fresh broker each run
+    with Mosquitto(workdir / "mosquitto") as broker:
         site = parse_site(site_yaml(broker.port, protocol, channels))
         collector_sessions = [
             site.collectors.mqtt[0].model_copy(update={"client_id": cid})

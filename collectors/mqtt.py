@@ -346,7 +346,9 @@ class MqttCollector:
                     # the free space is never refused whole, so the collector always advances.
                     parts = [part for part in batch.split(room) if part.acks]
                 for part in parts:
-                    stored = self.pipeline.put(part.readings, part.failures)
+                    stored = await asyncio.to_thread(
+                        self.pipeline.put, part.readings, part.failures
+                    )
                     if not stored:
                         self._refused(part)
                         return
