@@ -220,6 +220,10 @@ class MqttCollector:
                 )
                 session_present = await conn.connect()
                 await conn.subscribe(self._filters, self.config.qos)
+            except asyncio.CancelledError:
+                if conn is not None:
+                    conn.close()
+                raise
             except Exception as exc:  # whatever it was: report it and retry, never stop
                 if conn is not None:
                     conn.close()
@@ -474,18 +478,3 @@ class MqttCollector:
                 )
             except Exception:
                 logger.exception("%s: event handler failed", self.component)
-
-
-def build_mqtt_collectors(
-    site: SiteConfig,
-    pipeline_for: Callable[[MqttCollectorConfig], CollectorPipeline],
-    *,
-    clock: Clock = utcnow,
-    on_event: EventHandler | None = None,
-) -> list[MqttCollector]:
-    """Return one collector per enabled MQTT connection of ``site``."""
-    return [
-        MqttCollector(config, site, pipeline_for(config), clock=clock, on_event=on_event)
-        for config in site.collectors.mqtt
-        if config.enabled
-    ]

@@ -575,7 +575,9 @@ class MqttConnection:
         self._in_loop(self._update_writer)
 
     def _watch(self, sock: _BufferedSocket) -> None:
-        if self.lost.done():
+        if self.lost.done():  # closed while the executor was still connecting
+            with contextlib.suppress(OSError):
+                sock.close()
             return
         self._sock = sock
         self._loop.add_reader(sock, self._on_readable)

@@ -96,11 +96,6 @@ def _check_topic(value: str) -> str:
     return value
 
 
-def _check_template(value: str) -> str:
-    IdTemplate.parse(value)
-    return value
-
-
 def _received(value: object) -> object:
     """``timestamp: received`` is the default: the time envmon received the message."""
     if value == "received":
