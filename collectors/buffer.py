@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Final
 
 from envmon.bus import Bus, BusUnavailableError, Message
 from envmon.models import SystemEvent, SystemEventKind
+from envmon.sqlite import open_database
 from envmon.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
@@ -67,19 +67,13 @@ class Outbox:
         if max_messages < 1:
             raise ValueError("max_messages must be at least 1")
         self.path = Path(path) if str(path) != ":memory:" else None
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_messages = max_messages
         self.name = name
         self.stats = BufferStats()
         self._on_event = on_event
         self._clock = clock
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            str(path), check_same_thread=False, isolation_level=None, timeout=30
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_database(path, synchronous="FULL")  # a PUBACK follows each commit
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS outbox ("
             "seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, key TEXT, "

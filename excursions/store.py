@@ -10,7 +10,6 @@ with issue 5; this is what ``envmon demo`` keeps.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from envmon.bus import EXCURSIONS, Bus
 from envmon.models import DataGap, ExcursionRecord
+from envmon.sqlite import open_database
 
 _RECORD = TypeAdapter(ExcursionRecord | DataGap)
 _UPSERT_GAP = """
@@ -31,11 +31,8 @@ class SqliteExcursionStore:
     """Excursion records and data gaps, newest revision per id."""
 
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = open_database(path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS excursions (id TEXT PRIMARY KEY,"
             " revision INTEGER NOT NULL, sensor_id TEXT NOT NULL, status TEXT NOT NULL,"

@@ -7,7 +7,6 @@ by (sensor, time), so at-least-once delivery never stores one twice.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from envmon.models import Quality, Reading
+from envmon.sqlite import open_database
 from envmon.timeutil import from_us, to_us
 
 
@@ -38,11 +38,8 @@ class SqliteTimeSeries:
     """Readings in one SQLite table, primary key (sensor_id, ts in µs)."""
 
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = open_database(path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS readings (sensor_id TEXT NOT NULL, ts_us INTEGER NOT NULL,"
             " value REAL, unit TEXT NOT NULL, quality TEXT NOT NULL, source TEXT NOT NULL,"
