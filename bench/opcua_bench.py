@@ -38,6 +38,7 @@ from collectors.pipeline import CollectorPipeline, RawPayload
 from collectors.simulators.opcua_server import SyntheticServer
 from envmon.bus import Message
 from envmon.models import Reading
+from envmon.netutil import free_port
 
 HOST = "127.0.0.1"
 COLLECTOR_CPU = 0
@@ -132,15 +133,6 @@ async def serve(count: int, port: int) -> None:
         await server.stop()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -150,7 +142,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 async def run_step(count: int, seconds: float, batch: int, per_sub: int) -> StepResult:
     """Measure one step: start a server process, collect from it, report the figures."""
-    port = _free_port()
+    port = free_port(HOST)
     child = subprocess.Popen(
         ["taskset", "-c", str(SERVER_CPU), sys.executable, "-m", "bench.opcua_bench",
          "--serve", str(count), "--port", str(port)],

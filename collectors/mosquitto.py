@@ -32,6 +32,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from envmon.netutil import free_port
+
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 SHIPPED_CONF: Final = REPO_ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
 DEFAULT_BINARY: Final = "/usr/sbin/mosquitto"
@@ -74,13 +76,6 @@ class MosquittoTls:
     certfile: Path
     keyfile: Path
     require_certificate: bool = True
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def mosquitto_binary() -> str:

@@ -34,7 +34,7 @@ from envmon.config.mqtt import (
 from envmon.config.schema import SiteConfig
 from envmon.models import Quality, Reading
 from envmon.sensors import SensorSpec
-from envmon.timeutil import to_us
+from envmon.timeutil import NaiveTimestampError, to_us
 from envmon.topics import CHANNEL, IdTemplate, TopicPattern
 from envmon.units import Conversion, CounterDelta, UnitError, conversion
 
@@ -183,6 +183,8 @@ class MessageDecoder:
         raw_topic: bytes = b"",
     ) -> Decoded:
         """Turn one message into readings and/or a dead letter (never raises on bad input)."""
+        if received_at.tzinfo is None:  # a programming error (the clock), not bad input
+            raise NaiveTimestampError("received_at must carry a UTC offset")
         if topic is None:
             origin = raw_topic.decode("utf-8", "backslashreplace")
             return _fail(origin, payload, "topic is not valid UTF-8")
@@ -331,8 +333,12 @@ class MessageDecoder:
                             quality = Quality.UNCERTAIN
                 if target.convert is not None:
                     value = target.convert(value)
+            # Built without re-validation, as the OPC-UA collector does: the sensor id was
+            # validated with the site, the value is a finite float (or None) and ts and
+            # received_at are aware UTC datetimes (checked above). Validation cost ~7 µs a
+            # reading on the collector's hot path.
             readings.append(
-                Reading(
+                Reading.model_construct(
                     sensor_id=target.sensor_id,
                     value=value,
                     unit=target.unit,

@@ -83,6 +83,12 @@ class SqliteExcursionStore:
             rows = self._db.execute("SELECT record FROM excursions ORDER BY start, id").fetchall()
         return [ExcursionRecord.model_validate_json(r) for (r,) in rows]
 
+    def count(self) -> int:
+        """Return how many excursion records are stored."""
+        with self._lock:
+            (n,) = self._db.execute("SELECT COUNT(*) FROM excursions").fetchone()
+        return int(n)
+
     def data_gaps(self) -> list[DataGap]:
         """Return every data gap."""
         with self._lock:

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
 import tempfile
 import time
 from collections import deque
@@ -39,6 +38,7 @@ from envmon.bus import ALARMS, InMemoryBus
 from envmon.commands.demo_view import render
 from envmon.config import SiteConfig, load_site
 from envmon.models import AlarmEvent, SystemEvent
+from envmon.netutil import free_port
 from envmon.timeutil import ScaledClock, utcnow
 from excursions.store import SqliteExcursionStore, consume_excursions
 from stream.embedded import StreamProcessor
@@ -82,13 +82,6 @@ class DemoRecorder:
         self.total += 1
         (self.alarms if isinstance(event, AlarmEvent) else self.system).append(event)  # type: ignore[arg-type]
         self.recent.append(event)
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def retarget(site: SiteConfig, *, mqtt_port: int, opcua_port: int, workdir: Path) -> SiteConfig:
@@ -191,7 +184,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
                     last=processor.last,
                     recent=recorder.recent,
                     counters={c.pipeline.source: c.counters.as_dict() for c in collectors},
-                    excursions=len(records.excursions()),
+                    excursions=records.count(),
                     buffered=len(outbox),
                 )
 

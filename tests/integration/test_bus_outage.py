@@ -19,10 +19,11 @@ from collectors.simulators.opcua_server import EquipmentServer
 from envmon.bus import READINGS
 from envmon.config import load_site
 from envmon.models import Reading, SystemEventKind
+from envmon.netutil import free_port
 from envmon.testing import SwitchableBus
 from envmon.timeutil import utcnow
 
-from .opcua.helpers import FAST, eventually, free_port
+from .opcua.helpers import FAST, eventually
 
 SITE = load_site(Path(__file__).parents[2] / "deploy" / "examples" / "site.yaml")
 

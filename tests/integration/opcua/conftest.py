@@ -11,9 +11,10 @@ from collectors.buffer import Outbox
 from collectors.opcua import OpcUaCollector
 from collectors.pipeline import CollectorPipeline
 from envmon.config.opcua import OpcUaCollectorConfig
+from envmon.netutil import free_port
 from envmon.sensors import SensorSpec
 
-from .helpers import Pki, free_port, make_pki
+from .helpers import Pki, make_pki
 
 
 @pytest.fixture

@@ -33,14 +33,6 @@ FAST: dict[str, Any] = {
 }
 
 
-def free_port() -> int:
-    """Return a TCP port that is free on 127.0.0.1 now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass(frozen=True)
 class Pki:
     """Certificates and keys for the security tests (PEM keys, DER certificates)."""
