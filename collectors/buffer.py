@@ -2,11 +2,26 @@
 
 Collectors put messages here; ``put`` returns only once they are committed to disk
 (SQLite, WAL, ``synchronous=FULL``), so a collector may acknowledge its source (an MQTT
-PUBACK) right after. A forwarder task publishes the oldest messages in order and deletes
+PUBACK) right after. A forwarder task publishes the oldest messages in order and removes
 them once the bus has them; while the bus is unavailable they stay on disk, also across a
 restart. The buffer is bounded: when it is full ``put`` refuses (returns False) and a
 ``buffer_full`` alarm is raised once, so the source keeps the data (MQTT) or the loss is
 counted and alarmed (OPC-UA) — never dropped silently.
+
+Two paths forward messages, in one order:
+
+- **From memory** (the steady state): while the bus keeps up, every committed message is
+  also kept in a bounded in-memory window, and the forwarder publishes from there without
+  reading the disk. Forwarded rows are deleted in the transaction of the next ``put``
+  (or when the forwarder goes idle, and at ``close``), so forwarding costs no commit of its
+  own.
+- **From disk**: after a restart with messages buffered, or once more messages wait than
+  the window holds (a bus outage), the forwarder reads the oldest rows from disk and
+  deletes them batch by batch; when it has caught up it returns to the memory path.
+
+Delivery is at least once: after a crash, rows that reached the bus but were not yet
+deleted are published again (consumers are idempotent by design); nothing committed is
+ever lost.
 """
 
 from __future__ import annotations
@@ -14,9 +29,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import Final
 
@@ -29,10 +46,14 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGES: Final = 1_000_000
 DEFAULT_BATCH: Final = 1_000
+#: Messages kept in memory for the forwarder besides their rows on disk.
+DEFAULT_MEMORY_WINDOW: Final = 20_000
 #: Below this share of the bound after being full, the buffer reports itself healthy again.
 RECOVERED_SHARE: Final = 0.9
 _BACKOFF_MIN_S: Final = 0.05
 _BACKOFF_MAX_S: Final = 5.0
+#: Forwarded rows are deleted with the next put, or after this long without one (seconds).
+IDLE_PURGE_S: Final = 0.5
 
 EventHandler = Callable[[SystemEvent], None]
 
@@ -46,13 +67,16 @@ class BufferStats:
     forwarded: int = 0
     publish_failures: int = 0
     full_events: int = 0
+    read_from_disk: int = 0  # messages the forwarder had to read back from disk
 
 
 class Outbox:
     """A bounded, durable FIFO of bus messages with a forwarder to the bus.
 
-    ``put`` is thread-safe (protocol libraries call it from their own threads); ``forward``
-    runs in the event loop.
+    ``put`` is thread-safe (collectors call it from worker threads); ``forward`` runs in
+    the event loop. Two locks: ``_db_lock`` serialises the SQLite connection (held across
+    a commit), ``_state_lock`` guards the counters and the memory window and is only ever
+    held for a few list operations, so the event loop never waits for a commit.
     """
 
     def __init__(
@@ -60,6 +84,7 @@ class Outbox:
         path: Path | str,
         *,
         max_messages: int = DEFAULT_MAX_MESSAGES,
+        memory_window: int = DEFAULT_MEMORY_WINDOW,
         name: str = "buffer",
         on_event: EventHandler | None = None,
         clock: Callable[[], datetime] = utcnow,
@@ -68,18 +93,28 @@ class Outbox:
             raise ValueError("max_messages must be at least 1")
         self.path = Path(path) if str(path) != ":memory:" else None
         self.max_messages = max_messages
+        self.memory_window = max(0, memory_window)
         self.name = name
         self.stats = BufferStats()
         self._on_event = on_event
         self._clock = clock
-        self._lock = threading.Lock()
+        self._db_lock = threading.Lock()
+        self._state_lock = threading.Lock()
         self._db = open_database(path, synchronous="FULL")  # a PUBACK follows each commit
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS outbox ("
-            "seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, key TEXT, "
+            "seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, key TEXT, "
             "value BLOB NOT NULL)"
         )
-        self._depth: int = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        depth, last = self._db.execute("SELECT COUNT(*), MAX(seq) FROM outbox").fetchone()
+        self._depth: int = int(depth)  # messages not yet on the bus
+        # Sequence numbers only need to grow within a process and follow what is on disk.
+        self._next_seq: int = int(last or 0) + 1
+        self._forwarded_seq: int = 0  # every message up to here is on the bus
+        self._deleted_seq: int = 0  # every row up to here is deleted on disk
+        # The memory window: every message not yet forwarded, while ``_in_memory``.
+        self._window: deque[tuple[int, Message]] = deque()
+        self._in_memory = self._depth == 0
         self._full = False
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -97,67 +132,115 @@ class Outbox:
         """Store messages durably, in order; False (and an alarm) if they do not fit."""
         if not messages:
             return True
-        with self._lock:
+        n = len(messages)
+        with self._db_lock:
             if self._closed:
                 raise RuntimeError(f"{self.name} is closed")
-            if self._depth + len(messages) > self.max_messages:
-                self.stats.refused += len(messages)
-                if not self._full:
+            with self._state_lock:
+                depth, forwarded = self._depth, self._forwarded_seq
+                refused = depth + n > self.max_messages
+                first_refusal = refused and not self._full
+                if refused:
+                    self.stats.refused += n
                     self._full = True
-                    self.stats.full_events += 1
-                    self._emit(
-                        SystemEventKind.BUFFER_FULL,
-                        f"{self.name} holds {self._depth:,} of {self.max_messages:,} messages; "
-                        "refusing new ones until the bus takes them",
-                        alarm=True,
-                    )
-                return False
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "INSERT INTO outbox (topic, key, value) VALUES (?, ?, ?)",
-                    [(m.topic, m.key, m.value) for m in messages],
+                    self.stats.full_events += first_refusal
+            if not refused:
+                self._insert(messages, forwarded)
+        if refused:
+            if first_refusal:  # outside the locks: a handler may well touch the buffer
+                self._emit(
+                    SystemEventKind.BUFFER_FULL,
+                    f"{self.name} holds {depth:,} of {self.max_messages:,} messages; "
+                    "refusing new ones until the bus takes them",
+                    alarm=True,
                 )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._depth += len(messages)
-            self.stats.accepted += len(messages)
+            return False
         self._wake()
         return True
 
+    def _insert(self, messages: Sequence[Message], forwarded: int) -> None:
+        """Commit messages (and delete forwarded rows) in one transaction; hold _db_lock."""
+        n = len(messages)
+        first = self._next_seq
+        rows = [(first + i, m.topic, m.key, m.value) for i, m in enumerate(messages)]
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if forwarded > self._deleted_seq:
+                self._db.execute("DELETE FROM outbox WHERE seq <= ?", (forwarded,))
+            self._db.executemany(
+                "INSERT INTO outbox (seq, topic, key, value) VALUES (?, ?, ?, ?)", rows
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._deleted_seq = max(self._deleted_seq, forwarded)
+        self._next_seq = first + n
+        with self._state_lock:
+            self._depth += n
+            self.stats.accepted += n
+            if self._in_memory:
+                if len(self._window) + n <= self.memory_window:
+                    self._window.extend(zip(range(first, first + n), messages, strict=True))
+                else:  # more wait than the window holds: forward from disk for a while
+                    self._in_memory = False
+                    self._window.clear()
+
     def peek(self, limit: int = DEFAULT_BATCH) -> list[tuple[int, Message]]:
-        """Return up to ``limit`` of the oldest messages with their sequence numbers."""
-        with self._lock:
+        """Return up to ``limit`` of the oldest messages not yet forwarded, from disk."""
+        with self._db_lock:
+            if self._closed:
+                return []
+            with self._state_lock:
+                after = self._forwarded_seq
             rows = self._db.execute(
-                "SELECT seq, topic, key, value FROM outbox ORDER BY seq LIMIT ?", (limit,)
+                "SELECT seq, topic, key, value FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, limit),
             ).fetchall()
         return [(seq, Message(topic, key, bytes(value))) for seq, topic, key, value in rows]
 
     def ack(self, upto_seq: int, count: int) -> None:
-        """Delete every message up to ``upto_seq`` (they reached the bus)."""
-        with self._lock:
-            self._db.execute("DELETE FROM outbox WHERE seq <= ?", (upto_seq,))
-            self._depth -= count
-            self.stats.forwarded += count
-            if self._full and self._depth <= self.max_messages * RECOVERED_SHARE:
-                self._full = False
-                self._emit(
-                    SystemEventKind.BUFFER_OK, f"{self.name} accepts messages again", alarm=False
-                )
+        """Record that every message up to ``upto_seq`` reached the bus and delete them."""
+        self._forwarded(upto_seq, count)
+        self.purge()
 
-    async def forward(self, bus: Bus, *, batch: int = DEFAULT_BATCH) -> None:
-        """Publish buffered messages to ``bus`` in order, forever (cancel to stop)."""
+    def purge(self) -> None:
+        """Delete the rows of forwarded messages now (instead of with the next ``put``)."""
+        with self._db_lock:
+            if self._closed:
+                return
+            with self._state_lock:
+                forwarded = self._forwarded_seq
+            if forwarded > self._deleted_seq:
+                self._db.execute("DELETE FROM outbox WHERE seq <= ?", (forwarded,))
+                self._deleted_seq = forwarded
+
+    async def forward(
+        self, bus: Bus, *, batch: int = DEFAULT_BATCH, idle_purge_s: float = IDLE_PURGE_S
+    ) -> None:
+        """Publish buffered messages to ``bus`` in order, forever (cancel to stop).
+
+        Forwarded rows are deleted with the next ``put``, or after ``idle_purge_s`` without
+        one.
+        """
         self._loop = asyncio.get_running_loop()
-        self._wakeup = asyncio.Event()
+        self._wakeup = wakeup = asyncio.Event()
         backoff = _BACKOFF_MIN_S
         while True:
-            rows = await asyncio.to_thread(self.peek, batch)
+            from_disk = False
+            with self._state_lock:
+                if self._in_memory:
+                    rows = list(islice(self._window, batch))
+                else:
+                    rows, from_disk = [], True
+            if from_disk:
+                rows = await asyncio.to_thread(self.peek, batch)
+                if not rows and await asyncio.to_thread(self._back_to_memory):
+                    continue
             if not rows:
-                self._wakeup.clear()
+                wakeup.clear()
                 if self._depth == 0:
-                    await self._wakeup.wait()
+                    await self._idle(wakeup, idle_purge_s)
                 continue
             try:
                 await bus.publish([m for _, m in rows])
@@ -170,7 +253,11 @@ class Outbox:
                 backoff = min(backoff * 2, _BACKOFF_MAX_S)
                 continue
             backoff = _BACKOFF_MIN_S
-            await asyncio.to_thread(self.ack, rows[-1][0], len(rows))
+            if from_disk:
+                self.stats.read_from_disk += len(rows)
+                await asyncio.to_thread(self.ack, rows[-1][0], len(rows))
+            else:
+                self._forwarded(rows[-1][0], len(rows))
 
     async def drain(self, bus: Bus, *, timeout: float = 30.0) -> None:
         """Forward until empty (used at shutdown and in tests)."""
@@ -183,11 +270,56 @@ class Outbox:
             task.cancel()
 
     def close(self) -> None:
-        """Close the database; what is still buffered stays for the next start."""
-        with self._lock:
+        """Delete what was forwarded and close; what is still buffered stays for next time."""
+        self.purge()
+        with self._db_lock:
             if not self._closed:
                 self._closed = True
                 self._db.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _forwarded(self, upto_seq: int, count: int) -> None:
+        """Advance the forwarded mark (the rows are deleted later, see the module doc)."""
+        recovered = False
+        with self._state_lock:
+            if upto_seq <= self._forwarded_seq:
+                return
+            self._forwarded_seq = upto_seq
+            window = self._window
+            while window and window[0][0] <= upto_seq:
+                window.popleft()
+            self._depth -= count
+            self.stats.forwarded += count
+            if self._full and self._depth <= self.max_messages * RECOVERED_SHARE:
+                self._full = False
+                recovered = True
+        if recovered:
+            self._emit(
+                SystemEventKind.BUFFER_OK, f"{self.name} accepts messages again", alarm=False
+            )
+
+    async def _idle(self, wakeup: asyncio.Event, idle_purge_s: float) -> None:
+        """Wait for messages; if none come for a while, delete the forwarded rows."""
+        if self._forwarded_seq > self._deleted_seq:
+            try:
+                async with asyncio.timeout(idle_purge_s):
+                    await wakeup.wait()
+                    return
+            except TimeoutError:
+                await asyncio.to_thread(self.purge)
+            if self._depth:
+                return
+        await wakeup.wait()
+
+    def _back_to_memory(self) -> bool:
+        """Return to the memory path if nothing waits on disk (no ``put`` can interleave)."""
+        with self._db_lock, self._state_lock:
+            if self._depth == 0 and not self._in_memory:
+                self._in_memory = True
+                self._window.clear()
+                return True
+            return False
 
     def _wake(self) -> None:
         loop, event = self._loop, self._wakeup

@@ -366,9 +366,7 @@ class MqttCollector:
         conn = self._conn
         if conn is None or batch.generation != self._generation or not conn.connected:
             return  # the connection that delivered them is gone: they will come again
-        for mid, qos in batch.acks:
-            conn.ack(mid, qos)
-        conn.flush()
+        conn.ack_many(batch.acks)
 
     def _refused(self, batch: _Batch) -> None:
         """Acknowledge nothing of a refused batch; pause, and reconnect once there is room."""

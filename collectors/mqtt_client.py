@@ -60,6 +60,8 @@ DEFAULT_CONNECT_TIMEOUT_S: Final = 10.0
 DEFAULT_REQUEST_TIMEOUT_S: Final = 10.0
 _MISC_INTERVAL_S: Final = 1.0
 _CLOSE_FLUSH_TIMEOUT_S: Final = 1.0
+#: A PUBACK's fixed header (type 4, remaining length 2) above its 16-bit packet identifier.
+_PUBACK: Final = 0x4002_0000
 
 
 class MqttError(EnvmonError):
@@ -433,6 +435,25 @@ class MqttConnection:
         """Acknowledge a QoS 1 message (nothing to do for QoS 0)."""
         if qos:
             self._client.ack(mid, qos)
+
+    def ack_many(self, acks: Sequence[tuple[int, int]]) -> None:
+        """Acknowledge a group of messages in order and write the acknowledgements at once.
+
+        QoS 1 PUBACKs (4 bytes: success, no reason code or properties, valid in 3.1.1 and
+        5) are packed here in one write instead of paho queueing a packet per message,
+        which cost a sixth of the collector's time under load.
+        """
+        sock = self._sock
+        if sock is None:
+            return
+        if any(qos == 2 for _, qos in acks):  # never subscribed to: paho's handshake
+            for mid, qos in acks:
+                self.ack(mid, qos)
+        else:
+            mids = [mid for mid, qos in acks if qos == 1]
+            if mids:
+                sock.send(struct.pack(f">{len(mids)}I", *(_PUBACK | mid for mid in mids)))
+        self.flush()
 
     def pause_reading(self) -> None:
         """Stop reading from the socket (the broker waits; TCP holds what is in flight)."""

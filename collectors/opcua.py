@@ -210,7 +210,7 @@ def map_notification(
         value = binding.conversion(value)
     # Readings are built without re-validation: the sensor id was validated with the site,
     # the value is a finite float and the timestamps are aware UTC datetimes (see above).
-    return Reading.model_construct(
+    return Reading.trusted(
         sensor_id=binding.sensor_id,
         value=value,
         unit=binding.unit,

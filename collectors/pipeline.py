@@ -65,7 +65,7 @@ class CollectorPipeline:
         nothing was stored and the caller must not acknowledge them.
         """
         now = self.clock()
-        messages = [Message(READINGS, r.sensor_id, r.model_dump_json().encode()) for r in readings]
+        messages = [Message(READINGS, r.sensor_id, r.to_json()) for r in readings]
         messages += [
             Message(
                 DEADLETTER,

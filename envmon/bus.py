@@ -91,7 +91,10 @@ class InMemoryBus:
             groups = self._queues.get(message.topic)
             if groups:
                 for queue in groups.values():
-                    await queue.put(message)
+                    if queue.full():
+                        await queue.put(message)
+                    else:
+                        queue.put_nowait(message)  # without a coroutine per message
             else:
                 backlog = self._backlog.setdefault(message.topic, asyncio.Queue(self.queue_size))
                 await backlog.put(message)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -100,6 +103,118 @@ class TestOutbox:
         box.close()
         with pytest.raises(RuntimeError, match="closed"):
             box.put(msgs(1))
+
+
+def rows_on_disk(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+
+class TestForwardingPaths:
+    """The memory window and the disk path forward one stream, in order, nothing lost."""
+
+    async def test_steady_state_forwards_from_memory_and_deletes_with_the_next_put(self, tmp_path):
+        """While the bus keeps up nothing is read back from disk; rows go with later puts."""
+        path = tmp_path / "b.sqlite3"
+        bus = InMemoryBus()
+        box = Outbox(path)
+        receiving = asyncio.create_task(collect(bus, READINGS, 20))
+        forwarder = asyncio.create_task(box.forward(bus))
+        box.put(msgs(10))
+        async with asyncio.timeout(5):
+            while len(box):
+                await asyncio.sleep(0.001)
+        assert rows_on_disk(path) == 10  # forwarded, deleted by the next commit
+        box.put(msgs(10, 10))
+        assert rows_on_disk(path) == 10  # the first ten went with this commit
+        assert [int(m.value) for m in await receiving] == list(range(20))
+        assert box.stats.read_from_disk == 0
+        forwarder.cancel()
+        box.close()
+        assert rows_on_disk(path) == 0  # close deletes what was forwarded
+
+    async def test_idle_forwarder_deletes_forwarded_rows(self, tmp_path):
+        """Without further puts the forwarder deletes forwarded rows once idle."""
+        path = tmp_path / "b.sqlite3"
+        box = Outbox(path)
+        forwarder = asyncio.create_task(box.forward(InMemoryBus()))
+        box.put(msgs(5))
+        async with asyncio.timeout(5):
+            while rows_on_disk(path):
+                await asyncio.sleep(0.05)
+        assert len(box) == 0
+        forwarder.cancel()
+        box.close()
+
+    async def test_overflowing_the_window_switches_to_disk_and_back(self, tmp_path):
+        """More than the window waits during an outage: forwarded from disk, then memory."""
+        bus = SwitchableBus()
+        bus.available = False
+        box = Outbox(tmp_path / "b.sqlite3", memory_window=50)
+        forwarder = asyncio.create_task(box.forward(bus, batch=7))
+        for start in range(0, 200, 20):
+            box.put(msgs(20, start))
+        receiving = asyncio.create_task(collect(bus.inner, READINGS, 230))
+        bus.available = True
+        async with asyncio.timeout(5):
+            while len(box):
+                await asyncio.sleep(0.005)
+        assert box.stats.read_from_disk == 200
+        box.put(msgs(30, 200))  # caught up: back on the memory path
+        got = await receiving
+        assert [int(m.value) for m in got] == list(range(230))
+        assert box.stats.read_from_disk == 200
+        assert box.stats.forwarded == 230
+        forwarder.cancel()
+        box.close()
+
+    async def test_random_interleaving_keeps_order_exactly_once(self, tmp_path):
+        """Puts of random sizes from a thread, outages at random: every message once, in order."""
+        rng = random.Random(7)
+        bus = SwitchableBus()
+        box = Outbox(tmp_path / "b.sqlite3", memory_window=64)
+        total = 3_000
+        receiving = asyncio.create_task(collect(bus.inner, READINGS, total))
+        forwarder = asyncio.create_task(box.forward(bus, batch=25))
+        sizes = []
+        while sum(sizes) < total:
+            sizes.append(min(rng.randint(1, 90), total - sum(sizes)))
+
+        def producer() -> None:
+            start = 0
+            for size in sizes:
+                assert box.put(msgs(size, start))
+                start += size
+
+        producing = asyncio.create_task(asyncio.to_thread(producer))
+        while not producing.done():
+            bus.available = rng.random() > 0.3
+            await asyncio.sleep(rng.random() * 0.01)
+        bus.available = True
+        got = await receiving
+        assert [int(m.value) for m in got] == list(range(total))
+        assert box.stats.read_from_disk > 0  # the outages did overflow the window
+        forwarder.cancel()
+        box.close()
+
+    async def test_crash_after_forwarding_repeats_rather_than_loses(self, tmp_path):
+        """Rows forwarded but not yet deleted when the process dies are forwarded again."""
+        path = tmp_path / "b.sqlite3"
+        first = Outbox(path)
+        forwarder = asyncio.create_task(first.forward(InMemoryBus(), idle_purge_s=3600))
+        first.put(msgs(10))
+        async with asyncio.timeout(5):
+            while len(first):
+                await asyncio.sleep(0.001)
+        forwarder.cancel()
+        # No close(): the process died. A new one finds the undeleted rows and sends them.
+        bus = InMemoryBus()
+        second = Outbox(path)
+        assert len(second) == 10
+        receiving = asyncio.create_task(collect(bus, READINGS, 10))
+        await second.drain(bus)
+        assert [int(m.value) for m in await receiving] == list(range(10))
+        second.close()
 
 
 class TestCollectorPipeline:
