@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # Debian packages the tests use: real servers and clients, never mocks.
-SYSTEM_PKGS := mosquitto mosquitto-clients openssl
+SYSTEM_PKGS := mosquitto mosquitto-clients openssl openjdk-17-jre-headless maven
 
-.PHONY: help install system-deps lint test bench demo replay-demo clean
+.PHONY: help install system-deps lint test bench demo replay-demo clean server-jars kafka questdb
 
 help:
 	@echo "make test   - install what the tests need, lint, run the whole suite"
@@ -42,8 +42,22 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: system-deps lint
+# Kafka broker and QuestDB jars from Maven Central (deploy/kafka, deploy/questdb), cached in
+# ~/.cache/envmon: fetched once here so the first test run does not wait for them.
+server-jars: system-deps
+	deploy/scripts/kafka.sh fetch
+	deploy/scripts/questdb.sh fetch >/dev/null
+
+test: system-deps lint server-jars
 	$(BIN)/pytest
+
+# A local Kafka (KRaft) on 127.0.0.1:9092, data in var/kafka; Ctrl-C stops it.
+kafka: server-jars
+	deploy/scripts/kafka.sh start var/kafka 9092
+
+# A local QuestDB (InfluxDB v2 write API on http://127.0.0.1:9000), data in var/questdb.
+questdb: server-jars
+	deploy/scripts/questdb.sh start var/questdb 9000
 
 bench: system-deps $(STAMP)
 	$(BIN)/python -m bench.replay_bench

@@ -1,0 +1,403 @@
+"""The InfluxDB time-series writer: every reading's line, stored or dead-lettered, never lost.
+
+``InfluxWriter.write(lines)`` sends one batch of line-protocol lines
+(``stream.tsschema``) with influxdb-client's asyncio write API (gzip, ``precision=us``) and
+returns only when every line is either stored (2xx) or dead-lettered (refused with 4xx):
+
+- **Refused (400, 413, 422, any other 4xx not listed below).** The batch is split in
+  halves and each half written again, down to the single lines the server refuses; those
+  go to ``dead_letter`` as a ``DeadLetter`` whose reason is the server's status and
+  message, the rest is stored. (QuestDB refuses a request with one bad line whole;
+  InfluxDB 2 stores the good lines of a "partial write" and refuses the request —
+  writing them again is harmless because a point is identified by its series and time.)
+- **Unavailable (5xx, 401, 403, 404, 408, 429, timeouts, connection errors).** The same
+  request is retried forever with capped exponential backoff and jitter (honouring a
+  ``Retry-After`` header). The first failure emits one ``timeseries_unavailable``
+  ``SystemEvent`` (an alarm); the first success after it one ``timeseries_restored``.
+  401/403/404 are configuration faults (token, organisation, bucket), not bad points:
+  dead-lettering good readings because of them would lose data.
+
+The caller (the stream agent) commits its consumer offsets only after ``write``
+returned, so while the store is down it simply stops taking readings and catches up
+afterwards: nothing is lost, and nothing is buffered but the one batch being written.
+Cancelling ``write`` (shutdown) is safe for the same reason — the uncommitted batch is
+delivered again. ``write`` calls are serialised.
+
+Time is injectable: ``clock`` stamps events and dead letters, ``sleep`` waits between
+retries, ``rng`` draws the jitter — unit tests never sleep. ``transport`` replaces the
+HTTP client (``WriteTransport``; the real one is ``InfluxClientTransport``).
+
+Errors (raised by transports, handled here)::
+
+    TimeSeriesWriteError
+     ├── PointsRejectedError    the server refused the points (4xx): status, message
+     └── StoreUnavailableError  the server cannot take points now (5xx, network): retry
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Final, Protocol, TypeVar, cast
+
+import aiohttp
+from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+from influxdb_client.domain.write_precision import WritePrecision
+from influxdb_client.rest import ApiException
+
+from envmon.errors import EnvmonError
+from envmon.models import DeadLetter, SystemEvent, SystemEventKind
+from envmon.timeutil import utcnow
+from stream import tsschema
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_COMPONENT: Final = "timeseries.influx"
+DEFAULT_TIMEOUT_S: Final = 10.0
+#: HTTP statuses that say "not now" rather than "not this point": retried, never dead-lettered.
+RETRY_STATUSES: Final = frozenset({401, 403, 404, 408, 429})
+_MAX_MESSAGE: Final = 2000
+_T = TypeVar("_T")
+#: The lines carry µs timestamps. WritePrecision is a class of str constants, typed as such.
+_PRECISION: Final = cast(WritePrecision, WritePrecision.US)
+assert _PRECISION == tsschema.PRECISION
+
+DeadLetterSink = Callable[[DeadLetter], Awaitable[None] | None]
+EventSink = Callable[[SystemEvent], Awaitable[None] | None]
+
+
+class TimeSeriesWriteError(EnvmonError):
+    """Base class of time-series write failures."""
+
+
+class PointsRejectedError(TimeSeriesWriteError):
+    """The server refused the points (4xx): writing them again cannot succeed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(f"HTTP {status}: {message}")
+
+
+class StoreUnavailableError(TimeSeriesWriteError):
+    """The server cannot take points now (5xx, timeout, no connection): retry later.
+
+    ``retry_after`` is the server's ``Retry-After`` in seconds when it sent one.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class WriteTransport(Protocol):
+    """Sends one request of line-protocol lines; raises the errors above."""
+
+    async def post(self, lines: Sequence[str]) -> None:
+        """Write the lines in one request (µs precision); return once the server took them."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; idempotent."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Capped exponential backoff with jitter between retries of an unavailable store.
+
+    The n-th wait is ``min(initial_s * multiplier**(n-1), maximum_s)`` less up to
+    ``jitter`` of itself (so writers that failed together do not retry together).
+    """
+
+    initial_s: float = 0.5
+    maximum_s: float = 30.0
+    multiplier: float = 2.0
+    jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.initial_s <= 0 or self.maximum_s < self.initial_s or self.multiplier < 1:
+            raise ValueError("backoff needs 0 < initial_s <= maximum_s and multiplier >= 1")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("jitter must be in [0, 1)")
+
+    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        """Return the wait before retry number ``attempt`` (1-based)."""
+        base = min(self.initial_s * self.multiplier ** (attempt - 1), self.maximum_s)
+        return base * (1.0 - self.jitter * rng())
+
+
+@dataclass(slots=True)
+class WriterCounters:
+    """What the writer has done since it was made (for metrics and tests)."""
+
+    written: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    requests: int = 0
+    rejected_requests: int = 0
+    outages: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """The outcome of one ``write``: every line was either stored or dead-lettered."""
+
+    written: int
+    dead_lettered: int
+    retries: int
+    requests: int
+
+
+class InfluxClientTransport:
+    """``WriteTransport`` over influxdb-client's ``InfluxDBClientAsync`` (aiohttp, gzip).
+
+    The client is made on the first ``post`` (aiohttp wants a running event loop).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        org: str,
+        bucket: str,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        gzip: bool = True,
+    ) -> None:
+        self.url = url
+        self.org = org
+        self.bucket = bucket
+        self._token = token
+        self._timeout_ms = int(timeout_s * 1000)
+        self._gzip = gzip
+        self._client: InfluxDBClientAsync | None = None
+
+    async def post(self, lines: Sequence[str]) -> None:
+        """Write the lines in one gzip request with ``precision=us``."""
+        if self._client is None:
+            self._client = InfluxDBClientAsync(
+                url=self.url,
+                token=self._token,
+                org=self.org,
+                timeout=self._timeout_ms,
+                enable_gzip=self._gzip,
+            )
+        body = "\n".join(lines)
+        try:
+            await self._client.write_api().write(
+                bucket=self.bucket,
+                org=self.org,
+                record=body,
+                write_precision=_PRECISION,
+            )
+        except ApiException as exc:
+            raise _translate(exc) from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise StoreUnavailableError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        client, self._client = self._client, None
+        if client is not None:
+            close: Callable[[], Awaitable[None]] = client.close  # the client leaves it untyped
+            await close()
+
+
+def _translate(exc: ApiException) -> TimeSeriesWriteError:
+    status = int(exc.status or 0)
+    message = _message(exc)
+    if status >= 500 or status in RETRY_STATUSES or status < 400:
+        return StoreUnavailableError(f"HTTP {status}: {message}", _retry_after(exc))
+    return PointsRejectedError(status, message)
+
+
+def _message(exc: ApiException) -> str:
+    # InfluxDBError parsed the JSON body's "message" (InfluxDB and QuestDB both send one).
+    message = getattr(exc, "message", None) or exc.body or exc.reason or ""
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", errors="replace")
+    return str(message)[:_MAX_MESSAGE]
+
+
+def _retry_after(exc: ApiException) -> float | None:
+    value = getattr(exc, "retry_after", None)
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: the backoff applies
+
+
+class InfluxWriter:
+    """Writes batches of line-protocol lines to InfluxDB; see the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        org: str,
+        bucket: str,
+        *,
+        dead_letter: DeadLetterSink,
+        on_event: EventSink | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+        backoff: Backoff | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        gzip: bool = True,
+        component: str = DEFAULT_COMPONENT,
+        transport: WriteTransport | None = None,
+    ) -> None:
+        self.url = url
+        self.bucket = bucket
+        self.component = component
+        self.counters = WriterCounters()
+        self._transport: WriteTransport = transport or InfluxClientTransport(
+            url, token, org, bucket, timeout_s=timeout_s, gzip=gzip
+        )
+        self._dead_letter = dead_letter
+        self._on_event = on_event
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng
+        self._backoff = backoff or Backoff()
+        self._lock = asyncio.Lock()
+        self._outage_since: datetime | None = None
+        self._outage_retries = 0
+
+    @property
+    def unavailable(self) -> bool:
+        """True from the first failed request of an outage until a request succeeds."""
+        return self._outage_since is not None
+
+    async def write(self, lines: Sequence[str]) -> WriteResult:
+        """Store every line or dead-letter it; retry while the store is unavailable.
+
+        Returns the counts of this call. Only ``CancelledError`` (and an exception of the
+        dead-letter or event sink) ends it early, with the batch not fully stored.
+        """
+        async with self._lock:
+            before = dataclasses.replace(self.counters)
+            if lines:
+                await self._write(list(lines))
+            c = self.counters
+            return WriteResult(
+                written=c.written - before.written,
+                dead_lettered=c.dead_lettered - before.dead_lettered,
+                retries=c.retries - before.retries,
+                requests=c.requests - before.requests,
+            )
+
+    async def _write(self, lines: list[str]) -> None:
+        # Iterative bisection: a stack of sub-batches, first half on top (keeps order).
+        pending = [lines]
+        while pending:
+            batch = pending.pop()
+            try:
+                await self._post(batch)
+            except PointsRejectedError as exc:
+                if len(batch) == 1:
+                    await self._reject(batch[0], exc)
+                else:
+                    middle = len(batch) // 2
+                    pending.append(batch[middle:])
+                    pending.append(batch[:middle])
+                continue
+            self.counters.written += len(batch)
+
+    async def _post(self, batch: list[str]) -> None:
+        """Send one request until the server answers it with 2xx or a refusal."""
+        attempt = 0
+        while True:
+            self.counters.requests += 1
+            try:
+                await self._transport.post(batch)
+            except StoreUnavailableError as exc:
+                attempt += 1
+                await self._unavailable(exc)
+                delay = self._backoff.delay(attempt, self._rng)
+                if exc.retry_after is not None:
+                    delay = max(delay, min(exc.retry_after, self._backoff.maximum_s))
+                logger.debug("%s: retry %d in %.2f s: %s", self.component, attempt, delay, exc)
+                self.counters.retries += 1
+                self._outage_retries += 1
+                await self._sleep(delay)
+                continue
+            except PointsRejectedError:
+                self.counters.rejected_requests += 1
+                await self._restored()
+                raise
+            await self._restored()
+            return
+
+    async def _reject(self, line: str, exc: PointsRejectedError) -> None:
+        logger.warning("%s: point refused (%s): %s", self.component, exc, line[:200])
+        letter = DeadLetter.of(
+            source=self.component,
+            origin=f"{self.url} bucket {self.bucket}",
+            reason=f"time-series store refused the point: {exc}",
+            raw=line.encode("utf-8"),
+            received_at=self._clock(),
+        )
+        await _call(self._dead_letter, letter)
+        self.counters.dead_lettered += 1
+
+    async def _unavailable(self, exc: StoreUnavailableError) -> None:
+        if self._outage_since is not None:
+            return
+        self._outage_since = self._clock()
+        self._outage_retries = 0
+        self.counters.outages += 1
+        detail = f"{self.url}: {exc}; holding the batch and retrying"
+        logger.error("%s: time-series store unavailable: %s", self.component, detail)
+        await self._emit(SystemEventKind.TIMESERIES_UNAVAILABLE, detail, alarm=True)
+
+    async def _restored(self) -> None:
+        since = self._outage_since
+        if since is None:
+            return
+        self._outage_since = None
+        seconds = (self._clock() - since).total_seconds()
+        detail = (
+            f"{self.url}: writing again after {seconds:.1f} s and {self._outage_retries} retries"
+        )
+        logger.warning("%s: time-series store restored: %s", self.component, detail)
+        await self._emit(SystemEventKind.TIMESERIES_RESTORED, detail, alarm=False)
+
+    async def _emit(self, kind: SystemEventKind, detail: str, *, alarm: bool) -> None:
+        if self._on_event is None:
+            return
+        event = SystemEvent(
+            event=kind, component=self.component, ts=self._clock(), alarm=alarm, detail=detail
+        )
+        await _call(self._on_event, event)
+
+    async def close(self) -> None:
+        """Close the HTTP client; idempotent."""
+        await self._transport.close()
+
+    async def __aenter__(self) -> InfluxWriter:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+async def _call(sink: Callable[[_T], Awaitable[None] | None], item: _T) -> None:
+    """Call a sink that may be a plain function or a coroutine function."""
+    result = sink(item)
+    if inspect.isawaitable(result):
+        await result

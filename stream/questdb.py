@@ -1,0 +1,402 @@
+r"""Run a local QuestDB (tests, benchmarks): a real server that speaks the InfluxDB v2 write API.
+
+InfluxDB cannot be installed on the test machines; QuestDB can — it is one jar on Maven
+Central (``org.questdb:questdb``, native libraries for linux-x86-64 inside) that runs on
+the machine's Java 17, and it accepts InfluxDB v2 clients on ``POST /api/v2/write``. It is
+queried with its own SQL over HTTP (``GET /exec?query=…``), which ``QuestDB.sql`` wraps.
+
+``QuestDB(directory, http_port)`` resolves the jar once with Maven
+(``deploy/questdb/pom.xml``, cached in ``~/.cache/envmon/questdb-<version>/``), writes
+``directory/conf/server.conf`` and runs ``java -cp questdb.jar io.questdb.ServerMain -d
+directory`` with a small heap on 127.0.0.1: HTTP on ``http_port``, the PostgreSQL wire
+protocol on ``pg_port`` if one is given, everything else (ILP over TCP and UDP, the
+minimal health server, telemetry) off. ``stop`` sends SIGTERM (QuestDB closes its tables
+and exits); ``start`` again on the same directory and port finds the data.
+``deploy/scripts/questdb.sh`` does the same from a shell.
+
+What the tests rely on (QuestDB 9.3):
+
+- ILP over HTTP into a table created up front (``create_readings_table``) fills the
+  table's designated timestamp column whatever its name (here ``time``); string fields go
+  into SYMBOL columns. A table that does not exist is created by the first write, with a
+  designated timestamp named ``timestamp`` and no deduplication — so create it first.
+- One request is one transaction per table: a request with one bad line is refused whole
+  (400) and stores nothing. The answer is JSON:
+  ``{"code":"invalid","message":"failed to parse line protocol:errors encountered on
+  line(s):\nerror in line 2: table: reading, column: value; cast error from protocol type:
+  STRING to column type: DOUBLE","line":2,"errorId":"…"}``.
+- The table is a WAL table: a write is acknowledged (204) once it is in the write-ahead
+  log and becomes visible to SQL a little later. Read back with a deadline
+  (``wait_applied`` or polling), never after a fixed sleep.
+- ``Content-Encoding: gzip`` and ``precision=us`` are understood; ``org``, ``bucket`` and
+  the token are ignored (no authentication is configured).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+from envmon.errors import EnvmonError
+from envmon.netutil import free_port
+from stream import tsschema
+
+REPO_ROOT: Final = Path(__file__).resolve().parents[1]
+POM: Final = REPO_ROOT / "deploy" / "questdb" / "pom.xml"
+DEFAULT_HEAP: Final = "256m"
+_START_TIMEOUT_S: Final = 60.0
+_STOP_TIMEOUT_S: Final = 30.0
+_POLL_S: Final = 0.05
+_SQL_TIMEOUT_S: Final = 30.0
+_ANSI: Final = re.compile(r"\x1b\[[0-9;]*m")
+_TABLE_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,126}")
+
+
+class QuestDBError(EnvmonError):
+    """QuestDB could not be fetched, started or stopped, or refused a SQL statement."""
+
+
+def questdb_version(pom: Path = POM) -> str:
+    """Return the QuestDB version pinned in ``deploy/questdb/pom.xml``."""
+    match = re.search(r"<questdb\.version>([^<]+)</questdb\.version>", pom.read_text("utf-8"))
+    if match is None:
+        raise QuestDBError(f"{pom}: no <questdb.version> property")
+    return match.group(1).strip()
+
+
+def default_cache_dir(version: str) -> Path:
+    """Return where the jar of ``version`` is kept between runs.
+
+    ``$ENVMON_CACHE_DIR`` (else ``$XDG_CACHE_HOME/envmon``, else ``~/.cache/envmon``)
+    ``/questdb-<version>``.
+    """
+    root = os.environ.get("ENVMON_CACHE_DIR")
+    if root:
+        return Path(root) / f"questdb-{version}"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "envmon" / f"questdb-{version}"
+
+
+def fetch_command(output: Path, pom: Path = POM) -> list[str]:
+    """Return the Maven command that copies the QuestDB jar into ``output``."""
+    return [
+        shutil.which("mvn") or "mvn",
+        "-B",
+        "-q",
+        "-Dstyle.color=never",
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={output}",
+        "-DincludeScope=runtime",
+    ]
+
+
+def fetch(cache_dir: Path | None = None, pom: Path = POM) -> Path:
+    """Return the path of the QuestDB jar, resolving it from Maven Central the first time.
+
+    The jar is copied into a temporary folder beside the cache and renamed into place, so
+    an interrupted download never looks like a cached jar.
+    """
+    version = questdb_version(pom)
+    cache = cache_dir if cache_dir is not None else default_cache_dir(version)
+    jar = cache / f"questdb-{version}.jar"
+    if jar.is_file():
+        return jar
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{cache.name}-", dir=cache.parent))
+    command = fetch_command(staging, pom)
+    try:
+        try:
+            done = subprocess.run(  # noqa: S603 - Maven with our own pom
+                command, capture_output=True, text=True, timeout=600, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise QuestDBError(
+                f"could not fetch QuestDB {version}: {exc}\n  command: {' '.join(command)}"
+            ) from exc
+        fetched = staging / jar.name
+        if done.returncode != 0 or not fetched.is_file():
+            text = _ANSI.sub("", done.stdout + done.stderr).strip()
+            output = "\n".join(text.splitlines()[-20:])
+            raise QuestDBError(
+                f"could not fetch QuestDB {version} from Maven Central (exit {done.returncode})"
+                f"\n  command: {' '.join(command)}\n{output}"
+            )
+        cache.mkdir(exist_ok=True)
+        os.replace(fetched, jar)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return jar
+
+
+def java_binary() -> str:
+    """Return the path of the java executable (``$JAVA_HOME/bin/java`` first)."""
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").is_file():
+        return str(Path(home) / "bin" / "java")
+    found = shutil.which("java")
+    if found is None:
+        raise QuestDBError("java is not installed (Debian: apt-get install openjdk-17-jre)")
+    return found
+
+
+def render_config(
+    http_port: int, *, host: str = "127.0.0.1", pg_port: int | None = None, extra: str = ""
+) -> str:
+    """Return ``server.conf`` for a local server: HTTP on ``host:http_port``, the rest off.
+
+    ``pg_port`` enables the PostgreSQL wire protocol there (Grafana's QuestDB data source
+    uses it); ``extra`` is appended verbatim (``key=value`` lines).
+    """
+    lines = [
+        "# written by stream/questdb.py: a local QuestDB for envmon's tests",
+        "config.validation.strict=true",
+        f"http.net.bind.to={host}:{http_port}",
+        "http.min.enabled=false",
+        "line.tcp.enabled=false",
+        "line.udp.enabled=false",
+        "telemetry.enabled=false",
+        "metrics.enabled=false",
+    ]
+    if pg_port is None:
+        lines.append("pg.enabled=false")
+    else:
+        lines += ["pg.enabled=true", f"pg.net.bind.to={host}:{pg_port}"]
+    if extra:
+        lines.append(extra.strip())
+    return "\n".join(lines) + "\n"
+
+
+class QuestDB:
+    """A QuestDB process on 127.0.0.1 keeping its data and configuration in ``directory``."""
+
+    def __init__(
+        self,
+        directory: Path,
+        http_port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        pg_port: int | None = None,
+        heap: str = DEFAULT_HEAP,
+        extra: str = "",
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.directory = Path(directory).resolve()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.host = host
+        self.http_port = http_port if http_port is not None else free_port(host)
+        self.pg_port = pg_port
+        self.heap = heap
+        self.extra = extra
+        self.cache_dir = cache_dir
+        self.config_path = self.directory / "conf" / "server.conf"
+        self.log_path = self.directory / "questdb.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._jar: Path | None = None
+
+    @property
+    def url(self) -> str:
+        """The HTTP base URL: the InfluxDB v2 write API and SQL both live under it."""
+        return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def running(self) -> bool:
+        """True while the process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while running."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    def fetch(self) -> Path:
+        """Return the jar, resolving it with Maven the first time (cached between runs)."""
+        if self._jar is None:
+            self._jar = fetch(self.cache_dir)
+        return self._jar
+
+    def command(self) -> list[str]:
+        """Return the java command line that runs this server."""
+        return [
+            java_binary(),
+            "-Xms32m",
+            f"-Xmx{self.heap}",
+            "-XX:+UseParallelGC",
+            "-Dfile.encoding=UTF-8",
+            "-cp",
+            str(self.fetch()),
+            "io.questdb.ServerMain",
+            "-d",
+            str(self.directory),
+        ]
+
+    def start(self, timeout: float = _START_TIMEOUT_S) -> None:
+        """Start the server and wait until its HTTP endpoint answers SQL."""
+        if self.running:
+            return
+        command = self.command()
+        self.config_path.parent.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(
+            render_config(self.http_port, host=self.host, pg_port=self.pg_port, extra=self.extra),
+            encoding="utf-8",
+        )
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(  # noqa: S603 - java with our own jar and config
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )  # same process group: a killed test run takes the server with it
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise QuestDBError(f"QuestDB exited at start\n{self.log_tail()}")
+            if self._answers():
+                return
+            time.sleep(_POLL_S)
+        self.kill()
+        raise QuestDBError(f"QuestDB did not answer within {timeout:g} s\n{self.log_tail()}")
+
+    def _answers(self) -> bool:
+        try:
+            self.sql("SELECT 1", timeout=1.0)
+        except (QuestDBError, OSError):
+            return False
+        return True
+
+    def stop(self, timeout: float = _STOP_TIMEOUT_S) -> None:
+        """Stop with SIGTERM (QuestDB closes its tables); SIGKILL after ``timeout``."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._process = None
+
+    def kill(self) -> None:
+        """Stop with SIGKILL (a crash: what is in the WAL is applied at the next start)."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        self._process = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port and directory."""
+        self.stop()
+        self.start()
+
+    def sql(self, query: str, *, timeout: float = _SQL_TIMEOUT_S) -> list[list[Any]]:
+        """Run one SQL statement through ``/exec`` and return its rows (lists of JSON values).
+
+        A DDL statement returns ``[]``. Raises ``QuestDBError`` with QuestDB's message
+        when the statement is refused.
+        """
+        return self._exec(query, timeout)[1]
+
+    def sql_dicts(self, query: str, *, timeout: float = _SQL_TIMEOUT_S) -> list[dict[str, Any]]:
+        """Run one SQL query and return its rows as dictionaries by column name."""
+        columns, rows = self._exec(query, timeout)
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def _exec(self, query: str, timeout: float) -> tuple[list[str], list[list[Any]]]:
+        url = f"{self.url}/exec?" + urllib.parse.urlencode({"query": query})
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http://127.0.0.1
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = json.loads(exc.read()).get("error", exc.reason)
+            except ValueError:
+                detail = exc.reason
+            raise QuestDBError(f"QuestDB refused {query!r}: {detail}") from exc
+        if "error" in body:
+            raise QuestDBError(f"QuestDB refused {query!r}: {body['error']}")
+        columns = [column["name"] for column in body.get("columns", [])]
+        return columns, body.get("dataset", [])
+
+    def wait_applied(self, table: str, timeout: float = 30.0) -> None:
+        """Wait until every acknowledged write to the WAL ``table`` is visible to SQL."""
+        deadline = time.monotonic() + timeout
+        while True:
+            query = (
+                "SELECT suspended, writerTxn, sequencerTxn, errorMessage FROM wal_tables()"  # noqa: S608 - a checked table name
+                f" WHERE name = '{table_name(table)}'"
+            )
+            rows = self.sql_dicts(query)
+            if rows:
+                row = rows[0]
+                if row["suspended"]:
+                    raise QuestDBError(f"table {table} is suspended: {row['errorMessage']}")
+                if row["writerTxn"] >= row["sequencerTxn"]:
+                    return
+            if time.monotonic() > deadline:
+                raise QuestDBError(f"writes to {table} not applied within {timeout:g} s")
+            time.sleep(_POLL_S)
+
+    def log_tail(self, lines: int = 30) -> str:
+        """Return the end of the server's log."""
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> QuestDB:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def table_name(name: str) -> str:
+    """Return ``name`` if it is a plain table name (letters, digits, ``_ . -``), else raise."""
+    if not _TABLE_NAME.fullmatch(name):
+        raise ValueError(f"not a plain table name: {name!r}")
+    return name
+
+
+def readings_table_ddl(table: str = tsschema.MEASUREMENT) -> str:
+    """Return the QuestDB DDL of the readings table of ``stream.tsschema``.
+
+    Tags are SYMBOLs, ``time`` is the designated timestamp (µs), and the table
+    deduplicates on (time, site, sensor): the same point written twice is stored once (the
+    last write wins), as InfluxDB does for a series and a timestamp.
+    """
+    s = tsschema
+    tags = ", ".join(f"{key} SYMBOL" for key in s.TAG_KEYS)
+    return (
+        f"CREATE TABLE IF NOT EXISTS '{table_name(table)}' ({tags}, {s.FIELD_VALUE} DOUBLE,"
+        f" {s.FIELD_QUALITY} SYMBOL, {s.FIELD_STATE} INT, {s.TIME_COLUMN} TIMESTAMP)"
+        f" TIMESTAMP({s.TIME_COLUMN}) PARTITION BY DAY WAL"
+        f" DEDUP UPSERT KEYS({s.TIME_COLUMN}, {s.TAG_SITE}, {s.TAG_SENSOR})"
+    )
+
+
+def create_readings_table(server: QuestDB, table: str = tsschema.MEASUREMENT) -> None:
+    """Create the readings table (if missing) before anything writes to it."""
+    server.sql(readings_table_ddl(table))

@@ -1,0 +1,233 @@
+"""The one time-series schema of envmon: how a reading becomes a line of line protocol.
+
+Every store that speaks the InfluxDB v2 write API (InfluxDB 2.x / 3.x in production,
+QuestDB in the tests) receives exactly this shape, and the Grafana dashboards query it::
+
+    reading,area=A,instrument=I,parameter=P,sensor=S,site=SITE,unit=U value=V,quality="Q",state=Ni T
+
+    e.g. (one line)
+    reading,area=cold-store,instrument=fridge-1,parameter=temperature,sensor=fridge-1.temp,
+    site=plant-a,unit=degC value=4.2,quality="good",state=0i 1767600000000000
+
+measurement ``reading``
+    Constant (``MEASUREMENT``). One measurement for every parameter: a dashboard selects a
+    channel by tags, and a new parameter needs no new table.
+
+tags (the series identity; written sorted by key, as InfluxDB recommends)
+    ``site``        the site id of the configuration
+    ``area``        the area / room id
+    ``instrument``  the instrument id
+    ``sensor``      the sensor (channel) id — unique within a site
+    ``parameter``   what is measured (``temperature``, ``particles_0_5um``, …)
+    ``unit``        the unit of ``value`` after normalisation (``degC``, ``1/m3``, …)
+
+    A tag whose value is empty (a dimensionless channel has no unit) is left out of the
+    line, as line protocol does not allow empty tag values: SQL stores show it as NULL.
+
+fields
+    ``value``    float — the reading's value. **Left out** when the reading has no value
+                 (``None``: bad quality, sensor fault) or a non-finite one (NaN, ±inf, which
+                 InfluxDB refuses): the point still records the time, the quality and the
+                 state, so a fault shows on the trend as a gap with ``quality="bad"``.
+    ``quality``  string — the ``Quality`` value: ``good``, ``uncertain`` or ``bad``.
+    ``state``    integer — the channel's alarm state when the reading was evaluated:
+                 0 normal, 1 alert, 2 action (``STATE_NORMAL`` / ``STATE_ALERT`` /
+                 ``STATE_ACTION``).
+
+timestamp
+    The reading's source time (``Reading.ts``), UTC, as integer **microseconds** since the
+    Unix epoch; writers send ``precision=us`` (``PRECISION``). Readings carry microseconds,
+    so nothing is lost, and the lines are three digits shorter than with nanoseconds.
+    In SQL stores (QuestDB, InfluxDB 3) the column is called ``time`` (``TIME_COLUMN``).
+
+Identity: a point is identified by its series (the tags) and its timestamp, so writing the
+same reading twice stores it once — InfluxDB overwrites, QuestDB's readings table is
+created with ``DEDUP UPSERT KEYS(time, site, sensor)`` (``stream.questdb``). At-least-once
+delivery from the bus therefore never duplicates a point.
+
+Escaping follows the line protocol reference: in tag keys, tag values and field keys a
+comma, an equals sign and a space are escaped with a backslash; in the measurement a comma
+and a space; in string field values a double quote and a backslash. Line protocol cannot
+carry a line break in a tag value at all, nor a tag value ending in a backslash: ``to_line``
+raises ``ValueError`` for those (the site configuration never produces them).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Final
+
+from envmon.models import Level, Quality, Reading
+from envmon.sensors import SensorSpec
+from envmon.timeutil import to_us
+
+MEASUREMENT: Final = "reading"
+TAG_SITE: Final = "site"
+TAG_AREA: Final = "area"
+TAG_INSTRUMENT: Final = "instrument"
+TAG_SENSOR: Final = "sensor"
+TAG_PARAMETER: Final = "parameter"
+TAG_UNIT: Final = "unit"
+#: The tag keys in the order they are written (sorted).
+TAG_KEYS: Final = (TAG_AREA, TAG_INSTRUMENT, TAG_PARAMETER, TAG_SENSOR, TAG_SITE, TAG_UNIT)
+FIELD_VALUE: Final = "value"
+FIELD_QUALITY: Final = "quality"
+FIELD_STATE: Final = "state"
+#: Name of the timestamp column in SQL stores (QuestDB, InfluxDB 3).
+TIME_COLUMN: Final = "time"
+#: Timestamp precision of the lines, as the v2 write API's ``precision`` parameter spells it.
+PRECISION: Final = "us"
+
+STATE_NORMAL: Final = 0
+STATE_ALERT: Final = 1
+STATE_ACTION: Final = 2
+_STATE_OF_LEVEL: Final = {None: STATE_NORMAL, Level.ALERT: STATE_ALERT, Level.ACTION: STATE_ACTION}
+
+# str.translate tables: one pass per value instead of one replace per special character.
+_TAG_ESCAPES: Final = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
+_MEASUREMENT_ESCAPES: Final = str.maketrans({",": "\\,", " ": "\\ "})
+_STRING_ESCAPES: Final = str.maketrans({'"': '\\"', "\\": "\\\\"})
+
+
+def state_code(level: Level | None) -> int:
+    """Return the ``state`` field for an alarm level (``None`` is normal)."""
+    return _STATE_OF_LEVEL[level]
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One reading in the time-series schema: tags, fields and a µs timestamp."""
+
+    site: str
+    area: str
+    instrument: str
+    sensor: str
+    parameter: str
+    unit: str
+    value: float | None
+    quality: Quality
+    state: int
+    ts_us: int
+
+    def tags(self) -> dict[str, str]:
+        """Return the tags by key, in the order they are written (empty ones included)."""
+        return {
+            TAG_AREA: self.area,
+            TAG_INSTRUMENT: self.instrument,
+            TAG_PARAMETER: self.parameter,
+            TAG_SENSOR: self.sensor,
+            TAG_SITE: self.site,
+            TAG_UNIT: self.unit,
+        }
+
+
+def to_point(
+    reading: Reading,
+    spec: SensorSpec | None = None,
+    *,
+    site: str = "",
+    area: str = "",
+    instrument: str = "",
+    parameter: str = "",
+    state: Level | None = None,
+) -> Point:
+    """Place a reading in the schema.
+
+    Area, instrument and parameter come from ``spec`` unless given as strings (a string
+    wins); the site is ``site`` or else ``spec.site``; the unit is the reading's, or else the
+    spec's. ``state`` is the channel's alarm level after this reading (``None``: normal).
+    """
+    if spec is not None:
+        site = site or spec.site
+        area = area or spec.area
+        instrument = instrument or spec.instrument
+        parameter = parameter or spec.parameter
+    return Point(
+        site=site,
+        area=area,
+        instrument=instrument,
+        sensor=reading.sensor_id,
+        parameter=parameter,
+        unit=reading.unit or (spec.unit if spec is not None else ""),
+        value=reading.value,
+        quality=reading.quality,
+        state=state_code(state),
+        ts_us=to_us(reading.ts),
+    )
+
+
+def escape_tag(text: str) -> str:
+    """Escape a tag key, tag value or field key (comma, equals sign, space)."""
+    if "\n" in text or "\r" in text:
+        raise ValueError(f"line protocol cannot carry a line break in a tag: {text!r}")
+    if text.endswith("\\"):
+        raise ValueError(f"line protocol cannot carry a tag ending in a backslash: {text!r}")
+    return text.translate(_TAG_ESCAPES)
+
+
+def escape_measurement(text: str) -> str:
+    """Escape a measurement name (comma, space)."""
+    return text.translate(_MEASUREMENT_ESCAPES)
+
+
+def quote_string(text: str) -> str:
+    """Return a string field value in double quotes, with quotes and backslashes escaped."""
+    return '"' + text.translate(_STRING_ESCAPES) + '"'
+
+
+_QUALITY_FIELDS: Final = {quality: quote_string(quality.value) for quality in Quality}
+
+
+def format_float(value: float) -> str:
+    """Format a float field value exactly (shortest repr that reads back the same)."""
+    return repr(float(value))
+
+
+def to_line(point: Point, measurement: str = MEASUREMENT) -> str:
+    """Return the point as one line of line protocol (no trailing newline, µs timestamp).
+
+    ``measurement`` is for tests and migrations only; the schema's is ``reading``.
+    """
+    series = series_key(
+        measurement,
+        point.area,
+        point.instrument,
+        point.parameter,
+        point.sensor,
+        point.site,
+        point.unit,
+    )
+    value = point.value
+    quality = _QUALITY_FIELDS.get(point.quality) or quote_string(str(point.quality))
+    if value is not None and math.isfinite(value):
+        return (
+            f"{series} {FIELD_VALUE}={format_float(value)},{FIELD_QUALITY}={quality},"
+            f"{FIELD_STATE}={int(point.state)}i {point.ts_us}"
+        )
+    return f"{series} {FIELD_QUALITY}={quality},{FIELD_STATE}={int(point.state)}i {point.ts_us}"
+
+
+@functools.lru_cache(maxsize=65_536)
+def series_key(measurement: str, *tag_values: str) -> str:
+    """Return the escaped ``measurement,tag=value,…`` prefix (tag values in ``TAG_KEYS`` order).
+
+    Cached: a sensor's series is the same for every one of its readings.
+    """
+    parts = [escape_measurement(measurement)]
+    for key, tag_value in zip(TAG_KEYS, tag_values, strict=True):
+        if tag_value:
+            parts.append(f"{key}={escape_tag(tag_value)}")
+    return ",".join(parts)
+
+
+def reading_line(
+    reading: Reading,
+    spec: SensorSpec | None = None,
+    *,
+    site: str = "",
+    state: Level | None = None,
+) -> str:
+    """Return the line of a reading in one step (``to_line(to_point(...))``)."""
+    return to_line(to_point(reading, spec, site=site, state=state))
