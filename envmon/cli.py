@@ -186,6 +186,39 @@ def simulate(
         raise typer.Exit(0) from None
 
 
+stream_app = typer.Typer(help="The stream processor on Kafka (faust-streaming).")
+app.add_typer(stream_app, name="stream")
+
+
+@stream_app.command("worker")
+def stream_worker(
+    settings_file: Annotated[
+        Path | None,
+        typer.Option("--settings", help="YAML settings file (else ENVMON_SETTINGS_FILE)."),
+    ] = None,
+    site: Annotated[
+        Path | None, typer.Option("--site", help="Site configuration (else ENVMON_SITE).")
+    ] = None,
+    loglevel: Annotated[str, typer.Option("--loglevel", help="faust/python log level.")] = "info",
+) -> None:
+    """Run one stream worker: readings from Kafka through the core, alarms and records out."""
+    from rich.console import Console
+
+    from envmon.commands.stream_worker import run_worker
+    from envmon.errors import ConfigError
+    from envmon.settings import SettingsError, load_settings
+
+    overrides: dict[str, object] = {"bus": "kafka"}
+    if site is not None:
+        overrides["site"] = site
+    try:
+        settings = load_settings(settings_file, **overrides)
+        run_worker(settings, loglevel=loglevel)
+    except (SettingsError, ConfigError) as exc:
+        Console(stderr=True).print(str(exc), markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
 def main() -> None:
     """Entry point of the ``envmon`` console script."""
     app()

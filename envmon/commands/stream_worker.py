@@ -1,0 +1,96 @@
+"""``envmon stream worker``: one faust worker of the Kafka stream processor."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Sequence
+
+import faust
+
+from envmon.bus import ALL_TOPICS
+from envmon.config import SiteConfig, load_site
+from envmon.models import DeadLetter
+from envmon.settings import Settings
+from stream.influx import InfluxWriter
+from stream.kafka_broker import create_topics
+from stream.tsschema import reading_line
+from stream.worker import NullSink, Point, SqliteSink, StreamWorker, TimeSeriesSink
+
+logger = logging.getLogger(__name__)
+
+
+def site_id(site: SiteConfig) -> str:
+    """Return the site's id for the time series: its name as a lowercase slug."""
+    return re.sub(r"[^a-z0-9]+", "-", site.site.name.lower()).strip("-") or "site"
+
+
+class InfluxSink:
+    """Readings as line protocol (``stream.tsschema``) through the InfluxDB writer."""
+
+    def __init__(self, settings: Settings, site: SiteConfig) -> None:
+        self.specs = {spec.sensor_id: spec for spec in site.sensors()}
+        self.site_id = site_id(site)
+        self.worker: StreamWorker | None = None
+        self.writer = InfluxWriter(
+            settings.influx_url,
+            settings.influx_token.get_secret_value(),
+            settings.influx_org,
+            settings.influx_bucket,
+            dead_letter=self._dead_letter,
+            timeout_s=settings.influx_timeout_s,
+        )
+
+    async def _dead_letter(self, letter: DeadLetter) -> None:
+        if self.worker is None:
+            raise RuntimeError("InfluxSink used before it was attached to a worker")
+        await self.worker.dead_letter(letter)
+
+    async def write(self, points: Sequence[Point]) -> None:
+        """Write the points; returns once each is stored or dead-lettered."""
+        if points:
+            specs, site = self.specs, self.site_id
+            lines = [
+                reading_line(reading, specs.get(reading.sensor_id), site=site, state=level)
+                for reading, level in points
+            ]
+            await self.writer.write(lines)
+
+    async def close(self) -> None:
+        """Close the writer's HTTP client."""
+        await self.writer.close()
+
+
+def build_worker(settings: Settings, site: SiteConfig) -> StreamWorker:
+    """Build the worker with the time-series store the settings name."""
+    sink: TimeSeriesSink
+    influx: InfluxSink | None = None
+    if settings.timeseries == "influx":
+        sink = influx = InfluxSink(settings, site)
+    elif settings.timeseries == "sqlite":
+        sink = SqliteSink(settings.data_dir / "timeseries.sqlite3")
+    else:
+        sink = NullSink()
+    worker = StreamWorker(settings, site.sensors(), sink)
+    if influx is not None:
+        influx.worker = worker
+    return worker
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create envmon's topics if they do not exist (faust creates its changelog itself)."""
+    await create_topics(
+        settings.kafka_bootstrap,
+        {settings.topic(name): settings.kafka_partitions for name in ALL_TOPICS},
+        replication=settings.kafka_replication,
+        exist_ok=True,
+    )
+
+
+def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
+    """Create the topics, then run one worker until SIGTERM / Ctrl-C (faust's Worker)."""
+    site = load_site(settings.site)
+    asyncio.run(ensure_topics(settings))
+    worker = build_worker(settings, site)
+    faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()

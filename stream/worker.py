@@ -1,0 +1,389 @@
+"""The stream processor on Kafka: a faust-streaming app running the evaluation core.
+
+``envmon stream worker`` runs one worker; several workers with the same ``app_id`` share
+the partitions of ``envmon.readings``. Data flow of one worker::
+
+    envmon.readings (key: sensor id)          faust table "sensor-state" (changelog topic,
+        │  take_events(batch_max, within)      co-partitioned with envmon.readings)
+        ▼                                          ▲ 4. the new states of the batch
+    ReadingBatchProcessor.process ── per partition: an Evaluator (the same core as replay)
+        │ 1. alarms → envmon.alarms, excursion records / data gaps → envmon.excursions,
+        │    bad messages → envmon.deadletter; sent, then awaited (acks from all ISRs)
+        │ 2. every reading → the time-series store (InfluxDB / SQLite), retried until stored
+        ▼ 3. only then are the batch's events acknowledged (offsets committed later)
+
+**Why this order.** Outputs are durable before the state that produced them, and the
+state before the offsets. A worker killed at any point therefore either repeats work
+(the same alarms and records again — deterministic ids and revisions, idempotent
+consumers) or finds a table already ahead of the committed offset, in which case the core
+sees the repeated readings as duplicates (same sensor, not newer) and emits nothing twice.
+Readings are written to the time-series store whatever the core's verdict, so the store
+(idempotent by series and time) ends up with every reading exactly once.
+
+**Partitions and state.** Each partition has its own ``Evaluator`` over the sensors that
+Kafka's default partitioner (murmur2 of the sensor id, as every producer uses) maps to it;
+it is built from the table when the partition's first batch arrives (faust recovers the
+table from the changelog before it delivers events) and dropped when the partition is
+revoked. The table uses the same partitioner on raw sensor-id keys, so its changelog
+partition is the partition of the readings that changed it. A partition's watermark (the
+newest sample time seen) drives stale-data detection, as in replay; a wall-clock tick
+(``tick_s``) advances the watermark while the worker is caught up, so a partition whose
+sensors all went silent still raises its communication-loss alarms.
+
+**Failure.** An error the worker cannot handle stops the process at once (``on_fatal``,
+``os._exit`` in a worker) instead of letting faust acknowledge a batch that was not fully
+handled; the next worker repeats it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final, Protocol, cast
+
+import faust
+import orjson
+from aiokafka.partitioner import murmur2
+from faust.types import EventT, TableT, TopicT
+from pydantic import ValidationError
+
+from envmon.bus import ALARMS, DEADLETTER, EXCURSIONS, READINGS, Message
+from envmon.models import AlarmEvent, CoreEvent, DeadLetter, Level, Reading
+from envmon.sensors import SensorSpec
+from envmon.settings import Settings
+from envmon.timeutil import to_us, utcnow
+from stream.core.evaluator import Evaluator
+from stream.core.state import SensorState
+from stream.timeseries import SqliteTimeSeries
+
+logger = logging.getLogger(__name__)
+
+STATE_TABLE: Final = "sensor-state"
+COMPONENT: Final = "stream-worker"
+EXIT_FATAL: Final = 70  # EX_SOFTWARE
+_LEVELS: Final = (None, Level.ALERT, Level.ACTION)
+
+#: A reading with the alarm level of its channel after it was evaluated.
+Point = tuple[Reading, Level | None]
+
+
+def partition_of(sensor_id: str, partitions: int) -> int:
+    """Return the partition Kafka's default partitioner gives a sensor id key."""
+    return int(murmur2(sensor_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def level_of(state: SensorState) -> Level | None:
+    """Return the level of the channel's open excursion(s), if any."""
+    high = state.high.level if state.high.open else 0
+    low = state.low.level if state.low.open else 0
+    return _LEVELS[max(high, low)]
+
+
+@dataclass
+class BatchResult:
+    """What one batch of readings produced."""
+
+    outputs: list[Message] = field(default_factory=list)  # alarms, records, dead letters
+    points: list[Point] = field(default_factory=list)  # every reading, for the store
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)  # sensor id → state
+    readings: int = 0
+    rejected: int = 0
+
+
+class ReadingBatchProcessor:
+    """Evaluates batches of reading messages per partition; knows nothing of Kafka's I/O.
+
+    ``load_state`` returns a sensor's stored state (``SensorState.to_dict`` form) or None.
+    """
+
+    def __init__(
+        self,
+        specs: Iterable[SensorSpec],
+        partitions: int,
+        load_state: Callable[[str], Mapping[str, Any] | None],
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.partitions = partitions
+        self.specs: dict[int, list[SensorSpec]] = {p: [] for p in range(partitions)}
+        for spec in specs:
+            self.specs[partition_of(spec.sensor_id, partitions)].append(spec)
+        self._load_state = load_state
+        self._clock = clock
+        self.evaluators: dict[int, Evaluator] = {}
+
+    def evaluator(self, partition: int) -> Evaluator:
+        """Return the partition's evaluator, built from the stored states when first used."""
+        evaluator = self.evaluators.get(partition)
+        if evaluator is None:
+            specs = self.specs.get(partition, [])
+            states: dict[str, SensorState] = {}
+            for spec in specs:
+                stored = self._load_state(spec.sensor_id)
+                if stored is not None:
+                    states[spec.sensor_id] = SensorState.from_dict(dict(stored))
+            seen = [s.last_ts for s in states.values() if s.last_ts is not None]
+            evaluator = Evaluator(specs, states, max(seen) if seen else None)
+            self.evaluators[partition] = evaluator
+        return evaluator
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop the evaluators of partitions this worker no longer holds."""
+        for partition in partitions:
+            self.evaluators.pop(partition, None)
+
+    def process(self, items: Iterable[tuple[int, bytes | None, bytes]]) -> BatchResult:
+        """Evaluate ``(partition, key, value)`` reading messages, in order."""
+        result = BatchResult()
+        touched: dict[str, SensorState] = {}
+        for partition, key, value in items:
+            evaluator = self.evaluator(partition)
+            try:
+                reading = Reading.model_validate_json(value)
+            except ValidationError as exc:
+                reason = f"invalid reading: {exc.errors(include_url=False)[0]['msg']}"
+                self._reject(result, key, value, reason, partition)
+                continue
+            if reading.sensor_id not in evaluator:
+                where = partition_of(reading.sensor_id, self.partitions)
+                reason = (
+                    f"unknown sensor {reading.sensor_id!r}"
+                    if where == partition
+                    else f"sensor {reading.sensor_id!r} belongs to partition {where}, "
+                    f"came on {partition} (key {key!r}: not keyed by sensor id?)"
+                )
+                self._reject(result, key, value, reason, partition)
+                continue
+            events = evaluator.process(reading)
+            state = evaluator.state_of(reading.sensor_id)
+            touched[reading.sensor_id] = state
+            result.readings += 1
+            result.points.append((reading, level_of(state)))
+            result.outputs.extend(encode_events(events))
+        result.states = {sid: state.to_dict() for sid, state in touched.items()}
+        return result
+
+    def tick(self, now: datetime) -> BatchResult:
+        """Advance every partition's watermark to ``now``: stale-data alarms."""
+        result = BatchResult()
+        now_us = to_us(now)
+        for evaluator in self.evaluators.values():
+            events = evaluator.advance(now_us)
+            for event in events:
+                result.states[event.sensor_id] = evaluator.state_of(event.sensor_id).to_dict()
+            result.outputs.extend(encode_events(events))
+        return result
+
+    def _reject(
+        self, result: BatchResult, key: bytes | None, value: bytes, reason: str, partition: int
+    ) -> None:
+        result.rejected += 1
+        origin = f"{READINGS}[{partition}]"
+        letter = DeadLetter.of(COMPONENT, origin, reason, value, self._clock())
+        text_key = None if key is None else key.decode(errors="replace")
+        result.outputs.append(Message(DEADLETTER, text_key, letter.model_dump_json().encode()))
+
+
+def encode_events(events: Iterable[CoreEvent]) -> list[Message]:
+    """Encode core events as bus messages: alarms to ``ALARMS``, records to ``EXCURSIONS``."""
+    return [
+        Message(
+            ALARMS if isinstance(event, AlarmEvent) else EXCURSIONS,
+            event.sensor_id,
+            event.model_dump_json().encode(),
+        )
+        for event in events
+    ]
+
+
+class TimeSeriesSink(Protocol):
+    """Where the worker writes every reading; returns only once they are stored."""
+
+    async def write(self, points: Sequence[Point]) -> None:
+        """Store the points (idempotently), retrying while the store is unavailable."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class SqliteSink:
+    """The embedded default: readings into ``SqliteTimeSeries``."""
+
+    def __init__(self, path: Path) -> None:
+        self.store = SqliteTimeSeries(path)
+
+    async def write(self, points: Sequence[Point]) -> None:
+        """Store the readings in a worker thread."""
+        if points:
+            await asyncio.to_thread(self.store.write, [reading for reading, _ in points])
+
+    async def close(self) -> None:
+        """Close the database."""
+        self.store.close()
+
+
+class NullSink:
+    """No time-series store (``timeseries: none``)."""
+
+    async def write(self, points: Sequence[Point]) -> None:
+        """Store nothing."""
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+
+FatalHandler = Callable[[BaseException], None]
+
+
+def exit_process(exc: BaseException) -> None:
+    """Stop the worker process at once, before faust can acknowledge the failed batch."""
+    logger.critical("stream worker stops: %r", exc, exc_info=exc)
+    logging.shutdown()
+    os._exit(EXIT_FATAL)
+
+
+class StreamWorker:
+    """The faust app of envmon's stream processor (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        specs: Sequence[SensorSpec],
+        sink: TimeSeriesSink,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        on_fatal: FatalHandler = exit_process,
+    ) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.clock = clock
+        self.on_fatal = on_fatal
+        self.batches = 0
+        self.readings = 0
+        self.rejected = 0
+        self.fatal: BaseException | None = None
+        self._behind = False
+        partitions = settings.kafka_partitions
+        datadir = settings.data_dir / "faust"
+        datadir.parent.mkdir(parents=True, exist_ok=True)
+        self.app = app = faust.App(
+            settings.app_id,
+            broker=settings.faust_broker,
+            store="memory://",  # rebuilt from the changelog on start; RocksDB is an option
+            datadir=str(datadir),
+            web_enabled=False,
+            autodiscover=False,
+            topic_partitions=partitions,
+            topic_replication_factor=settings.kafka_replication,
+            producer_acks=-1,
+            consumer_auto_offset_reset="earliest",
+            table_standby_replicas=0,
+            broker_commit_every=settings.batch_max,
+            broker_commit_interval=1.0,
+            broker_session_timeout=settings.kafka_session_timeout_s,
+            broker_heartbeat_interval=settings.kafka_session_timeout_s / 5,
+            stream_buffer_maxsize=max(4_096, settings.batch_max * 2),
+        )
+        raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.readings_topic: TopicT = app.topic(
+            settings.topic(READINGS), partitions=partitions, **raw
+        )
+        self.topics: dict[str, TopicT] = {
+            name: app.topic(settings.topic(name), partitions=partitions, **raw)
+            for name in (ALARMS, EXCURSIONS, DEADLETTER)
+        }
+        # Raw sensor-id keys and the producer's partitioner: each changelog record lands on
+        # the partition of the readings that produced it (murmur2, like the collectors').
+        self.table: TableT[bytes, Any] = app.Table(
+            STATE_TABLE,
+            default=None,
+            partitions=partitions,
+            key_type=bytes,  # faust then writes raw keys (and JSON values)
+            use_partitioner=True,
+        )
+        self.processor = ReadingBatchProcessor(specs, partitions, self._stored_state, clock=clock)
+        app.agent(self.readings_topic, name="evaluate")(self._evaluate)
+        if settings.tick_s > 0:
+            app.timer(settings.tick_s)(self._tick)
+
+        app.on_partitions_revoked.connect(self._revoked)
+
+    async def _revoked(self, _sender: object, /, *args: object, **_kwargs: object) -> None:
+        """Forget the evaluators of revoked partitions (faust's signal: sender, revoked)."""
+        revoked = args[0] if args else ()
+        if isinstance(revoked, Iterable):
+            self.processor.forget(tp.partition for tp in revoked)
+
+    def _stored_state(self, sensor_id: str) -> Mapping[str, Any] | None:
+        value = self.table.get(sensor_id.encode())
+        if isinstance(value, bytes | str):
+            value = orjson.loads(value)
+        return value if isinstance(value, Mapping) else None
+
+    async def _evaluate(self, stream: faust.StreamT[Any]) -> None:
+        batch_max = self.settings.batch_max
+        # take_events is faust.Stream's (the StreamT protocol does not declare it).
+        events_of = cast(faust.Stream[Any], stream).take_events
+        async for events in events_of(batch_max, within=self.settings.batch_within_s):
+            try:
+                await self.handle(events)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                self.fatal = exc
+                self.on_fatal(exc)
+                raise
+            self._behind = len(events) >= batch_max
+
+    async def handle(self, events: Sequence[EventT[Any]]) -> None:
+        """Evaluate one batch: outputs, then the time series, then the table (see above)."""
+        items = [(e.message.partition, e.message.key, e.message.value or b"") for e in events]
+        result = self.processor.process(items)
+        await self._send(result.outputs)
+        await self.sink.write(result.points)
+        self._save(result.states)
+        self.batches += 1
+        self.readings += result.readings
+        self.rejected += result.rejected
+
+    async def _tick(self) -> None:
+        if self._behind or not self.processor.evaluators:
+            return  # catching up: the data's own times drive the watermark
+        try:
+            result = self.processor.tick(self.clock())
+            await self._send(result.outputs)
+            self._save(result.states)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self.fatal = exc
+            self.on_fatal(exc)
+            raise
+
+    async def _send(self, messages: Sequence[Message]) -> None:
+        """Send and wait until every message is acknowledged by all in-sync replicas."""
+        if not messages:
+            return
+        futures = [
+            await self.topics[m.topic].send(
+                key=None if m.key is None else m.key.encode(), value=m.value
+            )
+            for m in messages
+        ]
+        await asyncio.gather(*futures)
+
+    def _save(self, states: Mapping[str, dict[str, Any]]) -> None:
+        table = self.table
+        for sensor_id, state in states.items():
+            table[sensor_id.encode()] = state
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        """Publish a dead letter (the time-series writer's refused points)."""
+        await self._send([Message(DEADLETTER, letter.origin, letter.model_dump_json().encode())])
