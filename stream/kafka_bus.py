@@ -10,10 +10,10 @@ topics through ``subscribe``. The stream worker itself consumes with faust
   partitioner (murmur2, the same in Java and aiokafka) keeps each sensor on one partition
   and the stream worker's table co-partitioned with it.
 - **Unavailable, not stuck.** A broker that is down, a timeout or any Kafka error during a
-  publish raises ``BusUnavailableError`` within ``publish_timeout_s``; the producer is
-  closed and built anew on the next attempt (an aiokafka producer that lost its broker
-  does not always recover by itself). The Outbox keeps the batch and retries; what was
-  partly delivered is sent again (at least once, in order per sensor).
+  publish raises ``BusUnavailableError`` within about ``2 × publish_timeout_s``; the
+  Outbox keeps the batch and offers it again. The same producer stays (it reconnects by
+  itself) and what it still has in flight is awaited, not sent twice, so each sensor's
+  readings arrive in order across an outage (see ``publish``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Any, Final, NoReturn
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_PUBLISH_TIMEOUT_S: Final = 15.0
 _LINGER_MS: Final = 5
 _MAX_BATCH_BYTES: Final = 1 << 20
+_MAX_PENDING: Final = 100_000
 
 
 class KafkaBus:
@@ -54,6 +55,8 @@ class KafkaBus:
         self.published = 0
         self.failures = 0
         self._producer: AIOKafkaProducer | None = None
+        # Messages of failed attempts still in flight (or delivered since), by content.
+        self._pending: dict[tuple[str, str | None, bytes], asyncio.Future[Any]] = {}
 
     async def start(self) -> None:
         """Connect the producer; raise ``BusUnavailableError`` if Kafka cannot be reached."""
@@ -63,8 +66,7 @@ class KafkaBus:
         """Flush and close the producer."""
         producer, self._producer = self._producer, None
         if producer is not None:
-            with contextlib.suppress(KafkaError, OSError, asyncio.TimeoutError):
-                await producer.stop()
+            await _close(producer, self.publish_timeout_s)
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is not None:
@@ -82,35 +84,62 @@ class KafkaBus:
             async with asyncio.timeout(self.publish_timeout_s):
                 await producer.start()
         except (KafkaError, OSError, TimeoutError) as exc:
-            with contextlib.suppress(Exception):
-                await producer.stop()
+            await _close(producer, self.publish_timeout_s)
             raise BusUnavailableError(f"kafka {self.bootstrap}: {exc!r}") from exc
         self._producer = producer
         return producer
 
     async def publish(self, messages: list[Message]) -> None:
-        """Publish in order; return once all in-sync replicas have every message."""
+        """Publish in order; return once all in-sync replicas have every message.
+
+        After a failed attempt (``BusUnavailableError``) the caller offers the same batch
+        again. Messages of the failed attempt that are still in flight or were delivered
+        meanwhile are not sent a second time: the one producer keeps retrying them in
+        order, and this call waits for them. So a sensor's readings reach Kafka in order
+        even across an outage (a new producer, or a blind re-send, would put a batch's
+        late deliveries after its re-sent copies).
+        """
         if not messages:
             return
         producer = await self._ensure_producer()
         prefix = self.topic_prefix
+        pending = self._pending
+        futures: list[asyncio.Future[Any]] = []
+        keys: list[tuple[str, str | None, bytes]] = []
         try:
             async with asyncio.timeout(self.publish_timeout_s):
-                futures = [
-                    await producer.send(
-                        prefix + m.topic,
-                        m.value,
-                        key=None if m.key is None else m.key.encode(),
-                    )
-                    for m in messages
-                ]
-                await asyncio.gather(*futures)
+                for m in messages:
+                    key = (m.topic, m.key, m.value)
+                    future = pending.get(key)
+                    if future is None or (future.done() and _failed(future)):
+                        future = await producer.send(
+                            prefix + m.topic,
+                            m.value,
+                            key=None if m.key is None else m.key.encode(),
+                        )
+                        pending[key] = future
+                    futures.append(future)
+                    keys.append(key)
         except (KafkaError, OSError, TimeoutError) as exc:
-            self.failures += 1
-            logger.warning("kafka publish failed (%r); the producer is rebuilt", exc)
-            await self.stop()
-            raise BusUnavailableError(f"kafka {self.bootstrap}: {exc!r}") from exc
+            self._failed_attempt(exc)
+        # asyncio.wait, unlike gather, leaves the futures running when it times out.
+        done, waiting = await asyncio.wait(futures, timeout=self.publish_timeout_s)
+        errors = [f.exception() for f in done if _failed(f)]
+        if waiting or errors:
+            self._failed_attempt(errors[0] if errors else TimeoutError("no acknowledgement"))
+        for key in keys:
+            pending.pop(key, None)
         self.published += len(messages)
+
+    def _failed_attempt(self, exc: BaseException | None) -> NoReturn:
+        self.failures += 1
+        pending = self._pending
+        for key in [k for k, f in pending.items() if f.done() and _failed(f)]:
+            del pending[key]  # failed: to be sent again (in order) by the next attempt
+        if len(pending) > _MAX_PENDING:  # the caller moved on to other messages
+            pending.clear()
+        logger.warning("kafka publish failed (%r); the batch will be offered again", exc)
+        raise BusUnavailableError(f"kafka {self.bootstrap}: {exc!r}") from exc
 
     async def subscribe(self, topic: str, group: str) -> AsyncIterator[Message]:
         """Yield the messages of ``topic`` for ``group``, committing what was consumed.
@@ -139,3 +168,14 @@ class KafkaBus:
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()
+
+
+def _failed(future: asyncio.Future[Any]) -> bool:
+    return future.cancelled() or future.exception() is not None
+
+
+async def _close(producer: AIOKafkaProducer, timeout: float) -> None:
+    """Stop a producer; one whose broker is gone would wait for its batches forever."""
+    with contextlib.suppress(KafkaError, OSError, TimeoutError):
+        async with asyncio.timeout(timeout):
+            await producer.stop()

@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,7 +54,7 @@ from faust.types import EventT, TableT, TopicT
 from pydantic import ValidationError
 
 from envmon.bus import ALARMS, DEADLETTER, EXCURSIONS, READINGS, Message
-from envmon.models import AlarmEvent, CoreEvent, DeadLetter, Level, Reading
+from envmon.models import AlarmEvent, CoreEvent, DeadLetter, Level, Reading, SystemEvent
 from envmon.sensors import SensorSpec
 from envmon.settings import Settings
 from envmon.timeutil import to_us, utcnow
@@ -269,6 +270,7 @@ class StreamWorker:
         self.readings = 0
         self.rejected = 0
         self.fatal: BaseException | None = None
+        self.events: deque[SystemEvent] = deque(maxlen=1_000)  # what it said about itself
         self._behind = False
         partitions = settings.kafka_partitions
         datadir = settings.data_dir / "faust"
@@ -383,6 +385,11 @@ class StreamWorker:
         table = self.table
         for sensor_id, state in states.items():
             table[sensor_id.encode()] = state
+
+    async def system_event(self, event: SystemEvent) -> None:
+        """Publish an event about the worker itself (e.g. the time-series store down)."""
+        self.events.append(event)
+        await self._send([Message(ALARMS, event.component, event.model_dump_json().encode())])
 
     async def dead_letter(self, letter: DeadLetter) -> None:
         """Publish a dead letter (the time-series writer's refused points)."""

@@ -11,7 +11,7 @@ import faust
 
 from envmon.bus import ALL_TOPICS
 from envmon.config import SiteConfig, load_site
-from envmon.models import DeadLetter
+from envmon.models import DeadLetter, SystemEvent
 from envmon.settings import Settings
 from stream.influx import InfluxWriter
 from stream.kafka_broker import create_topics
@@ -39,6 +39,7 @@ class InfluxSink:
             settings.influx_org,
             settings.influx_bucket,
             dead_letter=self._dead_letter,
+            on_event=self._event,
             timeout_s=settings.influx_timeout_s,
         )
 
@@ -46,6 +47,10 @@ class InfluxSink:
         if self.worker is None:
             raise RuntimeError("InfluxSink used before it was attached to a worker")
         await self.worker.dead_letter(letter)
+
+    async def _event(self, event: SystemEvent) -> None:
+        if self.worker is not None:
+            await self.worker.system_event(event)
 
     async def write(self, points: Sequence[Point]) -> None:
         """Write the points; returns once each is stored or dead-lettered."""

@@ -1,0 +1,290 @@
+"""Stream worker on Kafka: readings/s for one worker against a bare consumer, and latency.
+
+Starts a Kafka broker (KRaft, Maven Central jars) and QuestDB (the InfluxDB v2 write API)
+on 127.0.0.1, generates a site of N cold-store sensors and then measures, in one run:
+
+1. **Throughput.** N readings produced to ``envmon.readings`` first; then a bare aiokafka
+   consumer reads and decodes the whole topic (``Reading.model_validate_json``, the decode
+   the worker does), and one ``StreamWorker`` (faust) consumes the same readings, evaluates
+   them, produces alarms and records and writes every reading to QuestDB. Both are timed
+   from their first fetch to the last reading; the ratio is worker / bare.
+2. **Latency.** A fresh worker and topics; readings produced at a steady rate, each
+   stamped with its send time; every sensor crosses its action limit and returns every few
+   seconds (no delay configured), so alarms are raised and cleared throughout. Latency is
+   from a reading's send to the arrival of the alarm event it caused, read by a consumer of
+   ``envmon.alarms``: p50 and p99.
+
+    .venv/bin/python -m bench.stream_bench --readings 200000 --sensors 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from envmon.bus import ALARMS, ALL_TOPICS, READINGS
+from envmon.commands.stream_worker import build_worker
+from envmon.config import SiteConfig, parse_site
+from envmon.models import Quality, Reading
+from envmon.settings import Settings
+from stream.kafka_broker import KafkaBroker, create_topics
+from stream.questdb import QuestDB, create_readings_table
+from stream.worker import StreamWorker
+
+PARTITIONS = 4
+
+
+def site_yaml(sensors: int) -> str:
+    """Return a site of ``sensors`` fridges with alert/action limits and no delay."""
+    lines = ["site: {name: Stream bench, timezone: UTC}", "areas:", "  - id: cold"]
+    lines += ["    name: Cold", "    instruments:"]
+    for i in range(sensors):
+        lines += [
+            f"      - id: fridge-{i:04d}",
+            f"        name: Fridge {i}",
+            "        kind: fridge",
+            "        channels:",
+            "          - parameter: temperature",
+            "            unit: degC",
+            "            limits: {alert_high: 7.0, action_high: 8.0, alert_low: 3.0,"
+            " action_low: 2.0, deadband: 0.2}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def settings(broker: KafkaBroker, questdb: QuestDB, prefix: str, data_dir: Path) -> Settings:
+    """Return worker settings for one measurement."""
+    return Settings(
+        bus="kafka",
+        kafka_bootstrap=broker.bootstrap,
+        kafka_partitions=PARTITIONS,
+        app_id=prefix,
+        topic_prefix=f"{prefix}.",
+        data_dir=data_dir / prefix,
+        tick_s=0,
+        timeseries="influx",
+        influx_url=questdb.url,
+    )
+
+
+def throughput_readings(site: SiteConfig, n: int, seed: int = 7) -> list[bytes]:
+    """Return n encoded readings: every sensor every 10 s, a random walk with excursions."""
+    rnd = random.Random(seed)
+    ids = [spec.sensor_id for spec in site.sensors()]
+    values = [5.0] * len(ids)
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    out = []
+    for i in range(n):
+        k = i % len(ids)
+        step = i // len(ids)
+        values[k] += (5.0 - values[k]) * 0.1 + rnd.gauss(0, 0.3)
+        if rnd.random() < 0.001:
+            values[k] = 9.0  # a door left open: an action excursion
+        reading = Reading.trusted(
+            ids[k],
+            round(values[k], 3),
+            "degC",
+            t0 + timedelta(seconds=10 * step),
+            None,
+            Quality.GOOD,
+            "bench",
+        )
+        out.append(reading.to_json())
+    return out
+
+
+async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    """Produce values keyed by their sensor id (acks=all, idempotent)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+    )
+    await producer.start()
+    try:
+        pending = []
+        for value in values:
+            key = orjson.loads(value)["sensor_id"].encode()
+            pending.append(await producer.send(topic, value, key=key))
+            if len(pending) >= 10_000:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def bare_consumer(bootstrap: str, topic: str, n: int) -> float:
+    """Read and decode n readings with a bare aiokafka consumer; return the seconds."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"bare-{time.monotonic_ns()}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    got = 0
+    start: float | None = None
+    try:
+        while got < n:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5_000)
+            if batches and start is None:
+                start = time.perf_counter()
+            for records in batches.values():
+                for record in records:
+                    Reading.model_validate_json(record.value)
+                    got += 1
+    finally:
+        await consumer.stop()
+    assert start is not None
+    return time.perf_counter() - start
+
+
+async def run_worker(worker: StreamWorker, n: int) -> float:
+    """Run the worker until it processed n readings; return seconds from its first batch."""
+    await worker.app.start()
+    first: float | None = None
+    try:
+        async with asyncio.timeout(1_800):
+            while worker.readings < n:
+                if first is None and worker.batches:
+                    first = time.perf_counter()
+                await asyncio.sleep(0.01)
+    finally:
+        await worker.app.stop()
+        await worker.sink.close()
+    assert first is not None
+    return time.perf_counter() - first
+
+
+@dataclass
+class Latency:
+    """Latency figures in milliseconds."""
+
+    alarms: int
+    p50: float
+    p99: float
+    max: float
+
+
+async def latency(worker: StreamWorker, site: SiteConfig, rate: int, seconds: float) -> Latency:
+    """Produce at ``rate`` readings/s for ``seconds``; measure send → alarm arrival."""
+    conf = worker.settings
+    ids = [spec.sensor_id for spec in site.sensors()]
+    sent: dict[tuple[str, str], float] = {}
+    arrivals: list[float] = []
+    await worker.app.start()
+    consumer = AIOKafkaConsumer(
+        conf.topic(ALARMS),
+        bootstrap_servers=conf.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=conf.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=1
+    )
+    await producer.start()
+
+    async def consume() -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=200)
+            now = time.perf_counter()
+            for records in batches.values():
+                for record in records:
+                    event = orjson.loads(record.value)
+                    t = sent.get((event["sensor_id"], event["ts"]))
+                    if t is not None and event.get("event") in ("raised", "cleared"):
+                        arrivals.append((now - t) * 1000)
+
+    reader = asyncio.create_task(consume())
+    try:
+        await asyncio.sleep(3)  # the worker joins its group
+        start = time.perf_counter()
+        i = 0
+        total = int(rate * seconds)
+        while i < total:
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            k = i % len(ids)
+            cycle = int(time.perf_counter() - start) // 2  # out of limits every other 2 s
+            value = 9.0 if (cycle + k) % 2 else 5.0
+            ts = datetime.now(UTC)
+            reading = Reading.trusted(ids[k], value, "degC", ts, None, Quality.GOOD, "bench")
+            sent[(ids[k], reading.to_json().split(b'"ts":"')[1].split(b'"')[0].decode())] = (
+                time.perf_counter()
+            )
+            await producer.send(conf.topic(READINGS), reading.to_json(), key=ids[k].encode())
+            i += 1
+        await producer.flush()
+        await asyncio.sleep(3)
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        await producer.stop()
+        await consumer.stop()
+        await worker.app.stop()
+        await worker.sink.close()
+    ordered = sorted(arrivals)
+    return Latency(
+        alarms=len(ordered),
+        p50=statistics.median(ordered),
+        p99=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        max=ordered[-1],
+    )
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    """Run both measurements and print the results."""
+    site = parse_site(site_yaml(args.sensors))
+    with tempfile.TemporaryDirectory(prefix="envmon-stream-bench-") as tmp:
+        work = Path(tmp)
+        with KafkaBroker(work / "kafka") as broker, QuestDB(work / "questdb") as questdb:
+            create_readings_table(questdb)
+            conf = settings(broker, questdb, "thr", work)
+            await create_topics(broker.bootstrap, {conf.topic(t): PARTITIONS for t in ALL_TOPICS})
+            values = throughput_readings(site, args.readings)
+            await produce(broker.bootstrap, conf.topic(READINGS), values)
+            bare_s = await bare_consumer(broker.bootstrap, conf.topic(READINGS), args.readings)
+            worker_s = await run_worker(build_worker(conf, site), args.readings)
+            n = args.readings
+            print(
+                f"throughput: bare consumer {n / bare_s:,.0f} readings/s; worker "
+                f"{n / worker_s:,.0f} readings/s (evaluated, alarms produced, written to "
+                f"QuestDB); ratio {bare_s / worker_s:.3f}",
+                flush=True,
+            )
+            conf = settings(broker, questdb, "lat", work)
+            await create_topics(broker.bootstrap, {conf.topic(t): PARTITIONS for t in ALL_TOPICS})
+            lat = await latency(build_worker(conf, site), site, args.rate, args.seconds)
+            print(
+                f"latency at {args.rate:,} readings/s for {args.seconds:g} s: {lat.alarms:,} "
+                f"alarm events; p50 {lat.p50:.1f} ms, p99 {lat.p99:.1f} ms, max {lat.max:.1f} ms"
+            )
+
+
+def main() -> None:
+    """Parse arguments and run."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readings", type=int, default=200_000)
+    parser.add_argument("--sensors", type=int, default=1_000)
+    parser.add_argument("--rate", type=int, default=2_000, help="readings/s for the latency run")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
