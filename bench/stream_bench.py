@@ -9,8 +9,8 @@ on 127.0.0.1, generates a site of N cold-store sensors and then measures, in one
    them, produces alarms and records and writes every reading to QuestDB. Both are timed
    from their first fetch to the last reading; the ratio is worker / bare.
 2. **Latency.** A fresh worker and topics; readings produced at a steady rate, each
-   stamped with its send time; every sensor crosses its action limit and returns every few
-   seconds (no delay configured), so alarms are raised and cleared throughout. Latency is
+   stamped with its send time; one sensor in 20 crosses its action limit and returns every
+   2 s (no delay configured), so alarms are raised and cleared throughout. Latency is
    from a reading's send to the arrival of the alarm event it caused, read by a consumer of
    ``envmon.alarms``: p50 and p99.
 
@@ -22,8 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -63,9 +67,12 @@ def site_yaml(sensors: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def settings(broker: KafkaBroker, questdb: QuestDB, prefix: str, data_dir: Path) -> Settings:
+def settings(
+    broker: KafkaBroker, questdb: QuestDB, prefix: str, data_dir: Path, within: float = 0.05
+) -> Settings:
     """Return worker settings for one measurement."""
     return Settings(
+        batch_within_s=within,
         bus="kafka",
         kafka_bootstrap=broker.bootstrap,
         kafka_partitions=PARTITIONS,
@@ -177,13 +184,43 @@ class Latency:
     max: float
 
 
-async def latency(worker: StreamWorker, site: SiteConfig, rate: int, seconds: float) -> Latency:
-    """Produce at ``rate`` readings/s for ``seconds``; measure send → alarm arrival."""
-    conf = worker.settings
+def worker_process(conf: Settings, site_file: Path, log: Path) -> subprocess.Popen[bytes]:
+    """Start ``envmon stream worker`` as its own process (as in production)."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "ENVMON_SITE": str(site_file),
+            "ENVMON_KAFKA_BOOTSTRAP": conf.kafka_bootstrap,
+            "ENVMON_KAFKA_PARTITIONS": str(conf.kafka_partitions),
+            "ENVMON_APP_ID": conf.app_id,
+            "ENVMON_TOPIC_PREFIX": conf.topic_prefix,
+            "ENVMON_DATA_DIR": str(conf.data_dir),
+            "ENVMON_TICK_S": "0",
+            "ENVMON_TIMESERIES": conf.timeseries,
+            "ENVMON_INFLUX_URL": conf.influx_url,
+            "ENVMON_BATCH_WITHIN_S": str(conf.batch_within_s),
+        }
+    )
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "envmon.cli", "stream", "worker", "--loglevel", "warning"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def latency(
+    conf: Settings, site: SiteConfig, site_file: Path, rate: int, seconds: float
+) -> Latency:
+    """Produce at ``rate`` readings/s for ``seconds``; measure send → alarm arrival.
+
+    The worker runs as its own process; this one only produces and reads the alarms.
+    """
     ids = [spec.sensor_id for spec in site.sensors()]
     sent: dict[tuple[str, str], float] = {}
     arrivals: list[float] = []
-    await worker.app.start()
+    worker = worker_process(conf, site_file, conf.data_dir.parent / f"{conf.app_id}.log")
     consumer = AIOKafkaConsumer(
         conf.topic(ALARMS),
         bootstrap_servers=conf.kafka_bootstrap,
@@ -209,7 +246,7 @@ async def latency(worker: StreamWorker, site: SiteConfig, rate: int, seconds: fl
 
     reader = asyncio.create_task(consume())
     try:
-        await asyncio.sleep(3)  # the worker joins its group
+        await asyncio.sleep(8)  # the worker starts and joins its group
         start = time.perf_counter()
         i = 0
         total = int(rate * seconds)
@@ -219,8 +256,9 @@ async def latency(worker: StreamWorker, site: SiteConfig, rate: int, seconds: fl
             if delay > 0:
                 await asyncio.sleep(delay)
             k = i % len(ids)
-            cycle = int(time.perf_counter() - start) // 2  # out of limits every other 2 s
-            value = 9.0 if (cycle + k) % 2 else 5.0
+            # One sensor in 20 crosses its action limit and back every 2 s; the rest are calm.
+            cycle = int(time.perf_counter() - start) // 2
+            value = 9.0 if k % 20 == 0 and (cycle + k // 20) % 2 else 5.0
             ts = datetime.now(UTC)
             reading = Reading.trusted(ids[k], value, "degC", ts, None, Quality.GOOD, "bench")
             sent[(ids[k], reading.to_json().split(b'"ts":"')[1].split(b'"')[0].decode())] = (
@@ -236,8 +274,8 @@ async def latency(worker: StreamWorker, site: SiteConfig, rate: int, seconds: fl
             await reader
         await producer.stop()
         await consumer.stop()
-        await worker.app.stop()
-        await worker.sink.close()
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
     ordered = sorted(arrivals)
     return Latency(
         alarms=len(ordered),
@@ -254,7 +292,7 @@ async def main_async(args: argparse.Namespace) -> None:
         work = Path(tmp)
         with KafkaBroker(work / "kafka") as broker, QuestDB(work / "questdb") as questdb:
             create_readings_table(questdb)
-            conf = settings(broker, questdb, "thr", work)
+            conf = settings(broker, questdb, "thr", work, args.within)
             await create_topics(broker.bootstrap, {conf.topic(t): PARTITIONS for t in ALL_TOPICS})
             values = throughput_readings(site, args.readings)
             await produce(broker.bootstrap, conf.topic(READINGS), values)
@@ -264,12 +302,14 @@ async def main_async(args: argparse.Namespace) -> None:
             print(
                 f"throughput: bare consumer {n / bare_s:,.0f} readings/s; worker "
                 f"{n / worker_s:,.0f} readings/s (evaluated, alarms produced, written to "
-                f"QuestDB); ratio {bare_s / worker_s:.3f}",
+                f"QuestDB; batch_within_s {args.within:g}); ratio {bare_s / worker_s:.3f}",
                 flush=True,
             )
             conf = settings(broker, questdb, "lat", work)
             await create_topics(broker.bootstrap, {conf.topic(t): PARTITIONS for t in ALL_TOPICS})
-            lat = await latency(build_worker(conf, site), site, args.rate, args.seconds)
+            site_file = work / "site.yaml"
+            site_file.write_text(site_yaml(args.sensors), encoding="utf-8")
+            lat = await latency(conf, site, site_file, args.rate, args.seconds)
             print(
                 f"latency at {args.rate:,} readings/s for {args.seconds:g} s: {lat.alarms:,} "
                 f"alarm events; p50 {lat.p50:.1f} ms, p99 {lat.p99:.1f} ms, max {lat.max:.1f} ms"
@@ -283,6 +323,9 @@ def main() -> None:
     parser.add_argument("--sensors", type=int, default=1_000)
     parser.add_argument("--rate", type=int, default=2_000, help="readings/s for the latency run")
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--within", type=float, default=0.05, help="batch_within_s of the throughput run"
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 
