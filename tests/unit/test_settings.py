@@ -30,7 +30,7 @@ def test_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     """A bad value is refused before anything starts, naming the variable and the key."""
     monkeypatch.setenv("ENVMON_KAFKA_PARTITIONS", "0")
-    with pytest.raises(SettingsError, match="ENVMON_KAFKA_PARTITIONS.*greater than or equal"):
+    with pytest.raises(SettingsError, match=r"ENVMON_KAFKA_PARTITIONS.*greater than or equal"):
         load_settings()
 
 

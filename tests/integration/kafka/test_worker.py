@@ -29,7 +29,7 @@ from envmon.timeutil import parse_ts
 from excursions.store import _RECORD, SqliteExcursionStore
 from stream.kafka_broker import KafkaBroker, create_topics
 from stream.kafka_bus import KafkaBus
-from stream.worker import SqliteSink, StreamWorker
+from stream.worker import FETCH_MAX_WAIT_MS, SqliteSink, StreamWorker
 
 from .faust_counter import wait_ready
 
@@ -156,6 +156,10 @@ class TestSameResultsAsReplay:
             async with asyncio.timeout(60):
                 while worker.readings < len(readings):
                     await asyncio.sleep(0.1)
+            # faust's fixed 1.5 s fetch wait was lowered (an aiokafka internal: an upgrade
+            # that renames it must fail here, not silently bring back 1.5 s of latency).
+            fetcher = worker.app.consumer._thread._consumer._fetcher  # type: ignore[attr-defined]
+            assert fetcher._fetch_max_wait_ms == FETCH_MAX_WAIT_MS
         finally:
             await worker.app.stop()
             await worker.sink.close()
