@@ -68,7 +68,7 @@ def site_yaml(sensors: int) -> str:
 
 
 def settings(
-    broker: KafkaBroker, questdb: QuestDB, prefix: str, data_dir: Path, within: float = 0.05
+    broker: KafkaBroker, questdb: QuestDB, prefix: str, data_dir: Path, within: float = 0.02
 ) -> Settings:
     """Return worker settings for one measurement."""
     return Settings(
@@ -305,13 +305,14 @@ async def main_async(args: argparse.Namespace) -> None:
                 f"QuestDB; batch_within_s {args.within:g}); ratio {bare_s / worker_s:.3f}",
                 flush=True,
             )
-            conf = settings(broker, questdb, "lat", work)
+            conf = settings(broker, questdb, "lat", work, args.lat_within)
             await create_topics(broker.bootstrap, {conf.topic(t): PARTITIONS for t in ALL_TOPICS})
             site_file = work / "site.yaml"
             site_file.write_text(site_yaml(args.sensors), encoding="utf-8")
             lat = await latency(conf, site, site_file, args.rate, args.seconds)
             print(
-                f"latency at {args.rate:,} readings/s for {args.seconds:g} s: {lat.alarms:,} "
+                f"latency at {args.rate:,} readings/s for {args.seconds:g} s "
+                f"(batch_within_s {args.lat_within:g}): {lat.alarms:,} "
                 f"alarm events; p50 {lat.p50:.1f} ms, p99 {lat.p99:.1f} ms, max {lat.max:.1f} ms"
             )
 
@@ -324,7 +325,10 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2_000, help="readings/s for the latency run")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument(
-        "--within", type=float, default=0.05, help="batch_within_s of the throughput run"
+        "--within", type=float, default=0.02, help="batch_within_s of the throughput run"
+    )
+    parser.add_argument(
+        "--lat-within", type=float, default=0.02, help="batch_within_s of the latency run"
     )
     asyncio.run(main_async(parser.parse_args()))
 

@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     )
 
     batch_max: int = Field(default=5_000, ge=1, le=100_000, description="readings per batch")
-    batch_within_s: float = Field(default=0.05, gt=0, le=10)
+    batch_within_s: float = Field(default=0.02, gt=0, le=10)
     tick_s: float = Field(
         default=1.0,
         ge=0,
