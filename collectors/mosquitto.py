@@ -33,6 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.reasoncodes import ReasonCode
 
 from envmon.netutil import free_port
+from envmon.processes import kill, terminate
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 SHIPPED_CONF: Final = REPO_ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
@@ -203,27 +204,15 @@ class Mosquitto:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop with SIGTERM: the broker saves sessions and queued messages first."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self._process = None
+        if self._process is not None:
+            terminate(self._process, timeout)
+            self._process = None
 
     def kill(self) -> None:
         """Stop with SIGKILL: what was not saved yet is lost (a crash)."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        self._process = None
+        if self._process is not None:
+            kill(self._process)
+            self._process = None
 
     def save(self) -> None:
         """Ask the broker to write its persistence database now (SIGUSR1)."""

@@ -186,6 +186,37 @@ def simulate(
         raise typer.Exit(0) from None
 
 
+@app.command("collect")
+def collect(
+    settings_file: Annotated[
+        Path | None,
+        typer.Option("--settings", help="YAML settings file (else ENVMON_SETTINGS_FILE)."),
+    ] = None,
+    site: Annotated[
+        Path | None, typer.Option("--site", help="Site configuration (else ENVMON_SITE).")
+    ] = None,
+) -> None:
+    """Run the site's MQTT and OPC-UA collectors, publishing readings to Kafka."""
+    import asyncio
+    import logging
+
+    from rich.console import Console
+
+    from envmon.commands.collect import run_collect
+    from envmon.errors import ConfigError
+    from envmon.settings import SettingsError, load_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    overrides: dict[str, object] = {}
+    if site is not None:
+        overrides["site"] = site
+    try:
+        asyncio.run(run_collect(load_settings(settings_file, **overrides)))
+    except (SettingsError, ConfigError) as exc:
+        Console(stderr=True).print(str(exc), markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
 stream_app = typer.Typer(help="The stream processor on Kafka (faust-streaming).")
 app.add_typer(stream_app, name="stream")
 

@@ -28,7 +28,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -44,6 +43,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import for_code
 
 from envmon.netutil import free_port
+from envmon.processes import kill, terminate
 
 logger = logging.getLogger(__name__)
 
@@ -462,28 +462,16 @@ class KafkaBroker:
 
     def stop(self, timeout: float = _STOP_TIMEOUT_S) -> None:
         """Stop with SIGTERM (a controlled shutdown); SIGKILL if it takes over ``timeout``."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                logger.warning("kafka did not stop within %g s: killing it", timeout)
-                process.kill()
-                process.wait()
-        self._process = None
+        if self._process is not None:
+            if terminate(self._process, timeout):
+                logger.warning("kafka did not stop within %g s: killed it", timeout)
+            self._process = None
 
     def kill(self) -> None:
         """Stop with SIGKILL (a crash): the next start recovers the logs first."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        self._process = None
+        if self._process is not None:
+            kill(self._process)
+            self._process = None
 
     def restart(self, timeout: float = _START_TIMEOUT_S) -> None:
         """Stop (controlled) and start again on the same ports and directory."""

@@ -38,7 +38,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -51,6 +50,7 @@ from typing import Any, Final
 
 from envmon.errors import EnvmonError
 from envmon.netutil import free_port
+from envmon.processes import kill, terminate
 from stream import tsschema
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
@@ -277,27 +277,15 @@ class QuestDB:
 
     def stop(self, timeout: float = _STOP_TIMEOUT_S) -> None:
         """Stop with SIGTERM (QuestDB closes its tables); SIGKILL after ``timeout``."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self._process = None
+        if self._process is not None:
+            terminate(self._process, timeout)
+            self._process = None
 
     def kill(self) -> None:
         """Stop with SIGKILL (a crash: what is in the WAL is applied at the next start)."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        self._process = None
+        if self._process is not None:
+            kill(self._process)
+            self._process = None
 
     def restart(self) -> None:
         """Stop and start again on the same port and directory."""

@@ -21,8 +21,7 @@ from .test_worker import (
     make_topics,
     publish,
     read_topic,
-    replay,
-    scenario_csv,
+    scripted_day,
     settings_for,
     start_worker,
     stored_readings,
@@ -59,10 +58,7 @@ class TestTwoWorkers:
     ) -> None:
         """Both workers take part; after one stops the other does all; no record is lost
         or doubled."""
-        readings = scenario_csv(tmp_path / "day.csv")
-        expected = replay(tmp_path / "day.csv", tmp_path / "events.jsonl")
-        expected_alarms = [e for e in expected if e["kind"] == "alarm"]
-        expected_records = [e for e in expected if e["kind"] != "alarm"]
+        readings, expected_alarms, expected_records = scripted_day(tmp_path)
         split = next(i for i, r in enumerate(readings) if r.ts >= parse_ts("2026-01-05T09:15Z"))
         settings = settings_for(kafka, topic_prefix, tmp_path / "worker")
         await make_topics(settings)

@@ -1,0 +1,82 @@
+"""``envmon collect``: the site's collectors as a service, publishing to a real Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from collectors.mosquitto import Mosquitto, publish_all
+from envmon.bus import READINGS
+from envmon.cli import app as cli
+from stream.kafka_broker import KafkaBroker
+from tests.integration.mqtt.conftest import mosquitto  # noqa: F401 - the shared broker fixture
+from tests.integration.mqtt.helpers import messages, seq_of, site_yaml
+
+from .test_outages import read_readings
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_collect_refuses_the_in_process_bus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside the demo the collectors need Kafka: said before anything starts."""
+    monkeypatch.setenv("ENVMON_BUS", "memory")
+    site = tmp_path / "site.yaml"
+    site.write_text(site_yaml("t", 1883))
+    result = CliRunner().invoke(cli, ["collect", "--site", str(site)])
+    assert result.exit_code == 2
+    assert "ENVMON_BUS" in result.output
+
+
+async def test_mqtt_readings_reach_kafka(
+    kafka: KafkaBroker,
+    mosquitto: Mosquitto,  # noqa: F811 - the imported fixture
+    topic_prefix: str,
+    tmp_path: Path,
+) -> None:
+    """Messages published to Mosquitto come out of envmon.readings, every one, in order."""
+    prefix = topic_prefix
+    site = tmp_path / "site.yaml"
+    site.write_text(site_yaml(prefix, mosquitto.port))
+    topic = f"{prefix}.{READINGS}"  # envmon collect creates its topics
+    env = dict(os.environ)
+    env.update(
+        {
+            "ENVMON_BUS": "kafka",
+            "ENVMON_SITE": str(site),
+            "ENVMON_KAFKA_BOOTSTRAP": kafka.bootstrap,
+            "ENVMON_TOPIC_PREFIX": f"{prefix}.",
+        }
+    )
+    log = tmp_path / "collect.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "envmon.cli", "collect"],
+            env=env,
+            cwd=tmp_path,  # the buffer's relative path lands here
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        async with asyncio.timeout(30):
+            while b"collecting:" not in log.read_bytes():
+                assert process.poll() is None, log.read_text()
+                await asyncio.sleep(0.1)
+        await asyncio.to_thread(
+            publish_all, "127.0.0.1", mosquitto.port, messages(prefix, range(500))
+        )
+        got = await read_readings(kafka.bootstrap, topic, 500)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+    assert code == 0, log.read_text()
+    seqs = sorted(seq_of(r) for r in got)
+    assert seqs == list(range(500))
