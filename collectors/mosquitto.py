@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Final
 
 import paho.mqtt.client as paho
@@ -33,7 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.reasoncodes import ReasonCode
 
 from envmon.netutil import free_port
-from envmon.processes import kill, terminate
+from envmon.processes import ServerProcess
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 SHIPPED_CONF: Final = REPO_ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
@@ -133,8 +132,10 @@ def render_config(
     return "\n".join([*kept, *local]) + "\n"
 
 
-class Mosquitto:
+class Mosquitto(ServerProcess):
     """A Mosquitto process on 127.0.0.1 with persistence in ``directory``."""
+
+    log_lines = 20
 
     def __init__(
         self,
@@ -158,16 +159,6 @@ class Mosquitto:
         self.config_path = self.directory / "mosquitto.conf"
         self.log_path = self.directory / "mosquitto.log"
         self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def running(self) -> bool:
-        """True while the process is alive."""
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        """The process id while running."""
-        return self._process.pid if self.running and self._process is not None else None
 
     def start(self, timeout: float = _START_TIMEOUT_S) -> None:
         """Start the broker and wait until it accepts connections."""
@@ -202,47 +193,10 @@ class Mosquitto:
         self.kill()
         raise MosquittoError(f"mosquitto did not listen within {timeout:g} s\n{self.log_tail()}")
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop with SIGTERM: the broker saves sessions and queued messages first."""
-        if self._process is not None:
-            terminate(self._process, timeout)
-            self._process = None
-
-    def kill(self) -> None:
-        """Stop with SIGKILL: what was not saved yet is lost (a crash)."""
-        if self._process is not None:
-            kill(self._process)
-            self._process = None
-
     def save(self) -> None:
         """Ask the broker to write its persistence database now (SIGUSR1)."""
         if self._process is not None and self.running:
             self._process.send_signal(signal.SIGUSR1)
-
-    def restart(self) -> None:
-        """Stop (saving) and start again on the same port and directory."""
-        self.stop()
-        self.start()
-
-    def log_tail(self, lines: int = 20) -> str:
-        """Return the end of the broker's log."""
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def __enter__(self) -> Mosquitto:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def publish_all(

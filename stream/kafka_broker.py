@@ -36,14 +36,13 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import for_code
 
 from envmon.netutil import free_port
-from envmon.processes import kill, terminate
+from envmon.processes import ServerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -296,12 +295,14 @@ def probe_metadata(host: str, port: int, timeout: float = 2.0) -> ClusterInfo:
     return ClusterInfo(cluster_id, controller_id, tuple(brokers))
 
 
-class KafkaBroker:
+class KafkaBroker(ServerProcess):
     """A single-node Kafka (KRaft) on 127.0.0.1 with its data, config and logs in ``directory``.
 
     ``directory`` holds ``server.properties``, ``data/`` (the log and metadata dirs),
     ``logs/server.log`` and ``stdout.log`` (the JVM's own output).
     """
+
+    stop_timeout = _STOP_TIMEOUT_S
 
     def __init__(
         self,
@@ -350,16 +351,6 @@ class KafkaBroker:
     def libs(self) -> Path:
         """The directory of the broker jars."""
         return self.home / "libs"
-
-    @property
-    def running(self) -> bool:
-        """True while the process is alive."""
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        """The process id while running."""
-        return self._process.pid if self.running and self._process is not None else None
 
     @property
     def formatted(self) -> bool:
@@ -460,25 +451,7 @@ class KafkaBroker:
             return False
         return info.controller_id >= 0 and any(b.port == self.port for b in info.brokers)
 
-    def stop(self, timeout: float = _STOP_TIMEOUT_S) -> None:
-        """Stop with SIGTERM (a controlled shutdown); SIGKILL if it takes over ``timeout``."""
-        if self._process is not None:
-            if terminate(self._process, timeout):
-                logger.warning("kafka did not stop within %g s: killed it", timeout)
-            self._process = None
-
-    def kill(self) -> None:
-        """Stop with SIGKILL (a crash): the next start recovers the logs first."""
-        if self._process is not None:
-            kill(self._process)
-            self._process = None
-
-    def restart(self, timeout: float = _START_TIMEOUT_S) -> None:
-        """Stop (controlled) and start again on the same ports and directory."""
-        self.stop()
-        self.start(timeout)
-
-    def log_tail(self, lines: int = 30) -> str:
+    def log_tail(self, lines: int | None = None) -> str:
         """Return the broker log's last errors and end, and the end of the JVM's output.
 
         The errors come first: a broker that fails to start logs the cause, then a long
@@ -501,7 +474,8 @@ class KafkaBroker:
             if errors:
                 parts.append(f"--- errors in {path} ---\n" + "\n".join(errors[-10:]))
             if text.strip():
-                parts.append(f"--- end of {path} ---\n" + "\n".join(all_lines[-lines:]))
+                tail = all_lines[-(lines or self.log_lines) :]
+                parts.append(f"--- end of {path} ---\n" + "\n".join(tail))
         return "\n".join(parts) or "(no log)"
 
     async def create_topics(
@@ -522,18 +496,6 @@ class KafkaBroker:
     ) -> None:
         """Delete topics from this broker (see ``delete_topics``)."""
         await delete_topics(self.bootstrap, names, missing_ok=missing_ok, timeout=timeout)
-
-    def __enter__(self) -> KafkaBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _error_name(code: int) -> str:

@@ -45,12 +45,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final
 
 from envmon.errors import EnvmonError
 from envmon.netutil import free_port
-from envmon.processes import kill, terminate
+from envmon.processes import ServerProcess
 from stream import tsschema
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
@@ -181,8 +180,10 @@ def render_config(
     return "\n".join(lines) + "\n"
 
 
-class QuestDB:
+class QuestDB(ServerProcess):
     """A QuestDB process on 127.0.0.1 keeping its data and configuration in ``directory``."""
+
+    stop_timeout = _STOP_TIMEOUT_S
 
     def __init__(
         self,
@@ -212,16 +213,6 @@ class QuestDB:
     def url(self) -> str:
         """The HTTP base URL: the InfluxDB v2 write API and SQL both live under it."""
         return f"http://{self.host}:{self.http_port}"
-
-    @property
-    def running(self) -> bool:
-        """True while the process is alive."""
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        """The process id while running."""
-        return self._process.pid if self.running and self._process is not None else None
 
     def fetch(self) -> Path:
         """Return the jar, resolving it with Maven the first time (cached between runs)."""
@@ -275,23 +266,6 @@ class QuestDB:
             return False
         return True
 
-    def stop(self, timeout: float = _STOP_TIMEOUT_S) -> None:
-        """Stop with SIGTERM (QuestDB closes its tables); SIGKILL after ``timeout``."""
-        if self._process is not None:
-            terminate(self._process, timeout)
-            self._process = None
-
-    def kill(self) -> None:
-        """Stop with SIGKILL (a crash: what is in the WAL is applied at the next start)."""
-        if self._process is not None:
-            kill(self._process)
-            self._process = None
-
-    def restart(self) -> None:
-        """Stop and start again on the same port and directory."""
-        self.stop()
-        self.start()
-
     def sql(self, query: str, *, timeout: float = _SQL_TIMEOUT_S) -> list[list[Any]]:
         """Run one SQL statement through ``/exec`` and return its rows (lists of JSON values).
 
@@ -339,26 +313,6 @@ class QuestDB:
             if time.monotonic() > deadline:
                 raise QuestDBError(f"writes to {table} not applied within {timeout:g} s")
             time.sleep(_POLL_S)
-
-    def log_tail(self, lines: int = 30) -> str:
-        """Return the end of the server's log."""
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def __enter__(self) -> QuestDB:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def table_name(name: str) -> str:

@@ -241,7 +241,7 @@ class TestOutage:
 
         async def wait_for(predicate: Callable[[], bool], what: str) -> None:
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + 30
+            deadline = loop.time() + 60  # five retries with backoff take ~25 s, more under load
             while not predicate():
                 assert loop.time() < deadline, f"timed out waiting for {what}"
                 await asyncio.sleep(0.01)
