@@ -186,21 +186,7 @@ class Latency:
 
 def worker_process(conf: Settings, site_file: Path, log: Path) -> subprocess.Popen[bytes]:
     """Start ``envmon stream worker`` as its own process (as in production)."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "ENVMON_SITE": str(site_file),
-            "ENVMON_KAFKA_BOOTSTRAP": conf.kafka_bootstrap,
-            "ENVMON_KAFKA_PARTITIONS": str(conf.kafka_partitions),
-            "ENVMON_APP_ID": conf.app_id,
-            "ENVMON_TOPIC_PREFIX": conf.topic_prefix,
-            "ENVMON_DATA_DIR": str(conf.data_dir),
-            "ENVMON_TICK_S": "0",
-            "ENVMON_TIMESERIES": conf.timeseries,
-            "ENVMON_INFLUX_URL": conf.influx_url,
-            "ENVMON_BATCH_WITHIN_S": str(conf.batch_within_s),
-        }
-    )
+    env = {**os.environ, **conf.model_copy(update={"site": site_file}).as_env()}
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "envmon.cli", "stream", "worker", "--loglevel", "warning"],

@@ -662,11 +662,6 @@ class MqttConnection:
         self.flush()
 
     def _on_writable(self) -> None:
-        sock = self._sock
-        if sock is None:
-            return
-        if self._paho_wants_write:
-            self._client.loop_write()
         self.flush()
 
     def flush(self) -> None:

@@ -186,15 +186,19 @@ def simulate(
         raise typer.Exit(0) from None
 
 
+SettingsFileOption = Annotated[
+    Path | None,
+    typer.Option("--settings", help="YAML settings file (else ENVMON_SETTINGS_FILE)."),
+]
+SiteOption = Annotated[
+    Path | None, typer.Option("--site", help="Site configuration (else ENVMON_SITE).")
+]
+
+
 @app.command("collect")
 def collect(
-    settings_file: Annotated[
-        Path | None,
-        typer.Option("--settings", help="YAML settings file (else ENVMON_SETTINGS_FILE)."),
-    ] = None,
-    site: Annotated[
-        Path | None, typer.Option("--site", help="Site configuration (else ENVMON_SITE).")
-    ] = None,
+    settings_file: SettingsFileOption = None,
+    site: SiteOption = None,
 ) -> None:
     """Run the site's MQTT and OPC-UA collectors, publishing readings to Kafka."""
     import asyncio
@@ -223,13 +227,8 @@ app.add_typer(stream_app, name="stream")
 
 @stream_app.command("worker")
 def stream_worker(
-    settings_file: Annotated[
-        Path | None,
-        typer.Option("--settings", help="YAML settings file (else ENVMON_SETTINGS_FILE)."),
-    ] = None,
-    site: Annotated[
-        Path | None, typer.Option("--site", help="Site configuration (else ENVMON_SITE).")
-    ] = None,
+    settings_file: SettingsFileOption = None,
+    site: SiteOption = None,
     loglevel: Annotated[str, typer.Option("--loglevel", help="faust/python log level.")] = "info",
 ) -> None:
     """Run one stream worker: readings from Kafka through the core, alarms and records out."""

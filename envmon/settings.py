@@ -107,6 +107,15 @@ class Settings(BaseSettings):
         """Return the bootstrap servers in faust's URL form."""
         return ";".join(f"kafka://{server.strip()}" for server in self.kafka_bootstrap.split(","))
 
+    def as_env(self) -> dict[str, str]:
+        """Return these settings as ``ENVMON_*`` variables (to start another process)."""
+        env = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            env[f"{ENV_PREFIX}{name.upper()}"] = text
+        return env
+
     def topic(self, name: str) -> str:
         """Return the full name of one of envmon's topics (with the prefix)."""
         return f"{self.topic_prefix}{name}"

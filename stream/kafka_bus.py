@@ -103,41 +103,41 @@ class KafkaBus:
             return
         producer = await self._ensure_producer()
         prefix = self.topic_prefix
+        # Only after a failed attempt are messages looked up by content (hashing every
+        # message of every batch would be work on the hot path for the rare case).
         pending = self._pending
-        futures: list[asyncio.Future[Any]] = []
-        keys: list[tuple[str, str | None, bytes]] = []
+        sent: list[tuple[Message, asyncio.Future[Any]]] = []
         try:
             async with asyncio.timeout(self.publish_timeout_s):
                 for m in messages:
-                    key = (m.topic, m.key, m.value)
-                    future = pending.get(key)
+                    future = pending.pop((m.topic, m.key, m.value), None) if pending else None
                     if future is None or (future.done() and _failed(future)):
                         future = await producer.send(
                             prefix + m.topic,
                             m.value,
                             key=None if m.key is None else m.key.encode(),
                         )
-                        pending[key] = future
-                    futures.append(future)
-                    keys.append(key)
+                    sent.append((m, future))
         except (KafkaError, OSError, TimeoutError) as exc:
-            self._failed_attempt(exc)
+            self._failed_attempt(sent, exc)
         # asyncio.wait, unlike gather, leaves the futures running when it times out.
-        done, waiting = await asyncio.wait(futures, timeout=self.publish_timeout_s)
+        done, waiting = await asyncio.wait([f for _, f in sent], timeout=self.publish_timeout_s)
         errors = [f.exception() for f in done if _failed(f)]
         if waiting or errors:
-            self._failed_attempt(errors[0] if errors else TimeoutError("no acknowledgement"))
-        for key in keys:
-            pending.pop(key, None)
+            self._failed_attempt(sent, errors[0] if errors else TimeoutError("no acknowledgement"))
         self.published += len(messages)
 
-    def _failed_attempt(self, exc: BaseException | None) -> NoReturn:
+    def _failed_attempt(
+        self, sent: list[tuple[Message, asyncio.Future[Any]]], exc: BaseException | None
+    ) -> NoReturn:
+        """Remember what is still in flight (or delivered since) for the next attempt."""
         self.failures += 1
         pending = self._pending
-        for key in [k for k, f in pending.items() if f.done() and _failed(f)]:
-            del pending[key]  # failed: to be sent again (in order) by the next attempt
         if len(pending) > _MAX_PENDING:  # the caller moved on to other messages
             pending.clear()
+        for m, future in sent:
+            if not (future.done() and _failed(future)):  # failed ones are sent again
+                pending[(m.topic, m.key, m.value)] = future
         logger.warning("kafka publish failed (%r); the batch will be offered again", exc)
         raise BusUnavailableError(f"kafka {self.bootstrap}: {exc!r}") from exc
 

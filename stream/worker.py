@@ -41,7 +41,7 @@ import asyncio
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -296,16 +296,15 @@ class StreamWorker:
             broker_heartbeat_interval=settings.kafka_session_timeout_s / 5,
             stream_buffer_maxsize=max(4_096, settings.batch_max * 2),
         )
-        raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
         self.readings_topic: TopicT = app.topic(
-            settings.topic(READINGS), partitions=partitions, **raw
+            settings.topic(READINGS),
+            partitions=partitions,
+            key_serializer="raw",
+            value_serializer="raw",
         )
+        # Outputs go straight to faust's producer (see _send): only their names are needed.
         self.topic_names = {
             name: settings.topic(name) for name in (READINGS, ALARMS, EXCURSIONS, DEADLETTER)
-        }
-        self.topics: dict[str, TopicT] = {
-            name: app.topic(settings.topic(name), partitions=partitions, **raw)
-            for name in (ALARMS, EXCURSIONS, DEADLETTER)
         }
         # Raw sensor-id keys; changes are written by _save to the partition of the sensor's
         # readings (murmur2, like the collectors' producers), so recovery finds them there.
@@ -340,14 +339,7 @@ class StreamWorker:
         # take_events is faust.Stream's (the StreamT protocol does not declare it).
         events_of = cast(faust.Stream[Any], stream).take_events
         async for events in events_of(batch_max, within=self.settings.batch_within_s):
-            try:
-                await self.handle(events)
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:
-                self.fatal = exc
-                self.on_fatal(exc)
-                raise
+            await self._fail_stop(self.handle(events))
             self._behind = len(events) >= batch_max
 
     async def handle(self, events: Sequence[EventT[Any]]) -> None:
@@ -383,10 +375,17 @@ class StreamWorker:
     async def _tick(self) -> None:
         if self._behind or not self.processor.evaluators:
             return  # catching up: the data's own times drive the watermark
+        await self._fail_stop(self._advance())
+
+    async def _advance(self) -> None:
+        result = self.processor.tick(self.clock())
+        await self._send(result.outputs)
+        await self._save(result.states)
+
+    async def _fail_stop(self, work: Awaitable[None]) -> None:
+        """Await ``work``; on any error stop the worker (``on_fatal``) before faust acks."""
         try:
-            result = self.processor.tick(self.clock())
-            await self._send(result.outputs)
-            await self._save(result.states)
+            await work
         except asyncio.CancelledError:
             raise
         except BaseException as exc:

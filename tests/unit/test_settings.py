@@ -51,3 +51,11 @@ def test_missing_file_is_an_error(tmp_path: Path) -> None:
 def test_topic_prefix() -> None:
     """Every topic name gets the installation's prefix."""
     assert Settings(topic_prefix="plant-a.").topic("envmon.readings") == "plant-a.envmon.readings"
+
+
+def test_as_env_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings handed to another process as variables come back the same."""
+    settings = Settings(bus="kafka", kafka_partitions=3, influx_token="s3cret", tick_s=0)
+    for name, value in settings.as_env().items():
+        monkeypatch.setenv(name, value)
+    assert load_settings() == settings

@@ -41,6 +41,7 @@ PARTITIONS = 4
 
 def settings_for(kafka: KafkaBroker, prefix: str, data_dir: Path, **extra: Any) -> Settings:
     return Settings(
+        site=SITE,
         bus="kafka",
         kafka_bootstrap=kafka.bootstrap,
         kafka_partitions=PARTITIONS,
@@ -178,29 +179,11 @@ class TestSameResultsAsReplay:
         assert SqliteSink(tmp_path / "ts.sqlite3").store.count() == len(readings)
 
 
-def worker_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "ENVMON_BUS": "kafka",
-            "ENVMON_SITE": str(SITE),
-            "ENVMON_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "ENVMON_KAFKA_PARTITIONS": str(settings.kafka_partitions),
-            "ENVMON_APP_ID": settings.app_id,
-            "ENVMON_TOPIC_PREFIX": settings.topic_prefix,
-            "ENVMON_DATA_DIR": str(settings.data_dir),
-            "ENVMON_TICK_S": "0",
-            "ENVMON_TIMESERIES": "sqlite",
-        }
-    )
-    return env
-
-
 def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "envmon.cli", "stream", "worker", "--loglevel", "info"],
-            env=worker_env(settings),
+            env={**os.environ, **settings.as_env()},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
