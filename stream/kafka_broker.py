@@ -198,8 +198,15 @@ def fetch_kafka_jars(
 
 
 def new_cluster_id() -> str:
-    """Return a random KRaft cluster id (a Kafka Uuid: URL-safe base64 of 16 bytes)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+    """Return a random KRaft cluster id (a Kafka Uuid: URL-safe base64 of 16 bytes).
+
+    Like Kafka's own ``Uuid.randomUuid``, never one starting with ``-``: the storage tool's
+    argument parser would take it for an option (1 format in 64 failed that way).
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+        if not text.startswith("-"):
+            return text
 
 
 def _key(line: str) -> str:
