@@ -229,20 +229,27 @@ class TestOutage:
         """Every point of the stream is stored once; one outage and one restored event."""
         server: QuestDB = own_questdb
         sinks = Sinks()
-        batches, size = 30, 400
+        size = 400
         writer = make_writer(server, sinks, timeout_s=2.0)
         produced = 0
+        enough = asyncio.Event()
 
         async def produce() -> None:
+            # A paced, open-ended stream: it must still be running when the server goes
+            # away (a fixed number of batches could all be written during a slow stop).
             nonlocal produced
-            for b in range(batches):
-                await writer.write(line_stream(site, 8, b * size, size))
+            batch = 0
+            while not enough.is_set():
+                await writer.write(line_stream(site, 8, batch * size, size))
                 produced += size  # the agent would commit its offsets here
+                batch += 1
+                await asyncio.sleep(0.005)
 
         async def wait_for(predicate: Callable[[], bool], what: str) -> None:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 60  # five retries with backoff take ~25 s, more under load
             while not predicate():
+                assert not producer.done(), f"the stream ended while waiting for {what}"
                 assert loop.time() < deadline, f"timed out waiting for {what}"
                 await asyncio.sleep(0.01)
 
@@ -255,16 +262,19 @@ class TestOutage:
             assert writer.unavailable
             assert produced <= committed_at_outage + size  # no progress while the store is down
             await asyncio.to_thread(server.start)
+            resumed_at = produced
+            await wait_for(lambda: produced >= resumed_at + 5 * size, "five batches after")
+            enough.set()
             await asyncio.wait_for(producer, 60)
-        assert produced == batches * size
-        assert writer.counters.written == batches * size
+        assert produced % size == 0
+        assert writer.counters.written == produced
         assert sinks.letters == []
         assert [e.event for e in sinks.events] == [
             SystemEventKind.TIMESERIES_UNAVAILABLE,
             SystemEventKind.TIMESERIES_RESTORED,
         ]
-        found = await eventually_count(server, site, batches * size)
-        assert len(found) == batches * size
-        assert len({(r["sensor"], r["time"]) for r in found}) == batches * size
+        found = await eventually_count(server, site, produced)
+        assert len(found) == produced
+        assert len({(r["sensor"], r["time"]) for r in found}) == produced
         expected_times = {to_us(DEFAULT_T0 + timedelta(milliseconds=i)) for i in range(produced)}
         assert {to_us(parse_ts(r["time"])) for r in found} == expected_times
