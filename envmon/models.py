@@ -286,6 +286,7 @@ class SystemEventKind(StrEnum):
     RESUBSCRIBED = "resubscribed"
     TIMESERIES_UNAVAILABLE = "timeseries_unavailable"
     TIMESERIES_RESTORED = "timeseries_restored"
+    READINGS_MISSING = "readings_missing"
 
 
 class SystemEvent(_Frozen):

@@ -10,7 +10,7 @@ the partitions of ``envmon.readings``. Data flow of one worker::
         │ 1. alarms → envmon.alarms, excursion records / data gaps → envmon.excursions,
         │    bad messages → envmon.deadletter; sent, then awaited (acks from all ISRs)
         │ 2. every reading → the time-series store (InfluxDB / SQLite), retried until stored
-        ▼ 3. only then are the batch's events acknowledged (offsets committed later)
+        ▼ 3. only then is the offset after the batch committed (PartitionOffsets)
 
 **Why this order.** Outputs are durable before the state that produced them, and the
 state before the offsets. A worker killed at any point therefore either repeats work
@@ -29,6 +29,18 @@ partition is the partition of the readings that changed it. A partition's waterm
 newest sample time seen) drives stale-data detection, as in replay; a wall-clock tick
 (``tick_s``) advances the watermark while the worker is caught up, so a partition whose
 sensors all went silent still raises its communication-loss alarms.
+
+**Offsets.** The worker commits the offsets of ``envmon.readings`` itself; faust's acks
+are off for that topic because faust acknowledges records its stream skipped across a
+rebalance (see :mod:`stream.offsets`). A newly assigned partition starts at its group's
+committed offset; a batch keeps only each partition's next records in sequence; a hole
+makes the worker seek the partition back to the first missing record (again every second
+while no record heals it). A hole is real only when its records are below the partition's
+earliest offset (deleted by retention before any worker read them) or, after a seek did
+not heal it, a probe of the log finds no record at the missing offset: the worker then
+moves on and raises a ``readings_missing`` alarm naming the partition and offsets. A
+record that is in the log is never skipped.
+A handled batch is committed before the next one is taken.
 
 **Failure.** An error the worker cannot handle stops the process at once (``on_fatal``,
 ``os._exit`` in a worker) instead of letting faust acknowledge a batch that was not fully
@@ -49,17 +61,29 @@ from typing import Any, Final, Protocol, cast
 
 import faust
 import orjson
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
-from faust.types import EventT, TableT, TopicT
+from aiokafka.structs import TopicPartition
+from faust.types import TP, EventT, TableT, TopicT
 from pydantic import ValidationError
 
 from envmon.bus import ALARMS, DEADLETTER, EXCURSIONS, READINGS, Message
-from envmon.models import AlarmEvent, CoreEvent, DeadLetter, Level, Reading, SystemEvent
+from envmon.models import (
+    AlarmEvent,
+    CoreEvent,
+    DeadLetter,
+    Level,
+    Reading,
+    SystemEvent,
+    SystemEventKind,
+)
 from envmon.sensors import SensorSpec
 from envmon.settings import Settings
 from envmon.timeutil import to_us, utcnow
 from stream.core.evaluator import Evaluator
 from stream.core.state import SensorState
+from stream.offsets import Admission, PartitionOffsets
 from stream.timeseries import SqliteTimeSeries
 
 logger = logging.getLogger(__name__)
@@ -69,7 +93,21 @@ COMPONENT: Final = "stream-worker"
 EXIT_FATAL: Final = 70  # EX_SOFTWARE
 #: How long a fetch may wait at the broker for data (faust fixes 1,500 ms; see _tune_fetch).
 FETCH_MAX_WAIT_MS: Final = 50
+#: A hole in a partition's offsets is sought back at most once per SEEK_AGAIN_S: records
+#: fetched before a seek still arrive after it.
+SEEK_AGAIN_S: Final = 1.0
 _LEVELS: Final = (None, Level.ALERT, Level.ACTION)
+
+
+@dataclass(slots=True)
+class _Hole:
+    """Records of a partition that did not arrive before later ones (see Offsets)."""
+
+    missing: int  #: the first offset not handled yet
+    seen: int  #: the lowest offset that arrived after it
+    sought_at: float = -SEEK_AGAIN_S  #: loop time of the last seek back
+    seeks: int = 0
+
 
 #: A reading with the alarm level of its channel after it was evaluated.
 Point = tuple[Reading, Level | None]
@@ -275,6 +313,12 @@ class StreamWorker:
         self.events: deque[SystemEvent] = deque(maxlen=1_000)  # what it said about itself
         self._behind = False
         self._fetch_tuned = False
+        self.offsets = PartitionOffsets()
+        self._holes: dict[int, _Hole] = {}  # partition → the hole being sought back
+        self._admin: AIOKafkaAdminClient | None = None
+        # A batch and a tick must not interleave: a tick between a batch's outputs and its
+        # saved state would evaluate the partition from a stale state.
+        self._lock = asyncio.Lock()
         partitions = settings.kafka_partitions
         datadir = settings.data_dir / "faust"
         datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -301,6 +345,7 @@ class StreamWorker:
             partitions=partitions,
             key_serializer="raw",
             value_serializer="raw",
+            acks=False,  # the worker commits this topic's offsets itself (see Offsets)
         )
         # Outputs go straight to faust's producer (see _send): only their names are needed.
         self.topic_names = {
@@ -319,14 +364,26 @@ class StreamWorker:
         app.agent(self.readings_topic, name="evaluate")(self._evaluate)
         if settings.tick_s > 0:
             app.timer(settings.tick_s)(self._tick)
+        app.timer(SEEK_AGAIN_S)(self._holes_timer)
 
         app.on_partitions_revoked.connect(self._revoked)
+        app.on_before_shutdown.connect(self._closed)
 
     async def _revoked(self, _sender: object, /, *args: object, **_kwargs: object) -> None:
-        """Forget the evaluators of revoked partitions (faust's signal: sender, revoked)."""
+        """Forget revoked partitions' evaluators and offsets (faust's signal: sender, revoked)."""
         revoked = args[0] if args else ()
         if isinstance(revoked, Iterable):
-            self.processor.forget(tp.partition for tp in revoked)
+            topic = self.readings_topic.get_topic_name()
+            partitions = [tp.partition for tp in revoked if tp.topic == topic]
+            self.processor.forget(partitions)
+            self.offsets.forget(partitions)
+            for partition in partitions:
+                self._holes.pop(partition, None)
+
+    async def _closed(self, _sender: object, /, *_args: object, **_kwargs: object) -> None:
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
 
     def _stored_state(self, sensor_id: str) -> Mapping[str, Any] | None:
         value = self.table.get(sensor_id.encode())
@@ -343,17 +400,155 @@ class StreamWorker:
             self._behind = len(events) >= batch_max
 
     async def handle(self, events: Sequence[EventT[Any]]) -> None:
-        """Evaluate one batch: outputs, then the time series, then the table (see above)."""
+        """Evaluate one batch: outputs, time series, table, then offsets (see above)."""
         if not self._fetch_tuned:
             self._tune_fetch()
-        items = [(e.message.partition, e.message.key, e.message.value or b"") for e in events]
-        result = self.processor.process(items)
-        await self._send(result.outputs)
-        await self.sink.write(result.points)
-        await self._save(result.states)
+        async with self._lock:
+            taken = await self._admit(events)
+            if not taken:
+                return
+            items = [(e.message.partition, e.message.key, e.message.value or b"") for e in taken]
+            result = self.processor.process(items)
+            await self._send(result.outputs)
+            await self.sink.write(result.points)
+            await self._save(result.states)
+            await self._commit({e.message.partition for e in taken})
         self.batches += 1
         self.readings += result.readings
         self.rejected += result.rejected
+
+    async def _admit(self, events: Sequence[EventT[Any]]) -> list[EventT[Any]]:
+        """Keep the events that are next in their partition; seek back over holes."""
+        offsets = self.offsets
+        unknown = offsets.unknown({e.message.partition for e in events})
+        if unknown:
+            for partition, offset in (await self._start_offsets(unknown)).items():
+                offsets.start(partition, offset)
+        taken: list[EventT[Any]] = []
+        holes: dict[int, int] = {}  # partition → the first offset seen after its hole
+        for event in events:
+            message = event.message
+            verdict = offsets.admit(message.partition, message.offset)
+            if verdict is Admission.TAKE:
+                taken.append(event)
+            elif verdict is Admission.GAP:
+                holes.setdefault(message.partition, message.offset)
+        for partition, seen in holes.items():
+            await self._heal(partition, seen)
+        return taken
+
+    async def _heal(self, partition: int, seen: int) -> None:
+        """Seek a partition back to its first missing record, or pass a hole that is real."""
+        missing = self.offsets.position(partition)
+        hole = self._holes.get(partition)
+        if hole is None or hole.missing != missing:
+            hole = self._holes[partition] = _Hole(missing, seen)
+        hole.seen = min(hole.seen, seen)
+        now = asyncio.get_running_loop().time()
+        if now - hole.sought_at < SEEK_AGAIN_S:
+            return  # a seek is under way; records fetched before it are still arriving
+        tp = TP(self.readings_topic.get_topic_name(), partition)
+        earliest = (await self.app.consumer.earliest_offsets(tp))[tp]
+        if missing < earliest:
+            why = "deleted by retention before any worker read them"
+            await self._skip(partition, missing, earliest, why)
+            return
+        if hole.seeks:  # a seek back did not bring the record: is it in the log at all?
+            first = await self._first_offset(tp, missing)
+            if first is not None and first > missing:
+                await self._skip(partition, missing, first, "not in the log")
+                return
+        hole.seeks += 1
+        hole.sought_at = now
+        self.offsets.gaps += 1
+        logger.warning(
+            "partition %d: offset %d arrived while %d is next; seeking back (%d)",
+            partition,
+            seen,
+            missing,
+            hole.seeks,
+        )
+        await self._seek(partition, missing)
+
+    async def _first_offset(self, tp: TP, offset: int) -> int | None:
+        """Return the first offset at or after ``offset`` in the log (None: none came)."""
+        probe = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap.split(","),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await probe.start()
+        try:
+            partition = TopicPartition(tp.topic, tp.partition)
+            probe.assign([partition])
+            probe.seek(partition, offset)
+            batch = await probe.getmany(partition, timeout_ms=5_000, max_records=1)
+        finally:
+            await probe.stop()
+        records = batch.get(partition)
+        return records[0].offset if records else None
+
+    async def _recheck_holes(self) -> None:
+        """Seek again for holes no record has arrived to heal (e.g. a partition at its end)."""
+        async with self._lock:
+            for partition, hole in list(self._holes.items()):
+                if partition in self.offsets and self.offsets.position(partition) == hole.missing:
+                    await self._heal(partition, hole.seen)
+                else:
+                    del self._holes[partition]  # healed, or revoked
+
+    async def _skip(self, partition: int, missing: int, to: int, why: str) -> None:
+        """Go on after records that cannot be read any more, with an alarm naming them."""
+        del self._holes[partition]
+        self.offsets.start(partition, to)
+        await self._seek(partition, to)  # records from ``to`` on were dropped as beyond the hole
+        topic = self.readings_topic.get_topic_name()
+        detail = (
+            f"{topic} partition {partition}: offsets {missing}..{to - 1} cannot be read "
+            f"({to - missing} readings, {why})"
+        )
+        logger.error("%s", detail)
+        await self.system_event(
+            SystemEvent(
+                event=SystemEventKind.READINGS_MISSING,
+                component=COMPONENT,
+                ts=self.clock(),
+                alarm=True,
+                detail=detail,
+            )
+        )
+
+    async def _seek(self, partition: int, offset: int) -> None:
+        await self.app.consumer.seek(TP(self.readings_topic.get_topic_name(), partition), offset)
+
+    async def _start_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
+        """Return the committed offsets of newly assigned partitions (earliest if none)."""
+        topic = self.readings_topic.get_topic_name()
+        if self._admin is None:
+            self._admin = AIOKafkaAdminClient(
+                bootstrap_servers=self.settings.kafka_bootstrap.split(",")
+            )
+            await self._admin.start()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        committed = await self._admin.list_consumer_group_offsets(
+            self.settings.app_id, partitions=tps
+        )
+        starts = {tp.partition: committed[tp].offset for tp in tps if tp in committed}
+        fresh = [TP(topic, p) for p, offset in starts.items() if offset < 0]
+        fresh += [TP(topic, tp.partition) for tp in tps if tp not in committed]
+        if fresh:
+            earliest = await self.app.consumer.earliest_offsets(*fresh)
+            starts.update({tp.partition: earliest[tp] for tp in fresh})
+        return starts
+
+    async def _commit(self, partitions: Iterable[int]) -> None:
+        """Commit the position of each partition still held (faust skips revoked ones)."""
+        topic = self.readings_topic.get_topic_name()
+        offsets = self.offsets
+        positions = {TP(topic, p): offsets.position(p) for p in partitions if p in offsets}
+        if positions:
+            # The transport's commit (faust's public commit() only covers acked topics).
+            await self.app.consumer._commit(positions)  # type: ignore[attr-defined]
 
     def _tune_fetch(self) -> None:
         """Lower the consumer's fetch wait from faust's fixed 1,500 ms to FETCH_MAX_WAIT_MS.
@@ -372,15 +567,20 @@ class StreamWorker:
         except AttributeError as exc:
             logger.warning("cannot lower the consumer's fetch wait (%s): latency ~1.5 s", exc)
 
+    async def _holes_timer(self) -> None:
+        if self._holes:
+            await self._fail_stop(self._recheck_holes())
+
     async def _tick(self) -> None:
         if self._behind or not self.processor.evaluators:
             return  # catching up: the data's own times drive the watermark
         await self._fail_stop(self._advance())
 
     async def _advance(self) -> None:
-        result = self.processor.tick(self.clock())
-        await self._send(result.outputs)
-        await self._save(result.states)
+        async with self._lock:
+            result = self.processor.tick(self.clock())
+            await self._send(result.outputs)
+            await self._save(result.states)
 
     async def _fail_stop(self, work: Awaitable[None]) -> None:
         """Await ``work``; on any error stop the worker (``on_fatal``) before faust acks."""

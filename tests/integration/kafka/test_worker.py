@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import os
@@ -11,12 +12,14 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from faust.types import EventT
 from typer.testing import CliRunner
 
 from envmon.bus import ALARMS, ALL_TOPICS, EXCURSIONS, READINGS, Message
@@ -140,6 +143,29 @@ def final_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in latest.values() if r.get("end") is not None]
 
 
+def in_process(kind: type[StreamWorker], settings: Settings, tmp_path: Path) -> StreamWorker:
+    sink = SqliteSink(tmp_path / "ts.sqlite3")
+    return kind(settings, load_site(SITE).sensors(), sink, on_fatal=lambda _e: None)
+
+
+@contextlib.asynccontextmanager
+async def running(worker: StreamWorker) -> AsyncIterator[StreamWorker]:
+    """Start an in-process worker, wait until it holds its partitions, stop it after."""
+    await worker.app.start()
+    try:
+        await wait_ready(worker.app)
+        yield worker
+    finally:
+        await worker.app.stop()
+        await worker.sink.close()
+
+
+async def until_handled(worker: StreamWorker, count: int, timeout: float = 90) -> None:
+    async with asyncio.timeout(timeout):
+        while worker.readings < count:
+            await asyncio.sleep(0.1)
+
+
 class TestSameResultsAsReplay:
     async def test_scripted_day_through_kafka_equals_replay(
         self, kafka: KafkaBroker, topic_prefix: str, tmp_path: Path
@@ -152,25 +178,14 @@ class TestSameResultsAsReplay:
         settings = settings_for(kafka, topic_prefix, tmp_path / "worker")
         await make_topics(settings)
         await publish(settings, readings)
-        site = load_site(SITE)
-        worker = StreamWorker(
-            settings, site.sensors(), SqliteSink(tmp_path / "ts.sqlite3"), on_fatal=lambda _e: None
-        )
-        await worker.app.start()
-        try:
-            await wait_ready(worker.app)
+        async with running(in_process(StreamWorker, settings, tmp_path)) as worker:
             alarms = await read_topic(settings, ALARMS, until=len(expected_alarms))
             records = await read_topic(settings, EXCURSIONS, until=len(expected_records))
-            async with asyncio.timeout(60):
-                while worker.readings < len(readings):
-                    await asyncio.sleep(0.1)
+            await until_handled(worker, len(readings))
             # faust's fixed 1.5 s fetch wait was lowered (an aiokafka internal: an upgrade
             # that renames it must fail here, not silently bring back 1.5 s of latency).
             fetcher = worker.app.consumer._thread._consumer._fetcher  # type: ignore[attr-defined]
             assert fetcher._fetch_max_wait_ms == FETCH_MAX_WAIT_MS
-        finally:
-            await worker.app.stop()
-            await worker.sink.close()
         assert worker.fatal is None
         assert worker.readings == len(readings)
         assert worker.rejected == 0
@@ -208,18 +223,9 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], what: str, timeout:
 
 
 class TestWorkerKilled:
-    # KNOWN DEFECT (issue 4 stays open for it): in about 1 run of 4 the restarted worker
-    # never sees a few dozen readings published while no worker ran (the first minutes
-    # after the kill). faust fetches before it seeks to the committed offsets, skips those
-    # records as belonging to an old generation — and acknowledges skipped records, so the
-    # offset commit passes them (see faust-streaming issues #216, #221, #312). The test
-    # keeps asserting that nothing is lost; it is marked so that CI shows the failure as
-    # expected instead of hiding it, and must be unmarked once the worker is fixed.
-    @pytest.mark.xfail(
-        reason="faust acks records skipped across a restart: readings can be lost",
-        raises=AssertionError,
-        strict=False,
-    )
+    # A restarted worker once lost a few dozen readings about one run in four: faust
+    # acknowledged records its stream skipped across the rebalance (stream/offsets.py).
+    # The worker now owns the readings' offsets; this test is the regression guard.
     async def test_sigkill_mid_excursion_recovers_state_and_closes_once(
         self, kafka: KafkaBroker, topic_prefix: str, tmp_path: Path
     ) -> None:
@@ -286,3 +292,112 @@ class TestWorkerKilled:
         assert len(closes) == 1  # sent at most again identically, never as a second record
         assert canonical(final_records(records)) == canonical(expected_records)
         store.close()
+
+
+class SkippingWorker(StreamWorker):
+    """Loses records on their way to ``handle`` once, as faust's stream did across a rebalance.
+
+    faust dropped (and acknowledged) records it had fetched under an older consumer
+    generation; here five records of partition 0 vanish from one batch the same way.
+    """
+
+    skipped: list[int]
+
+    async def handle(self, events: Sequence[EventT[Any]]) -> None:
+        if not hasattr(self, "skipped"):
+            first = [e for e in events if e.message.partition == 0]
+            if len(first) >= 20:
+                self.skipped = [e.message.offset for e in first[3:8]]
+                lost = set(self.skipped)
+                events = [
+                    e for e in events if e.message.partition != 0 or e.message.offset not in lost
+                ]
+        await super().handle(events)
+
+
+class TestOwnedOffsets:
+    async def test_records_lost_before_handle_are_sought_back(
+        self, kafka: KafkaBroker, topic_prefix: str, tmp_path: Path
+    ) -> None:
+        """A hole in a partition's offsets is never committed over: the worker seeks back."""
+        readings, expected_alarms, expected_records = scripted_day(tmp_path)
+        settings = settings_for(kafka, topic_prefix, tmp_path / "worker")
+        await make_topics(settings)
+        await publish(settings, readings)
+        async with running(in_process(SkippingWorker, settings, tmp_path)) as worker:
+            await until_handled(worker, len(readings))
+            alarms = await read_topic(settings, ALARMS, until=len(expected_alarms))
+            records = await read_topic(settings, EXCURSIONS, until=len(expected_records))
+        assert worker.fatal is None
+        assert len(worker.skipped) == 5
+        assert worker.offsets.gaps >= 1
+        assert worker.readings == len(readings)
+        assert SqliteSink(tmp_path / "ts.sqlite3").store.count() == len(readings)
+        assert canonical(alarms) == canonical(expected_alarms)
+        assert canonical(final_records(records)) == canonical(expected_records)
+        assert await committed(settings) == await end_offsets(settings)
+
+    async def test_records_deleted_before_any_worker_read_them_raise_an_alarm(
+        self, kafka: KafkaBroker, topic_prefix: str, tmp_path: Path
+    ) -> None:
+        """A real hole (retention passed the committed offset) is named, then passed."""
+        readings, _alarms, _records = scripted_day(tmp_path)
+        settings = settings_for(kafka, topic_prefix, tmp_path / "worker")
+        await make_topics(settings)
+        await publish(settings, readings)
+        readings_topic = settings.topic(READINGS)
+        tp = TopicPartition(readings_topic, 0)
+        # The group had read partition 0 up to offset 10 when retention deleted up to 100.
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=settings.app_id,
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            await consumer.commit({tp: 10})
+        finally:
+            await consumer.stop()
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            assert (await admin.delete_records({tp: RecordsToDelete(100)})) == {tp: 100}
+        finally:
+            await admin.close()
+
+        # 0..9 were handled by the group before, 10..99 are gone: the rest is handled.
+        handled = len(readings) - 100
+        async with running(in_process(StreamWorker, settings, tmp_path)) as worker:
+            await until_handled(worker, handled)
+            events = await read_topic(settings, ALARMS, until=1)
+        assert worker.fatal is None
+        assert worker.readings == handled
+        assert SqliteSink(tmp_path / "ts.sqlite3").store.count() == handled
+        (missing,) = [e for e in events if e.get("event") == "readings_missing"]
+        assert missing["alarm"] is True
+        assert f"{readings_topic} partition 0: offsets 10..99 cannot be read" in missing["detail"]
+        assert "90 readings" in missing["detail"]
+        assert await committed(settings) == await end_offsets(settings)
+
+
+async def committed(settings: Settings) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(settings.app_id)
+    finally:
+        await admin.close()
+    topic = settings.topic(READINGS)
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+
+async def end_offsets(settings: Settings) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(settings.topic(READINGS), p) for p in range(PARTITIONS)]
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    return {tp.partition: offset for tp, offset in ends.items()}

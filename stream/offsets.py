@@ -1,0 +1,71 @@
+"""The offsets of ``envmon.readings`` a stream worker has handled, partition by partition.
+
+faust acknowledges — and so commits — records that its stream *skipped* without handing
+them to the agent (records fetched under an older consumer generation, or while its flow
+control was suspended during a rebalance; faust-streaming issues #216, #221, #312). A
+worker restarted with a backlog lost a few dozen readings that way about one run in four.
+The worker therefore owns the offsets of the readings topic (faust's acks are disabled
+for it): a record is handled only if it is exactly the next one of its partition, and
+only the offset after the last handled record is ever committed. A hole in the sequence
+is not skipped over: the worker drops the batch's records from the hole on and seeks the
+partition back to the first missing offset.
+
+:class:`PartitionOffsets` is that bookkeeping, without any I/O: the worker seeds a newly
+assigned partition with its committed offset, asks :meth:`admit` for each record, commits
+:meth:`position` after the batch is durable, and calls :meth:`forget` on revocation.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+
+
+class Admission(enum.Enum):
+    """What to do with a record of an assigned partition."""
+
+    TAKE = "take"  #: the next record of its partition: handle it
+    REPEAT = "repeat"  #: handled before in this assignment (a re-fetch after a seek): drop
+    GAP = "gap"  #: records before it are missing: drop it and seek back
+
+
+class PartitionOffsets:
+    """Next expected offset per partition, for the partitions this worker holds."""
+
+    def __init__(self) -> None:
+        self._next: dict[int, int] = {}
+        self.gaps = 0  #: holes seen (each is healed by a seek back)
+        self.repeats = 0  #: records dropped as already handled
+
+    def __contains__(self, partition: int) -> bool:
+        return partition in self._next
+
+    def unknown(self, partitions: Iterable[int]) -> set[int]:
+        """Return the partitions among ``partitions`` that have no start offset yet."""
+        return {p for p in partitions if p not in self._next}
+
+    def start(self, partition: int, offset: int) -> None:
+        """Seed a newly assigned partition with the offset its group committed."""
+        if offset < 0:
+            raise ValueError(f"partition {partition}: a start offset cannot be {offset}")
+        self._next[partition] = offset
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop revoked partitions: their start is asked again on the next assignment."""
+        for partition in partitions:
+            self._next.pop(partition, None)
+
+    def position(self, partition: int) -> int:
+        """Return the offset after the last record handled (what may be committed)."""
+        return self._next[partition]
+
+    def admit(self, partition: int, offset: int) -> Admission:
+        """Classify a record; a taken record advances its partition's position."""
+        expected = self._next[partition]
+        if offset == expected:
+            self._next[partition] = offset + 1
+            return Admission.TAKE
+        if offset < expected:
+            self.repeats += 1
+            return Admission.REPEAT
+        return Admission.GAP
