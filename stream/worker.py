@@ -57,15 +57,14 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, Protocol
 
 import faust
 import orjson
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
-from faust.types import TP, EventT, TableT, TopicT
+from faust.types import TableT
 from pydantic import ValidationError
 
 from envmon.bus import ALARMS, DEADLETTER, EXCURSIONS, READINGS, Message
@@ -290,6 +289,14 @@ def exit_process(exc: BaseException) -> None:
     os._exit(EXIT_FATAL)
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Readings fetched together, with the assignment epoch they were fetched under."""
+
+    epoch: int
+    records: Sequence[Any]  # aiokafka ConsumerRecords: partition, offset, key, value
+
+
 class StreamWorker:
     """The faust app of envmon's stream processor (see the module docstring)."""
 
@@ -309,15 +316,21 @@ class StreamWorker:
         self.batches = 0
         self.readings = 0
         self.rejected = 0
+        self.stale_batches = 0  #: fetched before a rebalance, dropped unhandled
         self.fatal: BaseException | None = None
         self.events: deque[SystemEvent] = deque(maxlen=1_000)  # what it said about itself
-        self._behind = False
-        self._fetch_tuned = False
         self.offsets = PartitionOffsets()
+        #: The consumer group that holds the readings' committed offsets (see Offsets).
+        self.offsets_group = f"{settings.app_id}-readings"
+        self.readings_topic = settings.topic(READINGS)
+        self.intake: AIOKafkaConsumer | None = None
+        self._behind = False
         self._holes: dict[int, _Hole] = {}  # partition → the hole being sought back
-        self._admin: AIOKafkaAdminClient | None = None
-        # A batch and a tick must not interleave: a tick between a batch's outputs and its
-        # saved state would evaluate the partition from a stale state.
+        self._epoch = 0  # +1 at every revocation and assignment
+        self._wanted: set[int] = set()  # the partitions faust's last assignment gave
+        self._held_epoch = -1  # the epoch the intake's assignment was made for
+        # One batch at a time, and never a tick inside a batch: a tick between a batch's
+        # outputs and its saved state would evaluate the partition from a stale state.
         self._lock = asyncio.Lock()
         partitions = settings.kafka_partitions
         datadir = settings.data_dir / "faust"
@@ -334,18 +347,8 @@ class StreamWorker:
             producer_acks=-1,
             consumer_auto_offset_reset="earliest",
             table_standby_replicas=0,
-            broker_commit_every=settings.batch_max,
-            broker_commit_interval=1.0,
             broker_session_timeout=settings.kafka_session_timeout_s,
             broker_heartbeat_interval=settings.kafka_session_timeout_s / 5,
-            stream_buffer_maxsize=max(4_096, settings.batch_max * 2),
-        )
-        self.readings_topic: TopicT = app.topic(
-            settings.topic(READINGS),
-            partitions=partitions,
-            key_serializer="raw",
-            value_serializer="raw",
-            acks=False,  # the worker commits this topic's offsets itself (see Offsets)
         )
         # Outputs go straight to faust's producer (see _send): only their names are needed.
         self.topic_names = {
@@ -353,6 +356,8 @@ class StreamWorker:
         }
         # Raw sensor-id keys; changes are written by _save to the partition of the sensor's
         # readings (murmur2, like the collectors' producers), so recovery finds them there.
+        # faust's group assigns the table's changelog partitions; the worker reads the
+        # readings partitions of the same numbers (see Intake).
         self.table: TableT[bytes, Any] = app.Table(
             STATE_TABLE,
             default=None,
@@ -361,29 +366,95 @@ class StreamWorker:
             use_partitioner=True,
         )
         self.processor = ReadingBatchProcessor(specs, partitions, self._stored_state, clock=clock)
-        app.agent(self.readings_topic, name="evaluate")(self._evaluate)
+        self.batch_channel = app.channel(maxsize=2)
+        app.agent(self.batch_channel, name="evaluate")(self._evaluate)
+        app.task(self._intake_loop)
         if settings.tick_s > 0:
             app.timer(settings.tick_s)(self._tick)
         app.timer(SEEK_AGAIN_S)(self._holes_timer)
-
         app.on_partitions_revoked.connect(self._revoked)
-        app.on_before_shutdown.connect(self._closed)
+        app.on_partitions_assigned.connect(self._assigned)
+
+    # -- assignment ------------------------------------------------------------------
+
+    def _changelog_partitions(self, tps: object) -> set[int]:
+        changelog = self.table.changelog_topic.get_topic_name()
+        if not isinstance(tps, Iterable):
+            return set()
+        return {tp.partition for tp in tps if getattr(tp, "topic", None) == changelog}
 
     async def _revoked(self, _sender: object, /, *args: object, **_kwargs: object) -> None:
-        """Forget revoked partitions' evaluators and offsets (faust's signal: sender, revoked)."""
-        revoked = args[0] if args else ()
-        if isinstance(revoked, Iterable):
-            topic = self.readings_topic.get_topic_name()
-            partitions = [tp.partition for tp in revoked if tp.topic == topic]
-            self.processor.forget(partitions)
-            self.offsets.forget(partitions)
-            for partition in partitions:
+        """Stop reading revoked partitions; wait for the batch in hand (faust awaits this)."""
+        revoked = self._changelog_partitions(args[0] if args else ())
+        self._epoch += 1  # the batch in hand saves no state and commits nothing now
+        self._wanted -= revoked
+        async with self._lock:
+            self.processor.forget(revoked)
+            self.offsets.forget(revoked)
+            for partition in revoked:
                 self._holes.pop(partition, None)
 
-    async def _closed(self, _sender: object, /, *_args: object, **_kwargs: object) -> None:
-        if self._admin is not None:
-            await self._admin.close()
-            self._admin = None
+    async def _assigned(self, _sender: object, /, *args: object, **_kwargs: object) -> None:
+        """Note the new assignment; the intake takes it up once recovery is complete."""
+        actives = self.app.assignor.assigned_actives()
+        self._wanted = self._changelog_partitions(actives)
+        self._epoch += 1
+
+    def _ready(self) -> bool:
+        """Faust holds an assignment and has recovered the table for it."""
+        return not self.app.rebalancing and self.app.consumer.assignment() != set()
+
+    async def _intake_loop(self) -> None:
+        """Fetch readings in batches for the agent (a faust task, one per worker)."""
+        self.intake = consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap.split(","),
+            group_id=self.offsets_group,  # offsets only: the consumer never joins a group
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await consumer.start()
+        batch_max = self.settings.batch_max
+        timeout_ms = max(1, int(self.settings.batch_within_s * 1000))
+        try:
+            while True:
+                if self._held_epoch != self._epoch:
+                    if not self._ready():
+                        await asyncio.sleep(0.02)
+                        continue
+                    await self._fail_stop(self._reassign(consumer))
+                    continue
+                if not consumer.assignment():
+                    await asyncio.sleep(0.05)
+                    continue
+                epoch = self._epoch
+                fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=batch_max)
+                records = [r for part in fetched.values() for r in part]
+                if records:
+                    self._behind = len(records) >= batch_max
+                    await self.batch_channel.put(Batch(epoch, records))  # type: ignore[arg-type]
+        finally:
+            self.intake = None
+            await consumer.stop()
+
+    async def _reassign(self, consumer: AIOKafkaConsumer) -> None:
+        """Read exactly the partitions faust assigned, each from its committed offset."""
+        async with self._lock:
+            epoch = self._epoch
+            wanted = sorted(self._wanted)
+            tps = [TopicPartition(self.readings_topic, p) for p in wanted]
+            consumer.assign(tps)
+            self.offsets.forget(set(range(self.settings.kafka_partitions)) - set(wanted))
+            if tps:
+                earliest = await consumer.beginning_offsets(tps)
+                for tp in tps:
+                    committed = await consumer.committed(tp)
+                    start = earliest[tp] if committed is None else committed
+                    self.offsets.start(tp.partition, start)
+                    consumer.seek(tp, start)
+            self._held_epoch = epoch
+            logger.info("reading %s partitions %s", self.readings_topic, wanted)
 
     def _stored_state(self, sensor_id: str) -> Mapping[str, Any] | None:
         value = self.table.get(sensor_id.encode())
@@ -391,48 +462,51 @@ class StreamWorker:
             value = orjson.loads(value)
         return value if isinstance(value, Mapping) else None
 
-    async def _evaluate(self, stream: faust.StreamT[Any]) -> None:
-        batch_max = self.settings.batch_max
-        # take_events is faust.Stream's (the StreamT protocol does not declare it).
-        events_of = cast(faust.Stream[Any], stream).take_events
-        async for events in events_of(batch_max, within=self.settings.batch_within_s):
-            await self._fail_stop(self.handle(events))
-            self._behind = len(events) >= batch_max
+    # -- the agent -------------------------------------------------------------------
 
-    async def handle(self, events: Sequence[EventT[Any]]) -> None:
+    async def _evaluate(self, stream: faust.StreamT[Any]) -> None:
+        async for batch in stream:
+            await self._fail_stop(self.handle(batch))
+
+    async def handle(self, batch: Batch) -> None:
         """Evaluate one batch: outputs, time series, table, then offsets (see above)."""
-        if not self._fetch_tuned:
-            self._tune_fetch()
         async with self._lock:
-            taken = await self._admit(events)
+            if batch.epoch != self._epoch:
+                self.stale_batches += 1  # fetched before a rebalance: fetched again after
+                return
+            taken = await self._admit(batch.records)
             if not taken:
                 return
-            items = [(e.message.partition, e.message.key, e.message.value or b"") for e in taken]
-            result = self.processor.process(items)
+            result = self.processor.process((r.partition, r.key, r.value or b"") for r in taken)
             await self._send(result.outputs)
             await self.sink.write(result.points)
+            if batch.epoch != self._epoch:
+                # Revoked meanwhile: whoever reads these partitions next repeats the batch
+                # from the committed offset with the state the table has.
+                self.stale_batches += 1
+                return
             await self._save(result.states)
-            await self._commit({e.message.partition for e in taken})
+            await self._commit({r.partition for r in taken})
         self.batches += 1
         self.readings += result.readings
         self.rejected += result.rejected
 
-    async def _admit(self, events: Sequence[EventT[Any]]) -> list[EventT[Any]]:
-        """Keep the events that are next in their partition; seek back over holes."""
+    # -- offsets ---------------------------------------------------------------------
+
+    async def _admit(self, records: Sequence[Any]) -> list[Any]:
+        """Keep the records that are next in their partition; seek back over holes."""
         offsets = self.offsets
-        unknown = offsets.unknown({e.message.partition for e in events})
-        if unknown:
-            for partition, offset in (await self._start_offsets(unknown)).items():
-                offsets.start(partition, offset)
-        taken: list[EventT[Any]] = []
+        taken: list[Any] = []
         holes: dict[int, int] = {}  # partition → the first offset seen after its hole
-        for event in events:
-            message = event.message
-            verdict = offsets.admit(message.partition, message.offset)
+        for record in records:
+            partition = record.partition
+            if partition not in offsets:
+                continue  # no longer held
+            verdict = offsets.admit(partition, record.offset)
             if verdict is Admission.TAKE:
-                taken.append(event)
+                taken.append(record)
             elif verdict is Admission.GAP:
-                holes.setdefault(message.partition, message.offset)
+                holes.setdefault(partition, record.offset)
         for partition, seen in holes.items():
             await self._heal(partition, seen)
         return taken
@@ -447,8 +521,11 @@ class StreamWorker:
         now = asyncio.get_running_loop().time()
         if now - hole.sought_at < SEEK_AGAIN_S:
             return  # a seek is under way; records fetched before it are still arriving
-        tp = TP(self.readings_topic.get_topic_name(), partition)
-        earliest = (await self.app.consumer.earliest_offsets(tp))[tp]
+        tp = TopicPartition(self.readings_topic, partition)
+        intake = self.intake
+        if intake is None:
+            return
+        earliest = (await intake.beginning_offsets([tp]))[tp]
         if missing < earliest:
             why = "deleted by retention before any worker read them"
             await self._skip(partition, missing, earliest, why)
@@ -470,7 +547,7 @@ class StreamWorker:
         )
         await self._seek(partition, missing)
 
-    async def _first_offset(self, tp: TP, offset: int) -> int | None:
+    async def _first_offset(self, tp: TopicPartition, offset: int) -> int | None:
         """Return the first offset at or after ``offset`` in the log (None: none came)."""
         probe = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap.split(","),
@@ -479,13 +556,12 @@ class StreamWorker:
         )
         await probe.start()
         try:
-            partition = TopicPartition(tp.topic, tp.partition)
-            probe.assign([partition])
-            probe.seek(partition, offset)
-            batch = await probe.getmany(partition, timeout_ms=5_000, max_records=1)
+            probe.assign([tp])
+            probe.seek(tp, offset)
+            batch = await probe.getmany(tp, timeout_ms=5_000, max_records=1)
         finally:
             await probe.stop()
-        records = batch.get(partition)
+        records = batch.get(tp)
         return records[0].offset if records else None
 
     async def _recheck_holes(self) -> None:
@@ -502,10 +578,9 @@ class StreamWorker:
         del self._holes[partition]
         self.offsets.start(partition, to)
         await self._seek(partition, to)  # records from ``to`` on were dropped as beyond the hole
-        topic = self.readings_topic.get_topic_name()
         detail = (
-            f"{topic} partition {partition}: offsets {missing}..{to - 1} cannot be read "
-            f"({to - missing} readings, {why})"
+            f"{self.readings_topic} partition {partition}: offsets {missing}..{to - 1} "
+            f"cannot be read ({to - missing} readings, {why})"
         )
         logger.error("%s", detail)
         await self.system_event(
@@ -519,53 +594,21 @@ class StreamWorker:
         )
 
     async def _seek(self, partition: int, offset: int) -> None:
-        await self.app.consumer.seek(TP(self.readings_topic.get_topic_name(), partition), offset)
-
-    async def _start_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
-        """Return the committed offsets of newly assigned partitions (earliest if none)."""
-        topic = self.readings_topic.get_topic_name()
-        if self._admin is None:
-            self._admin = AIOKafkaAdminClient(
-                bootstrap_servers=self.settings.kafka_bootstrap.split(",")
-            )
-            await self._admin.start()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        committed = await self._admin.list_consumer_group_offsets(
-            self.settings.app_id, partitions=tps
-        )
-        starts = {tp.partition: committed[tp].offset for tp in tps if tp in committed}
-        fresh = [TP(topic, p) for p, offset in starts.items() if offset < 0]
-        fresh += [TP(topic, tp.partition) for tp in tps if tp not in committed]
-        if fresh:
-            earliest = await self.app.consumer.earliest_offsets(*fresh)
-            starts.update({tp.partition: earliest[tp] for tp in fresh})
-        return starts
+        if self.intake is not None:
+            self.intake.seek(TopicPartition(self.readings_topic, partition), offset)
 
     async def _commit(self, partitions: Iterable[int]) -> None:
-        """Commit the position of each partition still held (faust skips revoked ones)."""
-        topic = self.readings_topic.get_topic_name()
+        """Commit the position of each partition handled (to the offsets group)."""
         offsets = self.offsets
-        positions = {TP(topic, p): offsets.position(p) for p in partitions if p in offsets}
-        if positions:
-            # The transport's commit (faust's public commit() only covers acked topics).
-            await self.app.consumer._commit(positions)  # type: ignore[attr-defined]
+        positions = {
+            TopicPartition(self.readings_topic, p): offsets.position(p)
+            for p in partitions
+            if p in offsets
+        }
+        if positions and self.intake is not None:
+            await self.intake.commit(positions)
 
-    def _tune_fetch(self) -> None:
-        """Lower the consumer's fetch wait from faust's fixed 1,500 ms to FETCH_MAX_WAIT_MS.
-
-        faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500`` and no setting
-        to change it; while some partitions are paused by faust's flow control a fetch for
-        the others then waits the full 1.5 s, which was the whole of the worker's ~1.5 s
-        latency. The attribute is aiokafka's own; if a release renames it, this logs a
-        warning and the worker runs with the higher latency.
-        """
-        self._fetch_tuned = True
-        try:
-            fetcher = self.app.consumer._thread._consumer._fetcher  # type: ignore[attr-defined]
-            if int(fetcher._fetch_max_wait_ms) > FETCH_MAX_WAIT_MS:
-                fetcher._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
-        except AttributeError as exc:
-            logger.warning("cannot lower the consumer's fetch wait (%s): latency ~1.5 s", exc)
+    # -- timers ----------------------------------------------------------------------
 
     async def _holes_timer(self) -> None:
         if self._holes:
@@ -578,12 +621,14 @@ class StreamWorker:
 
     async def _advance(self) -> None:
         async with self._lock:
+            epoch = self._epoch
             result = self.processor.tick(self.clock())
             await self._send(result.outputs)
-            await self._save(result.states)
+            if epoch == self._epoch:
+                await self._save(result.states)
 
     async def _fail_stop(self, work: Awaitable[None]) -> None:
-        """Await ``work``; on any error stop the worker (``on_fatal``) before faust acks."""
+        """Await ``work``; on any error stop the worker (``on_fatal``) before it commits."""
         try:
             await work
         except asyncio.CancelledError:

@@ -12,14 +12,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
-from faust.types import EventT
 from typer.testing import CliRunner
 
 from envmon.bus import ALARMS, ALL_TOPICS, EXCURSIONS, READINGS, Message
@@ -32,7 +31,7 @@ from envmon.timeutil import parse_ts
 from excursions.store import _RECORD, SqliteExcursionStore
 from stream.kafka_broker import KafkaBroker, create_topics
 from stream.kafka_bus import KafkaBus
-from stream.worker import FETCH_MAX_WAIT_MS, SqliteSink, StreamWorker
+from stream.worker import Batch, SqliteSink, StreamWorker
 
 from .faust_counter import wait_ready
 
@@ -182,10 +181,6 @@ class TestSameResultsAsReplay:
             alarms = await read_topic(settings, ALARMS, until=len(expected_alarms))
             records = await read_topic(settings, EXCURSIONS, until=len(expected_records))
             await until_handled(worker, len(readings))
-            # faust's fixed 1.5 s fetch wait was lowered (an aiokafka internal: an upgrade
-            # that renames it must fail here, not silently bring back 1.5 s of latency).
-            fetcher = worker.app.consumer._thread._consumer._fetcher  # type: ignore[attr-defined]
-            assert fetcher._fetch_max_wait_ms == FETCH_MAX_WAIT_MS
         assert worker.fatal is None
         assert worker.readings == len(readings)
         assert worker.rejected == 0
@@ -303,16 +298,15 @@ class SkippingWorker(StreamWorker):
 
     skipped: list[int]
 
-    async def handle(self, events: Sequence[EventT[Any]]) -> None:
+    async def handle(self, batch: Batch) -> None:
         if not hasattr(self, "skipped"):
-            first = [e for e in events if e.message.partition == 0]
+            first = [r for r in batch.records if r.partition == 0]
             if len(first) >= 20:
-                self.skipped = [e.message.offset for e in first[3:8]]
+                self.skipped = [r.offset for r in first[3:8]]
                 lost = set(self.skipped)
-                events = [
-                    e for e in events if e.message.partition != 0 or e.message.offset not in lost
-                ]
-        await super().handle(events)
+                kept = [r for r in batch.records if r.partition != 0 or r.offset not in lost]
+                batch = Batch(batch.epoch, kept)
+        await super().handle(batch)
 
 
 class TestOwnedOffsets:
@@ -350,7 +344,7 @@ class TestOwnedOffsets:
         # The group had read partition 0 up to offset 10 when retention deleted up to 100.
         consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
-            group_id=settings.app_id,
+            group_id=offsets_group(settings),
             enable_auto_commit=False,
         )
         await consumer.start()
@@ -381,11 +375,15 @@ class TestOwnedOffsets:
         assert await committed(settings) == await end_offsets(settings)
 
 
+def offsets_group(settings: Settings) -> str:
+    return f"{settings.app_id}-readings"  # StreamWorker.offsets_group
+
+
 async def committed(settings: Settings) -> dict[int, int]:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(settings.app_id)
+        offsets = await admin.list_consumer_group_offsets(offsets_group(settings))
     finally:
         await admin.close()
     topic = settings.topic(READINGS)
