@@ -50,6 +50,7 @@ handled; the next worker repeats it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections import deque
@@ -95,6 +96,8 @@ FETCH_MAX_WAIT_MS: Final = 50
 #: A hole in a partition's offsets is sought back at most once per SEEK_AGAIN_S: records
 #: fetched before a seek still arrive after it.
 SEEK_AGAIN_S: Final = 1.0
+#: While the agent is busy, the intake polls for more readings this often (milliseconds).
+BUSY_POLL_MS: Final = 2
 _LEVELS: Final = (None, Level.ALERT, Level.ACTION)
 
 
@@ -329,6 +332,8 @@ class StreamWorker:
         self._epoch = 0  # +1 at every revocation and assignment
         self._wanted: set[int] = set()  # the partitions faust's last assignment gave
         self._held_epoch = -1  # the epoch the intake's assignment was made for
+        self._committing: asyncio.Future[None] | None = None
+        self._busy = False  # the agent is handling a batch
         # One batch at a time, and never a tick inside a batch: a tick between a batch's
         # outputs and its saved state would evaluate the partition from a stale state.
         self._lock = asyncio.Lock()
@@ -366,9 +371,9 @@ class StreamWorker:
             use_partitioner=True,
         )
         self.processor = ReadingBatchProcessor(specs, partitions, self._stored_state, clock=clock)
-        self.batch_channel = app.channel(maxsize=2)
+        self.batch_channel = app.channel(maxsize=1)
         app.agent(self.batch_channel, name="evaluate")(self._evaluate)
-        app.task(self._intake_loop)
+        app.task(self._intake)
         if settings.tick_s > 0:
             app.timer(settings.tick_s)(self._tick)
         app.timer(SEEK_AGAIN_S)(self._holes_timer)
@@ -389,6 +394,10 @@ class StreamWorker:
         self._epoch += 1  # the batch in hand saves no state and commits nothing now
         self._wanted -= revoked
         async with self._lock:
+            try:
+                await self._committed()
+            except Exception as exc:  # only means that the next reader repeats a batch
+                logger.warning("committing before the rebalance failed: %r", exc)
             self.processor.forget(revoked)
             self.offsets.forget(revoked)
             for partition in revoked:
@@ -404,6 +413,9 @@ class StreamWorker:
         """Faust holds an assignment and has recovered the table for it."""
         return not self.app.rebalancing and self.app.consumer.assignment() != set()
 
+    async def _intake(self) -> None:
+        await self._fail_stop(self._intake_loop())
+
     async def _intake_loop(self) -> None:
         """Fetch readings in batches for the agent (a faust task, one per worker)."""
         self.intake = consumer = AIOKafkaConsumer(
@@ -417,24 +429,40 @@ class StreamWorker:
         await consumer.start()
         batch_max = self.settings.batch_max
         timeout_ms = max(1, int(self.settings.batch_within_s * 1000))
+        pending: list[Any] = []
+        pending_epoch = self._epoch
         try:
             while True:
                 if self._held_epoch != self._epoch:
                     if not self._ready():
                         await asyncio.sleep(0.02)
                         continue
-                    await self._fail_stop(self._reassign(consumer))
+                    await self._reassign(consumer)
                     continue
                 if not consumer.assignment():
                     await asyncio.sleep(0.05)
                     continue
-                epoch = self._epoch
-                fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=batch_max)
-                records = [r for part in fetched.values() for r in part]
-                if records:
-                    self._behind = len(records) >= batch_max
-                    await self.batch_channel.put(Batch(epoch, records))  # type: ignore[arg-type]
+                if pending_epoch != self._epoch:
+                    pending, pending_epoch = [], self._epoch  # fetched before a rebalance
+                # While the agent is busy, keep fetching into one pending batch instead of
+                # queueing small ones: each batch pays a few round trips, so batches grow
+                # with the load and a backlog drains in full batches.
+                busy = self._busy or not self.batch_channel.empty()
+                fetched = await consumer.getmany(
+                    timeout_ms=BUSY_POLL_MS if busy and pending else timeout_ms,
+                    max_records=batch_max - len(pending),
+                )
+                for part in fetched.values():
+                    pending.extend(part)
+                full = len(pending) >= batch_max
+                if pending and (full or not (self._busy or not self.batch_channel.empty())):
+                    self._behind = full
+                    batch = Batch(pending_epoch, pending)
+                    pending = []
+                    await self.batch_channel.put(batch)  # type: ignore[arg-type]
         finally:
+            with contextlib.suppress(Exception):
+                await self._committed()
             self.intake = None
             await consumer.stop()
 
@@ -470,6 +498,13 @@ class StreamWorker:
 
     async def handle(self, batch: Batch) -> None:
         """Evaluate one batch: outputs, time series, table, then offsets (see above)."""
+        self._busy = True
+        try:
+            await self._handle(batch)
+        finally:
+            self._busy = False
+
+    async def _handle(self, batch: Batch) -> None:
         async with self._lock:
             if batch.epoch != self._epoch:
                 self.stale_batches += 1  # fetched before a rebalance: fetched again after
@@ -478,18 +513,29 @@ class StreamWorker:
             if not taken:
                 return
             result = self.processor.process((r.partition, r.key, r.value or b"") for r in taken)
+            # Alarms out first (latency); then the state in parallel with the series: a
+            # state ahead of the series is harmless (a repeat writes every reading again).
             await self._send(result.outputs)
-            await self.sink.write(result.points)
-            if batch.epoch != self._epoch:
+            saved, _ = await asyncio.gather(
+                self._save_unless_stale(result.states, batch.epoch),
+                self.sink.write(result.points),
+            )
+            if not saved:
                 # Revoked meanwhile: whoever reads these partitions next repeats the batch
                 # from the committed offset with the state the table has.
                 self.stale_batches += 1
                 return
-            await self._save(result.states)
             await self._commit({r.partition for r in taken})
         self.batches += 1
         self.readings += result.readings
         self.rejected += result.rejected
+
+    async def _save_unless_stale(self, states: Mapping[str, dict[str, Any]], epoch: int) -> bool:
+        """Save the states unless the batch's partitions were revoked meanwhile."""
+        if epoch != self._epoch:
+            return False
+        await self._save(states)
+        return True
 
     # -- offsets ---------------------------------------------------------------------
 
@@ -598,15 +644,28 @@ class StreamWorker:
             self.intake.seek(TopicPartition(self.readings_topic, partition), offset)
 
     async def _commit(self, partitions: Iterable[int]) -> None:
-        """Commit the position of each partition handled (to the offsets group)."""
+        """Commit the position of each partition handled (to the offsets group).
+
+        The commit runs while the next batch is evaluated; commits stay in order, one in
+        flight at a time, and a failed one stops the worker at the next batch.
+        """
         offsets = self.offsets
+        intake = self.intake
         positions = {
             TopicPartition(self.readings_topic, p): offsets.position(p)
             for p in partitions
             if p in offsets
         }
-        if positions and self.intake is not None:
-            await self.intake.commit(positions)
+        if not positions or intake is None:
+            return
+        await self._committed()
+        self._committing = asyncio.ensure_future(intake.commit(positions))
+
+    async def _committed(self) -> None:
+        """Wait for the commit in flight; raise its error."""
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            await committing
 
     # -- timers ----------------------------------------------------------------------
 
