@@ -1,14 +1,11 @@
 """The offsets of ``envmon.readings`` a stream worker has handled, partition by partition.
 
-faust acknowledges — and so commits — records that its stream *skipped* without handing
-them to the agent (records fetched under an older consumer generation, or while its flow
-control was suspended during a rebalance; faust-streaming issues #216, #221, #312). A
-worker restarted with a backlog lost a few dozen readings that way about one run in four.
-The worker therefore owns the offsets of the readings topic (faust's acks are disabled
-for it): a record is handled only if it is exactly the next one of its partition, and
-only the offset after the last handled record is ever committed. A hole in the sequence
-is not skipped over: the worker drops the batch's records from the hole on and seeks the
-partition back to the first missing offset.
+The worker commits an offset only when every record before it was handled: a record is
+taken only if it is exactly the next one of its partition. This guards against the defect
+that made the worker read readings itself (faust acknowledged, and so committed, records
+its stream skipped across a rebalance: a worker restarted with a backlog lost a few dozen
+readings about one run in four) and against any consumer that skips: a hole is not passed
+over, the worker seeks the partition back to the first missing offset.
 
 :class:`PartitionOffsets` is that bookkeeping, without any I/O: the worker seeds a newly
 assigned partition with its committed offset, asks :meth:`admit` for each record, commits

@@ -3,48 +3,64 @@
 ``envmon stream worker`` runs one worker; several workers with the same ``app_id`` share
 the partitions of ``envmon.readings``. Data flow of one worker::
 
-    envmon.readings (key: sensor id)          faust table "sensor-state" (changelog topic,
-        │  take_events(batch_max, within)      co-partitioned with envmon.readings)
-        ▼                                          ▲ 4. the new states of the batch
-    ReadingBatchProcessor.process ── per partition: an Evaluator (the same core as replay)
+    faust group (app_id): assigns the partitions of the table's changelog, recovers them
+        │  the worker reads the readings partitions of the same numbers
+        ▼
+    intake (a faust task; aiokafka consumer, offsets in group "<app_id>-readings")
+        │  batches of up to batch_max readings, one pending batch grown while the agent works
+        ▼  in-memory channel
+    agent "evaluate": ReadingBatchProcessor.process ── per partition an Evaluator (replay's core)
         │ 1. alarms → envmon.alarms, excursion records / data gaps → envmon.excursions,
         │    bad messages → envmon.deadletter; sent, then awaited (acks from all ISRs)
-        │ 2. every reading → the time-series store (InfluxDB / SQLite), retried until stored
-        ▼ 3. only then is the offset after the batch committed (PartitionOffsets)
+        │ 2. in parallel: every reading → the time-series store (InfluxDB / SQLite),
+        │    retried until stored; the new sensor states → faust table "sensor-state"
+        │    (its changelog, the sensor's own partition), awaited
+        ▼ 3. the offset after the batch committed (while the next batch is evaluated)
 
 **Why this order.** Outputs are durable before the state that produced them, and the
-state before the offsets. A worker killed at any point therefore either repeats work
-(the same alarms and records again — deterministic ids and revisions, idempotent
-consumers) or finds a table already ahead of the committed offset, in which case the core
-sees the repeated readings as duplicates (same sensor, not newer) and emits nothing twice.
-Readings are written to the time-series store whatever the core's verdict, so the store
-(idempotent by series and time) ends up with every reading exactly once.
+state and the series before the offsets. A worker killed at any point therefore either
+repeats work (the same alarms and records again — deterministic ids and revisions,
+idempotent consumers) or finds a table already ahead of the committed offset, in which case
+the core sees the repeated readings as duplicates (same sensor, not newer) and emits
+nothing twice. Readings are written to the time-series store whatever the core's verdict,
+so the store (idempotent by series and time) ends up with every reading exactly once.
+
+**Why an intake of its own.** faust hands an agent one event per Kafka record through its
+consumer thread, conductor and stream: about 80 µs a record here, which capped a worker at
+~6,000 readings/s; and it acknowledged (so committed) records its stream skipped across a
+rebalance, which lost readings when a worker restarted with a backlog. faust still does
+what it is good at — the group that spreads partitions over workers, the table and its
+recovery from the changelog, the agent and its supervision — while the readings are
+fetched in batches by an aiokafka consumer that reads exactly the partitions whose table
+partitions faust made active here, and only after faust finished recovering them.
 
 **Partitions and state.** Each partition has its own ``Evaluator`` over the sensors that
 Kafka's default partitioner (murmur2 of the sensor id, as every producer uses) maps to it;
-it is built from the table when the partition's first batch arrives (faust recovers the
-table from the changelog before it delivers events) and dropped when the partition is
-revoked. The table uses the same partitioner on raw sensor-id keys, so its changelog
-partition is the partition of the readings that changed it. A partition's watermark (the
-newest sample time seen) drives stale-data detection, as in replay; a wall-clock tick
-(``tick_s``) advances the watermark while the worker is caught up, so a partition whose
-sensors all went silent still raises its communication-loss alarms.
+it is built from the table when the partition's first batch arrives and dropped when the
+partition is revoked. The table uses the same partitioner on raw sensor-id keys, so its
+changelog partition is the partition of the readings that changed it. A partition's
+watermark (the newest sample time seen) drives stale-data detection, as in replay; a
+wall-clock tick (``tick_s``) advances the watermark while the worker is caught up, so a
+partition whose sensors all went silent still raises its communication-loss alarms.
 
-**Offsets.** The worker commits the offsets of ``envmon.readings`` itself; faust's acks
-are off for that topic because faust acknowledges records its stream skipped across a
-rebalance (see :mod:`stream.offsets`). A newly assigned partition starts at its group's
-committed offset; a batch keeps only each partition's next records in sequence; a hole
-makes the worker seek the partition back to the first missing record (again every second
-while no record heals it). A hole is real only when its records are below the partition's
-earliest offset (deleted by retention before any worker read them) or, after a seek did
-not heal it, a probe of the log finds no record at the missing offset: the worker then
-moves on and raises a ``readings_missing`` alarm naming the partition and offsets. A
-record that is in the log is never skipped.
-A handled batch is committed before the next one is taken.
+**Rebalancing.** faust awaits the worker's revocation handler: it bumps the assignment
+epoch (a batch in hand then saves no state and commits nothing; one fetched before is
+dropped), waits for the batch in hand and the commit in flight, and forgets the revoked
+partitions. After the next assignment, once faust has recovered the table, the intake
+assigns itself the new partitions and seeks each to its committed offset.
+
+**Offsets** (see :mod:`stream.offsets`). A record is handled only if it is exactly the next
+one of its partition; repeats are dropped; a hole makes the worker seek the partition back
+to the first missing record (again every second while nothing heals it). A hole is real
+only when its records are below the partition's earliest offset (deleted by retention
+before any worker read them) or, after a seek did not heal it, a probe of the log finds
+no record at the missing offset: the worker then moves on and raises a
+``readings_missing`` alarm naming the partition and offsets. A record that is in the log
+is never skipped.
 
 **Failure.** An error the worker cannot handle stops the process at once (``on_fatal``,
-``os._exit`` in a worker) instead of letting faust acknowledge a batch that was not fully
-handled; the next worker repeats it.
+``os._exit`` in a worker) before the batch's offsets are committed; the next worker
+repeats it.
 """
 
 from __future__ import annotations
@@ -91,7 +107,7 @@ logger = logging.getLogger(__name__)
 STATE_TABLE: Final = "sensor-state"
 COMPONENT: Final = "stream-worker"
 EXIT_FATAL: Final = 70  # EX_SOFTWARE
-#: How long a fetch may wait at the broker for data (faust fixes 1,500 ms; see _tune_fetch).
+#: How long the intake's fetch may wait at the broker for data (aiokafka's default is 500 ms).
 FETCH_MAX_WAIT_MS: Final = 50
 #: A hole in a partition's offsets is sought back at most once per SEEK_AGAIN_S: records
 #: fetched before a seek still arrive after it.
