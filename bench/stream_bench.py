@@ -40,10 +40,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from envmon.bus import ALARMS, ALL_TOPICS, READINGS
 from envmon.commands.stream_worker import build_worker
 from envmon.config import SiteConfig, parse_site
-from envmon.models import Quality, Reading
+from envmon.models import DeadLetter, Quality, Reading
 from envmon.settings import Settings
+from stream.influx import InfluxWriter
 from stream.kafka_broker import KafkaBroker, create_topics
 from stream.questdb import QuestDB, create_readings_table
+from stream.tsschema import reading_line
 from stream.worker import StreamWorker
 
 PARTITIONS = 4
@@ -155,6 +157,28 @@ async def bare_consumer(bootstrap: str, topic: str, n: int) -> float:
         await consumer.stop()
     assert start is not None
     return time.perf_counter() - start
+
+
+async def writer_alone(questdb: QuestDB, site: SiteConfig, values: list[bytes]) -> float:
+    """Write the same readings as line protocol with the InfluxDB writer alone; seconds.
+
+    Decoding and encoding happen before the clock starts: this is the time-series
+    server's (and the writer's HTTP) ceiling on this machine, which bounds any worker.
+    """
+    specs = {spec.sensor_id: spec for spec in site.sensors()}
+    lines = []
+    for value in values:
+        reading = Reading.model_validate_json(value)
+        lines.append(reading_line(reading, specs[reading.sensor_id], site="bench-writer"))
+    letters: list[DeadLetter] = []
+    writer = InfluxWriter(questdb.url, "-", "envmon", "readings", dead_letter=letters.append)
+    async with writer:
+        start = time.perf_counter()
+        for i in range(0, len(lines), 5_000):
+            await writer.write(lines[i : i + 5_000])
+        seconds = time.perf_counter() - start
+    assert not letters, letters[:1]
+    return seconds
 
 
 async def run_worker(worker: StreamWorker, n: int) -> float:
@@ -289,6 +313,17 @@ async def main_async(args: argparse.Namespace) -> None:
                 f"throughput: bare consumer {n / bare_s:,.0f} readings/s; worker "
                 f"{n / worker_s:,.0f} readings/s (evaluated, alarms produced, written to "
                 f"QuestDB; batch_within_s {args.within:g}); ratio {bare_s / worker_s:.3f}",
+                flush=True,
+            )
+            # Where the worker's time goes, same topic, same run: the time-series write on
+            # its own, and a worker (new group) that writes no time series.
+            alone_s = await writer_alone(questdb, site, values)
+            no_ts = conf.model_copy(update={"app_id": "nots", "timeseries": "none"})
+            no_ts_s = await run_worker(build_worker(no_ts, site), args.readings)
+            print(
+                f"breakdown: time-series writer alone {n / alone_s:,.0f} readings/s "
+                f"(ratio {bare_s / alone_s:.3f}); worker without time series "
+                f"{n / no_ts_s:,.0f} readings/s (ratio {bare_s / no_ts_s:.3f})",
                 flush=True,
             )
             conf = settings(broker, questdb, "lat", work, args.lat_within)
