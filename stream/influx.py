@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gzip
 import inspect
 import logging
 import random
@@ -51,6 +52,7 @@ import aiohttp
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
+from influxdb_client.service.write_service import WriteService
 
 from envmon.errors import EnvmonError
 from envmon.models import DeadLetter, SystemEvent, SystemEventKind
@@ -67,6 +69,9 @@ _MAX_MESSAGE: Final = 2000
 _T = TypeVar("_T")
 #: The lines carry µs timestamps. WritePrecision is a class of str constants, typed as such.
 _PRECISION: Final = cast(WritePrecision, WritePrecision.US)
+#: zlib level of request bodies: line protocol still shrinks ~10x, at a fraction of level
+#: 9's CPU (influxdb-client's fixed level).
+GZIP_LEVEL: Final = 1
 assert _PRECISION == tsschema.PRECISION
 
 DeadLetterSink = Callable[[DeadLetter], Awaitable[None] | None]
@@ -159,7 +164,10 @@ class WriteResult:
 class InfluxClientTransport:
     """``WriteTransport`` over influxdb-client's ``InfluxDBClientAsync`` (aiohttp, gzip).
 
-    The client is made on the first ``post`` (aiohttp wants a running event loop).
+    The client is made on the first ``post`` (aiohttp wants a running event loop). The body
+    is gzip'd here, at level ``GZIP_LEVEL`` in a worker thread (zlib releases the GIL),
+    and sent through the client's generated ``WriteService`` with ``Content-Encoding:
+    gzip``: the client's own gzip runs at level 9 on the event loop, ~4 µs a line.
     """
 
     def __init__(
@@ -179,24 +187,30 @@ class InfluxClientTransport:
         self._timeout_ms = int(timeout_s * 1000)
         self._gzip = gzip
         self._client: InfluxDBClientAsync | None = None
+        self._service: WriteService | None = None
 
     async def post(self, lines: Sequence[str]) -> None:
         """Write the lines in one gzip request with ``precision=us``."""
-        if self._client is None:
+        if self._service is None:
             self._client = InfluxDBClientAsync(
                 url=self.url,
                 token=self._token,
                 org=self.org,
                 timeout=self._timeout_ms,
-                enable_gzip=self._gzip,
+                enable_gzip=False,  # compressed here (see the class docstring)
             )
-        body = "\n".join(lines)
+            self._service = WriteService(self._client.api_client)  # type: ignore[no-untyped-call]
+        body = "\n".join(lines).encode()
+        if self._gzip:
+            body = await asyncio.to_thread(gzip.compress, body, GZIP_LEVEL)
         try:
-            await self._client.write_api().write(
-                bucket=self.bucket,
+            await self._service.post_write_async(  # type: ignore[no-untyped-call]
                 org=self.org,
-                record=body,
-                write_precision=_PRECISION,
+                bucket=self.bucket,
+                body=body,
+                precision=_PRECISION,
+                content_encoding="gzip" if self._gzip else "identity",
+                content_type="text/plain; charset=utf-8",
             )
         except ApiException as exc:
             raise _translate(exc) from exc
@@ -206,6 +220,7 @@ class InfluxClientTransport:
     async def close(self) -> None:
         """Close the HTTP session."""
         client, self._client = self._client, None
+        self._service = None
         if client is not None:
             close: Callable[[], Awaitable[None]] = client.close  # the client leaves it untyped
             await close()

@@ -200,8 +200,11 @@ class ReadingBatchProcessor:
         """Evaluate ``(partition, key, value)`` reading messages, in order."""
         result = BatchResult()
         touched: dict[str, SensorState] = {}
+        points = result.points
+        outputs = result.outputs
+        evaluators = self.evaluators
         for partition, key, value in items:
-            evaluator = self.evaluator(partition)
+            evaluator = evaluators.get(partition) or self.evaluator(partition)
             try:
                 reading = Reading.model_validate_json(value)
             except ValidationError as exc:
@@ -221,9 +224,14 @@ class ReadingBatchProcessor:
             events = evaluator.process(reading)
             state = evaluator.state_of(reading.sensor_id)
             touched[reading.sensor_id] = state
-            result.readings += 1
-            result.points.append((reading, level_of(state)))
-            result.outputs.extend(encode_events(events))
+            high, low = state.high, state.low
+            if high.open or low.open:
+                points.append((reading, level_of(state)))
+            else:
+                points.append((reading, None))  # the common case: nothing open
+            if events:
+                outputs.extend(encode_events(events))
+        result.readings = len(points)
         result.states = {sid: state.to_dict() for sid, state in touched.items()}
         return result
 
