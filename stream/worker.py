@@ -434,8 +434,12 @@ class StreamWorker:
         self._epoch += 1
 
     def _ready(self) -> bool:
-        """Faust holds an assignment and has recovered the table for it."""
-        return not self.app.rebalancing and self.app.consumer.assignment() != set()
+        """No rebalance under way: faust has recovered the table for its assignment.
+
+        faust sets ``rebalancing`` when partitions are revoked (first thing of every
+        rebalance, also the first join) and clears it when recovery has completed.
+        """
+        return not self.app.rebalancing
 
     async def _intake(self) -> None:
         await self._fail_stop(self._intake_loop())
@@ -459,6 +463,8 @@ class StreamWorker:
             while True:
                 if self._held_epoch != self._epoch:
                     if not self._ready():
+                        if consumer.assignment():
+                            consumer.assign([])  # no prefetching while faust rebalances
                         await asyncio.sleep(0.02)
                         continue
                     await self._reassign(consumer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,14 @@ def test_as_env_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in settings.as_env().items():
         monkeypatch.setenv(name, value)
     assert load_settings() == settings
+
+
+def test_shipped_example_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """deploy/examples/settings.yaml (the operations guide's file) is valid as shipped."""
+    for name in list(os.environ):
+        if name.startswith("ENVMON_"):
+            monkeypatch.delenv(name)
+    example = Path(__file__).parents[2] / "deploy" / "examples" / "settings.yaml"
+    settings = load_settings(example)
+    assert (settings.bus, settings.timeseries) == ("kafka", "influx")
+    assert settings.kafka_replication == 3
