@@ -15,7 +15,7 @@ from envmon.models import DeadLetter, SystemEvent
 from envmon.settings import Settings
 from stream.influx import InfluxWriter
 from stream.kafka_broker import create_topics
-from stream.tsschema import reading_line
+from stream.tsschema import LineEncoder
 from stream.worker import NullSink, Point, SqliteSink, StreamWorker, TimeSeriesSink
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ class InfluxSink:
     def __init__(self, settings: Settings, site: SiteConfig) -> None:
         self.specs = {spec.sensor_id: spec for spec in site.sensors()}
         self.site_id = site_id(site)
+        self.encoder = LineEncoder(self.specs, site=self.site_id)
         self.worker: StreamWorker | None = None
         self.writer = InfluxWriter(
             settings.influx_url,
@@ -55,12 +56,8 @@ class InfluxSink:
     async def write(self, points: Sequence[Point]) -> None:
         """Write the points; returns once each is stored or dead-lettered."""
         if points:
-            specs, site = self.specs, self.site_id
-            lines = [
-                reading_line(reading, specs.get(reading.sensor_id), site=site, state=level)
-                for reading, level in points
-            ]
-            await self.writer.write(lines)
+            line = self.encoder.line
+            await self.writer.write([line(reading, level) for reading, level in points])
 
     async def close(self) -> None:
         """Close the writer's HTTP client."""

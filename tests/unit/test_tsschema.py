@@ -6,6 +6,8 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from envmon.models import Level, Quality, Reading
 from envmon.testing import DEFAULT_T0, make_spec
@@ -161,3 +163,41 @@ class TestToLine:
     def test_unicode_kept(self):
         """Non-ASCII text passes through unchanged (line protocol is UTF-8)."""
         assert "area=Kühlraum\\ µ," in to_line(point(area="Kühlraum µ"))
+
+
+_SPECS = {
+    SPEC.sensor_id: SPEC,
+    "room-1.temperature": make_spec("room-1.temperature", area="room 1,a=b", parameter="t"),
+}
+
+
+@given(
+    sensor=st.sampled_from([*_SPECS, "unknown.sensor"]),
+    value=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+    unit=st.sampled_from(["", "degC", "1/m3", "a b,c=d"]),
+    quality=st.sampled_from(list(Quality)),
+    level=st.sampled_from([None, Level.ALERT, Level.ACTION]),
+    micros=st.integers(min_value=0, max_value=10**12),
+    site=st.sampled_from(["", "plant-a", "plant b"]),
+)
+def test_line_encoder_writes_what_reading_line_writes(
+    sensor: str,
+    value: float | None,
+    unit: str,
+    quality: Quality,
+    level: Level | None,
+    micros: int,
+    site: str,
+) -> None:
+    """The worker's cached encoder gives the schema's exact text, for any reading."""
+    r = Reading(
+        sensor_id=sensor,
+        value=value,
+        unit=unit,
+        quality=quality,
+        ts=DEFAULT_T0 + timedelta(microseconds=micros),
+    )
+    encoder = tsschema.LineEncoder(_SPECS, site=site)
+    expected = tsschema.reading_line(r, _SPECS.get(sensor), site=site, state=level)
+    assert encoder.line(r, level) == expected
+    assert encoder.line(r, level) == expected  # from the cache
