@@ -1,0 +1,144 @@
+"""The QA record store's tables (SQLAlchemy 2), the same on PostgreSQL and SQLite.
+
+Production runs on PostgreSQL; the embedded default (``envmon demo``) on SQLite; both are
+created by the same Alembic migrations (``excursions/migrations``, ``excursions.migrate``).
+
+``excursion_records``
+    One row per excursion or data gap, keyed by the core's deterministic id: the newest
+    core revision (``core_revision``, the record as JSON), the QA lifecycle state and the
+    QA fields. ``row_version`` increases with every change; a form carries the version it
+    was loaded with, so a change made meanwhile is detected (optimistic concurrency).
+
+``audit_entries``
+    Append-only: who, what (record, field, old and new value), when (UTC, server clock)
+    and why. Each entry carries a SHA-256 over its content and the previous entry's hash
+    (``excursions.audit``). Triggers refuse UPDATE, DELETE and TRUNCATE on both
+    databases; on PostgreSQL the application's role is also granted only SELECT and INSERT.
+
+``audit_head``
+    One row: the sequence number and hash of the newest entry. Appending locks it (``FOR
+    UPDATE``), which serialises appends so the chain never forks; ``verify`` never trusts
+    it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from envmon.timeutil import NaiveTimestampError
+
+#: Constraint names that are the same on every database (Alembic needs them).
+NAMING: Final = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+GENESIS_HASH: Final = "0" * 64
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every database (SQLite has no time zones: stored as UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Refuse naive datetimes; store UTC (naive UTC on SQLite)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise NaiveTimestampError(f"timestamp {value!r} has no UTC offset")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: object, dialect: Dialect) -> datetime | None:
+        """Return an aware UTC datetime whatever the database gave."""
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {value!r}")
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """The declarative base of the store's tables (one naming convention)."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ExcursionRow(Base):
+    """An excursion or data gap with its QA state (see the module docstring)."""
+
+    __tablename__ = "excursion_records"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # excursion | data_gap
+    sensor_id: Mapped[str] = mapped_column(String(128), index=True)
+    area: Mapped[str] = mapped_column(String(128), index=True)
+    instrument: Mapped[str] = mapped_column(String(128), default="")
+    parameter: Mapped[str] = mapped_column(String(64))
+    level: Mapped[str | None] = mapped_column(String(16))
+    core_revision: Mapped[int] = mapped_column(Integer)
+    core_status: Mapped[str] = mapped_column(String(16))  # open | closed (the core's view)
+    start: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    end: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    qa_state: Mapped[str] = mapped_column(String(20), default="open", index=True)
+    impact_products: Mapped[str] = mapped_column(Text, default="")
+    impact_batches: Mapped[str] = mapped_column(Text, default="")
+    impact_text: Mapped[str] = mapped_column(Text, default="")
+    root_cause_category: Mapped[str] = mapped_column(String(40), default="")
+    root_cause_text: Mapped[str] = mapped_column(Text, default="")
+    deviation_ref: Mapped[str] = mapped_column(String(100), default="")
+    capa_ref: Mapped[str] = mapped_column(String(100), default="")
+    conclusion: Mapped[str] = mapped_column(Text, default="")
+    row_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AuditEntry(Base):
+    """One append-only audit entry (see ``excursions.audit`` for the hash chain)."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (Index("ix_audit_entries_record", "record_type", "record_id"),)
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(40))
+    record_type: Mapped[str] = mapped_column(String(40))
+    record_id: Mapped[str] = mapped_column(String(200))
+    field: Mapped[str | None] = mapped_column(String(64))
+    old_value: Mapped[str | None] = mapped_column(Text)  # JSON text
+    new_value: Mapped[str | None] = mapped_column(Text)  # JSON text
+    reason: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    """The newest entry's sequence number and hash; locked to serialise appends."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    hash: Mapped[str] = mapped_column(String(64))
