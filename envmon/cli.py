@@ -249,6 +249,74 @@ def stream_worker(
         raise typer.Exit(EXIT_INVALID) from None
 
 
+db_app = typer.Typer(help="The QA record store's database (SQLAlchemy, Alembic).")
+app.add_typer(db_app, name="db")
+audit_app = typer.Typer(help="The QA record store's audit trail.")
+app.add_typer(audit_app, name="audit")
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="SQLAlchemy URL of the store (default: settings records_db)."),
+]
+
+
+def _records_url(settings_file: Path | None, db: str | None) -> str:
+    from rich.console import Console
+
+    from envmon.settings import SettingsError, load_settings
+
+    if db:
+        return db
+    try:
+        return load_settings(settings_file).records_url
+    except SettingsError as exc:
+        Console(stderr=True).print(str(exc), markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade(settings_file: SettingsFileOption = None, db: DbOption = None) -> None:
+    """Create or migrate the record store's tables to the newest revision."""
+    from envmon.commands.records import upgrade_db
+
+    before, after = upgrade_db(_records_url(settings_file, db))
+    typer.echo(f"record store at revision {after} (was {before or 'empty'})")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    settings_file: SettingsFileOption = None,
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Check the audit trail's hash chain; exit 1 naming the first broken entry."""
+    import json
+
+    from envmon.commands.records import verify_db
+
+    result = verify_db(_records_url(settings_file, db))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "entries_checked": result.entries,
+                    "broken_seq": result.broken_seq,
+                    "problem": result.problem,
+                }
+            )
+        )
+    elif result.ok:
+        typer.echo(f"audit trail intact: {result.entries} entries")
+    else:
+        typer.echo(
+            f"audit trail BROKEN at entry {result.broken_seq}: {result.problem} "
+            f"({result.entries} entries before it are intact)",
+            err=True,
+        )
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point of the ``envmon`` console script."""
     app()

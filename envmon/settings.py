@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     influx_bucket: str = "envmon"
     influx_timeout_s: float = Field(default=10.0, gt=0)
 
+    records_db: SecretStr = Field(
+        default=SecretStr(""),
+        description="SQLAlchemy URL of the QA record store (empty: SQLite in data_dir)",
+    )
+
     @model_validator(mode="after")
     def _influx_complete(self) -> Settings:
         if self.timeseries == "influx" and not self.influx_url:
@@ -106,6 +111,12 @@ class Settings(BaseSettings):
     def faust_broker(self) -> str:
         """Return the bootstrap servers in faust's URL form."""
         return ";".join(f"kafka://{server.strip()}" for server in self.kafka_bootstrap.split(","))
+
+    @property
+    def records_url(self) -> str:
+        """Return the record store's URL (may hold a password: do not log it)."""
+        url = self.records_db.get_secret_value()
+        return url or f"sqlite:///{self.data_dir / 'records.sqlite3'}"
 
     def as_env(self) -> dict[str, str]:
         """Return these settings as ``ENVMON_*`` variables (to start another process)."""
