@@ -42,3 +42,24 @@ def current(engine: Engine) -> str | None:
     """Return the revision the database is at (None: not migrated)."""
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+#: What the application's database role may do (PostgreSQL): records and the head are
+#: read and written, the audit trail only read and appended. Migrations run as the owner.
+APP_GRANTS: Final = (
+    "GRANT USAGE ON SCHEMA public TO {role}",
+    "GRANT SELECT, INSERT, UPDATE ON excursion_records TO {role}",
+    "GRANT SELECT, INSERT, UPDATE ON audit_head TO {role}",
+    "GRANT SELECT, INSERT ON audit_entries TO {role}",
+    "GRANT SELECT ON alembic_version TO {role}",
+)
+
+
+def grant_app_role(engine: Engine, role: str) -> None:
+    """Give the application's role exactly ``APP_GRANTS`` (run as the tables' owner)."""
+    if engine.dialect.name != "postgresql":
+        raise ValueError(f"roles are a PostgreSQL feature, not {engine.dialect.name}'s")
+    quoted = engine.dialect.identifier_preparer.quote(role)
+    with engine.begin() as connection:
+        for grant in APP_GRANTS:
+            connection.exec_driver_sql(grant.format(role=quoted))

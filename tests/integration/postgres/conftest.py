@@ -1,0 +1,55 @@
+"""Fixtures of the PostgreSQL tests: real servers from the Debian packages on loopback ports.
+
+``postgres`` is one server for the whole session (each test has its own database from
+``pg_database`` and its own uniquely named roles); ``own_postgres`` is a server for one
+test, which may stop, kill and restart it on the same port and data directory. As root the
+servers run as the system user ``envmon-pg`` (created on first use): PostgreSQL refuses
+root.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from excursions.postgres import PostgresServer, postgres_installed
+
+if not postgres_installed():  # pragma: no cover - the machine has the Debian packages
+    pytest.skip("PostgreSQL is not installed (apt-get install postgresql)", allow_module_level=True)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A PostgreSQL server shared by the session's tests, on 127.0.0.1."""
+    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_database(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh database for this test: its SQLAlchemy URL (as the superuser).
+
+    Dropped after the test, ending any session the test left open.
+    """
+    name = unique_name("db")
+    yield postgres.create_database(name)
+    postgres.drop_database(name)
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
+    """A PostgreSQL server for this test alone (it may restart it on the same port and data)."""
+    server = PostgresServer(tmp_path / "pg")
+    server.start()
+    yield server
+    server.stop()
+
+
+def unique_name(prefix: str) -> str:
+    """Return a name unique to this call for a database or role (roles are cluster-wide)."""
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
