@@ -317,6 +317,108 @@ def audit_verify(
         raise typer.Exit(1)
 
 
+users_app = typer.Typer(help="Local users of the QA app (roles: viewer, operator, qa, admin).")
+app.add_typer(users_app, name="users")
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail).")]
+PasswordStdinOption = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+]
+
+
+def _password(from_stdin: bool) -> str:
+    import sys
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+def _user_change(settings_file: Path | None, db: str | None, change: str, *args: object) -> None:
+    """Run one ``UserStore`` change as ``cli:<login>``; report refusals with exit 2."""
+    import getpass
+
+    from envmon.commands.records import open_engine
+    from excursions.users import UserError, UserStore
+
+    engine = open_engine(_records_url(settings_file, db))
+    try:
+        method = getattr(UserStore(engine), change)
+        method(*args[:-1], actor=f"cli:{getpass.getuser()}", reason=args[-1])
+    except UserError as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    finally:
+        engine.dispose()
+
+
+@users_app.command("add")
+def users_add(
+    username: Annotated[str, typer.Argument(help="Login name (lowercase).")],
+    full_name: Annotated[str, typer.Option("--name", help="Printed name on signatures.")],
+    role: Annotated[str, typer.Option("--role", help="viewer, operator, qa or admin.")],
+    reason: ReasonOption,
+    password_stdin: PasswordStdinOption = False,
+    settings_file: SettingsFileOption = None,
+    db: DbOption = None,
+) -> None:
+    """Create a user (the password is prompted for, or read with --password-stdin)."""
+    password = _password(password_stdin)
+    _user_change(settings_file, db, "add", username, full_name, role, password, reason)
+    typer.echo(f"user {username} added ({role})")
+
+
+@users_app.command("disable")
+def users_disable(
+    username: str,
+    reason: ReasonOption,
+    settings_file: SettingsFileOption = None,
+    db: DbOption = None,
+) -> None:
+    """Disable a user: no more logins (their records and signatures stay)."""
+    _user_change(settings_file, db, "disable", username, reason)
+    typer.echo(f"user {username} disabled")
+
+
+@users_app.command("enable")
+def users_enable(
+    username: str,
+    reason: ReasonOption,
+    settings_file: SettingsFileOption = None,
+    db: DbOption = None,
+) -> None:
+    """Enable a disabled user (also clears a lockout)."""
+    _user_change(settings_file, db, "enable", username, reason)
+    typer.echo(f"user {username} enabled")
+
+
+@users_app.command("set-role")
+def users_set_role(
+    username: str,
+    role: str,
+    reason: ReasonOption,
+    settings_file: SettingsFileOption = None,
+    db: DbOption = None,
+) -> None:
+    """Change a user's role."""
+    _user_change(settings_file, db, "set_role", username, role, reason)
+    typer.echo(f"user {username} is now {role}")
+
+
+@users_app.command("reset-password")
+def users_reset_password(
+    username: str,
+    reason: ReasonOption,
+    password_stdin: PasswordStdinOption = False,
+    settings_file: SettingsFileOption = None,
+    db: DbOption = None,
+) -> None:
+    """Set a new password for a user (also clears a lockout)."""
+    password = _password(password_stdin)
+    _user_change(settings_file, db, "reset_password", username, password, reason)
+    typer.echo(f"password of {username} reset")
+
+
 def main() -> None:
     """Entry point of the ``envmon`` console script."""
     app()

@@ -8,6 +8,7 @@ from typing import Final
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 MIGRATIONS: Final = Path(__file__).parent / "migrations"
@@ -38,6 +39,16 @@ def downgrade(engine: Engine, revision: str) -> None:
         command.downgrade(config, revision)
 
 
+def newest() -> str:
+    """Return the newest revision the migrations define (what ``upgrade`` reaches)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations in {MIGRATIONS}")
+    return head
+
+
 def current(engine: Engine) -> str | None:
     """Return the revision the database is at (None: not migrated)."""
     with engine.connect() as connection:
@@ -52,6 +63,8 @@ APP_GRANTS: Final = (
     "GRANT SELECT, INSERT, UPDATE ON audit_head TO {role}",
     "GRANT SELECT, INSERT ON audit_entries TO {role}",
     "GRANT SELECT ON alembic_version TO {role}",
+    "GRANT SELECT, INSERT, UPDATE ON users TO {role}",
+    "GRANT USAGE ON SEQUENCE users_id_seq TO {role}",
 )
 
 

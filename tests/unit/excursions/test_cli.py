@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from envmon.cli import app
 from envmon.testing import DEFAULT_T0, FakeClock
+from excursions.migrate import newest
 from excursions.records import RecordStore
 
 from .test_records import core_records
@@ -20,7 +21,7 @@ def test_upgrade_verify_tamper_verify(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["db", "upgrade", "--db", url])
     assert result.exit_code == 0, result.output
-    assert "revision 0001 (was empty)" in result.output
+    assert f"revision {newest()} (was empty)" in result.output
     engine = create_engine(url)
     store = RecordStore(engine, clock=FakeClock(DEFAULT_T0))
     for record in core_records():
@@ -40,3 +41,41 @@ def test_upgrade_verify_tamper_verify(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "BROKEN at entry 4" in result.output
     assert "3 entries before it are intact" in result.output
+
+
+def test_users_from_the_command_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade", "--db", url]).exit_code == 0
+    add = ["users", "add", "jane", "--name", "Jane Doe", "--role", "qa", "--db", url]
+    result = runner.invoke(
+        app, [*add, "--reason", "new reviewer", "--password-stdin"], input="a long secret 1\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert "user jane added (qa)" in result.output
+    again = runner.invoke(
+        app, [*add, "--reason", "again", "--password-stdin"], input="a long secret 1\n"
+    )
+    assert again.exit_code == 2
+    assert "refused: username 'jane' is taken" in again.output
+    weak = runner.invoke(
+        app,
+        ["users", "reset-password", "jane", "--reason", "r", "--password-stdin", "--db", url],
+        input="short\n",
+    )
+    assert weak.exit_code == 2
+    assert "at least 12" in weak.output
+    result = runner.invoke(app, ["users", "disable", "jane", "--reason", "left", "--db", url])
+    assert result.exit_code == 0, result.output
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT action, actor, reason FROM audit_entries ORDER BY seq")
+        ).all()
+    engine.dispose()
+    assert rows[-1][0] == "set_disabled"
+    assert rows[-1][1].startswith("cli:")
+    assert rows[-1][2] == "left"
+    verify = runner.invoke(app, ["audit", "verify", "--db", url])
+    assert verify.exit_code == 0
+    assert f"{len(rows)} entries" in verify.output
