@@ -65,6 +65,8 @@ APP_GRANTS: Final = (
     "GRANT SELECT ON alembic_version TO {role}",
     "GRANT SELECT, INSERT, UPDATE ON users TO {role}",
     "GRANT USAGE ON SEQUENCE users_id_seq TO {role}",
+    "GRANT SELECT, INSERT ON signatures TO {role}",
+    "GRANT USAGE ON SEQUENCE signatures_id_seq TO {role}",
 )
 
 

@@ -83,6 +83,8 @@ def test_records_applied_twice_are_stored_once(app_engine: Engine) -> None:
         "UPDATE audit_entries SET reason = 'edited'",
         "DELETE FROM audit_entries",
         "TRUNCATE audit_entries",
+        "UPDATE signatures SET meaning = 'approved'",
+        "DELETE FROM signatures",
     ],
 )
 def test_the_app_role_cannot_change_the_trail(app_engine: Engine, statement: str) -> None:

@@ -1,0 +1,367 @@
+"""The QA lifecycle of an excursion: acknowledge, review, assess, sign and close, reopen.
+
+States and who may move them (``excursions.users`` roles)::
+
+    open ──acknowledge (operator, qa)──► acknowledged ──start_review (qa)──► under_review
+      ▲                                                                         │ close
+      │                                            reopened ◄──reopen (qa)── closed ◄┘ (signed)
+      └────────── reopened ──start_review (qa)──► under_review ─ …
+
+Every action names the acting user and carries a reason (a comment for an
+acknowledgement); QA fields change only under review. Each call passes the
+``row_version`` the person's form was loaded with: if the record changed since (another
+user, or the core's newer revision), the action is refused as stale and nothing changes.
+Closing and reopening are signed: the signer enters user id and password again
+(authenticated like a login, so wrong passwords count towards the lockout) and chooses
+the meaning (``reviewed`` or ``approved``). The signature stores the SHA-256 of the
+record's content as signed (``content_hash``); ``covers`` tells whether a signature still
+covers the record's current content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+import orjson
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from envmon.errors import EnvmonError
+from envmon.timeutil import utcnow
+from excursions.audit import AuditTrail, Change
+from excursions.db import AuditEntry, ExcursionRow, SignatureRow
+from excursions.users import AuthenticationError, User, UserStore
+
+OPEN: Final = "open"
+ACKNOWLEDGED: Final = "acknowledged"
+UNDER_REVIEW: Final = "under_review"
+CLOSED: Final = "closed"
+REOPENED: Final = "reopened"
+MEANINGS: Final = ("reviewed", "approved")
+#: The QA fields an assessment may set, with their longest accepted text.
+QA_FIELDS: Final = {
+    "impact_products": 2_000,
+    "impact_batches": 2_000,
+    "impact_text": 10_000,
+    "root_cause_category": 40,
+    "root_cause_text": 10_000,
+    "deviation_ref": 100,
+    "capa_ref": 100,
+    "conclusion": 10_000,
+}
+ROOT_CAUSES: Final = (
+    "equipment",
+    "utilities",
+    "procedure",
+    "human_error",
+    "environment",
+    "sensor_fault",
+    "unknown",
+)
+#: What must be filled in before a record may be closed.
+REQUIRED_TO_CLOSE: Final = ("impact_text", "root_cause_category", "conclusion")
+MAX_COMMENT: Final = 4_000
+
+
+class LifecycleError(EnvmonError):
+    """An action was refused; the message says why. Nothing was changed."""
+
+
+class StaleRecordError(LifecycleError):
+    """The record changed since the form was loaded (another person, or the core)."""
+
+
+class NotAllowedError(LifecycleError):
+    """The user's role may not take this action."""
+
+
+def content_hash(row: ExcursionRow) -> str:
+    """Return the SHA-256 of what a signature covers: the record and its QA content."""
+    content = {
+        "id": row.id,
+        "record": row.record,
+        "qa_state": row.qa_state,
+        **{name: getattr(row, name) for name in QA_FIELDS},
+    }
+    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A signature as shown with the record."""
+
+    signer: str
+    printed_name: str
+    meaning: str
+    action: str
+    signed_at: datetime
+    covers_current_content: bool
+
+
+class Lifecycle:
+    """QA actions on ``excursion_records`` (see the module docstring)."""
+
+    def __init__(
+        self, engine: Engine, users: UserStore, *, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.engine = engine
+        self.users = users
+        self.clock = clock
+        self.trail = AuditTrail(clock)
+
+    # -- actions ------------------------------------------------------------------------
+
+    def acknowledge(self, record_id: str, user: User, comment: str, *, version: int) -> int:
+        """Acknowledge an open record with a comment (operator or QA); return the version."""
+        comment = self._comment(comment)
+        return self._move(
+            record_id, user, ("operator", "qa"), (OPEN,), ACKNOWLEDGED, comment, version
+        )
+
+    def comment(self, record_id: str, user: User, text: str, *, version: int) -> int:
+        """Add a comment (no state change); returns the new row version."""
+        text = self._comment(text)
+        self._allow(user, ("operator", "qa"), "comment")
+        with Session(self.engine) as session, session.begin():
+            row = self._row(session, record_id, version)
+            self._touch(row)
+            self._audit(session, user, "comment", row, [Change("comment", None, text)], text)
+            return row.row_version
+
+    def start_review(self, record_id: str, user: User, reason: str, *, version: int) -> int:
+        """Start the review of an acknowledged or reopened record (QA)."""
+        return self._move(
+            record_id, user, ("qa",), (ACKNOWLEDGED, REOPENED), UNDER_REVIEW, reason, version
+        )
+
+    def assess(
+        self, record_id: str, user: User, fields: Mapping[str, str], reason: str, *, version: int
+    ) -> int:
+        """Set assessment fields under review (QA); one audit entry per changed field."""
+        self._allow(user, ("qa",), "assess")
+        reason = self._reason(reason)
+        for name, value in fields.items():
+            longest = QA_FIELDS.get(name)
+            if longest is None:
+                raise LifecycleError(f"{name}: not a QA field ({', '.join(QA_FIELDS)})")
+            if len(value) > longest:
+                raise LifecycleError(f"{name}: at most {longest} characters ({len(value)} given)")
+            if name == "root_cause_category" and value and value not in ROOT_CAUSES:
+                raise LifecycleError(f"root_cause_category: one of {', '.join(ROOT_CAUSES)}")
+        with Session(self.engine) as session, session.begin():
+            row = self._row(session, record_id, version)
+            if row.qa_state != UNDER_REVIEW:
+                raise LifecycleError(f"{record_id}: assessed only under review ({row.qa_state})")
+            changes = []
+            for name, value in fields.items():
+                old = getattr(row, name)
+                if old != value:
+                    setattr(row, name, value)
+                    changes.append(Change(name, old, value))
+            if not changes:
+                raise LifecycleError(f"{record_id}: nothing changed")
+            self._touch(row)
+            self._audit(session, user, "assess", row, changes, reason)
+            return row.row_version
+
+    def close(
+        self,
+        record_id: str,
+        username: str,
+        password: str,
+        meaning: str,
+        reason: str,
+        *,
+        version: int,
+    ) -> int:
+        """Sign and close a reviewed record whose excursion has ended (QA)."""
+        signer = self._sign_in(username, password, meaning)
+        self._allow(signer, ("qa",), "close")
+        reason = self._reason(reason)
+        with Session(self.engine) as session, session.begin():
+            row = self._row(session, record_id, version)
+            if row.qa_state != UNDER_REVIEW:
+                raise LifecycleError(f"{record_id}: closed only from under review ({row.qa_state})")
+            if row.core_status != "closed":
+                raise LifecycleError(f"{record_id}: the excursion has not ended yet")
+            missing = [name for name in REQUIRED_TO_CLOSE if not getattr(row, name).strip()]
+            if missing:
+                raise LifecycleError(f"{record_id}: fill in {', '.join(missing)} before closing")
+            return self._signed_move(session, row, signer, meaning, CLOSED, "close", reason)
+
+    def reopen(
+        self,
+        record_id: str,
+        username: str,
+        password: str,
+        meaning: str,
+        reason: str,
+        *,
+        version: int,
+    ) -> int:
+        """Sign and reopen a closed record, with a reason (QA)."""
+        signer = self._sign_in(username, password, meaning)
+        self._allow(signer, ("qa",), "reopen")
+        reason = self._reason(reason)
+        with Session(self.engine) as session, session.begin():
+            row = self._row(session, record_id, version)
+            if row.qa_state != CLOSED:
+                raise LifecycleError(f"{record_id}: only a closed record is reopened")
+            return self._signed_move(session, row, signer, meaning, REOPENED, "reopen", reason)
+
+    def signatures(self, record_id: str) -> list[Signed]:
+        """Return the record's signatures, oldest first, each saying if it still covers it."""
+        with Session(self.engine) as session:
+            row = session.get(ExcursionRow, record_id)
+            if row is None:
+                raise LifecycleError(f"no record {record_id!r}")
+            current = content_hash(row)
+            found = session.execute(
+                select(SignatureRow)
+                .where(SignatureRow.record_id == record_id)
+                .order_by(SignatureRow.id)
+            ).scalars()
+            return [
+                Signed(
+                    s.signer,
+                    s.printed_name,
+                    s.meaning,
+                    s.action,
+                    s.signed_at,
+                    s.content_hash == current,
+                )
+                for s in found
+            ]
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _move(
+        self,
+        record_id: str,
+        user: User,
+        roles: tuple[str, ...],
+        sources: tuple[str, ...],
+        target: str,
+        reason: str,
+        version: int,
+    ) -> int:
+        self._allow(user, roles, target)
+        reason = self._reason(reason)
+        with Session(self.engine) as session, session.begin():
+            row = self._row(session, record_id, version)
+            if row.qa_state not in sources:
+                raise LifecycleError(
+                    f"{record_id}: cannot go from {row.qa_state} to {target}"
+                    f" (only from {' or '.join(sources)})"
+                )
+            changes = [Change("qa_state", row.qa_state, target)]
+            row.qa_state = target
+            self._touch(row)
+            self._audit(session, user, target, row, changes, reason)
+            return row.row_version
+
+    def _signed_move(
+        self,
+        session: Session,
+        row: ExcursionRow,
+        signer: User,
+        meaning: str,
+        target: str,
+        action: str,
+        reason: str,
+    ) -> int:
+        changes = [Change("qa_state", row.qa_state, target)]
+        row.qa_state = target
+        self._touch(row)
+        signed_hash = content_hash(row)
+        entries = self._audit(
+            session,
+            signer,
+            action,
+            row,
+            [*changes, Change("signature", None, f"{signer.full_name}, {meaning}")],
+            reason,
+        )
+        session.add(
+            SignatureRow(
+                record_id=row.id,
+                action=action,
+                signer=signer.username,
+                printed_name=signer.full_name,
+                meaning=meaning,
+                signed_at=entries[-1].at,
+                content_hash=signed_hash,
+                audit_seq=entries[-1].seq,
+            )
+        )
+        return row.row_version
+
+    def _sign_in(self, username: str, password: str, meaning: str) -> User:
+        if meaning not in MEANINGS:
+            raise LifecycleError(f"meaning: one of {', '.join(MEANINGS)}")
+        try:
+            return self.users.authenticate(username, password)
+        except AuthenticationError:
+            raise LifecycleError("signature refused: wrong user id or password") from None
+
+    @staticmethod
+    def _allow(user: User, roles: tuple[str, ...], action: str) -> None:
+        if user.role not in roles:
+            raise NotAllowedError(f"{user.username} ({user.role}) may not {action}")
+
+    @staticmethod
+    def _reason(reason: str) -> str:
+        reason = reason.strip()
+        if not reason:
+            raise LifecycleError("a reason is required")
+        if len(reason) > MAX_COMMENT:
+            raise LifecycleError(f"reason: at most {MAX_COMMENT} characters ({len(reason)} given)")
+        return reason
+
+    @staticmethod
+    def _comment(text: str) -> str:
+        text = text.strip()
+        if not text:
+            raise LifecycleError("a comment is required")
+        if len(text) > MAX_COMMENT:
+            raise LifecycleError(f"comment: at most {MAX_COMMENT} characters ({len(text)} given)")
+        return text
+
+    @staticmethod
+    def _row(session: Session, record_id: str, version: int) -> ExcursionRow:
+        row = session.get(ExcursionRow, record_id, with_for_update=True)
+        if row is None:
+            raise LifecycleError(f"no record {record_id!r}")
+        if row.row_version != version:
+            raise StaleRecordError(
+                f"{record_id} changed since the page was loaded (version {version}, now "
+                f"{row.row_version}): reload it and try again"
+            )
+        return row
+
+    def _touch(self, row: ExcursionRow) -> None:
+        row.row_version += 1
+        row.updated_at = self.clock()
+
+    def _audit(
+        self,
+        session: Session,
+        user: User,
+        action: str,
+        row: ExcursionRow,
+        changes: list[Change],
+        reason: str,
+    ) -> list[AuditEntry]:
+        return self.trail.append(
+            session,
+            actor=user.username,
+            action=action,
+            record_type=row.kind,
+            record_id=row.id,
+            changes=changes,
+            reason=reason,
+        )

@@ -1,0 +1,228 @@
+"""The QA lifecycle: roles, reasons, stale forms, signatures bound to the signed content."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy.exc import DatabaseError
+from sqlalchemy.orm import Session
+
+from envmon.models import ExcursionRecord
+from envmon.testing import DEFAULT_T0, FakeClock
+from excursions.audit import verify
+from excursions.db import AuditEntry, ExcursionRow
+from excursions.lifecycle import (
+    MAX_COMMENT,
+    Lifecycle,
+    LifecycleError,
+    NotAllowedError,
+    StaleRecordError,
+)
+from excursions.migrate import upgrade
+from excursions.records import RecordStore
+from excursions.users import User, UserStore
+
+from .test_records import core_records
+
+FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+QA_PASSWORD = "qa password 123"
+ASSESSMENT = {
+    "impact_products": "CAR-T lot for patient 0042",
+    "impact_batches": "B-0042",
+    "impact_text": "Door open 6 min; product stayed below -150 °C per the probe.",
+    "root_cause_category": "human_error",
+    "conclusion": "No impact on product quality.",
+}
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'records.sqlite3'}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def setup(engine: Engine) -> tuple[Lifecycle, str, dict[str, User]]:
+    clock = FakeClock(DEFAULT_T0)
+    store = RecordStore(engine, clock=clock)
+    records = core_records()
+    for record in records:
+        store.apply(record)
+    record_id = next(r.id for r in records if isinstance(r, ExcursionRecord))
+    users = UserStore(engine, clock=clock, hasher=FAST)
+    people = {}
+    for name, role in [("olga", "operator"), ("quinn", "qa"), ("vic", "viewer")]:
+        password = QA_PASSWORD if role == "qa" else f"{name} password 123"
+        people[role] = users.add(
+            name, name.title() + " Example", role, password, actor="admin", reason="test user"
+        )
+    return Lifecycle(engine, users, clock=clock), record_id, people
+
+
+def version(engine: Engine, record_id: str) -> int:
+    with Session(engine) as session:
+        row = session.get(ExcursionRow, record_id)
+        assert row is not None
+        return row.row_version
+
+
+def state(engine: Engine, record_id: str) -> str:
+    with Session(engine) as session:
+        row = session.get(ExcursionRow, record_id)
+        assert row is not None
+        return row.qa_state
+
+
+def to_review(life: Lifecycle, engine: Engine, record_id: str, people: dict[str, User]) -> int:
+    v = life.acknowledge(
+        record_id,
+        people["operator"],
+        "Door closed, QA informed",
+        version=version(engine, record_id),
+    )
+    v = life.start_review(record_id, people["qa"], "review", version=v)
+    return life.assess(record_id, people["qa"], ASSESSMENT, "assessment", version=v)
+
+
+def test_the_whole_lifecycle_with_signatures(
+    setup: tuple[Lifecycle, str, dict[str, User]], engine: Engine
+) -> None:
+    life, record_id, people = setup
+    v = to_review(life, engine, record_id, people)
+    v = life.close(record_id, "quinn", QA_PASSWORD, "approved", "assessed, no impact", version=v)
+    assert state(engine, record_id) == "closed"
+    (signed,) = life.signatures(record_id)
+    assert (signed.signer, signed.printed_name, signed.meaning, signed.action) == (
+        "quinn",
+        "Quinn Example",
+        "approved",
+        "close",
+    )
+    assert signed.covers_current_content
+    assert signed.signed_at.tzinfo is not None
+
+    v = life.reopen(
+        record_id, "quinn", QA_PASSWORD, "reviewed", "new data from the probe", version=v
+    )
+    first, second = life.signatures(record_id)
+    assert not first.covers_current_content  # the content it signed has changed since
+    assert second.covers_current_content
+    assert state(engine, record_id) == "reopened"
+    with Session(engine) as session:
+        assert verify(session).ok
+        actions = list(
+            session.execute(
+                select(AuditEntry.action, AuditEntry.actor, AuditEntry.reason)
+                .where(AuditEntry.record_id == record_id, AuditEntry.actor != "system:records")
+                .order_by(AuditEntry.seq)
+            )
+        )
+    assert [a for a, _, _ in actions] == [
+        "acknowledged",
+        "under_review",
+        *["assess"] * len(ASSESSMENT),
+        "close",
+        "close",
+        "reopen",
+        "reopen",
+    ]
+    assert all(reason for _, _, reason in actions)
+
+
+def test_a_viewer_and_an_operator_cannot_review_or_sign(
+    setup: tuple[Lifecycle, str, dict[str, User]], engine: Engine
+) -> None:
+    life, record_id, people = setup
+    v = version(engine, record_id)
+    with pytest.raises(NotAllowedError, match="viewer"):
+        life.acknowledge(record_id, people["viewer"], "x", version=v)
+    v = life.acknowledge(record_id, people["operator"], "seen", version=v)
+    with pytest.raises(NotAllowedError, match="operator"):
+        life.start_review(record_id, people["operator"], "x", version=v)
+    v = life.start_review(record_id, people["qa"], "review", version=v)
+    v = life.assess(record_id, people["qa"], ASSESSMENT, "assessment", version=v)
+    with pytest.raises(NotAllowedError, match="operator"):
+        life.close(record_id, "olga", "olga password 123", "approved", "x", version=v)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ("overlong_comment", "at most 4000"),
+        ("wrong_password", "wrong user id or password"),
+        ("bad_meaning", "meaning"),
+        ("missing_reason", "reason is required"),
+        ("bad_root_cause", "root_cause_category: one of"),
+        ("unknown_field", "not a QA field"),
+        ("forged_id", "no record 'forged"),
+    ],
+)
+def test_bad_input_is_refused_and_changes_nothing(
+    setup: tuple[Lifecycle, str, dict[str, User]], engine: Engine, call: str, message: str
+) -> None:
+    life, record_id, people = setup
+    v = to_review(life, engine, record_id, people)
+    with Session(engine) as session:
+        before = session.execute(select(AuditEntry.seq).order_by(AuditEntry.seq.desc())).first()
+    qa = people["qa"]
+    actions = {
+        "overlong_comment": lambda: life.comment(record_id, qa, "x" * (MAX_COMMENT + 1), version=v),
+        "wrong_password": lambda: life.close(
+            record_id, "quinn", "wrong!", "approved", "r", version=v
+        ),
+        "bad_meaning": lambda: life.close(record_id, "quinn", QA_PASSWORD, "ok", "r", version=v),
+        "missing_reason": lambda: life.close(
+            record_id, "quinn", QA_PASSWORD, "approved", " ", version=v
+        ),
+        "bad_root_cause": lambda: life.assess(
+            record_id, qa, {"root_cause_category": "gremlins"}, "r", version=v
+        ),
+        "unknown_field": lambda: life.assess(record_id, qa, {"qa_state": "closed"}, "r", version=v),
+        "forged_id": lambda: life.comment("forged-id-123", qa, "x", version=v),
+    }
+    with pytest.raises(LifecycleError, match=message):
+        actions[call]()
+    assert state(engine, record_id) == "under_review"
+    assert version(engine, record_id) == v
+    with Session(engine) as session:
+        after = session.execute(select(AuditEntry.seq).order_by(AuditEntry.seq.desc())).first()
+    if call != "wrong_password":
+        assert after == before
+    assert life.signatures(record_id) == []
+
+
+def test_a_stale_form_is_refused(
+    setup: tuple[Lifecycle, str, dict[str, User]], engine: Engine
+) -> None:
+    life, record_id, people = setup
+    loaded = version(engine, record_id)
+    life.comment(record_id, people["operator"], "first", version=loaded)
+    with pytest.raises(StaleRecordError, match="changed since the page was loaded"):
+        life.acknowledge(record_id, people["operator"], "second", version=loaded)
+    assert state(engine, record_id) == "open"
+
+
+def test_closing_needs_the_assessment_and_an_ended_excursion(
+    setup: tuple[Lifecycle, str, dict[str, User]], engine: Engine
+) -> None:
+    life, record_id, people = setup
+    v = life.acknowledge(record_id, people["operator"], "seen", version=version(engine, record_id))
+    v = life.start_review(record_id, people["qa"], "review", version=v)
+    with pytest.raises(LifecycleError, match="fill in impact_text, root_cause_category"):
+        life.close(record_id, "quinn", QA_PASSWORD, "approved", "r", version=v)
+
+
+def test_signatures_cannot_be_edited(
+    setup: tuple[Lifecycle, str, dict[str, User]], engine: Engine
+) -> None:
+    life, record_id, people = setup
+    v = to_review(life, engine, record_id, people)
+    life.close(record_id, "quinn", QA_PASSWORD, "approved", "ok", version=v)
+    with pytest.raises(DatabaseError, match="append-only"), engine.begin() as connection:
+        connection.execute(text("UPDATE signatures SET meaning = 'reviewed'"))
