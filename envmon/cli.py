@@ -419,6 +419,30 @@ def users_reset_password(
     typer.echo(f"password of {username} reset")
 
 
+excursions_app = typer.Typer(help="Excursion records: the QA record store.")
+app.add_typer(excursions_app, name="excursions")
+
+
+@excursions_app.command("consume")
+def excursions_consume(settings_file: SettingsFileOption = None, db: DbOption = None) -> None:
+    """Store the excursion records and data gaps published on Kafka, until SIGTERM."""
+    import asyncio
+    import logging
+
+    from rich.console import Console
+
+    from envmon.commands.records import run_consume
+    from envmon.settings import SettingsError, load_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        settings = load_settings(settings_file)
+        asyncio.run(run_consume(settings, db or settings.records_url))
+    except SettingsError as exc:
+        Console(stderr=True).print(str(exc), markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
 def main() -> None:
     """Entry point of the ``envmon`` console script."""
     app()

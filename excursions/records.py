@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
+from pydantic import TypeAdapter
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -23,6 +24,8 @@ from excursions.audit import AuditTrail, Change
 from excursions.db import ExcursionRow
 
 ACTOR: Final = "system:records"
+#: Decodes what the stream processor publishes on ``envmon.excursions``.
+RECORD: Final = TypeAdapter(ExcursionRecord | DataGap)
 #: The core's fields that QA reads in the audit trail when they change.
 AUDITED: Final = (
     "core_status",
@@ -61,6 +64,7 @@ class RecordStore:
         self.trail = AuditTrail(clock)
         self.applied = 0
         self.ignored = 0
+        self.rejected = 0  #: messages that were not records (dead-lettered by the consumer)
 
     def apply(self, record: ExcursionRecord | DataGap) -> bool:
         """Store the record if it is new or newer; return whether anything changed."""

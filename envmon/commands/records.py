@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from envmon.commands.stream_worker import ensure_topics
+from envmon.settings import Settings, SettingsError
 from excursions.audit import Verification, verify
-from excursions.migrate import current, upgrade
+from excursions.consumer import consume_records
+from excursions.migrate import current, newest, upgrade
+from excursions.records import RecordStore
+from stream.kafka_bus import KafkaBus
 
 
 def open_engine(url: str) -> Engine:
@@ -37,5 +45,56 @@ def verify_db(url: str) -> Verification:
     try:
         with Session(engine) as session:
             return verify(session)
+    finally:
+        engine.dispose()
+
+
+async def run_consume(
+    settings: Settings,
+    url: str,
+    *,
+    stop: asyncio.Event | None = None,
+    store_out: list[RecordStore] | None = None,
+) -> None:
+    """Consume ``envmon.excursions`` from Kafka into the store until ``stop`` (or SIGTERM)."""
+    if settings.bus != "kafka":
+        raise SettingsError(
+            "ENVMON_BUS / bus: envmon excursions consume reads Kafka; set bus: kafka "
+            "(inside envmon demo the in-process bus feeds the store directly)"
+        )
+    engine = open_engine(url)
+    try:
+        if current(engine) != newest():
+            raise SettingsError(
+                f"record store at revision {current(engine) or 'empty'}, the code needs "
+                f"{newest()}: run envmon db upgrade first"
+            )
+        await ensure_topics(settings)
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, stop.set)
+        store = RecordStore(engine)
+        bus = KafkaBus(
+            settings.kafka_bootstrap,
+            client_id=f"{settings.kafka_client_id}-records",
+            topic_prefix=settings.topic_prefix,
+        )
+        await bus.start()
+        consumer = asyncio.create_task(
+            consume_records(bus, store, group=f"{settings.app_id}-records")
+        )
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait({consumer, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if consumer in done:
+                consumer.result()  # the consumer never ends by itself: raise its error
+        finally:
+            for task in (consumer, stopping):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await bus.stop()
     finally:
         engine.dispose()
