@@ -119,7 +119,14 @@ class Lifecycle:
         """Acknowledge an open record with a comment (operator or QA); return the version."""
         comment = self._comment(comment)
         return self._move(
-            record_id, user, ("operator", "qa"), (OPEN,), ACKNOWLEDGED, comment, version
+            record_id,
+            user,
+            "acknowledge",
+            ("operator", "qa"),
+            (OPEN,),
+            ACKNOWLEDGED,
+            comment,
+            version,
         )
 
     def comment(self, record_id: str, user: User, text: str, *, version: int) -> int:
@@ -135,7 +142,14 @@ class Lifecycle:
     def start_review(self, record_id: str, user: User, reason: str, *, version: int) -> int:
         """Start the review of an acknowledged or reopened record (QA)."""
         return self._move(
-            record_id, user, ("qa",), (ACKNOWLEDGED, REOPENED), UNDER_REVIEW, reason, version
+            record_id,
+            user,
+            "start_review",
+            ("qa",),
+            (ACKNOWLEDGED, REOPENED),
+            UNDER_REVIEW,
+            reason,
+            version,
         )
 
     def assess(
@@ -243,13 +257,14 @@ class Lifecycle:
         self,
         record_id: str,
         user: User,
+        action: str,
         roles: tuple[str, ...],
         sources: tuple[str, ...],
         target: str,
         reason: str,
         version: int,
     ) -> int:
-        self._allow(user, roles, target)
+        self._allow(user, roles, action)
         reason = self._reason(reason)
         with Session(self.engine) as session, session.begin():
             row = self._row(session, record_id, version)
@@ -261,7 +276,7 @@ class Lifecycle:
             changes = [Change("qa_state", row.qa_state, target)]
             row.qa_state = target
             self._touch(row)
-            self._audit(session, user, target, row, changes, reason)
+            self._audit(session, user, action, row, changes, reason)
             return row.row_version
 
     def _signed_move(

@@ -124,8 +124,8 @@ def test_the_whole_lifecycle_with_signatures(
             )
         )
     assert [a for a, _, _ in actions] == [
-        "acknowledged",
-        "under_review",
+        "acknowledge",
+        "start_review",
         *["assess"] * len(ASSESSMENT),
         "close",
         "close",
