@@ -67,6 +67,7 @@ APP_GRANTS: Final = (
     "GRANT USAGE ON SEQUENCE users_id_seq TO {role}",
     "GRANT SELECT, INSERT ON signatures TO {role}",
     "GRANT USAGE ON SEQUENCE signatures_id_seq TO {role}",
+    "GRANT SELECT, INSERT, UPDATE ON sessions TO {role}",
 )
 
 

@@ -1,0 +1,101 @@
+"""Sign-in sessions: token only hashed at rest, idle and absolute expiry, sign-out, disable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+from sqlalchemy import Engine, create_engine, select
+from sqlalchemy.orm import Session
+
+from envmon.testing import DEFAULT_T0, FakeClock
+from excursions.db import SessionRow
+from excursions.migrate import upgrade
+from excursions.sessions import ABSOLUTE, IDLE, Sessions
+from excursions.users import AuthenticationError, UserStore
+
+PASSWORD = "operator password"
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'records.sqlite3'}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(DEFAULT_T0)
+
+
+@pytest.fixture
+def sessions(engine: Engine, clock: FakeClock) -> Sessions:
+    fast = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    users = UserStore(engine, clock=clock, hasher=fast)
+    users.add("olga", "Olga Example", "operator", PASSWORD, actor="admin", reason="test")
+    return Sessions(engine, users, clock=clock)
+
+
+def test_sign_in_use_and_sign_out(sessions: Sessions, engine: Engine) -> None:
+    token, user = sessions.sign_in("olga", PASSWORD)
+    assert user.role == "operator"
+    assert sessions.user(token).username == "olga"
+    with Session(engine) as session:
+        stored = session.execute(select(SessionRow.token_hash)).scalar_one()
+    assert token not in stored  # only the SHA-256 is kept
+    assert len(stored) == 64
+    sessions.sign_out(token)
+    with pytest.raises(AuthenticationError, match="not signed in"):
+        sessions.user(token)
+
+
+def test_a_wrong_password_opens_no_session(sessions: Sessions, engine: Engine) -> None:
+    with pytest.raises(AuthenticationError):
+        sessions.sign_in("olga", "not the password")
+    with Session(engine) as session:
+        assert session.execute(select(SessionRow)).first() is None
+
+
+def test_idle_expiry_and_use_keeping_it_alive(sessions: Sessions, clock: FakeClock) -> None:
+    token, _ = sessions.sign_in("olga", PASSWORD)
+    for _ in range(5):
+        clock.advance(IDLE.total_seconds() - 1)
+        sessions.user(token)  # used in time: still valid
+    clock.advance(IDLE.total_seconds() + 1)
+    with pytest.raises(AuthenticationError, match="ended"):
+        sessions.user(token)
+    with pytest.raises(AuthenticationError, match="not signed in"):
+        sessions.user(token)  # it stays ended
+
+
+def test_absolute_expiry_even_when_used(sessions: Sessions, clock: FakeClock) -> None:
+    token, _ = sessions.sign_in("olga", PASSWORD)
+    step, elapsed = IDLE / 2, timedelta(0)
+    while elapsed + step <= ABSOLUTE:  # used every half idle period, up to the limit
+        clock.advance(step.total_seconds())
+        elapsed += step
+        sessions.user(token)
+    clock.advance(step.total_seconds())
+    with pytest.raises(AuthenticationError, match="ended"):
+        sessions.user(token)
+
+
+def test_disabling_a_user_ends_their_sessions_and_roles_are_current(
+    sessions: Sessions,
+) -> None:
+    token, _ = sessions.sign_in("olga", PASSWORD)
+    sessions.users.set_role("olga", "qa", actor="admin", reason="promoted")
+    assert sessions.user(token).role == "qa"
+    sessions.users.disable("olga", actor="admin", reason="left")
+    with pytest.raises(AuthenticationError, match="ended"):
+        sessions.user(token)
+
+
+def test_an_unknown_token_is_refused(sessions: Sessions) -> None:
+    with pytest.raises(AuthenticationError, match="not signed in"):
+        sessions.user("forged-token")
