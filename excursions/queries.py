@@ -1,0 +1,120 @@
+"""Read models of the record store: the filtered, paginated list and a record's detail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from excursions.db import AuditEntry, ExcursionRow
+from excursions.lifecycle import QA_FIELDS, Lifecycle
+
+MAX_PAGE_SIZE: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What the excursion list is narrowed to (all optional)."""
+
+    area: str | None = None
+    instrument: str | None = None
+    parameter: str | None = None
+    level: str | None = None
+    state: str | None = None
+    start_from: datetime | None = None
+    start_to: datetime | None = None
+
+
+def summary(row: ExcursionRow) -> dict[str, Any]:
+    """Return what the list shows of a record."""
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "sensor_id": row.sensor_id,
+        "area": row.area,
+        "instrument": row.instrument,
+        "parameter": row.parameter,
+        "level": row.level,
+        "start": row.start,
+        "end": row.end,
+        "core_status": row.core_status,
+        "qa_state": row.qa_state,
+        "peak": row.record.get("peak"),
+        "unit": row.record.get("unit"),
+    }
+
+
+def list_records(
+    engine: Engine, filters: Filters, *, page: int = 1, page_size: int = 50
+) -> tuple[int, list[dict[str, Any]]]:
+    """Return the number of matching records and one page of them, newest start first."""
+    if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page >= 1 and 1 <= page_size <= {MAX_PAGE_SIZE}")
+    query = select(ExcursionRow)
+    for column, value in (
+        (ExcursionRow.area, filters.area),
+        (ExcursionRow.instrument, filters.instrument),
+        (ExcursionRow.parameter, filters.parameter),
+        (ExcursionRow.level, filters.level),
+        (ExcursionRow.qa_state, filters.state),
+    ):
+        if value:
+            query = query.where(column == value)
+    if filters.start_from is not None:
+        query = query.where(ExcursionRow.start >= filters.start_from)
+    if filters.start_to is not None:
+        query = query.where(ExcursionRow.start < filters.start_to)
+    with Session(engine) as session:
+        total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+        rows = session.execute(
+            query.order_by(ExcursionRow.start.desc(), ExcursionRow.id)
+            .offset((page - 1) * page_size)
+            .limit(page_size)
+        ).scalars()
+        return int(total), [summary(row) for row in rows]
+
+
+def record_detail(engine: Engine, lifecycle: Lifecycle, record_id: str) -> dict[str, Any] | None:
+    """Return a record with its QA fields, signatures and audit trail (None: no such id)."""
+    with Session(engine) as session:
+        row = session.get(ExcursionRow, record_id)
+        if row is None:
+            return None
+        entries = session.execute(
+            select(AuditEntry).where(AuditEntry.record_id == record_id).order_by(AuditEntry.seq)
+        ).scalars()
+        audit = [
+            {
+                "seq": e.seq,
+                "at": e.at,
+                "actor": e.actor,
+                "action": e.action,
+                "field": e.field,
+                "old": e.old_value,
+                "new": e.new_value,
+                "reason": e.reason,
+            }
+            for e in entries
+        ]
+        detail = {
+            **summary(row),
+            "record": row.record,
+            "row_version": row.row_version,
+            "qa": {name: getattr(row, name) for name in QA_FIELDS},
+            "audit": audit,
+        }
+    detail["signatures"] = [
+        {
+            "signer": s.signer,
+            "printed_name": s.printed_name,
+            "meaning": s.meaning,
+            "action": s.action,
+            "signed_at": s.signed_at,
+            "covers_current_content": s.covers_current_content,
+        }
+        for s in lifecycle.signatures(record_id)
+    ]
+    return detail

@@ -1,0 +1,1 @@
+"""The QA web app: JSON API (and, to come, server-rendered pages)."""

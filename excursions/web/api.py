@@ -1,0 +1,239 @@
+"""The QA app's JSON API under ``/api/v1`` (FastAPI; OpenAPI at ``/api/v1/openapi.json``).
+
+Every route checks the session (cookie ``envmon_session``, ``HttpOnly``, ``SameSite=Strict``)
+and the user's role; object-level checks and the lifecycle rules are those of
+``excursions.lifecycle``. Errors are JSON ``{"detail": message}``: 401 not signed in, 403
+role not allowed, 404 no such record, 409 the record changed since it was loaded, 422 bad
+input (with the reason). The server-rendered pages (to come) use the same services.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime,
+# and the dependencies they name are closures of ``create_api``.
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Cookie, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine
+
+from excursions.lifecycle import (
+    MAX_COMMENT,
+    MEANINGS,
+    Lifecycle,
+    LifecycleError,
+    NotAllowedError,
+    StaleRecordError,
+)
+from excursions.queries import MAX_PAGE_SIZE, Filters, list_records, record_detail
+from excursions.sessions import Sessions
+from excursions.users import AuthenticationError, User
+
+COOKIE: Final = "envmon_session"
+PREFIX: Final = "/api/v1"
+READERS: Final = ("viewer", "operator", "qa")  # admin manages users, not records
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the API works on (built once per process)."""
+
+    engine: Engine
+    sessions: Sessions
+    lifecycle: Lifecycle
+    secure_cookie: bool = True
+
+
+class SignIn(BaseModel):
+    """User id and password."""
+
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=200)
+
+
+class Versioned(BaseModel):
+    """The ``row_version`` the form was loaded with (stale forms are refused)."""
+
+    version: int
+
+
+class Comment(Versioned):
+    """A comment (an acknowledgement's or a plain one)."""
+
+    comment: str = Field(max_length=MAX_COMMENT * 2)  # the lifecycle gives the clear message
+
+
+class Reason(Versioned):
+    """Why."""
+
+    reason: str = Field(max_length=MAX_COMMENT * 2)
+
+
+class Assessment(Reason):
+    """QA fields to set (``impact_text``, ``root_cause_category``, …)."""
+
+    fields: dict[str, str]
+
+
+class Signature(Reason):
+    """The signer's user id and password again, and the meaning of the signature."""
+
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=200)
+    meaning: str = Field(description=" or ".join(MEANINGS))
+
+
+def create_api(services: Services) -> FastAPI:
+    """Return the FastAPI application of the JSON API."""
+    app = FastAPI(
+        title="envmon QA records",
+        version="1",
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=f"{PREFIX}/docs",
+        redoc_url=None,
+    )
+    router = APIRouter(prefix=PREFIX)
+
+    @app.exception_handler(LifecycleError)
+    async def lifecycle_error(_request: Request, exc: LifecycleError) -> JSONResponse:
+        status = 422
+        if isinstance(exc, StaleRecordError):
+            status = 409
+        elif isinstance(exc, NotAllowedError):
+            status = 403
+        elif str(exc).startswith("no record"):
+            status = 404
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    def signed_in(envmon_session: Annotated[str | None, Cookie()] = None) -> User:
+        if not envmon_session:
+            raise HTTPException(401, "not signed in")
+        try:
+            return services.sessions.user(envmon_session)
+        except AuthenticationError as exc:
+            raise HTTPException(401, str(exc)) from None
+
+    def role(*allowed: str) -> Any:  # noqa: ANN401 - FastAPI's Depends() marker is untyped
+        def check(user: Annotated[User, Depends(signed_in)]) -> User:
+            if user.role not in allowed:
+                raise HTTPException(403, f"{user.username} ({user.role}) may not do this")
+            return user
+
+        return Depends(check)
+
+    @router.post("/session")
+    def sign_in(body: SignIn, response: Response) -> dict[str, str]:
+        """Sign in: sets the session cookie."""
+        try:
+            token, user = services.sessions.sign_in(body.username, body.password)
+        except AuthenticationError as exc:
+            raise HTTPException(401, str(exc)) from None
+        response.set_cookie(
+            COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            secure=services.secure_cookie,
+            path="/",
+        )
+        return {"username": user.username, "full_name": user.full_name, "role": user.role}
+
+    @router.delete("/session", status_code=204)
+    def sign_out(
+        response: Response, envmon_session: Annotated[str | None, Cookie()] = None
+    ) -> None:
+        """Sign out: ends the session."""
+        if envmon_session:
+            services.sessions.sign_out(envmon_session)
+        response.delete_cookie(COOKIE, path="/")
+
+    @router.get("/me")
+    def me(user: Annotated[User, Depends(signed_in)]) -> dict[str, str]:
+        """Return the signed-in user."""
+        return {"username": user.username, "full_name": user.full_name, "role": user.role}
+
+    @router.get("/excursions")
+    def excursions(
+        _user: Annotated[User, role(*READERS)],
+        area: str | None = None,
+        instrument: str | None = None,
+        parameter: str | None = None,
+        level: str | None = None,
+        state: str | None = None,
+        start_from: datetime | None = None,
+        start_to: datetime | None = None,
+        page: Annotated[int, Query(ge=1)] = 1,
+        page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
+    ) -> dict[str, Any]:
+        """Excursions and data gaps, newest first, filtered and paginated."""
+        for name, value in (("start_from", start_from), ("start_to", start_to)):
+            if value is not None and value.tzinfo is None:
+                raise HTTPException(422, f"{name}: give a UTC offset (e.g. 2026-01-05T07:00Z)")
+        filters = Filters(area, instrument, parameter, level, state, start_from, start_to)
+        total, items = list_records(services.engine, filters, page=page, page_size=page_size)
+        return {"total": total, "page": page, "page_size": page_size, "items": items}
+
+    @router.get("/excursions/{record_id}")
+    def excursion(record_id: str, _user: Annotated[User, role(*READERS)]) -> dict[str, Any]:
+        """One record: metrics, QA fields, signatures, audit trail, ``row_version``."""
+        detail = record_detail(services.engine, services.lifecycle, record_id)
+        if detail is None:
+            raise HTTPException(404, f"no record {record_id!r}")
+        return detail
+
+    life = services.lifecycle
+
+    @router.post("/excursions/{record_id}/acknowledge")
+    def acknowledge(
+        record_id: str, body: Comment, user: Annotated[User, role("operator", "qa")]
+    ) -> dict[str, int]:
+        """Acknowledge an open record with a comment."""
+        return {"version": life.acknowledge(record_id, user, body.comment, version=body.version)}
+
+    @router.post("/excursions/{record_id}/comments")
+    def comment(
+        record_id: str, body: Comment, user: Annotated[User, role("operator", "qa")]
+    ) -> dict[str, int]:
+        """Add a comment."""
+        return {"version": life.comment(record_id, user, body.comment, version=body.version)}
+
+    @router.post("/excursions/{record_id}/review")
+    def review(record_id: str, body: Reason, user: Annotated[User, role("qa")]) -> dict[str, int]:
+        """Start the review."""
+        return {"version": life.start_review(record_id, user, body.reason, version=body.version)}
+
+    @router.patch("/excursions/{record_id}/assessment")
+    def assess(
+        record_id: str, body: Assessment, user: Annotated[User, role("qa")]
+    ) -> dict[str, int]:
+        """Set QA fields (impact, root cause, deviation / CAPA references, conclusion)."""
+        version = life.assess(record_id, user, body.fields, body.reason, version=body.version)
+        return {"version": version}
+
+    def own_signature(user: User, body: Signature) -> None:
+        if body.username != user.username:
+            raise HTTPException(403, f"sign with your own user id ({user.username})")
+
+    @router.post("/excursions/{record_id}/close")
+    def close(record_id: str, body: Signature, user: Annotated[User, role("qa")]) -> dict[str, int]:
+        """Sign and close (the signer re-enters user id and password)."""
+        own_signature(user, body)
+        version = life.close(
+            record_id, body.username, body.password, body.meaning, body.reason, version=body.version
+        )
+        return {"version": version}
+
+    @router.post("/excursions/{record_id}/reopen")
+    def reopen(
+        record_id: str, body: Signature, user: Annotated[User, role("qa")]
+    ) -> dict[str, int]:
+        """Sign and reopen, with a reason."""
+        own_signature(user, body)
+        version = life.reopen(
+            record_id, body.username, body.password, body.meaning, body.reason, version=body.version
+        )
+        return {"version": version}
+
+    app.include_router(router)
+    return app
