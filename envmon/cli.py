@@ -443,6 +443,34 @@ def excursions_consume(settings_file: SettingsFileOption = None, db: DbOption = 
         raise typer.Exit(EXIT_INVALID) from None
 
 
+@excursions_app.command("serve")
+def excursions_serve(
+    settings_file: SettingsFileOption = None,
+    db: DbOption = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    insecure_cookie: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-cookie",
+            help="Session cookie without the Secure flag (plain HTTP, development only).",
+        ),
+    ] = False,
+) -> None:
+    """Serve the QA app (the JSON API under /api/v1) until SIGTERM / Ctrl-C."""
+    from rich.console import Console
+
+    from envmon.commands.records import serve
+    from envmon.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(settings_file)
+        serve(db or settings.records_url, host=host, port=port, secure_cookie=not insecure_cookie)
+    except SettingsError as exc:
+        Console(stderr=True).print(str(exc), markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
 def main() -> None:
     """Entry point of the ``envmon`` console script."""
     app()

@@ -98,3 +98,28 @@ async def run_consume(
             await bus.stop()
     finally:
         engine.dispose()
+
+
+def serve(url: str, *, host: str, port: int, secure_cookie: bool = True) -> None:
+    """Serve the QA app on ``host:port`` with uvicorn until SIGTERM / Ctrl-C."""
+    import uvicorn
+
+    from excursions.lifecycle import Lifecycle
+    from excursions.sessions import Sessions
+    from excursions.users import UserStore
+    from excursions.web.api import Services, create_api
+
+    engine = open_engine(url)
+    try:
+        if current(engine) != newest():
+            raise SettingsError(
+                f"record store at revision {current(engine) or 'empty'}, the code needs "
+                f"{newest()}: run envmon db upgrade first"
+            )
+        users = UserStore(engine)
+        services = Services(
+            engine, Sessions(engine, users), Lifecycle(engine, users), secure_cookie=secure_cookie
+        )
+        uvicorn.run(create_api(services), host=host, port=port, log_level="info")
+    finally:
+        engine.dispose()
