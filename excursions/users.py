@@ -136,6 +136,23 @@ class UserStore:
             )
         return User(username, full_name, role)
 
+    def list(self) -> list[dict[str, object]]:
+        """Return every user (no password hashes), by username."""
+        with Session(self.engine) as session:
+            rows = session.execute(select(UserRow).order_by(UserRow.username)).scalars()
+            now = self.clock()
+            return [
+                {
+                    "username": row.username,
+                    "full_name": row.full_name,
+                    "role": row.role,
+                    "disabled": row.disabled,
+                    "locked": row.locked_until is not None and row.locked_until > now,
+                    "password_changed_at": row.password_changed_at,
+                }
+                for row in rows
+            ]
+
     def set_role(self, username: str, role: str, *, actor: str, reason: str) -> None:
         """Change a user's role."""
         self._check_role(role)

@@ -28,7 +28,7 @@ from excursions.lifecycle import (
 )
 from excursions.queries import MAX_PAGE_SIZE, Filters, list_records, record_detail
 from excursions.sessions import Sessions
-from excursions.users import AuthenticationError, User
+from excursions.users import AuthenticationError, User, UserError
 
 COOKIE: Final = "envmon_session"
 PREFIX: Final = "/api/v1"
@@ -82,6 +82,25 @@ class Signature(Reason):
     username: str = Field(max_length=64)
     password: str = Field(max_length=200)
     meaning: str = Field(description=" or ".join(MEANINGS))
+
+
+class NewUser(BaseModel):
+    """A user to create."""
+
+    username: str = Field(max_length=64)
+    full_name: str = Field(max_length=200)
+    role: str
+    password: str = Field(max_length=200)
+    reason: str = Field(max_length=MAX_COMMENT)
+
+
+class UserChange(BaseModel):
+    """What to change about a user (any of role, disabled, password), and why."""
+
+    role: str | None = None
+    disabled: bool | None = None
+    password: str | None = Field(default=None, max_length=200)
+    reason: str = Field(max_length=MAX_COMMENT)
 
 
 def create_api(services: Services) -> FastAPI:
@@ -234,6 +253,52 @@ def create_api(services: Services) -> FastAPI:
             record_id, body.username, body.password, body.meaning, body.reason, version=body.version
         )
         return {"version": version}
+
+    users = services.lifecycle.users
+
+    def user_error(exc: UserError) -> HTTPException:
+        return HTTPException(404 if str(exc).startswith("no user") else 422, str(exc))
+
+    @router.get("/users")
+    def list_users(_user: Annotated[User, role("admin")]) -> list[dict[str, object]]:
+        """Every user (admin only; no password hashes)."""
+        return users.list()
+
+    @router.post("/users", status_code=201)
+    def add_user(body: NewUser, user: Annotated[User, role("admin")]) -> dict[str, str]:
+        """Create a user (admin only)."""
+        try:
+            added = users.add(
+                body.username,
+                body.full_name,
+                body.role,
+                body.password,
+                actor=user.username,
+                reason=body.reason,
+            )
+        except UserError as exc:
+            raise user_error(exc) from None
+        return {"username": added.username, "role": added.role}
+
+    @router.patch("/users/{username}")
+    def change_user(
+        username: str, body: UserChange, user: Annotated[User, role("admin")]
+    ) -> dict[str, str]:
+        """Change a user's role, disable or enable them, or reset the password (admin only)."""
+        try:
+            if body.role is not None:
+                users.set_role(username, body.role, actor=user.username, reason=body.reason)
+            if body.disabled is True:
+                users.disable(username, actor=user.username, reason=body.reason)
+            elif body.disabled is False:
+                users.enable(username, actor=user.username, reason=body.reason)
+            if body.password is not None:
+                users.reset_password(
+                    username, body.password, actor=user.username, reason=body.reason
+                )
+        except UserError as exc:
+            raise user_error(exc) from None
+        return {"username": username}
 
     app.include_router(router)
     return app
