@@ -40,6 +40,11 @@ def encode_value(value: object) -> str | None:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
+def canonical_hash(content: object) -> str:
+    """Return the SHA-256 (hex) of a JSON value in canonical form (sorted keys, no spaces)."""
+    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
 def entry_hash(entry: AuditEntry) -> str:
     """Return the SHA-256 (hex) of an entry's content and its ``prev_hash``."""
     content = {
@@ -55,7 +60,7 @@ def entry_hash(entry: AuditEntry) -> str:
         "reason": entry.reason,
         "prev": entry.prev_hash,
     }
-    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return canonical_hash(content)
 
 
 @dataclass(frozen=True, slots=True)

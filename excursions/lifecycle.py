@@ -20,19 +20,17 @@ covers the record's current content.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-import orjson
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from envmon.errors import EnvmonError
 from envmon.timeutil import utcnow
-from excursions.audit import AuditTrail, Change
+from excursions.audit import AuditTrail, Change, canonical_hash
 from excursions.db import AuditEntry, ExcursionRow, SignatureRow
 from excursions.users import AuthenticationError, User, UserStore
 
@@ -87,7 +85,7 @@ def content_hash(row: ExcursionRow) -> str:
         "qa_state": row.qa_state,
         **{name: getattr(row, name) for name in QA_FIELDS},
     }
-    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return canonical_hash(content)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,11 +191,8 @@ class Lifecycle:
         version: int,
     ) -> int:
         """Sign and close a reviewed record whose excursion has ended (QA)."""
-        signer = self._sign_in(username, password, meaning)
-        self._allow(signer, ("qa",), "close")
-        reason = self._reason(reason)
-        with Session(self.engine) as session, session.begin():
-            row = self._row(session, record_id, version)
+
+        def closable(row: ExcursionRow) -> None:
             if row.qa_state != UNDER_REVIEW:
                 raise LifecycleError(f"{record_id}: closed only from under review ({row.qa_state})")
             if row.core_status != "closed":
@@ -205,7 +200,9 @@ class Lifecycle:
             missing = [name for name in REQUIRED_TO_CLOSE if not getattr(row, name).strip()]
             if missing:
                 raise LifecycleError(f"{record_id}: fill in {', '.join(missing)} before closing")
-            return self._signed_move(session, row, signer, meaning, CLOSED, "close", reason)
+
+        signature = (username, password, meaning, reason)
+        return self._signed(record_id, signature, version, "close", CLOSED, closable)
 
     def reopen(
         self,
@@ -218,14 +215,13 @@ class Lifecycle:
         version: int,
     ) -> int:
         """Sign and reopen a closed record, with a reason (QA)."""
-        signer = self._sign_in(username, password, meaning)
-        self._allow(signer, ("qa",), "reopen")
-        reason = self._reason(reason)
-        with Session(self.engine) as session, session.begin():
-            row = self._row(session, record_id, version)
+
+        def reopenable(row: ExcursionRow) -> None:
             if row.qa_state != CLOSED:
                 raise LifecycleError(f"{record_id}: only a closed record is reopened")
-            return self._signed_move(session, row, signer, meaning, REOPENED, "reopen", reason)
+
+        signature = (username, password, meaning, reason)
+        return self._signed(record_id, signature, version, "reopen", REOPENED, reopenable)
 
     def signatures(self, record_id: str) -> list[Signed]:
         """Return the record's signatures, oldest first, each saying if it still covers it."""
@@ -278,6 +274,25 @@ class Lifecycle:
             self._touch(row)
             self._audit(session, user, action, row, changes, reason)
             return row.row_version
+
+    def _signed(
+        self,
+        record_id: str,
+        signature: tuple[str, str, str, str],
+        version: int,
+        action: str,
+        target: str,
+        check: Callable[[ExcursionRow], None],
+    ) -> int:
+        """Re-authenticate the signer, check the record, move it and store the signature."""
+        username, password, meaning, reason = signature
+        signer = self._sign_in(username, password, meaning)
+        self._allow(signer, ("qa",), action)
+        reason = self._reason(reason)
+        with Session(self.engine) as session, session.begin():
+            row = self._row(session, record_id, version)
+            check(row)
+            return self._signed_move(session, row, signer, meaning, target, action, reason)
 
     def _signed_move(
         self,

@@ -28,6 +28,15 @@ def open_engine(url: str) -> Engine:
     return create_engine(url)
 
 
+def require_migrated(engine: Engine) -> None:
+    """Refuse to run on a store that is not at the code's newest revision."""
+    if current(engine) != newest():
+        raise SettingsError(
+            f"record store at revision {current(engine) or 'empty'}, the code needs "
+            f"{newest()}: run envmon db upgrade first"
+        )
+
+
 def upgrade_db(url: str) -> tuple[str | None, str | None]:
     """Migrate the store to the newest revision; return (before, after)."""
     engine = open_engine(url)
@@ -64,11 +73,7 @@ async def run_consume(
         )
     engine = open_engine(url)
     try:
-        if current(engine) != newest():
-            raise SettingsError(
-                f"record store at revision {current(engine) or 'empty'}, the code needs "
-                f"{newest()}: run envmon db upgrade first"
-            )
+        require_migrated(engine)
         await ensure_topics(settings)
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -111,11 +116,7 @@ def serve(url: str, *, host: str, port: int, secure_cookie: bool = True) -> None
 
     engine = open_engine(url)
     try:
-        if current(engine) != newest():
-            raise SettingsError(
-                f"record store at revision {current(engine) or 'empty'}, the code needs "
-                f"{newest()}: run envmon db upgrade first"
-            )
+        require_migrated(engine)
         users = UserStore(engine)
         services = Services(
             engine, Sessions(engine, users), Lifecycle(engine, users), secure_cookie=secure_cookie

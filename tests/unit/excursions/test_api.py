@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 
 from envmon.models import ExcursionRecord
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.lifecycle import Lifecycle
-from excursions.migrate import upgrade
 from excursions.records import RecordStore
 from excursions.sessions import Sessions
 from excursions.users import UserStore
 from excursions.web.api import Services, create_api
 
+from .conftest import FAST_HASHER
 from .test_lifecycle import ASSESSMENT
 from .test_records import core_records
 
 ROLES = ("viewer", "operator", "qa", "admin")
 PASSWORD = "a long password 1"
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_engine(f"sqlite:///{tmp_path / 'records.sqlite3'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
@@ -41,9 +29,7 @@ def api(engine: Engine) -> tuple[TestClient, str]:
     store = RecordStore(engine, clock=clock)
     for record in records:
         store.apply(record)
-    users = UserStore(
-        engine, clock=clock, hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    )
+    users = UserStore(engine, clock=clock, hasher=FAST_HASHER)
     for role in ROLES:
         users.add(f"{role}1", f"{role.title()} Person", role, PASSWORD, actor="admin", reason="t")
     services = Services(

@@ -5,20 +5,18 @@ The same migrations and checks run on PostgreSQL in tests/integration/postgres.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
 from excursions.audit import AuditTrail, Change, entry_hash, verify
 from excursions.db import AuditEntry, Base
-from excursions.migrate import current, downgrade, newest, upgrade
+from excursions.migrate import current, downgrade, newest
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
@@ -30,14 +28,6 @@ class Clock:
     def __call__(self) -> datetime:
         self.now += timedelta(seconds=1)
         return self.now
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_engine(f"sqlite:///{tmp_path / 'records.sqlite3'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def fill(engine: Engine, n: int = 5) -> None:

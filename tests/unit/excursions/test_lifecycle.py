@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from argon2 import PasswordHasher
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
@@ -22,13 +18,12 @@ from excursions.lifecycle import (
     NotAllowedError,
     StaleRecordError,
 )
-from excursions.migrate import upgrade
 from excursions.records import RecordStore
 from excursions.users import User, UserStore
 
+from .conftest import FAST_HASHER
 from .test_records import core_records
 
-FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 QA_PASSWORD = "qa password 123"
 ASSESSMENT = {
     "impact_products": "CAR-T lot for patient 0042",
@@ -40,14 +35,6 @@ ASSESSMENT = {
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_engine(f"sqlite:///{tmp_path / 'records.sqlite3'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def setup(engine: Engine) -> tuple[Lifecycle, str, dict[str, User]]:
     clock = FakeClock(DEFAULT_T0)
     store = RecordStore(engine, clock=clock)
@@ -55,7 +42,7 @@ def setup(engine: Engine) -> tuple[Lifecycle, str, dict[str, User]]:
     for record in records:
         store.apply(record)
     record_id = next(r.id for r in records if isinstance(r, ExcursionRecord))
-    users = UserStore(engine, clock=clock, hasher=FAST)
+    users = UserStore(engine, clock=clock, hasher=FAST_HASHER)
     people = {}
     for name, role in [("olga", "operator"), ("quinn", "qa"), ("vic", "viewer")]:
         password = QA_PASSWORD if role == "qa" else f"{name} password 123"

@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
-from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from envmon.models import AlarmEvent, DataGap, ExcursionRecord
 from envmon.testing import DEFAULT_T0, FakeClock, make_spec, readings
 from excursions.audit import verify
 from excursions.db import AuditEntry, ExcursionRow
-from excursions.migrate import upgrade
 from excursions.records import ACTOR, RecordStore
 from stream.core.evaluator import Evaluator
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_engine(f"sqlite:///{tmp_path / 'records.sqlite3'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def core_records() -> list[ExcursionRecord | DataGap]:

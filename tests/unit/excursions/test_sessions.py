@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from argon2 import PasswordHasher
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.db import SessionRow
-from excursions.migrate import upgrade
 from excursions.sessions import ABSOLUTE, IDLE, Sessions
 from excursions.users import AuthenticationError, UserStore
 
+from .conftest import FAST_HASHER
+
 PASSWORD = "operator password"
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_engine(f"sqlite:///{tmp_path / 'records.sqlite3'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
@@ -35,8 +25,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def sessions(engine: Engine, clock: FakeClock) -> Sessions:
-    fast = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    users = UserStore(engine, clock=clock, hasher=fast)
+    users = UserStore(engine, clock=clock, hasher=FAST_HASHER)
     users.add("olga", "Olga Example", "operator", PASSWORD, actor="admin", reason="test")
     return Sessions(engine, users, clock=clock)
 

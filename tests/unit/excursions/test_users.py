@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from argon2 import PasswordHasher
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.audit import verify
 from excursions.db import AuditEntry, UserRow
-from excursions.migrate import current, newest, upgrade
+from excursions.migrate import current, newest
 from excursions.users import (
     LOCKOUT,
     MAX_FAILED,
@@ -23,17 +20,9 @@ from excursions.users import (
     UserStore,
 )
 
+from .conftest import FAST_HASHER
+
 PASSWORD = "correct horse battery"
-#: Cheap argon2 parameters: the tests check behaviour, not the cost.
-FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_engine(f"sqlite:///{tmp_path / 'records.sqlite3'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
@@ -43,7 +32,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def users(engine: Engine, clock: FakeClock) -> UserStore:
-    store = UserStore(engine, clock=clock, hasher=FAST)
+    store = UserStore(engine, clock=clock, hasher=FAST_HASHER)
     store.add("jane", "Jane Doe", "qa", PASSWORD, actor="admin.ann", reason="new QA reviewer")
     return store
 
