@@ -461,12 +461,20 @@ def excursions_serve(
     from rich.console import Console
 
     from envmon.commands.records import serve
+    from envmon.config import load_site
+    from envmon.errors import ConfigError
     from envmon.settings import SettingsError, load_settings
 
     try:
         settings = load_settings(settings_file)
-        serve(db or settings.records_url, host=host, port=port, secure_cookie=not insecure_cookie)
-    except SettingsError as exc:
+        serve(
+            db or settings.records_url,
+            host=host,
+            port=port,
+            secure_cookie=not insecure_cookie,
+            site_timezone=load_site(settings.site).timezone,
+        )
+    except (SettingsError, ConfigError) as exc:
         Console(stderr=True).print(str(exc), markup=False)
         raise typer.Exit(EXIT_INVALID) from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -77,8 +78,14 @@ def list_records(
         return int(total), [summary(row) for row in rows]
 
 
-def record_detail(engine: Engine, lifecycle: Lifecycle, record_id: str) -> dict[str, Any] | None:
-    """Return a record with its QA fields, signatures and audit trail (None: no such id)."""
+def record_detail(
+    engine: Engine, lifecycle: Lifecycle, record_id: str, site_zone: ZoneInfo | None = None
+) -> dict[str, Any] | None:
+    """Return a record with its QA fields, signatures and audit trail (None: no such id).
+
+    A signature's time is given in UTC and, as ``signed_at_site``, in the site's zone.
+    """
+    zone = site_zone or ZoneInfo("UTC")
     with Session(engine) as session:
         row = session.get(ExcursionRow, record_id)
         if row is None:
@@ -113,6 +120,8 @@ def record_detail(engine: Engine, lifecycle: Lifecycle, record_id: str) -> dict[
             "meaning": s.meaning,
             "action": s.action,
             "signed_at": s.signed_at,
+            "signed_at_site": s.signed_at.astimezone(zone).isoformat(),
+            "site_timezone": zone.key,
             "covers_current_content": s.covers_current_content,
         }
         for s in lifecycle.signatures(record_id)

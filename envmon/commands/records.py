@@ -105,7 +105,9 @@ async def run_consume(
         engine.dispose()
 
 
-def serve(url: str, *, host: str, port: int, secure_cookie: bool = True) -> None:
+def serve(
+    url: str, *, host: str, port: int, secure_cookie: bool = True, site_timezone: str = "UTC"
+) -> None:
     """Serve the QA app on ``host:port`` with uvicorn until SIGTERM / Ctrl-C."""
     import uvicorn
 
@@ -119,7 +121,11 @@ def serve(url: str, *, host: str, port: int, secure_cookie: bool = True) -> None
         require_migrated(engine)
         users = UserStore(engine)
         services = Services(
-            engine, Sessions(engine, users), Lifecycle(engine, users), secure_cookie=secure_cookie
+            engine,
+            Sessions(engine, users),
+            Lifecycle(engine, users),
+            secure_cookie=secure_cookie,
+            site_timezone=site_timezone,
         )
         uvicorn.run(create_api(services), host=host, port=port, log_level="info")
     finally:

@@ -12,6 +12,7 @@ input (with the reason). The server-rendered pages (to come) use the same servic
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Final
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Cookie, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -43,6 +44,7 @@ class Services:
     sessions: Sessions
     lifecycle: Lifecycle
     secure_cookie: bool = True
+    site_timezone: str = "UTC"  #: signatures are shown in UTC and in this zone
 
 
 class SignIn(BaseModel):
@@ -196,7 +198,8 @@ def create_api(services: Services) -> FastAPI:
     @router.get("/excursions/{record_id}")
     def excursion(record_id: str, _user: Annotated[User, role(*READERS)]) -> dict[str, Any]:
         """One record: metrics, QA fields, signatures, audit trail, ``row_version``."""
-        detail = record_detail(services.engine, services.lifecycle, record_id)
+        zone = ZoneInfo(services.site_timezone)
+        detail = record_detail(services.engine, services.lifecycle, record_id, zone)
         if detail is None:
             raise HTTPException(404, f"no record {record_id!r}")
         return detail

@@ -37,6 +37,7 @@ def api(engine: Engine) -> tuple[TestClient, str]:
         Sessions(engine, users, clock=clock),
         Lifecycle(engine, users, clock=clock),
         secure_cookie=False,
+        site_timezone="Europe/Berlin",
     )
     record_id = next(r.id for r in records if isinstance(r, ExcursionRecord))
     return TestClient(create_api(services)), record_id
@@ -191,6 +192,8 @@ def test_the_qa_flow_through_the_api(api: tuple[TestClient, str]) -> None:
     assert signature["printed_name"] == "Qa Person"
     assert signature["meaning"] == "approved"
     assert signature["covers_current_content"] is True
+    assert signature["site_timezone"] == "Europe/Berlin"
+    assert signature["signed_at_site"].endswith("+01:00")  # January: CET
     assert [e["action"] for e in detail["audit"]][-2:] == ["close", "close"]
 
 
