@@ -467,12 +467,14 @@ def excursions_serve(
 
     try:
         settings = load_settings(settings_file)
+        site = load_site(settings.site)
         serve(
             db or settings.records_url,
             host=host,
             port=port,
             secure_cookie=not insecure_cookie,
-            site_timezone=load_site(settings.site).timezone,
+            site_timezone=site.timezone,
+            site_name=site.name,
         )
     except (SettingsError, ConfigError) as exc:
         Console(stderr=True).print(str(exc), markup=False)

@@ -106,7 +106,13 @@ async def run_consume(
 
 
 def serve(
-    url: str, *, host: str, port: int, secure_cookie: bool = True, site_timezone: str = "UTC"
+    url: str,
+    *,
+    host: str,
+    port: int,
+    secure_cookie: bool = True,
+    site_timezone: str = "UTC",
+    site_name: str = "envmon",
 ) -> None:
     """Serve the QA app on ``host:port`` with uvicorn until SIGTERM / Ctrl-C."""
     import uvicorn
@@ -114,7 +120,8 @@ def serve(
     from excursions.lifecycle import Lifecycle
     from excursions.sessions import Sessions
     from excursions.users import UserStore
-    from excursions.web.api import Services, create_api
+    from excursions.web.api import Services
+    from excursions.web.app import create_app
 
     engine = open_engine(url)
     try:
@@ -127,6 +134,7 @@ def serve(
             secure_cookie=secure_cookie,
             site_timezone=site_timezone,
         )
-        uvicorn.run(create_api(services), host=host, port=port, log_level="info")
+        app = create_app(services, site_name=site_name)
+        uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         engine.dispose()

@@ -1,0 +1,236 @@
+"""The QA app's server-rendered pages (Jinja2, autoescaped), on the same services as the API.
+
+``/login``, ``/logout``, ``/excursions`` (list with filters and pages) and
+``/excursions/{id}`` (metrics, assessment, signatures in UTC and site time, audit trail,
+and a form for each action the signed-in role may take in the record's state). Actions are
+POSTed to ``/excursions/{id}/{action}``: success redirects back to the page (303), a refusal
+shows the page again with the reason and the status of the API (403, 404, 409, 422) —
+nothing is changed. Without a session the pages redirect to ``/login``. The session cookie
+is ``SameSite=Strict``, so no other site can submit these forms with it.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime.
+import math
+import urllib.parse
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Final
+from zoneinfo import ZoneInfo
+
+from fastapi import Cookie, FastAPI, Form, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from excursions.lifecycle import (
+    ACKNOWLEDGED,
+    CLOSED,
+    OPEN,
+    QA_FIELDS,
+    REOPENED,
+    UNDER_REVIEW,
+    LifecycleError,
+    NotAllowedError,
+    StaleRecordError,
+)
+from excursions.queries import Filters, list_records, record_detail
+from excursions.users import AuthenticationError, User
+from excursions.web.api import COOKIE, READERS, Services
+
+TEMPLATES: Final = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+PAGE_SIZE: Final = 50
+NOT_A_READER: Final = "your role may not read records (admins manage users)"
+#: (state, role) → the actions offered on the record page.
+ACTIONS: Final = {
+    (OPEN, "operator"): ("acknowledge", "comment"),
+    (OPEN, "qa"): ("acknowledge", "comment"),
+    (ACKNOWLEDGED, "operator"): ("comment",),
+    (ACKNOWLEDGED, "qa"): ("start_review", "comment"),
+    (UNDER_REVIEW, "operator"): ("comment",),
+    (UNDER_REVIEW, "qa"): ("assess", "close", "comment"),
+    (CLOSED, "qa"): ("reopen",),
+    (REOPENED, "operator"): ("comment",),
+    (REOPENED, "qa"): ("start_review", "comment"),
+}
+
+
+def _status(exc: LifecycleError) -> int:
+    if isinstance(exc, StaleRecordError):
+        return 409
+    if isinstance(exc, NotAllowedError):
+        return 403
+    return 404 if str(exc).startswith("no record") else 422
+
+
+def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") -> None:
+    """Add the pages to the API's application."""
+    life = services.lifecycle
+    zone = ZoneInfo(services.site_timezone)
+
+    def page(request: Request, name: str, status: int = 200, **context: object) -> HTMLResponse:
+        return TEMPLATES.TemplateResponse(
+            request, name, {"site_name": site_name, **context}, status_code=status
+        )
+
+    def current_user(token: str | None) -> User | None:
+        if not token:
+            return None
+        try:
+            return services.sessions.user(token)
+        except AuthenticationError:
+            return None
+
+    def to_login() -> RedirectResponse:
+        return RedirectResponse("/login", status_code=303)
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/excursions", status_code=303)
+
+    @app.get("/login", include_in_schema=False)
+    def login_form(request: Request) -> HTMLResponse:
+        return page(request, "login.html")
+
+    @app.post("/login", include_in_schema=False)
+    def login(
+        request: Request,
+        username: Annotated[str, Form(max_length=64)],
+        password: Annotated[str, Form(max_length=200)],
+    ) -> Response:
+        try:
+            token, _user = services.sessions.sign_in(username, password)
+        except AuthenticationError as exc:
+            return page(request, "login.html", 401, error=str(exc))
+        response = RedirectResponse("/excursions", status_code=303)
+        response.set_cookie(
+            COOKIE, token, httponly=True, samesite="strict", secure=services.secure_cookie
+        )
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    def logout(envmon_session: Annotated[str | None, Cookie()] = None) -> RedirectResponse:
+        if envmon_session:
+            services.sessions.sign_out(envmon_session)
+        response = to_login()
+        response.delete_cookie(COOKIE)
+        return response
+
+    @app.get("/excursions", include_in_schema=False)
+    def excursion_list(
+        request: Request,
+        envmon_session: Annotated[str | None, Cookie()] = None,
+    ) -> Response:
+        user = current_user(envmon_session)
+        if user is None:
+            return to_login()
+        if user.role not in READERS:
+            return page(
+                request, "base.html", 403, user=user, error="your role may not read records"
+            )
+        query = request.query_params
+        text = {name: query.get(name) or None for name in Filters.__dataclass_fields__}
+        try:
+            number = max(1, int(query.get("page", "1")))
+            bounds = {
+                name: datetime.fromisoformat(value) if value else None
+                for name in ("start_from", "start_to")
+                for value in [text[name]]
+            }
+            for name, value in bounds.items():
+                if value is not None and value.tzinfo is None:
+                    raise ValueError(f"{name}: give a UTC offset (e.g. 2026-01-05T07:00Z)")
+        except ValueError as exc:
+            return page(request, "base.html", 422, user=user, error=str(exc))
+        filters = Filters(
+            text["area"],
+            text["instrument"],
+            text["parameter"],
+            text["level"],
+            text["state"],
+            bounds["start_from"],
+            bounds["start_to"],
+        )
+        total, items = list_records(services.engine, filters, page=number, page_size=PAGE_SIZE)
+
+        def page_url(n: int) -> str:
+            return "/excursions?" + urllib.parse.urlencode(
+                {**{k: v for k, v in query.items() if v}, "page": n}
+            )
+
+        return page(
+            request,
+            "list.html",
+            user=user,
+            items=items,
+            total=total,
+            page=number,
+            pages=max(1, math.ceil(total / PAGE_SIZE)),
+            filters=text,
+            page_url=page_url,
+        )
+
+    def detail_page(
+        request: Request, user: User, record_id: str, status: int = 200, error: str = ""
+    ) -> Response:
+        if user.role not in READERS:
+            return page(
+                request, "base.html", 403, user=user, error="your role may not read records"
+            )
+        record = record_detail(services.engine, life, record_id, zone)
+        if record is None:
+            return page(request, "base.html", 404, user=user, error=f"no record {record_id!r}")
+        actions = ACTIONS.get((record["qa_state"], user.role), ())
+        return page(
+            request, "detail.html", status, user=user, r=record, actions=actions, error=error
+        )
+
+    @app.get("/excursions/{record_id}", include_in_schema=False)
+    def excursion_page(
+        request: Request, record_id: str, envmon_session: Annotated[str | None, Cookie()] = None
+    ) -> Response:
+        user = current_user(envmon_session)
+        if user is None:
+            return to_login()
+        return detail_page(request, user, record_id)
+
+    @app.post("/excursions/{record_id}/{action}", include_in_schema=False)
+    async def excursion_action(
+        request: Request,
+        record_id: str,
+        action: str,
+        envmon_session: Annotated[str | None, Cookie()] = None,
+    ) -> Response:
+        user = current_user(envmon_session)
+        if user is None:
+            return to_login()
+        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        try:
+            version = int(form.get("version", ""))
+        except ValueError:
+            return detail_page(request, user, record_id, 422, "the form has no record version")
+        try:
+            if action not in {a for actions in ACTIONS.values() for a in actions}:
+                raise LifecycleError(f"no action {action!r}")
+            if action == "acknowledge":
+                life.acknowledge(record_id, user, form.get("text", ""), version=version)
+            elif action == "comment":
+                life.comment(record_id, user, form.get("text", ""), version=version)
+            elif action == "start_review":
+                life.start_review(record_id, user, form.get("reason", ""), version=version)
+            elif action == "assess":
+                fields = {name: form[name] for name in QA_FIELDS if name in form}
+                life.assess(record_id, user, fields, form.get("reason", ""), version=version)
+            else:
+                if form.get("username") != user.username:
+                    raise NotAllowedError(f"sign with your own user id ({user.username})")
+                sign = life.close if action == "close" else life.reopen
+                sign(
+                    record_id,
+                    form.get("username", ""),
+                    form.get("password", ""),
+                    form.get("meaning", ""),
+                    form.get("reason", ""),
+                    version=version,
+                )
+        except LifecycleError as exc:
+            return detail_page(request, user, record_id, _status(exc), str(exc))
+        return RedirectResponse(f"/excursions/{urllib.parse.quote(record_id)}", status_code=303)

@@ -1,0 +1,180 @@
+"""The server-rendered pages: sign-in, list, record page with the role's actions, refusals."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from envmon.models import ExcursionRecord
+from envmon.testing import DEFAULT_T0, FakeClock
+from excursions.lifecycle import Lifecycle
+from excursions.records import RecordStore
+from excursions.sessions import Sessions
+from excursions.users import UserStore
+from excursions.web.api import Services
+from excursions.web.app import create_app
+
+from .conftest import FAST_HASHER
+from .test_lifecycle import ASSESSMENT
+from .test_records import core_records
+
+PASSWORD = "a long password 1"
+
+
+@pytest.fixture
+def site(engine: Engine) -> tuple[TestClient, str]:
+    clock = FakeClock(DEFAULT_T0)
+    records = core_records()
+    store = RecordStore(engine, clock=clock)
+    for record in records:
+        store.apply(record)
+    users = UserStore(engine, clock=clock, hasher=FAST_HASHER)
+    for name, role in [("olga", "operator"), ("quinn", "qa"), ("vic", "viewer"), ("ann", "admin")]:
+        users.add(name, f"{name.title()} Example", role, PASSWORD, actor="admin", reason="t")
+    services = Services(
+        engine,
+        Sessions(engine, users, clock=clock),
+        Lifecycle(engine, users, clock=clock),
+        secure_cookie=False,
+        site_timezone="Europe/Berlin",
+    )
+    record_id = next(r.id for r in records if isinstance(r, ExcursionRecord))
+    return TestClient(create_app(services, site_name="Plant A")), record_id
+
+
+def sign_in(client: TestClient, username: str) -> None:
+    client.cookies.clear()
+    response = client.post("/login", data={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text  # followed the 303 to the list
+    assert "Excursions" in response.text
+
+
+def version_on(html: str) -> str:
+    match = re.search(r'name="version" value="(\d+)"', html)
+    assert match, "the page has no action form"
+    return match.group(1)
+
+
+def test_pages_redirect_to_sign_in_without_a_session(site: tuple[TestClient, str]) -> None:
+    client, record_id = site
+    for path in ("/excursions", f"/excursions/{record_id}"):
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 303
+        assert response.headers["location"] == "/login"
+    bad = client.post("/login", data={"username": "olga", "password": "nope"})
+    assert bad.status_code == 401
+    assert "wrong password" in bad.text
+
+
+def test_list_and_record_page_for_a_viewer(site: tuple[TestClient, str]) -> None:
+    client, record_id = site
+    sign_in(client, "vic")
+    listing = client.get("/excursions")
+    assert f'href="/excursions/{record_id}"' in listing.text
+    assert "Plant A" in listing.text
+    page = client.get(f"/excursions/{record_id}")
+    assert page.status_code == 200
+    assert "Audit trail" in page.text
+    assert "None for your role in this state." in page.text
+    assert '<form method="post" action="/excursions/' not in page.text  # no action forms
+
+
+def test_the_qa_flow_through_the_pages(site: tuple[TestClient, str]) -> None:
+    client, record_id = site
+    url = f"/excursions/{record_id}"
+    sign_in(client, "olga")
+    page = client.get(url).text
+    assert 'id="form-acknowledge"' in page
+    assert 'id="form-close"' not in page
+    done = client.post(f"{url}/acknowledge", data={"version": version_on(page), "text": "seen"})
+    assert done.status_code == 200
+    assert ">acknowledged<" in done.text
+    sign_in(client, "quinn")
+    page = client.get(url).text
+    client.post(f"{url}/start_review", data={"version": version_on(page), "reason": "review"})
+    page = client.get(url).text
+    assessed = client.post(
+        f"{url}/assess", data={"version": version_on(page), "reason": "assessed", **ASSESSMENT}
+    )
+    assert "No impact on product quality." in assessed.text
+    wrong = client.post(
+        f"{url}/close",
+        data={
+            "version": version_on(assessed.text),
+            "username": "quinn",
+            "password": "wrong",
+            "meaning": "approved",
+            "reason": "ok",
+        },
+    )
+    assert wrong.status_code == 422
+    assert "wrong user id or password" in wrong.text
+    closed = client.post(
+        f"{url}/close",
+        data={
+            "version": version_on(assessed.text),
+            "username": "quinn",
+            "password": PASSWORD,
+            "meaning": "approved",
+            "reason": "no impact",
+        },
+    )
+    assert closed.status_code == 200
+    assert ">closed<" in closed.text
+    signatures = closed.text[closed.text.index('id="signatures"') :]
+    assert "Quinn Example" in signatures
+    assert "approved" in signatures
+    assert "Europe/Berlin" in signatures
+
+
+def test_a_stale_form_and_an_over_long_comment_change_nothing(
+    site: tuple[TestClient, str],
+) -> None:
+    client, record_id = site
+    url = f"/excursions/{record_id}"
+    sign_in(client, "olga")
+    loaded = version_on(client.get(url).text)
+    assert (
+        client.post(f"{url}/comment", data={"version": loaded, "text": "first"}).status_code == 200
+    )
+    stale = client.post(f"{url}/acknowledge", data={"version": loaded, "text": "second"})
+    assert stale.status_code == 409
+    assert "changed since the page was loaded" in stale.text
+    current = version_on(stale.text)
+    long = client.post(f"{url}/comment", data={"version": current, "text": "x" * 5000})
+    assert long.status_code == 422
+    assert "at most 4000 characters" in long.text
+    assert version_on(long.text) == current
+
+
+def test_a_viewer_posting_an_action_gets_403_and_a_forged_id_404(
+    site: tuple[TestClient, str],
+) -> None:
+    client, record_id = site
+    sign_in(client, "vic")
+    refused = client.post(
+        f"/excursions/{record_id}/close",
+        data={
+            "version": "1",
+            "username": "vic",
+            "password": PASSWORD,
+            "meaning": "approved",
+            "reason": "x",
+        },
+    )
+    assert refused.status_code == 403
+    assert client.get("/excursions/forged-123").status_code == 404
+
+
+def test_html_is_escaped(site: tuple[TestClient, str]) -> None:
+    client, record_id = site
+    url = f"/excursions/{record_id}"
+    sign_in(client, "olga")
+    page = client.get(url).text
+    client.post(f"{url}/comment", data={"version": version_on(page), "text": "<script>x</script>"})
+    html = client.get(url).text
+    assert "<script>x</script>" not in html
+    assert "&lt;script&gt;" in html
