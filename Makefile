@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # Debian packages the tests use: real servers and clients, never mocks.
-SYSTEM_PKGS := mosquitto mosquitto-clients openssl openjdk-17-jre-headless maven postgresql
+SYSTEM_PKGS := mosquitto mosquitto-clients openssl openjdk-17-jre-headless maven postgresql chromium
 
 .PHONY: help install system-deps lint test bench demo replay-demo clean server-jars kafka questdb
 

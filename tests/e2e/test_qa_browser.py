@@ -1,0 +1,160 @@
+"""The QA app in Debian's Chromium, driven by Playwright, against ``envmon excursions serve``.
+
+An operator acknowledges with a comment; QA reviews, assesses, signs and closes; the
+signature is on the page; a viewer sees no action and gets 403 from the close route.
+Screenshots of the list and the record page are kept in ``var/test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+from sqlalchemy import create_engine
+
+from envmon.models import ExcursionRecord
+from envmon.netutil import free_port
+from envmon.testing import DEFAULT_T0, FakeClock
+from excursions.migrate import upgrade
+from excursions.records import RecordStore
+from excursions.users import UserStore
+from tests.unit.excursions.test_lifecycle import ASSESSMENT
+from tests.unit.excursions.test_records import core_records
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = Path(os.environ.get("ENVMON_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = Path(os.environ.get("ENVMON_TEST_ARTIFACTS", "var/test-artifacts"))
+PASSWORD = "a long password 1"
+
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
+]
+
+
+@pytest.fixture
+def app_url(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """The app served from its own process on a store with records and users."""
+    url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
+    engine = create_engine(url)
+    upgrade(engine)
+    clock = FakeClock(DEFAULT_T0)
+    records = core_records()
+    store = RecordStore(engine, clock=clock)
+    for record in records:
+        store.apply(record)
+    users = UserStore(engine, hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    for name, role in [("olga", "operator"), ("quinn", "qa"), ("vic", "viewer")]:
+        users.add(name, f"{name.title()} Example", role, PASSWORD, actor="admin", reason="test")
+    engine.dispose()
+    record_id = next(r.id for r in records if isinstance(r, ExcursionRecord))
+    port = free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "envmon.cli",
+            "excursions",
+            "serve",
+            "--db",
+            url,
+            "--port",
+            str(port),
+            "--insecure-cookie",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "the app did not start"
+            time.sleep(0.2)
+    try:
+        yield f"http://127.0.0.1:{port}", record_id
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(20)
+        log.close()
+
+
+def sign_in(page: object, base: str, username: str) -> None:
+    page.goto(f"{base}/login")  # type: ignore[attr-defined]
+    page.fill("input[name=username]", username)  # type: ignore[attr-defined]
+    page.fill("input[name=password]", PASSWORD)  # type: ignore[attr-defined]
+    page.click("button[type=submit]")  # type: ignore[attr-defined]
+    page.wait_for_url(f"{base}/excursions")  # type: ignore[attr-defined]
+
+
+def test_operator_acknowledges_qa_signs_viewer_cannot(app_url: tuple[str, str]) -> None:
+    base, record_id = app_url
+    record = f"{base}/excursions/{record_id}"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        try:
+            page = browser.new_page()
+            sign_in(page, base, "olga")
+            page.screenshot(path=str(ARTIFACTS / "excursion-list.png"), full_page=True)
+            page.click(f"a[href='/excursions/{record_id}']")
+            page.fill("#form-acknowledge textarea[name=text]", "Door closed again, QA informed")
+            page.click("#form-acknowledge button[type=submit]")
+            assert page.inner_text("#qa-state") == "acknowledged"
+            assert "Door closed again" in page.inner_text("#audit")
+
+            page.click("nav button")  # sign out
+            sign_in(page, base, "quinn")
+            page.goto(record)
+            page.fill("#form-start_review input[name=reason]", "review")
+            page.click("#form-start_review button[type=submit]")
+            for name, value in ASSESSMENT.items():
+                page.fill(f"#form-assess textarea[name={name}]", value)
+            page.fill("#form-assess input[name=reason]", "assessment done")
+            page.click("#form-assess button[type=submit]")
+            page.fill("#form-close input[name=username]", "quinn")
+            page.fill("#form-close input[name=password]", PASSWORD)
+            page.select_option("#form-close select[name=meaning]", "approved")
+            page.fill("#form-close input[name=reason]", "no impact on the product")
+            page.click("#form-close button[type=submit]")
+            assert page.inner_text("#qa-state") == "closed"
+            signatures = page.inner_text("#signatures")
+            assert "Quinn Example" in signatures
+            assert "approved" in signatures
+            page.screenshot(path=str(ARTIFACTS / "excursion-page.png"), full_page=True)
+
+            page.click("nav button")
+            sign_in(page, base, "vic")
+            page.goto(record)
+            assert page.locator("#form-close").count() == 0
+            assert page.locator("button", has_text="close").count() == 0
+            refused = page.request.post(
+                f"{record}/close",
+                form={
+                    "version": "1",
+                    "username": "vic",
+                    "password": PASSWORD,
+                    "meaning": "approved",
+                    "reason": "x",
+                },
+            )
+            assert refused.status == 403
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "excursion-list.png").stat().st_size > 0
+    assert (ARTIFACTS / "excursion-page.png").stat().st_size > 0
