@@ -481,6 +481,31 @@ def excursions_serve(
         raise typer.Exit(EXIT_INVALID) from None
 
 
+@excursions_app.command("report")
+def excursions_report(
+    record_id: Annotated[str, typer.Argument(help="The excursion's id.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The PDF file to write.")],
+    settings_file: SettingsFileOption = None,
+    db: DbOption = None,
+) -> None:
+    """Write the printable PDF report of one excursion."""
+    from rich.console import Console
+
+    from envmon.commands.records import report
+    from envmon.config import load_site
+    from envmon.errors import ConfigError
+    from envmon.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(settings_file)
+        site = load_site(settings.site)
+        written = report(db or settings.records_url, record_id, output, site)
+    except (SettingsError, ConfigError, LookupError) as exc:
+        Console(stderr=True).print(str(exc), markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    typer.echo(f"wrote {written}")
+
+
 def main() -> None:
     """Entry point of the ``envmon`` console script."""
     app()

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from envmon.commands.stream_worker import ensure_topics
+from envmon.config import SiteConfig
 from envmon.settings import Settings, SettingsError
 from excursions.audit import Verification, verify
 from excursions.consumer import consume_records
@@ -138,3 +139,22 @@ def serve(
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         engine.dispose()
+
+
+def report(url: str, record_id: str, output: Path, site: SiteConfig) -> Path:
+    """Write the PDF report of one record; raise ``LookupError`` for an unknown id."""
+    from excursions.lifecycle import Lifecycle
+    from excursions.queries import record_detail
+    from excursions.report import write_report
+    from excursions.users import UserStore
+
+    engine = open_engine(url)
+    try:
+        require_migrated(engine)
+        detail = record_detail(engine, Lifecycle(engine, UserStore(engine)), record_id, site.tzinfo)
+    finally:
+        engine.dispose()
+    if detail is None:
+        raise LookupError(f"no record {record_id!r}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return write_report(detail, output, site_name=site.name)

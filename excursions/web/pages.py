@@ -11,6 +11,8 @@ is ``SameSite=Strict``, so no other site can submit these forms with it.
 
 # No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime.
 import math
+import re
+import tempfile
 import urllib.parse
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +35,7 @@ from excursions.lifecycle import (
     StaleRecordError,
 )
 from excursions.queries import Filters, list_records, record_detail
+from excursions.report import write_report
 from excursions.users import AuthenticationError, User
 from excursions.web.api import COOKIE, READERS, Services
 
@@ -191,6 +194,28 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
         if user is None:
             return to_login()
         return detail_page(request, user, record_id)
+
+    @app.get("/excursions/{record_id}/report.pdf", include_in_schema=False)
+    def excursion_pdf(
+        request: Request, record_id: str, envmon_session: Annotated[str | None, Cookie()] = None
+    ) -> Response:
+        user = current_user(envmon_session)
+        if user is None:
+            return to_login()
+        if user.role not in READERS:
+            return page(request, "base.html", 403, user=user, error=NOT_A_READER)
+        record = record_detail(services.engine, life, record_id, zone)
+        if record is None:
+            return page(request, "base.html", 404, user=user, error=f"no record {record_id!r}")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = write_report(record, Path(tmp) / "report.pdf", site_name=site_name)
+            body = path.read_bytes()
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", record_id)
+        return Response(
+            body,
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'inline; filename="excursion-{name}.pdf"'},
+        )
 
     @app.post("/excursions/{record_id}/{action}", include_in_schema=False)
     async def excursion_action(

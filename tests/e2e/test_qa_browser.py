@@ -7,6 +7,7 @@ Screenshots of the list and the record page are kept in ``var/test-artifacts/``.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pypdf
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import create_engine
@@ -137,6 +139,14 @@ def test_operator_acknowledges_qa_signs_viewer_cannot(app_url: tuple[str, str]) 
             assert "Quinn Example" in signatures
             assert "approved" in signatures
             page.screenshot(path=str(ARTIFACTS / "excursion-page.png"), full_page=True)
+            href = page.get_attribute("#report-pdf", "href")  # the page's PDF button
+            pdf = page.request.get(f"{base}{href}")
+            assert pdf.status == 200
+            (ARTIFACTS / "excursion-report.pdf").write_bytes(pdf.body())
+            report = pypdf.PdfReader(io.BytesIO(pdf.body()))
+            text = "\n".join(p.extract_text() for p in report.pages)
+            assert "Quinn Example" in text
+            assert "approved" in text
 
             page.click("nav button")
             sign_in(page, base, "vic")

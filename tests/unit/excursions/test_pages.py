@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import re
 
+import pypdf
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -128,6 +130,12 @@ def test_the_qa_flow_through_the_pages(site: tuple[TestClient, str]) -> None:
     assert "Quinn Example" in signatures
     assert "approved" in signatures
     assert "Europe/Berlin" in signatures
+    pdf = client.get(f"{url}/report.pdf")
+    assert pdf.status_code == 200
+    assert pdf.headers["content-type"] == "application/pdf"
+    text = "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf.content)).pages)
+    assert "Quinn Example" in text
+    assert "Plant A" in text
 
 
 def test_a_stale_form_and_an_over_long_comment_change_nothing(

@@ -1,0 +1,83 @@
+"""The PDF report: the signature, the assessment and the audit trail, as extracted text."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pypdf
+from sqlalchemy import Engine
+from typer.testing import CliRunner
+
+from envmon.cli import app
+from envmon.models import ExcursionRecord
+from envmon.testing import DEFAULT_T0, FakeClock
+from excursions.lifecycle import Lifecycle
+from excursions.queries import record_detail
+from excursions.records import RecordStore
+from excursions.report import write_report
+from excursions.users import UserStore
+
+from .conftest import FAST_HASHER
+from .test_lifecycle import ASSESSMENT
+from .test_records import core_records
+
+PASSWORD = "qa password 123"
+
+
+def closed_record(engine: Engine) -> tuple[Lifecycle, str]:
+    clock = FakeClock(DEFAULT_T0)
+    records = core_records()
+    store = RecordStore(engine, clock=clock)
+    for record in records:
+        store.apply(record)
+    users = UserStore(engine, clock=clock, hasher=FAST_HASHER)
+    qa = users.add("quinn", "Quinn Example", "qa", PASSWORD, actor="admin", reason="t")
+    life = Lifecycle(engine, users, clock=clock)
+    record_id = next(r.id for r in records if isinstance(r, ExcursionRecord))
+    detail = record_detail(engine, life, record_id)
+    assert detail is not None
+    v = life.acknowledge(record_id, qa, "seen", version=detail["row_version"])
+    v = life.start_review(record_id, qa, "review", version=v)
+    v = life.assess(record_id, qa, ASSESSMENT, "assessment", version=v)
+    life.close(record_id, "quinn", PASSWORD, "approved", "no impact", version=v)
+    return life, record_id
+
+
+def pdf_text(data: bytes) -> tuple[int, str]:
+    reader = pypdf.PdfReader(io.BytesIO(data))
+    return len(reader.pages), "\n".join(page.extract_text() for page in reader.pages)
+
+
+def test_report_has_the_signature_assessment_trail_and_page_numbers(
+    engine: Engine, tmp_path: Path
+) -> None:
+    life, record_id = closed_record(engine)
+    detail = record_detail(engine, life, record_id, ZoneInfo("Europe/Amsterdam"))
+    assert detail is not None
+    path = write_report(detail, tmp_path / "report.pdf", site_name="Plant A")
+    pages, text = pdf_text(path.read_bytes())
+    assert pages >= 2  # the audit trail alone fills more than one page
+    assert "Excursion report" in text
+    assert "Plant A" in text
+    assert f"page 1 of {pages}" in text
+    assert f"page {pages} of {pages}" in text
+    assert "Quinn Example" in text
+    assert "approved" in text
+    assert "Europe/Amsterdam" in text
+    assert "No impact on product quality." in text
+    assert "system:records" in text  # the audit trail
+
+
+def test_report_command(engine: Engine, tmp_path: Path) -> None:
+    _life, record_id = closed_record(engine)
+    url = engine.url.render_as_string(hide_password=False)
+    out = tmp_path / "out" / "report.pdf"
+    runner = CliRunner()
+    result = runner.invoke(app, ["excursions", "report", record_id, "-o", str(out), "--db", url])
+    assert result.exit_code == 0, result.output
+    assert "Quinn Example" in pdf_text(out.read_bytes())[1]
+    missing = runner.invoke(app, ["excursions", "report", "forged", "-o", str(out), "--db", url])
+    assert missing.exit_code == 2
+    assert "no record 'forged'" in missing.output
