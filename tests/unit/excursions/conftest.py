@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, create_engine
 
+from envmon.models import ExcursionRecord
 from excursions.migrate import upgrade
+from excursions.records import RecordStore
+from excursions.users import UserStore
+
+from .test_records import core_records
 
 #: Cheap argon2 parameters: the tests check behaviour, not the cost.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
@@ -22,3 +28,13 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     upgrade(engine)
     yield engine
     engine.dispose()
+
+
+def stored_excursion(engine: Engine, clock: Callable[[], datetime]) -> tuple[str, UserStore]:
+    """Store the core's records of a fridge excursion; return its id and a cheap user store."""
+    records = core_records()
+    store = RecordStore(engine, clock=clock)
+    for record in records:
+        store.apply(record)
+    record_id = next(r.id for r in records if isinstance(r, ExcursionRecord))
+    return record_id, UserStore(engine, clock=clock, hasher=FAST_HASHER)

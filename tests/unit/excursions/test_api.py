@@ -6,17 +6,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from envmon.models import ExcursionRecord
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.lifecycle import Lifecycle
-from excursions.records import RecordStore
 from excursions.sessions import Sessions
-from excursions.users import UserStore
 from excursions.web.api import Services, create_api
 
-from .conftest import FAST_HASHER
+from .conftest import stored_excursion
 from .test_lifecycle import ASSESSMENT
-from .test_records import core_records
 
 ROLES = ("viewer", "operator", "qa", "admin")
 PASSWORD = "a long password 1"
@@ -25,11 +21,7 @@ PASSWORD = "a long password 1"
 @pytest.fixture
 def api(engine: Engine) -> tuple[TestClient, str]:
     clock = FakeClock(DEFAULT_T0)
-    records = core_records()
-    store = RecordStore(engine, clock=clock)
-    for record in records:
-        store.apply(record)
-    users = UserStore(engine, clock=clock, hasher=FAST_HASHER)
+    record_id, users = stored_excursion(engine, clock)
     for role in ROLES:
         users.add(f"{role}1", f"{role.title()} Person", role, PASSWORD, actor="admin", reason="t")
     services = Services(
@@ -39,7 +31,6 @@ def api(engine: Engine) -> tuple[TestClient, str]:
         secure_cookie=False,
         site_timezone="Europe/Berlin",
     )
-    record_id = next(r.id for r in records if isinstance(r, ExcursionRecord))
     return TestClient(create_api(services)), record_id
 
 

@@ -10,18 +10,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from envmon.models import ExcursionRecord
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.lifecycle import Lifecycle
-from excursions.records import RecordStore
 from excursions.sessions import Sessions
-from excursions.users import UserStore
 from excursions.web.api import Services
 from excursions.web.app import create_app
 
-from .conftest import FAST_HASHER
+from .conftest import stored_excursion
 from .test_lifecycle import ASSESSMENT
-from .test_records import core_records
 
 PASSWORD = "a long password 1"
 
@@ -29,11 +25,7 @@ PASSWORD = "a long password 1"
 @pytest.fixture
 def site(engine: Engine) -> tuple[TestClient, str]:
     clock = FakeClock(DEFAULT_T0)
-    records = core_records()
-    store = RecordStore(engine, clock=clock)
-    for record in records:
-        store.apply(record)
-    users = UserStore(engine, clock=clock, hasher=FAST_HASHER)
+    record_id, users = stored_excursion(engine, clock)
     for name, role in [("olga", "operator"), ("quinn", "qa"), ("vic", "viewer"), ("ann", "admin")]:
         users.add(name, f"{name.title()} Example", role, PASSWORD, actor="admin", reason="t")
     services = Services(
@@ -43,7 +35,6 @@ def site(engine: Engine) -> tuple[TestClient, str]:
         secure_cookie=False,
         site_timezone="Europe/Berlin",
     )
-    record_id = next(r.id for r in records if isinstance(r, ExcursionRecord))
     return TestClient(create_app(services, site_name="Plant A")), record_id
 
 

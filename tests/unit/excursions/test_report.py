@@ -11,31 +11,22 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from envmon.cli import app
-from envmon.models import ExcursionRecord
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.lifecycle import Lifecycle
 from excursions.queries import record_detail
-from excursions.records import RecordStore
 from excursions.report import write_report
-from excursions.users import UserStore
 
-from .conftest import FAST_HASHER
+from .conftest import stored_excursion
 from .test_lifecycle import ASSESSMENT
-from .test_records import core_records
 
 PASSWORD = "qa password 123"
 
 
 def closed_record(engine: Engine) -> tuple[Lifecycle, str]:
     clock = FakeClock(DEFAULT_T0)
-    records = core_records()
-    store = RecordStore(engine, clock=clock)
-    for record in records:
-        store.apply(record)
-    users = UserStore(engine, clock=clock, hasher=FAST_HASHER)
+    record_id, users = stored_excursion(engine, clock)
     qa = users.add("quinn", "Quinn Example", "qa", PASSWORD, actor="admin", reason="t")
     life = Lifecycle(engine, users, clock=clock)
-    record_id = next(r.id for r in records if isinstance(r, ExcursionRecord))
     detail = record_detail(engine, life, record_id)
     assert detail is not None
     v = life.acknowledge(record_id, qa, "seen", version=detail["row_version"])
