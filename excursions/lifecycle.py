@@ -100,6 +100,20 @@ class Signed:
     covers_current_content: bool
 
 
+def signatures_of(session: Session, row: ExcursionRow) -> list[Signed]:
+    """Return a loaded record's signatures, oldest first, each saying if it still covers it."""
+    current = content_hash(row)
+    found = session.execute(
+        select(SignatureRow).where(SignatureRow.record_id == row.id).order_by(SignatureRow.id)
+    ).scalars()
+    return [
+        Signed(
+            s.signer, s.printed_name, s.meaning, s.action, s.signed_at, s.content_hash == current
+        )
+        for s in found
+    ]
+
+
 class Lifecycle:
     """QA actions on ``excursion_records`` (see the module docstring)."""
 
@@ -229,23 +243,7 @@ class Lifecycle:
             row = session.get(ExcursionRow, record_id)
             if row is None:
                 raise LifecycleError(f"no record {record_id!r}")
-            current = content_hash(row)
-            found = session.execute(
-                select(SignatureRow)
-                .where(SignatureRow.record_id == record_id)
-                .order_by(SignatureRow.id)
-            ).scalars()
-            return [
-                Signed(
-                    s.signer,
-                    s.printed_name,
-                    s.meaning,
-                    s.action,
-                    s.signed_at,
-                    s.content_hash == current,
-                )
-                for s in found
-            ]
+            return signatures_of(session, row)
 
     # -- helpers ------------------------------------------------------------------------
 

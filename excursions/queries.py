@@ -11,7 +11,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from excursions.db import AuditEntry, ExcursionRow
-from excursions.lifecycle import QA_FIELDS, Lifecycle
+from excursions.lifecycle import QA_FIELDS, signatures_of
 
 MAX_PAGE_SIZE: Final = 200
 
@@ -79,7 +79,7 @@ def list_records(
 
 
 def record_detail(
-    engine: Engine, lifecycle: Lifecycle, record_id: str, site_zone: ZoneInfo | None = None
+    engine: Engine, record_id: str, site_zone: ZoneInfo | None = None
 ) -> dict[str, Any] | None:
     """Return a record with its QA fields, signatures and audit trail (None: no such id).
 
@@ -106,24 +106,24 @@ def record_detail(
             }
             for e in entries
         ]
-        detail = {
+        signatures = [
+            {
+                "signer": sig.signer,
+                "printed_name": sig.printed_name,
+                "meaning": sig.meaning,
+                "action": sig.action,
+                "signed_at": sig.signed_at,
+                "signed_at_site": sig.signed_at.astimezone(zone).isoformat(),
+                "site_timezone": zone.key,
+                "covers_current_content": sig.covers_current_content,
+            }
+            for sig in signatures_of(session, row)
+        ]
+        return {
             **summary(row),
             "record": row.record,
             "row_version": row.row_version,
             "qa": {name: getattr(row, name) for name in QA_FIELDS},
             "audit": audit,
+            "signatures": signatures,
         }
-    detail["signatures"] = [
-        {
-            "signer": s.signer,
-            "printed_name": s.printed_name,
-            "meaning": s.meaning,
-            "action": s.action,
-            "signed_at": s.signed_at,
-            "signed_at_site": s.signed_at.astimezone(zone).isoformat(),
-            "site_timezone": zone.key,
-            "covers_current_content": s.covers_current_content,
-        }
-        for s in lifecycle.signatures(record_id)
-    ]
-    return detail

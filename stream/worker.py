@@ -477,15 +477,14 @@ class StreamWorker:
                 # While the agent is busy, keep fetching into one pending batch instead of
                 # queueing small ones: each batch pays a few round trips, so batches grow
                 # with the load and a backlog drains in full batches.
-                busy = self._busy or not self.batch_channel.empty()
                 fetched = await consumer.getmany(
-                    timeout_ms=BUSY_POLL_MS if busy and pending else timeout_ms,
+                    timeout_ms=BUSY_POLL_MS if pending and self._agent_busy() else timeout_ms,
                     max_records=batch_max - len(pending),
                 )
                 for part in fetched.values():
                     pending.extend(part)
                 full = len(pending) >= batch_max
-                if pending and (full or not (self._busy or not self.batch_channel.empty())):
+                if pending and (full or not self._agent_busy()):
                     self._behind = full
                     batch = Batch(pending_epoch, pending)
                     pending = []
@@ -495,6 +494,10 @@ class StreamWorker:
                 await self._committed()
             self.intake = None
             await consumer.stop()
+
+    def _agent_busy(self) -> bool:
+        """Tell whether the agent is handling a batch or one is waiting for it on the channel."""
+        return self._busy or not self.batch_channel.empty()
 
     async def _reassign(self, consumer: AIOKafkaConsumer) -> None:
         """Read exactly the partitions faust assigned, each from its committed offset."""

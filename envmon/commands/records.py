@@ -143,15 +143,13 @@ def serve(
 
 def report(url: str, record_id: str, output: Path, site: SiteConfig) -> Path:
     """Write the PDF report of one record; raise ``LookupError`` for an unknown id."""
-    from excursions.lifecycle import Lifecycle
     from excursions.queries import record_detail
     from excursions.report import write_report
-    from excursions.users import UserStore
 
     engine = open_engine(url)
     try:
         require_migrated(engine)
-        detail = record_detail(engine, Lifecycle(engine, UserStore(engine)), record_id, site.tzinfo)
+        detail = record_detail(engine, record_id, site.tzinfo)
     finally:
         engine.dispose()
     if detail is None:

@@ -178,7 +178,7 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
             return page(
                 request, "base.html", 403, user=user, error="your role may not read records"
             )
-        record = record_detail(services.engine, life, record_id, zone)
+        record = record_detail(services.engine, record_id, zone)
         if record is None:
             return page(request, "base.html", 404, user=user, error=f"no record {record_id!r}")
         actions = ACTIONS.get((record["qa_state"], user.role), ())
@@ -204,7 +204,7 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
             return to_login()
         if user.role not in READERS:
             return page(request, "base.html", 403, user=user, error=NOT_A_READER)
-        record = record_detail(services.engine, life, record_id, zone)
+        record = record_detail(services.engine, record_id, zone)
         if record is None:
             return page(request, "base.html", 404, user=user, error=f"no record {record_id!r}")
         with tempfile.TemporaryDirectory() as tmp:

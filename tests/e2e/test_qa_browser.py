@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,11 +18,11 @@ from argon2 import PasswordHasher
 from sqlalchemy import create_engine
 
 from envmon.models import ExcursionRecord
-from envmon.netutil import free_port
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.migrate import upgrade
 from excursions.records import RecordStore
 from excursions.users import UserStore
+from tests.integration.serving import serving
 from tests.unit.excursions.test_lifecycle import ASSESSMENT
 from tests.unit.excursions.test_records import core_records
 
@@ -59,39 +54,8 @@ def app_url(tmp_path: Path) -> Iterator[tuple[str, str]]:
         users.add(name, f"{name.title()} Example", role, PASSWORD, actor="admin", reason="test")
     engine.dispose()
     record_id = next(r.id for r in records if isinstance(r, ExcursionRecord))
-    port = free_port()
-    log = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "envmon.cli",
-            "excursions",
-            "serve",
-            "--db",
-            url,
-            "--port",
-            str(port),
-            "--insecure-cookie",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()
-            assert time.monotonic() < deadline, "the app did not start"
-            time.sleep(0.2)
-    try:
-        yield f"http://127.0.0.1:{port}", record_id
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(20)
-        log.close()
+    with serving(url, tmp_path / "serve.log") as (base, _server):
+        yield base, record_id
 
 
 def sign_in(page: object, base: str, username: str) -> None:

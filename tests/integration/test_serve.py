@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from envmon.cli import app
-from envmon.netutil import free_port
+
+from .serving import serving
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -50,38 +47,10 @@ def test_serve_sign_in_and_read(tmp_path: Path) -> None:
         input="a long password 1\n",
     )
     assert added.exit_code == 0, added.output
-    port = free_port("127.0.0.1")
-    log = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "envmon.cli",
-            "excursions",
-            "serve",
-            "--db",
-            url,
-            "--port",
-            str(port),
-            "--insecure-cookie",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ},
-    )
-    base = f"http://127.0.0.1:{port}/api/v1"
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                fetch(opener, f"{base}/openapi.json")
-                break
-            except OSError:
-                assert server.poll() is None, (tmp_path / "serve.log").read_text()
-                assert time.monotonic() < deadline, "the app did not answer"
-                time.sleep(0.2)
+    with serving(url, tmp_path / "serve.log") as (root, server):
+        base = f"{root}/api/v1"
         with pytest.raises(urllib.error.HTTPError) as refused:
             fetch(opener, f"{base}/me")
         assert refused.value.code == 401
@@ -100,10 +69,6 @@ def test_serve_sign_in_and_read(tmp_path: Path) -> None:
         listing = fetch(opener, f"{base}/excursions")
         assert isinstance(listing, dict)
         assert listing["total"] == 0
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(20)
-        log.close()
     # uvicorn shuts down gracefully, then re-raises the signal (exit status -SIGTERM).
     assert server.returncode in (0, -signal.SIGTERM)
     assert "Finished server process" in (tmp_path / "serve.log").read_text()

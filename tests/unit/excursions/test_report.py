@@ -27,7 +27,7 @@ def closed_record(engine: Engine) -> tuple[Lifecycle, str]:
     record_id, users = stored_excursion(engine, clock)
     qa = users.add("quinn", "Quinn Example", "qa", PASSWORD, actor="admin", reason="t")
     life = Lifecycle(engine, users, clock=clock)
-    detail = record_detail(engine, life, record_id)
+    detail = record_detail(engine, record_id)
     assert detail is not None
     v = life.acknowledge(record_id, qa, "seen", version=detail["row_version"])
     v = life.start_review(record_id, qa, "review", version=v)
@@ -44,8 +44,8 @@ def pdf_text(data: bytes) -> tuple[int, str]:
 def test_report_has_the_signature_assessment_trail_and_page_numbers(
     engine: Engine, tmp_path: Path
 ) -> None:
-    life, record_id = closed_record(engine)
-    detail = record_detail(engine, life, record_id, ZoneInfo("Europe/Amsterdam"))
+    _life, record_id = closed_record(engine)
+    detail = record_detail(engine, record_id, ZoneInfo("Europe/Amsterdam"))
     assert detail is not None
     path = write_report(detail, tmp_path / "report.pdf", site_name="Plant A")
     pages, text = pdf_text(path.read_bytes())

@@ -1,0 +1,55 @@
+"""``envmon excursions serve`` in its own process, for the HTTP and browser tests."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from envmon.netutil import free_port
+
+
+@contextlib.contextmanager
+def serving(url: str, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Serve the store at ``url`` on a free loopback port; yield the base URL and process.
+
+    Waits until the app accepts connections; stops it with SIGTERM afterwards (the process
+    is still there for the caller to look at its exit status).
+    """
+    port = free_port()
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "envmon.cli",
+                "excursions",
+                "serve",
+                "--db",
+                url,
+                "--port",
+                str(port),
+                "--insecure-cookie",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    assert server.poll() is None, log.read_text()
+                    assert time.monotonic() < deadline, "the app did not start"
+                    time.sleep(0.2)
+            yield f"http://127.0.0.1:{port}", server
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(20)
