@@ -24,7 +24,8 @@ READINGS: Final = "envmon.readings"
 ALARMS: Final = "envmon.alarms"
 EXCURSIONS: Final = "envmon.excursions"
 DEADLETTER: Final = "envmon.deadletter"
-ALL_TOPICS: Final = (READINGS, ALARMS, EXCURSIONS, DEADLETTER)
+NOTIFICATIONS: Final = "envmon.notifications"
+ALL_TOPICS: Final = (READINGS, ALARMS, EXCURSIONS, DEADLETTER, NOTIFICATIONS)
 DEFAULT_QUEUE_SIZE: Final = 10_000
 
 

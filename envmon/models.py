@@ -222,6 +222,36 @@ class ExcursionRecord(_Frozen):
     integral_beyond_limit: float
 
 
+class NotificationStatus(StrEnum):
+    """What became of a notification about an alarm."""
+
+    SENT = "sent"
+    FAILED = "failed"
+    ACKNOWLEDGED = "acknowledged"
+    ESCALATED = "escalated"
+
+
+class Notification(_Frozen):
+    """What the alerting service did about an alarm: published on ``envmon.notifications``.
+
+    The QA app shows these in an excursion's timeline (who was told, how, when, and who
+    acknowledged). The record store takes them from the bus like the alarms.
+    """
+
+    kind: Literal["notification"] = "notification"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    status: NotificationStatus
+    sensor_id: str
+    excursion_id: str | None = None
+    alarm: AlarmKind
+    level: Level | None = None
+    channel: str = Field(min_length=1, max_length=40)
+    recipient: str = Field(min_length=1, max_length=200)
+    ts: UtcDatetime
+    attempt: int = Field(default=1, ge=1)
+    detail: str = ""
+
+
 class DataGap(_Frozen):
     """A period without data from a sensor longer than its stale-data timeout."""
 

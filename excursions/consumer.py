@@ -1,10 +1,16 @@
-"""The record store's consumer: excursion records and data gaps from the bus, stored once.
+"""The record store's consumers: records, alarms and notifications from the bus, stored once.
 
 Works on either bus engine (``envmon.bus.Bus``): the in-process bus of the embedded
 default or Kafka (``stream.kafka_bus.KafkaBus``, whose offsets are committed only after the
-caller took the batch, so a crash repeats at most one batch — which the store ignores, as it
-applies a record only if it is newer than the one it holds). A message that is not a valid
-record goes to ``envmon.deadletter`` with the validation error; the consumer goes on.
+caller took the batch, so a crash repeats at most one batch — which the stores ignore: a
+record is applied only if it is newer than the one held, an event only if not yet stored).
+A message that is not what its topic carries goes to ``envmon.deadletter`` with the
+validation error; the consumer goes on.
+
+- ``consume_records``: ``envmon.excursions`` (excursion records and data gaps) into
+  ``RecordStore``;
+- ``consume_events``: ``envmon.alarms`` and ``envmon.notifications`` into
+  ``TimelineStore`` (system events on the alarms topic are skipped, not dead-lettered).
 """
 
 from __future__ import annotations
@@ -12,17 +18,61 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
-from typing import Final
+from typing import Final, Protocol, TypeVar
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from envmon.bus import DEADLETTER, EXCURSIONS, Bus, Message
+from envmon.bus import ALARMS, DEADLETTER, EXCURSIONS, NOTIFICATIONS, Bus, Message
 from envmon.models import DeadLetter
 from envmon.timeutil import utcnow
 from excursions.records import RECORD, RecordStore
+from excursions.timeline import EVENT, TimelineStore
 
 GROUP: Final = "envmon-records"
+EVENTS_GROUP: Final = "envmon-timeline"
 COMPONENT: Final = "record-consumer"
+#: What each topic the record store reads carries, for the dead letter's reason.
+WHAT: Final = {
+    EXCURSIONS: "an excursion record or data gap",
+    ALARMS: "an alarm or system event",
+    NOTIFICATIONS: "a notification",
+}
+
+_T = TypeVar("_T")
+_T_contra = TypeVar("_T_contra", contravariant=True)
+
+
+class _Store(Protocol[_T_contra]):
+    rejected: int
+
+    def apply(self, item: _T_contra, /) -> bool: ...
+
+
+async def _consume(
+    bus: Bus,
+    topic: str,
+    group: str,
+    adapter: TypeAdapter[_T],
+    store: _Store[_T],
+    clock: Callable[[], datetime],
+) -> None:
+    async for message in bus.subscribe(topic, group):
+        try:
+            item = adapter.validate_json(message.value)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "message"
+            letter = DeadLetter.of(
+                COMPONENT,
+                topic,
+                f"not {WHAT[topic]}: {where}: {first['msg']}",
+                message.value,
+                clock(),
+            )
+            await bus.publish([Message(DEADLETTER, message.key, letter.model_dump_json().encode())])
+            store.rejected += 1
+            continue
+        await asyncio.to_thread(store.apply, item)
 
 
 async def consume_records(
@@ -33,20 +83,18 @@ async def consume_records(
     clock: Callable[[], datetime] = utcnow,
 ) -> None:
     """Store every record published on ``envmon.excursions``, forever (cancel to stop)."""
-    async for message in bus.subscribe(EXCURSIONS, group):
-        try:
-            record = RECORD.validate_json(message.value)
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(part) for part in first["loc"]) or "message"
-            letter = DeadLetter.of(
-                COMPONENT,
-                EXCURSIONS,
-                f"not an excursion record or data gap: {where}: {first['msg']}",
-                message.value,
-                clock(),
-            )
-            await bus.publish([Message(DEADLETTER, message.key, letter.model_dump_json().encode())])
-            store.rejected += 1
-            continue
-        await asyncio.to_thread(store.apply, record)
+    await _consume(bus, EXCURSIONS, group, RECORD, store, clock)
+
+
+async def consume_events(
+    bus: Bus,
+    store: TimelineStore,
+    topic: str,
+    *,
+    group: str = EVENTS_GROUP,
+    clock: Callable[[], datetime] = utcnow,
+) -> None:
+    """Store every alarm event or notification published on ``topic``, forever."""
+    if topic not in (ALARMS, NOTIFICATIONS):
+        raise ValueError(f"consume_events reads {ALARMS} or {NOTIFICATIONS}, not {topic}")
+    await _consume(bus, topic, group, EVENT, store, clock)

@@ -15,6 +15,11 @@ created by the same Alembic migrations (``excursions/migrations``, ``excursions.
     (``excursions.audit``). Triggers refuse UPDATE, DELETE and TRUNCATE on both
     databases; on PostgreSQL the application's role is also granted only SELECT and INSERT.
 
+``timeline_events``
+    Append-only: the alarm events and notifications the bus delivered, keyed by the
+    SHA-256 of the event's canonical JSON (a repeat is stored once). An excursion's page
+    shows them in its timeline beside the people's actions and the signatures.
+
 ``audit_head``
     One row: the sequence number and hash of the newest entry. Appending locks it (``FOR
     UPDATE``), which serialises appends so the chain never forks; ``verify`` never trusts
@@ -189,3 +194,18 @@ class SessionRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class TimelineEventRow(Base):
+    """An alarm event or notification from the bus (append-only, idempotent by content)."""
+
+    __tablename__ = "timeline_events"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the event
+    kind: Mapped[str] = mapped_column(String(20))  # alarm | notification
+    event: Mapped[str] = mapped_column(String(32))
+    sensor_id: Mapped[str] = mapped_column(String(128), index=True)
+    excursion_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    ts: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)

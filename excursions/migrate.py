@@ -68,6 +68,7 @@ APP_GRANTS: Final = (
     "GRANT SELECT, INSERT ON signatures TO {role}",
     "GRANT USAGE ON SEQUENCE signatures_id_seq TO {role}",
     "GRANT SELECT, INSERT, UPDATE ON sessions TO {role}",
+    "GRANT SELECT, INSERT ON timeline_events TO {role}",
 )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from excursions.db import AuditEntry, ExcursionRow
 from excursions.lifecycle import QA_FIELDS, signatures_of
+from excursions.timeline import as_dicts, timeline
 
 MAX_PAGE_SIZE: Final = 200
 
@@ -81,7 +82,7 @@ def list_records(
 def record_detail(
     engine: Engine, record_id: str, site_zone: ZoneInfo | None = None
 ) -> dict[str, Any] | None:
-    """Return a record with its QA fields, signatures and audit trail (None: no such id).
+    """Return a record with its QA fields, signatures, timeline and audit trail (None: no id).
 
     A signature's time is given in UTC and, as ``signed_at_site``, in the site's zone.
     """
@@ -126,4 +127,5 @@ def record_detail(
             "qa": {name: getattr(row, name) for name in QA_FIELDS},
             "audit": audit,
             "signatures": signatures,
+            "timeline": as_dicts(timeline(session, row)),
         }

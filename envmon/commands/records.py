@@ -11,13 +11,15 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from envmon.bus import ALARMS, NOTIFICATIONS
 from envmon.commands.stream_worker import ensure_topics
 from envmon.config import SiteConfig
 from envmon.settings import Settings, SettingsError
 from excursions.audit import Verification, verify
-from excursions.consumer import consume_records
+from excursions.consumer import consume_events, consume_records
 from excursions.migrate import current, newest, upgrade
 from excursions.records import RecordStore
+from excursions.timeline import TimelineStore
 from stream.kafka_bus import KafkaBus
 
 
@@ -65,8 +67,9 @@ async def run_consume(
     *,
     stop: asyncio.Event | None = None,
     store_out: list[RecordStore] | None = None,
+    events_out: list[TimelineStore] | None = None,
 ) -> None:
-    """Consume ``envmon.excursions`` from Kafka into the store until ``stop`` (or SIGTERM)."""
+    """Consume records, alarms and notifications from Kafka until ``stop`` (or SIGTERM)."""
     if settings.bus != "kafka":
         raise SettingsError(
             "ENVMON_BUS / bus: envmon excursions consume reads Kafka; set bus: kafka "
@@ -82,22 +85,35 @@ async def run_consume(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, stop.set)
         store = RecordStore(engine)
+        events = TimelineStore(engine)
+        if store_out is not None:
+            store_out.append(store)
+        if events_out is not None:
+            events_out.append(events)
         bus = KafkaBus(
             settings.kafka_bootstrap,
             client_id=f"{settings.kafka_client_id}-records",
             topic_prefix=settings.topic_prefix,
         )
         await bus.start()
-        consumer = asyncio.create_task(
-            consume_records(bus, store, group=f"{settings.app_id}-records")
-        )
+        consumers = {
+            asyncio.create_task(consume_records(bus, store, group=f"{settings.app_id}-records")),
+            *(
+                asyncio.create_task(
+                    consume_events(bus, events, topic, group=f"{settings.app_id}-timeline")
+                )
+                for topic in (ALARMS, NOTIFICATIONS)
+            ),
+        }
         stopping = asyncio.create_task(stop.wait())
         try:
-            done, _ = await asyncio.wait({consumer, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if consumer in done:
-                consumer.result()  # the consumer never ends by itself: raise its error
+            done, _ = await asyncio.wait(
+                {*consumers, stopping}, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done & consumers:
+                task.result()  # a consumer never ends by itself: raise its error
         finally:
-            for task in (consumer, stopping):
+            for task in (*consumers, stopping):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -11,13 +11,15 @@ from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from envmon.models import AlarmEvent
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.audit import verify
 from excursions.db import AuditEntry, Base, ExcursionRow
 from excursions.migrate import current, downgrade, grant_app_role, newest, upgrade
 from excursions.postgres import PostgresServer
 from excursions.records import RecordStore
-from tests.unit.excursions.test_records import core_records
+from excursions.timeline import TimelineStore
+from tests.unit.excursions.test_records import core_events, core_records
 
 from .conftest import unique_name
 
@@ -85,12 +87,18 @@ def test_records_applied_twice_are_stored_once(app_engine: Engine) -> None:
         "TRUNCATE audit_entries",
         "UPDATE signatures SET meaning = 'approved'",
         "DELETE FROM signatures",
+        "UPDATE timeline_events SET event = 'cleared'",
+        "DELETE FROM timeline_events",
     ],
 )
 def test_the_app_role_cannot_change_the_trail(app_engine: Engine, statement: str) -> None:
     store = RecordStore(app_engine, clock=FakeClock(DEFAULT_T0))
-    for record in core_records():
-        store.apply(record)
+    events = TimelineStore(app_engine, clock=FakeClock(DEFAULT_T0))
+    for event in core_events():
+        if isinstance(event, AlarmEvent):
+            assert events.apply(event)  # the app role may insert events
+        else:
+            store.apply(event)
     before = count(app_engine)
     with pytest.raises(DBAPIError, match="permission denied"), app_engine.begin() as conn:
         conn.execute(text(statement))
@@ -98,12 +106,22 @@ def test_the_app_role_cannot_change_the_trail(app_engine: Engine, statement: str
 
 
 @pytest.mark.parametrize(
-    "statement", ["UPDATE audit_entries SET reason = 'edited'", "DELETE FROM audit_entries"]
+    "statement",
+    [
+        "UPDATE audit_entries SET reason = 'edited'",
+        "DELETE FROM audit_entries",
+        "UPDATE timeline_events SET event = 'cleared'",
+        "TRUNCATE timeline_events",
+    ],
 )
 def test_even_the_owner_is_refused_by_the_trigger(owner_engine: Engine, statement: str) -> None:
     store = RecordStore(owner_engine, clock=FakeClock(DEFAULT_T0))
-    for record in core_records():
-        store.apply(record)
+    events = TimelineStore(owner_engine, clock=FakeClock(DEFAULT_T0))
+    for event in core_events():
+        if isinstance(event, AlarmEvent):
+            assert events.apply(event)
+        else:
+            store.apply(event)
     with pytest.raises(DBAPIError, match="append-only"), owner_engine.begin() as conn:
         conn.execute(text(statement))
 

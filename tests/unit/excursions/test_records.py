@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from envmon.models import AlarmEvent, DataGap, ExcursionRecord
+from envmon.models import AlarmEvent, CoreEvent, DataGap, ExcursionRecord
 from envmon.testing import DEFAULT_T0, FakeClock, make_spec, readings
 from excursions.audit import verify
 from excursions.db import AuditEntry, ExcursionRow
@@ -18,16 +18,21 @@ from stream.core.evaluator import Evaluator
 
 def core_records() -> list[ExcursionRecord | DataGap]:
     """A fridge going to alert, then action, back to normal; then silent for an hour."""
+    return [e for e in core_events() if not isinstance(e, AlarmEvent)]
+
+
+def core_events() -> list[CoreEvent]:
+    """Everything the core emits for ``core_records``' fridge: alarms, records, the gap."""
     spec = make_spec(alert_high=8, action_high=10, stale_after_s=600)
     evaluator = Evaluator([spec])
     values = [5, 9, 11, 12, 9.5, 7, 5, 5]
-    events = []
+    events: list[CoreEvent] = []
     for reading in readings(spec.sensor_id, values):
         events += evaluator.process(reading)
     late = DEFAULT_T0 + timedelta(minutes=len(values) + 60)
     for reading in readings(spec.sensor_id, [5], start=late):
         events += evaluator.process(reading)
-    return [e for e in events if not isinstance(e, AlarmEvent)]
+    return events
 
 
 def rows(engine: Engine) -> dict[str, ExcursionRow]:

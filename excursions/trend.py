@@ -1,0 +1,813 @@
+"""The trend chart of a record's sensor: geometry built once, drawn as SVG and for the PDF.
+
+``trend_window`` says which readings to fetch; ``build_trend`` turns them into a ``Trend``
+(the decimated series as runs, bad-quality markers, the limit lines, the shaded excursion
+or data gap, the peak, the ticks); ``trend_svg`` and ``trend_drawing`` draw that one
+``Trend`` in the record's page and in its PDF report. Both go through the same list of
+marks (``PlotArea`` places everything), so the two renderings cannot disagree.
+
+GMP rules the chart keeps:
+
+- decimation keeps the minimum and the maximum of every time bucket, so no extreme — and
+  never the peak — is hidden; the caption says when the series was decimated;
+- the series breaks where a value is missing, where quality is bad (drawn as a marker) and
+  across a gap longer than three median sampling intervals: nothing is interpolated;
+- the y range always holds the data, every limit and the record's peak.
+
+The SVG holds no script, no external reference and no ``style`` (attribute or element):
+colours are presentation attributes, which a strict Content-Security-Policy allows.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal
+from xml.sax.saxutils import escape, quoteattr
+from zoneinfo import ZoneInfo
+
+from reportlab.graphics.shapes import Circle, Drawing, Line, PolyLine, Rect, String
+from reportlab.lib.colors import HexColor
+
+from envmon.config.formatting import format_number
+from envmon.models import Quality, Reading
+from envmon.timeutil import NaiveTimestampError, parse_ts
+
+#: Padding of the window on each side of the record: half its duration, within these bounds.
+MIN_PADDING: Final = timedelta(minutes=15)
+MAX_PADDING: Final = timedelta(hours=12)
+DEFAULT_MAX_POINTS: Final = 1000
+#: A pause longer than this many median sampling intervals breaks the line.
+GAP_FACTOR: Final = 3.0
+#: Time-axis steps, finest first; the finest giving at most ``MAX_TIME_TICKS`` ticks wins.
+TIME_STEPS: Final = tuple(
+    timedelta(seconds=s)
+    for s in (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+)
+MAX_TIME_TICKS: Final = 8
+TARGET_VALUE_TICKS: Final = 5
+#: Room above and below the data, limits and peak, as a fraction of their span.
+Y_MARGIN: Final = 0.05
+EMPTY_TEXT: Final = "no readings stored for this period"
+SVG_FONT_SIZE: Final = 12.0
+PDF_FONT_SIZE: Final = 7.5
+
+SERIES_COLOUR: Final = "#1f3a93"  # dark blue
+ALERT_COLOUR: Final = "#d98e04"  # amber
+ACTION_COLOUR: Final = "#c62828"  # red
+EXCURSION_FILL: Final = "#fbe1e1"  # light red
+GAP_FILL: Final = "#e4e4e4"  # light grey
+BAD_QUALITY_COLOUR: Final = "#6d3a9c"  # purple: neither a limit nor the series
+GRID_COLOUR: Final = "#e2e2e2"
+AXIS_COLOUR: Final = "#777777"
+TEXT_COLOUR: Final = "#222222"
+BACKGROUND: Final = "#ffffff"
+FONT_FAMILY: Final = "Helvetica, Arial, sans-serif"  # the PDF's Helvetica, so widths agree
+PDF_FONT: Final = "Helvetica"
+PDF_BOLD_FONT: Final = "Helvetica-Bold"
+
+_LIMIT_KEYS: Final[tuple[tuple[Literal["alert", "action"], Literal["high", "low"], str], ...]] = (
+    ("action", "high", "action_high"),
+    ("alert", "high", "alert_high"),
+    ("alert", "low", "alert_low"),
+    ("action", "low", "action_low"),
+)
+_UNIT_SYMBOLS: Final = {"degC": "°C", "degF": "°F"}
+# English month names, whatever the process locale (strftime's %b follows it).
+_MONTHS: Final = (
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+)
+#: More than any daylight-saving shift: how far past the end (in wall time) ticks are sought.
+_DST_MARGIN: Final = timedelta(hours=3)
+
+
+@dataclass(frozen=True, slots=True)
+class TrendPoint:
+    """One drawn point of the series."""
+
+    ts: datetime
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class BadQualityMark:
+    """A bad-quality reading; without a value (``None``) it is marked on the bottom axis."""
+
+    ts: datetime
+    value: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitLine:
+    """A horizontal limit line: ``label`` reads e.g. "action high 8 °C"."""
+
+    value: float
+    kind: Literal["alert", "action"]
+    side: Literal["high", "low"]
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """The shaded period: the excursion or the data gap (an open one runs to the window's end)."""
+
+    start: datetime
+    end: datetime
+    kind: Literal["excursion", "data_gap"]
+    label: str
+    open: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PeakMark:
+    """The record's peak as the core measured it."""
+
+    ts: datetime
+    value: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimeTick:
+    """A time-axis tick, labelled in the site's time zone."""
+
+    ts: datetime
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class ValueTick:
+    """A value-axis tick at a nice number."""
+
+    value: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Trend:
+    """Everything both renderings draw, in data units (times aware UTC, values in ``unit``).
+
+    ``runs`` are the connected pieces of the series; ``readings`` counts the readings in the
+    window and ``points`` those drawn (fewer when decimated, which ``note`` then says).
+    """
+
+    title: str
+    caption: str
+    note: str
+    unit: str
+    zone: str
+    x_range: tuple[datetime, datetime]
+    y_range: tuple[float, float]
+    runs: tuple[tuple[TrendPoint, ...], ...]
+    bad_quality: tuple[BadQualityMark, ...]
+    limits: tuple[LimitLine, ...]
+    span: Span | None
+    peak: PeakMark | None
+    time_ticks: tuple[TimeTick, ...]
+    value_ticks: tuple[ValueTick, ...]
+    readings: int
+    points: int
+    empty: bool
+
+    def x_fraction(self, ts: datetime) -> float:
+        """Return where ``ts`` lies across the time range (0 at its start, 1 at its end)."""
+        start, end = self.x_range
+        return (ts - start) / (end - start)
+
+    def y_fraction(self, value: float) -> float:
+        """Return where ``value`` lies up the value range (0 at the bottom, 1 at the top)."""
+        low, high = self.y_range
+        return (value - low) / (high - low)
+
+
+def trend_window(record: Mapping[str, Any], now: datetime) -> tuple[datetime, datetime]:
+    """Return the period ``[from, to)`` whose readings the chart of ``record`` needs.
+
+    The window runs from before the record's start to after its end (an open record: to
+    ``now``), padded on each side by half the record's duration, at least 15 minutes and at
+    most 12 hours: a short excursion shows its surroundings, a long one still fills most of
+    the chart. ``to`` is never after ``now`` — unless the record itself ends later (a clock
+    ahead of the app's), since the whole record is always inside the window. Both bounds
+    are aware UTC; naive times (in ``record`` or ``now``) are refused.
+    """
+    start, end = _record_period(record, now)
+    padding = min(max((end - start) / 2, MIN_PADDING), MAX_PADDING)
+    return start - padding, max(min(end + padding, _utc(now, "now")), end)
+
+
+def build_trend(
+    record: Mapping[str, Any],
+    readings: Sequence[Reading],
+    window: tuple[datetime, datetime],
+    *,
+    zone: ZoneInfo,
+    max_points: int = DEFAULT_MAX_POINTS,
+) -> Trend:
+    """Build the chart of ``record`` from its sensor's ``readings`` in ``window``.
+
+    Readings outside the window are ignored; the time range is the window, widened if
+    needed to hold the whole record and its peak. With more good values than
+    ``max_points``, each run is reduced to the minimum and the maximum of every one of
+    ``max_points // 2`` time buckets, in time order, so the output has at most
+    ``max_points`` points plus two for each run break.
+    """
+    if max_points < 2:
+        raise ValueError("max_points must be at least 2")
+    x_start, x_end = _utc(window[0], "window start"), _utc(window[1], "window end")
+    record_start, record_end = _record_period(record, x_end)
+    kind: Literal["excursion", "data_gap"] = (
+        "data_gap" if record.get("kind") == "data_gap" else "excursion"
+    )
+    peak = _peak(record)
+    x_start = min(x_start, record_start, *([peak[0]] if peak else []))
+    x_end = max(x_end, record_end, *([peak[0]] if peak else []))
+    if x_end <= x_start:
+        x_end = x_start + MIN_PADDING
+    inside = sorted((r for r in readings if x_start <= r.ts <= x_end), key=lambda r: r.ts)
+    unit = _display_unit(str(record.get("unit") or next((r.unit for r in inside if r.unit), "")))
+
+    runs = _runs(inside)
+    good = sum(len(run) for run in runs)
+    bad = [r for r in inside if r.quality is Quality.BAD]
+    decimated = good > max_points
+    buckets = max_points // 2
+    if decimated:
+        runs = [_min_max(run, x_start, x_end, buckets) for run in runs]
+    if len(inside) > max_points:
+        bad = _first_per_bucket(bad, x_start, x_end, buckets)
+    points = sum(len(run) for run in runs)
+
+    limits = _limit_lines(record.get("limits") or {}, unit)
+    values = [p.value for run in runs for p in run]
+    values += [line.value for line in limits]
+    if peak is not None:
+        values.append(peak[1])
+    y_range, value_ticks = _value_axis(values)
+
+    span_end = record_end if record.get("end") is not None else x_end
+    span = Span(
+        start=record_start,
+        end=span_end,
+        kind=kind,
+        label=("data gap" if kind == "data_gap" else "excursion")
+        + (" (open)" if record.get("end") is None else ""),
+        open=record.get("end") is None,
+    )
+    peak_mark = (
+        PeakMark(ts=peak[0], value=peak[1], label=f"peak {_quantity(peak[1], unit)}")
+        if peak is not None
+        else None
+    )
+    return Trend(
+        title=_title(record, kind),
+        caption=_caption(record, unit, zone, x_start, x_end),
+        note=(
+            f"{points:,} of {good:,} values drawn: the minimum and maximum of each interval"
+            if decimated
+            else ""
+        ),
+        unit=unit,
+        zone=zone.key,
+        x_range=(x_start, x_end),
+        y_range=y_range,
+        runs=tuple(tuple(TrendPoint(r.ts, _value(r)) for r in run) for run in runs),
+        bad_quality=tuple(BadQualityMark(r.ts, _finite(r.value)) for r in bad),
+        limits=tuple(limits),
+        span=span,
+        peak=peak_mark,
+        time_ticks=_time_ticks(x_start, x_end, zone),
+        value_ticks=value_ticks,
+        readings=len(inside),
+        points=points,
+        empty=not inside,
+    )
+
+
+# --- building -------------------------------------------------------------------------------
+
+
+def _utc(value: object, what: str) -> datetime:
+    """Return ``value`` (an aware datetime or an ISO 8601 string with offset) in UTC."""
+    if isinstance(value, str):
+        return parse_ts(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"{what} must be a datetime or an ISO 8601 string, not {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise NaiveTimestampError(f"{what} {value!r} has no UTC offset")
+    return value.astimezone(UTC)
+
+
+def _record_period(record: Mapping[str, Any], now: datetime) -> tuple[datetime, datetime]:
+    """Return the record's start and end (``now`` while open; never before the start)."""
+    start = _utc(record["start"], "start")
+    end_value = record.get("end")
+    end = _utc(now, "now") if end_value is None else _utc(end_value, "end")
+    return start, max(start, end)
+
+
+def _peak(record: Mapping[str, Any]) -> tuple[datetime, float] | None:
+    """Return the record's peak time and value, if it has a finite one."""
+    value, ts = record.get("peak"), record.get("peak_ts")
+    if ts is None or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return _utc(ts, "peak_ts"), float(value)
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _value(reading: Reading) -> float:
+    assert reading.value is not None  # runs hold only readings with a finite value
+    return reading.value
+
+
+def _runs(readings: Sequence[Reading]) -> list[list[Reading]]:
+    """Split time-ordered readings into runs of drawable values.
+
+    A run breaks at a missing or non-finite value, at bad quality, and where two readings
+    are further apart than ``GAP_FACTOR`` median sampling intervals.
+    """
+    steps = [(b.ts - a.ts).total_seconds() for a, b in zip(readings, readings[1:], strict=False)]
+    positive = [s for s in steps if s > 0]
+    max_step = GAP_FACTOR * statistics.median(positive) if positive else math.inf
+    runs: list[list[Reading]] = []
+    current: list[Reading] = []
+    for reading in readings:
+        drawable = reading.quality is not Quality.BAD and _finite(reading.value) is not None
+        if current and (not drawable or (reading.ts - current[-1].ts).total_seconds() > max_step):
+            runs.append(current)
+            current = []
+        if drawable:
+            current.append(reading)
+    if current:
+        runs.append(current)
+    return runs
+
+
+def _bucket(ts: datetime, start: datetime, end: datetime, buckets: int) -> int:
+    return min(int((ts - start) / (end - start) * buckets), buckets - 1)
+
+
+def _min_max(run: list[Reading], start: datetime, end: datetime, buckets: int) -> list[Reading]:
+    """Keep the minimum and the maximum of each time bucket of a run, in time order."""
+    kept: list[Reading] = []
+    group: list[Reading] = []
+    current = -1
+    for reading in [*run, None]:
+        index = -2 if reading is None else _bucket(reading.ts, start, end, buckets)
+        if index != current and group:
+            low = min(range(len(group)), key=lambda i: _value(group[i]))
+            high = max(range(len(group)), key=lambda i: _value(group[i]))
+            kept += [group[i] for i in sorted({low, high})]
+            group = []
+        if reading is not None:
+            group.append(reading)
+            current = index
+    return kept
+
+
+def _first_per_bucket(
+    readings: list[Reading], start: datetime, end: datetime, buckets: int
+) -> list[Reading]:
+    """Keep the first reading of each time bucket: markers closer than that overlap anyway."""
+    seen: set[int] = set()
+    kept: list[Reading] = []
+    for reading in readings:
+        index = _bucket(reading.ts, start, end, buckets)
+        if index not in seen:
+            seen.add(index)
+            kept.append(reading)
+    return kept
+
+
+def _display_unit(unit: str) -> str:
+    return _UNIT_SYMBOLS.get(unit, unit)
+
+
+def _quantity(value: float, unit: str) -> str:
+    return f"{format_number(value)} {unit}".strip()
+
+
+def _limit_lines(limits: Mapping[str, Any], unit: str) -> list[LimitLine]:
+    """Return the record's limits in force as lines, action high first."""
+    lines: list[LimitLine] = []
+    for kind, side, key in _LIMIT_KEYS:
+        value = limits.get(key)
+        if isinstance(value, int | float) and math.isfinite(value):
+            label = f"{kind} {side} {_quantity(value, unit)}"
+            lines.append(LimitLine(float(value), kind, side, label))
+    return lines
+
+
+def _nice_step(raw: float) -> tuple[float, int]:
+    """Return a step of 1, 2, 2.5 or 5 × 10ⁿ not below ``raw``, and the decimals it needs."""
+    exponent = math.floor(math.log10(raw))
+    for mantissa, extra in ((1.0, 0), (2.0, 0), (2.5, 1), (5.0, 0), (10.0, 0)):
+        if mantissa * 10.0**exponent >= raw * (1 - 1e-9):
+            break
+    if mantissa == 10.0:
+        mantissa, exponent = 1.0, exponent + 1
+    return mantissa * 10.0**exponent, max(0, extra - exponent)
+
+
+def _value_axis(values: Iterable[float]) -> tuple[tuple[float, float], tuple[ValueTick, ...]]:
+    """Return a y range holding ``values`` with a margin, rounded to nice ticks, and the ticks."""
+    finite = [v for v in values if math.isfinite(v)]
+    low, high = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    span = high - low
+    if span == 0:
+        span = abs(high) * 0.1 or 1.0
+        low, high = low - span / 2, high + span / 2
+    low, high = low - span * Y_MARGIN, high + span * Y_MARGIN
+    step, decimals = _nice_step((high - low) / TARGET_VALUE_TICKS)
+    first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
+    ticks = []
+    for k in range(first, last + 1):
+        ticks.append(ValueTick(k * step, f"{k * step:,.{decimals}f}"))
+    return (first * step, last * step), tuple(ticks)
+
+
+def _time_step(span: timedelta) -> timedelta:
+    for step in TIME_STEPS:
+        if span / step <= MAX_TIME_TICKS:
+            return step
+    return timedelta(days=math.ceil(span / timedelta(days=1) / MAX_TIME_TICKS))
+
+
+def _time_ticks(start: datetime, end: datetime, zone: ZoneInfo) -> tuple[TimeTick, ...]:
+    """Return ticks at round local times (06:00, 06:15, … or local midnights) in the range.
+
+    The grid is in the site's wall-clock time: a local time that does not exist (spring
+    forward) is skipped, one that occurs twice (fall back) is ticked at its first
+    occurrence, so the ticks and their labels both increase. A label carries the date at
+    the first tick and wherever the local date changes.
+    """
+    step = _time_step(end - start)
+    # Arithmetic on datetimes sharing one ZoneInfo is wall-clock arithmetic: what a grid of
+    # local times needs.
+    local_start, local_end = start.astimezone(zone), end.astimezone(zone)
+    midnight = local_start.replace(hour=0, minute=0, second=0, microsecond=0)
+    if step < timedelta(days=1):
+        wall = midnight + (local_start - midnight) // step * step
+    else:
+        wall = midnight - timedelta(days=midnight.toordinal() % step.days)
+    ticks: list[TimeTick] = []
+    previous: datetime | None = None
+    while wall <= local_end + _DST_MARGIN:
+        instant = wall.astimezone(UTC)
+        exists = instant.astimezone(zone).replace(tzinfo=None) == wall.replace(tzinfo=None)
+        if exists and start <= instant <= end and (not ticks or instant > ticks[-1].ts):
+            ticks.append(TimeTick(instant, _tick_label(wall, previous, step)))
+            previous = wall
+        wall += step
+    return tuple(ticks)
+
+
+def _tick_label(local: datetime, previous: datetime | None, step: timedelta) -> str:
+    day = f"{local.day:02d} {_MONTHS[local.month - 1]}"
+    if step >= timedelta(days=1):
+        return day
+    clock = f"{local.hour:02d}:{local.minute:02d}"
+    if previous is None or previous.date() != local.date():
+        return f"{day} {clock}"
+    return clock
+
+
+def _title(record: Mapping[str, Any], kind: str) -> str:
+    if kind == "data_gap":
+        what = "Data gap"
+    else:
+        detail = " ".join(str(record[k]) for k in ("level", "direction") if record.get(k))
+        what = f"Excursion ({detail})" if detail else "Excursion"
+    where = [str(record[k]) for k in ("parameter", "instrument", "area") if record.get(k)] or [
+        str(record.get("sensor_id", ""))
+    ]
+    return f"{what} — {' · '.join(where)}"
+
+
+def _local(ts: datetime, zone: ZoneInfo) -> str:
+    local = ts.astimezone(zone)
+    return f"{local:%Y-%m-%d %H:%M}"
+
+
+def _caption(
+    record: Mapping[str, Any], unit: str, zone: ZoneInfo, start: datetime, end: datetime
+) -> str:
+    """Say what is drawn: sensor, parameter and unit, the period, the zone's names."""
+    names = dict.fromkeys(str(zone.tzname(t)) for t in (start, end))  # CET/CEST across DST
+    period = f"{_local(start, zone)} – {_local(end, zone)}"
+    parameter = str(record.get("parameter") or "value")
+    measured = f"{parameter} in {unit}" if unit else parameter
+    sensor = str(record.get("sensor_id") or "")
+    parts = [p for p in (sensor, measured) if p]
+    return f"{' · '.join(parts)} · {period} {zone.key} ({'/'.join(names)})"
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlotArea:
+    """Where a rendering of ``width`` × ``height`` puts the data; y grows upward (as in PDF).
+
+    Margins follow the font size: the title above, value labels left, and below the time
+    labels, the caption and the decimation note.
+    """
+
+    trend: Trend
+    width: float
+    height: float
+    font_size: float
+    left: float
+    bottom: float
+    right: float
+    top: float
+
+    @classmethod
+    def of(cls, trend: Trend, width: float, height: float, *, font_size: float) -> PlotArea:
+        """Lay out the plot area of ``trend`` in a rendering of the given size."""
+        lines_below = 1.5 + 1.3 + (1.3 if trend.note else 0.0)
+        left, right = font_size * 5.5, width - font_size * 1.5
+        bottom, top = font_size * (lines_below + 0.3), height - font_size * 2.2
+        if right - left < font_size * 4 or top - bottom < font_size * 2:
+            raise ValueError(f"a trend chart does not fit in {width} × {height}")
+        return cls(trend, width, height, font_size, left, bottom, right, top)
+
+    def x(self, ts: datetime) -> float:
+        """Return the horizontal position of ``ts``."""
+        return self.left + self.trend.x_fraction(ts) * (self.right - self.left)
+
+    def y(self, value: float) -> float:
+        """Return the vertical position of ``value`` (from the bottom)."""
+        return self.bottom + self.trend.y_fraction(value) * (self.top - self.bottom)
+
+
+# The marks both renderers translate: positions are PlotArea's (y upward), ``css`` is the
+# SVG class, ``ident`` an optional SVG id.
+
+
+@dataclass(frozen=True, slots=True)
+class _Rect:
+    css: str
+    x: float
+    y: float
+    w: float
+    h: float
+    fill: str
+    ident: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    css: str
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    stroke: str
+    width: float = 1.0
+    dash: tuple[float, ...] = ()
+    ident: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Poly:
+    css: str
+    points: tuple[tuple[float, float], ...]
+    stroke: str
+    width: float
+    ident: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Circle:
+    css: str
+    cx: float
+    cy: float
+    r: float
+    stroke: str
+    fill: str | None
+    width: float = 1.0
+    ident: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    css: str
+    x: float
+    y: float
+    text: str
+    size: float
+    anchor: Literal["start", "middle", "end"] = "start"
+    fill: str = TEXT_COLOUR
+    bold: bool = False
+    ident: str = ""
+
+
+_Mark = _Rect | _Line | _Poly | _Circle | _Text
+
+
+def _marks(area: PlotArea) -> list[_Mark]:
+    """Lay the trend out as marks, back to front."""
+    trend, font = area.trend, area.font_size
+    small = font * 0.85
+    left, right, bottom, top = area.left, area.right, area.bottom, area.top
+    marks: list[_Mark] = [
+        _Rect("background", 0, 0, area.width, area.height, BACKGROUND),
+        _Text("title", left, area.height - font * 1.4, trend.title, font, bold=True),
+    ]
+    if trend.span is not None:
+        x1, x2 = area.x(trend.span.start), area.x(trend.span.end)
+        fill = GAP_FILL if trend.span.kind == "data_gap" else EXCURSION_FILL
+        css = "gap-span" if trend.span.kind == "data_gap" else "excursion-span"
+        marks.append(_Rect(css, x1, bottom, x2 - x1, top - bottom, fill, ident="trend-span"))
+        marks.append(_Text("span-label", x1 + 3, top - small * 1.2, trend.span.label, small))
+    for tick in trend.value_ticks:
+        y = area.y(tick.value)
+        marks.append(_Line("grid", left, y, right, y, GRID_COLOUR, 0.5))
+        marks.append(_Text("tick-label y", left - 4, y - small * 0.35, tick.label, small, "end"))
+    for tick in trend.time_ticks:
+        x = area.x(tick.ts)
+        marks.append(_Line("grid", x, bottom, x, top, GRID_COLOUR, 0.5))
+        marks.append(_Line("tick x", x, bottom, x, bottom - 4, AXIS_COLOUR, 0.75))
+        marks.append(_Text("tick-label x", x, bottom - small * 1.3, tick.label, small, "middle"))
+    marks.append(_Line("axis x", left, bottom, right, bottom, AXIS_COLOUR, 0.75))
+    marks.append(_Line("axis y", left, bottom, left, top, AXIS_COLOUR, 0.75))
+    for limit in trend.limits:
+        y = area.y(limit.value)
+        colour = ACTION_COLOUR if limit.kind == "action" else ALERT_COLOUR
+        dash = () if limit.kind == "action" else (6.0, 3.0)  # not by colour alone
+        ident = f"trend-limit-{limit.kind}-{limit.side}"
+        marks.append(_Line(f"limit {limit.kind}", left, y, right, y, colour, 1.25, dash, ident))
+        label_y = y + small * 0.35 if limit.side == "high" else y - small * 1.05
+        marks.append(
+            _Text(
+                f"limit-label {limit.kind}", right - 3, label_y, limit.label, small, "end", colour
+            )
+        )
+    for run in trend.runs:
+        points = tuple((area.x(p.ts), area.y(p.value)) for p in run)
+        if len(points) == 1:
+            ((x, y),) = points
+            marks.append(_Circle("series-point", x, y, 1.5, SERIES_COLOUR, SERIES_COLOUR))
+        else:
+            marks.append(_Poly("series", points, SERIES_COLOUR, 1.25))
+    arm = font * 0.3
+    for mark in trend.bad_quality:
+        fraction = 0.0 if mark.value is None else trend.y_fraction(mark.value)
+        x, y = area.x(mark.ts), bottom + min(max(fraction, 0.0), 1.0) * (top - bottom)
+        marks.append(_Line("bad-quality", x - arm, y - arm, x + arm, y + arm, BAD_QUALITY_COLOUR))
+        marks.append(_Line("bad-quality", x - arm, y + arm, x + arm, y - arm, BAD_QUALITY_COLOUR))
+    if trend.peak is not None:
+        x, y = area.x(trend.peak.ts), area.y(trend.peak.value)
+        marks.append(_Circle("peak", x, y, font * 0.35, ACTION_COLOUR, None, 1.5, "trend-peak"))
+        anchor: Literal["start", "end"] = (
+            "start" if trend.x_fraction(trend.peak.ts) < 0.7 else "end"
+        )
+        dx = font * 0.6 if anchor == "start" else -font * 0.6
+        label_y = y + font * 0.5 if trend.y_fraction(trend.peak.value) < 0.85 else y - font
+        marks.append(
+            _Text("peak-label", x + dx, label_y, trend.peak.label, small, anchor, ACTION_COLOUR)
+        )
+    if trend.empty:
+        marks.append(
+            _Text(
+                "empty",
+                (left + right) / 2,
+                (bottom + top) / 2,
+                EMPTY_TEXT,
+                font,
+                "middle",
+                AXIS_COLOUR,
+                ident="trend-empty",
+            )
+        )
+    caption_y = bottom - font * 2.7
+    marks.append(_Text("caption", left, caption_y, trend.caption, small))
+    if trend.note:
+        marks.append(_Text("note", left, caption_y - font * 1.3, trend.note, small))
+    return marks
+
+
+def _n(value: float) -> str:
+    """Format a coordinate compactly (hundredths are far below a pixel)."""
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def _svg_mark(mark: _Mark, height: float) -> str:
+    """Return one mark as an SVG element (y flipped: SVG's y grows downward)."""
+    ident = f" id={quoteattr(mark.ident)}" if mark.ident else ""
+    css = f"class={quoteattr(mark.css)}{ident}"
+    if isinstance(mark, _Rect):
+        return (
+            f'<rect {css} x="{_n(mark.x)}" y="{_n(height - mark.y - mark.h)}" '
+            f'width="{_n(mark.w)}" height="{_n(mark.h)}" fill="{mark.fill}"/>'
+        )
+    if isinstance(mark, _Line):
+        dash = f' stroke-dasharray="{" ".join(_n(d) for d in mark.dash)}"' if mark.dash else ""
+        return (
+            f'<line {css} x1="{_n(mark.x1)}" y1="{_n(height - mark.y1)}" x2="{_n(mark.x2)}" '
+            f'y2="{_n(height - mark.y2)}" stroke="{mark.stroke}" '
+            f'stroke-width="{_n(mark.width)}"{dash}/>'
+        )
+    if isinstance(mark, _Poly):
+        points = " ".join(f"{_n(x)},{_n(height - y)}" for x, y in mark.points)
+        return (
+            f'<polyline {css} points="{points}" fill="none" stroke="{mark.stroke}" '
+            f'stroke-width="{_n(mark.width)}" stroke-linejoin="round"/>'
+        )
+    if isinstance(mark, _Circle):
+        return (
+            f'<circle {css} cx="{_n(mark.cx)}" cy="{_n(height - mark.cy)}" r="{_n(mark.r)}" '
+            f'fill="{mark.fill or "none"}" stroke="{mark.stroke}" '
+            f'stroke-width="{_n(mark.width)}"/>'
+        )
+    weight = ' font-weight="bold"' if mark.bold else ""
+    return (
+        f'<text {css} x="{_n(mark.x)}" y="{_n(height - mark.y)}" '
+        f'font-size="{_n(mark.size)}" text-anchor="{mark.anchor}" '
+        f'fill="{mark.fill}"{weight}>{escape(mark.text)}</text>'
+    )
+
+
+def trend_svg(trend: Trend, *, width: int = 860, height: int = 300) -> str:
+    """Return the chart as a self-contained inline ``<svg>`` element (``id="trend"``).
+
+    Accessible (``role="img"``, ``<title>`` and ``<desc>``), scalable (``viewBox``), every
+    text escaped; no script, no external resource and no style, for a strict CSP.
+    """
+    area = PlotArea.of(trend, width, height, font_size=SVG_FONT_SIZE)
+    body = "\n".join(_svg_mark(mark, height) for mark in _marks(area))
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" id="trend" class="trend" role="img" '
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'font-family={quoteattr(FONT_FAMILY)} aria-labelledby="trend-title trend-desc">\n'
+        f'<title id="trend-title">{escape(trend.title)}</title>\n'
+        f'<desc id="trend-desc">{escape(" ".join(filter(None, (trend.caption, trend.note))))}'
+        f"</desc>\n{body}\n</svg>"
+    )
+
+
+def _pdf_shape(mark: _Mark) -> Rect | Line | PolyLine | Circle | String:
+    """Return one mark as a reportlab shape."""
+    if isinstance(mark, _Rect):
+        return Rect(mark.x, mark.y, mark.w, mark.h, fillColor=HexColor(mark.fill), strokeColor=None)
+    if isinstance(mark, _Line):
+        line = Line(
+            mark.x1,
+            mark.y1,
+            mark.x2,
+            mark.y2,
+            strokeColor=HexColor(mark.stroke),
+            strokeWidth=mark.width,
+        )
+        if mark.dash:
+            line.strokeDashArray = list(mark.dash)
+        return line
+    if isinstance(mark, _Poly):
+        return PolyLine(
+            [c for point in mark.points for c in point],
+            strokeColor=HexColor(mark.stroke),
+            strokeWidth=mark.width,
+            strokeLineJoin=1,
+        )
+    if isinstance(mark, _Circle):
+        return Circle(
+            mark.cx,
+            mark.cy,
+            mark.r,
+            strokeColor=HexColor(mark.stroke),
+            strokeWidth=mark.width,
+            fillColor=None if mark.fill is None else HexColor(mark.fill),
+        )
+    return String(
+        mark.x,
+        mark.y,
+        mark.text,
+        fontName=PDF_BOLD_FONT if mark.bold else PDF_FONT,
+        fontSize=mark.size,
+        fillColor=HexColor(mark.fill),
+        textAnchor=mark.anchor,
+    )
+
+
+def trend_drawing(trend: Trend, *, width: float, height: float) -> Drawing:
+    """Return the chart as a reportlab ``Drawing`` (a platypus flowable) for the PDF report."""
+    area = PlotArea.of(trend, width, height, font_size=PDF_FONT_SIZE)
+    return Drawing(width, height, *(_pdf_shape(mark) for mark in _marks(area)))
