@@ -460,7 +460,7 @@ def excursions_serve(
     """Serve the QA app (the JSON API under /api/v1) until SIGTERM / Ctrl-C."""
     from rich.console import Console
 
-    from envmon.commands.records import serve
+    from envmon.commands.records import series_reader, serve
     from envmon.config import load_site
     from envmon.errors import ConfigError
     from envmon.settings import SettingsError, load_settings
@@ -475,6 +475,7 @@ def excursions_serve(
             secure_cookie=not insecure_cookie,
             site_timezone=site.timezone,
             site_name=site.name,
+            series=series_reader(settings, site),
         )
     except (SettingsError, ConfigError) as exc:
         Console(stderr=True).print(str(exc), markup=False)
@@ -491,7 +492,7 @@ def excursions_report(
     """Write the printable PDF report of one excursion."""
     from rich.console import Console
 
-    from envmon.commands.records import report
+    from envmon.commands.records import report, series_reader
     from envmon.config import load_site
     from envmon.errors import ConfigError
     from envmon.settings import SettingsError, load_settings
@@ -499,7 +500,8 @@ def excursions_report(
     try:
         settings = load_settings(settings_file)
         site = load_site(settings.site)
-        written = report(db or settings.records_url, record_id, output, site)
+        series = series_reader(settings, site)
+        written = report(db or settings.records_url, record_id, output, site, series)
     except (SettingsError, ConfigError, LookupError) as exc:
         Console(stderr=True).print(str(exc), markup=False)
         raise typer.Exit(EXIT_INVALID) from None

@@ -127,5 +127,8 @@ def record_detail(
             "qa": {name: getattr(row, name) for name in QA_FIELDS},
             "audit": audit,
             "signatures": signatures,
-            "timeline": as_dicts(timeline(session, row)),
+            "timeline": [
+                {**entry, "at_site": entry["at"].astimezone(zone).isoformat(timespec="seconds")}
+                for entry in as_dicts(timeline(session, row))
+            ],
         }

@@ -1,9 +1,10 @@
-"""The printable excursion report (PDF, reportlab): record, assessment, signatures, audit trail.
+"""The printable excursion report (PDF, reportlab): record, trend, timeline, signatures, audit.
 
-Every page carries the site name, the record id and "page N of M"; signatures show the
-printed name, meaning, time in UTC and in the site's zone, and whether they still cover the
-record's current content. (The trend chart and the alarm timeline are to come with the
-time-series port.)
+Every page carries the site name, the record id and "page N of M". The trend chart is the
+page's chart (``excursions.trend``, drawn with reportlab graphics from the same geometry);
+the timeline lists alarms, notifications, people's actions and signatures in UTC and site
+time; signatures show the printed name, meaning, time in UTC and in the site's zone, and
+whether they still cover the record's current content.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from envmon.timeutil import utcnow
+from excursions.series import TrendResult
+from excursions.trend import trend_drawing
 
 MARGIN: Final = 18 * mm
 
@@ -52,7 +55,9 @@ def _cell(text: object, style: ParagraphStyle) -> Paragraph:
     return Paragraph(escape("" if text is None else str(text)), style)
 
 
-def write_report(detail: dict[str, Any], path: Path, *, site_name: str) -> Path:
+def write_report(
+    detail: dict[str, Any], path: Path, *, site_name: str, chart: TrendResult | None = None
+) -> Path:
     """Write the PDF report of one record (``excursions.queries.record_detail``'s form)."""
     styles = getSampleStyleSheet()
     small = ParagraphStyle("small", parent=styles["BodyText"], fontSize=8, leading=10)
@@ -96,6 +101,13 @@ def write_report(detail: dict[str, Any], path: Path, *, site_name: str) -> Path:
     story.append(
         Table([[_cell(k, small), _cell(v, small)] for k, v in metrics], colWidths=[50 * mm, None])
     )
+    story += [Spacer(1, 4 * mm), Paragraph("Trend", styles["Heading2"])]
+    if chart is not None and chart.trend is not None:
+        width = A4[0] - 2 * MARGIN
+        story.append(trend_drawing(chart.trend, width=width, height=width * 0.4))
+    else:
+        reason = chart.error if chart is not None else "not requested"
+        story.append(Paragraph(escape(f"Trend unavailable: {reason}"), styles["BodyText"]))
     story += [Spacer(1, 4 * mm), Paragraph("QA assessment", styles["Heading2"])]
     story.append(
         Table(
@@ -128,6 +140,28 @@ def write_report(detail: dict[str, Any], path: Path, *, site_name: str) -> Path:
         rows.append([_cell("none", small)] + [_cell("", small)] * 5)
     widths = [38 * mm, 18 * mm, 14 * mm, 36 * mm, 46 * mm, None]
     story.append(Table(rows, style=grid, repeatRows=1, colWidths=widths))
+    story += [Spacer(1, 4 * mm), Paragraph("Timeline", styles["Heading2"])]
+    timeline = [[_cell(h, small) for h in ("UTC", "Site time", "What", "Who", "Detail")]]
+    for e in detail.get("timeline", ()):
+        timeline.append(
+            [
+                _cell(e["at"].isoformat(timespec="seconds"), small),
+                _cell(e["at_site"], small),
+                _cell(e["title"], small),
+                _cell(e["who"], small),
+                _cell(e["detail"], small),
+            ]
+        )
+    if len(timeline) == 1:
+        timeline.append([_cell("none", small)] + [_cell("", small)] * 4)
+    story.append(
+        Table(
+            timeline,
+            style=grid,
+            repeatRows=1,
+            colWidths=[30 * mm, 30 * mm, 36 * mm, 28 * mm, None],
+        )
+    )
     story += [Spacer(1, 4 * mm), Paragraph("Audit trail", styles["Heading2"])]
     audit = [
         [_cell(h, small) for h in ("#", "When (UTC)", "Who", "What", "Field", "Old", "New", "Why")]

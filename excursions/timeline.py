@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import orjson
 from pydantic import Field, TypeAdapter
@@ -203,7 +203,7 @@ def _text(value: str | None) -> str:
     return decoded if isinstance(decoded, str) else value
 
 
-def as_dicts(entries: Iterable[TimelineEntry]) -> list[dict[str, object]]:
+def as_dicts(entries: Iterable[TimelineEntry]) -> list[dict[str, Any]]:
     """Return timeline entries as plain dicts (the API's and templates' form)."""
     return [
         {"at": e.at, "kind": e.kind, "title": e.title, "who": e.who, "detail": e.detail}

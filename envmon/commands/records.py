@@ -12,15 +12,18 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from envmon.bus import ALARMS, NOTIFICATIONS
-from envmon.commands.stream_worker import ensure_topics
+from envmon.commands.stream_worker import ensure_topics, site_id
 from envmon.config import SiteConfig
 from envmon.settings import Settings, SettingsError
+from envmon.timeutil import utcnow
 from excursions.audit import Verification, verify
 from excursions.consumer import consume_events, consume_records
 from excursions.migrate import current, newest, upgrade
 from excursions.records import RecordStore
+from excursions.series import SeriesReader
 from excursions.timeline import TimelineStore
 from stream.kafka_bus import KafkaBus
+from stream.timeseries import SqliteTimeSeries
 
 
 def open_engine(url: str) -> Engine:
@@ -122,6 +125,25 @@ async def run_consume(
         engine.dispose()
 
 
+def series_reader(settings: Settings, site: SiteConfig) -> SeriesReader | None:
+    """Return the read side of the time-series store the settings name (None: ``none``)."""
+    if settings.timeseries == "sqlite":
+        path = settings.data_dir / "timeseries.sqlite3"  # the stream worker's
+        return SqliteTimeSeries(path) if path.exists() else None
+    if settings.timeseries == "influx":
+        from stream.influxdb import InfluxSeriesReader
+
+        return InfluxSeriesReader(
+            settings.influx_url,
+            settings.influx_token.get_secret_value(),
+            settings.influx_org,
+            settings.influx_bucket,
+            timeout_s=settings.influx_timeout_s,
+            site=site_id(site),
+        )
+    return None
+
+
 def serve(
     url: str,
     *,
@@ -130,6 +152,7 @@ def serve(
     secure_cookie: bool = True,
     site_timezone: str = "UTC",
     site_name: str = "envmon",
+    series: SeriesReader | None = None,
 ) -> None:
     """Serve the QA app on ``host:port`` with uvicorn until SIGTERM / Ctrl-C."""
     import uvicorn
@@ -150,6 +173,7 @@ def serve(
             Lifecycle(engine, users),
             secure_cookie=secure_cookie,
             site_timezone=site_timezone,
+            series=series,
         )
         app = create_app(services, site_name=site_name)
         uvicorn.run(app, host=host, port=port, log_level="info")
@@ -157,10 +181,17 @@ def serve(
         engine.dispose()
 
 
-def report(url: str, record_id: str, output: Path, site: SiteConfig) -> Path:
+def report(
+    url: str,
+    record_id: str,
+    output: Path,
+    site: SiteConfig,
+    series: SeriesReader | None = None,
+) -> Path:
     """Write the PDF report of one record; raise ``LookupError`` for an unknown id."""
     from excursions.queries import record_detail
     from excursions.report import write_report
+    from excursions.series import fetch_trend
 
     engine = open_engine(url)
     try:
@@ -170,5 +201,6 @@ def report(url: str, record_id: str, output: Path, site: SiteConfig) -> Path:
         engine.dispose()
     if detail is None:
         raise LookupError(f"no record {record_id!r}")
+    chart = fetch_trend(series, detail["record"], now=utcnow(), zone=site.tzinfo)
     output.parent.mkdir(parents=True, exist_ok=True)
-    return write_report(detail, output, site_name=site.name)
+    return write_report(detail, output, site_name=site.name, chart=chart)

@@ -9,6 +9,7 @@ input (with the reason). The server-rendered pages (to come) use the same servic
 
 # No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime,
 # and the dependencies they name are closures of ``create_api``.
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Final
@@ -19,6 +20,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
+from envmon.errors import EnvmonError
+from envmon.timeutil import utcnow
 from excursions.lifecycle import (
     MAX_COMMENT,
     MEANINGS,
@@ -28,7 +31,9 @@ from excursions.lifecycle import (
     StaleRecordError,
 )
 from excursions.queries import MAX_PAGE_SIZE, Filters, list_records, record_detail
+from excursions.series import SeriesReader
 from excursions.sessions import Sessions
+from excursions.trend import trend_window
 from excursions.users import AuthenticationError, User, UserError
 
 COOKIE: Final = "envmon_session"
@@ -45,6 +50,8 @@ class Services:
     lifecycle: Lifecycle
     secure_cookie: bool = True
     site_timezone: str = "UTC"  #: signatures are shown in UTC and in this zone
+    series: SeriesReader | None = None  #: the time-series port (trend charts)
+    clock: Callable[[], datetime] = utcnow
 
 
 class SignIn(BaseModel):
@@ -203,6 +210,31 @@ def create_api(services: Services) -> FastAPI:
         if detail is None:
             raise HTTPException(404, f"no record {record_id!r}")
         return detail
+
+    @router.get("/excursions/{record_id}/trend")
+    def trend(record_id: str, _user: Annotated[User, role(*READERS)]) -> dict[str, Any]:
+        """Return the sensor's readings from before the start to after the end, with limits."""
+        detail = record_detail(services.engine, record_id)
+        if detail is None:
+            raise HTTPException(404, f"no record {record_id!r}")
+        record = detail["record"]
+        start, end = trend_window(record, services.clock())
+        if services.series is None:
+            raise HTTPException(503, "no time-series store is configured")
+        try:
+            readings = services.series.query(detail["sensor_id"], start, end)
+        except (EnvmonError, OSError) as exc:
+            raise HTTPException(503, f"the time-series store did not answer: {exc}") from None
+        return {
+            "sensor_id": detail["sensor_id"],
+            "unit": record.get("unit", ""),
+            "from": start,
+            "to": end,
+            "limits": record.get("limits"),
+            "readings": [
+                {"ts": r.ts, "value": r.value, "quality": r.quality.value} for r in readings
+            ],
+        }
 
     life = services.lifecycle
 

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Cookie, FastAPI, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from excursions.lifecycle import (
     ACKNOWLEDGED,
@@ -36,6 +37,8 @@ from excursions.lifecycle import (
 )
 from excursions.queries import Filters, list_records, record_detail
 from excursions.report import write_report
+from excursions.series import fetch_trend
+from excursions.trend import trend_svg
 from excursions.users import AuthenticationError, User
 from excursions.web.api import COOKIE, READERS, Services
 
@@ -71,7 +74,10 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
 
     def page(request: Request, name: str, status: int = 200, **context: object) -> HTMLResponse:
         return TEMPLATES.TemplateResponse(
-            request, name, {"site_name": site_name, **context}, status_code=status
+            request,
+            name,
+            {"site_name": site_name, "site_timezone": zone.key, **context},
+            status_code=status,
         )
 
     def current_user(token: str | None) -> User | None:
@@ -182,8 +188,19 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
         if record is None:
             return page(request, "base.html", 404, user=user, error=f"no record {record_id!r}")
         actions = ACTIONS.get((record["qa_state"], user.role), ())
+        chart = fetch_trend(services.series, record["record"], now=services.clock(), zone=zone)
+        # trend_svg escapes every text it writes: the markup is safe to embed as it is.
+        svg = Markup(trend_svg(chart.trend)) if chart.trend is not None else None  # noqa: S704
         return page(
-            request, "detail.html", status, user=user, r=record, actions=actions, error=error
+            request,
+            "detail.html",
+            status,
+            user=user,
+            r=record,
+            actions=actions,
+            error=error,
+            chart=svg,
+            chart_error=chart.error,
         )
 
     @app.get("/excursions/{record_id}", include_in_schema=False)
@@ -207,8 +224,9 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
         record = record_detail(services.engine, record_id, zone)
         if record is None:
             return page(request, "base.html", 404, user=user, error=f"no record {record_id!r}")
+        chart = fetch_trend(services.series, record["record"], now=services.clock(), zone=zone)
         with tempfile.TemporaryDirectory() as tmp:
-            path = write_report(record, Path(tmp) / "report.pdf", site_name=site_name)
+            path = write_report(record, Path(tmp) / "report.pdf", site_name=site_name, chart=chart)
             body = path.read_bytes()
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", record_id)
         return Response(

@@ -10,15 +10,26 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, create_engine
 
-from envmon.models import ExcursionRecord
+from envmon.models import AlarmEvent, ExcursionRecord
 from excursions.migrate import upgrade
 from excursions.records import RecordStore
+from excursions.timeline import TimelineStore
 from excursions.users import UserStore
+from stream.timeseries import SqliteTimeSeries
 
-from .test_records import core_records
+from .test_records import core_events, core_readings, core_records
 
 #: Cheap argon2 parameters: the tests check behaviour, not the cost.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+@pytest.fixture
+def series(tmp_path: Path) -> Iterator[SqliteTimeSeries]:
+    """The embedded time-series store holding the readings behind ``core_records``."""
+    store = SqliteTimeSeries(tmp_path / "series.sqlite3")
+    store.write(core_readings())
+    yield store
+    store.close()
 
 
 @pytest.fixture
@@ -31,10 +42,14 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 def stored_excursion(engine: Engine, clock: Callable[[], datetime]) -> tuple[str, UserStore]:
-    """Store the core's records of a fridge excursion; return its id and a cheap user store."""
+    """Store the core's records and alarms of a fridge excursion; return its id and a cheap
+    user store."""
     records = core_records()
-    store = RecordStore(engine, clock=clock)
-    for record in records:
-        store.apply(record)
+    store, events = RecordStore(engine, clock=clock), TimelineStore(engine, clock=clock)
+    for event in core_events():
+        if isinstance(event, AlarmEvent):
+            events.apply(event)
+        else:
+            store.apply(event)
     record_id = next(r.id for r in records if isinstance(r, ExcursionRecord))
     return record_id, UserStore(engine, clock=clock, hasher=FAST_HASHER)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from envmon.errors import EnvmonError
+from envmon.models import Reading
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.lifecycle import Lifecycle
 from excursions.sessions import Sessions
+from excursions.users import UserStore
 from excursions.web.api import Services, create_api
+from stream.timeseries import SqliteTimeSeries
 
-from .conftest import stored_excursion
+from .conftest import FAST_HASHER, stored_excursion
 from .test_lifecycle import ASSESSMENT
 
 ROLES = ("viewer", "operator", "qa", "admin")
@@ -19,7 +25,7 @@ PASSWORD = "a long password 1"
 
 
 @pytest.fixture
-def api(engine: Engine) -> tuple[TestClient, str]:
+def api(engine: Engine, series: SqliteTimeSeries) -> tuple[TestClient, str]:
     clock = FakeClock(DEFAULT_T0)
     record_id, users = stored_excursion(engine, clock)
     for role in ROLES:
@@ -30,6 +36,8 @@ def api(engine: Engine) -> tuple[TestClient, str]:
         Lifecycle(engine, users, clock=clock),
         secure_cookie=False,
         site_timezone="Europe/Berlin",
+        series=series,
+        clock=clock,
     )
     return TestClient(create_api(services)), record_id
 
@@ -52,6 +60,7 @@ def version(client: TestClient, record_id: str) -> int:
 MATRIX = {
     ("GET", "/api/v1/excursions"): ("viewer", "operator", "qa"),
     ("GET", "/api/v1/excursions/{id}"): ("viewer", "operator", "qa"),
+    ("GET", "/api/v1/excursions/{id}/trend"): ("viewer", "operator", "qa"),
     ("POST", "/api/v1/excursions/{id}/acknowledge"): ("operator", "qa"),
     ("POST", "/api/v1/excursions/{id}/comments"): ("operator", "qa"),
     ("POST", "/api/v1/excursions/{id}/review"): ("qa",),
@@ -261,3 +270,52 @@ def test_admin_manages_users_and_the_changes_are_audited(
         ).all()
     assert ("admin1", "set_disabled", "left") in actors
     assert all(actor == "admin1" for actor, _, _ in actors)
+
+
+def test_the_trend_of_a_record(api: tuple[TestClient, str]) -> None:
+    client, record_id = api
+    signed_in(client, "viewer")
+    trend = client.get(f"/api/v1/excursions/{record_id}/trend")
+    assert trend.status_code == 200, trend.text
+    body = trend.json()
+    detail = client.get(f"/api/v1/excursions/{record_id}").json()
+    assert body["sensor_id"] == detail["sensor_id"]
+    assert body["limits"]["action_high"] == 10
+    # The app's clock (DEFAULT_T0) is before the end here: the window stops at the end.
+    assert body["from"] < detail["record"]["start"] < detail["record"]["end"] <= body["to"]
+    values = [r["value"] for r in body["readings"]]
+    assert max(values) == 12  # the peak is in the window
+    assert values[0] == 5  # and the normal readings before the start
+    assert client.get("/api/v1/excursions/forged/trend").status_code == 404
+
+
+class TimeSeriesQueryError(EnvmonError):
+    """What a time-series adapter raises when its store does not answer."""
+
+
+class _Down:
+    """A time-series store that does not answer."""
+
+    def query(self, sensor_id: str, start: datetime, end: datetime) -> list[Reading]:
+        raise TimeSeriesQueryError(f"http://127.0.0.1:9/: connection refused ({sensor_id})")
+
+
+def test_a_store_that_does_not_answer_gives_503_not_an_error(
+    api: tuple[TestClient, str], engine: Engine
+) -> None:
+    _client, record_id = api
+    clock = FakeClock(DEFAULT_T0)
+    users = UserStore(engine, clock=clock, hasher=FAST_HASHER)
+    for series in (_Down(), None):
+        services = Services(
+            engine,
+            Sessions(engine, users, clock=clock),
+            Lifecycle(engine, users, clock=clock),
+            secure_cookie=False,
+            series=series,
+            clock=clock,
+        )
+        down = signed_in(TestClient(create_api(services)), "viewer")
+        response = down.get(f"/api/v1/excursions/{record_id}/trend")
+        assert response.status_code == 503
+        assert ("did not answer" if series else "no time-series store") in response.text

@@ -15,6 +15,7 @@ from excursions.lifecycle import Lifecycle
 from excursions.sessions import Sessions
 from excursions.web.api import Services
 from excursions.web.app import create_app
+from stream.timeseries import SqliteTimeSeries
 
 from .conftest import stored_excursion
 from .test_lifecycle import ASSESSMENT
@@ -23,7 +24,7 @@ PASSWORD = "a long password 1"
 
 
 @pytest.fixture
-def site(engine: Engine) -> tuple[TestClient, str]:
+def site(engine: Engine, series: SqliteTimeSeries) -> tuple[TestClient, str]:
     clock = FakeClock(DEFAULT_T0)
     record_id, users = stored_excursion(engine, clock)
     for name, role in [("olga", "operator"), ("quinn", "qa"), ("vic", "viewer"), ("ann", "admin")]:
@@ -34,6 +35,8 @@ def site(engine: Engine) -> tuple[TestClient, str]:
         Lifecycle(engine, users, clock=clock),
         secure_cookie=False,
         site_timezone="Europe/Berlin",
+        series=series,
+        clock=clock,
     )
     return TestClient(create_app(services, site_name="Plant A")), record_id
 
@@ -73,6 +76,16 @@ def test_list_and_record_page_for_a_viewer(site: tuple[TestClient, str]) -> None
     assert "Audit trail" in page.text
     assert "None for your role in this state." in page.text
     assert '<form method="post" action="/excursions/' not in page.text  # no action forms
+    # The trend: an inline SVG with both limit lines and the excursion shaded.
+    assert '<svg id="trend"' in page.text or 'id="trend"' in page.text
+    for part in ("limit action", "limit alert", "excursion-span", "peak"):
+        assert part in page.text
+    assert "<script" not in page.text
+    # The timeline: the core's alarms, in UTC and in the site's zone.
+    assert 'id="timeline"' in page.text
+    for title in ("alarm raised", "alarm escalated", "alarm cleared"):
+        assert title in page.text
+    assert "Site time (Europe/Berlin)" in page.text
 
 
 def test_the_qa_flow_through_the_pages(site: tuple[TestClient, str]) -> None:

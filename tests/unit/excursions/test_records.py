@@ -8,12 +8,14 @@ from datetime import timedelta
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from envmon.models import AlarmEvent, CoreEvent, DataGap, ExcursionRecord
+from envmon.models import AlarmEvent, CoreEvent, DataGap, ExcursionRecord, Reading
 from envmon.testing import DEFAULT_T0, FakeClock, make_spec, readings
 from excursions.audit import verify
 from excursions.db import AuditEntry, ExcursionRow
 from excursions.records import ACTOR, RecordStore
 from stream.core.evaluator import Evaluator
+
+FRIDGE = make_spec(alert_high=8, action_high=10, stale_after_s=600)
 
 
 def core_records() -> list[ExcursionRecord | DataGap]:
@@ -21,16 +23,18 @@ def core_records() -> list[ExcursionRecord | DataGap]:
     return [e for e in core_events() if not isinstance(e, AlarmEvent)]
 
 
+def core_readings() -> list[Reading]:
+    """The fridge's readings behind ``core_events``: up to 12 °C, then silent for an hour."""
+    values = [5, 9, 11, 12, 9.5, 7, 5, 5]
+    late = DEFAULT_T0 + timedelta(minutes=len(values) + 60)
+    return [*readings(FRIDGE.sensor_id, values), *readings(FRIDGE.sensor_id, [5], start=late)]
+
+
 def core_events() -> list[CoreEvent]:
     """Everything the core emits for ``core_records``' fridge: alarms, records, the gap."""
-    spec = make_spec(alert_high=8, action_high=10, stale_after_s=600)
-    evaluator = Evaluator([spec])
-    values = [5, 9, 11, 12, 9.5, 7, 5, 5]
+    evaluator = Evaluator([FRIDGE])
     events: list[CoreEvent] = []
-    for reading in readings(spec.sensor_id, values):
-        events += evaluator.process(reading)
-    late = DEFAULT_T0 + timedelta(minutes=len(values) + 60)
-    for reading in readings(spec.sensor_id, [5], start=late):
+    for reading in core_readings():
         events += evaluator.process(reading)
     return events
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pypdf
+import pytest
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
@@ -15,9 +17,12 @@ from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.lifecycle import Lifecycle
 from excursions.queries import record_detail
 from excursions.report import write_report
+from excursions.series import fetch_trend
+from stream.timeseries import SqliteTimeSeries
 
 from .conftest import stored_excursion
 from .test_lifecycle import ASSESSMENT
+from .test_records import core_readings
 
 PASSWORD = "qa password 123"
 
@@ -42,12 +47,15 @@ def pdf_text(data: bytes) -> tuple[int, str]:
 
 
 def test_report_has_the_signature_assessment_trail_and_page_numbers(
-    engine: Engine, tmp_path: Path
+    engine: Engine, tmp_path: Path, series: SqliteTimeSeries
 ) -> None:
     _life, record_id = closed_record(engine)
-    detail = record_detail(engine, record_id, ZoneInfo("Europe/Amsterdam"))
+    zone = ZoneInfo("Europe/Amsterdam")
+    detail = record_detail(engine, record_id, zone)
     assert detail is not None
-    path = write_report(detail, tmp_path / "report.pdf", site_name="Plant A")
+    chart = fetch_trend(series, detail["record"], now=DEFAULT_T0 + timedelta(days=1), zone=zone)
+    assert chart.trend is not None
+    path = write_report(detail, tmp_path / "report.pdf", site_name="Plant A", chart=chart)
     pages, text = pdf_text(path.read_bytes())
     assert pages >= 2  # the audit trail alone fills more than one page
     assert "Excursion report" in text
@@ -59,16 +67,36 @@ def test_report_has_the_signature_assessment_trail_and_page_numbers(
     assert "Europe/Amsterdam" in text
     assert "No impact on product quality." in text
     assert "system:records" in text  # the audit trail
+    for line in ("action high 10", "alert high 8"):  # the chart's limit lines
+        assert line in text
+    for title in ("alarm raised", "alarm cleared", "acknowledged", "signed (approved)"):
+        assert title in text  # the timeline
 
 
-def test_report_command(engine: Engine, tmp_path: Path) -> None:
+def test_report_says_why_there_is_no_trend(engine: Engine, tmp_path: Path) -> None:
+    _life, record_id = closed_record(engine)
+    detail = record_detail(engine, record_id)
+    assert detail is not None
+    chart = fetch_trend(None, detail["record"], now=DEFAULT_T0, zone=ZoneInfo("UTC"))
+    path = write_report(detail, tmp_path / "report.pdf", site_name="Plant A", chart=chart)
+    assert "Trend unavailable: no time-series store" in pdf_text(path.read_bytes())[1]
+
+
+def test_report_command(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVMON_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "data").mkdir()
+    series = SqliteTimeSeries(tmp_path / "data" / "timeseries.sqlite3")  # the worker's store
+    series.write(core_readings())
+    series.close()
     _life, record_id = closed_record(engine)
     url = engine.url.render_as_string(hide_password=False)
     out = tmp_path / "out" / "report.pdf"
     runner = CliRunner()
     result = runner.invoke(app, ["excursions", "report", record_id, "-o", str(out), "--db", url])
     assert result.exit_code == 0, result.output
-    assert "Quinn Example" in pdf_text(out.read_bytes())[1]
+    text = pdf_text(out.read_bytes())[1]
+    assert "Quinn Example" in text
+    assert "action high 10" in text  # the chart from the worker's time-series store
     missing = runner.invoke(app, ["excursions", "report", "forged", "-o", str(out), "--db", url])
     assert missing.exit_code == 2
     assert "no record 'forged'" in missing.output
