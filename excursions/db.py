@@ -35,14 +35,18 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Connection,
     DateTime,
     Dialect,
+    Engine,
     Index,
     Integer,
     MetaData,
     String,
     Text,
     TypeDecorator,
+    create_engine,
+    event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -57,6 +61,8 @@ NAMING: Final = {
     "pk": "pk_%(table_name)s",
 }
 GENESIS_HASH: Final = "0" * 64
+#: How long a SQLite writer waits for another's transaction to end.
+SQLITE_BUSY_S: Final = 30.0
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -81,6 +87,34 @@ class UtcDateTime(TypeDecorator[datetime]):
         if not isinstance(value, datetime):
             raise TypeError(f"expected a datetime from the database, got {value!r}")
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def store_engine(url: str) -> Engine:
+    """Return an engine for the record store; on SQLite, transactions that serialise.
+
+    Python's sqlite3 driver defers ``BEGIN`` until the first write, so the reads of a
+    check-then-write (the newest revision held, the audit head, a form's row version) would
+    run outside the transaction, and two writers could both pass the check. On SQLite every
+    transaction therefore begins ``IMMEDIATE``: it takes the write lock first (waiting up
+    to ``SQLITE_BUSY_S`` for another writer), then reads and writes under it. Reading
+    sessions queue behind writers too: fine at the embedded default's scale. PostgreSQL
+    needs none of this (it locks with ``FOR UPDATE``).
+    """
+    engine = create_engine(url)
+    if engine.dialect.name != "sqlite":
+        return engine
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: object) -> None:  # noqa: ANN401 - DB-API
+        dbapi_connection.isolation_level = None  # no deferred BEGIN by the driver
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_S * 1000)}")
+        dbapi_connection.execute("PRAGMA journal_mode = WAL")
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
 
 
 class Base(DeclarativeBase):

@@ -7,7 +7,7 @@ import contextlib
 import signal
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,7 @@ from envmon.settings import Settings, SettingsError
 from envmon.timeutil import utcnow
 from excursions.audit import Verification, verify
 from excursions.consumer import consume_events, consume_records
+from excursions.db import store_engine
 from excursions.migrate import current, newest, upgrade
 from excursions.records import RecordStore
 from excursions.series import SeriesReader
@@ -31,7 +32,7 @@ def open_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    return create_engine(url)
+    return store_engine(url)
 
 
 def require_migrated(engine: Engine) -> None:

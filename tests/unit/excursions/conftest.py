@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 
 from envmon.models import AlarmEvent, ExcursionRecord
+from excursions.db import store_engine
 from excursions.migrate import upgrade
 from excursions.records import RecordStore
 from excursions.timeline import TimelineStore
@@ -35,7 +36,7 @@ def series(tmp_path: Path) -> Iterator[SqliteTimeSeries]:
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     """A record store on SQLite, migrated to the newest revision."""
-    engine = create_engine(f"sqlite:///{tmp_path / 'records.sqlite3'}")
+    engine = store_engine(f"sqlite:///{tmp_path / 'records.sqlite3'}")
     upgrade(engine)
     yield engine
     engine.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -24,6 +25,7 @@ from envmon.models import (
     SystemEventKind,
 )
 from envmon.testing import DEFAULT_T0, FakeClock
+from excursions.audit import verify
 from excursions.consumer import consume_events
 from excursions.db import ExcursionRow, TimelineEventRow
 from excursions.lifecycle import Lifecycle
@@ -215,3 +217,30 @@ async def test_the_consumer_stores_events_and_dead_letters_the_rest(engine: Engi
     assert b"not an alarm or system event" in letters[0]
     with pytest.raises(ValueError, match="consume_events reads"):
         await consume_events(bus, store, EXCURSIONS)
+
+
+def test_threads_writing_at_once_wait_for_each_other(engine: Engine) -> None:
+    """The embedded store is written by the consumers' and the web app's threads at once."""
+    records, events = RecordStore(engine), TimelineStore(engine)
+    all_events = core_events()
+    many = [
+        notification(NotificationStatus.SENT, minutes, recipient=f"p{minutes}@example.org")
+        for minutes in range(200)
+    ]
+
+    def store_records() -> None:
+        for _ in range(20):
+            for event in all_events:
+                if not isinstance(event, AlarmEvent):
+                    records.apply(event)
+
+    def store_events() -> None:
+        for event in many:
+            events.apply(event)
+
+    with ThreadPoolExecutor(2) as pool:
+        for future in [pool.submit(store_records), pool.submit(store_events)]:
+            future.result()  # raises "database is locked" if a writer did not wait
+    assert events.applied == len(many)
+    with Session(engine) as session:
+        assert verify(session).ok
