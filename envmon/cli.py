@@ -98,14 +98,23 @@ def demo(
         Path | None, typer.Option("--workdir", help="Keep buffer and databases here.")
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Simulation seed.")] = None,
+    web_port: Annotated[
+        int,
+        typer.Option("--web-port", min=0, max=65535, help="Port of the QA app (0: a free one)."),
+    ] = 8000,
+    no_web: Annotated[bool, typer.Option("--no-web", help="Do not serve the QA app.")] = False,
 ) -> None:
-    """Run the whole pipeline on simulated equipment, with a live view of every room."""
+    """Run the whole pipeline on simulated equipment, with a live view of every room.
+
+    The QA web app is served on http://127.0.0.1:8000 with demo users whose passwords are
+    printed at start.
+    """
     import asyncio
     import sys
 
     from rich.console import Console
 
-    from envmon.commands.demo import DemoOptions, run_demo
+    from envmon.commands.demo import DemoError, DemoOptions, run_demo
     from envmon.errors import ConfigError
 
     live = summary is None and sys.stdout.isatty()
@@ -118,11 +127,12 @@ def demo(
         workdir=workdir,
         seed=seed,
         live=live,
+        web_port=None if no_web else web_port,
     )
     console = Console()
     try:
         result = asyncio.run(run_demo(options, console))
-    except ConfigError as exc:
+    except (ConfigError, DemoError) as exc:
         Console(stderr=True).print(str(exc), markup=False)
         raise typer.Exit(EXIT_INVALID) from None
     except KeyboardInterrupt:

@@ -132,3 +132,24 @@ def record_detail(
                 for entry in as_dicts(timeline(session, row))
             ],
         }
+
+
+def core_records(engine: Engine, kind: str) -> list[dict[str, Any]]:
+    """Return every record of ``kind`` (``excursion``, ``data_gap``) as the core last sent it.
+
+    Oldest start first: the newest core revision of each, as published on the bus.
+    """
+    with Session(engine) as session:
+        rows = session.execute(
+            select(ExcursionRow.record)
+            .where(ExcursionRow.kind == kind)
+            .order_by(ExcursionRow.start, ExcursionRow.id)
+        ).scalars()
+        return list(rows)
+
+
+def count_records(engine: Engine, kind: str) -> int:
+    """Return how many records of ``kind`` the store holds."""
+    with Session(engine) as session:
+        query = select(func.count()).select_from(ExcursionRow).where(ExcursionRow.kind == kind)
+        return int(session.execute(query).scalar_one())

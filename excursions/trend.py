@@ -9,7 +9,7 @@ marks (``PlotArea`` places everything), so the two renderings cannot disagree.
 GMP rules the chart keeps:
 
 - decimation keeps the minimum and the maximum of every time bucket, so no extreme — and
-  never the peak — is hidden; the caption says when the series was decimated;
+  never the peak — is hidden; a note under the chart says when it was decimated;
 - the series breaks where a value is missing, where quality is bad (drawn as a marker) and
   across a gap longer than three median sampling intervals: nothing is interpolated;
 - the y range always holds the data, every limit and the record's peak.
@@ -20,6 +20,7 @@ colours are presentation attributes, which a strict Content-Security-Policy allo
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,6 +32,7 @@ from zoneinfo import ZoneInfo
 
 from reportlab.graphics.shapes import Circle, Drawing, Line, PolyLine, Rect, String
 from reportlab.lib.colors import HexColor
+from reportlab.pdfbase.pdfmetrics import stringWidth
 
 from envmon.config.formatting import format_number
 from envmon.models import Quality, Reading
@@ -61,6 +63,7 @@ ACTION_COLOUR: Final = "#c62828"  # red
 EXCURSION_FILL: Final = "#fbe1e1"  # light red
 GAP_FILL: Final = "#e4e4e4"  # light grey
 BAD_QUALITY_COLOUR: Final = "#6d3a9c"  # purple: neither a limit nor the series
+PEAK_COLOUR: Final = "#222222"  # neutral: the peak of an alert-level excursion is not "action"
 GRID_COLOUR: Final = "#e2e2e2"
 AXIS_COLOUR: Final = "#777777"
 TEXT_COLOUR: Final = "#222222"
@@ -223,7 +226,9 @@ def build_trend(
     needed to hold the whole record and its peak. With more good values than
     ``max_points``, each run is reduced to the minimum and the maximum of every one of
     ``max_points // 2`` time buckets, in time order, so the output has at most
-    ``max_points`` points plus two for each run break.
+    ``max_points`` points plus two for each run break. The value range holds the drawn
+    values, the limits and the peak, not bad-quality values (a faulty probe's −9999 would
+    flatten the chart): their markers are kept on the plot's edge.
     """
     if max_points < 2:
         raise ValueError("max_points must be at least 2")
@@ -240,23 +245,26 @@ def build_trend(
     inside = sorted((r for r in readings if x_start <= r.ts <= x_end), key=lambda r: r.ts)
     unit = _display_unit(str(record.get("unit") or next((r.unit for r in inside if r.unit), "")))
 
-    runs = _runs(inside)
+    # The hot path (10⁵ readings) works on parallel lists of floats, indexed like ``inside``.
+    times = [r.ts.timestamp() for r in inside]
+    values = [math.nan if r.value is None else r.value for r in inside]
+    runs = _runs(inside, times, values)
     good = sum(len(run) for run in runs)
-    bad = [r for r in inside if r.quality is Quality.BAD]
+    bad = [i for i, r in enumerate(inside) if r.quality is Quality.BAD]
     decimated = good > max_points
-    buckets = max_points // 2
+    bucket_of = _Buckets(x_start.timestamp(), x_end.timestamp(), max_points // 2)
     if decimated:
-        runs = [_min_max(run, x_start, x_end, buckets) for run in runs]
+        runs = [_min_max(run, times, values, bucket_of) for run in runs]
     if len(inside) > max_points:
-        bad = _first_per_bucket(bad, x_start, x_end, buckets)
+        bad = _first_per_bucket(bad, times, bucket_of)
     points = sum(len(run) for run in runs)
 
     limits = _limit_lines(record.get("limits") or {}, unit)
-    values = [p.value for run in runs for p in run]
-    values += [line.value for line in limits]
+    drawn = [values[i] for run in runs for i in run]
+    drawn += [line.value for line in limits]
     if peak is not None:
-        values.append(peak[1])
-    y_range, value_ticks = _value_axis(values)
+        drawn.append(peak[1])
+    y_range, value_ticks = _value_axis(drawn)
 
     span_end = record_end if record.get("end") is not None else x_end
     span = Span(
@@ -284,8 +292,11 @@ def build_trend(
         zone=zone.key,
         x_range=(x_start, x_end),
         y_range=y_range,
-        runs=tuple(tuple(TrendPoint(r.ts, _value(r)) for r in run) for run in runs),
-        bad_quality=tuple(BadQualityMark(r.ts, _finite(r.value)) for r in bad),
+        runs=tuple(tuple(TrendPoint(inside[i].ts, values[i]) for i in run) for run in runs),
+        bad_quality=tuple(
+            BadQualityMark(inside[i].ts, values[i] if math.isfinite(values[i]) else None)
+            for i in bad
+        ),
         limits=tuple(limits),
         span=span,
         peak=peak_mark,
@@ -327,71 +338,71 @@ def _peak(record: Mapping[str, Any]) -> tuple[datetime, float] | None:
     return _utc(ts, "peak_ts"), float(value)
 
 
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
-def _value(reading: Reading) -> float:
-    assert reading.value is not None  # runs hold only readings with a finite value
-    return reading.value
-
-
-def _runs(readings: Sequence[Reading]) -> list[list[Reading]]:
-    """Split time-ordered readings into runs of drawable values.
+def _runs(readings: Sequence[Reading], times: list[float], values: list[float]) -> list[list[int]]:
+    """Split time-ordered readings into runs (lists of indices) of drawable values.
 
     A run breaks at a missing or non-finite value, at bad quality, and where two readings
     are further apart than ``GAP_FACTOR`` median sampling intervals.
     """
-    steps = [(b.ts - a.ts).total_seconds() for a, b in zip(readings, readings[1:], strict=False)]
-    positive = [s for s in steps if s > 0]
-    max_step = GAP_FACTOR * statistics.median(positive) if positive else math.inf
-    runs: list[list[Reading]] = []
-    current: list[Reading] = []
-    for reading in readings:
-        drawable = reading.quality is not Quality.BAD and _finite(reading.value) is not None
-        if current and (not drawable or (reading.ts - current[-1].ts).total_seconds() > max_step):
+    steps = [b - a for a, b in itertools.pairwise(times) if b > a]
+    max_step = GAP_FACTOR * statistics.median(steps) if steps else math.inf
+    runs: list[list[int]] = []
+    current: list[int] = []
+    last = -math.inf
+    for i, reading in enumerate(readings):
+        drawable = reading.quality is not Quality.BAD and math.isfinite(values[i])
+        if current and (not drawable or times[i] - last > max_step):
             runs.append(current)
             current = []
         if drawable:
-            current.append(reading)
+            current.append(i)
+            last = times[i]
     if current:
         runs.append(current)
     return runs
 
 
-def _bucket(ts: datetime, start: datetime, end: datetime, buckets: int) -> int:
-    return min(int((ts - start) / (end - start) * buckets), buckets - 1)
+@dataclass(frozen=True, slots=True)
+class _Buckets:
+    """Equal time buckets over ``[start, end]`` (epoch seconds): which one holds a time."""
+
+    start: float
+    end: float
+    count: int
+
+    def __call__(self, t: float) -> int:
+        index = int((t - self.start) / (self.end - self.start) * self.count)
+        return index if index < self.count else self.count - 1
 
 
-def _min_max(run: list[Reading], start: datetime, end: datetime, buckets: int) -> list[Reading]:
+def _min_max(
+    run: list[int], times: list[float], values: list[float], bucket_of: _Buckets
+) -> list[int]:
     """Keep the minimum and the maximum of each time bucket of a run, in time order."""
-    kept: list[Reading] = []
-    group: list[Reading] = []
-    current = -1
-    for reading in [*run, None]:
-        index = -2 if reading is None else _bucket(reading.ts, start, end, buckets)
-        if index != current and group:
-            low = min(range(len(group)), key=lambda i: _value(group[i]))
-            high = max(range(len(group)), key=lambda i: _value(group[i]))
-            kept += [group[i] for i in sorted({low, high})]
-            group = []
-        if reading is not None:
-            group.append(reading)
-            current = index
+    kept: list[int] = []
+    current, low, high = bucket_of(times[run[0]]), run[0], run[0]
+    for i in run[1:]:
+        bucket = bucket_of(times[i])
+        if bucket != current:
+            kept += sorted({low, high})
+            current, low, high = bucket, i, i
+        elif values[i] < values[low]:
+            low = i
+        elif values[i] > values[high]:
+            high = i
+    kept += sorted({low, high})
     return kept
 
 
-def _first_per_bucket(
-    readings: list[Reading], start: datetime, end: datetime, buckets: int
-) -> list[Reading]:
+def _first_per_bucket(indices: list[int], times: list[float], bucket_of: _Buckets) -> list[int]:
     """Keep the first reading of each time bucket: markers closer than that overlap anyway."""
     seen: set[int] = set()
-    kept: list[Reading] = []
-    for reading in readings:
-        index = _bucket(reading.ts, start, end, buckets)
-        if index not in seen:
-            seen.add(index)
-            kept.append(reading)
+    kept: list[int] = []
+    for i in indices:
+        bucket = bucket_of(times[i])
+        if bucket not in seen:
+            seen.add(bucket)
+            kept.append(i)
     return kept
 
 
@@ -417,16 +428,15 @@ def _limit_lines(limits: Mapping[str, Any], unit: str) -> list[LimitLine]:
 def _nice_step(raw: float) -> tuple[float, int]:
     """Return a step of 1, 2, 2.5 or 5 × 10ⁿ not below ``raw``, and the decimals it needs."""
     exponent = math.floor(math.log10(raw))
-    for mantissa, extra in ((1.0, 0), (2.0, 0), (2.5, 1), (5.0, 0), (10.0, 0)):
-        if mantissa * 10.0**exponent >= raw * (1 - 1e-9):
-            break
+    mantissa = next(m for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * 10.0**exponent >= raw * 0.999999)
     if mantissa == 10.0:
         mantissa, exponent = 1.0, exponent + 1
+    extra = 1 if mantissa == 2.5 else 0  # 2.5, 0.25: one decimal more than the power of ten
     return mantissa * 10.0**exponent, max(0, extra - exponent)
 
 
 def _value_axis(values: Iterable[float]) -> tuple[tuple[float, float], tuple[ValueTick, ...]]:
-    """Return a y range holding ``values`` with a margin, rounded to nice ticks, and the ticks."""
+    """Return a y range holding ``values`` with a margin, and nice ticks within it."""
     finite = [v for v in values if math.isfinite(v)]
     low, high = (min(finite), max(finite)) if finite else (0.0, 1.0)
     span = high - low
@@ -435,11 +445,9 @@ def _value_axis(values: Iterable[float]) -> tuple[tuple[float, float], tuple[Val
         low, high = low - span / 2, high + span / 2
     low, high = low - span * Y_MARGIN, high + span * Y_MARGIN
     step, decimals = _nice_step((high - low) / TARGET_VALUE_TICKS)
-    first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
-    ticks = []
-    for k in range(first, last + 1):
-        ticks.append(ValueTick(k * step, f"{k * step:,.{decimals}f}"))
-    return (first * step, last * step), tuple(ticks)
+    first, last = math.ceil(low / step), math.floor(high / step)
+    ticks = tuple(ValueTick(k * step, f"{k * step:,.{decimals}f}") for k in range(first, last + 1))
+    return (low, high), ticks
 
 
 def _time_step(span: timedelta) -> timedelta:
@@ -452,40 +460,50 @@ def _time_step(span: timedelta) -> timedelta:
 def _time_ticks(start: datetime, end: datetime, zone: ZoneInfo) -> tuple[TimeTick, ...]:
     """Return ticks at round local times (06:00, 06:15, … or local midnights) in the range.
 
-    The grid is in the site's wall-clock time: a local time that does not exist (spring
-    forward) is skipped, one that occurs twice (fall back) is ticked at its first
-    occurrence, so the ticks and their labels both increase. A label carries the date at
-    the first tick and wherever the local date changes.
+    The grid is in the site's wall-clock time. A local time that does not exist (spring
+    forward) gets no tick; one that occurs twice (fall back) gets a tick at each
+    occurrence, labelled with the zone's abbreviation ("02:30 CEST", "02:30 CET"), so the
+    ticks increase and no label is ambiguous. A label carries the date at the first tick
+    and wherever the local date changes.
     """
     step = _time_step(end - start)
-    # Arithmetic on datetimes sharing one ZoneInfo is wall-clock arithmetic: what a grid of
-    # local times needs.
-    local_start, local_end = start.astimezone(zone), end.astimezone(zone)
-    midnight = local_start.replace(hour=0, minute=0, second=0, microsecond=0)
+    # Naive wall-clock times; the margin reaches the repeated hour of a fall-back transition.
+    first = start.astimezone(zone).replace(tzinfo=None) - _DST_MARGIN
+    last = end.astimezone(zone).replace(tzinfo=None) + _DST_MARGIN
+    midnight = first.replace(hour=0, minute=0, second=0, microsecond=0)
     if step < timedelta(days=1):
-        wall = midnight + (local_start - midnight) // step * step
+        wall = midnight + (first - midnight) // step * step
     else:
         wall = midnight - timedelta(days=midnight.toordinal() % step.days)
+    twice: dict[datetime, bool] = {}  # tick instant -> whether its wall time occurs twice
+    while wall <= last:
+        instants = {_instant(wall, zone, fold) for fold in (0, 1)} - {None}
+        for instant in instants:
+            if instant is not None and start <= instant <= end:
+                twice[instant] = len(instants) > 1
+        wall += step
     ticks: list[TimeTick] = []
     previous: datetime | None = None
-    while wall <= local_end + _DST_MARGIN:
-        instant = wall.astimezone(UTC)
-        exists = instant.astimezone(zone).replace(tzinfo=None) == wall.replace(tzinfo=None)
-        if exists and start <= instant <= end and (not ticks or instant > ticks[-1].ts):
-            ticks.append(TimeTick(instant, _tick_label(wall, previous, step)))
-            previous = wall
-        wall += step
+    for instant in sorted(twice):
+        local = instant.astimezone(zone)
+        day = f"{local.day:02d} {_MONTHS[local.month - 1]}"
+        if step >= timedelta(days=1):
+            label = day
+        else:
+            label = f"{local.hour:02d}:{local.minute:02d}"
+            if previous is None or previous.date() != local.date():
+                label = f"{day} {label}"
+        if twice[instant]:
+            label = f"{label} {local.tzname()}"
+        ticks.append(TimeTick(instant, label))
+        previous = local
     return tuple(ticks)
 
 
-def _tick_label(local: datetime, previous: datetime | None, step: timedelta) -> str:
-    day = f"{local.day:02d} {_MONTHS[local.month - 1]}"
-    if step >= timedelta(days=1):
-        return day
-    clock = f"{local.hour:02d}:{local.minute:02d}"
-    if previous is None or previous.date() != local.date():
-        return f"{day} {clock}"
-    return clock
+def _instant(wall: datetime, zone: ZoneInfo, fold: int) -> datetime | None:
+    """Return the UTC instant of a naive local time in ``zone`` (None: it does not exist)."""
+    instant = wall.replace(tzinfo=zone, fold=fold).astimezone(UTC)
+    return instant if instant.astimezone(zone).replace(tzinfo=None) == wall else None
 
 
 def _title(record: Mapping[str, Any], kind: str) -> str:
@@ -500,22 +518,21 @@ def _title(record: Mapping[str, Any], kind: str) -> str:
     return f"{what} — {' · '.join(where)}"
 
 
-def _local(ts: datetime, zone: ZoneInfo) -> str:
-    local = ts.astimezone(zone)
-    return f"{local:%Y-%m-%d %H:%M}"
-
-
 def _caption(
     record: Mapping[str, Any], unit: str, zone: ZoneInfo, start: datetime, end: datetime
 ) -> str:
-    """Say what is drawn: sensor, parameter and unit, the period, the zone's names."""
-    names = dict.fromkeys(str(zone.tzname(t)) for t in (start, end))  # CET/CEST across DST
-    period = f"{_local(start, zone)} – {_local(end, zone)}"
+    """Say what is drawn: sensor, parameter and unit, the period in the site's zone.
+
+    Each end of the period carries the zone's abbreviation (CET, CEST): across a
+    daylight-saving change the two differ, and a local time alone can be ambiguous.
+    """
+    local_start, local_end = start.astimezone(zone), end.astimezone(zone)
+    end_format = "%H:%M %Z" if local_end.date() == local_start.date() else "%Y-%m-%d %H:%M %Z"
+    period = f"{local_start:%Y-%m-%d %H:%M %Z} – {local_end.strftime(end_format)} ({zone.key})"
     parameter = str(record.get("parameter") or "value")
-    measured = f"{parameter} in {unit}" if unit else parameter
     sensor = str(record.get("sensor_id") or "")
-    parts = [p for p in (sensor, measured) if p]
-    return f"{' · '.join(parts)} · {period} {zone.key} ({'/'.join(names)})"
+    parts = [sensor, f"{parameter} in {unit}" if unit else parameter, period]
+    return " · ".join(p for p in parts if p)
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -525,8 +542,8 @@ def _caption(
 class PlotArea:
     """Where a rendering of ``width`` × ``height`` puts the data; y grows upward (as in PDF).
 
-    Margins follow the font size: the title above, value labels left, and below the time
-    labels, the caption and the decimation note.
+    Margins follow the font size: the title and the span's label above, value labels left,
+    and below the time labels, the caption and the decimation note.
     """
 
     trend: Trend
@@ -543,7 +560,7 @@ class PlotArea:
         """Lay out the plot area of ``trend`` in a rendering of the given size."""
         lines_below = 1.5 + 1.3 + (1.3 if trend.note else 0.0)
         left, right = font_size * 5.5, width - font_size * 1.5
-        bottom, top = font_size * (lines_below + 0.3), height - font_size * 2.2
+        bottom, top = font_size * (lines_below + 0.3), height - font_size * 3.2
         if right - left < font_size * 4 or top - bottom < font_size * 2:
             raise ValueError(f"a trend chart does not fit in {width} × {height}")
         return cls(trend, width, height, font_size, left, bottom, right, top)
@@ -625,41 +642,95 @@ _Mark = _Rect | _Line | _Poly | _Circle | _Text
 def _marks(area: PlotArea) -> list[_Mark]:
     """Lay the trend out as marks, back to front."""
     trend, font = area.trend, area.font_size
-    small = font * 0.85
-    left, right, bottom, top = area.left, area.right, area.bottom, area.top
     marks: list[_Mark] = [
         _Rect("background", 0, 0, area.width, area.height, BACKGROUND),
-        _Text("title", left, area.height - font * 1.4, trend.title, font, bold=True),
+        _Text("title", area.left, area.height - font * 1.4, trend.title, font, bold=True),
     ]
     if trend.span is not None:
-        x1, x2 = area.x(trend.span.start), area.x(trend.span.end)
-        fill = GAP_FILL if trend.span.kind == "data_gap" else EXCURSION_FILL
-        css = "gap-span" if trend.span.kind == "data_gap" else "excursion-span"
-        marks.append(_Rect(css, x1, bottom, x2 - x1, top - bottom, fill, ident="trend-span"))
-        marks.append(_Text("span-label", x1 + 3, top - small * 1.2, trend.span.label, small))
-    for tick in trend.value_ticks:
-        y = area.y(tick.value)
+        marks += _span_marks(area, trend.span)
+    marks += _axis_marks(area)
+    for limit in trend.limits:
+        marks += _limit_marks(area, limit)
+    marks += _series_marks(area)
+    if trend.peak is not None:
+        marks += _peak_marks(area, trend.peak)
+    if trend.empty:
+        centre = ((area.left + area.right) / 2, (area.bottom + area.top) / 2)
+        marks.append(
+            _Text("empty", *centre, EMPTY_TEXT, font, "middle", AXIS_COLOUR, ident="trend-empty")
+        )
+    caption_y = area.bottom - font * 2.7
+    marks.append(_Text("caption", area.left, caption_y, trend.caption, font * 0.85))
+    if trend.note:
+        marks.append(_Text("note", area.left, caption_y - font * 1.3, trend.note, font * 0.85))
+    return marks
+
+
+def _span_marks(area: PlotArea, span: Span) -> list[_Mark]:
+    """Shade the excursion (light red) or data gap (light grey), labelled above the plot."""
+    x1, x2 = area.x(span.start), area.x(span.end)
+    fill, css = (
+        (GAP_FILL, "gap-span") if span.kind == "data_gap" else (EXCURSION_FILL, "excursion-span")
+    )
+    height = area.top - area.bottom
+    return [
+        _Rect(css, x1, area.bottom, x2 - x1, height, fill, ident="trend-span"),
+        _Text(
+            "span-label", x1, area.top + area.font_size * 0.35, span.label, area.font_size * 0.85
+        ),
+    ]
+
+
+def _axis_marks(area: PlotArea) -> list[_Mark]:
+    """Draw the grid, the axes and the tick labels (time labels that would overlap left out)."""
+    trend, small = area.trend, area.font_size * 0.85
+    left, right, bottom, top = area.left, area.right, area.bottom, area.top
+    marks: list[_Mark] = []
+    for value_tick in trend.value_ticks:
+        y = area.y(value_tick.value)
         marks.append(_Line("grid", left, y, right, y, GRID_COLOUR, 0.5))
-        marks.append(_Text("tick-label y", left - 4, y - small * 0.35, tick.label, small, "end"))
-    for tick in trend.time_ticks:
-        x = area.x(tick.ts)
+        label = value_tick.label
+        marks.append(_Text("tick-label y", left - 4, y - small * 0.35, label, small, "end"))
+    free_from = 0.0  # a label starting left of this would overlap the previous one
+    for time_tick in trend.time_ticks:
+        x = area.x(time_tick.ts)
         marks.append(_Line("grid", x, bottom, x, top, GRID_COLOUR, 0.5))
         marks.append(_Line("tick x", x, bottom, x, bottom - 4, AXIS_COLOUR, 0.75))
-        marks.append(_Text("tick-label x", x, bottom - small * 1.3, tick.label, small, "middle"))
+        half = stringWidth(time_tick.label, PDF_FONT, small) / 2
+        centre = min(max(x, half), area.width - half)  # kept inside the canvas
+        if centre - half >= free_from:
+            label_y = bottom - small * 1.3
+            marks.append(_Text("tick-label x", centre, label_y, time_tick.label, small, "middle"))
+            free_from = centre + half + small
     marks.append(_Line("axis x", left, bottom, right, bottom, AXIS_COLOUR, 0.75))
     marks.append(_Line("axis y", left, bottom, left, top, AXIS_COLOUR, 0.75))
-    for limit in trend.limits:
-        y = area.y(limit.value)
-        colour = ACTION_COLOUR if limit.kind == "action" else ALERT_COLOUR
-        dash = () if limit.kind == "action" else (6.0, 3.0)  # not by colour alone
-        ident = f"trend-limit-{limit.kind}-{limit.side}"
-        marks.append(_Line(f"limit {limit.kind}", left, y, right, y, colour, 1.25, dash, ident))
-        label_y = y + small * 0.35 if limit.side == "high" else y - small * 1.05
-        marks.append(
-            _Text(
-                f"limit-label {limit.kind}", right - 3, label_y, limit.label, small, "end", colour
-            )
-        )
+    return marks
+
+
+def _limit_marks(area: PlotArea, limit: LimitLine) -> list[_Mark]:
+    """Draw a limit line (action solid red, alert dashed amber) labelled at its right end."""
+    small = area.font_size * 0.85
+    y = area.y(limit.value)
+    colour = ACTION_COLOUR if limit.kind == "action" else ALERT_COLOUR
+    dash = () if limit.kind == "action" else (6.0, 3.0)  # told apart by more than colour
+    ident = f"trend-limit-{limit.kind}-{limit.side}"
+    # Highs labelled above their line, lows below, unless that would leave the plot.
+    above = limit.side == "high"
+    if y < area.bottom + small * 1.3 or y > area.top - small * 1.3:
+        above = y < (area.bottom + area.top) / 2
+    label_y = y + small * 0.35 if above else y - small * 1.05
+    return [
+        _Line(f"limit {limit.kind}", area.left, y, area.right, y, colour, 1.25, dash, ident),
+        _Text(
+            f"limit-label {limit.kind}", area.right - 3, label_y, limit.label, small, "end", colour
+        ),
+    ]
+
+
+def _series_marks(area: PlotArea) -> list[_Mark]:
+    """Draw each run as a polyline (a lone point as a dot) and bad readings as crosses."""
+    trend, bottom, top = area.trend, area.bottom, area.top
+    marks: list[_Mark] = []
     for run in trend.runs:
         points = tuple((area.x(p.ts), area.y(p.value)) for p in run)
         if len(points) == 1:
@@ -667,41 +738,27 @@ def _marks(area: PlotArea) -> list[_Mark]:
             marks.append(_Circle("series-point", x, y, 1.5, SERIES_COLOUR, SERIES_COLOUR))
         else:
             marks.append(_Poly("series", points, SERIES_COLOUR, 1.25))
-    arm = font * 0.3
-    for mark in trend.bad_quality:
-        fraction = 0.0 if mark.value is None else trend.y_fraction(mark.value)
-        x, y = area.x(mark.ts), bottom + min(max(fraction, 0.0), 1.0) * (top - bottom)
+    arm = area.font_size * 0.3
+    for bad in trend.bad_quality:
+        # Out of range or without a value: on the plot's edge, never outside it.
+        fraction = 0.0 if bad.value is None else trend.y_fraction(bad.value)
+        x, y = area.x(bad.ts), bottom + min(max(fraction, 0.0), 1.0) * (top - bottom)
         marks.append(_Line("bad-quality", x - arm, y - arm, x + arm, y + arm, BAD_QUALITY_COLOUR))
         marks.append(_Line("bad-quality", x - arm, y + arm, x + arm, y - arm, BAD_QUALITY_COLOUR))
-    if trend.peak is not None:
-        x, y = area.x(trend.peak.ts), area.y(trend.peak.value)
-        marks.append(_Circle("peak", x, y, font * 0.35, ACTION_COLOUR, None, 1.5, "trend-peak"))
-        anchor: Literal["start", "end"] = (
-            "start" if trend.x_fraction(trend.peak.ts) < 0.7 else "end"
-        )
-        dx = font * 0.6 if anchor == "start" else -font * 0.6
-        label_y = y + font * 0.5 if trend.y_fraction(trend.peak.value) < 0.85 else y - font
-        marks.append(
-            _Text("peak-label", x + dx, label_y, trend.peak.label, small, anchor, ACTION_COLOUR)
-        )
-    if trend.empty:
-        marks.append(
-            _Text(
-                "empty",
-                (left + right) / 2,
-                (bottom + top) / 2,
-                EMPTY_TEXT,
-                font,
-                "middle",
-                AXIS_COLOUR,
-                ident="trend-empty",
-            )
-        )
-    caption_y = bottom - font * 2.7
-    marks.append(_Text("caption", left, caption_y, trend.caption, small))
-    if trend.note:
-        marks.append(_Text("note", left, caption_y - font * 1.3, trend.note, small))
     return marks
+
+
+def _peak_marks(area: PlotArea, peak: PeakMark) -> list[_Mark]:
+    """Ring the peak and label it, on whichever side leaves the label inside the plot."""
+    trend, font = area.trend, area.font_size
+    x, y = area.x(peak.ts), area.y(peak.value)
+    anchor: Literal["start", "end"] = "start" if trend.x_fraction(peak.ts) < 0.7 else "end"
+    dx = font * 0.6 if anchor == "start" else -font * 0.6
+    label_y = y + font * 0.5 if trend.y_fraction(peak.value) < 0.85 else y - font
+    return [
+        _Circle("peak", x, y, font * 0.35, PEAK_COLOUR, None, 1.5, "trend-peak"),
+        _Text("peak-label", x + dx, label_y, peak.label, font * 0.85, anchor, PEAK_COLOUR),
+    ]
 
 
 def _n(value: float) -> str:
@@ -767,7 +824,12 @@ def trend_svg(trend: Trend, *, width: int = 860, height: int = 300) -> str:
 def _pdf_shape(mark: _Mark) -> Rect | Line | PolyLine | Circle | String:
     """Return one mark as a reportlab shape."""
     if isinstance(mark, _Rect):
-        return Rect(mark.x, mark.y, mark.w, mark.h, fillColor=HexColor(mark.fill), strokeColor=None)
+        rect = Rect(mark.x, mark.y, mark.w, mark.h)
+        rect.fillColor, rect.strokeColor = (
+            HexColor(mark.fill),
+            None,
+        )  # (the stub's kwargs are wrong)
+        return rect
     if isinstance(mark, _Line):
         line = Line(
             mark.x1,

@@ -2,9 +2,13 @@
 
 An embedded MQTT broker (amqtt), the example site's simulated equipment (MQTT particle
 counters and incubators, an OPC-UA cold-store gateway), both collectors, the durable
-buffer, the in-process bus, the evaluation core, SQLite for readings and excursion records,
-and a live terminal view. Simulated time runs ``speed`` times faster than real time, so a
-ten-minute alarm delay passes in seconds; the scenario scripts the faults.
+buffer, the in-process bus, the evaluation core, SQLite for readings and for the QA record
+store (records, alarms for the timeline, audit trail, users), the QA web app on
+http://127.0.0.1:8000 with demo users whose passwords are printed at start, and a live
+terminal view. Simulated time runs ``speed`` times faster than real time, so a ten-minute
+alarm delay passes in seconds; the scenario scripts the faults. The record store and the
+app run on the simulated clock too (an acknowledgement lands in the timeline after the
+alarm it answers); sign-in sessions and lockouts run on the real clock.
 """
 
 from __future__ import annotations
@@ -13,17 +17,22 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
+import socket
 import tempfile
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+import uvicorn
 from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.live import Live
+from sqlalchemy import Engine
 
 from collectors.buffer import Outbox
 from collectors.embedded_broker import EmbeddedBroker
@@ -37,10 +46,21 @@ from collectors.simulators.scenario import load_scenario
 from envmon.bus import ALARMS, InMemoryBus
 from envmon.commands.demo_view import render
 from envmon.config import SiteConfig, load_site
+from envmon.errors import EnvmonError
 from envmon.models import AlarmEvent, SystemEvent
 from envmon.netutil import free_port
 from envmon.timeutil import ScaledClock, utcnow
-from excursions.store import SqliteExcursionStore, consume_excursions
+from excursions.consumer import consume_events, consume_records
+from excursions.db import store_engine
+from excursions.lifecycle import Lifecycle
+from excursions.migrate import upgrade
+from excursions.queries import core_records, count_records
+from excursions.records import RecordStore
+from excursions.sessions import Sessions
+from excursions.timeline import TimelineStore
+from excursions.users import UserStore
+from excursions.web.api import Services
+from excursions.web.app import create_app
 from stream.embedded import StreamProcessor
 from stream.timeseries import SqliteTimeSeries
 
@@ -49,8 +69,22 @@ logger = logging.getLogger(__name__)
 DEFAULT_SITE: Final = Path("deploy/examples/site.yaml")
 DEFAULT_SCENARIO: Final = Path("deploy/examples/demo-scenario.yaml")
 DEFAULT_SPEED: Final = 30.0
+DEFAULT_WEB_PORT: Final = 8000
+#: The demo's users: user id → (printed name, role).
+DEMO_USERS: Final = {
+    "operator": ("Olga Operator", "operator"),
+    "qa": ("Quinn QA", "qa"),
+    "viewer": ("Vic Viewer", "viewer"),
+    "admin": ("Ada Admin", "admin"),
+}
 REFRESH_PER_S: Final = 4
+WEB_START_TIMEOUT_S: Final = 10.0
+ACTOR: Final = "system:demo"
 _ALARM_OR_SYSTEM = TypeAdapter(AlarmEvent | SystemEvent)
+
+
+class DemoError(EnvmonError):
+    """The demo cannot start (e.g. the web app's port is taken)."""
 
 
 @dataclass
@@ -65,6 +99,8 @@ class DemoOptions:
     workdir: Path | None = None
     seed: int | None = None
     live: bool = True
+    web_host: str = "127.0.0.1"
+    web_port: int | None = DEFAULT_WEB_PORT  #: None: no web app; 0: a free port
 
 
 @dataclass
@@ -128,7 +164,11 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
             clock=clock,
         )
         timeseries = SqliteTimeSeries(workdir / "readings.sqlite3")
-        records = SqliteExcursionStore(workdir / "excursions.sqlite3")
+        engine = store_engine(f"sqlite:///{workdir / 'records.sqlite3'}")
+        await asyncio.to_thread(upgrade, engine)
+        records = RecordStore(engine, clock=clock)
+        events = TimelineStore(engine, clock=clock)
+        web = _web_app(options, site, engine, timeseries, clock)
         processor = StreamProcessor(bus, site.sensors(), store=timeseries, clock=clock, tick_s=0.25)
         broker = EmbeddedBroker(mqtt_port)
         gateway = (
@@ -166,9 +206,14 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
             await processor.start()
             tasks = [
                 asyncio.create_task(outbox.forward(bus), name="forward"),
-                asyncio.create_task(consume_excursions(bus, records), name="records"),
+                asyncio.create_task(consume_records(bus, records), name="records"),
+                asyncio.create_task(consume_events(bus, events, ALARMS), name="timeline"),
                 asyncio.create_task(_listen_alarms(bus, recorder.add), name="alarms"),
             ]
+            if web is not None:
+                tasks.append(asyncio.create_task(web.serve(), name="web"))
+                await _started(web, tasks[-1])
+                _print_sign_in(console, web, await asyncio.to_thread(_demo_users, engine))
             for collector in collectors:
                 await collector.start()
             await devices.start()
@@ -184,7 +229,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
                     last=processor.last,
                     recent=recorder.recent,
                     counters={c.pipeline.source: c.counters.as_dict() for c in collectors},
-                    excursions=records.count(),
+                    excursions=count_records(engine, "excursion"),
                     buffered=len(outbox),
                 )
 
@@ -199,19 +244,28 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
                 await outbox.drain(bus, timeout=10)
             await asyncio.sleep(0.5)  # let the processor and consumers take the last messages
             await processor.stop()
+            if web is not None:
+                web.should_exit = True
             for task in tasks:
-                task.cancel()
+                if task.get_name() != "web":
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             if gateway is not None:
                 with contextlib.suppress(Exception):
                     await gateway.stop()
             with contextlib.suppress(Exception):
                 await broker.stop()
         summary = _summary(
-            options, started, recorder, records, processor, collectors, outbox, timeseries
+            options, started, recorder, engine, processor, collectors, outbox, timeseries
         )
+        if web is not None:
+            summary["web"] = {
+                "url": _url(web),
+                "users": {name: role for name, (_, role) in DEMO_USERS.items()},
+            }
         outbox.close()
         timeseries.close()
-        records.close()
+        engine.dispose()
     if options.summary is not None:
         options.summary.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
@@ -258,6 +312,89 @@ async def _listen_alarms(bus: InMemoryBus, add: Callable[[AlarmEvent | SystemEve
             add(_ALARM_OR_SYSTEM.validate_json(message.value))
 
 
+def _web_app(
+    options: DemoOptions,
+    site: SiteConfig,
+    engine: Engine,
+    timeseries: SqliteTimeSeries,
+    clock: Callable[[], datetime],
+) -> uvicorn.Server | None:
+    """Build the QA app's server on the demo's store (None when the app is off)."""
+    if options.web_port is None:
+        return None
+    port = options.web_port or free_port()
+    with socket.socket() as probe:  # a clear message instead of uvicorn's exit
+        try:
+            probe.bind((options.web_host, port))
+        except OSError as exc:
+            raise DemoError(
+                f"--web-port {port}: cannot listen on {options.web_host}:{port} ({exc.strerror});"
+                " choose another port (0 picks a free one) or --no-web"
+            ) from None
+    users = UserStore(engine)
+    services = Services(
+        engine,
+        Sessions(engine, users),
+        Lifecycle(engine, users, clock=clock),
+        secure_cookie=False,  # plain HTTP on the loopback
+        site_timezone=site.timezone,
+        series=timeseries,
+        clock=clock,
+    )
+    config = uvicorn.Config(
+        create_app(services, site_name=site.name),
+        host=options.web_host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+    )
+    return uvicorn.Server(config)
+
+
+async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    """Wait until the app listens (raise what stopped it otherwise)."""
+    async with asyncio.timeout(WEB_START_TIMEOUT_S):
+        while not server.started:
+            if task.done():
+                task.result()
+                raise DemoError(f"the QA app did not start on {_url(server)}")
+            await asyncio.sleep(0.05)
+
+
+def _url(server: uvicorn.Server) -> str:
+    return f"http://{server.config.host}:{server.config.port}"
+
+
+def _demo_users(engine: Engine) -> dict[str, str]:
+    """Create the demo users with fresh random passwords; return user id → password."""
+    users = UserStore(engine)
+    existing = {str(user["username"]) for user in users.list()}
+    passwords = {}
+    for username, (full_name, role) in DEMO_USERS.items():
+        password = secrets.token_urlsafe(12)
+        if username not in existing:
+            users.add(username, full_name, role, password, actor=ACTOR, reason="demo user")
+        else:  # a kept --workdir: new passwords, printed again
+            users.reset_password(username, password, actor=ACTOR, reason="demo restarted")
+        passwords[username] = password
+    return passwords
+
+
+def _print_sign_in(console: Console, server: uvicorn.Server, passwords: dict[str, str]) -> None:
+    console.print(
+        f"QA app: {_url(server)}  (times in the app are the demo's simulated time)",
+        markup=False,
+        highlight=False,
+    )
+    for username, password in passwords.items():
+        role = DEMO_USERS[username][1]
+        console.print(
+            f"  sign in as {username:<9} password {password}   ({role})",
+            markup=False,
+            highlight=False,
+        )
+
+
 @contextlib.asynccontextmanager
 async def _workdir(path: Path | None) -> AsyncIterator[Path]:
     if path is not None:
@@ -272,7 +409,7 @@ def _summary(
     options: DemoOptions,
     started: float,
     recorder: DemoRecorder,
-    records: SqliteExcursionStore,
+    engine: Engine,
     processor: StreamProcessor,
     collectors: list[MqttCollector | OpcUaCollector],
     outbox: Outbox,
@@ -283,8 +420,8 @@ def _summary(
         "speed": options.speed,
         "alarms": [json.loads(a.model_dump_json()) for a in recorder.alarms],
         "system_events": [json.loads(e.model_dump_json()) for e in recorder.system],
-        "excursions": [json.loads(r.model_dump_json()) for r in records.excursions()],
-        "data_gaps": [json.loads(g.model_dump_json()) for g in records.data_gaps()],
+        "excursions": core_records(engine, "excursion"),
+        "data_gaps": core_records(engine, "data_gap"),
         "collectors": {c.pipeline.source: c.counters.as_dict() for c in collectors},
         "buffer": {"pending": len(outbox), **vars(outbox.stats)},
         "stream": {

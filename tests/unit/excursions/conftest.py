@@ -43,8 +43,10 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 def stored_excursion(engine: Engine, clock: Callable[[], datetime]) -> tuple[str, UserStore]:
-    """Store the core's records and alarms of a fridge excursion; return its id and a cheap
-    user store."""
+    """Store the core's records and alarms of a fridge excursion.
+
+    Return the excursion's id and a user store with cheap hashing.
+    """
     records = core_records()
     store, events = RecordStore(engine, clock=clock), TimelineStore(engine, clock=clock)
     for event in core_events():
