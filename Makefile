@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests use: real servers and clients, never mocks.
 SYSTEM_PKGS := mosquitto mosquitto-clients openssl openjdk-17-jre-headless maven postgresql chromium
 
-.PHONY: help install system-deps lint test bench demo replay-demo clean server-jars kafka questdb
+.PHONY: help install system-deps lint test bench demo replay-demo clean server-jars kafka questdb influxdb
 
 help:
 	@echo "make test   - install what the tests need, lint, run the whole suite"
@@ -36,17 +36,22 @@ system-deps:
 		echo "installing Debian packages:$$missing"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 	fi
+	@# Go builds the InfluxDB test server from the Go module proxy; Debian's only if none is here.
+	@command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] \
+		|| (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y golang-go)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Kafka broker and QuestDB jars from Maven Central (deploy/kafka, deploy/questdb), cached in
-# ~/.cache/envmon: fetched once here so the first test run does not wait for them.
+# Kafka broker and QuestDB jars from Maven Central (deploy/kafka, deploy/questdb) and InfluxDB
+# 1.8 built from the Go module proxy (deploy/scripts/influxdb.sh), cached in ~/.cache/envmon:
+# fetched once here so the first test run does not wait for them.
 server-jars: system-deps
 	deploy/scripts/kafka.sh fetch
 	deploy/scripts/questdb.sh fetch >/dev/null
+	deploy/scripts/influxdb.sh fetch >/dev/null
 
 test: system-deps lint server-jars
 	$(BIN)/pytest
@@ -58,6 +63,11 @@ kafka: server-jars
 # A local QuestDB (InfluxDB v2 write API on http://127.0.0.1:9000), data in var/questdb.
 questdb: server-jars
 	deploy/scripts/questdb.sh start var/questdb 9000
+
+# A local InfluxDB 1.8 (v2 write API and Flux on http://127.0.0.1:8086, bucket envmon/autogen),
+# data in var/influxdb.
+influxdb: server-jars
+	deploy/scripts/influxdb.sh start var/influxdb 8086
 
 bench: system-deps $(STAMP)
 	$(BIN)/python -m bench.replay_bench

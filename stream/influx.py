@@ -37,9 +37,11 @@ Errors (raised by transports, handled here)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gzip
 import inspect
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -235,11 +237,16 @@ def _translate(exc: ApiException) -> TimeSeriesWriteError:
 
 
 def _message(exc: ApiException) -> str:
-    # InfluxDBError parsed the JSON body's "message" (InfluxDB and QuestDB both send one).
+    # InfluxDBError parsed the JSON body's "message" (InfluxDB 2 and QuestDB send one);
+    # InfluxDB 1.8's compatibility API sends {"error": ...} instead.
     message = getattr(exc, "message", None) or exc.body or exc.reason or ""
     if isinstance(message, bytes):
         message = message.decode("utf-8", errors="replace")
-    return str(message)[:_MAX_MESSAGE]
+    text = str(message).strip()
+    if text.startswith("{"):
+        with contextlib.suppress(ValueError, AttributeError):
+            text = str(json.loads(text).get("error") or text).strip()
+    return text[:_MAX_MESSAGE]
 
 
 def _retry_after(exc: ApiException) -> float | None:

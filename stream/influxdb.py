@@ -1,0 +1,526 @@
+r"""A real InfluxDB for tests and development, and the Flux read side of the time-series port.
+
+**The server.** ``InfluxDB(directory, http_port)`` runs InfluxDB 1.8.10 on 127.0.0.1. No
+InfluxDB release can be downloaded on the test machines, but its source is a Go module:
+``fetch`` builds ``influxd`` once with ``go install …/cmd/influxd@v1.8.10`` from the Go module
+proxy (about a minute on two cores) into ``~/.cache/envmon/influxdb-1.8.10/bin/`` (the module
+sources go to ``~/.cache/envmon/gomod``, shared by later versions). ``start`` renders
+``deploy/influxdb/influxdb.conf.template`` into ``directory/influxdb.conf`` (HTTP on
+``http_port``, the backup RPC service on ``rpc_port``, data, WAL and meta under
+``directory``, reporting, monitoring, continuous queries and pprof off, Flux on), runs
+``influxd run -config …``, waits for ``GET /ping`` to answer 204 (about 4 s: Flux starts
+with the server) and creates the database ``envmon`` (InfluxQL, idempotent). ``stop``
+sends SIGTERM; ``start`` again on the same directory finds the data.
+``deploy/scripts/influxdb.sh`` does the same from a shell.
+
+InfluxDB 1.8 serves the v2 API that envmon speaks: ``POST /api/v2/write`` (what
+``stream.influx.InfluxWriter`` writes with) and ``POST /api/v2/query`` (Flux), with the
+bucket ``database/retention-policy`` (``envmon/autogen``, ``InfluxDB.bucket``), any
+organisation (``-``) and, without authentication, any token. A point is identified by its
+series and time, so writing it again overwrites it; a field written with another type than
+the series has in its shard is refused with 400 ("field type conflict") while the rest of
+the request is stored ("partial write").
+
+**The read side.** ``InfluxSeriesReader.query(sensor_id, start, end)`` is the ``query`` of
+``stream.timeseries.TimeSeriesStore`` over Flux (influxdb-client's synchronous query API):
+one sensor's readings in ``[start, end)``, oldest first, from the ``stream.tsschema``
+points. The same Flux runs on InfluxDB 2.x (bucket name, organisation, token) and on
+1.8's compatibility API (``db/rp`` bucket). Every string placed in the query is a Flux
+string literal with backslash, double quote and ``${`` escaped (``flux_string``), so a
+sensor id or site cannot change the query. InfluxDB 1.8's storage returns the points at
+``range``'s ``stop`` too (2.x does not): a second filter ``_time < stop`` makes the range
+half-open on both.
+
+Errors::
+
+    EnvmonError
+     ├── InfluxDBServerError   influxd could not be built, started or asked (the runner)
+     └── TimeSeriesQueryError  a query failed: server unreachable, HTTP error, bad point
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from string import Template
+from types import TracebackType
+from typing import Any, Final, Self
+
+import urllib3
+from influxdb_client.client.flux_csv_parser import FluxCsvParserException, FluxQueryException
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.rest import ApiException
+
+from envmon.errors import EnvmonError
+from envmon.models import Quality, Reading
+from envmon.netutil import free_port
+from envmon.processes import ServerProcess
+from envmon.timeutil import format_ts, from_us, to_us
+from stream import tsschema
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT: Final = Path(__file__).resolve().parents[1]
+CONFIG_TEMPLATE: Final = REPO_ROOT / "deploy" / "influxdb" / "influxdb.conf.template"
+INFLUXDB_VERSION: Final = "1.8.10"
+#: The Go package of the server binary (the module is github.com/influxdata/influxdb).
+INFLUXD_PACKAGE: Final = "github.com/influxdata/influxdb/cmd/influxd"
+DEFAULT_DATABASE: Final = "envmon"
+#: InfluxDB 1.8's default retention policy: the compatibility API's bucket is ``db/rp``.
+DEFAULT_RETENTION_POLICY: Final = "autogen"
+#: The organisation InfluxDB 1.8's compatibility API expects (it ignores it).
+COMPAT_ORG: Final = "-"
+DEFAULT_LOG_LEVEL: Final = "warn"
+#: ``Reading.source`` of the readings read back from InfluxDB.
+SOURCE: Final = "influxdb"
+DEFAULT_QUERY_TIMEOUT_S: Final = 10.0
+_BUILD_TIMEOUT_S: Final = 1200.0
+_START_TIMEOUT_S: Final = 60.0
+_STOP_TIMEOUT_S: Final = 30.0
+_POLL_S: Final = 0.05
+_HTTP_TIMEOUT_S: Final = 30.0
+_MAX_MESSAGE: Final = 2000
+_DATABASE_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,126}")
+_TOML_ESCAPES: Final = str.maketrans({"\\": "\\\\", '"': '\\"'})
+_FLUX_ESCAPES: Final = str.maketrans({"\\": "\\\\", '"': '\\"'})
+
+
+class InfluxDBServerError(EnvmonError):
+    """InfluxDB could not be built, started or stopped, or refused an InfluxQL statement."""
+
+
+class TimeSeriesQueryError(EnvmonError):
+    """Readings could not be read from the time-series store (the message names its URL)."""
+
+
+# --- the server ------------------------------------------------------------------------
+
+
+def influxdb_version() -> str:
+    """Return the InfluxDB version the tests and ``deploy/scripts/influxdb.sh`` run."""
+    return INFLUXDB_VERSION
+
+
+def cache_root() -> Path:
+    """Return envmon's cache folder.
+
+    ``$ENVMON_CACHE_DIR``, else ``$XDG_CACHE_HOME/envmon``, else ``~/.cache/envmon``.
+    """
+    root = os.environ.get("ENVMON_CACHE_DIR")
+    if root:
+        return Path(root)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "envmon"
+
+
+def default_cache_dir(version: str) -> Path:
+    """Return where ``influxd`` of ``version`` is kept between runs (``…/influxdb-<version>``)."""
+    return cache_root() / f"influxdb-{version}"
+
+
+def default_module_cache() -> Path:
+    """Return the Go module cache the build uses (``…/gomod``, shared by every version)."""
+    return cache_root() / "gomod"
+
+
+def cached_binary(cache_dir: Path | None = None, version: str = INFLUXDB_VERSION) -> Path:
+    """Return where ``fetch`` puts ``influxd`` (whether or not it is there yet)."""
+    cache = cache_dir if cache_dir is not None else default_cache_dir(version)
+    return cache / "bin" / "influxd"
+
+
+def go_binary() -> str:
+    """Return the path of the go command (on ``PATH``, else the official ``/usr/local/go``)."""
+    found = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
+    if found is None:
+        raise InfluxDBServerError(
+            "go is not installed: it builds influxd once from the Go module proxy"
+            " (Debian: apt-get install golang-go)"
+        )
+    return found
+
+
+def build_command(version: str = INFLUXDB_VERSION) -> list[str]:
+    """Return the ``go install`` command that builds ``influxd`` of ``version``."""
+    branch = ".".join(version.split(".")[:2])
+    ldflags = f"-X main.version={version} -X main.branch={branch} -X main.commit=v{version}"
+    return [go_binary(), "install", "-ldflags", ldflags, f"{INFLUXD_PACKAGE}@v{version}"]
+
+
+def fetch(cache_dir: Path | None = None, version: str = INFLUXDB_VERSION) -> Path:
+    """Return the path of ``influxd``, building it from the Go module proxy the first time.
+
+    The binary is installed into a temporary folder beside the cache and renamed into
+    place, so an interrupted build never looks like a cached binary.
+    """
+    binary = cached_binary(cache_dir, version)
+    if binary.is_file():
+        return binary
+    command = build_command(version)
+    cache = binary.parent.parent
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{cache.name}-", dir=cache.parent))
+    env = dict(os.environ)
+    env.update(
+        GOBIN=str(staging),
+        GOMODCACHE=str(default_module_cache()),
+        # Two packages at a time bounds the memory of the build; -modcacherw leaves the
+        # module cache removable without chmod.
+        GOFLAGS="-p=2 -modcacherw",
+        # Build with the machine's Go: never download another toolchain.
+        GOTOOLCHAIN="local",
+    )
+    logger.info("building influxd %s with %s (once; about a minute)", version, command[0])
+    try:
+        try:
+            done = subprocess.run(  # noqa: S603 - go with our own arguments
+                command,
+                capture_output=True,
+                text=True,
+                timeout=_BUILD_TIMEOUT_S,
+                check=False,
+                env=env,
+                cwd=staging,  # outside any Go module of the caller
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise InfluxDBServerError(
+                f"could not build influxd {version}: {exc}\n  command: {' '.join(command)}"
+            ) from exc
+        built = staging / "influxd"
+        if done.returncode != 0 or not built.is_file():
+            output = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
+            raise InfluxDBServerError(
+                f"could not build influxd {version} (exit {done.returncode})"
+                f"\n  command: {' '.join(command)}\n{output}"
+            )
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(built, binary)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return binary
+
+
+def database_name(name: str) -> str:
+    """Return ``name`` if it is a plain database name (letters, digits, ``_ -``), else raise."""
+    if not _DATABASE_NAME.fullmatch(name):
+        raise ValueError(f"not a plain database name: {name!r}")
+    return name
+
+
+def render_config(
+    directory: Path,
+    http_port: int,
+    rpc_port: int,
+    *,
+    host: str = "127.0.0.1",
+    log_level: str = DEFAULT_LOG_LEVEL,
+    template: Path = CONFIG_TEMPLATE,
+) -> str:
+    """Return ``influxdb.conf`` for a local server keeping everything in ``directory``."""
+    values = {
+        "VERSION": INFLUXDB_VERSION,
+        "DIR": str(directory),
+        "HOST": host,
+        "HTTP_PORT": str(http_port),
+        "RPC_PORT": str(rpc_port),
+        "LOG_LEVEL": log_level,
+    }
+    escaped = {key: value.translate(_TOML_ESCAPES) for key, value in values.items()}
+    return Template(template.read_text("utf-8")).substitute(escaped)
+
+
+class InfluxDB(ServerProcess):
+    """An InfluxDB 1.8 process on 127.0.0.1 keeping its data and configuration in ``directory``."""
+
+    stop_timeout = _STOP_TIMEOUT_S
+
+    def __init__(
+        self,
+        directory: Path,
+        http_port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        rpc_port: int | None = None,
+        database: str = DEFAULT_DATABASE,
+        log_level: str = DEFAULT_LOG_LEVEL,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.directory = Path(directory).resolve()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.host = host
+        self.http_port = http_port if http_port is not None else free_port(host)
+        self.rpc_port = rpc_port if rpc_port is not None else free_port(host)
+        self.database = database_name(database)
+        self.log_level = log_level
+        self.cache_dir = cache_dir
+        self.config_path = self.directory / "influxdb.conf"
+        self.log_path = self.directory / "influxdb.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._binary: Path | None = None
+
+    @property
+    def url(self) -> str:
+        """The HTTP base URL: the v2 write and query APIs and InfluxQL all live under it."""
+        return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def bucket(self) -> str:
+        """The v2 API's bucket of the database: ``database/autogen``."""
+        return f"{self.database}/{DEFAULT_RETENTION_POLICY}"
+
+    @property
+    def org(self) -> str:
+        """The organisation the v2 API expects (InfluxDB 1.8 ignores it)."""
+        return COMPAT_ORG
+
+    @property
+    def token(self) -> str:
+        """The token of the v2 API: none, authentication is off."""
+        return ""
+
+    def fetch(self) -> Path:
+        """Return ``influxd``, building it the first time (cached between runs)."""
+        if self._binary is None:
+            self._binary = fetch(self.cache_dir)
+        return self._binary
+
+    def command(self) -> list[str]:
+        """Return the command line that runs this server."""
+        return [str(self.fetch()), "run", "-config", str(self.config_path)]
+
+    def start(self, timeout: float = _START_TIMEOUT_S) -> None:
+        """Start the server, wait until it answers ``/ping`` and create the database."""
+        if self.running:
+            return
+        command = self.command()
+        self.config_path.write_text(
+            render_config(
+                self.directory,
+                self.http_port,
+                self.rpc_port,
+                host=self.host,
+                log_level=self.log_level,
+            ),
+            encoding="utf-8",
+        )
+        # influxd lets INFLUXDB_* variables override its configuration: not ours.
+        env = {key: value for key, value in os.environ.items() if not key.startswith("INFLUXDB_")}
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(  # noqa: S603 - our own binary and configuration
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
+            )  # same process group: a killed test run takes the server with it
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise InfluxDBServerError(f"InfluxDB exited at start\n{self.log_tail()}")
+            if self.ping():
+                self.influxql(f'CREATE DATABASE "{self.database}"')
+                return
+            time.sleep(_POLL_S)
+        self.kill()
+        raise InfluxDBServerError(
+            f"InfluxDB did not answer within {timeout:g} s\n{self.log_tail()}"
+        )
+
+    def ping(self, timeout: float = 1.0) -> bool:
+        """Return True if the server answers ``GET /ping`` with 204."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=timeout) as response:  # noqa: S310 - http://127.0.0.1
+                return bool(response.status == 204)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def influxql(self, statement: str, *, timeout: float = _HTTP_TIMEOUT_S) -> list[dict[str, Any]]:
+        """Run InfluxQL (``POST /query``, in the database) and return the JSON ``results``.
+
+        Raises ``InfluxDBServerError`` with InfluxDB's message when the statement is refused.
+        """
+        body = urllib.parse.urlencode({"q": statement, "db": self.database}).encode()
+        request = urllib.request.Request(f"{self.url}/query", data=body, method="POST")  # noqa: S310 - http://127.0.0.1
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http://127.0.0.1
+                answer = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = json.loads(exc.read()).get("error", exc.reason)
+            except ValueError:
+                detail = exc.reason
+            raise InfluxDBServerError(f"InfluxDB refused {statement!r}: {detail}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise InfluxDBServerError(f"InfluxDB at {self.url} did not answer: {exc}") from exc
+        if "error" in answer:
+            raise InfluxDBServerError(f"InfluxDB refused {statement!r}: {answer['error']}")
+        results: list[dict[str, Any]] = answer.get("results", [])
+        for result in results:
+            if "error" in result:
+                raise InfluxDBServerError(f"InfluxDB refused {statement!r}: {result['error']}")
+        return results
+
+
+# --- the read side ---------------------------------------------------------------------
+
+
+def flux_string(text: str) -> str:
+    r"""Return ``text`` as a Flux string literal: quoted, with ``\``, ``"`` and ``${`` escaped."""
+    return '"' + text.translate(_FLUX_ESCAPES).replace("${", "\\${") + '"'
+
+
+def flux_time(dt: datetime) -> str:
+    """Return an aware datetime as a Flux time literal (UTC, µs)."""
+    return format_ts(from_us(to_us(dt)))
+
+
+def readings_query(
+    bucket: str, sensor_id: str, start: datetime, end: datetime, *, site: str | None = None
+) -> str:
+    """Return the Flux query of one sensor's readings in ``[start, end)`` (``stream.tsschema``).
+
+    The range is half-open as the port's ``query`` is; the fields ``value`` and
+    ``quality`` are pivoted into one row per point, and the ``unit`` tag comes along.
+    """
+    s = tsschema
+    predicate = (
+        f"r._measurement == {flux_string(s.MEASUREMENT)}"
+        f" and r.{s.TAG_SENSOR} == {flux_string(sensor_id)}"
+    )
+    if site is not None:
+        predicate += f" and r.{s.TAG_SITE} == {flux_string(site)}"
+    predicate += (
+        f" and (r._field == {flux_string(s.FIELD_VALUE)}"
+        f" or r._field == {flux_string(s.FIELD_QUALITY)})"
+    )
+    keep = ", ".join(flux_string(c) for c in ("_time", s.FIELD_VALUE, s.FIELD_QUALITY, s.TAG_UNIT))
+    stop = flux_time(end)
+    return (
+        f"from(bucket: {flux_string(bucket)})\n"
+        f"  |> range(start: {flux_time(start)}, stop: {stop})\n"
+        f"  |> filter(fn: (r) => {predicate})\n"
+        # InfluxDB 1.8's storage includes the points at ``stop``; 2.x does not. A filter of
+        # its own, so that 2.x still pushes the one above down to its storage.
+        f"  |> filter(fn: (r) => r._time < {stop})\n"
+        '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
+        f"  |> keep(columns: [{keep}])\n"
+    )
+
+
+class InfluxSeriesReader:
+    """Reads one sensor's readings back from InfluxDB 2.x or 1.8 with Flux (the port's ``query``).
+
+    ``site`` restricts every query to that site's points (sensor ids are unique within a
+    site). Thread-safe: the QA app may query from several worker threads.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        org: str,
+        bucket: str,
+        *,
+        timeout_s: float = DEFAULT_QUERY_TIMEOUT_S,
+        site: str | None = None,
+    ) -> None:
+        self.url = url
+        self.org = org
+        self.bucket = bucket
+        self.site = site
+        self._client = InfluxDBClient(url=url, token=token, org=org, timeout=int(timeout_s * 1000))
+        self._query_api = self._client.query_api()
+
+    def query(self, sensor_id: str, start: datetime, end: datetime) -> list[Reading]:
+        """Return the readings of one sensor with ``start <= ts < end``, oldest first.
+
+        A point without a ``value`` field (no value, a sensor fault) reads back with value
+        ``None``; a point without a ``unit`` tag with unit ``""``.
+        """
+        if to_us(start) >= to_us(end):
+            return []
+        flux = readings_query(self.bucket, sensor_id, start, end, site=self.site)
+        try:
+            tables = self._query_api.query(flux, org=self.org)
+        except ApiException as exc:
+            raise TimeSeriesQueryError(
+                f"{self.url} bucket {self.bucket}: HTTP {exc.status}: {_api_message(exc)}"
+            ) from exc
+        except FluxQueryException as exc:
+            raise TimeSeriesQueryError(
+                f"{self.url} bucket {self.bucket}: query failed: {exc.message}"
+            ) from exc
+        except FluxCsvParserException as exc:
+            raise TimeSeriesQueryError(f"{self.url}: unreadable answer: {exc}") from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise TimeSeriesQueryError(
+                f"{self.url}: time-series store unreachable: {type(exc).__name__}: {exc}"
+            ) from exc
+        found: list[tuple[datetime, Reading]] = []
+        for table in tables:
+            for record in table.records:
+                values: dict[str, Any] = record.values
+                found.append(self._reading(sensor_id, values))
+        found.sort(key=lambda pair: pair[0])
+        return [reading for _, reading in found]
+
+    def _reading(self, sensor_id: str, values: dict[str, Any]) -> tuple[datetime, Reading]:
+        ts = values.get("_time")
+        if not isinstance(ts, datetime):
+            raise TimeSeriesQueryError(
+                f"{self.url} bucket {self.bucket}: a point of {sensor_id!r} without _time"
+            )
+        ts = ts.astimezone(UTC)
+        try:
+            value = values.get(tsschema.FIELD_VALUE)
+            reading = Reading(
+                sensor_id=sensor_id,
+                value=None if value is None else float(value),
+                unit=values.get(tsschema.TAG_UNIT) or "",
+                ts=ts,
+                quality=Quality(str(values.get(tsschema.FIELD_QUALITY))),
+                source=SOURCE,
+            )
+        except (ValueError, TypeError) as exc:
+            raise TimeSeriesQueryError(
+                f"{self.url} bucket {self.bucket}: a point of {sensor_id!r} at {ts} is not"
+                f" a reading of stream.tsschema: {exc}"
+            ) from exc
+        return ts, reading
+
+    def close(self) -> None:
+        """Close the HTTP connections; idempotent."""
+        self._client.close()  # type: ignore[no-untyped-call]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _api_message(exc: ApiException) -> str:
+    # influxdb-client finds a JSON body's "message" (InfluxDB 2); InfluxDB 1.8 sends "error".
+    raw = exc.body or getattr(exc, "message", None) or exc.reason or ""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    text = str(raw)
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        text = str(parsed.get("message") or parsed.get("error") or text)
+    return text[:_MAX_MESSAGE]
