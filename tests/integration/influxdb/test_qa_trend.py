@@ -82,4 +82,3 @@ def test_the_record_page_says_when_influxdb_does_not_answer(engine: Engine) -> N
     assert page.status_code == 200  # the review goes on without the chart
     assert "Trend unavailable: the time-series store did not answer" in page.text
     assert "127.0.0.1:9" in page.text
-    assert isinstance()  # type: ignore[index]
