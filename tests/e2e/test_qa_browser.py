@@ -1,7 +1,8 @@
 """The QA app in Debian's Chromium, driven by Playwright, against ``envmon excursions serve``.
 
 An operator acknowledges with a comment; QA reviews, assesses, signs and closes; the
-signature is on the page; a viewer sees no action and gets 403 from the close route.
+signature is on the page and in the PDF, beside the trend chart (from the embedded time
+series) and the timeline; a viewer sees no action and gets 403 from the close route.
 Screenshots of the list and the record page are kept in ``var/test-artifacts/``.
 """
 
@@ -15,16 +16,16 @@ from pathlib import Path
 import pypdf
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import create_engine
 
-from envmon.models import ExcursionRecord
 from envmon.testing import DEFAULT_T0, FakeClock
+from excursions.db import store_engine
 from excursions.migrate import upgrade
-from excursions.records import RecordStore
 from excursions.users import UserStore
+from stream.timeseries import SqliteTimeSeries
 from tests.integration.serving import serving
+from tests.unit.excursions.conftest import stored_excursion
 from tests.unit.excursions.test_lifecycle import ASSESSMENT
-from tests.unit.excursions.test_records import core_records
+from tests.unit.excursions.test_records import core_readings
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -42,19 +43,17 @@ pytestmark = [
 def app_url(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """The app served from its own process on a store with records and users."""
     url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
-    engine = create_engine(url)
+    engine = store_engine(url)
     upgrade(engine)
-    clock = FakeClock(DEFAULT_T0)
-    records = core_records()
-    store = RecordStore(engine, clock=clock)
-    for record in records:
-        store.apply(record)
+    record_id, _ = stored_excursion(engine, FakeClock(DEFAULT_T0))  # records and alarms
+    series = SqliteTimeSeries(tmp_path / "data" / "timeseries.sqlite3")  # the worker's store
+    series.write(core_readings())
+    series.close()
     users = UserStore(engine, hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
     for name, role in [("olga", "operator"), ("quinn", "qa"), ("vic", "viewer")]:
         users.add(name, f"{name.title()} Example", role, PASSWORD, actor="admin", reason="test")
     engine.dispose()
-    record_id = next(r.id for r in records if isinstance(r, ExcursionRecord))
-    with serving(url, tmp_path / "serve.log") as (base, _server):
+    with serving(url, tmp_path / "serve.log", tmp_path / "data") as (base, _server):
         yield base, record_id
 
 
@@ -102,6 +101,11 @@ def test_operator_acknowledges_qa_signs_viewer_cannot(app_url: tuple[str, str]) 
             signatures = page.inner_text("#signatures")
             assert "Quinn Example" in signatures
             assert "approved" in signatures
+            assert page.locator("#trend .limit.action").count() >= 1  # the chart is drawn
+            assert page.locator("#trend-span").is_visible()
+            timeline = page.inner_text("#timeline")
+            for entry in ("alarm raised", "acknowledged", "closed", "signed (approved)"):
+                assert entry in timeline
             page.screenshot(path=str(ARTIFACTS / "excursion-page.png"), full_page=True)
             href = page.get_attribute("#report-pdf", "href")  # the page's PDF button
             pdf = page.request.get(f"{base}{href}")
@@ -111,6 +115,8 @@ def test_operator_acknowledges_qa_signs_viewer_cannot(app_url: tuple[str, str]) 
             text = "\n".join(p.extract_text() for p in report.pages)
             assert "Quinn Example" in text
             assert "approved" in text
+            assert "action high 10" in text  # the chart's limit line
+            assert "signed (approved)" in text  # the timeline
 
             page.click("nav button")
             sign_in(page, base, "vic")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -15,13 +16,19 @@ from envmon.netutil import free_port
 
 
 @contextlib.contextmanager
-def serving(url: str, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def serving(
+    url: str, log: Path, data_dir: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Serve the store at ``url`` on a free loopback port; yield the base URL and process.
+
+    ``data_dir`` is the app's ``ENVMON_DATA_DIR`` (where it finds the embedded time series,
+    ``timeseries.sqlite3``); without it the app runs in a folder of its own with none.
 
     Waits until the app accepts connections; stops it with SIGTERM afterwards (the process
     is still there for the caller to look at its exit status).
     """
     port = free_port()
+    env = {**os.environ, "ENVMON_DATA_DIR": str(data_dir or log.parent / "serve-data")}
     with log.open("wb") as out:
         server = subprocess.Popen(
             [
@@ -38,6 +45,7 @@ def serving(url: str, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            env=env,
         )
         try:
             deadline = time.monotonic() + 30
