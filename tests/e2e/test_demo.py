@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
+import re
 import subprocess
 import sys
+import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,10 +19,15 @@ ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture(scope="module")
-def summary(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Run the demo for 35 real seconds at 60× (35 simulated minutes), headless."""
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the demo for 35 real seconds at 60× (35 simulated minutes), headless.
+
+    While it runs, an operator signs in to the QA app it serves (with the password the demo
+    printed), reads the excursions, opens one and acknowledges it. Returns the summary and
+    what the app answered.
+    """
     out = tmp_path_factory.mktemp("demo") / "summary.json"
-    result = subprocess.run(
+    demo = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -28,15 +39,86 @@ def summary(tmp_path_factory: pytest.TempPathFactory) -> dict:
             "60",
             "--summary",
             str(out),
+            "--web-port",
+            "0",
         ],
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=180,
-        check=False,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(out.read_text())
+    started = time.monotonic()
+    try:
+        assert demo.stdout is not None
+        printed: list[str] = []
+        for line in demo.stdout:
+            printed.append(line)
+            if "sign in as admin" in line:
+                break
+        banner = "".join(printed)
+        url = re.search(r"QA app: (http://127\.0\.0\.1:\d+)", banner)
+        passwords = dict(re.findall(r"sign in as (\w+)\s+password (\S+)", banner))
+        assert url is not None, banner
+        time.sleep(max(0.0, 25 - (time.monotonic() - started)))  # let excursions happen
+        web = use_the_app(url.group(1), passwords["operator"])
+        web["passwords"] = passwords
+        _stdout, stderr = demo.communicate(timeout=180)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert demo.returncode == 0, stderr[-3000:]
+    return json.loads(out.read_text()), web
+
+
+def use_the_app(base: str, password: str) -> dict[str, Any]:
+    """Sign in as the demo's operator, list, open and acknowledge an excursion."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+
+    def call(path: str, body: dict[str, Any] | None = None, *, form: bool = False) -> Any:
+        data = None
+        headers = {}
+        if body is not None:
+            if form:
+                data = urllib.parse.urlencode(body).encode()
+            else:
+                data, headers = json.dumps(body).encode(), {"Content-Type": "application/json"}
+        request = urllib.request.Request(base + path, data=data, headers=headers)
+        with opener.open(request, timeout=10) as response:
+            text = response.read().decode()
+            kind = response.headers.get("Content-Type", "")
+            return json.loads(text) if kind.startswith("application/json") else text
+
+    call("/login", {"username": "operator", "password": password}, form=True)
+    listing = call("/api/v1/excursions?page_size=200")
+    excursions = [i for i in listing["items"] if i["kind"] == "excursion"]
+    chosen = excursions[-1]  # the oldest
+    page = call(f"/excursions/{chosen['id']}")
+    detail = call(f"/api/v1/excursions/{chosen['id']}")
+    acknowledged = call(
+        f"/api/v1/excursions/{chosen['id']}/acknowledge",
+        {"comment": "seen in the demo", "version": detail["row_version"]},
+    )
+    after = call(f"/api/v1/excursions/{chosen['id']}")
+    return {
+        "listing": listing,
+        "page": page,
+        "acknowledged": acknowledged,
+        "after": after,
+    }
+
+
+@pytest.fixture(scope="module")
+def summary(run: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    """What the demo wrote with ``--summary``."""
+    return run[0]
+
+
+@pytest.fixture(scope="module")
+def web(run: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    """What the QA app answered while the demo ran."""
+    return run[1]
 
 
 class TestDemo:
@@ -69,3 +151,25 @@ class TestDemo:
         """Both the MQTT and the OPC-UA collector delivered readings."""
         assert summary["collectors"]["mqtt:site-broker"]["readings"] > 0
         assert summary["collectors"]["opcua:cold-store-gateway"]["readings"] > 0
+
+
+class TestQaApp:
+    def test_demo_users_are_printed_and_can_sign_in(self, summary, web):
+        """Four demo users with fresh passwords; the operator signed in with the printed one."""
+        assert set(web["passwords"]) == {"operator", "qa", "viewer", "admin"}
+        assert summary["web"]["users"]["qa"] == "qa"
+        assert all(len(p) >= 12 for p in web["passwords"].values())
+
+    def test_the_app_shows_the_demos_excursions(self, web):
+        """The records the pipeline opened are in the app while it runs, with their chart."""
+        kinds = {item["kind"] for item in web["listing"]["items"]}
+        assert "excursion" in kinds
+        assert 'id="trend"' in web["page"]  # the trend from the demo's time series
+        assert "alarm raised" in web["page"]  # the timeline from the demo's alarms
+
+    def test_an_operator_acknowledges_in_the_demo(self, web):
+        """An acknowledgement through the API lands in the record and its timeline."""
+        assert web["after"]["qa_state"] == "acknowledged"
+        assert web["after"]["row_version"] == web["acknowledged"]["version"]
+        titles = [entry["title"] for entry in web["after"]["timeline"]]
+        assert titles.index("acknowledged") > titles.index("alarm raised")
