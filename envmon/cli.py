@@ -292,6 +292,28 @@ def db_upgrade(settings_file: SettingsFileOption = None, db: DbOption = None) ->
     typer.echo(f"record store at revision {after} (was {before or 'empty'})")
 
 
+@db_app.command("grant")
+def db_grant(
+    role: Annotated[str, typer.Argument(help="The application's PostgreSQL role.")],
+    settings_file: SettingsFileOption = None,
+    db: DbOption = None,
+) -> None:
+    """Grant the application's role what it needs, and no more (PostgreSQL; as the owner).
+
+    SELECT and INSERT only on the append-only tables (audit trail, signatures, timeline).
+    """
+    from rich.console import Console
+
+    from envmon.commands.records import grant_db
+
+    try:
+        grant_db(_records_url(settings_file, db), role)
+    except ValueError as exc:
+        Console(stderr=True).print(str(exc), markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    typer.echo(f"granted {role} the application's rights")
+
+
 @audit_app.command("verify")
 def audit_verify(
     settings_file: SettingsFileOption = None,

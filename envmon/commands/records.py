@@ -19,7 +19,7 @@ from envmon.timeutil import utcnow
 from excursions.audit import Verification, verify
 from excursions.consumer import consume_events, consume_records
 from excursions.db import store_engine
-from excursions.migrate import current, newest, upgrade
+from excursions.migrate import current, grant_app_role, newest, upgrade
 from excursions.records import RecordStore
 from excursions.series import SeriesReader
 from excursions.timeline import TimelineStore
@@ -51,6 +51,15 @@ def upgrade_db(url: str) -> tuple[str | None, str | None]:
         before = current(engine)
         upgrade(engine)
         return before, current(engine)
+    finally:
+        engine.dispose()
+
+
+def grant_db(url: str, role: str) -> None:
+    """Give the application's PostgreSQL role exactly ``APP_GRANTS`` (run as the owner)."""
+    engine = open_engine(url)
+    try:
+        grant_app_role(engine, role)
     finally:
         engine.dispose()
 

@@ -8,7 +8,11 @@ from datetime import timedelta
 from envmon.bus import ALARMS, DEADLETTER, EXCURSIONS, READINGS, InMemoryBus, Message
 from envmon.models import AlarmEvent, DeadLetter, ExcursionRecord, Reading
 from envmon.testing import DEFAULT_T0, FakeClock, make_spec, readings
-from excursions.store import SqliteExcursionStore, consume_excursions
+from excursions.consumer import consume_records
+from excursions.db import store_engine
+from excursions.migrate import upgrade
+from excursions.queries import core_records
+from excursions.records import RecordStore
 from stream.embedded import StreamProcessor
 from stream.timeseries import SqliteTimeSeries
 
@@ -86,30 +90,20 @@ class TestSqliteTimeSeries:
         assert got == batch
 
 
-class TestSqliteExcursionStore:
-    async def test_newest_revision_wins_and_replays_are_ignored(self, tmp_path):
-        """Records are applied by revision: duplicates and older revisions change nothing."""
+class TestRecordsFromTheEmbeddedBus:
+    async def test_the_record_store_takes_the_processors_records(self, tmp_path):
+        """The record store's consumer stores what the embedded processor publishes."""
         bus = InMemoryBus()
-        proc = StreamProcessor(bus, [make_spec(alert_high=8, action_high=10)], clock=FakeClock())
-        await proc.handle(as_messages([9, 11, 5]))
-        store = SqliteExcursionStore(tmp_path / "x.sqlite3")
-        raw = await take(bus, EXCURSIONS, 3)
-        records = [ExcursionRecord.model_validate_json(v) for v in raw]
-        for record in [*records, records[1], records[0]]:
-            store.apply(record)
-        (stored,) = store.excursions()
-        assert stored == records[2]
-        assert store.ignored == 2
-
-    async def test_consumer_stores_from_the_bus(self, tmp_path):
-        """The bus consumer stores records published on the excursions topic."""
-        bus = InMemoryBus()
-        store = SqliteExcursionStore(tmp_path / "x.sqlite3")
+        engine = store_engine(f"sqlite:///{tmp_path / 'records.sqlite3'}")
+        upgrade(engine)
+        store = RecordStore(engine)
         proc = StreamProcessor(bus, [make_spec(alert_high=8)], clock=FakeClock())
-        consumer = asyncio.create_task(consume_excursions(bus, store))
+        consumer = asyncio.create_task(consume_records(bus, store))
         await proc.handle(as_messages([9, 5]))
         async with asyncio.timeout(5):
-            while not store.excursions() or store.excursions()[0].status != "closed":
+            while [r["status"] for r in core_records(engine, "excursion")] != ["closed"]:
                 await asyncio.sleep(0.01)
         consumer.cancel()
-        assert store.excursions()[0].end is not None
+        (stored,) = core_records(engine, "excursion")
+        assert stored["end"] is not None
+        engine.dispose()

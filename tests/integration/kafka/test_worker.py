@@ -28,7 +28,10 @@ from envmon.models import Reading
 from envmon.settings import Settings
 from envmon.testing import EXAMPLE_SCENARIO_DURATION, example_scenario
 from envmon.timeutil import parse_ts
-from excursions.store import _RECORD, SqliteExcursionStore
+from excursions.db import store_engine
+from excursions.migrate import upgrade
+from excursions.queries import core_records
+from excursions.records import RECORD, RecordStore
 from stream.kafka_broker import KafkaBroker, create_topics
 from stream.kafka_bus import KafkaBus
 from stream.worker import Batch, SqliteSink, StreamWorker
@@ -273,12 +276,18 @@ class TestWorkerKilled:
         # but carries the same content, so a consumer de-duplicating by content sees each once.
         assert sorted(set(canonical(alarms))) == canonical(expected_alarms)
         # The stored output (the idempotent record store) closes the excursion exactly once.
-        store = SqliteExcursionStore(tmp_path / "records.sqlite3")
+        engine = store_engine(f"sqlite:///{tmp_path / 'records.sqlite3'}")
+        upgrade(engine)
+        store = RecordStore(engine)
         for record in records:
-            store.apply(_RECORD.validate_python(record))
-        freezer = [r for r in store.excursions() if r.sensor_id == "ult-freezer-1.temperature"]
+            store.apply(RECORD.validate_python(record))
+        freezer = [
+            r
+            for r in core_records(engine, "excursion")
+            if r["sensor_id"] == "ult-freezer-1.temperature"
+        ]
         assert len(freezer) == 1
-        assert freezer[0].status.value == "closed"
+        assert freezer[0]["status"] == "closed"
         closes = {
             json.dumps(r, sort_keys=True)
             for r in records
@@ -286,7 +295,7 @@ class TestWorkerKilled:
         }
         assert len(closes) == 1  # sent at most again identically, never as a second record
         assert canonical(final_records(records)) == canonical(expected_records)
-        store.close()
+        engine.dispose()
 
 
 class SkippingWorker(StreamWorker):

@@ -12,7 +12,9 @@ from aiokafka.errors import KafkaError
 
 from envmon.bus import ALARMS, EXCURSIONS
 from envmon.timeutil import parse_ts
-from excursions.store import _RECORD, SqliteExcursionStore
+from excursions.db import store_engine
+from excursions.migrate import upgrade
+from excursions.records import RECORD, RecordStore
 from stream.kafka_broker import KafkaBroker
 
 from .test_worker import (
@@ -119,9 +121,11 @@ class TestTwoWorkers:
         assert set(final) | set(a) == {r.sensor_id for r in readings}
         # A clean hand-over commits what was processed: nothing is repeated at all.
         assert canonical(alarms) == canonical(expected_alarms)
-        store = SqliteExcursionStore(tmp_path / "records.sqlite3")
+        engine = store_engine(f"sqlite:///{tmp_path / 'records.sqlite3'}")
+        upgrade(engine)
+        store = RecordStore(engine)
         for record in records:
-            store.apply(_RECORD.validate_python(record))
+            store.apply(RECORD.validate_python(record))
         assert store.ignored == 0  # no record arrived twice
         assert canonical(final_records(records)) == canonical(expected_records)
-        store.close()
+        engine.dispose()

@@ -79,3 +79,10 @@ def test_users_from_the_command_line(tmp_path: Path) -> None:
     verify = runner.invoke(app, ["audit", "verify", "--db", url])
     assert verify.exit_code == 0
     assert f"{len(rows)} entries" in verify.output
+
+
+def test_db_grant_is_for_postgresql(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
+    result = CliRunner().invoke(app, ["db", "grant", "envmon_app", "--db", url])
+    assert result.exit_code == 2
+    assert "roles are a PostgreSQL feature" in result.output
