@@ -14,7 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, create_engine
+from typer.testing import CliRunner
 
+from envmon.cli import app as cli
+from excursions.migrate import upgrade
 from excursions.postgres import PostgresServer, postgres_installed
 
 if not postgres_installed():  # pragma: no cover - the machine has the Debian packages
@@ -48,6 +52,30 @@ def own_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def owner_engine(pg_database: str) -> Iterator[Engine]:
+    """The store in a fresh database, migrated by its owner (the superuser here)."""
+    engine = create_engine(pg_database)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def app_engine(postgres: PostgresServer, owner_engine: Engine) -> Iterator[Engine]:
+    """An engine logged in as the application's role, with only its grants."""
+    role, password = unique_name("envmon_app"), "app-secret-1"
+    postgres.create_role(role, password)
+    owner_url = owner_engine.url.render_as_string(hide_password=False)
+    granted = CliRunner().invoke(cli, ["db", "grant", role, "--db", owner_url])
+    assert granted.exit_code == 0, granted.output
+    database = owner_engine.url.database
+    assert database is not None
+    engine = create_engine(postgres.url_for(database, user=role, password=password))
+    yield engine
+    engine.dispose()
 
 
 def unique_name(prefix: str) -> str:

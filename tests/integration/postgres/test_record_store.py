@@ -2,51 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from typer.testing import CliRunner
 
-from envmon.cli import app as cli
 from envmon.models import AlarmEvent
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.audit import verify
 from excursions.db import AuditEntry, Base, ExcursionRow
 from excursions.migrate import current, downgrade, newest, upgrade
-from excursions.postgres import PostgresServer
 from excursions.records import RecordStore
 from excursions.timeline import TimelineStore
 from tests.unit.excursions.test_records import core_events, core_records
-
-from .conftest import unique_name
-
-
-@pytest.fixture
-def owner_engine(pg_database: str) -> Iterator[Engine]:
-    engine = create_engine(pg_database)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def app_engine(postgres: PostgresServer, owner_engine: Engine) -> Iterator[Engine]:
-    """An engine logged in as the application's role, with only its grants."""
-    role, password = unique_name("envmon_app"), "app-secret-1"
-    postgres.create_role(role, password)
-    owner_url = owner_engine.url.render_as_string(hide_password=False)
-    granted = CliRunner().invoke(cli, ["db", "grant", role, "--db", owner_url])
-    assert granted.exit_code == 0, granted.output
-    database = owner_engine.url.database
-    assert database is not None
-    engine = create_engine(postgres.url_for(database, user=role, password=password))
-    yield engine
-    engine.dispose()
 
 
 def count(engine: Engine) -> tuple[int, int]:

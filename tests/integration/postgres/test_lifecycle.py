@@ -1,0 +1,193 @@
+"""The QA lifecycle on a real PostgreSQL, as the application's role: signed closing and
+reopening, stale forms, row locks between concurrent reviewers, sessions and lockout,
+and records and alarms consumed from the bus twice but stored once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from envmon.bus import ALARMS, EXCURSIONS, InMemoryBus, Message
+from envmon.models import AlarmEvent, ExcursionRecord
+from envmon.testing import DEFAULT_T0, FakeClock
+from excursions.audit import verify
+from excursions.consumer import consume_events, consume_records
+from excursions.db import AuditEntry, ExcursionRow, TimelineEventRow
+from excursions.lifecycle import Lifecycle, StaleRecordError
+from excursions.records import RecordStore
+from excursions.sessions import Sessions
+from excursions.timeline import TimelineStore, timeline
+from excursions.users import AuthenticationError, User, UserStore
+from tests.unit.excursions.conftest import FAST_HASHER
+from tests.unit.excursions.test_lifecycle import ASSESSMENT, QA_PASSWORD
+from tests.unit.excursions.test_records import core_events
+
+pytestmark = pytest.mark.timeout(120)
+PASSWORD = "a long password 1"
+
+
+def store_all(engine: Engine, clock: FakeClock) -> str:
+    """Store the core's records and alarms of the fridge; return the excursion's id."""
+    records, events = RecordStore(engine, clock=clock), TimelineStore(engine, clock=clock)
+    for event in core_events():
+        if isinstance(event, AlarmEvent):
+            events.apply(event)
+        else:
+            records.apply(event)
+    return next(e.id for e in core_events() if isinstance(e, ExcursionRecord))
+
+
+def people(users: UserStore) -> dict[str, User]:
+    return {
+        "operator": users.add("olga", "Olga Example", "operator", PASSWORD, actor="a", reason="t"),
+        "qa": users.add("quinn", "Quinn Example", "qa", QA_PASSWORD, actor="a", reason="t"),
+        "qa2": users.add("rita", "Rita Example", "qa", PASSWORD, actor="a", reason="t"),
+    }
+
+
+def version(engine: Engine, record_id: str) -> int:
+    with Session(engine) as session:
+        row = session.get(ExcursionRow, record_id)
+        assert row is not None
+        return row.row_version
+
+
+def test_the_whole_lifecycle_as_the_app_role(app_engine: Engine) -> None:
+    clock = FakeClock(DEFAULT_T0 + timedelta(hours=1))
+    record_id = store_all(app_engine, clock)
+    users = UserStore(app_engine, clock=clock, hasher=FAST_HASHER)
+    who = people(users)
+    life = Lifecycle(app_engine, users, clock=clock)
+    v = life.acknowledge(
+        record_id, who["operator"], "door closed", version=version(app_engine, record_id)
+    )
+    v = life.comment(record_id, who["operator"], "probe checked", version=v)
+    v = life.start_review(record_id, who["qa"], "routine review", version=v)
+    v = life.assess(record_id, who["qa"], ASSESSMENT, "assessed", version=v)
+    with pytest.raises(StaleRecordError):  # a form loaded before the assessment
+        life.close(record_id, "quinn", QA_PASSWORD, "approved", "stale", version=v - 1)
+    v = life.close(record_id, "quinn", QA_PASSWORD, "approved", "no impact", version=v)
+    v = life.reopen(record_id, "quinn", QA_PASSWORD, "reviewed", "new probe data", version=v)
+
+    first, second = life.signatures(record_id)
+    assert not first.covers_current_content
+    assert second.covers_current_content
+    with Session(app_engine) as session:
+        assert verify(session).ok
+        row = session.get(ExcursionRow, record_id)
+        assert row is not None
+        assert row.qa_state == "reopened"
+        titles = [e.title for e in timeline(session, row)]
+    assert titles[0] == "alarm raised"
+    for title in ("acknowledged", "comment", "assessment recorded", "closed", "reopened"):
+        assert title in titles
+    assert titles.count("signed (approved)") == titles.count("signed (reviewed)") == 1
+
+
+def test_two_reviewers_at_once_one_wins_the_other_is_stale(app_engine: Engine) -> None:
+    """Both load version v and comment at the same moment: PostgreSQL's row lock lets one
+    through; the other sees the new version and is refused, changing nothing."""
+    clock = FakeClock(DEFAULT_T0 + timedelta(hours=1))
+    record_id = store_all(app_engine, clock)
+    users = UserStore(app_engine, clock=clock, hasher=FAST_HASHER)
+    who = people(users)
+    life = Lifecycle(app_engine, users, clock=clock)
+    v = version(app_engine, record_id)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def comment(user: User, text: str) -> None:
+        barrier.wait()
+        try:
+            life.comment(record_id, user, text, version=v)
+            outcomes.append("done")
+        except StaleRecordError:
+            outcomes.append("stale")
+
+    threads = [
+        threading.Thread(target=comment, args=(who["qa"], "first")),
+        threading.Thread(target=comment, args=(who["qa2"], "second")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["done", "stale"]
+    assert version(app_engine, record_id) == v + 1
+    with Session(app_engine) as session:
+        comments = session.execute(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "comment")
+        ).scalar_one()
+        assert comments == 1
+        assert verify(session).ok
+
+
+def test_sessions_and_lockout_as_the_app_role(app_engine: Engine) -> None:
+    clock = FakeClock(DEFAULT_T0)
+    users = UserStore(app_engine, clock=clock, hasher=FAST_HASHER)
+    people(users)
+    sessions = Sessions(app_engine, users, clock=clock)
+    token, user = sessions.sign_in("olga", PASSWORD)
+    assert sessions.user(token).username == user.username == "olga"
+    clock.advance(16 * 60)  # idle longer than the timeout
+    with pytest.raises(AuthenticationError):
+        sessions.user(token)
+    for _ in range(5):
+        with pytest.raises(AuthenticationError):
+            users.authenticate("quinn", "wrong password!")
+    with pytest.raises(AuthenticationError):  # locked now, even with the right password
+        users.authenticate("quinn", QA_PASSWORD)
+    with Session(app_engine) as session:
+        locks = session.execute(
+            select(AuditEntry).where(AuditEntry.field == "locked_until")
+        ).scalars()
+        assert [e.actor for e in locks] == ["system:login"]
+        assert verify(session).ok
+
+
+async def test_records_and_alarms_consumed_twice_are_stored_once(app_engine: Engine) -> None:
+    events = core_events()
+    messages = [
+        Message(
+            ALARMS if isinstance(e, AlarmEvent) else EXCURSIONS,
+            e.sensor_id,
+            e.model_dump_json().encode(),
+        )
+        for e in events
+    ]
+    bus = InMemoryBus()
+    records = RecordStore(app_engine, clock=FakeClock(DEFAULT_T0))
+    timeline_store = TimelineStore(app_engine, clock=FakeClock(DEFAULT_T0))
+    consumers = [
+        asyncio.create_task(consume_records(bus, records)),
+        asyncio.create_task(consume_events(bus, timeline_store, ALARMS)),
+    ]
+    await asyncio.sleep(0)
+    await bus.publish([*messages, *messages])  # at least once: everything again
+    alarms = sum(isinstance(e, AlarmEvent) for e in events)
+    try:
+        async with asyncio.timeout(30):
+            while (
+                records.applied + records.ignored + timeline_store.applied + timeline_store.ignored
+                < 2 * len(events)
+            ):
+                await asyncio.sleep(0.02)
+    finally:
+        for task in consumers:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert (timeline_store.applied, timeline_store.ignored) == (alarms, alarms)
+    with Session(app_engine) as session:
+        stored = session.execute(select(func.count()).select_from(TimelineEventRow)).scalar_one()
+        assert stored == alarms
+        ids = {e.id for e in events if not isinstance(e, AlarmEvent)}
+        rows = session.execute(select(func.count()).select_from(ExcursionRow)).scalar_one()
+        assert rows == len(ids)
+        assert verify(session).ok
