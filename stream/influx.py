@@ -37,7 +37,6 @@ Errors (raised by transports, handled here)::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import gzip
 import inspect
@@ -230,22 +229,27 @@ class InfluxClientTransport:
 
 def _translate(exc: ApiException) -> TimeSeriesWriteError:
     status = int(exc.status or 0)
-    message = _message(exc)
+    message = api_message(exc)
     if status >= 500 or status in RETRY_STATUSES or status < 400:
         return StoreUnavailableError(f"HTTP {status}: {message}", _retry_after(exc))
     return PointsRejectedError(status, message)
 
 
-def _message(exc: ApiException) -> str:
-    # InfluxDBError parsed the JSON body's "message" (InfluxDB 2 and QuestDB send one);
-    # InfluxDB 1.8's compatibility API sends {"error": ...} instead.
-    message = getattr(exc, "message", None) or exc.body or exc.reason or ""
-    if isinstance(message, bytes):
-        message = message.decode("utf-8", errors="replace")
-    text = str(message).strip()
-    if text.startswith("{"):
-        with contextlib.suppress(ValueError, AttributeError):
-            text = str(json.loads(text).get("error") or text).strip()
+def api_message(exc: ApiException) -> str:
+    """Return the server's message of a refused request, not its JSON.
+
+    InfluxDB 2 and QuestDB send ``{"message": ...}``, InfluxDB 1.8 ``{"error": ...}``.
+    """
+    raw = getattr(exc, "message", None) or exc.body or exc.reason or ""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    text = str(raw).strip()
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        text = str(parsed.get("message") or parsed.get("error") or text).strip()
     return text[:_MAX_MESSAGE]
 
 

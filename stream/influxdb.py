@@ -68,6 +68,7 @@ from envmon.netutil import free_port
 from envmon.processes import ServerProcess
 from envmon.timeutil import format_ts, from_us, to_us
 from stream import tsschema
+from stream.influx import api_message
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,6 @@ _START_TIMEOUT_S: Final = 60.0
 _STOP_TIMEOUT_S: Final = 30.0
 _POLL_S: Final = 0.05
 _HTTP_TIMEOUT_S: Final = 30.0
-_MAX_MESSAGE: Final = 2000
 _DATABASE_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,126}")
 _TOML_ESCAPES: Final = str.maketrans({"\\": "\\\\", '"': '\\"'})
 _FLUX_ESCAPES: Final = str.maketrans({"\\": "\\\\", '"': '\\"'})
@@ -451,7 +451,7 @@ class InfluxSeriesReader:
             tables = self._query_api.query(flux, org=self.org)
         except ApiException as exc:
             raise TimeSeriesQueryError(
-                f"{self.url} bucket {self.bucket}: HTTP {exc.status}: {_api_message(exc)}"
+                f"{self.url} bucket {self.bucket}: HTTP {exc.status}: {api_message(exc)}"
             ) from exc
         except FluxQueryException as exc:
             raise TimeSeriesQueryError(
@@ -509,18 +509,3 @@ class InfluxSeriesReader:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _api_message(exc: ApiException) -> str:
-    # influxdb-client finds a JSON body's "message" (InfluxDB 2); InfluxDB 1.8 sends "error".
-    raw = exc.body or getattr(exc, "message", None) or exc.reason or ""
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8", errors="replace")
-    text = str(raw)
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict):
-        text = str(parsed.get("message") or parsed.get("error") or text)
-    return text[:_MAX_MESSAGE]

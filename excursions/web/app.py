@@ -1,15 +1,49 @@
-"""The QA app: the JSON API and the pages in one FastAPI application."""
+"""The QA app: the JSON API and the pages in one FastAPI application.
+
+Every response carries security headers: a Content-Security-Policy that allows nothing but
+the app's own stylesheet, forms posting to the app and no framing (the pages have no
+script, no inline style; the trend chart is inline SVG with presentation attributes), plus
+``nosniff``, ``no-referrer`` and no caching of pages that show records.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Final
+
+from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
 
 from excursions.web.api import Services, create_api
 from excursions.web.pages import add_pages
+
+STATIC: Final = Path(__file__).parent / "static"
+SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self';"
+        " frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def create_app(services: Services, *, site_name: str = "envmon") -> FastAPI:
     """Return the application ``envmon excursions serve`` runs."""
     app = create_api(services)
     add_pages(app, services, site_name=site_name)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        if not request.url.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
     return app

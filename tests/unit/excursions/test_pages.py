@@ -259,3 +259,24 @@ def test_page_matrix(
         # Allowed: shown (200), done (303 back to the page), or refused on the record's
         # state or version (409 / 422) — never 401/403.
         assert response.status_code in (200, 303, 409, 422), response.text
+
+
+def test_security_headers_and_no_inline_style_or_script(site: tuple[TestClient, str]) -> None:
+    """The pages work under a strict CSP: the stylesheet is the app's own, nothing inline."""
+    client, record_id = site
+    sign_in(client, "vic")
+    page = client.get(f"/excursions/{record_id}")
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp
+    assert "style-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["cache-control"] == "no-store"
+    assert "<style" not in page.text
+    assert " style=" not in page.text
+    assert "<script" not in page.text
+    css = client.get("/static/app.css")
+    assert css.status_code == 200
+    assert css.headers["content-type"].startswith("text/css")
+    assert "font-family" in css.text
+    assert client.get("/api/v1/me").headers["x-frame-options"] == "DENY"
