@@ -22,7 +22,7 @@ import socket
 import tempfile
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -85,6 +85,20 @@ _ALARM_OR_SYSTEM = TypeAdapter(AlarmEvent | SystemEvent)
 
 class DemoError(EnvmonError):
     """The demo cannot start (e.g. the web app's port is taken)."""
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside the demo: Ctrl-C and SIGTERM stay the demo's, not the app's.
+
+    ``uvicorn.Server.serve`` takes over SIGINT and SIGTERM, stops the app first and only
+    then raises the signal again; the demo stops the app itself, after the collectors and
+    the stream, so that the app answers until the end.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Leave the signal handlers alone."""
+        yield
 
 
 @dataclass
@@ -348,7 +362,7 @@ def _web_app(
         log_level="warning",
         lifespan="off",
     )
-    return uvicorn.Server(config)
+    return _EmbeddedServer(config)
 
 
 async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
