@@ -163,6 +163,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
     scenario = (
         load_scenario(options.scenario, instruments=instruments) if options.scenario else None
     )
+    web_port = _web_port(options)  # a taken port is refused before anything starts
     async with _workdir(options.workdir) as workdir:
         mqtt_port, opcua_port = free_port(), free_port()
         site = retarget(site, mqtt_port=mqtt_port, opcua_port=opcua_port, workdir=workdir)
@@ -182,7 +183,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
         await asyncio.to_thread(upgrade, engine)
         records = RecordStore(engine, clock=clock)
         events = TimelineStore(engine, clock=clock)
-        web = _web_app(options, site, engine, timeseries, clock)
+        web = _web_app(options, web_port, site, engine, timeseries, clock)
         processor = StreamProcessor(bus, site.sensors(), store=timeseries, clock=clock, tick_s=0.25)
         broker = EmbeddedBroker(mqtt_port)
         gateway = (
@@ -326,14 +327,8 @@ async def _listen_alarms(bus: InMemoryBus, add: Callable[[AlarmEvent | SystemEve
             add(_ALARM_OR_SYSTEM.validate_json(message.value))
 
 
-def _web_app(
-    options: DemoOptions,
-    site: SiteConfig,
-    engine: Engine,
-    timeseries: SqliteTimeSeries,
-    clock: Callable[[], datetime],
-) -> uvicorn.Server | None:
-    """Build the QA app's server on the demo's store (None when the app is off)."""
+def _web_port(options: DemoOptions) -> int | None:
+    """Return the port the app will listen on (None: no app); refuse one that is taken."""
     if options.web_port is None:
         return None
     port = options.web_port or free_port()
@@ -345,6 +340,20 @@ def _web_app(
                 f"--web-port {port}: cannot listen on {options.web_host}:{port} ({exc.strerror});"
                 " choose another port (0 picks a free one) or --no-web"
             ) from None
+    return port
+
+
+def _web_app(
+    options: DemoOptions,
+    port: int | None,
+    site: SiteConfig,
+    engine: Engine,
+    timeseries: SqliteTimeSeries,
+    clock: Callable[[], datetime],
+) -> uvicorn.Server | None:
+    """Build the QA app's server on the demo's store (None when the app is off)."""
+    if port is None:
+        return None
     users = UserStore(engine)
     services = Services(
         engine,
