@@ -1,1 +1,1 @@
-"""Excursion record store, audit trail and QA review app — built in issue 5."""
+"""Excursion record store, timeline, audit trail, users and signatures, and the QA app."""

@@ -1,6 +1,6 @@
 """Local users of the QA app: roles, argon2 passwords, lockout, every change audited.
 
-Roles (what each may do is enforced by the web app, issue 5):
+Roles (what each may do is enforced by the lifecycle and the web app):
 
 ``viewer``    read records
 ``operator``  acknowledge and comment

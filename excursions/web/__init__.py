@@ -1,1 +1,1 @@
-"""The QA web app: JSON API (and, to come, server-rendered pages)."""
+"""The QA web app: the JSON API and the server-rendered pages."""

@@ -4,7 +4,8 @@ Every route checks the session (cookie ``envmon_session``, ``HttpOnly``, ``SameS
 and the user's role; object-level checks and the lifecycle rules are those of
 ``excursions.lifecycle``. Errors are JSON ``{"detail": message}``: 401 not signed in, 403
 role not allowed, 404 no such record, 409 the record changed since it was loaded, 422 bad
-input (with the reason). The server-rendered pages (to come) use the same services.
+input (with the reason), 503 the time-series store did not answer (trend). The
+server-rendered pages (``excursions.web.pages``) use the same services.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime,
