@@ -246,6 +246,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
                     counters={c.pipeline.source: c.counters.as_dict() for c in collectors},
                     excursions=count_records(engine, "excursion"),
                     buffered=len(outbox),
+                    app_url=_url(web) if web is not None else None,
                 )
 
             await _run_for(options, started, screen, console, recorder)

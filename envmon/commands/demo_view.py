@@ -50,12 +50,14 @@ def render(
     counters: Mapping[str, Mapping[str, int]],
     excursions: int,
     buffered: int,
+    app_url: str | None = None,
 ) -> RenderableType:
     """Build the whole screen."""
     header = Text.assemble(
         (f"{site.name}", "bold"),
         f"   simulated time {format_ts(now.replace(microsecond=0))} ({speed:g}× real time)   ",
         f"excursions {excursions}   buffered {buffered}",
+        f"   QA app {app_url} (passwords printed above)" if app_url else "",
     )
     table = Table(expand=True, show_edge=False, pad_edge=False)
     for name in ("area", "instrument", "channel", "value", "state"):
