@@ -136,6 +136,8 @@ class Mosquitto(ServerProcess):
     """A Mosquitto process on 127.0.0.1 with persistence in ``directory``."""
 
     log_lines = 20
+    name = "mosquitto"
+    start_error = MosquittoError
 
     def __init__(
         self,
@@ -175,23 +177,20 @@ class Mosquitto(ServerProcess):
             ),
             encoding="utf-8",
         )
-        self._process = subprocess.Popen(  # noqa: S603 - a fixed binary with our own config
+        self.launch(
             [self.binary, "-c", str(self.config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # same process group: a killed test run takes the broker with it
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise MosquittoError(f"mosquitto exited at start\n{self.log_tail()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(_POLL_S)
-        self.kill()
-        raise MosquittoError(f"mosquitto did not listen within {timeout:g} s\n{self.log_tail()}")
+            ready=self._listens,
+            waiting_for="listen",
+            timeout=timeout,
+            poll_s=_POLL_S,
+        )
+
+    def _listens(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
 
     def save(self) -> None:
         """Ask the broker to write its persistence database now (SIGUSR1)."""

@@ -7,6 +7,8 @@ and the kernel itself never depends on ``stream/`` and friends at import time.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +23,18 @@ app = typer.Typer(
 )
 
 EXIT_INVALID = 2
+
+
+@contextlib.contextmanager
+def _refused(*errors: type[Exception]) -> Iterator[None]:
+    """Print any of ``errors`` (a bad input: nothing was started) to stderr and exit 2."""
+    try:
+        yield
+    except errors as exc:
+        from rich.console import Console
+
+        Console(stderr=True).print(str(exc), markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
 
 
 @app.callback()
@@ -131,10 +145,8 @@ def demo(
     )
     console = Console()
     try:
-        result = asyncio.run(run_demo(options, console))
-    except (ConfigError, DemoError) as exc:
-        Console(stderr=True).print(str(exc), markup=False)
-        raise typer.Exit(EXIT_INVALID) from None
+        with _refused(ConfigError, DemoError):
+            result = asyncio.run(run_demo(options, console))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
     console.print(
@@ -188,10 +200,8 @@ def simulate(
         opcua=opcua,
     )
     try:
-        asyncio.run(run_simulate(options, Console()))
-    except ConfigError as exc:
-        Console(stderr=True).print(str(exc), markup=False)
-        raise typer.Exit(EXIT_INVALID) from None
+        with _refused(ConfigError):
+            asyncio.run(run_simulate(options, Console()))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 
@@ -214,8 +224,6 @@ def collect(
     import asyncio
     import logging
 
-    from rich.console import Console
-
     from envmon.commands.collect import run_collect
     from envmon.errors import ConfigError
     from envmon.settings import SettingsError, load_settings
@@ -224,11 +232,8 @@ def collect(
     overrides: dict[str, object] = {}
     if site is not None:
         overrides["site"] = site
-    try:
+    with _refused(SettingsError, ConfigError):
         asyncio.run(run_collect(load_settings(settings_file, **overrides)))
-    except (SettingsError, ConfigError) as exc:
-        Console(stderr=True).print(str(exc), markup=False)
-        raise typer.Exit(EXIT_INVALID) from None
 
 
 stream_app = typer.Typer(help="The stream processor on Kafka (faust-streaming).")
@@ -242,8 +247,6 @@ def stream_worker(
     loglevel: Annotated[str, typer.Option("--loglevel", help="faust/python log level.")] = "info",
 ) -> None:
     """Run one stream worker: readings from Kafka through the core, alarms and records out."""
-    from rich.console import Console
-
     from envmon.commands.stream_worker import run_worker
     from envmon.errors import ConfigError
     from envmon.settings import SettingsError, load_settings
@@ -251,12 +254,9 @@ def stream_worker(
     overrides: dict[str, object] = {"bus": "kafka"}
     if site is not None:
         overrides["site"] = site
-    try:
+    with _refused(SettingsError, ConfigError):
         settings = load_settings(settings_file, **overrides)
         run_worker(settings, loglevel=loglevel)
-    except (SettingsError, ConfigError) as exc:
-        Console(stderr=True).print(str(exc), markup=False)
-        raise typer.Exit(EXIT_INVALID) from None
 
 
 db_app = typer.Typer(help="The QA record store's database (SQLAlchemy, Alembic).")
@@ -270,17 +270,13 @@ DbOption = Annotated[
 
 
 def _records_url(settings_file: Path | None, db: str | None) -> str:
-    from rich.console import Console
 
     from envmon.settings import SettingsError, load_settings
 
     if db:
         return db
-    try:
+    with _refused(SettingsError):
         return load_settings(settings_file).records_url
-    except SettingsError as exc:
-        Console(stderr=True).print(str(exc), markup=False)
-        raise typer.Exit(EXIT_INVALID) from None
 
 
 @db_app.command("upgrade")
@@ -302,15 +298,10 @@ def db_grant(
 
     SELECT and INSERT only on the append-only tables (audit trail, signatures, timeline).
     """
-    from rich.console import Console
-
     from envmon.commands.records import grant_db
 
-    try:
+    with _refused(ValueError):
         grant_db(_records_url(settings_file, db), role)
-    except ValueError as exc:
-        Console(stderr=True).print(str(exc), markup=False)
-        raise typer.Exit(EXIT_INVALID) from None
     typer.echo(f"granted {role} the application's rights")
 
 
@@ -461,18 +452,13 @@ def excursions_consume(settings_file: SettingsFileOption = None, db: DbOption = 
     import asyncio
     import logging
 
-    from rich.console import Console
-
     from envmon.commands.records import run_consume
     from envmon.settings import SettingsError, load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
+    with _refused(SettingsError):
         settings = load_settings(settings_file)
         asyncio.run(run_consume(settings, db or settings.records_url))
-    except SettingsError as exc:
-        Console(stderr=True).print(str(exc), markup=False)
-        raise typer.Exit(EXIT_INVALID) from None
 
 
 @excursions_app.command("serve")
@@ -490,14 +476,12 @@ def excursions_serve(
     ] = False,
 ) -> None:
     """Serve the QA app (the JSON API under /api/v1) until SIGTERM / Ctrl-C."""
-    from rich.console import Console
-
     from envmon.commands.records import series_reader, serve
     from envmon.config import load_site
     from envmon.errors import ConfigError
     from envmon.settings import SettingsError, load_settings
 
-    try:
+    with _refused(SettingsError, ConfigError):
         settings = load_settings(settings_file)
         site = load_site(settings.site)
         serve(
@@ -509,9 +493,6 @@ def excursions_serve(
             site_name=site.name,
             series=series_reader(settings, site),
         )
-    except (SettingsError, ConfigError) as exc:
-        Console(stderr=True).print(str(exc), markup=False)
-        raise typer.Exit(EXIT_INVALID) from None
 
 
 @excursions_app.command("report")
@@ -522,21 +503,16 @@ def excursions_report(
     db: DbOption = None,
 ) -> None:
     """Write the printable PDF report of one excursion."""
-    from rich.console import Console
-
     from envmon.commands.records import report, series_reader
     from envmon.config import load_site
     from envmon.errors import ConfigError
     from envmon.settings import SettingsError, load_settings
 
-    try:
+    with _refused(SettingsError, ConfigError, LookupError):
         settings = load_settings(settings_file)
         site = load_site(settings.site)
         series = series_reader(settings, site)
         written = report(db or settings.records_url, record_id, output, site, series)
-    except (SettingsError, ConfigError, LookupError) as exc:
-        Console(stderr=True).print(str(exc), markup=False)
-        raise typer.Exit(EXIT_INVALID) from None
     typer.echo(f"wrote {written}")
 
 

@@ -1,17 +1,21 @@
 """The server processes the tests and developers run (Mosquitto, Kafka, QuestDB).
 
-``ServerProcess`` holds what the three runners share: the child process, ``running`` and
-``pid``, ``stop`` (SIGTERM, then SIGKILL after a timeout), ``kill`` (a crash), ``restart``
-on the same ports and directory, the end of the log for error messages, and use as a
-context manager. A runner implements ``start`` and names its ``log_path``.
+``ServerProcess`` holds what the runners share: the child process, ``running`` and ``pid``,
+``launch`` (start the command, wait until the server is ready, fail with the end of its
+log), ``stop`` (SIGTERM, then SIGKILL after a timeout), ``kill`` (a crash), ``restart`` on
+the same ports and directory, the end of the log for error messages, and use as a context
+manager. A runner implements ``start`` and names its ``log_path``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import subprocess
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
@@ -50,12 +54,61 @@ class ServerProcess(ABC):
     stop_timeout: ClassVar[float] = 10.0
     #: Lines of the log ``log_tail`` returns by default.
     log_lines: ClassVar[int] = 30
+    #: How the server is named in errors, and the error ``launch`` raises.
+    name: ClassVar[str] = "server"
+    start_error: ClassVar[type[Exception]] = RuntimeError
     log_path: Path
     _process: subprocess.Popen[bytes] | None = None
 
     @abstractmethod
     def start(self) -> None:
         """Start the server and return once it serves."""
+
+    def launch(
+        self,
+        command: list[str],
+        *,
+        ready: Callable[[], bool],
+        waiting_for: str,
+        timeout: float,
+        output: Path | None = None,
+        poll_s: float = 0.05,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        """Start ``command`` and return once ``ready()``; raise ``start_error`` otherwise.
+
+        The child's output goes to ``output`` (appended) or nowhere. It stays in this
+        process group, so a killed test run takes the server with it. An exit before it is
+        ready, or ``timeout`` seconds without being ready (the server is then killed),
+        raise with the end of the log: "<name> exited at start (exit N)" or "<name> did
+        not <waiting_for> within <timeout> s".
+        """
+        with contextlib.ExitStack() as stack:
+            out = stack.enter_context(output.open("ab")) if output is not None else None
+            self._process = subprocess.Popen(  # noqa: S603 - the runners' own commands
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=out if out is not None else subprocess.DEVNULL,
+                stderr=subprocess.STDOUT if out is not None else subprocess.DEVNULL,
+                env=env,
+                cwd=cwd,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self._process.poll()
+            if code is not None:
+                self._process = None
+                raise self.start_error(
+                    f"{self.name} exited at start (exit {code})\n{self.log_tail()}"
+                )
+            if ready():
+                return
+            time.sleep(poll_s)
+        self.kill()
+        raise self.start_error(
+            f"{self.name} did not {waiting_for} within {timeout:g} s\n{self.log_tail()}"
+        )
 
     @property
     def running(self) -> bool:

@@ -47,7 +47,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -244,6 +243,8 @@ class InfluxDB(ServerProcess):
     """An InfluxDB 1.8 process on 127.0.0.1 keeping its data and configuration in ``directory``."""
 
     stop_timeout = _STOP_TIMEOUT_S
+    name = "InfluxDB"
+    start_error = InfluxDBServerError
 
     def __init__(
         self,
@@ -316,22 +317,16 @@ class InfluxDB(ServerProcess):
         )
         # influxd lets INFLUXDB_* variables override its configuration: not ours.
         env = {key: value for key, value in os.environ.items() if not key.startswith("INFLUXDB_")}
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(  # noqa: S603 - our own binary and configuration
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
-            )  # same process group: a killed test run takes the server with it
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise InfluxDBServerError(f"InfluxDB exited at start\n{self.log_tail()}")
-            if self.ping():
-                self.influxql(f'CREATE DATABASE "{self.database}"')
-                return
-            time.sleep(_POLL_S)
-        self.kill()
-        raise InfluxDBServerError(
-            f"InfluxDB did not answer within {timeout:g} s\n{self.log_tail()}"
+        self.launch(
+            command,
+            ready=self.ping,
+            waiting_for="answer /ping",
+            timeout=timeout,
+            output=self.log_path,
+            poll_s=_POLL_S,
+            env=env,
         )
+        self.influxql(f'CREATE DATABASE "{self.database}"')
 
     def ping(self, timeout: float = 1.0) -> bool:
         """Return True if the server answers ``GET /ping`` with 204."""

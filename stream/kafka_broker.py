@@ -310,6 +310,8 @@ class KafkaBroker(ServerProcess):
     """
 
     stop_timeout = _STOP_TIMEOUT_S
+    name = "kafka"
+    start_error = KafkaBrokerError
 
     def __init__(
         self,
@@ -428,27 +430,14 @@ class KafkaBroker(ServerProcess):
         self.write_config()
         self.format_storage()
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        with self.stdout_path.open("ab") as out:
-            self._process = subprocess.Popen(  # noqa: S603 - our java, our jars, our config
-                self._java_command(_KAFKA_MAIN, str(self.config_path)),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.directory,
-            )  # same process group: a killed test run takes the broker with it
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                code = self._process.returncode
-                self._process = None
-                raise KafkaBrokerError(f"kafka exited at start (exit {code})\n{self.log_tail()}")
-            if self._ready():
-                return
-            time.sleep(_POLL_S)
-        self.kill()
-        raise KafkaBrokerError(
-            f"kafka did not serve metadata on {self.bootstrap} within {timeout:g} s\n"
-            f"{self.log_tail()}"
+        self.launch(
+            self._java_command(_KAFKA_MAIN, str(self.config_path)),
+            ready=self._ready,
+            waiting_for=f"serve metadata on {self.bootstrap}",
+            timeout=timeout,
+            output=self.stdout_path,
+            poll_s=_POLL_S,
+            cwd=self.directory,
         )
 
     def _ready(self) -> bool:

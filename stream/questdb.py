@@ -184,6 +184,8 @@ class QuestDB(ServerProcess):
     """A QuestDB process on 127.0.0.1 keeping its data and configuration in ``directory``."""
 
     stop_timeout = _STOP_TIMEOUT_S
+    name = "QuestDB"
+    start_error = QuestDBError
 
     def __init__(
         self,
@@ -245,19 +247,14 @@ class QuestDB(ServerProcess):
             render_config(self.http_port, host=self.host, pg_port=self.pg_port, extra=self.extra),
             encoding="utf-8",
         )
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(  # noqa: S603 - java with our own jar and config
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )  # same process group: a killed test run takes the server with it
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise QuestDBError(f"QuestDB exited at start\n{self.log_tail()}")
-            if self._answers():
-                return
-            time.sleep(_POLL_S)
-        self.kill()
-        raise QuestDBError(f"QuestDB did not answer within {timeout:g} s\n{self.log_tail()}")
+        self.launch(
+            command,
+            ready=self._answers,
+            waiting_for="answer SQL",
+            timeout=timeout,
+            output=self.log_path,
+            poll_s=_POLL_S,
+        )
 
     def _answers(self) -> bool:
         try:
