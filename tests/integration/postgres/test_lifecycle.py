@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from envmon.bus import ALARMS, EXCURSIONS, InMemoryBus, Message
-from envmon.models import AlarmEvent, ExcursionRecord
+from envmon.models import AlarmEvent
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.audit import verify
 from excursions.consumer import consume_events, consume_records
@@ -24,23 +24,12 @@ from excursions.records import RecordStore
 from excursions.sessions import Sessions
 from excursions.timeline import TimelineStore, timeline
 from excursions.users import AuthenticationError, User, UserStore
-from tests.unit.excursions.conftest import FAST_HASHER
+from tests.unit.excursions.conftest import FAST_HASHER, stored_excursion
 from tests.unit.excursions.test_lifecycle import ASSESSMENT, QA_PASSWORD
 from tests.unit.excursions.test_records import core_events
 
 pytestmark = pytest.mark.timeout(120)
 PASSWORD = "a long password 1"
-
-
-def store_all(engine: Engine, clock: FakeClock) -> str:
-    """Store the core's records and alarms of the fridge; return the excursion's id."""
-    records, events = RecordStore(engine, clock=clock), TimelineStore(engine, clock=clock)
-    for event in core_events():
-        if isinstance(event, AlarmEvent):
-            events.apply(event)
-        else:
-            records.apply(event)
-    return next(e.id for e in core_events() if isinstance(e, ExcursionRecord))
 
 
 def people(users: UserStore) -> dict[str, User]:
@@ -60,8 +49,7 @@ def version(engine: Engine, record_id: str) -> int:
 
 def test_the_whole_lifecycle_as_the_app_role(app_engine: Engine) -> None:
     clock = FakeClock(DEFAULT_T0 + timedelta(hours=1))
-    record_id = store_all(app_engine, clock)
-    users = UserStore(app_engine, clock=clock, hasher=FAST_HASHER)
+    record_id, users = stored_excursion(app_engine, clock)
     who = people(users)
     life = Lifecycle(app_engine, users, clock=clock)
     v = life.acknowledge(
@@ -94,8 +82,7 @@ def test_two_reviewers_at_once_one_wins_the_other_is_stale(app_engine: Engine) -
     """Both load version v and comment at the same moment: PostgreSQL's row lock lets one
     through; the other sees the new version and is refused, changing nothing."""
     clock = FakeClock(DEFAULT_T0 + timedelta(hours=1))
-    record_id = store_all(app_engine, clock)
-    users = UserStore(app_engine, clock=clock, hasher=FAST_HASHER)
+    record_id, users = stored_excursion(app_engine, clock)
     who = people(users)
     life = Lifecycle(app_engine, users, clock=clock)
     v = version(app_engine, record_id)

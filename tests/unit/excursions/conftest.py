@@ -42,17 +42,24 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     engine.dispose()
 
 
-def stored_excursion(engine: Engine, clock: Callable[[], datetime]) -> tuple[str, UserStore]:
-    """Store the core's records and alarms of a fridge excursion.
-
-    Return the excursion's id and a user store with cheap hashing.
-    """
-    records = core_records()
+def store_core_events(
+    engine: Engine, clock: Callable[[], datetime]
+) -> tuple[RecordStore, TimelineStore]:
+    """Store everything the core emits for the fridge: records, and alarms for the timeline."""
     store, events = RecordStore(engine, clock=clock), TimelineStore(engine, clock=clock)
     for event in core_events():
         if isinstance(event, AlarmEvent):
             events.apply(event)
         else:
             store.apply(event)
-    record_id = next(r.id for r in records if isinstance(r, ExcursionRecord))
+    return store, events
+
+
+def stored_excursion(engine: Engine, clock: Callable[[], datetime]) -> tuple[str, UserStore]:
+    """Store the core's records and alarms of a fridge excursion.
+
+    Return the excursion's id and a user store with cheap hashing.
+    """
+    store_core_events(engine, clock)
+    record_id = next(r.id for r in core_records() if isinstance(r, ExcursionRecord))
     return record_id, UserStore(engine, clock=clock, hasher=FAST_HASHER)

@@ -33,7 +33,7 @@ from excursions.records import RecordStore
 from excursions.timeline import TimelineEntry, TimelineStore, event_id, timeline
 from excursions.users import UserStore
 
-from .conftest import FAST_HASHER
+from .conftest import FAST_HASHER, store_core_events
 from .test_lifecycle import ASSESSMENT, QA_PASSWORD
 from .test_records import core_events
 
@@ -62,14 +62,7 @@ def notification(status: NotificationStatus, minutes: float, **fields: object) -
 
 
 def stored(engine: Engine) -> tuple[RecordStore, TimelineStore]:
-    clock = FakeClock(DEFAULT_T0)
-    records, events = RecordStore(engine, clock=clock), TimelineStore(engine, clock=clock)
-    for event in core_events():
-        if isinstance(event, AlarmEvent):
-            events.apply(event)
-        else:
-            records.apply(event)
-    return records, events
+    return store_core_events(engine, FakeClock(DEFAULT_T0))
 
 
 def entries_of(engine: Engine, record_id: str) -> list[TimelineEntry]:
