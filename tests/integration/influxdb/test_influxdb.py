@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from envmon.models import DeadLetter, Level, Quality, Reading, SystemEvent
+from envmon.models import Level, Quality, Reading
 from envmon.testing import DEFAULT_T0, make_spec
 from envmon.timeutil import to_us
 from stream import tsschema
-from stream.influx import Backoff, InfluxWriter, WriteResult
+from stream.influx import InfluxWriter, WriteResult
 from stream.influxdb import (
     SOURCE,
     InfluxDB,
@@ -26,32 +26,14 @@ from stream.influxdb import (
     flux_string,
     readings_query,
 )
+from tests.integration.tswriting import Sinks, writer
 
-FAST = Backoff(initial_s=0.05, maximum_s=0.5)
 HOUR = timedelta(hours=1)
 US = timedelta(microseconds=1)
 
 
-class Sinks:
-    """Collects the writer's dead letters and system events."""
-
-    def __init__(self) -> None:
-        self.letters: list[DeadLetter] = []
-        self.events: list[SystemEvent] = []
-
-
 def make_writer(server: InfluxDB, sinks: Sinks, **kwargs: Any) -> InfluxWriter:
-    return InfluxWriter(
-        server.url,
-        server.token,
-        server.org,
-        server.bucket,
-        dead_letter=sinks.letters.append,
-        on_event=sinks.events.append,
-        backoff=FAST,
-        gzip=True,
-        **kwargs,
-    )
+    return writer(server.url, server.token, server.org, server.bucket, sinks, gzip=True, **kwargs)
 
 
 async def write_all(server: InfluxDB, lines: list[str]) -> WriteResult:

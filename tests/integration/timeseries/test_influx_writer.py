@@ -13,35 +13,17 @@ from typing import Any
 
 import pytest
 
-from envmon.models import DeadLetter, Level, Quality, Reading, SystemEvent, SystemEventKind
+from envmon.models import Level, Quality, Reading, SystemEventKind
 from envmon.testing import DEFAULT_T0, make_spec
 from envmon.timeutil import parse_ts, to_us
 from stream import tsschema
-from stream.influx import Backoff, InfluxWriter
+from stream.influx import InfluxWriter
 from stream.questdb import QuestDB
-
-FAST = Backoff(initial_s=0.05, maximum_s=0.5)
-
-
-class Sinks:
-    """Collects the writer's dead letters and system events."""
-
-    def __init__(self) -> None:
-        self.letters: list[DeadLetter] = []
-        self.events: list[SystemEvent] = []
+from tests.integration.tswriting import Sinks, writer
 
 
 def make_writer(server: QuestDB, sinks: Sinks, **kwargs: Any) -> InfluxWriter:
-    return InfluxWriter(
-        server.url,
-        "token-ignored-by-questdb",
-        "envmon",
-        "readings",
-        dead_letter=sinks.letters.append,
-        on_event=sinks.events.append,
-        backoff=FAST,
-        **kwargs,
-    )
+    return writer(server.url, "token-ignored-by-questdb", "envmon", "readings", sinks, **kwargs)
 
 
 def rows(server: QuestDB, site: str, columns: str = "*") -> list[dict[str, Any]]:
