@@ -107,6 +107,7 @@ def record_detail(
             }
             for e in entries
         ]
+        signed = signatures_of(session, row)
         signatures = [
             {
                 "signer": sig.signer,
@@ -118,7 +119,7 @@ def record_detail(
                 "site_timezone": zone.key,
                 "covers_current_content": sig.covers_current_content,
             }
-            for sig in signatures_of(session, row)
+            for sig in signed
         ]
         return {
             **summary(row),
@@ -129,9 +130,18 @@ def record_detail(
             "signatures": signatures,
             "timeline": [
                 {**entry, "at_site": entry["at"].astimezone(zone).isoformat(timespec="seconds")}
-                for entry in as_dicts(timeline(session, row))
+                for entry in as_dicts(timeline(session, row, signed))
             ],
         }
+
+
+def core_record(engine: Engine, record_id: str) -> dict[str, Any] | None:
+    """Return one record as the core last sent it (None: no such id)."""
+    with Session(engine) as session:
+        found: dict[str, Any] | None = session.execute(
+            select(ExcursionRow.record).where(ExcursionRow.id == record_id)
+        ).scalar_one_or_none()
+        return found
 
 
 def core_records(engine: Engine, kind: str) -> list[dict[str, Any]]:

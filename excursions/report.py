@@ -10,7 +10,7 @@ whether they still cover the record's current content.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
@@ -56,9 +56,16 @@ def _cell(text: object, style: ParagraphStyle) -> Paragraph:
 
 
 def write_report(
-    detail: dict[str, Any], path: Path, *, site_name: str, chart: TrendResult | None = None
-) -> Path:
-    """Write the PDF report of one record (``excursions.queries.record_detail``'s form)."""
+    detail: dict[str, Any],
+    target: Path | BinaryIO,
+    *,
+    site_name: str,
+    chart: TrendResult | None = None,
+) -> None:
+    """Write the PDF report of one record to a file or a binary stream.
+
+    ``detail`` is ``excursions.queries.record_detail``'s form.
+    """
     styles = getSampleStyleSheet()
     small = ParagraphStyle("small", parent=styles["BodyText"], fontSize=8, leading=10)
     grid = TableStyle(
@@ -189,7 +196,7 @@ def write_report(
     )
     header = f"{site_name} · excursion {detail['id']}"
     document = SimpleDocTemplate(
-        str(path),
+        str(target) if isinstance(target, Path) else target,
         pagesize=A4,
         leftMargin=MARGIN,
         rightMargin=MARGIN,
@@ -199,4 +206,3 @@ def write_report(
         author=site_name,
     )
     document.build(story, canvasmaker=lambda *a, **k: _NumberedCanvas(*a, header=header, **k))
-    return path

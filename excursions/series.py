@@ -38,8 +38,6 @@ class TrendResult:
     """The chart of a record, or why there is none."""
 
     trend: Trend | None
-    window: tuple[datetime, datetime]
-    readings: int
     error: str = ""
 
 
@@ -53,11 +51,11 @@ def fetch_trend(
     """Read the record's sensor around the excursion and build its chart."""
     window = trend_window(record, now)
     if reader is None:
-        return TrendResult(None, window, 0, "no time-series store is configured or written yet")
+        return TrendResult(None, "no time-series store is configured or written yet")
     sensor_id = str(record["sensor_id"])
     try:
         readings = reader.query(sensor_id, *window)
     except (EnvmonError, OSError) as exc:
         logger.warning("trend of %s unavailable: %s", sensor_id, exc)
-        return TrendResult(None, window, 0, f"the time-series store did not answer: {exc}")
-    return TrendResult(build_trend(record, readings, window, zone=zone), window, len(readings))
+        return TrendResult(None, f"the time-series store did not answer: {exc}")
+    return TrendResult(build_trend(record, readings, window, zone=zone))

@@ -31,7 +31,7 @@ from envmon.models import AlarmEvent, AlarmKind, Notification, SystemEvent
 from envmon.timeutil import utcnow
 from excursions.audit import canonical_hash
 from excursions.db import AuditEntry, ExcursionRow, TimelineEventRow
-from excursions.lifecycle import signatures_of
+from excursions.lifecycle import Signed, signatures_of
 
 #: What the alarms and notifications topics carry.
 EVENT: Final = TypeAdapter[AlarmEvent | SystemEvent | Notification](
@@ -107,8 +107,13 @@ class TimelineEntry:
     detail: str
 
 
-def timeline(session: Session, row: ExcursionRow) -> list[TimelineEntry]:
-    """Return a loaded record's timeline, oldest first (see the module docstring)."""
+def timeline(
+    session: Session, row: ExcursionRow, signatures: list[Signed] | None = None
+) -> list[TimelineEntry]:
+    """Return a loaded record's timeline, oldest first (see the module docstring).
+
+    ``signatures`` are the record's (``signatures_of``), if the caller has them already.
+    """
     entries = [*_bus_events(session, row), *_actions(session, row.id)]
     entries += [
         TimelineEntry(
@@ -119,7 +124,7 @@ def timeline(session: Session, row: ExcursionRow) -> list[TimelineEntry]:
             f"{s.action}; signed by {s.printed_name} ({s.signer}), meaning {s.meaning}"
             + ("" if s.covers_current_content else "; no longer covers the current content"),
         )
-        for s in signatures_of(session, row)
+        for s in (signatures_of(session, row) if signatures is None else signatures)
     ]
     order = {"alarm": 0, "notification": 1, "action": 2, "signature": 3}
     return sorted(entries, key=lambda e: (e.at, order[e.kind]))

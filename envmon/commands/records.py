@@ -213,4 +213,5 @@ def report(
         raise LookupError(f"no record {record_id!r}")
     chart = fetch_trend(series, detail["record"], now=utcnow(), zone=site.tzinfo)
     output.parent.mkdir(parents=True, exist_ok=True)
-    return write_report(detail, output, site_name=site.name, chart=chart)
+    write_report(detail, output, site_name=site.name, chart=chart)
+    return output

@@ -31,7 +31,7 @@ from excursions.lifecycle import (
     NotAllowedError,
     StaleRecordError,
 )
-from excursions.queries import MAX_PAGE_SIZE, Filters, list_records, record_detail
+from excursions.queries import MAX_PAGE_SIZE, Filters, core_record, list_records, record_detail
 from excursions.series import SeriesReader
 from excursions.sessions import Sessions
 from excursions.trend import trend_window
@@ -215,19 +215,18 @@ def create_api(services: Services) -> FastAPI:
     @router.get("/excursions/{record_id}/trend")
     def trend(record_id: str, _user: Annotated[User, role(*READERS)]) -> dict[str, Any]:
         """Return the sensor's readings from before the start to after the end, with limits."""
-        detail = record_detail(services.engine, record_id)
-        if detail is None:
+        record = core_record(services.engine, record_id)
+        if record is None:
             raise HTTPException(404, f"no record {record_id!r}")
-        record = detail["record"]
         start, end = trend_window(record, services.clock())
         if services.series is None:
             raise HTTPException(503, "no time-series store is configured")
         try:
-            readings = services.series.query(detail["sensor_id"], start, end)
+            readings = services.series.query(record["sensor_id"], start, end)
         except (EnvmonError, OSError) as exc:
             raise HTTPException(503, f"the time-series store did not answer: {exc}") from None
         return {
-            "sensor_id": detail["sensor_id"],
+            "sensor_id": record["sensor_id"],
             "unit": record.get("unit", ""),
             "from": start,
             "to": end,

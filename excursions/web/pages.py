@@ -10,13 +10,13 @@ is ``SameSite=Strict``, so no other site can submit these forms with it.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime.
+import io
 import math
 import re
-import tempfile
 import urllib.parse
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo
 
 from fastapi import Cookie, FastAPI, Form, Request, Response
@@ -37,7 +37,7 @@ from excursions.lifecycle import (
 )
 from excursions.queries import Filters, list_records, record_detail
 from excursions.report import write_report
-from excursions.series import fetch_trend
+from excursions.series import TrendResult, fetch_trend
 from excursions.trend import trend_svg
 from excursions.users import AuthenticationError, User
 from excursions.web.api import COOKIE, READERS, Services
@@ -132,9 +132,7 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
         if user is None:
             return to_login()
         if user.role not in READERS:
-            return page(
-                request, "base.html", 403, user=user, error="your role may not read records"
-            )
+            return page(request, "base.html", 403, user=user, error=NOT_A_READER)
         query = request.query_params
         text = {name: query.get(name) or None for name in Filters.__dataclass_fields__}
         try:
@@ -177,18 +175,26 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
             page_url=page_url,
         )
 
-    def detail_page(
-        request: Request, user: User, record_id: str, status: int = 200, error: str = ""
-    ) -> Response:
+    def readable(
+        request: Request, user: User, record_id: str
+    ) -> tuple[dict[str, Any], TrendResult] | Response:
+        """Return the record and its chart, or the page refusing it (403, 404)."""
         if user.role not in READERS:
-            return page(
-                request, "base.html", 403, user=user, error="your role may not read records"
-            )
+            return page(request, "base.html", 403, user=user, error=NOT_A_READER)
         record = record_detail(services.engine, record_id, zone)
         if record is None:
             return page(request, "base.html", 404, user=user, error=f"no record {record_id!r}")
-        actions = ACTIONS.get((record["qa_state"], user.role), ())
         chart = fetch_trend(services.series, record["record"], now=services.clock(), zone=zone)
+        return record, chart
+
+    def detail_page(
+        request: Request, user: User, record_id: str, status: int = 200, error: str = ""
+    ) -> Response:
+        found = readable(request, user, record_id)
+        if isinstance(found, Response):
+            return found
+        record, chart = found
+        actions = ACTIONS.get((record["qa_state"], user.role), ())
         # trend_svg escapes every text it writes: the markup is safe to embed as it is.
         svg = Markup(trend_svg(chart.trend)) if chart.trend is not None else None  # noqa: S704
         return page(
@@ -219,18 +225,15 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
         user = current_user(envmon_session)
         if user is None:
             return to_login()
-        if user.role not in READERS:
-            return page(request, "base.html", 403, user=user, error=NOT_A_READER)
-        record = record_detail(services.engine, record_id, zone)
-        if record is None:
-            return page(request, "base.html", 404, user=user, error=f"no record {record_id!r}")
-        chart = fetch_trend(services.series, record["record"], now=services.clock(), zone=zone)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = write_report(record, Path(tmp) / "report.pdf", site_name=site_name, chart=chart)
-            body = path.read_bytes()
+        found = readable(request, user, record_id)
+        if isinstance(found, Response):
+            return found
+        record, chart = found
+        body = io.BytesIO()
+        write_report(record, body, site_name=site_name, chart=chart)
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", record_id)
         return Response(
-            body,
+            body.getvalue(),
             media_type="application/pdf",
             headers={"Content-Disposition": f'inline; filename="excursion-{name}.pdf"'},
         )

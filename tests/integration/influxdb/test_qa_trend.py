@@ -56,9 +56,10 @@ async def test_the_chart_from_influxdb_equals_the_one_from_sqlite(
     from_sqlite = fetch_trend(sqlite, detail["record"], now=LATER, zone=ZONE)
     sqlite.close()
     assert from_influx.error == ""
-    assert from_influx.readings == from_sqlite.readings > 0
-    assert from_influx.trend == from_sqlite.trend
     assert from_influx.trend is not None
+    assert from_sqlite.trend is not None
+    assert from_influx.trend.readings == from_sqlite.trend.readings > 0
+    assert from_influx.trend == from_sqlite.trend
     assert max(p.value for run in from_influx.trend.runs for p in run) == 12
 
 

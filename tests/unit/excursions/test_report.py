@@ -55,7 +55,8 @@ def test_report_has_the_signature_assessment_trail_and_page_numbers(
     assert detail is not None
     chart = fetch_trend(series, detail["record"], now=DEFAULT_T0 + timedelta(days=1), zone=zone)
     assert chart.trend is not None
-    path = write_report(detail, tmp_path / "report.pdf", site_name="Plant A", chart=chart)
+    path = tmp_path / "report.pdf"
+    write_report(detail, path, site_name="Plant A", chart=chart)
     pages, text = pdf_text(path.read_bytes())
     assert pages >= 2  # the audit trail alone fills more than one page
     assert "Excursion report" in text
@@ -78,7 +79,8 @@ def test_report_says_why_there_is_no_trend(engine: Engine, tmp_path: Path) -> No
     detail = record_detail(engine, record_id)
     assert detail is not None
     chart = fetch_trend(None, detail["record"], now=DEFAULT_T0, zone=ZoneInfo("UTC"))
-    path = write_report(detail, tmp_path / "report.pdf", site_name="Plant A", chart=chart)
+    path = tmp_path / "report.pdf"
+    write_report(detail, path, site_name="Plant A", chart=chart)
     assert "Trend unavailable: no time-series store" in pdf_text(path.read_bytes())[1]
 
 
