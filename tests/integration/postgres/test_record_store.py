@@ -15,8 +15,11 @@ from excursions.audit import verify
 from excursions.db import AuditEntry, Base, ExcursionRow
 from excursions.migrate import current, downgrade, newest, upgrade
 from excursions.records import RecordStore
-from excursions.timeline import TimelineStore
+from tests.unit.excursions.conftest import store_core_events
 from tests.unit.excursions.test_records import core_events, core_records
+
+#: The alarm events among what the core emits for the fridge.
+ALARMS = sum(isinstance(e, AlarmEvent) for e in core_events())
 
 
 def count(engine: Engine) -> tuple[int, int]:
@@ -66,13 +69,8 @@ def test_records_applied_twice_are_stored_once(app_engine: Engine) -> None:
     ],
 )
 def test_the_app_role_cannot_change_the_trail(app_engine: Engine, statement: str) -> None:
-    store = RecordStore(app_engine, clock=FakeClock(DEFAULT_T0))
-    events = TimelineStore(app_engine, clock=FakeClock(DEFAULT_T0))
-    for event in core_events():
-        if isinstance(event, AlarmEvent):
-            assert events.apply(event)  # the app role may insert events
-        else:
-            store.apply(event)
+    _, events = store_core_events(app_engine, FakeClock(DEFAULT_T0))
+    assert events.applied == ALARMS  # the app role may insert events
     before = count(app_engine)
     with pytest.raises(DBAPIError, match="permission denied"), app_engine.begin() as conn:
         conn.execute(text(statement))
@@ -89,13 +87,8 @@ def test_the_app_role_cannot_change_the_trail(app_engine: Engine, statement: str
     ],
 )
 def test_even_the_owner_is_refused_by_the_trigger(owner_engine: Engine, statement: str) -> None:
-    store = RecordStore(owner_engine, clock=FakeClock(DEFAULT_T0))
-    events = TimelineStore(owner_engine, clock=FakeClock(DEFAULT_T0))
-    for event in core_events():
-        if isinstance(event, AlarmEvent):
-            assert events.apply(event)
-        else:
-            store.apply(event)
+    _, events = store_core_events(owner_engine, FakeClock(DEFAULT_T0))
+    assert events.applied == ALARMS
     with pytest.raises(DBAPIError, match="append-only"), owner_engine.begin() as conn:
         conn.execute(text(statement))
 
