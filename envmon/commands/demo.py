@@ -233,7 +233,12 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
                 await collector.start()
             await devices.start()
 
+            excursions = {"applied": -1, "count": 0}  # the store's count, read when it changed
+
             def screen() -> Any:  # noqa: ANN401 - a rich renderable
+                if excursions["applied"] != records.applied:
+                    excursions["applied"] = records.applied
+                    excursions["count"] = count_records(engine, "excursion")
                 return render(
                     site,
                     now=clock(),
@@ -244,7 +249,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
                     last=processor.last,
                     recent=recorder.recent,
                     counters={c.pipeline.source: c.counters.as_dict() for c in collectors},
-                    excursions=count_records(engine, "excursion"),
+                    excursions=excursions["count"],
                     buffered=len(outbox),
                     app_url=_url(web) if web is not None else None,
                 )
