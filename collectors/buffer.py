@@ -235,8 +235,6 @@ class Outbox:
                     rows, from_disk = [], True
             if from_disk:
                 rows = await asyncio.to_thread(self.peek, batch)
-                if not rows and await asyncio.to_thread(self._back_to_memory):
-                    continue
             if not rows:
                 wakeup.clear()
                 if self._depth == 0:
@@ -291,6 +289,11 @@ class Outbox:
                 window.popleft()
             self._depth -= count
             self.stats.forwarded += count
+            if self._depth == 0 and not self._in_memory:
+                # Caught up after forwarding from disk: back on the memory path. Safe under
+                # the state lock alone: a put updates the depth and the window under it too.
+                self._in_memory = True
+                window.clear()
             if self._full and self._depth <= self.max_messages * RECOVERED_SHARE:
                 self._full = False
                 recovered = True
@@ -311,15 +314,6 @@ class Outbox:
             if self._depth:
                 return
         await wakeup.wait()
-
-    def _back_to_memory(self) -> bool:
-        """Return to the memory path if nothing waits on disk (no ``put`` can interleave)."""
-        with self._db_lock, self._state_lock:
-            if self._depth == 0 and not self._in_memory:
-                self._in_memory = True
-                self._window.clear()
-                return True
-            return False
 
     def _wake(self) -> None:
         loop, event = self._loop, self._wakeup
