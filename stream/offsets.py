@@ -8,7 +8,9 @@ readings about one run in four) and against any consumer that skips: a hole is n
 over, the worker seeks the partition back to the first missing offset.
 
 :class:`PartitionOffsets` is that bookkeeping, without any I/O: the worker seeds a newly
-assigned partition with its committed offset, asks :meth:`admit` for each record, commits
+assigned partition with its committed offset, asks :meth:`admit_run` for each partition's
+run of fetched records (the common case: the run starts at the expected offset and has no
+hole, so it is taken whole) and :meth:`admit` for each record of a run that is not, commits
 :meth:`position` after the batch is durable, and calls :meth:`forget` on revocation.
 """
 
@@ -55,6 +57,18 @@ class PartitionOffsets:
     def position(self, partition: int) -> int:
         """Return the offset after the last record handled (what may be committed)."""
         return self._next[partition]
+
+    def admit_run(self, partition: int, first: int, last: int, count: int) -> bool:
+        """Take a whole run of ``count`` fetched records from ``first`` to ``last`` at once.
+
+        True (and the position moves past ``last``) only if the run starts exactly at the
+        partition's position and its offsets are contiguous; otherwise nothing changes and
+        the caller classifies the records one by one with :meth:`admit`.
+        """
+        if count <= 0 or first != self._next[partition] or last - first + 1 != count:
+            return False
+        self._next[partition] = last + 1
+        return True
 
     def admit(self, partition: int, offset: int) -> Admission:
         """Classify a record; a taken record advances its partition's position."""

@@ -10,12 +10,17 @@ the partitions of ``envmon.readings``. Data flow of one worker::
         │  batches of up to batch_max readings, one pending batch grown while the agent works
         ▼  in-memory channel
     agent "evaluate": ReadingBatchProcessor.process ── per partition an Evaluator (replay's core)
-        │ 1. alarms → envmon.alarms, excursion records / data gaps → envmon.excursions,
-        │    bad messages → envmon.deadletter; sent, then awaited (acks from all ISRs)
-        │ 2. in parallel: every reading → the time-series store (InfluxDB / SQLite),
-        │    retried until stored; the new sensor states → faust table "sensor-state"
-        │    (its changelog, the sensor's own partition), awaited
-        ▼ 3. the offset after the batch committed (while the next batch is evaluated)
+        │  alarms → envmon.alarms, excursion records / data gaps → envmon.excursions,
+        │  bad messages → envmon.deadletter: sent at once (acks from all ISRs awaited below);
+        │  every reading → the time-series store (InfluxDB / SQLite), retried until stored
+        ▼
+    pipeline: the effects of each batch, completed in batch order while the agent evaluates
+              the next batches (at most PIPELINE_DEPTH in flight):
+        1. the batch's outputs acknowledged
+        2. the new sensor states → faust table "sensor-state" (its changelog, the sensor's own
+           partition), after the previous batch's states, acknowledged
+        3. the batch's readings stored
+        4. the offset after the batch committed, after the previous batch's commit
 
 **Why this order.** Outputs are durable before the state that produced them, and the
 state and the series before the offsets. A worker killed at any point therefore either
@@ -24,6 +29,11 @@ idempotent consumers) or finds a table already ahead of the committed offset, in
 the core sees the repeated readings as duplicates (same sensor, not newer) and emits
 nothing twice. Readings are written to the time-series store whatever the core's verdict,
 so the store (idempotent by series and time) ends up with every reading exactly once.
+
+**Why a pipeline.** Each batch waits for a few round trips (outputs and changelog acknowledged
+by the brokers, the time-series write, the commit). Waiting for them before evaluating the
+next batch left the worker's one core idle for a good part of every batch; now the next
+batch is evaluated meanwhile, and only the order of the effects above is kept.
 
 **Why an intake of its own.** faust hands an agent one event per Kafka record through its
 consumer thread, conductor and stream: about 80 µs a record here, which capped a worker at
@@ -44,10 +54,10 @@ wall-clock tick (``tick_s``) advances the watermark while the worker is caught u
 partition whose sensors all went silent still raises its communication-loss alarms.
 
 **Rebalancing.** faust awaits the worker's revocation handler: it bumps the assignment
-epoch (a batch in hand then saves no state and commits nothing; one fetched before is
-dropped), waits for the batch in hand and the commit in flight, and forgets the revoked
-partitions. After the next assignment, once faust has recovered the table, the intake
-assigns itself the new partitions and seeks each to its committed offset.
+epoch (batches in the pipeline then save no state and commit nothing; one fetched before is
+dropped), waits for the pipeline to empty, and forgets the revoked partitions. After the
+next assignment, once faust has recovered the table, the intake assigns itself the new
+partitions and seeks each to its committed offset.
 
 **Offsets** (see :mod:`stream.offsets`). A record is handled only if it is exactly the next
 one of its partition; repeats are dropped; a hole makes the worker seek the partition back
@@ -66,7 +76,6 @@ repeats it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections import deque
@@ -79,7 +88,6 @@ from typing import Any, Final, Protocol
 import faust
 import orjson
 from aiokafka import AIOKafkaConsumer
-from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 from faust.types import TableT
 from pydantic import ValidationError
@@ -90,6 +98,7 @@ from envmon.models import (
     CoreEvent,
     DeadLetter,
     Level,
+    Quality,
     Reading,
     SystemEvent,
     SystemEventKind,
@@ -97,9 +106,10 @@ from envmon.models import (
 from envmon.sensors import SensorSpec
 from envmon.settings import Settings
 from envmon.timeutil import to_us, utcnow
-from stream.core.evaluator import Evaluator
+from stream.core.evaluator import Evaluator, UnknownSensorError
 from stream.core.state import SensorState
 from stream.offsets import Admission, PartitionOffsets
+from stream.producer import BatchProducer, Record, key_partition
 from stream.timeseries import SqliteTimeSeries
 
 logger = logging.getLogger(__name__)
@@ -114,6 +124,11 @@ FETCH_MAX_WAIT_MS: Final = 50
 SEEK_AGAIN_S: Final = 1.0
 #: While the agent is busy, the intake polls for more readings this often (milliseconds).
 BUSY_POLL_MS: Final = 2
+#: Evaluated batches whose effects may be under way at once (see the pipeline above): one
+#: completing while the next is evaluated, and one more to ride out a slow round trip.
+PIPELINE_DEPTH: Final = 2
+#: How long a stopping worker waits for the batches in its pipeline to complete.
+SHUTDOWN_DRAIN_S: Final = 10.0
 _LEVELS: Final = (None, Level.ALERT, Level.ACTION)
 
 
@@ -127,20 +142,48 @@ class _Hole:
     seeks: int = 0
 
 
-#: A reading with the alarm level of its channel after it was evaluated.
-Point = tuple[Reading, Level | None]
+#: A reading, its source time in epoch µs and its channel's state code after it was
+#: evaluated (``stream.tsschema``: 0 normal, 1 alert, 2 action).
+Point = tuple[Reading, int, int]
+
+
+class KafkaRecord(Protocol):
+    """What the worker reads of a fetched record (aiokafka's ``ConsumerRecord``)."""
+
+    @property
+    def offset(self) -> int:
+        """The record's offset in its partition."""
+        ...
+
+    @property
+    def key(self) -> bytes | None:
+        """The record's key (the sensor id)."""
+        ...
+
+    @property
+    def value(self) -> bytes | None:
+        """The record's value (a ``Reading`` as JSON)."""
+        ...
+
+
+#: One partition's records of a batch, in offset order.
+Part = tuple[int, Sequence[KafkaRecord]]
 
 
 def partition_of(sensor_id: str, partitions: int) -> int:
     """Return the partition Kafka's default partitioner gives a sensor id key."""
-    return int(murmur2(sensor_id.encode()) & 0x7FFFFFFF) % partitions
+    return key_partition(sensor_id.encode(), partitions)
 
 
 def level_of(state: SensorState) -> Level | None:
     """Return the level of the channel's open excursion(s), if any."""
-    high = state.high.level if state.high.open else 0
-    low = state.low.level if state.low.open else 0
-    return _LEVELS[max(high, low)]
+    return _LEVELS[state_level(state)]
+
+
+def state_level(state: SensorState) -> int:
+    """Return the channel's state code: the level of its open excursion(s), 0 if none."""
+    high, low = state.high, state.low
+    return max(high.level if high.open else 0, low.level if low.open else 0)
 
 
 @dataclass
@@ -149,7 +192,8 @@ class BatchResult:
 
     outputs: list[Message] = field(default_factory=list)  # alarms, records, dead letters
     points: list[Point] = field(default_factory=list)  # every reading, for the store
-    states: dict[str, dict[str, Any]] = field(default_factory=dict)  # sensor id → state
+    #: partition → sensor id → the sensor's new state (``SensorState.to_json``)
+    states: dict[int, dict[str, bytes]] = field(default_factory=dict)
     readings: int = 0
     rejected: int = 0
 
@@ -196,55 +240,77 @@ class ReadingBatchProcessor:
         for partition in partitions:
             self.evaluators.pop(partition, None)
 
-    def process(self, items: Iterable[tuple[int, bytes | None, bytes]]) -> BatchResult:
-        """Evaluate ``(partition, key, value)`` reading messages, in order."""
+    def process(self, parts: Iterable[Part]) -> BatchResult:
+        """Evaluate each partition's reading messages, in order.
+
+        The hot path of the worker: one pydantic decode, one step of the core and one
+        tuple per reading; events are encoded only when there are some, and each touched
+        sensor's state once per batch.
+        """
         result = BatchResult()
-        touched: dict[str, SensorState] = {}
         points = result.points
         outputs = result.outputs
-        evaluators = self.evaluators
-        for partition, key, value in items:
-            evaluator = evaluators.get(partition) or self.evaluator(partition)
-            try:
-                reading = Reading.model_validate_json(value)
-            except ValidationError as exc:
-                reason = f"invalid reading: {exc.errors(include_url=False)[0]['msg']}"
-                self._reject(result, key, value, reason, partition)
-                continue
-            if reading.sensor_id not in evaluator:
-                where = partition_of(reading.sensor_id, self.partitions)
-                reason = (
-                    f"unknown sensor {reading.sensor_id!r}"
-                    if where == partition
-                    else f"sensor {reading.sensor_id!r} belongs to partition {where}, "
-                    f"came on {partition} (key {key!r}: not keyed by sensor id?)"
-                )
-                self._reject(result, key, value, reason, partition)
-                continue
-            events = evaluator.process(reading)
-            state = evaluator.state_of(reading.sensor_id)
-            touched[reading.sensor_id] = state
-            high, low = state.high, state.low
-            if high.open or low.open:
-                points.append((reading, level_of(state)))
-            else:
-                points.append((reading, None))  # the common case: nothing open
-            if events:
-                outputs.extend(encode_events(events))
+        validate = Reading.model_validate_json
+        bad = Quality.BAD
+        for partition, records in parts:
+            evaluator = self.evaluators.get(partition) or self.evaluator(partition)
+            feed = evaluator.feed
+            state_of = evaluator.state_of
+            touched: dict[str, SensorState] = {}
+            for record in records:
+                value = record.value or b""
+                try:
+                    reading = validate(value)
+                except ValidationError as exc:
+                    reason = f"invalid reading: {exc.errors(include_url=False)[0]['msg']}"
+                    self._reject(result, record.key, value, reason, partition)
+                    continue
+                sensor_id = reading.sensor_id
+                ts_us = to_us(reading.ts)
+                sample = reading.value
+                good = sample is not None and reading.quality is not bad
+                try:
+                    events = feed(sensor_id, ts_us, sample, good)
+                except UnknownSensorError:
+                    reason = self._stray(sensor_id, partition, record.key)
+                    self._reject(result, record.key, value, reason, partition)
+                    continue
+                state = touched[sensor_id] = state_of(sensor_id)
+                high, low = state.high, state.low
+                if high.open or low.open:
+                    points.append((reading, ts_us, state_level(state)))
+                else:
+                    points.append((reading, ts_us, 0))  # the common case: nothing open
+                if events:
+                    outputs.extend(encode_events(events))
+            if touched:
+                result.states[partition] = {sid: st.to_json() for sid, st in touched.items()}
         result.readings = len(points)
-        result.states = {sid: state.to_dict() for sid, state in touched.items()}
         return result
 
     def tick(self, now: datetime) -> BatchResult:
         """Advance every partition's watermark to ``now``: stale-data alarms."""
         result = BatchResult()
         now_us = to_us(now)
-        for evaluator in self.evaluators.values():
+        for partition, evaluator in self.evaluators.items():
             events = evaluator.advance(now_us)
-            for event in events:
-                result.states[event.sensor_id] = evaluator.state_of(event.sensor_id).to_dict()
+            if not events:
+                continue
+            result.states[partition] = {
+                event.sensor_id: evaluator.state_of(event.sensor_id).to_json() for event in events
+            }
             result.outputs.extend(encode_events(events))
         return result
+
+    def _stray(self, sensor_id: str, partition: int, key: bytes | None) -> str:
+        """Say why a reading for a sensor this partition does not hold was refused."""
+        where = partition_of(sensor_id, self.partitions)
+        if where == partition:
+            return f"unknown sensor {sensor_id!r}"
+        return (
+            f"sensor {sensor_id!r} belongs to partition {where}, "
+            f"came on {partition} (key {key!r}: not keyed by sensor id?)"
+        )
 
     def _reject(
         self, result: BatchResult, key: bytes | None, value: bytes, reason: str, partition: int
@@ -289,7 +355,7 @@ class SqliteSink:
     async def write(self, points: Sequence[Point]) -> None:
         """Store the readings in a worker thread."""
         if points:
-            await asyncio.to_thread(self.store.write, [reading for reading, _ in points])
+            await asyncio.to_thread(self.store.write, [point[0] for point in points])
 
     async def close(self) -> None:
         """Close the database."""
@@ -321,7 +387,29 @@ class Batch:
     """Readings fetched together, with the assignment epoch they were fetched under."""
 
     epoch: int
-    records: Sequence[Any]  # aiokafka ConsumerRecords: partition, offset, key, value
+    parts: Sequence[Part]  # per partition, its records in offset order
+
+    def __len__(self) -> int:
+        return sum(len(records) for _, records in self.parts)
+
+
+@dataclass(eq=False)
+class _Stage:
+    """The effects of one evaluated batch (or tick) still to be completed, in order."""
+
+    epoch: int
+    acks: list[asyncio.Future[Any]]  # of the outputs, sent already
+    series: asyncio.Future[None] | None  # the time-series write, under way
+    states: dict[int, dict[str, bytes]]  # partition → sensor id → new state
+    positions: dict[int, int]  # partition → the offset after the batch (to commit)
+    readings: int = 0
+    rejected: int = 0
+    batch: bool = True  # False for a tick
+    #: Done once this stage's states are queued (or skipped): the next stage's go after.
+    states_queued: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    task: asyncio.Future[None] | None = None
 
 
 class StreamWorker:
@@ -356,8 +444,13 @@ class StreamWorker:
         self._epoch = 0  # +1 at every revocation and assignment
         self._wanted: set[int] = set()  # the partitions faust's last assignment gave
         self._held_epoch = -1  # the epoch the intake's assignment was made for
-        self._committing: asyncio.Future[None] | None = None
+        self._stages: deque[_Stage] = deque()  # the pipeline, oldest first
+        self._stopping = False
         self._busy = False  # the agent is handling a batch
+        #: The worker's own producer (outputs and changelog records, as record batches),
+        #: made and started on first use: aiokafka wants a running event loop.
+        self.producer: BatchProducer | None = None
+        self._producer_lock = asyncio.Lock()
         # One batch at a time, and never a tick inside a batch: a tick between a batch's
         # outputs and its saved state would evaluate the partition from a stale state.
         self._lock = asyncio.Lock()
@@ -379,7 +472,7 @@ class StreamWorker:
             broker_session_timeout=settings.kafka_session_timeout_s,
             broker_heartbeat_interval=settings.kafka_session_timeout_s / 5,
         )
-        # Outputs go straight to faust's producer (see _send): only their names are needed.
+        # Outputs go through the worker's own producer (see _send): only their names are needed.
         self.topic_names = {
             name: settings.topic(name) for name in (READINGS, ALARMS, EXCURSIONS, DEADLETTER)
         }
@@ -403,6 +496,7 @@ class StreamWorker:
         app.timer(SEEK_AGAIN_S)(self._holes_timer)
         app.on_partitions_revoked.connect(self._revoked)
         app.on_partitions_assigned.connect(self._assigned)
+        app.on_before_shutdown.connect(self._shutdown)
 
     # -- assignment ------------------------------------------------------------------
 
@@ -413,19 +507,41 @@ class StreamWorker:
         return {tp.partition for tp in tps if getattr(tp, "topic", None) == changelog}
 
     async def _revoked(self, _sender: object, /, *args: object, **_kwargs: object) -> None:
-        """Stop reading revoked partitions; wait for the batch in hand (faust awaits this)."""
+        """Stop reading revoked partitions; wait for the pipeline (faust awaits this)."""
         revoked = self._changelog_partitions(args[0] if args else ())
-        self._epoch += 1  # the batch in hand saves no state and commits nothing now
+        self._epoch += 1  # batches in the pipeline save no state and commit nothing now
         self._wanted -= revoked
         async with self._lock:
             try:
-                await self._committed()
-            except Exception as exc:  # only means that the next reader repeats a batch
-                logger.warning("committing before the rebalance failed: %r", exc)
+                await self._drain()
+            except Exception as exc:  # fatal already (on_fatal); the next reader repeats
+                logger.warning("completing the batches before the rebalance failed: %r", exc)
             self.processor.forget(revoked)
             self.offsets.forget(revoked)
             for partition in revoked:
                 self._holes.pop(partition, None)
+
+    async def _shutdown(self, _sender: object, /, *_args: object, **_kwargs: object) -> None:
+        """Complete the batches in the pipeline (within SHUTDOWN_DRAIN_S), then stop producing.
+
+        faust sends ``on_before_shutdown`` once its consumer has stopped; what is not
+        committed here is repeated by the next worker.
+        """
+        self._stopping = True
+        async with self._lock:
+            try:
+                async with asyncio.timeout(SHUTDOWN_DRAIN_S):
+                    await self._drain()
+            except Exception as exc:
+                logger.warning("stopping with batches not completed (repeated later): %r", exc)
+            for stage in self._stages:
+                if stage.task is not None:
+                    stage.task.cancel()
+            self._stages.clear()
+            self._epoch += 1
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            await producer.stop()
 
     async def _assigned(self, _sender: object, /, *args: object, **_kwargs: object) -> None:
         """Note the new assignment; the intake takes it up once recovery is complete."""
@@ -457,10 +573,11 @@ class StreamWorker:
         await consumer.start()
         batch_max = self.settings.batch_max
         timeout_ms = max(1, int(self.settings.batch_within_s * 1000))
-        pending: list[Any] = []
+        pending: dict[int, list[Any]] = {}  # partition → records, in offset order
+        count = 0
         pending_epoch = self._epoch
         try:
-            while True:
+            while not self._stopping:
                 if self._held_epoch != self._epoch:
                     if not self._ready():
                         if consumer.assignment():
@@ -473,25 +590,28 @@ class StreamWorker:
                     await asyncio.sleep(0.05)
                     continue
                 if pending_epoch != self._epoch:
-                    pending, pending_epoch = [], self._epoch  # fetched before a rebalance
+                    pending, count, pending_epoch = {}, 0, self._epoch  # fetched before a rebalance
                 # While the agent is busy, keep fetching into one pending batch instead of
                 # queueing small ones: each batch pays a few round trips, so batches grow
                 # with the load and a backlog drains in full batches.
                 fetched = await consumer.getmany(
-                    timeout_ms=BUSY_POLL_MS if pending and self._agent_busy() else timeout_ms,
-                    max_records=batch_max - len(pending),
+                    timeout_ms=BUSY_POLL_MS if count and self._agent_busy() else timeout_ms,
+                    max_records=batch_max - count,
                 )
-                for part in fetched.values():
-                    pending.extend(part)
-                full = len(pending) >= batch_max
-                if pending and (full or not self._agent_busy()):
+                for tp, records in fetched.items():
+                    held = pending.get(tp.partition)
+                    if held is None:
+                        pending[tp.partition] = records
+                    else:
+                        held.extend(records)
+                    count += len(records)
+                full = count >= batch_max
+                if count and (full or not self._agent_busy()):
                     self._behind = full
-                    batch = Batch(pending_epoch, pending)
-                    pending = []
+                    batch = Batch(pending_epoch, list(pending.items()))
+                    pending, count = {}, 0
                     await self.batch_channel.put(batch)  # type: ignore[arg-type]
         finally:
-            with contextlib.suppress(Exception):
-                await self._committed()
             self.intake = None
             await consumer.stop()
 
@@ -530,7 +650,11 @@ class StreamWorker:
             await self._fail_stop(self.handle(batch))
 
     async def handle(self, batch: Batch) -> None:
-        """Evaluate one batch: outputs, time series, table, then offsets (see above)."""
+        """Evaluate one batch and start its effects (see the pipeline above).
+
+        Returns once the batch is evaluated and its effects are under way, which may wait
+        for an older batch to complete while PIPELINE_DEPTH are in flight.
+        """
         self._busy = True
         try:
             await self._handle(batch)
@@ -539,53 +663,115 @@ class StreamWorker:
 
     async def _handle(self, batch: Batch) -> None:
         async with self._lock:
-            if batch.epoch != self._epoch:
+            if batch.epoch != self._epoch or self._stopping:
                 self.stale_batches += 1  # fetched before a rebalance: fetched again after
                 return
-            taken = await self._admit(batch.records)
+            taken = await self._admit(batch.parts)
             if not taken:
                 return
-            result = self.processor.process((r.partition, r.key, r.value or b"") for r in taken)
-            # Alarms out first (latency); then the state in parallel with the series: a
-            # state ahead of the series is harmless (a repeat writes every reading again).
-            await self._send(result.outputs)
-            saved, _ = await asyncio.gather(
-                self._save_unless_stale(result.states, batch.epoch),
-                self.sink.write(result.points),
-            )
-            if not saved:
-                # Revoked meanwhile: whoever reads these partitions next repeats the batch
-                # from the committed offset with the state the table has.
-                self.stale_batches += 1
-                return
-            await self._commit({r.partition for r in taken})
-        self.batches += 1
-        self.readings += result.readings
-        self.rejected += result.rejected
+            offsets = self.offsets
+            positions = {partition: offsets.position(partition) for partition, _ in taken}
+            result = self.processor.process(taken)
+            await self._push(result, positions, batch.epoch, batch=True)
 
-    async def _save_unless_stale(self, states: Mapping[str, dict[str, Any]], epoch: int) -> bool:
-        """Save the states unless the batch's partitions were revoked meanwhile."""
-        if epoch != self._epoch:
-            return False
-        await self._save(states)
-        return True
+    # -- the pipeline ----------------------------------------------------------------
+
+    async def _push(
+        self, result: BatchResult, positions: dict[int, int], epoch: int, *, batch: bool
+    ) -> None:
+        """Start the effects of an evaluated batch; wait while PIPELINE_DEPTH are in flight.
+
+        Called under the lock, so stages are pushed in evaluation order. The outputs are
+        sent here, first (alarm latency); the series write starts here too.
+        """
+        acks = await self._publish(result.outputs) if result.outputs else []
+        series = asyncio.ensure_future(self.sink.write(result.points)) if result.points else None
+        stage = _Stage(
+            epoch=epoch,
+            acks=acks,
+            series=series,
+            states=result.states,
+            positions=positions,
+            readings=result.readings,
+            rejected=result.rejected,
+            batch=batch,
+        )
+        stages = self._stages
+        previous = stages[-1] if stages else None
+        stage.task = asyncio.ensure_future(self._fail_stop(self._complete(stage, previous)))
+        stages.append(stage)
+        while stages and stages[0].task is not None and stages[0].task.done():
+            done = stages.popleft().task
+            assert done is not None
+            await done  # raises what failed
+        while len(stages) > PIPELINE_DEPTH:
+            oldest = stages[0]
+            assert oldest.task is not None
+            await oldest.task
+            stages.popleft()
+
+    async def _complete(self, stage: _Stage, previous: _Stage | None) -> None:
+        """Complete one stage: outputs acknowledged, state saved, series stored, commit."""
+        state_acks: list[asyncio.Future[Any]] = []
+        try:
+            if stage.acks:
+                await asyncio.gather(*stage.acks)
+            if previous is not None:
+                await previous.states_queued  # a sensor's states reach the changelog in order
+            if stage.epoch == self._epoch and stage.states:
+                state_acks = await self._save(stage.states)
+        finally:
+            if not stage.states_queued.done():
+                stage.states_queued.set_result(None)
+        if state_acks:
+            await asyncio.gather(*state_acks)
+        if stage.series is not None:
+            await stage.series
+        if previous is not None and previous.task is not None:
+            await previous.task  # commits in order (and a failure before stops this one)
+        if not stage.batch:
+            return
+        if stage.epoch != self._epoch:
+            # Revoked meanwhile: whoever reads these partitions next repeats the batch from
+            # the committed offset with the state the table has.
+            self.stale_batches += 1
+            return
+        await self._commit(stage.positions)
+        self.batches += 1
+        self.readings += stage.readings
+        self.rejected += stage.rejected
+
+    async def _drain(self) -> None:
+        """Wait until every stage in the pipeline is complete; raise what failed."""
+        stages = self._stages
+        while stages:
+            task = stages[0].task
+            if task is not None:
+                await task
+            stages.popleft()
 
     # -- offsets ---------------------------------------------------------------------
 
-    async def _admit(self, records: Sequence[Any]) -> list[Any]:
+    async def _admit(self, parts: Iterable[Part]) -> list[Part]:
         """Keep the records that are next in their partition; seek back over holes."""
         offsets = self.offsets
-        taken: list[Any] = []
+        taken: list[Part] = []
         holes: dict[int, int] = {}  # partition → the first offset seen after its hole
-        for record in records:
-            partition = record.partition
-            if partition not in offsets:
+        for partition, records in parts:
+            if partition not in offsets or not records:
                 continue  # no longer held
-            verdict = offsets.admit(partition, record.offset)
-            if verdict is Admission.TAKE:
-                taken.append(record)
-            elif verdict is Admission.GAP:
-                holes.setdefault(partition, record.offset)
+            if offsets.admit_run(partition, records[0].offset, records[-1].offset, len(records)):
+                taken.append((partition, records))  # the common case: exactly next, no hole
+                continue
+            kept: list[KafkaRecord] = []
+            for record in records:
+                verdict = offsets.admit(partition, record.offset)
+                if verdict is Admission.TAKE:
+                    kept.append(record)
+                elif verdict is Admission.GAP:
+                    holes.setdefault(partition, record.offset)
+            if kept:
+                taken.append((partition, kept))
         for partition, seen in holes.items():
             await self._heal(partition, seen)
         return taken
@@ -676,29 +862,13 @@ class StreamWorker:
         if self.intake is not None:
             self.intake.seek(TopicPartition(self.readings_topic, partition), offset)
 
-    async def _commit(self, partitions: Iterable[int]) -> None:
-        """Commit the position of each partition handled (to the offsets group).
-
-        The commit runs while the next batch is evaluated; commits stay in order, one in
-        flight at a time, and a failed one stops the worker at the next batch.
-        """
-        offsets = self.offsets
+    async def _commit(self, positions: Mapping[int, int]) -> None:
+        """Commit the position after a batch for each partition it had (offsets group)."""
         intake = self.intake
-        positions = {
-            TopicPartition(self.readings_topic, p): offsets.position(p)
-            for p in partitions
-            if p in offsets
-        }
         if not positions or intake is None:
             return
-        await self._committed()
-        self._committing = asyncio.ensure_future(intake.commit(positions))
-
-    async def _committed(self) -> None:
-        """Wait for the commit in flight; raise its error."""
-        committing, self._committing = self._committing, None
-        if committing is not None:
-            await committing
+        topic = self.readings_topic
+        await intake.commit({TopicPartition(topic, p): offset for p, offset in positions.items()})
 
     # -- timers ----------------------------------------------------------------------
 
@@ -713,11 +883,11 @@ class StreamWorker:
 
     async def _advance(self) -> None:
         async with self._lock:
-            epoch = self._epoch
+            if self._stopping:
+                return
             result = self.processor.tick(self.clock())
-            await self._send(result.outputs)
-            if epoch == self._epoch:
-                await self._save(result.states)
+            if result.outputs or result.states:
+                await self._push(result, {}, self._epoch, batch=False)
 
     async def _fail_stop(self, work: Awaitable[None]) -> None:
         """Await ``work``; on any error stop the worker (``on_fatal``) before it commits."""
@@ -730,59 +900,53 @@ class StreamWorker:
             self.on_fatal(exc)
             raise
 
-    async def _send(self, messages: Sequence[Message]) -> None:
-        """Send and wait until every message is acknowledged by all in-sync replicas.
+    async def _producing(self) -> BatchProducer:
+        """Return the worker's producer, made and started on first use."""
+        if self.producer is None:
+            async with self._producer_lock:
+                if self.producer is None:
+                    producer = BatchProducer(
+                        self.settings.kafka_bootstrap, client_id=f"{self.settings.app_id}-out"
+                    )
+                    await producer.start()
+                    self.producer = producer
+        return self.producer
 
-        Straight to faust's Kafka producer, as bytes: faust's ``Topic.send`` (channels,
-        codecs, callbacks) costs about half a millisecond a message.
-        """
-        if not messages:
-            return
-        producer = self.app.producer
+    async def _publish(self, messages: Sequence[Message]) -> list[asyncio.Future[Any]]:
+        """Queue messages to envmon's topics; return futures done once all ISRs have them."""
+        producer = await self._producing()
         names = self.topic_names
-        futures = [
-            await producer.send(
-                names[m.topic],
-                None if m.key is None else m.key.encode(),
-                m.value,
-                None,
-                None,
-                None,
-            )
+        return await producer.send(
+            Record(names[m.topic], None if m.key is None else m.key.encode(), m.value)
             for m in messages
-        ]
-        await asyncio.gather(*futures)
+        )
 
-    async def _save(self, states: Mapping[str, dict[str, Any]]) -> None:
-        """Write new states to the table and its changelog; return once Kafka has them.
+    async def _send(self, messages: Sequence[Message]) -> None:
+        """Send and wait until every message is acknowledged by all in-sync replicas."""
+        if messages:
+            await asyncio.gather(*await self._publish(messages))
+
+    async def _save(self, states: Mapping[int, Mapping[str, bytes]]) -> list[asyncio.Future[Any]]:
+        """Queue new states to the table's changelog and store; return the acknowledgements.
 
         Not through ``table[key] = value``: that queues each change in faust's producer
         buffer, and faust's conductor then stalls every incoming message while the buffer
         holds more than 100 changes (up to 0.1 s each) — seconds of latency with a batch
         touching hundreds of sensors. Here the store is updated directly and the changelog
-        records are sent to the sensor's own partition and awaited as one group.
+        records go, as one record batch per partition, to the partition of the sensor's
+        readings (where they came from).
         """
-        if not states:
-            return
         table = self.table
+        data = table.data
         changelog = table.changelog_topic.get_topic_name()
-        partitions = self.settings.kafka_partitions
-        producer = self.app.producer
-        futures = []
-        for sensor_id, state in states.items():
-            key = sensor_id.encode()
-            table.data[key] = state
-            futures.append(
-                await producer.send(
-                    changelog,
-                    key,
-                    orjson.dumps(state),
-                    partition_of(sensor_id, partitions),
-                    None,
-                    None,
-                )
-            )
-        await asyncio.gather(*futures)
+        records: list[Record] = []
+        for partition, by_sensor in states.items():
+            for sensor_id, state in by_sensor.items():
+                key = sensor_id.encode()
+                data[key] = state
+                records.append(Record(changelog, key, state, partition))
+        producer = await self._producing()
+        return await producer.send(records)
 
     async def system_event(self, event: SystemEvent) -> None:
         """Publish an event about the worker itself (e.g. the time-series store down)."""

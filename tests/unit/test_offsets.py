@@ -16,6 +16,30 @@ def test_takes_records_in_sequence_from_the_start_offset() -> None:
     assert offsets.position(0) == 43
 
 
+def test_a_contiguous_run_from_the_position_is_taken_whole() -> None:
+    offsets = PartitionOffsets()
+    offsets.start(0, 40)
+    assert offsets.admit_run(0, 40, 49, 10)
+    assert offsets.position(0) == 50
+    assert offsets.admit(0, 50) is Admission.TAKE
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "count"),
+    [
+        (41, 50, 10),  # starts after the position: a hole before it
+        (39, 48, 10),  # starts before it: repeats
+        (40, 50, 10),  # not contiguous: a hole inside
+        (40, 39, 0),  # empty
+    ],
+)
+def test_a_run_that_is_not_exactly_next_is_left_to_admit(first: int, last: int, count: int) -> None:
+    offsets = PartitionOffsets()
+    offsets.start(0, 40)
+    assert not offsets.admit_run(0, first, last, count)
+    assert offsets.position(0) == 40
+
+
 def test_a_hole_is_not_skipped_over() -> None:
     offsets = PartitionOffsets()
     offsets.start(3, 10)

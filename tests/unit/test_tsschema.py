@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from envmon.models import Level, Quality, Reading
 from envmon.testing import DEFAULT_T0, make_spec
-from envmon.timeutil import parse_ts
+from envmon.timeutil import parse_ts, to_us
 from stream import tsschema
 from stream.tsschema import Point, escape_tag, quote_string, to_line, to_point
 
@@ -201,3 +201,9 @@ def test_line_encoder_writes_what_reading_line_writes(
     expected = tsschema.reading_line(r, _SPECS.get(sensor), site=site, state=level)
     assert encoder.line(r, level) == expected
     assert encoder.line(r, level) == expected  # from the cache
+    assert encoder.encode(r, to_us(r.ts), tsschema.state_code(level)) == expected
+    other = r.model_copy(update={"unit": unit + "x"})  # the unit is part of the series
+    assert encoder.line(other, level) == tsschema.reading_line(
+        other, _SPECS.get(sensor), site=site, state=level
+    )
+    assert encoder.line(r, level) == expected

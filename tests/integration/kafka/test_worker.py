@@ -309,12 +309,15 @@ class SkippingWorker(StreamWorker):
 
     async def handle(self, batch: Batch) -> None:
         if not hasattr(self, "skipped"):
-            first = [r for r in batch.records if r.partition == 0]
+            first = next((records for p, records in batch.parts if p == 0), [])
             if len(first) >= 20:
                 self.skipped = [r.offset for r in first[3:8]]
                 lost = set(self.skipped)
-                kept = [r for r in batch.records if r.partition != 0 or r.offset not in lost]
-                batch = Batch(batch.epoch, kept)
+                parts = [
+                    (p, [r for r in records if p != 0 or r.offset not in lost])
+                    for p, records in batch.parts
+                ]
+                batch = Batch(batch.epoch, parts)
         await super().handle(batch)
 
 
