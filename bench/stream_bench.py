@@ -5,9 +5,13 @@ on 127.0.0.1, generates a site of N cold-store sensors and then measures, in one
 
 1. **Throughput.** N readings produced to ``envmon.readings`` first; then a bare aiokafka
    consumer reads and decodes the whole topic (``Reading.model_validate_json``, the decode
-   the worker does), and one ``StreamWorker`` (faust) consumes the same readings, evaluates
-   them, produces alarms and records and writes every reading to QuestDB. Both are timed
-   from their first fetch to the last reading; the ratio is worker / bare.
+   the worker does, with the worker's fetch settings), and one ``StreamWorker`` (faust)
+   consumes the same readings, evaluates them, produces alarms and records and writes
+   every reading to QuestDB. Both are timed from their first fetch to the last reading;
+   the ratio is worker / bare. ``--repeat`` alternates the two (a new consumer group, a new
+   worker and site tag each time) and reports every run and the median ratio. The whole
+   process runs with the worker's garbage-collector settings (``tune_gc``), so both sides
+   run under the same interpreter settings.
 2. **Latency.** A fresh worker and topics; readings produced at a steady rate, each
    stamped with its send time; one sensor in 20 crosses its action limit and returns every
    2 s (no delay configured), so alarms are raised and cleared throughout. Latency is
@@ -46,14 +50,19 @@ from stream.influx import InfluxWriter
 from stream.kafka_broker import KafkaBroker, create_topics
 from stream.questdb import QuestDB, create_readings_table
 from stream.tsschema import reading_line
-from stream.worker import StreamWorker
+from stream.worker import (
+    FETCH_MAX_WAIT_MS,
+    MAX_PARTITION_FETCH_BYTES,
+    StreamWorker,
+    tune_gc,
+)
 
 PARTITIONS = 4
 
 
-def site_yaml(sensors: int) -> str:
+def site_yaml(sensors: int, name: str = "Stream bench") -> str:
     """Return a site of ``sensors`` fridges with alert/action limits and no delay."""
-    lines = ["site: {name: Stream bench, timezone: UTC}", "areas:", "  - id: cold"]
+    lines = [f"site: {{name: {name}, timezone: UTC}}", "areas:", "  - id: cold"]
     lines += ["    name: Cold", "    instruments:"]
     for i in range(sensors):
         lines += [
@@ -132,26 +141,33 @@ async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
         await producer.stop()
 
 
-async def bare_consumer(bootstrap: str, topic: str, n: int) -> float:
-    """Read and decode n readings with a bare aiokafka consumer; return the seconds."""
+async def bare_consumer(bootstrap: str, topic: str, n: int, batch_max: int) -> float:
+    """Read and decode n readings with a bare aiokafka consumer; return the seconds.
+
+    Fetch settings and batch size are the worker's intake's, so the two differ only in what
+    the worker does with a reading after decoding it.
+    """
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
         group_id=f"bare-{time.monotonic_ns()}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
     )
     await consumer.start()
     got = 0
     start: float | None = None
+    validate = Reading.model_validate_json
     try:
         while got < n:
-            batches = await consumer.getmany(timeout_ms=500, max_records=5_000)
+            batches = await consumer.getmany(timeout_ms=500, max_records=batch_max)
             if batches and start is None:
                 start = time.perf_counter()
             for records in batches.values():
                 for record in records:
-                    Reading.model_validate_json(record.value)
+                    validate(record.value)
                     got += 1
     finally:
         await consumer.stop()
@@ -298,6 +314,7 @@ async def latency(
 async def main_async(args: argparse.Namespace) -> None:
     """Run both measurements and print the results."""
     site = parse_site(site_yaml(args.sensors))
+    tune_gc()  # the worker's settings (envmon stream worker), for both sides
     with tempfile.TemporaryDirectory(prefix="envmon-stream-bench-") as tmp:
         work = Path(tmp)
         with KafkaBroker(work / "kafka") as broker, QuestDB(work / "questdb") as questdb:
@@ -306,15 +323,24 @@ async def main_async(args: argparse.Namespace) -> None:
             await create_topics(broker.bootstrap, {conf.topic(t): PARTITIONS for t in ALL_TOPICS})
             values = throughput_readings(site, args.readings)
             await produce(broker.bootstrap, conf.topic(READINGS), values)
-            bare_s = await bare_consumer(broker.bootstrap, conf.topic(READINGS), args.readings)
-            worker_s = await run_worker(build_worker(conf, site), args.readings)
             n = args.readings
-            print(
-                f"throughput: bare consumer {n / bare_s:,.0f} readings/s; worker "
-                f"{n / worker_s:,.0f} readings/s (evaluated, alarms produced, written to "
-                f"QuestDB; batch_within_s {args.within:g}); ratio {bare_s / worker_s:.3f}",
-                flush=True,
-            )
+            ratios = []
+            for run in range(1, args.repeat + 1):
+                bare_s = await bare_consumer(
+                    broker.bootstrap, conf.topic(READINGS), n, conf.batch_max
+                )
+                # A new worker group and site tag: the same readings, new series in QuestDB.
+                run_conf = conf.model_copy(update={"app_id": f"thr{run}"})
+                run_site = parse_site(site_yaml(args.sensors, f"Stream bench {run}"))
+                worker_s = await run_worker(build_worker(run_conf, run_site), n)
+                ratios.append(bare_s / worker_s)
+                print(
+                    f"throughput run {run}: bare consumer {n / bare_s:,.0f} readings/s; worker "
+                    f"{n / worker_s:,.0f} readings/s (evaluated, alarms produced, written to "
+                    f"QuestDB; batch_within_s {args.within:g}); ratio {bare_s / worker_s:.3f}",
+                    flush=True,
+                )
+            print(f"throughput: median ratio {statistics.median(ratios):.3f}", flush=True)
             # Where the worker's time goes, same topic, same run: the time-series write on
             # its own, and a worker (new group) that writes no time series.
             alone_s = await writer_alone(questdb, site, values)
@@ -345,6 +371,7 @@ def main() -> None:
     parser.add_argument("--sensors", type=int, default=1_000)
     parser.add_argument("--rate", type=int, default=2_000, help="readings/s for the latency run")
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--repeat", type=int, default=3, help="throughput runs (bare, worker)")
     parser.add_argument(
         "--within", type=float, default=0.02, help="batch_within_s of the throughput run"
     )

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Final
+
+from pydantic_core import TzInfo
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_US = timedelta(microseconds=1)
+_ZERO: Final = timedelta(0)
 US_PER_S = 1_000_000
 
 
@@ -28,10 +32,29 @@ def parse_ts(text: str) -> datetime:
     return dt.astimezone(UTC)
 
 
+#: Fixed-offset tzinfo types: their offset does not depend on the date.
+_FIXED_OFFSET_TYPES: Final = (timezone, TzInfo)
+#: The last zero-offset tzinfo object seen and the epoch as a datetime in it (see to_us).
+_utc_epoch: tuple[tzinfo, datetime] = (UTC, EPOCH)
+
+
 def to_us(dt: datetime) -> int:
-    """Convert an aware datetime to integer microseconds since the epoch."""
-    if dt.tzinfo is None:
+    """Convert an aware datetime to integer microseconds since the epoch.
+
+    Readings decoded by pydantic carry its own UTC ``TzInfo``, whose ``utcoffset`` costs
+    more than the rest of the conversion: for a datetime in the last zero-offset tzinfo
+    seen, the epoch is taken in that same tzinfo object, and CPython subtracts two
+    datetimes with the same tzinfo without asking it for offsets. The stream worker
+    converts every reading it handles.
+    """
+    global _utc_epoch  # noqa: PLW0603 (a one-entry cache)
+    tz = dt.tzinfo
+    if tz is _utc_epoch[0]:
+        return (dt - _utc_epoch[1]) // ONE_US
+    if tz is None:
         raise NaiveTimestampError(f"timestamp {dt!r} has no UTC offset")
+    if type(tz) in _FIXED_OFFSET_TYPES and dt.utcoffset() == _ZERO:
+        _utc_epoch = (tz, EPOCH.replace(tzinfo=tz))
     return (dt - EPOCH) // ONE_US
 
 

@@ -76,10 +76,11 @@ repeats it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -119,6 +120,8 @@ COMPONENT: Final = "stream-worker"
 EXIT_FATAL: Final = 70  # EX_SOFTWARE
 #: How long the intake's fetch may wait at the broker for data (aiokafka's default is 500 ms).
 FETCH_MAX_WAIT_MS: Final = 50
+#: Most bytes one fetch brings per partition (aiokafka's default is 1 MiB).
+MAX_PARTITION_FETCH_BYTES: Final = 4 * 1024 * 1024
 #: A hole in a partition's offsets is sought back at most once per SEEK_AGAIN_S: records
 #: fetched before a seek still arrive after it.
 SEEK_AGAIN_S: Final = 1.0
@@ -127,8 +130,12 @@ BUSY_POLL_MS: Final = 2
 #: Evaluated batches whose effects may be under way at once (see the pipeline above): one
 #: completing while the next is evaluated, and one more to ride out a slow round trip.
 PIPELINE_DEPTH: Final = 2
+#: Readings evaluated between two turns of the event loop (a few milliseconds of work).
+EVALUATE_SLICE: Final = 500
 #: How long a stopping worker waits for the batches in its pipeline to complete.
 SHUTDOWN_DRAIN_S: Final = 10.0
+#: gc.set_threshold of a worker (CPython's default: 700, 10, 10).
+GC_THRESHOLD: Final = (50_000, 20, 10)
 _LEVELS: Final = (None, Level.ALERT, Level.ACTION)
 
 
@@ -194,6 +201,8 @@ class BatchResult:
     points: list[Point] = field(default_factory=list)  # every reading, for the store
     #: partition → sensor id → the sensor's new state (``SensorState.to_json``)
     states: dict[int, dict[str, bytes]] = field(default_factory=dict)
+    #: partition → sensor id → live state, while the batch is evaluated (``finish`` encodes)
+    touched: dict[int, dict[str, SensorState]] = field(default_factory=dict)
     readings: int = 0
     rejected: int = 0
 
@@ -241,13 +250,17 @@ class ReadingBatchProcessor:
             self.evaluators.pop(partition, None)
 
     def process(self, parts: Iterable[Part]) -> BatchResult:
-        """Evaluate each partition's reading messages, in order.
+        """Evaluate each partition's reading messages, in order: ``evaluate``, ``finish``."""
+        result = BatchResult()
+        self.evaluate(parts, result)
+        return self.finish(result)
+
+    def evaluate(self, parts: Iterable[Part], result: BatchResult) -> None:
+        """Evaluate reading messages into ``result``; one batch may take several calls.
 
         The hot path of the worker: one pydantic decode, one step of the core and one
-        tuple per reading; events are encoded only when there are some, and each touched
-        sensor's state once per batch.
+        tuple per reading; events are encoded only when there are some.
         """
-        result = BatchResult()
         points = result.points
         outputs = result.outputs
         validate = Reading.model_validate_json
@@ -256,14 +269,16 @@ class ReadingBatchProcessor:
             evaluator = self.evaluators.get(partition) or self.evaluator(partition)
             feed = evaluator.feed
             state_of = evaluator.state_of
-            touched: dict[str, SensorState] = {}
+            touched = result.touched.get(partition)
+            if touched is None:
+                touched = result.touched[partition] = {}
             for record in records:
-                value = record.value or b""
+                value = record.value
                 try:
-                    reading = validate(value)
+                    reading = validate(value)  # type: ignore[arg-type]  # None is refused
                 except ValidationError as exc:
                     reason = f"invalid reading: {exc.errors(include_url=False)[0]['msg']}"
-                    self._reject(result, record.key, value, reason, partition)
+                    self._reject(result, record.key, value or b"", reason, partition)
                     continue
                 sensor_id = reading.sensor_id
                 ts_us = to_us(reading.ts)
@@ -273,7 +288,7 @@ class ReadingBatchProcessor:
                     events = feed(sensor_id, ts_us, sample, good)
                 except UnknownSensorError:
                     reason = self._stray(sensor_id, partition, record.key)
-                    self._reject(result, record.key, value, reason, partition)
+                    self._reject(result, record.key, value or b"", reason, partition)
                     continue
                 state = touched[sensor_id] = state_of(sensor_id)
                 high, low = state.high, state.low
@@ -283,9 +298,14 @@ class ReadingBatchProcessor:
                     points.append((reading, ts_us, 0))  # the common case: nothing open
                 if events:
                     outputs.extend(encode_events(events))
+
+    def finish(self, result: BatchResult) -> BatchResult:
+        """Encode the new state of every sensor the batch touched, once each; return it."""
+        for partition, touched in result.touched.items():
             if touched:
                 result.states[partition] = {sid: st.to_json() for sid, st in touched.items()}
-        result.readings = len(points)
+        result.touched = {}
+        result.readings = len(result.points)
         return result
 
     def tick(self, now: datetime) -> BatchResult:
@@ -320,6 +340,13 @@ class ReadingBatchProcessor:
         letter = DeadLetter.of(COMPONENT, origin, reason, value, self._clock())
         text_key = None if key is None else key.decode(errors="replace")
         result.outputs.append(Message(DEADLETTER, text_key, letter.model_dump_json().encode()))
+
+
+def slices(parts: Iterable[Part], size: int) -> Iterator[list[Part]]:
+    """Yield the parts' records in order, at most ``size`` records at a time."""
+    for partition, records in parts:
+        for start in range(0, len(records), size):
+            yield [(partition, records[start : start + size])]
 
 
 def encode_events(events: Iterable[CoreEvent]) -> list[Message]:
@@ -373,6 +400,19 @@ class NullSink:
 
 
 FatalHandler = Callable[[BaseException], None]
+
+
+def tune_gc() -> None:
+    """Set the garbage collector up for a long-running worker; call once it is built.
+
+    Everything allocated at start (configuration, faust, the sensors' evaluators) is moved
+    out of the collector's reach (``gc.freeze``), and the youngest generation is collected
+    after GC_THRESHOLD allocations instead of 700: a batch in flight holds tens of
+    thousands of readings, which CPython's defaults would scan again and again.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def exit_process(exc: BaseException) -> None:
@@ -568,7 +608,7 @@ class StreamWorker:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
         )
         await consumer.start()
         batch_max = self.settings.batch_max
@@ -671,8 +711,14 @@ class StreamWorker:
                 return
             offsets = self.offsets
             positions = {partition: offsets.position(partition) for partition, _ in taken}
-            result = self.processor.process(taken)
-            await self._push(result, positions, batch.epoch, batch=True)
+            # In slices, letting the loop run between them: the pipeline's round trips (and
+            # the time-series write) progress while the batch is evaluated, not after it.
+            processor = self.processor
+            result = BatchResult()
+            for part in slices(taken, EVALUATE_SLICE):
+                processor.evaluate(part, result)
+                await asyncio.sleep(0)
+            await self._push(processor.finish(result), positions, batch.epoch, batch=True)
 
     # -- the pipeline ----------------------------------------------------------------
 

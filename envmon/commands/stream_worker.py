@@ -16,7 +16,7 @@ from envmon.settings import Settings
 from stream.influx import InfluxWriter
 from stream.kafka_broker import create_topics
 from stream.tsschema import LineEncoder
-from stream.worker import NullSink, Point, SqliteSink, StreamWorker, TimeSeriesSink
+from stream.worker import NullSink, Point, SqliteSink, StreamWorker, TimeSeriesSink, tune_gc
 
 logger = logging.getLogger(__name__)
 
@@ -95,4 +95,5 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     site = load_site(settings.site)
     asyncio.run(ensure_topics(settings))
     worker = build_worker(settings, site)
+    tune_gc()
     faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -1,0 +1,63 @@
+"""to_us: exact epoch microseconds for every kind of aware datetime, with its UTC shortcut."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from envmon.models import Reading
+from envmon.timeutil import EPOCH, ONE_US, NaiveTimestampError, to_us
+
+OFFSETS = st.sampled_from(["Z", "+00:00", "+02:00", "-05:30", "+14:00"])
+ZONES: list[tzinfo] = [
+    UTC,
+    timezone(timedelta(hours=-3)),
+    ZoneInfo("Europe/Zurich"),
+    ZoneInfo("America/New_York"),
+]
+NAIVE = st.datetimes(
+    min_value=datetime(1971, 1, 1),  # noqa: DTZ001 (hypothesis wants naive bounds)
+    max_value=datetime(2200, 1, 1),  # noqa: DTZ001
+)
+
+
+def decoded(text: str) -> datetime:
+    """Return the ``ts`` of a reading decoded from JSON (pydantic's own tzinfo)."""
+    raw = f'{{"sensor_id": "a.b", "value": 1.0, "ts": "{text}"}}'
+    return Reading.model_validate_json(raw).ts
+
+
+class TestToUs:
+    @given(
+        st.lists(
+            st.tuples(
+                NAIVE,
+                OFFSETS,
+                st.sampled_from(ZONES),
+                st.booleans(),
+            ),
+            min_size=1,
+            max_size=20,
+        )
+    )
+    def test_equals_the_plain_subtraction_whatever_came_before(
+        self, cases: list[tuple[datetime, str, tzinfo, bool]]
+    ) -> None:
+        """Interleaved decoded and stdlib datetimes all convert exactly (the cache switches)."""
+        for naive, offset, zone, from_json in cases:
+            dt = decoded(naive.isoformat() + offset) if from_json else naive.replace(tzinfo=zone)
+            assert to_us(dt) == (dt - EPOCH) // ONE_US
+
+    def test_a_decoded_utc_timestamp_keeps_its_microseconds(self) -> None:
+        """The shortcut for pydantic's UTC gives the exact microsecond."""
+        assert to_us(decoded("2026-01-05T00:00:10.123456Z")) == 1_767_571_210_123_456
+        assert to_us(decoded("2026-01-05T02:00:10.123456+02:00")) == 1_767_571_210_123_456
+
+    def test_naive_is_refused(self) -> None:
+        """A datetime without an offset is refused."""
+        with pytest.raises(NaiveTimestampError):
+            to_us(datetime(2026, 1, 5))  # noqa: DTZ001 (the case under test)
