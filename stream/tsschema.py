@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -251,8 +251,8 @@ class LineEncoder:
         self._site = site
         # sensor id → (unit, "<series> value=", "<series> ") of the last unit seen
         self._series: dict[str, tuple[str, str, str]] = {}
-        # (quality, state code) → ',quality="Q",state=Ni ' (the fields after the value)
-        self._tails: dict[tuple[Quality, int], str] = {}
+        # quality → per state code ',quality="Q",state=Ni ' (the fields after the value)
+        self._tails: dict[Quality, tuple[str, str, str]] = {}
 
     def line(self, reading: Reading, state: Level | None = None) -> str:
         """Return the reading's line (no trailing newline, µs timestamp)."""
@@ -263,18 +263,43 @@ class LineEncoder:
         entry = self._series.get(reading.sensor_id)
         if entry is None or entry[0] != reading.unit:
             entry = self._series_of(reading)
-        tail = self._tails.get((reading.quality, code))
-        if tail is None:
-            tail = self._tail(reading.quality, code)
+        tails = self._tails.get(reading.quality) or self._tails_of(reading.quality)
+        tail = tails[code]
         value = reading.value
         if value is not None and math.isfinite(value):
             return f"{entry[1]}{float(value)!r}{tail}{ts_us}"
         return f"{entry[2]}{tail[1:]}{ts_us}"  # no value field: quality comes first
 
-    def _tail(self, quality: Quality, code: int) -> str:
+    def encode_all(self, points: Iterable[tuple[Reading, int, int]]) -> list[str]:
+        """Return the lines of ``(reading, ts_us, code)`` points: ``encode`` for each.
+
+        One loop with everything in local names: the stream worker encodes every reading.
+        """
+        series = self._series
+        tails = self._tails
+        isfinite = math.isfinite
+        out: list[str] = []
+        append = out.append
+        for reading, ts_us, code in points:
+            entry = series.get(reading.sensor_id)
+            if entry is None or entry[0] != reading.unit:
+                entry = self._series_of(reading)
+            tail = (tails.get(reading.quality) or self._tails_of(reading.quality))[code]
+            value = reading.value
+            if value is not None and isfinite(value):
+                append(f"{entry[1]}{float(value)!r}{tail}{ts_us}")
+            else:
+                append(f"{entry[2]}{tail[1:]}{ts_us}")
+        return out
+
+    def _tails_of(self, quality: Quality) -> tuple[str, str, str]:
         text = _QUALITY_FIELDS.get(quality) or quote_string(str(quality))
-        tail = self._tails[(quality, code)] = f",{FIELD_QUALITY}={text},{FIELD_STATE}={code}i "
-        return tail
+        tails = self._tails[quality] = (
+            f",{FIELD_QUALITY}={text},{FIELD_STATE}={STATE_NORMAL}i ",
+            f",{FIELD_QUALITY}={text},{FIELD_STATE}={STATE_ALERT}i ",
+            f",{FIELD_QUALITY}={text},{FIELD_STATE}={STATE_ACTION}i ",
+        )
+        return tails
 
     def _series_of(self, reading: Reading) -> tuple[str, str, str]:
         spec = self._specs.get(reading.sensor_id)

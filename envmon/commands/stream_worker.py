@@ -56,8 +56,7 @@ class InfluxSink:
     async def write(self, points: Sequence[Point]) -> None:
         """Write the points; returns once each is stored or dead-lettered."""
         if points:
-            encode = self.encoder.encode
-            await self.writer.write([encode(reading, ts, code) for reading, ts, code in points])
+            await self.writer.write(self.encoder.encode_all(points))
 
     async def close(self) -> None:
         """Close the writer's HTTP client."""

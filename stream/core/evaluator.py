@@ -540,6 +540,8 @@ class Evaluator:
     latest sample time seen), advanced by every sample and by :meth:`advance`.
     """
 
+    __slots__ = ("_channels", "_next_deadline", "_watermark", "readings")
+
     def __init__(
         self,
         specs: Iterable[SensorSpec],
@@ -608,7 +610,7 @@ class Evaluator:
         return out
 
     def state_of(self, sensor_id: str) -> SensorState:
-        """Return the live state of one sensor."""
+        """Return the live state of one sensor: the same object for the evaluator's life."""
         return self._channels[sensor_id][1]
 
     def channel(self, sensor_id: str) -> ChannelEvaluator:

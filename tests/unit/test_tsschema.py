@@ -202,6 +202,7 @@ def test_line_encoder_writes_what_reading_line_writes(
     assert encoder.line(r, level) == expected
     assert encoder.line(r, level) == expected  # from the cache
     assert encoder.encode(r, to_us(r.ts), tsschema.state_code(level)) == expected
+    assert encoder.encode_all([(r, to_us(r.ts), tsschema.state_code(level))]) == [expected]
     other = r.model_copy(update={"unit": unit + "x"})  # the unit is part of the series
     assert encoder.line(other, level) == tsschema.reading_line(
         other, _SPECS.get(sensor), site=site, state=level
