@@ -7,7 +7,7 @@ on 127.0.0.1, generates a site of N cold-store sensors and then measures, in one
    consumer reads and decodes the whole topic (``Reading.model_validate_json``, the decode
    the worker does, with the worker's fetch settings), and one ``StreamWorker`` (faust)
    consumes the same readings, evaluates them, produces alarms and records and writes
-   every reading to QuestDB. Both are timed from their first fetch to the last reading;
+   every reading to QuestDB. Both are timed from their first fetch to the last reading handled;
    the ratio is worker / bare. ``--repeat`` alternates the two (a new consumer group, a new
    worker and site tag each time) and reports every run and the median ratio. The whole
    process runs with the worker's garbage-collector settings (``tune_gc``), so both sides
@@ -87,6 +87,16 @@ def pin(cpu: int, enabled: bool) -> bool:
     except OSError:  # not every machine allows pinning
         return False
     return True
+
+
+def unpin(pids: list[int]) -> None:
+    """Let this process and every thread of ``pids`` run on every CPU again."""
+    cpus = set(range(os.cpu_count() or 1))
+    os.sched_setaffinity(0, cpus)
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                os.sched_setaffinity(int(tid), cpus)
 
 
 def site_yaml(sensors: int, name: str = "Stream bench") -> str:
@@ -227,20 +237,22 @@ async def writer_alone(questdb: QuestDB, site: SiteConfig, values: list[bytes]) 
 
 
 async def run_worker(worker: StreamWorker, n: int) -> float:
-    """Run the worker until it processed n readings; return seconds from its first batch."""
+    """Run the worker until it processed n readings; return seconds from its first fetch.
+
+    The bare consumer is timed the same way (from its first fetch), so neither side's
+    start-up (group join, faust's recovery) is counted.
+    """
     await worker.app.start()
-    first: float | None = None
     try:
         async with asyncio.timeout(1_800):
             while worker.readings < n:
-                if first is None and worker.batches:
-                    first = time.perf_counter()
                 await asyncio.sleep(0.01)
+        end = time.perf_counter()
     finally:
         await worker.app.stop()
         await worker.sink.close()
-    assert first is not None
-    return time.perf_counter() - first
+    assert worker.first_fetch is not None
+    return end - worker.first_fetch
 
 
 @dataclass
@@ -395,6 +407,11 @@ async def main_async(args: argparse.Namespace) -> None:
                 f"{n / no_ts_s:,.0f} readings/s (ratio {bare_s / no_ts_s:.3f})",
                 flush=True,
             )
+            if pinned:
+                # Latency is measured as deployed on one machine: the worker's process, this
+                # producer and the servers share every CPU (on one CPU each, the producer
+                # and the worker would queue behind each other).
+                unpin([pid for pid in (broker.pid, questdb.pid) if pid is not None])
             conf = settings(broker, questdb, "lat", work, args.lat_within)
             await create_topics(broker.bootstrap, {conf.topic(t): PARTITIONS for t in ALL_TOPICS})
             site_file = work / "site.yaml"

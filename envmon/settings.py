@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         description="prepended to every topic name (several installations on one cluster)",
     )
 
-    batch_max: int = Field(default=20_000, ge=1, le=100_000, description="readings per batch")
+    batch_max: int = Field(default=5_000, ge=1, le=100_000, description="readings per batch")
     batch_within_s: float = Field(default=0.02, gt=0, le=10)
     tick_s: float = Field(
         default=1.0,

@@ -79,6 +79,7 @@ import asyncio
 import gc
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -477,6 +478,8 @@ class StreamWorker:
         self.readings = 0
         self.rejected = 0
         self.stale_batches = 0  #: fetched before a rebalance, dropped unhandled
+        #: ``time.perf_counter()`` when the intake first fetched readings (for benchmarks)
+        self.first_fetch: float | None = None
         self.fatal: BaseException | None = None
         self.events: deque[SystemEvent] = deque(maxlen=1_000)  # what it said about itself
         self.offsets = PartitionOffsets()
@@ -643,6 +646,8 @@ class StreamWorker:
                     timeout_ms=BUSY_POLL_MS if count and self._agent_busy() else timeout_ms,
                     max_records=batch_max - count,
                 )
+                if fetched and self.first_fetch is None:
+                    self.first_fetch = time.perf_counter()
                 for tp, records in fetched.items():
                     held = pending.get(tp.partition)
                     if held is None:

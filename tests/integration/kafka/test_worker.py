@@ -186,6 +186,7 @@ class TestSameResultsAsReplay:
             await until_handled(worker, len(readings))
         assert worker.fatal is None
         assert worker.readings == len(readings)
+        assert worker.first_fetch is not None  # what the benchmark times from
         assert worker.rejected == 0
         assert canonical(alarms) == canonical(expected_alarms)
         assert canonical(final_records(records)) == canonical(expected_records)
