@@ -16,7 +16,8 @@ batch — one future — per partition, and remembers each key's partition.
   alarms, records and state go to the partition of its readings. A record without a key
   goes to a random partition. A record may also name its partition.
 
-Errors are aiokafka's (``KafkaError`` and subclasses): the worker treats any as fatal.
+A record larger than ``MAX_RECORD_BYTES`` is refused (``ValueError``) before anything of its
+call is queued; other errors are aiokafka's (``KafkaError``). The worker treats any as fatal.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 
 #: Largest record batch sent at once (and so the largest record: a sensor state is < 1 KiB).
 MAX_BATCH_BYTES: Final = 1 << 20
+#: Largest key + value: a batch's header and a record's framing take the rest.
+MAX_RECORD_BYTES: Final = MAX_BATCH_BYTES - 1024
 #: Keys whose partition is remembered before the memory starts over (sensors of a site).
 MAX_KEYS: Final = 100_000
 DEFAULT_REQUEST_TIMEOUT_S: Final = 30.0
@@ -91,6 +94,12 @@ class BatchProducer:
         """
         groups: dict[tuple[str, int], list[Record]] = {}
         for record in records:
+            size = len(record.value) + len(record.key or b"")
+            if size > MAX_RECORD_BYTES:  # refused before anything of this call is queued
+                raise ValueError(
+                    f"a record of {size} bytes for {record.topic} exceeds the largest "
+                    f"record ({MAX_RECORD_BYTES} bytes)"
+                )
             partition = record.partition
             if partition is None:
                 partition = await self._partition_of(record.topic, record.key)
@@ -104,11 +113,7 @@ class BatchProducer:
             builder = producer.create_batch()
             for record in group:
                 if builder.append(timestamp=None, key=record.key, value=record.value) is None:
-                    if builder.record_count() == 0:
-                        raise ValueError(
-                            f"a record of {len(record.value)} bytes for {topic}[{partition}] "
-                            f"exceeds the largest batch ({MAX_BATCH_BYTES} bytes)"
-                        )
+                    # The batch is full: send it and start the next with this record.
                     futures.append(await self._send_batch(builder, topic, partition))
                     builder = producer.create_batch()
                     builder.append(timestamp=None, key=record.key, value=record.value)
