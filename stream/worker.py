@@ -582,9 +582,10 @@ class StreamWorker:
                     await self._drain()
             except Exception as exc:
                 logger.warning("stopping with batches not completed (repeated later): %r", exc)
-            for stage in self._stages:
-                if stage.task is not None:
-                    stage.task.cancel()
+            for stage in self._stages:  # what is left is repeated by the next worker
+                for pending in (stage.task, stage.series):
+                    if pending is not None:
+                        pending.cancel()
             self._stages.clear()
             self._epoch += 1
         producer, self.producer = self.producer, None
