@@ -260,18 +260,10 @@ class LineEncoder:
 
     def encode(self, reading: Reading, ts_us: int, code: int) -> str:
         """Return the line of a reading whose ``to_us(ts)`` and ``state_code`` are known."""
-        entry = self._series.get(reading.sensor_id)
-        if entry is None or entry[0] != reading.unit:
-            entry = self._series_of(reading)
-        tails = self._tails.get(reading.quality) or self._tails_of(reading.quality)
-        tail = tails[code]
-        value = reading.value
-        if value is not None and math.isfinite(value):
-            return f"{entry[1]}{float(value)!r}{tail}{ts_us}"
-        return f"{entry[2]}{tail[1:]}{ts_us}"  # no value field: quality comes first
+        return self.encode_all(((reading, ts_us, code),))[0]
 
     def encode_all(self, points: Iterable[tuple[Reading, int, int]]) -> list[str]:
-        """Return the lines of ``(reading, ts_us, code)`` points: ``encode`` for each.
+        """Return the lines of ``(reading, ts_us, code)`` points (the one implementation).
 
         One loop with everything in local names: the stream worker encodes every reading.
         """
@@ -294,11 +286,12 @@ class LineEncoder:
 
     def _tails_of(self, quality: Quality) -> tuple[str, str, str]:
         text = _QUALITY_FIELDS.get(quality) or quote_string(str(quality))
-        tails = self._tails[quality] = (
-            f",{FIELD_QUALITY}={text},{FIELD_STATE}={STATE_NORMAL}i ",
-            f",{FIELD_QUALITY}={text},{FIELD_STATE}={STATE_ALERT}i ",
-            f",{FIELD_QUALITY}={text},{FIELD_STATE}={STATE_ACTION}i ",
+        # Indexed by the state code itself: the codes are 0, 1, 2.
+        normal, alert, action = (
+            f",{FIELD_QUALITY}={text},{FIELD_STATE}={code}i "
+            for code in (STATE_NORMAL, STATE_ALERT, STATE_ACTION)
         )
+        tails = self._tails[quality] = (normal, alert, action)
         return tails
 
     def _series_of(self, reading: Reading) -> tuple[str, str, str]:

@@ -229,7 +229,6 @@ class ReadingBatchProcessor:
         self._load_state = load_state
         self._clock = clock
         self.evaluators: dict[int, Evaluator] = {}
-        self._states: dict[int, dict[str, SensorState]] = {}
 
     def evaluator(self, partition: int) -> Evaluator:
         """Return the partition's evaluator, built from the stored states when first used."""
@@ -244,16 +243,12 @@ class ReadingBatchProcessor:
             seen = [s.last_ts for s in states.values() if s.last_ts is not None]
             evaluator = Evaluator(specs, states, max(seen) if seen else None)
             self.evaluators[partition] = evaluator
-            # The evaluator keeps one state object per sensor for its life: looked up here
-            # once, not through a method call for every reading.
-            self._states[partition] = {sid: evaluator.state_of(sid) for sid in evaluator.sensor_ids}
         return evaluator
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop the evaluators of partitions this worker no longer holds."""
         for partition in partitions:
             self.evaluators.pop(partition, None)
-            self._states.pop(partition, None)
 
     def process(self, parts: Iterable[Part]) -> BatchResult:
         """Evaluate each partition's reading messages, in order: ``evaluate``, ``finish``."""
@@ -274,7 +269,7 @@ class ReadingBatchProcessor:
         for partition, records in parts:
             evaluator = self.evaluators.get(partition) or self.evaluator(partition)
             feed = evaluator.feed
-            states = self._states[partition]
+            state_of = evaluator.state_of
             touched = result.touched.get(partition)
             if touched is None:
                 touched = result.touched[partition] = {}
@@ -296,7 +291,7 @@ class ReadingBatchProcessor:
                     reason = self._stray(sensor_id, partition, record.key)
                     self._reject(result, record.key, value or b"", reason, partition)
                     continue
-                state = touched[sensor_id] = states[sensor_id]
+                state = touched[sensor_id] = state_of(sensor_id)
                 high, low = state.high, state.low
                 if high.open or low.open:
                     points.append((reading, ts_us, state_level(state)))
