@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import random
 import signal
@@ -78,9 +79,69 @@ QUESTDB_QUIET = "\n".join(
 )
 
 
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds used so far by this process (every thread) and by each server process."""
+
+    own: float
+    servers: dict[str, float]
+
+
+class CpuMeter:
+    """CPU seconds of this process and of the servers' processes, read from ``/proc``."""
+
+    def __init__(self, servers: dict[str, int | None]) -> None:
+        self.servers = {name: pid for name, pid in servers.items() if pid is not None}
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def _process(self, pid: int) -> float:
+        # Fields after the command name: utime and stime are the 12th and 13th.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / self.tick
+
+    def snapshot(self) -> CpuSnapshot:
+        """Return the CPU seconds used until now."""
+        servers = {name: self._process(pid) for name, pid in self.servers.items()}
+        return CpuSnapshot(time.process_time(), servers)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One timed phase: wall seconds and CPU seconds, from its first fetch to its end."""
+
+    seconds: float
+    own_cpu: float
+    server_cpu: dict[str, float]
+    batches: int = 0  # the worker's batches (0: not a worker)
+
+    def rate(self, n: int) -> float:
+        """Return readings per second."""
+        return n / self.seconds
+
+    def per_reading(self, n: int) -> str:
+        """Return CPU µs per reading: this process's and each server's."""
+        parts = [f"own {1e6 * self.own_cpu / n:.1f}"]
+        parts += [f"{name} {1e6 * cpu / n:.1f}" for name, cpu in self.server_cpu.items()]
+        if self.batches:
+            parts.append(f"{n / self.batches:,.0f} readings a batch")
+        return ", ".join(parts)
+
+
+def phase(meter: CpuMeter, start: CpuSnapshot, start_time: float) -> Phase:
+    """Close a phase that started at ``start_time`` with the CPU of ``start``."""
+    end_time = time.perf_counter()
+    end = meter.snapshot()
+    return Phase(
+        end_time - start_time,
+        end.own - start.own,
+        {name: end.servers[name] - start.servers[name] for name in end.servers},
+    )
+
+
 def pin(cpu: int, enabled: bool) -> bool:
     """Pin this process (and what it starts from now on) to ``cpu``; return whether it did."""
-    if not enabled or len(os.sched_getaffinity(0)) < 2:
+    # The machine's CPUs, not this process's: after the first call this process has one.
+    if not enabled or (os.cpu_count() or 1) < 2:
         return False
     try:
         os.sched_setaffinity(0, {cpu})
@@ -180,8 +241,10 @@ async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
         await producer.stop()
 
 
-async def bare_consumer(bootstrap: str, topic: str, n: int, batch_max: int) -> float:
-    """Read and decode n readings with a bare aiokafka consumer; return the seconds.
+async def bare_consumer(
+    bootstrap: str, topic: str, n: int, batch_max: int, meter: CpuMeter
+) -> Phase:
+    """Read and decode n readings with a bare aiokafka consumer; return time and CPU.
 
     Fetch settings and batch size are the worker's intake's, so the two differ only in what
     the worker does with a reading after decoding it.
@@ -198,20 +261,22 @@ async def bare_consumer(bootstrap: str, topic: str, n: int, batch_max: int) -> f
     await consumer.start()
     got = 0
     start: float | None = None
+    cpu = meter.snapshot()
     validate = Reading.model_validate_json
     try:
         while got < n:
             batches = await consumer.getmany(timeout_ms=500, max_records=batch_max)
             if batches and start is None:
                 start = time.perf_counter()
+                cpu = meter.snapshot()
             for records in batches.values():
                 for record in records:
                     validate(record.value)
                     got += 1
+        assert start is not None
+        return phase(meter, cpu, start)
     finally:
         await consumer.stop()
-    assert start is not None
-    return time.perf_counter() - start
 
 
 async def writer_alone(questdb: QuestDB, site: SiteConfig, values: list[bytes]) -> float:
@@ -236,23 +301,26 @@ async def writer_alone(questdb: QuestDB, site: SiteConfig, values: list[bytes]) 
     return seconds
 
 
-async def run_worker(worker: StreamWorker, n: int) -> float:
-    """Run the worker until it processed n readings; return seconds from its first fetch.
+async def run_worker(worker: StreamWorker, n: int, meter: CpuMeter) -> Phase:
+    """Run the worker until it processed n readings; return time and CPU from its first fetch.
 
     The bare consumer is timed the same way (from its first fetch), so neither side's
-    start-up (group join, faust's recovery) is counted.
+    start-up (group join, faust's recovery) is counted. CPU is read within 2 ms of the
+    first fetch.
     """
     await worker.app.start()
     try:
         async with asyncio.timeout(1_800):
+            while worker.first_fetch is None:
+                await asyncio.sleep(0.002)
+            cpu = meter.snapshot()
             while worker.readings < n:
                 await asyncio.sleep(0.01)
-        end = time.perf_counter()
+        result = dataclasses.replace(phase(meter, cpu, worker.first_fetch), batches=worker.batches)
     finally:
         await worker.app.stop()
         await worker.sink.close()
-    assert worker.first_fetch is not None
-    return end - worker.first_fetch
+    return result
 
 
 @dataclass
@@ -377,22 +445,25 @@ async def main_async(args: argparse.Namespace) -> None:
             values = throughput_readings(site, args.readings)
             await produce(broker.bootstrap, conf.topic(READINGS), values)
             n = args.readings
+            meter = CpuMeter({"kafka": broker.pid, "questdb": questdb.pid})
             # Untimed: the first pass over a new topic is slower (broker and consumer warm up).
-            await bare_consumer(broker.bootstrap, conf.topic(READINGS), n, conf.batch_max)
+            await bare_consumer(broker.bootstrap, conf.topic(READINGS), n, conf.batch_max, meter)
             ratios = []
             for run in range(1, args.repeat + 1):
-                bare_s = await bare_consumer(
-                    broker.bootstrap, conf.topic(READINGS), n, conf.batch_max
+                bare = await bare_consumer(
+                    broker.bootstrap, conf.topic(READINGS), n, conf.batch_max, meter
                 )
                 # A new worker group and site tag: the same readings, new series in QuestDB.
                 run_conf = conf.model_copy(update={"app_id": f"thr{run}"})
                 run_site = parse_site(site_yaml(args.sensors, f"Stream bench {run}"))
-                worker_s = await run_worker(build_worker(run_conf, run_site), n)
-                ratios.append(bare_s / worker_s)
+                worker = await run_worker(build_worker(run_conf, run_site), n, meter)
+                ratios.append(bare.seconds / worker.seconds)
                 print(
-                    f"throughput run {run}: bare consumer {n / bare_s:,.0f} readings/s; worker "
-                    f"{n / worker_s:,.0f} readings/s (evaluated, alarms produced, written to "
-                    f"QuestDB; batch_within_s {args.within:g}); ratio {bare_s / worker_s:.3f}",
+                    f"throughput run {run}: bare consumer {bare.rate(n):,.0f} readings/s "
+                    f"(CPU µs a reading: {bare.per_reading(n)}); worker {worker.rate(n):,.0f} "
+                    f"readings/s (evaluated, alarms produced, written to QuestDB; "
+                    f"batch_within_s {args.within:g}; CPU µs a reading: "
+                    f"{worker.per_reading(n)}); ratio {bare.seconds / worker.seconds:.3f}",
                     flush=True,
                 )
             print(f"throughput: median ratio {statistics.median(ratios):.3f}", flush=True)
@@ -400,11 +471,13 @@ async def main_async(args: argparse.Namespace) -> None:
             # its own, and a worker (new group) that writes no time series.
             alone_s = await writer_alone(questdb, site, values)
             no_ts = conf.model_copy(update={"app_id": "nots", "timeseries": "none"})
-            no_ts_s = await run_worker(build_worker(no_ts, site), args.readings)
+            no_ts_run = await run_worker(build_worker(no_ts, site), n, meter)
             print(
                 f"breakdown: time-series writer alone {n / alone_s:,.0f} readings/s "
-                f"(ratio {bare_s / alone_s:.3f}); worker without time series "
-                f"{n / no_ts_s:,.0f} readings/s (ratio {bare_s / no_ts_s:.3f})",
+                f"(ratio {bare.seconds / alone_s:.3f}); worker without time series "
+                f"{no_ts_run.rate(n):,.0f} readings/s (ratio "
+                f"{bare.seconds / no_ts_run.seconds:.3f}; CPU µs a reading: "
+                f"{no_ts_run.per_reading(n)})",
                 flush=True,
             )
             if pinned:

@@ -83,6 +83,15 @@ class Settings(BaseSettings):
 
     batch_max: int = Field(default=5_000, ge=1, le=100_000, description="readings per batch")
     batch_within_s: float = Field(default=0.02, gt=0, le=10)
+    checkpoint_interval_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description=(
+            "how often a worker saves its sensors' states and commits its offsets"
+            " (0: after every batch); a restarted worker repeats at most this much"
+        ),
+    )
     tick_s: float = Field(
         default=1.0,
         ge=0,
@@ -95,6 +104,12 @@ class Settings(BaseSettings):
     influx_org: str = "envmon"
     influx_bucket: str = "envmon"
     influx_timeout_s: float = Field(default=10.0, gt=0)
+    timeseries_batch_max: int = Field(
+        default=20_000,
+        ge=1,
+        le=1_000_000,
+        description="readings per time-series write (also written at every checkpoint)",
+    )
 
     records_db: SecretStr = Field(
         default=SecretStr(""),

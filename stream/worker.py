@@ -128,9 +128,10 @@ MAX_PARTITION_FETCH_BYTES: Final = 4 * 1024 * 1024
 SEEK_AGAIN_S: Final = 1.0
 #: While the agent is busy, the intake polls for more readings this often (milliseconds).
 BUSY_POLL_MS: Final = 2
-#: Evaluated batches whose effects may be under way at once (see the pipeline above): one
-#: completing while the next is evaluated, and one more to ride out a slow round trip.
-PIPELINE_DEPTH: Final = 2
+#: Evaluated batches whose effects may be under way at once (see the pipeline above): enough
+#: for the batches evaluated while one time-series write of ``timeseries_batch_max``
+#: readings is under way, and one checkpoint completing behind them.
+PIPELINE_DEPTH: Final = 8
 #: Readings evaluated between two turns of the event loop (a few milliseconds of work).
 EVALUATE_SLICE: Final = 500
 #: How long a stopping worker waits for the batches in its pipeline to complete.
@@ -309,19 +310,22 @@ class ReadingBatchProcessor:
         result.readings = len(result.points)
         return result
 
-    def tick(self, now: datetime) -> BatchResult:
-        """Advance every partition's watermark to ``now``: stale-data alarms."""
-        result = BatchResult()
+    def tick(self, now: datetime, touched: dict[int, dict[str, SensorState]]) -> list[Message]:
+        """Advance every partition's watermark to ``now``: stale-data alarms.
+
+        Returns the alarms and records; the sensors they changed are added to ``touched``.
+        """
+        outputs: list[Message] = []
         now_us = to_us(now)
         for partition, evaluator in self.evaluators.items():
             events = evaluator.advance(now_us)
             if not events:
                 continue
-            result.states[partition] = {
-                event.sensor_id: evaluator.state_of(event.sensor_id).to_json() for event in events
-            }
-            result.outputs.extend(encode_events(events))
-        return result
+            changed = touched.setdefault(partition, {})
+            for event in events:
+                changed[event.sensor_id] = evaluator.state_of(event.sensor_id)
+            outputs.extend(encode_events(events))
+        return outputs
 
     def _stray(self, sensor_id: str, partition: int, key: bytes | None) -> str:
         """Say why a reading for a sensor this partition does not hold was refused."""
@@ -435,6 +439,30 @@ class Batch:
 
 
 @dataclass(eq=False)
+class _Uncommitted:
+    """What the batches since the last checkpoint changed (see Checkpoints), in one epoch."""
+
+    epoch: int
+    #: partition → sensor id → live state of every sensor evaluated since the checkpoint
+    touched: dict[int, dict[str, SensorState]] = field(default_factory=dict)
+    positions: dict[int, int] = field(default_factory=dict)  # partition → offset after
+    points: list[Point] = field(default_factory=list)  # not yet handed to the sink
+    readings: int = 0
+    rejected: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.positions or self.touched or self.points)
+
+    def states(self) -> dict[int, dict[str, bytes]]:
+        """Encode the state of every touched sensor, once each."""
+        return {
+            partition: {sensor_id: state.to_json() for sensor_id, state in touched.items()}
+            for partition, touched in self.touched.items()
+            if touched
+        }
+
+
+@dataclass(eq=False)
 class _Stage:
     """The effects of one evaluated batch (or tick) still to be completed, in order."""
 
@@ -442,10 +470,10 @@ class _Stage:
     acks: list[asyncio.Future[Any]]  # of the outputs, sent already
     series: asyncio.Future[None] | None  # the time-series write, under way
     states: dict[int, dict[str, bytes]]  # partition → sensor id → new state
-    positions: dict[int, int]  # partition → the offset after the batch (to commit)
-    readings: int = 0
+    positions: dict[int, int]  # partition → the offset after the checkpoint (to commit)
+    readings: int = 0  # handled since the previous checkpoint (counted once committed)
     rejected: int = 0
-    batch: bool = True  # False for a tick
+    checkpoint: bool = False  # states saved and offsets committed (see Checkpoints)
     #: Done once this stage's states are queued (or skipped): the next stage's go after.
     states_queued: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -488,6 +516,9 @@ class StreamWorker:
         self._wanted: set[int] = set()  # the partitions faust's last assignment gave
         self._held_epoch = -1  # the epoch the intake's assignment was made for
         self._stages: deque[_Stage] = deque()  # the pipeline, oldest first
+        self._pending = _Uncommitted(self._epoch)  # since the last checkpoint
+        self._checkpointed_at = time.monotonic()
+        self.checkpoints = 0  #: checkpoints committed
         self._stopping = False
         self._busy = False  # the agent is handling a batch
         #: The worker's own producer (outputs and changelog records, as record batches),
@@ -537,6 +568,8 @@ class StreamWorker:
         if settings.tick_s > 0:
             app.timer(settings.tick_s)(self._tick)
         app.timer(SEEK_AGAIN_S)(self._holes_timer)
+        if settings.checkpoint_interval_s > 0:
+            app.timer(settings.checkpoint_interval_s / 4)(self._checkpoint_timer)
         app.on_partitions_revoked.connect(self._revoked)
         app.on_partitions_assigned.connect(self._assigned)
         app.on_before_shutdown.connect(self._shutdown)
@@ -552,7 +585,7 @@ class StreamWorker:
     async def _revoked(self, _sender: object, /, *args: object, **_kwargs: object) -> None:
         """Stop reading revoked partitions; wait for the pipeline (faust awaits this)."""
         revoked = self._changelog_partitions(args[0] if args else ())
-        self._epoch += 1  # batches in the pipeline save no state and commit nothing now
+        self._next_epoch()  # batches in the pipeline save no state and commit nothing now
         self._wanted -= revoked
         async with self._lock:
             try:
@@ -574,6 +607,8 @@ class StreamWorker:
         async with self._lock:
             try:
                 async with asyncio.timeout(SHUTDOWN_DRAIN_S):
+                    if self._pending:
+                        await self._push([], self._pending, checkpoint=True)
                     await self._drain()
             except Exception as exc:
                 logger.warning("stopping with batches not completed (repeated later): %r", exc)
@@ -582,7 +617,7 @@ class StreamWorker:
                     if pending is not None:
                         pending.cancel()
             self._stages.clear()
-            self._epoch += 1
+            self._next_epoch()
         producer, self.producer = self.producer, None
         if producer is not None:
             await producer.stop()
@@ -591,7 +626,12 @@ class StreamWorker:
         """Note the new assignment; the intake takes it up once recovery is complete."""
         actives = self.app.assignor.assigned_actives()
         self._wanted = self._changelog_partitions(actives)
+        self._next_epoch()
+
+    def _next_epoch(self) -> None:
+        """Begin a new assignment epoch: what was not checkpointed is read again."""
         self._epoch += 1
+        self._pending = _Uncommitted(self._epoch)
 
     def _ready(self) -> bool:
         """No rebalance under way: faust has recovered the table for its assignment.
@@ -644,6 +684,8 @@ class StreamWorker:
                 )
                 if fetched and self.first_fetch is None:
                     self.first_fetch = time.perf_counter()
+                if not fetched and not count and self._pending and not self._agent_busy():
+                    await self._checkpoint_now(idle=True)  # caught up: nothing to amortise
                 for tp, records in fetched.items():
                     held = pending.get(tp.partition)
                     if held is None:
@@ -716,38 +758,48 @@ class StreamWorker:
             if not taken:
                 return
             offsets = self.offsets
-            positions = {partition: offsets.position(partition) for partition, _ in taken}
+            pending = self._pending
             # In slices, letting the loop run between them: the pipeline's round trips (and
             # the time-series write) progress while the batch is evaluated, not after it.
             processor = self.processor
-            result = BatchResult()
+            result = BatchResult(points=pending.points, touched=pending.touched)
             for part in slices(taken, EVALUATE_SLICE):
                 processor.evaluate(part, result)
                 await asyncio.sleep(0)
-            await self._push(processor.finish(result), positions, batch.epoch, batch=True)
+            for partition, _ in taken:
+                pending.positions[partition] = offsets.position(partition)
+            pending.readings += sum(len(records) for _, records in taken) - result.rejected
+            pending.rejected += result.rejected
+            self.batches += 1
+            await self._push(result.outputs, pending, checkpoint=self._checkpoint_due())
 
     # -- the pipeline ----------------------------------------------------------------
 
     async def _push(
-        self, result: BatchResult, positions: dict[int, int], epoch: int, *, batch: bool
+        self, outputs: Sequence[Message], pending: _Uncommitted, *, checkpoint: bool
     ) -> None:
         """Start the effects of an evaluated batch; wait while PIPELINE_DEPTH are in flight.
 
         Called under the lock, so stages are pushed in evaluation order. The outputs are
-        sent here, first (alarm latency); the series write starts here too.
+        sent here, first (alarm latency). The readings evaluated since the last write go to
+        the time-series store once there are ``timeseries_batch_max`` of them, and at a
+        checkpoint, which also takes the sensors' states and the offsets to commit.
         """
-        acks = await self._publish(result.outputs) if result.outputs else []
-        series = asyncio.ensure_future(self.sink.write(result.points)) if result.points else None
-        stage = _Stage(
-            epoch=epoch,
-            acks=acks,
-            series=series,
-            states=result.states,
-            positions=positions,
-            readings=result.readings,
-            rejected=result.rejected,
-            batch=batch,
-        )
+        acks = await self._publish(outputs) if outputs else []
+        stage = _Stage(epoch=pending.epoch, acks=acks, series=None, states={}, positions={})
+        if pending is self._pending and pending.epoch == self._epoch:
+            if pending.points and (
+                checkpoint or len(pending.points) >= self.settings.timeseries_batch_max
+            ):
+                stage.series = asyncio.ensure_future(self.sink.write(pending.points))
+                pending.points = []
+            if checkpoint:
+                stage.checkpoint = True
+                stage.states = pending.states()
+                stage.positions = pending.positions
+                stage.readings, stage.rejected = pending.readings, pending.rejected
+                self._pending = _Uncommitted(pending.epoch)
+                self._checkpointed_at = time.monotonic()
         stages = self._stages
         previous = stages[-1] if stages else None
         stage.task = asyncio.ensure_future(self._fail_stop(self._complete(stage, previous)))
@@ -781,7 +833,7 @@ class StreamWorker:
             await stage.series
         if previous is not None and previous.task is not None:
             await previous.task  # commits in order (and a failure before stops this one)
-        if not stage.batch:
+        if not stage.checkpoint:
             return
         if stage.epoch != self._epoch:
             # Revoked meanwhile: whoever reads these partitions next repeats the batch from
@@ -789,7 +841,7 @@ class StreamWorker:
             self.stale_batches += 1
             return
         await self._commit(stage.positions)
-        self.batches += 1
+        self.checkpoints += 1
         self.readings += stage.readings
         self.rejected += stage.rejected
 
@@ -937,9 +989,31 @@ class StreamWorker:
         async with self._lock:
             if self._stopping:
                 return
-            result = self.processor.tick(self.clock())
-            if result.outputs or result.states:
-                await self._push(result, {}, self._epoch, batch=False)
+            pending = self._pending
+            outputs = self.processor.tick(self.clock(), pending.touched)
+            if outputs:
+                await self._push(outputs, pending, checkpoint=self._checkpoint_due())
+
+    def _checkpoint_due(self) -> bool:
+        """Tell whether checkpoint_interval_s has passed since the last checkpoint."""
+        interval = self.settings.checkpoint_interval_s
+        return interval <= 0 or time.monotonic() - self._checkpointed_at >= interval
+
+    async def _checkpoint_timer(self) -> None:
+        if self._pending and self._checkpoint_due():
+            await self._checkpoint_now(idle=False)
+
+    async def _checkpoint_now(self, *, idle: bool) -> None:
+        """Checkpoint what is pending: when it is due, or when the intake found nothing new."""
+        await self._fail_stop(self._checkpoint(idle))
+
+    async def _checkpoint(self, idle: bool) -> None:
+        async with self._lock:
+            pending = self._pending
+            if self._stopping or not pending or pending.epoch != self._epoch:
+                return
+            if idle or self._checkpoint_due():
+                await self._push([], pending, checkpoint=True)
 
     async def _fail_stop(self, work: Awaitable[None]) -> None:
         """Await ``work``; on any error stop the worker (``on_fatal``) before it commits."""
