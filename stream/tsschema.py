@@ -58,6 +58,7 @@ import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from math import isfinite
 from typing import Final
 
 from envmon.models import Level, Quality, Reading
@@ -259,30 +260,26 @@ class LineEncoder:
         return self.encode(reading, to_us(reading.ts), _STATE_OF_LEVEL[state])
 
     def encode(self, reading: Reading, ts_us: int, code: int) -> str:
-        """Return the line of a reading whose ``to_us(ts)`` and ``state_code`` are known."""
-        return self.encode_all(((reading, ts_us, code),))[0]
+        """Return the line of a reading whose ``to_us(ts)`` and state code are known.
+
+        The one implementation of the line. The stream worker calls it for every reading
+        as it evaluates it and keeps the line (a ``str``, which the garbage collector does
+        not track) instead of the reading until the batch is written.
+        """
+        entry = self._series.get(reading.sensor_id)
+        if entry is None or entry[0] != reading.unit:
+            entry = self._series_of(reading)
+        quality = reading.quality
+        tail = (self._tails.get(quality) or self._tails_of(quality))[code]
+        value = reading.value
+        if value is not None and isfinite(value):
+            return f"{entry[1]}{float(value)!r}{tail}{ts_us}"
+        return f"{entry[2]}{tail[1:]}{ts_us}"
 
     def encode_all(self, points: Iterable[tuple[Reading, int, int]]) -> list[str]:
-        """Return the lines of ``(reading, ts_us, code)`` points (the one implementation).
-
-        One loop with everything in local names: the stream worker encodes every reading.
-        """
-        series = self._series
-        tails = self._tails
-        isfinite = math.isfinite
-        out: list[str] = []
-        append = out.append
-        for reading, ts_us, code in points:
-            entry = series.get(reading.sensor_id)
-            if entry is None or entry[0] != reading.unit:
-                entry = self._series_of(reading)
-            tail = (tails.get(reading.quality) or self._tails_of(reading.quality))[code]
-            value = reading.value
-            if value is not None and isfinite(value):
-                append(f"{entry[1]}{float(value)!r}{tail}{ts_us}")
-            else:
-                append(f"{entry[2]}{tail[1:]}{ts_us}")
-        return out
+        """Return the lines of ``(reading, ts_us, code)`` points."""
+        encode = self.encode
+        return [encode(reading, ts_us, code) for reading, ts_us, code in points]
 
     def _tails_of(self, quality: Quality) -> tuple[str, str, str]:
         text = _QUALITY_FIELDS.get(quality) or quote_string(str(quality))

@@ -154,6 +154,13 @@ class _Hole:
 #: A reading, its source time in epoch µs and its channel's state code after it was
 #: evaluated (``stream.tsschema``: 0 normal, 1 alert, 2 action).
 Point = tuple[Reading, int, int]
+#: What a time-series sink keeps of a reading until it is written (``TimeSeriesSink.encode``).
+Encode = Callable[[Reading, int, int], object]
+
+
+def as_point(reading: Reading, ts_us: int, code: int) -> Point:
+    """Keep the reading itself (``Encode`` of a sink that wants whole readings)."""
+    return (reading, ts_us, code)
 
 
 class KafkaRecord(Protocol):
@@ -200,7 +207,7 @@ class BatchResult:
     """What one batch of readings produced."""
 
     outputs: list[Message] = field(default_factory=list)  # alarms, records, dead letters
-    points: list[Point] = field(default_factory=list)  # every reading, for the store
+    points: list[Any] = field(default_factory=list)  # every reading, as the sink encodes it
     #: partition → sensor id → the sensor's new state (``SensorState.to_json``)
     states: dict[int, dict[str, bytes]] = field(default_factory=dict)
     #: partition → sensor id → live state, while the batch is evaluated (``finish`` encodes)
@@ -212,7 +219,8 @@ class BatchResult:
 class ReadingBatchProcessor:
     """Evaluates batches of reading messages per partition; knows nothing of Kafka's I/O.
 
-    ``load_state`` returns a sensor's stored state (``SensorState.to_dict`` form) or None.
+    ``load_state`` returns a sensor's stored state (``SensorState.to_dict`` form) or None;
+    ``encode`` turns each evaluated reading into what the time-series sink writes.
     """
 
     def __init__(
@@ -222,8 +230,10 @@ class ReadingBatchProcessor:
         load_state: Callable[[str], Mapping[str, Any] | None],
         *,
         clock: Callable[[], datetime] = utcnow,
+        encode: Encode = as_point,
     ) -> None:
         self.partitions = partitions
+        self.encode = encode
         self.specs: dict[int, list[SensorSpec]] = {p: [] for p in range(partitions)}
         for spec in specs:
             self.specs[partition_of(spec.sensor_id, partitions)].append(spec)
@@ -260,10 +270,13 @@ class ReadingBatchProcessor:
     def evaluate(self, parts: Iterable[Part], result: BatchResult) -> None:
         """Evaluate reading messages into ``result``; one batch may take several calls.
 
-        The hot path of the worker: one pydantic decode, one step of the core and one
-        tuple per reading; events are encoded only when there are some.
+        The hot path of the worker: one pydantic decode, one step of the core and the
+        sink's encoding per reading (a line of text for InfluxDB: the reading itself is
+        freed at once, so the garbage collector does not scan thousands of readings
+        waiting to be written); events are encoded only when there are some.
         """
         points = result.points
+        encode = self.encode
         outputs = result.outputs
         validate = Reading.model_validate_json
         bad = Quality.BAD
@@ -295,9 +308,9 @@ class ReadingBatchProcessor:
                 state = touched[sensor_id] = state_of(sensor_id)
                 high, low = state.high, state.low
                 if high.open or low.open:
-                    points.append((reading, ts_us, state_level(state)))
+                    points.append(encode(reading, ts_us, state_level(state)))
                 else:
-                    points.append((reading, ts_us, 0))  # the common case: nothing open
+                    points.append(encode(reading, ts_us, 0))  # the common case: nothing open
                 if events:
                     outputs.extend(encode_events(events))
 
@@ -369,8 +382,12 @@ def encode_events(events: Iterable[CoreEvent]) -> list[Message]:
 class TimeSeriesSink(Protocol):
     """Where the worker writes every reading; returns only once they are stored."""
 
-    async def write(self, points: Sequence[Point]) -> None:
-        """Store the points (idempotently), retrying while the store is unavailable."""
+    def encode(self, reading: Reading, ts_us: int, code: int) -> object:
+        """Return what ``write`` needs of an evaluated reading (called as it is evaluated)."""
+        ...
+
+    async def write(self, points: Sequence[Any]) -> None:
+        """Store the encoded readings (idempotently), retrying while the store is down."""
         ...
 
     async def close(self) -> None:
@@ -384,10 +401,14 @@ class SqliteSink:
     def __init__(self, path: Path) -> None:
         self.store = SqliteTimeSeries(path)
 
-    async def write(self, points: Sequence[Point]) -> None:
+    def encode(self, reading: Reading, ts_us: int, code: int) -> Reading:
+        """Keep the reading (the table has its own columns)."""
+        return reading
+
+    async def write(self, points: Sequence[Reading]) -> None:
         """Store the readings in a worker thread."""
         if points:
-            await asyncio.to_thread(self.store.write, [point[0] for point in points])
+            await asyncio.to_thread(self.store.write, points)
 
     async def close(self) -> None:
         """Close the database."""
@@ -397,7 +418,10 @@ class SqliteSink:
 class NullSink:
     """No time-series store (``timeseries: none``)."""
 
-    async def write(self, points: Sequence[Point]) -> None:
+    def encode(self, reading: Reading, ts_us: int, code: int) -> None:
+        """Keep nothing."""
+
+    async def write(self, points: Sequence[None]) -> None:
         """Store nothing."""
 
     async def close(self) -> None:
@@ -446,7 +470,7 @@ class _Uncommitted:
     #: partition → sensor id → live state of every sensor evaluated since the checkpoint
     touched: dict[int, dict[str, SensorState]] = field(default_factory=dict)
     positions: dict[int, int] = field(default_factory=dict)  # partition → offset after
-    points: list[Point] = field(default_factory=list)  # not yet handed to the sink
+    points: list[Any] = field(default_factory=list)  # encoded, not yet handed to the sink
     readings: int = 0
     rejected: int = 0
 
@@ -561,7 +585,9 @@ class StreamWorker:
             key_type=bytes,  # faust then writes raw keys (and JSON values)
             use_partitioner=True,
         )
-        self.processor = ReadingBatchProcessor(specs, partitions, self._stored_state, clock=clock)
+        self.processor = ReadingBatchProcessor(
+            specs, partitions, self._stored_state, clock=clock, encode=sink.encode
+        )
         self.batch_channel = app.channel(maxsize=1)
         app.agent(self.batch_channel, name="evaluate")(self._evaluate)
         app.task(self._intake)

@@ -11,12 +11,12 @@ import faust
 
 from envmon.bus import ALL_TOPICS
 from envmon.config import SiteConfig, load_site
-from envmon.models import DeadLetter, SystemEvent
+from envmon.models import DeadLetter, Reading, SystemEvent
 from envmon.settings import Settings
 from stream.influx import InfluxWriter
 from stream.kafka_broker import create_topics
 from stream.tsschema import LineEncoder
-from stream.worker import NullSink, Point, SqliteSink, StreamWorker, TimeSeriesSink, tune_gc
+from stream.worker import NullSink, SqliteSink, StreamWorker, TimeSeriesSink, tune_gc
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +53,14 @@ class InfluxSink:
         if self.worker is not None:
             await self.worker.system_event(event)
 
-    async def write(self, points: Sequence[Point]) -> None:
-        """Write the points; returns once each is stored or dead-lettered."""
+    def encode(self, reading: Reading, ts_us: int, code: int) -> str:
+        """Return the reading's line (``LineEncoder.encode``)."""
+        return self.encoder.encode(reading, ts_us, code)
+
+    async def write(self, points: Sequence[str]) -> None:
+        """Write the lines; returns once each is stored or dead-lettered."""
         if points:
-            await self.writer.write(self.encoder.encode_all(points))
+            await self.writer.write(points)
 
     async def close(self) -> None:
         """Close the writer's HTTP client."""
