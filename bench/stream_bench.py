@@ -420,6 +420,50 @@ async def latency(
     )
 
 
+async def throughput(
+    args: argparse.Namespace, broker: KafkaBroker, questdb: QuestDB, site: SiteConfig, work: Path
+) -> None:
+    """Run the throughput measurements (bare consumer and worker, then the breakdown)."""
+    conf = settings(broker, questdb, "thr", work, args.within)
+    await create_topics(broker.bootstrap, {conf.topic(t): PARTITIONS for t in ALL_TOPICS})
+    values = throughput_readings(site, args.readings)
+    await produce(broker.bootstrap, conf.topic(READINGS), values)
+    n = args.readings
+    meter = CpuMeter({"kafka": broker.pid, "questdb": questdb.pid})
+    # Untimed: the first pass over a new topic is slower (broker and consumer warm up).
+    await bare_consumer(broker.bootstrap, conf.topic(READINGS), n, conf.batch_max, meter)
+    ratios = []
+    for run in range(1, args.repeat + 1):
+        bare = await bare_consumer(broker.bootstrap, conf.topic(READINGS), n, conf.batch_max, meter)
+        # A new worker group and site tag: the same readings, new series in QuestDB.
+        run_conf = conf.model_copy(update={"app_id": f"thr{run}"})
+        run_site = parse_site(site_yaml(args.sensors, f"Stream bench {run}"))
+        worker = await run_worker(build_worker(run_conf, run_site), n, meter)
+        ratios.append(bare.seconds / worker.seconds)
+        print(
+            f"throughput run {run}: bare consumer {bare.rate(n):,.0f} readings/s "
+            f"(CPU µs a reading: {bare.per_reading(n)}); worker {worker.rate(n):,.0f} "
+            f"readings/s (evaluated, alarms produced, written to QuestDB; "
+            f"batch_within_s {args.within:g}; CPU µs a reading: "
+            f"{worker.per_reading(n)}); ratio {bare.seconds / worker.seconds:.3f}",
+            flush=True,
+        )
+    print(f"throughput: median ratio {statistics.median(ratios):.3f}", flush=True)
+    # Where the worker's time goes, same topic, same run: the time-series write on
+    # its own, and a worker (new group) that writes no time series.
+    alone_s = await writer_alone(questdb, site, values)
+    no_ts = conf.model_copy(update={"app_id": "nots", "timeseries": "none"})
+    no_ts_run = await run_worker(build_worker(no_ts, site), n, meter)
+    print(
+        f"breakdown: time-series writer alone {n / alone_s:,.0f} readings/s "
+        f"(ratio {bare.seconds / alone_s:.3f}); worker without time series "
+        f"{no_ts_run.rate(n):,.0f} readings/s (ratio "
+        f"{bare.seconds / no_ts_run.seconds:.3f}; CPU µs a reading: "
+        f"{no_ts_run.per_reading(n)})",
+        flush=True,
+    )
+
+
 async def main_async(args: argparse.Namespace) -> None:
     """Run both measurements and print the results."""
     site = parse_site(site_yaml(args.sensors))
@@ -440,46 +484,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 flush=True,
             )
             create_readings_table(questdb)
-            conf = settings(broker, questdb, "thr", work, args.within)
-            await create_topics(broker.bootstrap, {conf.topic(t): PARTITIONS for t in ALL_TOPICS})
-            values = throughput_readings(site, args.readings)
-            await produce(broker.bootstrap, conf.topic(READINGS), values)
-            n = args.readings
-            meter = CpuMeter({"kafka": broker.pid, "questdb": questdb.pid})
-            # Untimed: the first pass over a new topic is slower (broker and consumer warm up).
-            await bare_consumer(broker.bootstrap, conf.topic(READINGS), n, conf.batch_max, meter)
-            ratios = []
-            for run in range(1, args.repeat + 1):
-                bare = await bare_consumer(
-                    broker.bootstrap, conf.topic(READINGS), n, conf.batch_max, meter
-                )
-                # A new worker group and site tag: the same readings, new series in QuestDB.
-                run_conf = conf.model_copy(update={"app_id": f"thr{run}"})
-                run_site = parse_site(site_yaml(args.sensors, f"Stream bench {run}"))
-                worker = await run_worker(build_worker(run_conf, run_site), n, meter)
-                ratios.append(bare.seconds / worker.seconds)
-                print(
-                    f"throughput run {run}: bare consumer {bare.rate(n):,.0f} readings/s "
-                    f"(CPU µs a reading: {bare.per_reading(n)}); worker {worker.rate(n):,.0f} "
-                    f"readings/s (evaluated, alarms produced, written to QuestDB; "
-                    f"batch_within_s {args.within:g}; CPU µs a reading: "
-                    f"{worker.per_reading(n)}); ratio {bare.seconds / worker.seconds:.3f}",
-                    flush=True,
-                )
-            print(f"throughput: median ratio {statistics.median(ratios):.3f}", flush=True)
-            # Where the worker's time goes, same topic, same run: the time-series write on
-            # its own, and a worker (new group) that writes no time series.
-            alone_s = await writer_alone(questdb, site, values)
-            no_ts = conf.model_copy(update={"app_id": "nots", "timeseries": "none"})
-            no_ts_run = await run_worker(build_worker(no_ts, site), n, meter)
-            print(
-                f"breakdown: time-series writer alone {n / alone_s:,.0f} readings/s "
-                f"(ratio {bare.seconds / alone_s:.3f}); worker without time series "
-                f"{no_ts_run.rate(n):,.0f} readings/s (ratio "
-                f"{bare.seconds / no_ts_run.seconds:.3f}; CPU µs a reading: "
-                f"{no_ts_run.per_reading(n)})",
-                flush=True,
-            )
+            if args.throughput:
+                await throughput(args, broker, questdb, site, work)
             if pinned:
                 # Latency is measured as deployed on one machine: the worker's process, this
                 # producer and the servers share every CPU (on one CPU each, the producer
@@ -513,6 +519,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--within", type=float, default=0.02, help="batch_within_s of the throughput run"
+    )
+    parser.add_argument(
+        "--latency-only",
+        dest="throughput",
+        action="store_false",
+        help="measure the latency only (no throughput runs)",
     )
     parser.add_argument(
         "--lat-within", type=float, default=0.02, help="batch_within_s of the latency run"

@@ -190,8 +190,12 @@ class InfluxClientTransport:
         self._client: InfluxDBClientAsync | None = None
         self._service: WriteService | None = None
 
-    async def post(self, lines: Sequence[str]) -> None:
-        """Write the lines in one gzip request with ``precision=us``."""
+    def open(self) -> WriteService:
+        """Make the HTTP client now (idempotent), e.g. before readings are waiting.
+
+        Making it builds an SSL context (tens of milliseconds of CPU, even for ``http``),
+        which the first write would otherwise do on the event loop.
+        """
         if self._service is None:
             self._client = InfluxDBClientAsync(
                 url=self.url,
@@ -201,11 +205,16 @@ class InfluxClientTransport:
                 enable_gzip=False,  # compressed here (see the class docstring)
             )
             self._service = WriteService(self._client.api_client)  # type: ignore[no-untyped-call]
+        return self._service
+
+    async def post(self, lines: Sequence[str]) -> None:
+        """Write the lines in one gzip request with ``precision=us``."""
+        service = self.open()
         body = "\n".join(lines).encode()
         if self._gzip:
             body = await asyncio.to_thread(gzip.compress, body, GZIP_LEVEL)
         try:
-            await self._service.post_write_async(  # type: ignore[no-untyped-call]
+            await service.post_write_async(  # type: ignore[no-untyped-call]
                 org=self.org,
                 bucket=self.bucket,
                 body=body,
@@ -405,6 +414,12 @@ class InfluxWriter:
             event=kind, component=self.component, ts=self._clock(), alarm=alarm, detail=detail
         )
         await _call(self._on_event, event)
+
+    def open(self) -> None:
+        """Make the HTTP client now if the transport can (it is made on first use anyway)."""
+        open_transport = getattr(self._transport, "open", None)
+        if open_transport is not None:
+            open_transport()
 
     async def close(self) -> None:
         """Close the HTTP client; idempotent."""

@@ -63,7 +63,7 @@ from typing import Final
 
 from envmon.models import Level, Quality, Reading
 from envmon.sensors import SensorSpec
-from envmon.timeutil import to_us
+from envmon.timeutil import EPOCH, to_us
 
 MEASUREMENT: Final = "reading"
 TAG_SITE: Final = "site"
@@ -254,6 +254,14 @@ class LineEncoder:
         self._series: dict[str, tuple[str, str, str]] = {}
         # quality → per state code ',quality="Q",state=Ni ' (the fields after the value)
         self._tails: dict[Quality, tuple[str, str, str]] = {}
+
+    def prepare(self) -> None:
+        """Compute every known sensor's series prefix now (its spec's unit), not on first use."""
+        for sensor_id, spec in self._specs.items():
+            if sensor_id not in self._series:
+                self._series_of(
+                    Reading.trusted(sensor_id, None, spec.unit, EPOCH, None, Quality.GOOD, "")
+                )
 
     def line(self, reading: Reading, state: Level | None = None) -> str:
         """Return the reading's line (no trailing newline, µs timestamp)."""

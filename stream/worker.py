@@ -128,10 +128,10 @@ MAX_PARTITION_FETCH_BYTES: Final = 4 * 1024 * 1024
 SEEK_AGAIN_S: Final = 1.0
 #: While the agent is busy, the intake polls for more readings this often (milliseconds).
 BUSY_POLL_MS: Final = 2
-#: Evaluated batches whose effects may be under way at once (see the pipeline above): enough
-#: for the batches evaluated while one time-series write of ``timeseries_batch_max``
-#: readings is under way, and one checkpoint completing behind them.
-PIPELINE_DEPTH: Final = 8
+#: Stages (time-series writes and checkpoints) that may be under way at once (see the
+#: pipeline above): the batches are evaluated while they complete, and what they hold in
+#: memory is bounded by PIPELINE_DEPTH × ``timeseries_batch_max`` lines.
+PIPELINE_DEPTH: Final = 4
 #: Readings evaluated between two turns of the event loop (a few milliseconds of work).
 EVALUATE_SLICE: Final = 500
 #: How long a stopping worker waits for the batches in its pipeline to complete.
@@ -386,6 +386,10 @@ class TimeSeriesSink(Protocol):
         """Return what ``write`` needs of an evaluated reading (called as it is evaluated)."""
         ...
 
+    async def start(self) -> None:
+        """Get ready to write (connections), before the first readings arrive."""
+        ...
+
     async def write(self, points: Sequence[Any]) -> None:
         """Store the encoded readings (idempotently), retrying while the store is down."""
         ...
@@ -405,6 +409,9 @@ class SqliteSink:
         """Keep the reading (the table has its own columns)."""
         return reading
 
+    async def start(self) -> None:
+        """Nothing to prepare: the database is open."""
+
     async def write(self, points: Sequence[Reading]) -> None:
         """Store the readings in a worker thread."""
         if points:
@@ -420,6 +427,9 @@ class NullSink:
 
     def encode(self, reading: Reading, ts_us: int, code: int) -> None:
         """Keep nothing."""
+
+    async def start(self) -> None:
+        """Nothing to prepare."""
 
     async def write(self, points: Sequence[None]) -> None:
         """Store nothing."""
@@ -471,6 +481,7 @@ class _Uncommitted:
     touched: dict[int, dict[str, SensorState]] = field(default_factory=dict)
     positions: dict[int, int] = field(default_factory=dict)  # partition → offset after
     points: list[Any] = field(default_factory=list)  # encoded, not yet handed to the sink
+    acks: list[asyncio.Future[Any]] = field(default_factory=list)  # of outputs sent since
     readings: int = 0
     rejected: int = 0
 
@@ -681,6 +692,11 @@ class StreamWorker:
             max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
         )
         await consumer.start()
+        # The producer and the time-series client now, not when the first readings wait for
+        # them: starting them takes round trips (metadata, the idempotent producer's id) and
+        # CPU (an SSL context) that would delay the first alarms.
+        await self._producing()
+        await self.sink.start()
         batch_max = self.settings.batch_max
         timeout_ms = max(1, int(self.settings.batch_within_s * 1000))
         pending: dict[int, list[Any]] = {}  # partition → records, in offset order
@@ -748,6 +764,7 @@ class StreamWorker:
                     start = earliest[tp] if committed is None else committed
                     self.offsets.start(tp.partition, start)
                     consumer.seek(tp, start)
+                    self.processor.evaluator(tp.partition)  # built now, not on its first batch
             self._held_epoch = epoch
             logger.info("reading %s partitions %s", self.readings_topic, wanted)
 
@@ -814,9 +831,15 @@ class StreamWorker:
         acks = await self._publish(outputs) if outputs else []
         stage = _Stage(epoch=pending.epoch, acks=acks, series=None, states={}, positions={})
         if pending is self._pending and pending.epoch == self._epoch:
-            if pending.points and (
+            write = pending.points and (
                 checkpoint or len(pending.points) >= self.settings.timeseries_batch_max
-            ):
+            )
+            if not write and not checkpoint:
+                pending.acks += acks  # awaited by the next stage: no stage of its own
+                return
+            stage.acks = pending.acks + acks
+            pending.acks = []
+            if write:
                 stage.series = asyncio.ensure_future(self.sink.write(pending.points))
                 pending.points = []
             if checkpoint:

@@ -33,6 +33,7 @@ class InfluxSink:
         self.specs = {spec.sensor_id: spec for spec in site.sensors()}
         self.site_id = site_id(site)
         self.encoder = LineEncoder(self.specs, site=self.site_id)
+        self.encoder.prepare()
         self.worker: StreamWorker | None = None
         self.writer = InfluxWriter(
             settings.influx_url,
@@ -61,6 +62,10 @@ class InfluxSink:
         """Write the lines; returns once each is stored or dead-lettered."""
         if points:
             await self.writer.write(points)
+
+    async def start(self) -> None:
+        """Make the HTTP client before the first readings wait for it."""
+        self.writer.open()
 
     async def close(self) -> None:
         """Close the writer's HTTP client."""
