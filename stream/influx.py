@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import gzip
 import inspect
 import json
 import logging
@@ -54,6 +53,7 @@ from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
+from isal import igzip
 
 from envmon.errors import EnvmonError
 from envmon.models import DeadLetter, SystemEvent, SystemEventKind
@@ -70,8 +70,9 @@ _MAX_MESSAGE: Final = 2000
 _T = TypeVar("_T")
 #: The lines carry µs timestamps. WritePrecision is a class of str constants, typed as such.
 _PRECISION: Final = cast(WritePrecision, WritePrecision.US)
-#: zlib level of request bodies: line protocol still shrinks ~10x, at a fraction of level
-#: 9's CPU (influxdb-client's fixed level).
+#: Compression level of request bodies (ISA-L's igzip, levels 0-3): line protocol shrinks
+#: ~15x at ~0.07 µs a line, against ~0.37 µs for zlib at level 1 and ~4 µs at level 9
+#: (influxdb-client's fixed level). The body is standard gzip.
 GZIP_LEVEL: Final = 1
 assert _PRECISION == tsschema.PRECISION
 
@@ -166,9 +167,10 @@ class InfluxClientTransport:
     """``WriteTransport`` over influxdb-client's ``InfluxDBClientAsync`` (aiohttp, gzip).
 
     The client is made on the first ``post`` (aiohttp wants a running event loop). The body
-    is gzip'd here, at level ``GZIP_LEVEL`` in a worker thread (zlib releases the GIL),
-    and sent through the client's generated ``WriteService`` with ``Content-Encoding:
-    gzip``: the client's own gzip runs at level 9 on the event loop, ~4 µs a line.
+    is gzip'd here with ISA-L (``isal.igzip``) at level ``GZIP_LEVEL`` in a worker thread
+    (it releases the GIL), and sent through the client's generated ``WriteService`` with
+    ``Content-Encoding: gzip``: the client's own gzip runs at level 9 on the event loop,
+    ~4 µs a line.
     """
 
     def __init__(
@@ -212,7 +214,7 @@ class InfluxClientTransport:
         service = self.open()
         body = "\n".join(lines).encode()
         if self._gzip:
-            body = await asyncio.to_thread(gzip.compress, body, GZIP_LEVEL)
+            body = await asyncio.to_thread(igzip.compress, body, GZIP_LEVEL)
         try:
             await service.post_write_async(  # type: ignore[no-untyped-call]
                 org=self.org,

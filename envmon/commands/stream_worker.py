@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import faust
 
@@ -34,6 +34,8 @@ class InfluxSink:
         self.site_id = site_id(site)
         self.encoder = LineEncoder(self.specs, site=self.site_id)
         self.encoder.prepare()
+        #: The reading's line, called for every reading the worker evaluates.
+        self.encode: Callable[[Reading, int, int], str] = self.encoder.encode
         self.worker: StreamWorker | None = None
         self.writer = InfluxWriter(
             settings.influx_url,
@@ -53,10 +55,6 @@ class InfluxSink:
     async def _event(self, event: SystemEvent) -> None:
         if self.worker is not None:
             await self.worker.system_event(event)
-
-    def encode(self, reading: Reading, ts_us: int, code: int) -> str:
-        """Return the reading's line (``LineEncoder.encode``)."""
-        return self.encoder.encode(reading, ts_us, code)
 
     async def write(self, points: Sequence[str]) -> None:
         """Write the lines; returns once each is stored or dead-lettered."""
