@@ -430,8 +430,14 @@ async def throughput(
     await produce(broker.bootstrap, conf.topic(READINGS), values)
     n = args.readings
     meter = CpuMeter({"kafka": broker.pid, "questdb": questdb.pid})
-    # Untimed: the first pass over a new topic is slower (broker and consumer warm up).
+    # Untimed: the first pass over a new topic is slower (broker and consumer warm up), and
+    # the first worker's writes find the servers' write paths cold (QuestDB's line protocol
+    # and WAL, the broker's produce path: their JIT compilers have not run yet).
     await bare_consumer(broker.bootstrap, conf.topic(READINGS), n, conf.batch_max, meter)
+    warm_conf = conf.model_copy(update={"app_id": "warm"})
+    await run_worker(
+        build_worker(warm_conf, parse_site(site_yaml(args.sensors, "Warm-up"))), n, meter
+    )
     ratios = []
     for run in range(1, args.repeat + 1):
         bare = await bare_consumer(broker.bootstrap, conf.topic(READINGS), n, conf.batch_max, meter)

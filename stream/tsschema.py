@@ -246,6 +246,10 @@ class LineEncoder:
 
     #: Cached prefixes before the cache starts over (sensors of one site).
     MAX_SERIES: Final = 100_000
+    #: Cached value texts before the cache starts over. Instruments report with a fixed
+    #: resolution (0.01 °C, whole particle counts), so a site's values repeat, and
+    #: ``repr(float)`` is ~40 % of a line's cost.
+    MAX_VALUES: Final = 65_536
 
     def __init__(self, specs: Mapping[str, SensorSpec], site: str = "") -> None:
         self._specs = specs
@@ -254,6 +258,8 @@ class LineEncoder:
         self._series: dict[str, tuple[str, str, str]] = {}
         # quality → per state code ',quality="Q",state=Ni ' (the fields after the value)
         self._tails: dict[Quality, tuple[str, str, str]] = {}
+        # finite value → its text (repr: the shortest text that reads back as the same float)
+        self._values: dict[float, str] = {}
 
     def prepare(self) -> None:
         """Compute every known sensor's series prefix now (its spec's unit), not on first use."""
@@ -280,9 +286,21 @@ class LineEncoder:
         quality = reading.quality
         tail = (self._tails.get(quality) or self._tails_of(quality))[code]
         value = reading.value
-        if value is not None and isfinite(value):
-            return f"{entry[1]}{float(value)!r}{tail}{ts_us}"
-        return f"{entry[2]}{tail[1:]}{ts_us}"
+        if value is None:
+            return f"{entry[2]}{tail[1:]}{ts_us}"
+        text = self._values.get(value)
+        if text is None:
+            if not isfinite(value):  # NaN and ±inf: no value field (NaN is never cached)
+                return f"{entry[2]}{tail[1:]}{ts_us}"
+            text = self._value_text(value)
+        return f"{entry[1]}{text}{tail}{ts_us}"
+
+    def _value_text(self, value: float) -> str:
+        values = self._values
+        if len(values) >= self.MAX_VALUES:
+            values.clear()
+        text = values[value] = repr(float(value))
+        return text
 
     def encode_all(self, points: Iterable[tuple[Reading, int, int]]) -> list[str]:
         """Return the lines of ``(reading, ts_us, code)`` points."""
