@@ -204,15 +204,12 @@ def state_level(state: SensorState) -> int:
 
 @dataclass
 class BatchResult:
-    """What one batch of readings produced."""
+    """What evaluating readings produced (``ReadingBatchProcessor.evaluate`` adds to it)."""
 
     outputs: list[Message] = field(default_factory=list)  # alarms, records, dead letters
     points: list[Any] = field(default_factory=list)  # every reading, as the sink encodes it
-    #: partition → sensor id → the sensor's new state (``SensorState.to_json``)
-    states: dict[int, dict[str, bytes]] = field(default_factory=dict)
-    #: partition → sensor id → live state, while the batch is evaluated (``finish`` encodes)
+    #: partition → sensor id → live state of every sensor evaluated (encoded at a checkpoint)
     touched: dict[int, dict[str, SensorState]] = field(default_factory=dict)
-    readings: int = 0
     rejected: int = 0
 
 
@@ -261,12 +258,6 @@ class ReadingBatchProcessor:
         for partition in partitions:
             self.evaluators.pop(partition, None)
 
-    def process(self, parts: Iterable[Part]) -> BatchResult:
-        """Evaluate each partition's reading messages, in order: ``evaluate``, ``finish``."""
-        result = BatchResult()
-        self.evaluate(parts, result)
-        return self.finish(result)
-
     def evaluate(self, parts: Iterable[Part], result: BatchResult) -> None:
         """Evaluate reading messages into ``result``; one batch may take several calls.
 
@@ -313,15 +304,6 @@ class ReadingBatchProcessor:
                     points.append(encode(reading, ts_us, 0))  # the common case: nothing open
                 if events:
                     outputs.extend(encode_events(events))
-
-    def finish(self, result: BatchResult) -> BatchResult:
-        """Encode the new state of every sensor the batch touched, once each; return it."""
-        for partition, touched in result.touched.items():
-            if touched:
-                result.states[partition] = {sid: st.to_json() for sid, st in touched.items()}
-        result.touched = {}
-        result.readings = len(result.points)
-        return result
 
     def tick(self, now: datetime, touched: dict[int, dict[str, SensorState]]) -> list[Message]:
         """Advance every partition's watermark to ``now``: stale-data alarms.
@@ -829,16 +811,17 @@ class StreamWorker:
         checkpoint, which also takes the sensors' states and the offsets to commit.
         """
         acks = await self._publish(outputs) if outputs else []
-        stage = _Stage(epoch=pending.epoch, acks=acks, series=None, states={}, positions={})
+        stage = _Stage(
+            epoch=pending.epoch, acks=pending.acks + acks, series=None, states={}, positions={}
+        )
+        pending.acks = []
         if pending is self._pending and pending.epoch == self._epoch:
             write = pending.points and (
                 checkpoint or len(pending.points) >= self.settings.timeseries_batch_max
             )
             if not write and not checkpoint:
-                pending.acks += acks  # awaited by the next stage: no stage of its own
+                pending.acks = stage.acks  # awaited by the next stage: no stage of its own
                 return
-            stage.acks = pending.acks + acks
-            pending.acks = []
             if write:
                 stage.series = asyncio.ensure_future(self.sink.write(pending.points))
                 pending.points = []
