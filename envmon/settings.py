@@ -105,10 +105,10 @@ class Settings(BaseSettings):
     influx_bucket: str = "envmon"
     influx_timeout_s: float = Field(default=10.0, gt=0)
     timeseries_batch_max: int = Field(
-        default=20_000,
+        default=50_000,
         ge=1,
         le=1_000_000,
-        description="readings per time-series write (also written at every checkpoint)",
+        description="most readings per time-series write (also written at every checkpoint)",
     )
 
     records_db: SecretStr = Field(

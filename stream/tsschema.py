@@ -296,10 +296,12 @@ class LineEncoder:
         return f"{entry[1]}{text}{tail}{ts_us}"
 
     def _value_text(self, value: float) -> str:
-        values = self._values
-        if len(values) >= self.MAX_VALUES:
-            values.clear()
-        text = values[value] = repr(float(value))
+        text = repr(float(value))
+        if value:  # not 0.0: -0.0 == 0.0 would find the other's text
+            values = self._values
+            if len(values) >= self.MAX_VALUES:
+                values.clear()
+            values[value] = text
         return text
 
     def encode_all(self, points: Iterable[tuple[Reading, int, int]]) -> list[str]:

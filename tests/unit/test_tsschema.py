@@ -208,3 +208,18 @@ def test_line_encoder_writes_what_reading_line_writes(
         other, _SPECS.get(sensor), site=site, state=level
     )
     assert encoder.line(r, level) == expected
+    prepared = tsschema.LineEncoder(_SPECS, site=site)
+    prepared.prepare()  # series prefixes computed from the specs' units ahead of time
+    assert prepared.line(r, level) == expected
+
+
+def test_line_encoder_value_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Value texts are cached up to MAX_VALUES, then the cache starts over; lines stay exact."""
+    monkeypatch.setattr(tsschema.LineEncoder, "MAX_VALUES", 8)
+    encoder = tsschema.LineEncoder(_SPECS, site="plant-a")
+    for i in range(50):
+        for value in (i / 7, -0.0, 0.0, float("nan"), float("inf"), 5):
+            r = Reading(sensor_id="fridge-1.temperature", value=value, unit="degC", ts=DEFAULT_T0)
+            expected = tsschema.reading_line(r, _SPECS["fridge-1.temperature"], site="plant-a")
+            assert encoder.line(r) == expected
+        assert len(encoder._values) <= 8

@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -412,3 +412,66 @@ async def end_offsets(settings: Settings) -> dict[int, int]:
     finally:
         await consumer.stop()
     return {tp.partition: offset for tp, offset in ends.items()}
+
+
+class RecordingSink(SqliteSink):
+    """The SQLite sink, noting how many readings each write carried."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.writes: list[int] = []
+
+    async def write(self, points: Sequence[Reading]) -> None:
+        self.writes.append(len(points))
+        await super().write(points)
+
+
+class TestCheckpoints:
+    async def test_states_and_offsets_saved_per_checkpoint_series_written_in_batches(
+        self, kafka: KafkaBroker, topic_prefix: str, tmp_path: Path
+    ) -> None:
+        """Checkpoints, not batches, commit; caught up, the worker checkpoints at once."""
+        readings, expected_alarms, _ = scripted_day(tmp_path)
+        settings = settings_for(
+            kafka,
+            topic_prefix,
+            tmp_path / "worker",
+            batch_max=100,
+            checkpoint_interval_s=60,  # never due here: only "caught up" can checkpoint
+            timeseries_batch_max=250,
+        )
+        await make_topics(settings)
+        await publish(settings, readings)
+        sink = RecordingSink(tmp_path / "ts.sqlite3")
+        worker = StreamWorker(settings, load_site(SITE).sensors(), sink, on_fatal=lambda _e: None)
+        async with running(worker):
+            await until_handled(worker, len(readings), timeout=60)
+            alarms = await read_topic(settings, ALARMS, until=len(expected_alarms))
+        assert worker.fatal is None
+        assert worker.readings == len(readings)
+        assert worker.batches >= len(readings) // 100
+        assert 1 <= worker.checkpoints < worker.batches / 10
+        assert sum(sink.writes) == len(readings)
+        assert max(sink.writes) <= 250
+        assert sink.store.count() == len(readings)
+        assert await committed(settings) == await end_offsets(settings)
+        assert canonical(alarms) == canonical(expected_alarms)
+        # Every sensor's last state reached the changelog: a new worker starts from it.
+        changelog = worker.table.changelog_topic.get_topic_name()
+        keys = {key for key, _ in await read_raw(settings.kafka_bootstrap, changelog)}
+        assert keys == {r.sensor_id.encode() for r in readings}
+
+
+async def read_raw(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
+    """Read a whole topic from the start until it has been quiet for a second."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    out: list[tuple[bytes, bytes]] = []
+    try:
+        while batches := await consumer.getmany(timeout_ms=1_000):
+            out += [(r.key, r.value) for records in batches.values() for r in records]
+    finally:
+        await consumer.stop()
+    return out
