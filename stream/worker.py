@@ -48,8 +48,9 @@ acknowledged by the brokers, the time-series write, the commit). Waiting for the
 evaluating the next batch left the worker's one core idle for a good part of every batch;
 now the next batches are evaluated meanwhile, and only the order of the effects above is
 kept. What waits in memory is bounded: the lines not yet written (fewer than
-``timeseries_batch_max``) and PIPELINE_DEPTH stages; with the store down the worker stops
-taking readings once they are full.
+``timeseries_batch_max``) and PIPELINE_DEPTH stages of at most ``timeseries_batch_max`` +
+``batch_max`` lines each; with the store down the worker stops taking readings once they
+are full.
 
 **Why lines, not readings.** The sink encodes each reading as the agent evaluates it, and
 the worker keeps the line (a ``str``) until it is written: a pydantic ``Reading`` kept for
@@ -846,7 +847,7 @@ class StreamWorker:
                 pending.acks = stage.acks  # awaited by the next stage: no stage of its own
                 return
             if write:
-                stage.series = asyncio.ensure_future(self.sink.write(pending.points))
+                stage.series = asyncio.ensure_future(self._write_series(pending.points))
                 pending.points = []
             if checkpoint:
                 stage.checkpoint = True
@@ -868,6 +869,12 @@ class StreamWorker:
             assert oldest.task is not None
             await oldest.task
             stages.popleft()
+
+    async def _write_series(self, points: list[Any]) -> None:
+        """Hand the points to the sink in writes of at most timeseries_batch_max."""
+        most = self.settings.timeseries_batch_max
+        for start in range(0, len(points), most):
+            await self.sink.write(points[start : start + most])
 
     async def _complete(self, stage: _Stage, previous: _Stage | None) -> None:
         """Complete one stage: outputs acknowledged, state saved, series stored, commit."""

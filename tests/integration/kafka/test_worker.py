@@ -453,7 +453,7 @@ class TestCheckpoints:
         assert 1 <= worker.checkpoints < worker.batches / 10
         assert sum(sink.writes) == len(readings)
         assert max(sink.writes) <= 250
-        assert sink.store.count() == len(readings)
+        assert SqliteSink(tmp_path / "ts.sqlite3").store.count() == len(readings)
         assert await committed(settings) == await end_offsets(settings)
         assert canonical(alarms) == canonical(expected_alarms)
         # Every sensor's last state reached the changelog: a new worker starts from it.
