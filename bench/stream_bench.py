@@ -11,23 +11,31 @@ on 127.0.0.1, generates a site of N cold-store sensors and then measures, in one
    the ratio is worker / bare. ``--repeat`` alternates the two (a new consumer group, a new
    worker and site tag each time) and reports every run and the median ratio. The whole
    process runs with the worker's garbage-collector settings (``tune_gc``), so both sides
-   run under the same interpreter settings, and an untimed bare pass first warms the
-   broker's and the consumer's caches.
+   run under the same interpreter settings. Untimed passes come first: a bare one warms
+   the broker's and the consumer's caches, a worker one the servers' write paths (QuestDB's
+   line protocol and WAL, the broker's produce path: JVMs not yet compiled). Each run also
+   reports the CPU µs a reading of this process (every thread) and of each server, read
+   from ``/proc`` at the first fetch and at the end: the figure that says whether the
+   worker or a server bounded the rate.
 
    **One worker, one CPU.** In production the broker and the time-series server run on
    their own hosts; here they share a 2-CPU machine with the worker. On a machine with two
    or more CPUs the servers are started pinned to CPU 1 and this process (bare consumer
    and worker alike) then pins itself to CPU 0, so the worker's rate is what one worker
    on one CPU achieves and is not lowered by the servers' work taking its CPU (``--no-pin``
-   turns this off). QuestDB's idle workers are told to nap and sleep sooner than its
-   defaults (``QUESTDB_QUIET``), so they do not spin on the broker's CPU between writes.
-2. **Latency.** A fresh worker and topics; readings produced at a steady rate, each
-   stamped with its send time; one sensor in 20 crosses its action limit and returns every
+   turns this off; pinning needs the machine's CPU count, not this process's, since the
+   second ``pin`` runs already pinned). QuestDB's idle workers are told to nap and sleep
+   sooner than its defaults (``QUESTDB_QUIET``), so they do not spin on the broker's CPU
+   between writes.
+2. **Latency.** A fresh worker and topics; readings produced at a steady rate (the first
+   ``LATENCY_RAMP_S`` not measured: connections, JIT and caches settle), each stamped with
+   its send time; one sensor in 20 crosses its action limit and returns every
    2 s (no delay configured), so alarms are raised and cleared throughout. Latency is
    from a reading's send to the arrival of the alarm event it caused, read by a consumer of
    ``envmon.alarms``: p50 and p99.
 
-    .venv/bin/python -m bench.stream_bench --readings 200000 --sensors 1000
+    .venv/bin/python -m bench.stream_bench --readings 400000 --sensors 1000 --repeat 3
+    .venv/bin/python -m bench.stream_bench --latency-only --seconds 30
 """
 
 from __future__ import annotations
@@ -68,6 +76,8 @@ from stream.worker import (
 )
 
 PARTITIONS = 4
+#: Seconds produced at the latency run's rate before its readings are measured.
+LATENCY_RAMP_S = 2.0
 SERVER_CPU, WORKER_CPU = 1, 0
 # QuestDB's shared and WAL-apply workers spin before they nap and sleep; on a small
 # machine that spinning takes CPU from the broker. These thresholds (ms) are QuestDB's own
@@ -384,7 +394,9 @@ async def latency(
         await asyncio.sleep(8)  # the worker starts and joins its group
         start = time.perf_counter()
         i = 0
-        total = int(rate * seconds)
+        # The first LATENCY_RAMP_S at the same rate are not measured: the steady state is.
+        ramp = int(rate * LATENCY_RAMP_S)
+        total = ramp + int(rate * seconds)
         while i < total:
             due = start + i / rate
             delay = due - time.perf_counter()
@@ -396,9 +408,9 @@ async def latency(
             value = 9.0 if k % 20 == 0 and (cycle + k // 20) % 2 else 5.0
             ts = datetime.now(UTC)
             reading = Reading.trusted(ids[k], value, "degC", ts, None, Quality.GOOD, "bench")
-            sent[(ids[k], reading.to_json().split(b'"ts":"')[1].split(b'"')[0].decode())] = (
-                time.perf_counter()
-            )
+            if i >= ramp:
+                stamp = reading.to_json().split(b'"ts":"')[1].split(b'"')[0].decode()
+                sent[(ids[k], stamp)] = time.perf_counter()
             await producer.send(conf.topic(READINGS), reading.to_json(), key=ids[k].encode())
             i += 1
         await producer.flush()
