@@ -166,11 +166,11 @@ class WriteResult:
 class InfluxClientTransport:
     """``WriteTransport`` over influxdb-client's ``InfluxDBClientAsync`` (aiohttp, gzip).
 
-    The client is made on the first ``post`` (aiohttp wants a running event loop). The body
-    is gzip'd here with ISA-L (``isal.igzip``) at level ``GZIP_LEVEL`` in a worker thread
-    (it releases the GIL), and sent through the client's generated ``WriteService`` with
-    ``Content-Encoding: gzip``: the client's own gzip runs at level 9 on the event loop,
-    ~4 µs a line.
+    The client is made by ``open`` (the stream worker calls it when it starts) or else by
+    the first ``post``; either needs a running event loop (aiohttp). The body is gzip'd here
+    with ISA-L (``isal.igzip``) at level ``GZIP_LEVEL`` in a worker thread (it releases the
+    GIL), and sent through the client's generated ``WriteService`` with ``Content-Encoding:
+    gzip``: the client's own gzip runs at level 9 on the event loop, ~4 µs a line.
     """
 
     def __init__(
