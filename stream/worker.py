@@ -49,8 +49,8 @@ evaluating the next batch left the worker's one core idle for a good part of eve
 now the next batches are evaluated meanwhile, and only the order of the effects above is
 kept. What waits in memory is bounded: the lines not yet written (fewer than
 ``timeseries_batch_max``) and PIPELINE_DEPTH stages of at most ``timeseries_batch_max`` +
-``batch_max`` lines each; with the store down the worker stops taking readings once they
-are full.
+``batch_max`` lines each. With the store down (a write failing and retried) the worker
+takes no new batch until the pipeline has been stored.
 
 **Why lines, not readings.** The sink encodes each reading as the agent evaluates it, and
 the worker keeps the line (a ``str``) until it is written: a pydantic ``Reading`` kept for
@@ -396,6 +396,11 @@ class TimeSeriesSink(Protocol):
         """Get ready to write (connections), before the first readings arrive."""
         ...
 
+    @property
+    def unavailable(self) -> bool:
+        """True while a write is failing and being retried (the store is down)."""
+        ...
+
     async def write(self, points: Sequence[Any]) -> None:
         """Store the encoded readings (idempotently), retrying while the store is down."""
         ...
@@ -418,6 +423,11 @@ class SqliteSink:
     async def start(self) -> None:
         """Nothing to prepare: the database is open."""
 
+    @property
+    def unavailable(self) -> bool:
+        """A local file: never reported down (a failure is fatal)."""
+        return False
+
     async def write(self, points: Sequence[Reading]) -> None:
         """Store the readings in a worker thread."""
         if points:
@@ -436,6 +446,11 @@ class NullSink:
 
     async def start(self) -> None:
         """Nothing to prepare."""
+
+    @property
+    def unavailable(self) -> bool:
+        """Never down."""
+        return False
 
     async def write(self, points: Sequence[None]) -> None:
         """Store nothing."""
@@ -803,6 +818,7 @@ class StreamWorker:
             if batch.epoch != self._epoch or self._stopping:
                 self.stale_batches += 1  # fetched before a rebalance: fetched again after
                 return
+            await self._wait_while_store_down()
             taken = await self._admit(batch.parts)
             if not taken:
                 return
@@ -865,6 +881,20 @@ class StreamWorker:
             assert done is not None
             await done  # raises what failed
         while len(stages) > PIPELINE_DEPTH:
+            oldest = stages[0]
+            assert oldest.task is not None
+            await oldest.task
+            stages.popleft()
+
+    async def _wait_while_store_down(self) -> None:
+        """While the time-series store is down, take no readings: wait for the pipeline.
+
+        The writes in the pipeline are retried until they are stored; until then the
+        worker evaluates nothing new, so a store outage stops the intake at once instead
+        of after PIPELINE_DEPTH more stages.
+        """
+        stages = self._stages
+        while stages and self.sink.unavailable:
             oldest = stages[0]
             assert oldest.task is not None
             await oldest.task

@@ -65,6 +65,11 @@ class InfluxSink:
         """Make the HTTP client before the first readings wait for it."""
         self.writer.open()
 
+    @property
+    def unavailable(self) -> bool:
+        """True from the first failed write of an outage until a write succeeds."""
+        return self.writer.unavailable
+
     async def close(self) -> None:
         """Close the writer's HTTP client."""
         await self.writer.close()
