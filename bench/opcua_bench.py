@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.cpu import cpu_seconds
 from collectors.buffer import Outbox
 from collectors.opcua import OpcUaCollector
 from collectors.pipeline import CollectorPipeline, RawPayload
@@ -112,11 +113,6 @@ class StepResult:
         )
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def serve(count: int, port: int) -> None:
     """Run a synthetic server writing every node once a second (the child process)."""
     server = SyntheticServer(count, endpoint=f"opc.tcp://{HOST}:{port}/bench/")
@@ -174,10 +170,10 @@ async def run_step(count: int, seconds: float, batch: int, per_sub: int) -> Step
             connect_s = time.perf_counter() - started
             await asyncio.sleep(WARMUP_S)
             readings0, t0 = pipeline.counters.readings, time.time()
-            cpu0, server_cpu0 = time.process_time(), _cpu_seconds(child.pid)
+            cpu0, server_cpu0 = time.process_time(), cpu_seconds(child.pid)
             await asyncio.sleep(seconds)
             readings1, t1 = pipeline.counters.readings, time.time()
-            cpu1, server_cpu1 = time.process_time(), _cpu_seconds(child.pid)
+            cpu1, server_cpu1 = time.process_time(), cpu_seconds(child.pid)
             window = [(t, lag, own) for t, lag, own in pipeline.samples if t0 <= t <= t1]
             third = (t1 - t0) / 3
             first = [lag for t, lag, _ in window if t < t0 + third]

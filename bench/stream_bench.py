@@ -59,6 +59,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.cpu import cpu_seconds
 from envmon.bus import ALARMS, ALL_TOPICS, READINGS
 from envmon.commands.stream_worker import build_worker
 from envmon.config import SiteConfig, parse_site
@@ -102,17 +103,21 @@ class CpuMeter:
 
     def __init__(self, servers: dict[str, int | None]) -> None:
         self.servers = {name: pid for name, pid in servers.items() if pid is not None}
-        self.tick = os.sysconf("SC_CLK_TCK")
-
-    def _process(self, pid: int) -> float:
-        # Fields after the command name: utime and stime are the 12th and 13th.
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / self.tick
 
     def snapshot(self) -> CpuSnapshot:
         """Return the CPU seconds used until now."""
-        servers = {name: self._process(pid) for name, pid in self.servers.items()}
+        servers = {name: cpu_seconds(pid) for name, pid in self.servers.items()}
         return CpuSnapshot(time.process_time(), servers)
+
+    def since(self, start: CpuSnapshot, start_time: float) -> Phase:
+        """Close a phase that started at ``start_time`` (perf_counter) with CPU ``start``."""
+        end_time = time.perf_counter()
+        end = self.snapshot()
+        return Phase(
+            end_time - start_time,
+            end.own - start.own,
+            {name: end.servers[name] - start.servers[name] for name in end.servers},
+        )
 
 
 @dataclass(frozen=True)
@@ -135,17 +140,6 @@ class Phase:
         if self.batches:
             parts.append(f"{n / self.batches:,.0f} readings a batch")
         return ", ".join(parts)
-
-
-def phase(meter: CpuMeter, start: CpuSnapshot, start_time: float) -> Phase:
-    """Close a phase that started at ``start_time`` with the CPU of ``start``."""
-    end_time = time.perf_counter()
-    end = meter.snapshot()
-    return Phase(
-        end_time - start_time,
-        end.own - start.own,
-        {name: end.servers[name] - start.servers[name] for name in end.servers},
-    )
 
 
 def pin(cpu: int, enabled: bool) -> bool:
@@ -284,7 +278,7 @@ async def bare_consumer(
                     validate(record.value)
                     got += 1
         assert start is not None
-        return phase(meter, cpu, start)
+        return meter.since(cpu, start)
     finally:
         await consumer.stop()
 
@@ -326,7 +320,7 @@ async def run_worker(worker: StreamWorker, n: int, meter: CpuMeter) -> Phase:
             cpu = meter.snapshot()
             while worker.readings < n:
                 await asyncio.sleep(0.01)
-        result = dataclasses.replace(phase(meter, cpu, worker.first_fetch), batches=worker.batches)
+        result = dataclasses.replace(meter.since(cpu, worker.first_fetch), batches=worker.batches)
     finally:
         await worker.app.stop()
         await worker.sink.close()

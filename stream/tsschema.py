@@ -55,7 +55,6 @@ raises ``ValueError`` for those (the site configuration never produces them).
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from math import isfinite
@@ -203,7 +202,7 @@ def to_line(point: Point, measurement: str = MEASUREMENT) -> str:
     )
     value = point.value
     quality = _QUALITY_FIELDS.get(point.quality) or quote_string(str(point.quality))
-    if value is not None and math.isfinite(value):
+    if value is not None and isfinite(value):
         return (
             f"{series} {FIELD_VALUE}={format_float(value)},{FIELD_QUALITY}={quality},"
             f"{FIELD_STATE}={int(point.state)}i {point.ts_us}"
@@ -286,14 +285,13 @@ class LineEncoder:
         quality = reading.quality
         tail = (self._tails.get(quality) or self._tails_of(quality))[code]
         value = reading.value
-        if value is None:
-            return f"{entry[2]}{tail[1:]}{ts_us}"
-        text = self._values.get(value)
-        if text is None:
-            if not isfinite(value):  # NaN and ±inf: no value field (NaN is never cached)
-                return f"{entry[2]}{tail[1:]}{ts_us}"
-            text = self._value_text(value)
-        return f"{entry[1]}{text}{tail}{ts_us}"
+        if value is not None:
+            text = self._values.get(value)  # NaN is never found: NaN != NaN
+            if text is None and isfinite(value):
+                text = self._value_text(value)
+            if text is not None:
+                return f"{entry[1]}{text}{tail}{ts_us}"
+        return f"{entry[2]}{tail[1:]}{ts_us}"  # no value field (None, NaN, ±inf)
 
     def _value_text(self, value: float) -> str:
         text = repr(float(value))

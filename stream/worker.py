@@ -175,16 +175,10 @@ class _Hole:
     seeks: int = 0
 
 
-#: A reading, its source time in epoch µs and its channel's state code after it was
-#: evaluated (``stream.tsschema``: 0 normal, 1 alert, 2 action).
-Point = tuple[Reading, int, int]
-#: What a time-series sink keeps of a reading until it is written (``TimeSeriesSink.encode``).
+#: What a time-series sink keeps of a reading until it is written (``TimeSeriesSink.encode``):
+#: called with the reading, its source time in epoch µs and its channel's state code after
+#: it was evaluated (``stream.tsschema``: 0 normal, 1 alert, 2 action).
 Encode = Callable[[Reading, int, int], object]
-
-
-def as_point(reading: Reading, ts_us: int, code: int) -> Point:
-    """Keep the reading itself (``Encode`` of a sink that wants whole readings)."""
-    return (reading, ts_us, code)
 
 
 class KafkaRecord(Protocol):
@@ -251,7 +245,7 @@ class ReadingBatchProcessor:
         load_state: Callable[[str], Mapping[str, Any] | None],
         *,
         clock: Callable[[], datetime] = utcnow,
-        encode: Encode = as_point,
+        encode: Encode,
     ) -> None:
         self.partitions = partitions
         self.encode = encode
@@ -748,7 +742,7 @@ class StreamWorker:
                 if fetched and self.first_fetch is None:
                     self.first_fetch = time.perf_counter()
                 if not fetched and not count and self._pending and not self._agent_busy():
-                    await self._checkpoint_now(idle=True)  # caught up: nothing to amortise
+                    await self._fail_stop(self._checkpoint(idle=True))  # caught up
                 for tp, records in fetched.items():
                     held = pending.get(tp.partition)
                     if held is None:
@@ -881,10 +875,14 @@ class StreamWorker:
             assert done is not None
             await done  # raises what failed
         while len(stages) > PIPELINE_DEPTH:
-            oldest = stages[0]
-            assert oldest.task is not None
-            await oldest.task
-            stages.popleft()
+            await self._retire_oldest()
+
+    async def _retire_oldest(self) -> None:
+        """Wait for the oldest stage to complete and drop it; raise what failed."""
+        task = self._stages[0].task
+        if task is not None:
+            await task
+        self._stages.popleft()
 
     async def _wait_while_store_down(self) -> None:
         """While the time-series store is down, take no readings: wait for the pipeline.
@@ -893,12 +891,8 @@ class StreamWorker:
         worker evaluates nothing new, so a store outage stops the intake at once instead
         of after PIPELINE_DEPTH more stages.
         """
-        stages = self._stages
-        while stages and self.sink.unavailable:
-            oldest = stages[0]
-            assert oldest.task is not None
-            await oldest.task
-            stages.popleft()
+        while self._stages and self.sink.unavailable:
+            await self._retire_oldest()
 
     async def _write_series(self, points: list[Any]) -> None:
         """Hand the points to the sink in writes of at most timeseries_batch_max."""
@@ -939,12 +933,8 @@ class StreamWorker:
 
     async def _drain(self) -> None:
         """Wait until every stage in the pipeline is complete; raise what failed."""
-        stages = self._stages
-        while stages:
-            task = stages[0].task
-            if task is not None:
-                await task
-            stages.popleft()
+        while self._stages:
+            await self._retire_oldest()
 
     # -- offsets ---------------------------------------------------------------------
 
@@ -1093,13 +1083,10 @@ class StreamWorker:
 
     async def _checkpoint_timer(self) -> None:
         if self._pending and self._checkpoint_due():
-            await self._checkpoint_now(idle=False)
+            await self._fail_stop(self._checkpoint(idle=False))
 
-    async def _checkpoint_now(self, *, idle: bool) -> None:
+    async def _checkpoint(self, *, idle: bool) -> None:
         """Checkpoint what is pending: when it is due, or when the intake found nothing new."""
-        await self._fail_stop(self._checkpoint(idle))
-
-    async def _checkpoint(self, idle: bool) -> None:
         async with self._lock:
             pending = self._pending
             if self._stopping or not pending or pending.epoch != self._epoch:

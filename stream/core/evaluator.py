@@ -610,7 +610,7 @@ class Evaluator:
         return out
 
     def state_of(self, sensor_id: str) -> SensorState:
-        """Return the live state of one sensor."""
+        """Return the live state of one sensor: the same object for the evaluator's life."""
         return self._channels[sensor_id][1]
 
     def channel(self, sensor_id: str) -> ChannelEvaluator:

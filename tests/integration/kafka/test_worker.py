@@ -145,8 +145,10 @@ def final_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in latest.values() if r.get("end") is not None]
 
 
-def in_process(kind: type[StreamWorker], settings: Settings, tmp_path: Path) -> StreamWorker:
-    sink = SqliteSink(tmp_path / "ts.sqlite3")
+def in_process(
+    kind: type[StreamWorker], settings: Settings, tmp_path: Path, sink: SqliteSink | None = None
+) -> StreamWorker:
+    sink = sink or SqliteSink(tmp_path / "ts.sqlite3")
     return kind(settings, load_site(SITE).sensors(), sink, on_fatal=lambda _e: None)
 
 
@@ -443,8 +445,7 @@ class TestCheckpoints:
         await make_topics(settings)
         await publish(settings, readings)
         sink = RecordingSink(tmp_path / "ts.sqlite3")
-        worker = StreamWorker(settings, load_site(SITE).sensors(), sink, on_fatal=lambda _e: None)
-        async with running(worker):
+        async with running(in_process(StreamWorker, settings, tmp_path, sink)) as worker:
             await until_handled(worker, len(readings), timeout=60)
             alarms = await read_topic(settings, ALARMS, until=len(expected_alarms))
         assert worker.fatal is None
