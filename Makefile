@@ -73,7 +73,7 @@ bench: system-deps server-jars $(STAMP)
 	$(BIN)/python -m bench.replay_bench
 	$(BIN)/python -m bench.opcua_bench --steps 2000,5000,10000,15000 --seconds 30
 	$(BIN)/python -m bench.mqtt_bench --messages 100000 --repeat 3
-	$(BIN)/python -m bench.stream_bench --readings 400000 --sensors 1000 --seconds 30 --repeat 3
+	$(BIN)/python -m bench.stream_bench --readings 400000 --sensors 1000 --seconds 30 --repeat 5
 
 # The whole pipeline on the embedded defaults: amqtt broker, simulated equipment (MQTT and
 # OPC-UA), both collectors, the buffer, the in-process bus, the core, SQLite; live view.
