@@ -19,9 +19,7 @@ def root_logger() -> Iterator[logging.Logger]:
     level, handlers = root.level, list(root.handlers)
     handler_levels = [h.level for h in handlers]
     yield root
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
+    root.handlers[:] = handlers  # faust's logging set-up replaces the root's handlers
     for handler, handler_level in zip(handlers, handler_levels, strict=True):
         handler.setLevel(handler_level)
     root.setLevel(level)
