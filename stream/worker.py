@@ -871,9 +871,7 @@ class StreamWorker:
         stage.task = asyncio.ensure_future(self._fail_stop(self._complete(stage, previous)))
         stages.append(stage)
         while stages and stages[0].task is not None and stages[0].task.done():
-            done = stages.popleft().task
-            assert done is not None
-            await done  # raises what failed
+            await self._retire_oldest()  # raises what failed
         while len(stages) > PIPELINE_DEPTH:
             await self._retire_oldest()
 

@@ -116,9 +116,9 @@ def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
     At a log level of WARN or above faust's Worker animates a spinner on every log record:
     it sets the root logger to DEBUG, for good, and adds a handler that counts records.
     Every ``log.debug`` of aiokafka and faust then builds a record (several per Kafka
-    request), which took a worker at ``--loglevel warning`` to an alarm latency p99 of
-    139–259 ms at 2,000 readings/s (39–58 ms without). Without the spinner the level
-    asked for is the level in force.
+    request): at ``--loglevel warning`` that saturated a worker at 2,000 readings/s for its
+    first seconds of traffic (``bench/RESULTS.md``). Without the spinner the level asked
+    for is the level in force.
     """
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.spinner = None
