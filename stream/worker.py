@@ -119,6 +119,7 @@ from faust.types import TableT
 from pydantic import ValidationError
 
 from envmon.bus import ALARMS, DEADLETTER, EXCURSIONS, READINGS, Message
+from envmon.errors import EnvmonError
 from envmon.models import (
     AlarmEvent,
     CoreEvent,
@@ -163,6 +164,10 @@ SHUTDOWN_DRAIN_S: Final = 10.0
 #: gc.set_threshold of a worker (CPython's default: 700, 10, 10).
 GC_THRESHOLD: Final = (50_000, 20, 10)
 _LEVELS: Final = (None, Level.ALERT, Level.ACTION)
+
+
+class WorkerStoppedError(EnvmonError):
+    """Something was to be sent after the worker stopped producing (it is repeated later)."""
 
 
 @dataclass(slots=True)
@@ -570,6 +575,7 @@ class StreamWorker:
         self._checkpointed_at = time.monotonic()
         self.checkpoints = 0  #: checkpoints committed
         self._stopping = False
+        self._stopped_producing = False  # the producer is stopped for good (see _producing)
         self._busy = False  # the agent is handling a batch
         #: The worker's own producer (outputs and changelog records, as record batches),
         #: made and started on first use: aiokafka wants a running event loop.
@@ -670,7 +676,9 @@ class StreamWorker:
                         pending.cancel()
             self._stages.clear()
             self._next_epoch()
-        producer, self.producer = self.producer, None
+        async with self._producer_lock:  # not while one is being made
+            self._stopped_producing = True
+            producer, self.producer = self.producer, None
         if producer is not None:
             await producer.stop()
 
@@ -706,18 +714,18 @@ class StreamWorker:
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
         )
-        await consumer.start()
-        # The producer and the time-series client now, not when the first readings wait for
-        # them: starting them takes round trips (metadata, the idempotent producer's id) and
-        # CPU (an SSL context) that would delay the first alarms.
-        await self._producing()
-        await self.sink.start()
         batch_max = self.settings.batch_max
         timeout_ms = max(1, int(self.settings.batch_within_s * 1000))
         pending: dict[int, list[Any]] = {}  # partition → records, in offset order
         count = 0
         pending_epoch = self._epoch
-        try:
+        try:  # from the start: a start failed or cancelled half-way leaves no connection open
+            await consumer.start()
+            # The producer and the time-series client now, not when the first readings wait
+            # for them: starting them takes round trips (metadata, the idempotent producer's
+            # id) and CPU (an SSL context) that would delay the first alarms.
+            await self._producing()
+            await self.sink.start()
             while not self._stopping:
                 if self._held_epoch != self._epoch:
                     if not self._ready():
@@ -1003,8 +1011,8 @@ class StreamWorker:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
-        await probe.start()
         try:
+            await probe.start()
             probe.assign([tp])
             probe.seek(tp, offset)
             batch = await probe.getmany(tp, timeout_ms=5_000, max_records=1)
@@ -1104,14 +1112,25 @@ class StreamWorker:
             raise
 
     async def _producing(self) -> BatchProducer:
-        """Return the worker's producer, made and started on first use."""
+        """Return the worker's producer, made and started on first use.
+
+        Not once the worker has stopped producing (the end of ``_shutdown``): a producer
+        made then would never be stopped. What would have been sent is not committed, so
+        the next worker repeats it.
+        """
         if self.producer is None:
             async with self._producer_lock:
                 if self.producer is None:
+                    if self._stopped_producing:
+                        raise WorkerStoppedError("the worker has stopped: nothing more is sent")
                     producer = BatchProducer(
                         self.settings.kafka_bootstrap, client_id=f"{self.settings.app_id}-out"
                     )
-                    await producer.start()
+                    try:
+                        await producer.start()
+                    except BaseException:  # also cancelled: close what the start opened
+                        await producer.stop()
+                        raise
                     self.producer = producer
         return self.producer
 

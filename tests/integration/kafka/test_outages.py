@@ -82,7 +82,7 @@ class TestTimeSeriesOutage:
             await eventually(
                 lambda: stored_points(own_questdb, slug)[0] >= split, "the first part stored"
             )
-            own_questdb.stop()
+            await asyncio.to_thread(own_questdb.stop)  # the worker's loop keeps running
             await publish(settings, readings[split:])
             async with asyncio.timeout(60):
                 while not any(
@@ -93,7 +93,7 @@ class TestTimeSeriesOutage:
             await asyncio.sleep(2.0)  # an observation window: nothing may move in it
             assert (worker.batches, worker.readings) == (batches, taken)
             assert taken < len(readings)
-            own_questdb.start()
+            await asyncio.to_thread(own_questdb.start)
             await eventually(
                 lambda: stored_points(own_questdb, slug)[0] >= len(readings), "every reading"
             )
@@ -150,7 +150,7 @@ class TestKafkaOutage:
             async with asyncio.timeout(60):
                 while outbox.stats.forwarded < 1_000:
                     await asyncio.sleep(0.05)
-            own_kafka.stop()
+            await asyncio.to_thread(own_kafka.stop)  # the collector's loop keeps running
             await harness.publish(messages(harness.prefix, range(1_000, 3_000)))
             async with asyncio.timeout(60):
                 while collector.counters.readings < 3_000:
@@ -160,7 +160,7 @@ class TestKafkaOutage:
                 while outbox.stats.publish_failures < 1:
                     await asyncio.sleep(0.1)
             assert len(outbox) == 2_000
-            own_kafka.start()
+            await asyncio.to_thread(own_kafka.start)
             async with asyncio.timeout(120):
                 while len(outbox):
                     await asyncio.sleep(0.1)

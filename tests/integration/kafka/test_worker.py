@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from envmon.bus import ALARMS, ALL_TOPICS, EXCURSIONS, READINGS, Message
 from envmon.cli import app as cli
 from envmon.config import load_site
-from envmon.models import Reading
+from envmon.models import Reading, SystemEvent, SystemEventKind
 from envmon.settings import Settings
 from envmon.testing import EXAMPLE_SCENARIO_DURATION, example_scenario
 from envmon.timeutil import parse_ts
@@ -34,7 +34,7 @@ from excursions.queries import core_records
 from excursions.records import RECORD, RecordStore
 from stream.kafka_broker import KafkaBroker, create_topics
 from stream.kafka_bus import KafkaBus
-from stream.worker import Batch, SqliteSink, StreamWorker
+from stream.worker import Batch, SqliteSink, StreamWorker, WorkerStoppedError
 
 from .faust_counter import wait_ready
 
@@ -193,6 +193,15 @@ class TestSameResultsAsReplay:
         assert canonical(alarms) == canonical(expected_alarms)
         assert canonical(final_records(records)) == canonical(expected_records)
         assert SqliteSink(tmp_path / "ts.sqlite3").store.count() == len(readings)
+        # Stopped: nothing may make a producer again (it would never be stopped).
+        late = SystemEvent(
+            event=SystemEventKind.TIMESERIES_RESTORED,
+            component="test",
+            ts=parse_ts("2026-01-05T00:00Z"),
+        )
+        with pytest.raises(WorkerStoppedError):
+            await worker.system_event(late)
+        assert worker.producer is None
 
 
 def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
