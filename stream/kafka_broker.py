@@ -525,8 +525,8 @@ async def create_topics(
     """
     names = list(topics)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="envmon-admin")
-    await admin.start()
-    try:
+    try:  # from the start: a start that fails half-way leaves connections open
+        await admin.start()
         response = await admin.create_topics(
             [
                 NewTopic(name, partitions, replication, topic_configs=dict(config or {}))
@@ -567,8 +567,8 @@ async def delete_topics(
     if not wanted:
         return
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="envmon-admin")
-    await admin.start()
-    try:
+    try:  # from the start: a start that fails half-way leaves connections open
+        await admin.start()
         response = await admin.delete_topics(wanted, timeout_ms=int(timeout * 1000))
         failed = []
         for result in response.topic_error_codes:

@@ -155,8 +155,8 @@ class KafkaBus:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
-        await consumer.start()
-        try:
+        try:  # from the start: a start that fails half-way leaves connections open
+            await consumer.start()
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=1_000)
                 for records in batches.values():
