@@ -1024,6 +1024,8 @@ class StreamWorker:
     async def _recheck_holes(self) -> None:
         """Seek again for holes no record has arrived to heal (e.g. a partition at its end)."""
         async with self._lock:
+            if self._stopping:
+                return  # the next reader of the partition finds the hole again
             for partition, hole in list(self._holes.items()):
                 if partition in self.offsets and self.offsets.position(partition) == hole.missing:
                     await self._heal(partition, hole.seen)
