@@ -113,12 +113,9 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
 def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
     """Return faust's Worker for ``app`` without its terminal spinner.
 
-    At a log level of WARN or above faust's Worker animates a spinner on every log record:
-    it sets the root logger to DEBUG, for good, and adds a handler that counts records.
-    Every ``log.debug`` of aiokafka and faust then builds a record (several per Kafka
-    request): at ``--loglevel warning`` that saturated a worker at 2,000 readings/s for its
-    first seconds of traffic (``bench/RESULTS.md``). Without the spinner the level asked
-    for is the level in force.
+    At WARN and above the spinner sets the root logger to DEBUG for good, so the level
+    asked for would not be the level in force (why that matters: "No terminal spinner" in
+    docs/architecture.md).
     """
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.spinner = None
