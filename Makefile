@@ -8,11 +8,12 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests use: real servers and clients, never mocks.
 SYSTEM_PKGS := mosquitto mosquitto-clients openssl openjdk-17-jre-headless maven postgresql chromium
 
-.PHONY: help install system-deps lint test bench demo replay-demo clean server-jars kafka questdb influxdb
+.PHONY: help install system-deps lint test faults bench demo replay-demo clean server-jars kafka questdb influxdb
 
 help:
 	@echo "make test   - install what the tests need, lint, run the whole suite"
 	@echo "make lint   - ruff + mypy"
+	@echo "make faults - the fault matrix on real servers (table in var/test-artifacts/)"
 	@echo "make bench  - slow, opt-in benchmarks (results in bench/RESULTS.md)"
 	@echo "make demo   - the whole pipeline on simulated equipment, with a live view"
 	@echo "make replay-demo - replay the example site's scripted day offline"
@@ -55,6 +56,11 @@ server-jars: system-deps
 
 test: system-deps lint server-jars
 	$(BIN)/pytest
+
+# The fault matrix alone (also part of make test): every fault on the real servers with
+# counted traffic; the table is printed and written to var/test-artifacts/fault-matrix.*.
+faults: system-deps server-jars $(STAMP)
+	$(BIN)/pytest tests/faults -s
 
 # A local Kafka (KRaft) on 127.0.0.1:9092, data in var/kafka; Ctrl-C stops it.
 kafka: server-jars

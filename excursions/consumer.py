@@ -5,7 +5,10 @@ default or Kafka (``stream.kafka_bus.KafkaBus``, whose offsets are committed onl
 caller took the batch, so a crash repeats at most one batch — which the stores ignore: a
 record is applied only if it is newer than the one held, an event only if not yet stored).
 A message that is not what its topic carries goes to ``envmon.deadletter`` with the
-validation error; the consumer goes on.
+validation error; the consumer goes on. While the database does not answer (a PostgreSQL
+restart, a network break) the consumer retries the same message with back-off, logging one
+warning when the outage starts and one line when it ends: nothing is skipped, and no
+offset moves past a message that was not stored.
 
 - ``consume_records``: ``envmon.excursions`` (excursion records and data gaps) into
   ``RecordStore``;
@@ -16,11 +19,14 @@ validation error; the consumer goes on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import functools
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Final, Protocol, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from envmon.bus import ALARMS, DEADLETTER, EXCURSIONS, NOTIFICATIONS, Bus, Message
 from envmon.models import DeadLetter
@@ -37,6 +43,12 @@ WHAT: Final = {
     ALARMS: "an alarm or system event",
     NOTIFICATIONS: "a notification",
 }
+
+#: Back-off between attempts while the database is unavailable.
+RETRY_INITIAL_S: Final = 0.5
+RETRY_MAX_S: Final = 10.0
+
+logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _T_contra = TypeVar("_T_contra", contravariant=True)
@@ -72,7 +84,33 @@ async def _consume(
             await bus.publish([Message(DEADLETTER, message.key, letter.model_dump_json().encode())])
             store.rejected += 1
             continue
-        await asyncio.to_thread(store.apply, item)
+        await _stored(topic, functools.partial(asyncio.to_thread, store.apply, item))
+
+
+async def _stored(topic: str, attempt: Callable[[], Awaitable[bool]]) -> None:
+    """Run ``attempt`` until the database takes it (it is unavailable, not wrong, meanwhile)."""
+    delay, failing_since = RETRY_INITIAL_S, None
+    while True:
+        try:
+            await attempt()
+        except (OperationalError, InterfaceError) as exc:
+            if failing_since is None:
+                failing_since = asyncio.get_running_loop().time()
+                logger.warning(
+                    "%s: the record store is unavailable (%s); retrying until it answers",
+                    topic,
+                    type(exc.orig or exc).__name__,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+            continue
+        if failing_since is not None:
+            logger.warning(
+                "%s: the record store answers again after %.0f s",
+                topic,
+                asyncio.get_running_loop().time() - failing_since,
+            )
+        return
 
 
 async def consume_records(

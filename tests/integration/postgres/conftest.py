@@ -9,6 +9,8 @@ root.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,13 +27,26 @@ if not postgres_installed():  # pragma: no cover - the machine has the Debian pa
     pytest.skip("PostgreSQL is not installed (apt-get install postgresql)", allow_module_level=True)
 
 
+def server_home() -> Path:
+    """Return a new directory for a test server's cluster, outside pytest's temporary root.
+
+    The server runs as ``envmon-pg``, which must traverse every parent of its data
+    directory; pytest makes its root (``/tmp/pytest-of-<user>``) private again whenever a
+    pytest session starts, which would lock a running server out of its own files when two
+    sessions run at once.
+    """
+    return Path(tempfile.mkdtemp(prefix="envmon-pg-"))
+
+
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+def postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server shared by the session's tests, on 127.0.0.1."""
-    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+    home = server_home()
+    server = PostgresServer(home / "postgres")
     server.start()
     yield server
     server.stop()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
@@ -46,12 +61,14 @@ def pg_database(postgres: PostgresServer) -> Iterator[str]:
 
 
 @pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
+def own_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server for this test alone (it may restart it on the same port and data)."""
-    server = PostgresServer(tmp_path / "pg")
+    home = server_home()
+    server = PostgresServer(home / "pg")
     server.start()
     yield server
     server.stop()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

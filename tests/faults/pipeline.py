@@ -1,0 +1,739 @@
+"""The production pipeline on real servers, with counted traffic, for the fault matrix.
+
+One ``Pipeline`` is one small site run the way production runs it: simulated equipment
+(MQTT incubators publishing through Mosquitto with QoS 1, an OPC-UA gateway serving two
+freezers from an asyncua server in this process), ``envmon collect`` with its durable
+buffer, Kafka, ``envmon stream worker`` writing to InfluxDB, and ``envmon excursions
+consume`` storing records in PostgreSQL — every envmon component a separate process,
+started with the same command line a systemd unit uses.
+
+The equipment stamps sample ``k`` with ``t0 + k`` seconds and sends it at that wall time;
+values follow a fixed script with excursions that open before a fault and close after it
+(``value_at``). Everything the equipment handed over is counted (MQTT: acknowledged by the
+broker; OPC-UA: written to the server), and what envmon should make of exactly those
+readings is computed by ``envmon replay``. ``measure`` then compares that with what the
+servers hold: the points in InfluxDB, the records in PostgreSQL and the alarm events on
+Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from sqlalchemy import create_engine
+from typer.testing import CliRunner
+
+from collectors.mosquitto import Mosquitto, MosquittoError, publish_all
+from envmon.bus import ALARMS, ALL_TOPICS
+from envmon.cli import app as cli
+from envmon.timeutil import format_ts
+from excursions.migrate import upgrade
+from excursions.postgres import PostgresServer
+from excursions.queries import core_records
+from stream.influxdb import InfluxDB
+from stream.kafka_broker import KafkaBroker, create_topics
+from tests.integration.opcua.helpers import PointsServer
+
+#: MQTT incubators (temperature, °C) and OPC-UA freezers (temperature, °C).
+INCUBATORS = ("inc-0", "inc-1", "inc-2", "inc-3")
+FREEZERS = ("frz-0", "frz-1")
+PARTITIONS = 4
+_MIGRATING = threading.Lock()
+#: Longer than any fault of the matrix: a fault never makes a sensor stale by itself.
+STALE_AFTER_S = 90
+
+
+def value_at(instrument: str, k: int, script: Script) -> float:
+    """Return the value instrument ``instrument`` reports as its sample ``k``."""
+    wobble = ((k * 7 + len(instrument) * 3 + int(instrument[-1])) % 5) * 0.02
+    if instrument.startswith("inc"):
+        level = 37.0 + wobble
+        if instrument == "inc-1" and script.inc_action[0] <= k < script.inc_action[1]:
+            level = 38.6 + wobble  # above action_high 38.0
+        if instrument == "inc-2" and script.inc_alert[0] <= k < script.inc_alert[1]:
+            level = 37.7 + wobble  # above alert_high 37.5
+        return round(level, 2)
+    level = -80.0 + wobble
+    if instrument == "frz-0" and script.frz_action[0] <= k < script.frz_action[1]:
+        level = -62.0 + wobble  # above action_high -65
+    return round(level, 2)
+
+
+@dataclass(frozen=True)
+class Script:
+    """When (in samples, one a second) the scripted excursions run."""
+
+    inc_action: tuple[int, int]
+    inc_alert: tuple[int, int]
+    frz_action: tuple[int, int]
+    samples: int
+
+
+def site_yaml(prefix: str, mqtt_port: int, opcua_endpoint: str, buffer: Path, nodes: str) -> str:
+    """Return the site of one pipeline: one room, four incubators, two freezers."""
+    incubators = "\n".join(
+        f"""      - id: {i}
+        name: Incubator {i[-1]}
+        kind: incubator
+        channels:
+          - parameter: temperature
+            unit: degC
+            limits: {{alert_high: 37.5, action_high: 38.0, alert_low: 36.0, action_low: 35.5,
+                      deadband: 0.1}}"""
+        for i in INCUBATORS
+    )
+    freezers = "\n".join(
+        f"""      - id: {f}
+        name: Freezer {f[-1]}
+        kind: freezer
+        channels:
+          - parameter: temperature
+            unit: degC
+            limits: {{alert_high: -70.0, action_high: -65.0, deadband: 0.5}}"""
+        for f in FREEZERS
+    )
+    return f"""
+site:
+  name: Fault matrix {prefix}
+  timezone: UTC
+defaults:
+  all: {{stale_after: {STALE_AFTER_S}s, bad_after: 3}}
+areas:
+  - id: lab
+    name: Laboratory
+    instruments:
+{incubators}
+{freezers}
+collectors:
+  buffer: {{path: {buffer}, max_messages: 100000}}
+  mqtt:
+    - id: site-broker
+      host: 127.0.0.1
+      port: {mqtt_port}
+      client_id: envmon-{prefix}
+      session_expiry: 1h
+      reconnect: {{initial: 0.2, maximum: 1}}
+      bindings:
+        - topic: {prefix}/+instrument/data
+          sensor_id: "{{instrument}}.temperature"
+          payload:
+            timestamp: {{path: ts, format: iso8601}}
+            channels: {{temperature: {{path: t}}}}
+  opcua:
+    - id: cold-store
+      endpoint: {opcua_endpoint}
+      subscription: {{publishing_interval: 0.1, keepalive_count: 10, lifetime_count: 30}}
+      watchdog: {{silence_timeout: 5, health_check: 1}}
+      reconnect: {{initial: 0.2, maximum: 1}}
+      node_defaults: {{sampling_interval: 0, queue_size: 100}}
+      nodes:
+{nodes}
+"""
+
+
+@dataclass
+class Sample:
+    """One reading the equipment handed over: the unit of 'readings in'."""
+
+    sensor_id: str
+    ts: dt.datetime
+    value: float
+
+
+class MqttDevices:
+    """The incubators: every second one QoS 1 message each, kept and resent until acked.
+
+    A device that cannot reach the broker keeps its samples and sends them when it can (as
+    real data loggers do); what the broker acknowledged is what went in.
+    """
+
+    def __init__(self, broker: Mosquitto, prefix: str, t0: dt.datetime, script: Script) -> None:
+        self.broker = broker
+        self.prefix = prefix
+        self.t0 = t0
+        self.script = script
+        self.sent: list[Sample] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mqtt-devices", daemon=True)
+
+    def start(self) -> None:
+        """Start publishing (sample 0 at t0)."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the samples already due were acknowledged."""
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        backlog: list[Sample] = []
+        k = 0
+        while k < self.script.samples and not self._stop.is_set():
+            due = self.t0 + dt.timedelta(seconds=k)
+            wait = (due - dt.datetime.now(dt.UTC)).total_seconds()
+            if wait > 0:
+                time.sleep(wait)
+            backlog += [
+                Sample(f"{i}.temperature", due, value_at(i, k, self.script)) for i in INCUBATORS
+            ]
+            k += 1
+            if self._send(backlog):
+                backlog = []
+        while backlog and not self._stop.is_set():  # the last ones, once the broker is back
+            if self._send(backlog):
+                backlog = []
+            else:
+                time.sleep(0.5)
+
+    def _send(self, samples: list[Sample]) -> bool:
+        """Publish the samples; True once the broker acknowledged every one."""
+        try:
+            publish_all(
+                self.broker.host,
+                self.broker.port,
+                [
+                    (
+                        f"{self.prefix}/{s.sensor_id.split('.')[0]}/data",
+                        orjson.dumps({"ts": format_ts(s.ts), "t": s.value}),
+                    )
+                    for s in samples
+                ],
+                timeout=5,
+            )
+        except (MosquittoError, OSError):
+            self.failures += 1  # the broker is away: keep them, try again with the next
+            return False
+        self.sent += samples
+        return True
+
+
+class _GatewayServer(PointsServer):
+    """The test server, holding the equipment's current values before it listens."""
+
+    def __init__(self, gateway: OpcUaGateway, **kwargs: Any) -> None:
+        super().__init__(list(FREEZERS), **kwargs)
+        self.gateway = gateway
+
+    async def build(self, server: Any) -> None:
+        await super().build(server)
+        await self.gateway.write_current()
+
+
+class OpcUaGateway:
+    """The freezers' OPC-UA gateway: one value a second each, with its source timestamp.
+
+    A gateway that (re)starts serves its equipment's current values, stamped with the
+    time it started, before it accepts a connection (a new variable would read 0 °C).
+    """
+
+    def __init__(self, endpoint: str, t0: dt.datetime, script: Script) -> None:
+        self.endpoint = endpoint
+        self.t0 = t0
+        self.script = script
+        self.server = _GatewayServer(self, endpoint=endpoint)
+        self.written: list[Sample] = []
+        self._task: asyncio.Task[None] | None = None
+        self._k = 0
+
+    async def serve(self) -> None:
+        """Start serving."""
+        await self.server.start()
+
+    async def write_current(self) -> None:
+        """Write the values of the current sample, stamped now."""
+        now = dt.datetime.now(dt.UTC)
+        k = max(0, int((now - self.t0).total_seconds()))
+        values = [(f, value_at(f, k, self.script)) for f in FREEZERS]
+        await self.server.write_many([(f, v, 0, now) for f, v in values])
+        self.written += [Sample(f"{f}.temperature", now, v) for f, v in values]
+
+    def node_ids(self) -> dict[str, str]:
+        """Return each freezer's node id."""
+        return {f: self.server.node_id(f) for f in FREEZERS}
+
+    async def _write(self, k: int) -> None:
+        due = self.t0 + dt.timedelta(seconds=k)
+        values = [(f, value_at(f, k, self.script)) for f in FREEZERS]
+        await self.server.write_many(
+            [(f, v, 0, due) for f, v in values]  # 0: StatusCode Good
+        )
+        self.written += [Sample(f"{f}.temperature", due, v) for f, v in values]
+
+    def start(self) -> None:
+        """Start writing one sample a second."""
+        self._task = asyncio.create_task(self._run(), name="opcua-gateway")
+
+    async def _run(self) -> None:
+        k = 1
+        while k < self.script.samples:
+            due = self.t0 + dt.timedelta(seconds=k)
+            await asyncio.sleep(max(0.0, (due - dt.datetime.now(dt.UTC)).total_seconds()))
+            if self.server.running:  # a gateway that is down serves nothing
+                await self._write(k)
+            k += 1
+
+    async def restart(self, down_s: float) -> None:
+        """Stop the server, stay down ``down_s`` seconds, start it again on the same port."""
+        await self.server.stop()
+        await asyncio.sleep(down_s)
+        await self.server.start()
+
+    async def stop_writing(self) -> None:
+        """Stop writing new samples."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def stop(self) -> None:
+        """Stop writing and serving."""
+        await self.stop_writing()
+        await self.server.stop()
+
+
+@dataclass
+class Service:
+    """One envmon process, started like its systemd unit starts it."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self) -> None:
+        """Start the process (its output appended to its log)."""
+        self.starts += 1
+        with self.log.open("ab") as out:
+            out.write(f"\n=== start {self.starts} ===\n".encode())
+            out.flush()
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "envmon.cli", *self.argv],
+                env=self.env,
+                cwd=self.cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def alive(self) -> bool:
+        """Return whether the process runs."""
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, nothing flushed."""
+        if self.process is not None and self.alive():
+            self.process.kill()
+            self.process.wait(30)
+
+    def terminate(self, timeout: float = 60) -> int | None:
+        """SIGTERM and wait; SIGKILL after ``timeout``. Return the exit code."""
+        if self.process is None:
+            return None
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(30)
+        return self.process.returncode
+
+    def tail(self, chars: int = 4000) -> str:
+        """Return the end of the log."""
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+@dataclass
+class Servers:
+    """The real servers one pipeline runs on."""
+
+    kafka: KafkaBroker
+    mosquitto: Mosquitto
+    influxdb: InfluxDB
+    postgres: PostgresServer
+
+
+@dataclass
+class Outcome:
+    """What went in and what the servers hold after a row."""
+
+    readings_in: int
+    readings_stored: int
+    lost: list[str]
+    duplicates: int
+    unexpected_points: int
+    alarms_expected: int
+    alarms_raised: int
+    alarms_missing: list[str]
+    alarms_unexpected: list[str]
+    records_expected: int
+    records_stored: int
+    records_wrong: list[str]
+    system_alarms: list[str]
+    bus_repeats: int
+    log_lines: dict[str, int] = field(default_factory=dict)
+
+
+def free_endpoint() -> str:
+    """Return an OPC-UA endpoint on a free loopback port."""
+    from envmon.netutil import free_port
+
+    return f"opc.tcp://127.0.0.1:{free_port('127.0.0.1')}/fault-matrix/"
+
+
+class Pipeline:
+    """One site through every envmon process, on the given servers (module docstring)."""
+
+    def __init__(self, servers: Servers, workdir: Path, script: Script) -> None:
+        self.servers = servers
+        self.workdir = workdir
+        self.script = script
+        self.prefix = f"f{uuid.uuid4().hex[:10]}"
+        self.database = f"fm_{self.prefix}"
+        self.t0 = dt.datetime.now(dt.UTC)
+        self.endpoint = free_endpoint()
+        self.gateway: OpcUaGateway | None = None
+        self.devices: MqttDevices | None = None
+        self.site_path = workdir / "site.yaml"
+        self.records_url = ""
+        self.collect: Service | None = None
+        self.workers: list[Service] = []
+        self.consumer: Service | None = None
+        self.buffer_path = workdir / "buffer" / "buffer.sqlite3"
+
+    # ---------------------------------------------------------------- set-up
+
+    def env(self, data_dir: Path) -> dict[str, str]:
+        """Return the environment of an envmon process of this pipeline."""
+        influx = self.servers.influxdb
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENVMON_")}
+        env.update(
+            ENVMON_SITE=str(self.site_path),
+            ENVMON_BUS="kafka",
+            ENVMON_KAFKA_BOOTSTRAP=self.servers.kafka.bootstrap,
+            ENVMON_KAFKA_PARTITIONS=str(PARTITIONS),
+            ENVMON_APP_ID=self.prefix,
+            ENVMON_TOPIC_PREFIX=f"{self.prefix}.",
+            ENVMON_DATA_DIR=str(data_dir),
+            ENVMON_TIMESERIES="influx",
+            ENVMON_INFLUX_URL=influx.url,
+            ENVMON_INFLUX_TOKEN="unused",
+            ENVMON_INFLUX_ORG=influx.org,
+            ENVMON_INFLUX_BUCKET=influx.bucket,
+            ENVMON_RECORDS_DB=self.records_url,
+            ENVMON_KAFKA_SESSION_TIMEOUT_S="6",
+        )
+        return env
+
+    async def start(self, *, t0_delay_s: float = 3.0) -> None:
+        """Start every process and the equipment; sample 0 is due ``t0_delay_s`` after."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.buffer_path.parent.mkdir(parents=True, exist_ok=True)
+        self.t0 = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)).replace(microsecond=0)
+        self.gateway = OpcUaGateway(self.endpoint, self.t0, self.script)
+        await self.gateway.serve()
+        nodes = "\n".join(
+            f'        - {{sensor_id: {f}.temperature, node_id: "{node}"}}'
+            for f, node in self.gateway.node_ids().items()
+        )
+        self.site_path.write_text(
+            site_yaml(
+                self.prefix,
+                self.servers.mosquitto.port,
+                self.endpoint,
+                self.buffer_path,
+                nodes,
+            ),
+            encoding="utf-8",
+        )
+        await asyncio.to_thread(self._create_database)
+        await create_topics(
+            self.servers.kafka.bootstrap,
+            {f"{self.prefix}.{t}": PARTITIONS for t in ALL_TOPICS},
+        )
+        self.consumer = self._service("records", ["excursions", "consume"], self.workdir / "c")
+        self.workers = [self.worker_service(1)]
+        self.collect = self._service("collect", ["collect"], self.workdir / "collect")
+        for service in (self.consumer, *self.workers, self.collect):
+            service.start()
+        await self.wait_log(self.collect, "collecting:", 60)
+        await self.wait_log(self.collect, "opcua:cold-store: connected", 60)
+        # The equipment starts once the collector is subscribed, on whole seconds.
+        self.t0 = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=t0_delay_s)).replace(
+            microsecond=0
+        )
+        assert self.gateway is not None
+        self.gateway.t0 = self.t0
+        self.devices = MqttDevices(self.servers.mosquitto, self.prefix, self.t0, self.script)
+        self.devices.start()
+        self.gateway.start()
+
+    def worker_service(self, n: int) -> Service:
+        """Return the service of stream worker number ``n`` (not started)."""
+        return self._service(
+            f"worker-{n}", ["stream", "worker", "--loglevel", "info"], self.workdir / f"w{n}"
+        )
+
+    def _service(self, name: str, argv: list[str], data_dir: Path) -> Service:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return Service(name, argv, self.env(data_dir), self.workdir, self.workdir / f"{name}.log")
+
+    def _create_database(self) -> None:
+        self.records_url = self.servers.postgres.create_database(self.database)
+        engine = create_engine(self.records_url)
+        try:
+            with _MIGRATING:  # Alembic's context is global: one migration at a time per process
+                upgrade(engine)
+        finally:
+            engine.dispose()
+
+    async def wait_log(self, service: Service, text: str, timeout: float) -> None:
+        """Wait until ``text`` appears in the service's log."""
+        deadline = time.monotonic() + timeout
+        while text.encode() not in service.log.read_bytes():
+            if not service.alive():
+                raise AssertionError(f"{service.name} exited:\n{service.tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{service.name}: no {text!r} in {timeout} s\n{service.tail()}"
+                )
+            await asyncio.sleep(0.2)
+
+    def at(self, k: float) -> float:
+        """Return the seconds from now until sample ``k`` is due."""
+        return (self.t0 + dt.timedelta(seconds=k) - dt.datetime.now(dt.UTC)).total_seconds()
+
+    async def until_sample(self, k: float) -> None:
+        """Sleep until sample ``k`` is due."""
+        await asyncio.sleep(max(0.0, self.at(k)))
+
+    async def finish_equipment(self) -> None:
+        """Wait until the equipment sent its last sample, then stop it."""
+        await self.until_sample(self.script.samples + 1)
+        assert self.devices is not None
+        assert self.gateway is not None
+        await asyncio.to_thread(self.devices.stop)
+        await self.gateway.stop_writing()  # still serving: its last values stay current
+
+    # ---------------------------------------------------------------- measurement
+
+    def readings_in(self) -> list[Sample]:
+        """Return every reading the equipment handed over."""
+        assert self.devices is not None
+        assert self.gateway is not None
+        return [*self.devices.sent, *self.gateway.written]
+
+    def stored_points(self) -> list[tuple[str, int, float]]:
+        """Return (sensor, µs, value) of every point of this site in InfluxDB."""
+        influx = self.servers.influxdb
+        slug = f"fault-matrix-{self.prefix}"
+        query = f'SELECT "value", "sensor" FROM "reading" WHERE "site" = \'{slug}\''
+        body = urllib.parse.urlencode({"q": query, "db": influx.database, "epoch": "u"}).encode()
+        request = urllib.request.Request(f"{influx.url}/query", data=body, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+        points: list[tuple[str, int, float]] = []
+        for result in answer.get("results", []):
+            for series in result.get("series", []):
+                columns = series["columns"]
+                for row in series["values"]:
+                    item = dict(zip(columns, row, strict=True))
+                    points.append((item["sensor"], int(item["time"]), float(item["value"])))
+        return points
+
+    async def wait_stored(self, timeout: float) -> None:
+        """Wait until every reading that went in is in InfluxDB (or the time is up)."""
+        wanted = {(s.sensor_id, _us(s.ts)) for s in self.readings_in()}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stored = {(s, t) for s, t, _ in await asyncio.to_thread(self.stored_points)}
+            if wanted <= stored:
+                return
+            await asyncio.sleep(1.0)
+
+    def expected(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Return what ``envmon replay`` makes of the readings that went in (alarms, records)."""
+        rows = sorted(self.readings_in(), key=lambda s: (s.ts, s.sensor_id))
+        data = self.workdir / "readings-in.csv"
+        with data.open("w", newline="", encoding="utf-8") as fh:
+            out = csv.writer(fh)
+            out.writerow(["sensor_id", "ts", "value"])
+            seen: set[tuple[str, dt.datetime]] = set()
+            for s in rows:
+                if (s.sensor_id, s.ts) not in seen:  # a device's resend is the same reading
+                    seen.add((s.sensor_id, s.ts))
+                    out.writerow([s.sensor_id, format_ts(s.ts), repr(s.value)])
+        events = self.workdir / "expected.jsonl"
+        result = CliRunner().invoke(
+            cli,
+            [
+                "replay",
+                "--config",
+                str(self.site_path),
+                "--input",
+                str(data),
+                "--output",
+                str(events),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        expected = [json.loads(line) for line in events.read_text().splitlines()]
+        return (
+            [e for e in expected if e["kind"] == "alarm"],
+            [e for e in expected if e["kind"] != "alarm"],
+        )
+
+    async def read_topic(self, name: str) -> list[dict[str, Any]]:
+        """Read a whole topic of this pipeline from the start, until it is idle."""
+        consumer = AIOKafkaConsumer(
+            f"{self.prefix}.{name}",
+            bootstrap_servers=self.servers.kafka.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        out: list[dict[str, Any]] = []
+        try:
+            await consumer.start()
+            quiet_since = time.monotonic()
+            deadline = quiet_since + 60
+            while time.monotonic() < deadline and time.monotonic() - quiet_since < 2.0:
+                batches = await consumer.getmany(timeout_ms=300)
+                for records in batches.values():
+                    out += [orjson.loads(r.value) for r in records]
+                if batches:
+                    quiet_since = time.monotonic()
+        finally:
+            await consumer.stop()
+        return out
+
+    def stored_records(self) -> list[dict[str, Any]]:
+        """Return the core records the record consumer stored in PostgreSQL."""
+        engine = create_engine(self.records_url)
+        try:
+            return [
+                *core_records(engine, "excursion"),
+                *core_records(engine, "data_gap"),
+            ]
+        finally:
+            engine.dispose()
+
+    async def wait_records(self, expected: list[dict[str, Any]], timeout: float) -> None:
+        """Wait until the record store holds the expected records in their final form."""
+        want = {_canonical(r) for r in expected}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            held = {_canonical(r) for r in await asyncio.to_thread(self.stored_records)}
+            if want <= held:
+                return
+            await asyncio.sleep(1.0)
+
+    async def measure(self, *, settle_s: float = 120) -> Outcome:
+        """Compare what went in with what the servers hold (waits up to ``settle_s``)."""
+        alarms_expected, records_expected = self.expected()
+        await self.wait_stored(settle_s)
+        await self.wait_records(records_expected, settle_s / 2)
+        samples = self.readings_in()
+        wanted = {(s.sensor_id, _us(s.ts)): s.value for s in samples}
+        points = await asyncio.to_thread(self.stored_points)
+        stored_keys = [(s, t) for s, t, _ in points]
+        lost = sorted(
+            f"{sensor} {format_ts(dt.datetime.fromtimestamp(us / 1e6, dt.UTC))}"
+            for sensor, us in set(wanted) - set(stored_keys)
+        )
+        duplicates = len(stored_keys) - len(set(stored_keys))
+        unexpected = len(set(stored_keys) - set(wanted))
+
+        events = await self.read_topic(ALARMS)
+        raised = [e for e in events if e.get("kind") == "alarm"]
+        system = [e for e in events if e.get("kind") == "system"]
+        want_alarms = {_canonical(e) for e in alarms_expected}
+        got_alarms = {_canonical(e) for e in raised}
+        readings_topic = await self.read_topic("envmon.readings")
+        keys = [(r["sensor_id"], r["ts"]) for r in readings_topic]
+
+        held = await asyncio.to_thread(self.stored_records)
+        by_id: dict[str, list[dict[str, Any]]] = {}
+        for record in held:
+            by_id.setdefault(record["id"], []).append(record)
+        records_wrong = []
+        for record in records_expected:
+            got = by_id.get(record["id"], [])
+            if not got:
+                records_wrong.append(f"missing {record['kind']} {record['sensor_id']}")
+            elif _canonical(got[0]) != _canonical(record):
+                records_wrong.append(f"differs {record['kind']} {record['sensor_id']}")
+        extra = set(by_id) - {r["id"] for r in records_expected}
+        records_wrong += [
+            f"unexpected {by_id[i][0]['kind']} {by_id[i][0]['sensor_id']}" for i in extra
+        ]
+        return Outcome(
+            readings_in=len(wanted),
+            readings_stored=len(set(stored_keys) & set(wanted)),
+            lost=lost,
+            duplicates=duplicates,
+            unexpected_points=unexpected,
+            alarms_expected=len(want_alarms),
+            alarms_raised=len(got_alarms),
+            alarms_missing=sorted(
+                _describe(e) for e in alarms_expected if _canonical(e) not in got_alarms
+            ),
+            alarms_unexpected=sorted(
+                _describe(e) for e in raised if _canonical(e) not in want_alarms
+            ),
+            records_expected=len(records_expected),
+            records_stored=sum(1 for r in records_expected if r["id"] in by_id),
+            records_wrong=records_wrong,
+            system_alarms=sorted({f"{e['event']}" for e in system if e.get("alarm")}),
+            bus_repeats=len(keys) - len(set(keys)),
+            log_lines={
+                s.name: len(s.log.read_text(errors="replace").splitlines()) for s in self.services()
+            },
+        )
+
+    def services(self) -> list[Service]:
+        """Return every envmon process of this pipeline."""
+        return [s for s in (self.collect, *self.workers, self.consumer) if s is not None]
+
+    async def stop(self) -> None:
+        """Stop the equipment and every process; drop the database."""
+        if self.devices is not None:
+            await asyncio.to_thread(self.devices.stop)
+        if self.gateway is not None:
+            await self.gateway.stop()
+        for service in self.services():
+            await asyncio.to_thread(service.terminate, 60)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.servers.postgres.drop_database, self.database)
+
+
+def _us(ts: dt.datetime) -> int:
+    return int(ts.timestamp()) * 1_000_000 + ts.microsecond
+
+
+def _canonical(event: dict[str, Any]) -> str:
+    return json.dumps(event, sort_keys=True)
+
+
+def _describe(event: dict[str, Any]) -> str:
+    return f"{event.get('event', event.get('kind'))} {event.get('sensor_id')} {event.get('ts')}"
