@@ -100,10 +100,15 @@ def cells(row: Row) -> list[str]:
         f"{o.duplicates + o.unexpected_points:,}",
         f"{o.alarms_expected} / {o.alarms_raised - len(o.alarms_unexpected)}"
         + (f" (+{len(o.alarms_unexpected)} unexpected)" if o.alarms_unexpected else ""),
-        f"{o.records_expected} / {o.records_expected - len(o.records_wrong)}",
+        f"{o.records_expected} / {o.records_stored}"
+        + (f" (+{extra} unexpected)" if (extra := _unexpected(o.records_wrong)) else ""),
         ", ".join(o.system_alarms) or "none",
         verdict,
     ]
+
+
+def _unexpected(problems: list[str]) -> int:
+    return sum(1 for p in problems if p.startswith("unexpected"))
 
 
 def markdown(rows: list[Row], started: datetime) -> str:

@@ -648,11 +648,18 @@ class Pipeline:
                 return
             await asyncio.sleep(1.0)
 
-    async def measure(self, *, settle_s: float = 120) -> Outcome:
-        """Compare what went in with what the servers hold (waits up to ``settle_s``)."""
+    async def measure(self, *, settle_s: float = 45) -> Outcome:
+        """Compare what went in with what the servers hold.
+
+        Waits up to ``settle_s`` for the last readings and records, then stops every envmon
+        process (well before ``STALE_AFTER_S`` of silence after the equipment stopped, which
+        would rightly make every sensor stale) and counts.
+        """
         alarms_expected, records_expected = self.expected()
         await self.wait_stored(settle_s)
         await self.wait_records(records_expected, settle_s / 2)
+        for service in self.services():
+            await asyncio.to_thread(service.terminate, 60)
         samples = self.readings_in()
         wanted = {(s.sensor_id, _us(s.ts)): s.value for s in samples}
         points = await asyncio.to_thread(self.stored_points)
@@ -702,7 +709,11 @@ class Pipeline:
                 _describe(e) for e in raised if _canonical(e) not in want_alarms
             ),
             records_expected=len(records_expected),
-            records_stored=sum(1 for r in records_expected if r["id"] in by_id),
+            records_stored=sum(
+                1
+                for r in records_expected
+                if r["id"] in by_id and _canonical(by_id[r["id"]][0]) == _canonical(r)
+            ),
             records_wrong=records_wrong,
             system_alarms=sorted({f"{e['event']}" for e in system if e.get("alarm")}),
             bus_repeats=len(keys) - len(set(keys)),

@@ -43,7 +43,7 @@ SAMPLES = 60
 FAULT_AT = 15
 SCRIPT = Script(inc_action=(10, 40), inc_alert=(48, 52), frz_action=(12, 45), samples=SAMPLES)
 #: Rows running at once (the machine has 2 CPUs; most of a row is waiting).
-PARALLEL = 3
+PARALLEL = 5
 
 Fault = Callable[[Pipeline, Row, Path], Awaitable[None]]
 
