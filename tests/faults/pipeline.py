@@ -1,17 +1,17 @@
 """The production pipeline on real servers, with counted traffic, for the fault matrix.
 
 One ``Pipeline`` is one small site run the way production runs it: simulated equipment
-(MQTT incubators publishing through Mosquitto with QoS 1, an OPC-UA gateway serving two
-freezers from an asyncua server in this process), ``envmon collect`` with its durable
-buffer, Kafka, ``envmon stream worker`` writing to InfluxDB, and ``envmon excursions
-consume`` storing records in PostgreSQL — every envmon component a separate process,
-started with the same command line a systemd unit uses.
+(``tests/faults/equipment.py``: MQTT incubators publishing through Mosquitto with QoS 1,
+an OPC-UA gateway serving two freezers), ``envmon collect`` with its durable buffer,
+Kafka, ``envmon stream worker`` writing to InfluxDB, and ``envmon excursions consume``
+storing records in PostgreSQL — the equipment and every envmon component each a process of
+its own, the envmon ones started with the command line their systemd units use.
 
 The equipment stamps sample ``k`` with ``t0 + k`` seconds and sends it at that wall time;
-values follow a fixed script with excursions that open before a fault and close after it
-(``value_at``). Everything the equipment handed over is counted (MQTT: acknowledged by the
-broker; OPC-UA: written to the server), and what envmon should make of exactly those
-readings is computed by ``envmon replay``. ``measure`` then compares that with what the
+values follow a fixed script with excursions that open before a fault and close after it.
+Everything the equipment handed over is counted (MQTT: acknowledged by the broker;
+OPC-UA: written to the server), and what envmon should make of exactly those readings is
+computed by ``envmon replay``. ``measure`` then compares that with what the
 servers hold: the points in InfluxDB, the records in PostgreSQL and the alarm events on
 Kafka.
 """
@@ -41,7 +41,7 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
-from collectors.mosquitto import Mosquitto, MosquittoError, publish_all
+from collectors.mosquitto import Mosquitto
 from envmon.bus import ALARMS, ALL_TOPICS
 from envmon.cli import app as cli
 from envmon.timeutil import format_ts
@@ -50,41 +50,15 @@ from excursions.postgres import PostgresServer
 from excursions.queries import core_records
 from stream.influxdb import InfluxDB
 from stream.kafka_broker import KafkaBroker, create_topics
-from tests.integration.opcua.helpers import PointsServer
+from tests.faults.equipment import FREEZERS, INCUBATORS, NAMESPACE, Sample, Script, read_log
 
-#: MQTT incubators (temperature, °C) and OPC-UA freezers (temperature, °C).
-INCUBATORS = ("inc-0", "inc-1", "inc-2", "inc-3")
-FREEZERS = ("frz-0", "frz-1")
 PARTITIONS = 4
 _MIGRATING = threading.Lock()
+REPO = Path(__file__).resolve().parents[2]
+#: How long a process may take to start under load.
+START_S = 120
 #: Longer than any fault of the matrix: a fault never makes a sensor stale by itself.
 STALE_AFTER_S = 90
-
-
-def value_at(instrument: str, k: int, script: Script) -> float:
-    """Return the value instrument ``instrument`` reports as its sample ``k``."""
-    wobble = ((k * 7 + len(instrument) * 3 + int(instrument[-1])) % 5) * 0.02
-    if instrument.startswith("inc"):
-        level = 37.0 + wobble
-        if instrument == "inc-1" and script.inc_action[0] <= k < script.inc_action[1]:
-            level = 38.6 + wobble  # above action_high 38.0
-        if instrument == "inc-2" and script.inc_alert[0] <= k < script.inc_alert[1]:
-            level = 37.7 + wobble  # above alert_high 37.5
-        return round(level, 2)
-    level = -80.0 + wobble
-    if instrument == "frz-0" and script.frz_action[0] <= k < script.frz_action[1]:
-        level = -62.0 + wobble  # above action_high -65
-    return round(level, 2)
-
-
-@dataclass(frozen=True)
-class Script:
-    """When (in samples, one a second) the scripted excursions run."""
-
-    inc_action: tuple[int, int]
-    inc_alert: tuple[int, int]
-    frz_action: tuple[int, int]
-    samples: int
 
 
 def site_yaml(prefix: str, mqtt_port: int, opcua_endpoint: str, buffer: Path, nodes: str) -> str:
@@ -140,8 +114,8 @@ collectors:
   opcua:
     - id: cold-store
       endpoint: {opcua_endpoint}
-      subscription: {{publishing_interval: 0.1, keepalive_count: 10, lifetime_count: 30}}
-      watchdog: {{silence_timeout: 5, health_check: 1}}
+      subscription: {{publishing_interval: 0.5, keepalive_count: 10, lifetime_count: 30}}
+      watchdog: {{silence_timeout: 15, health_check: 5}}
       reconnect: {{initial: 0.2, maximum: 1}}
       node_defaults: {{sampling_interval: 0, queue_size: 100}}
       nodes:
@@ -149,176 +123,24 @@ collectors:
 """
 
 
-@dataclass
-class Sample:
-    """One reading the equipment handed over: the unit of 'readings in'."""
-
-    sensor_id: str
-    ts: dt.datetime
-    value: float
-
-
-class MqttDevices:
-    """The incubators: every second one QoS 1 message each, kept and resent until acked.
-
-    A device that cannot reach the broker keeps its samples and sends them when it can (as
-    real data loggers do); what the broker acknowledged is what went in.
-    """
-
-    def __init__(self, broker: Mosquitto, prefix: str, t0: dt.datetime, script: Script) -> None:
-        self.broker = broker
-        self.prefix = prefix
-        self.t0 = t0
-        self.script = script
-        self.sent: list[Sample] = []
-        self.failures = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="mqtt-devices", daemon=True)
-
-    def start(self) -> None:
-        """Start publishing (sample 0 at t0)."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop after the samples already due were acknowledged."""
-        self._stop.set()
-        self._thread.join(timeout=60)
-
-    def _run(self) -> None:
-        backlog: list[Sample] = []
-        k = 0
-        while k < self.script.samples and not self._stop.is_set():
-            due = self.t0 + dt.timedelta(seconds=k)
-            wait = (due - dt.datetime.now(dt.UTC)).total_seconds()
-            if wait > 0:
-                time.sleep(wait)
-            backlog += [
-                Sample(f"{i}.temperature", due, value_at(i, k, self.script)) for i in INCUBATORS
-            ]
-            k += 1
-            if self._send(backlog):
-                backlog = []
-        while backlog and not self._stop.is_set():  # the last ones, once the broker is back
-            if self._send(backlog):
-                backlog = []
-            else:
-                time.sleep(0.5)
-
-    def _send(self, samples: list[Sample]) -> bool:
-        """Publish the samples; True once the broker acknowledged every one."""
-        try:
-            publish_all(
-                self.broker.host,
-                self.broker.port,
-                [
-                    (
-                        f"{self.prefix}/{s.sensor_id.split('.')[0]}/data",
-                        orjson.dumps({"ts": format_ts(s.ts), "t": s.value}),
-                    )
-                    for s in samples
-                ],
-                timeout=5,
-            )
-        except (MosquittoError, OSError):
-            self.failures += 1  # the broker is away: keep them, try again with the next
-            return False
-        self.sent += samples
-        return True
-
-
-class _GatewayServer(PointsServer):
-    """The test server, holding the equipment's current values before it listens."""
-
-    def __init__(self, gateway: OpcUaGateway, **kwargs: Any) -> None:
-        super().__init__(list(FREEZERS), **kwargs)
-        self.gateway = gateway
-
-    async def build(self, server: Any) -> None:
-        await super().build(server)
-        await self.gateway.write_current()
-
-
-class OpcUaGateway:
-    """The freezers' OPC-UA gateway: one value a second each, with its source timestamp.
-
-    A gateway that (re)starts serves its equipment's current values, stamped with the
-    time it started, before it accepts a connection (a new variable would read 0 °C).
-    """
-
-    def __init__(self, endpoint: str, t0: dt.datetime, script: Script) -> None:
-        self.endpoint = endpoint
-        self.t0 = t0
-        self.script = script
-        self.server = _GatewayServer(self, endpoint=endpoint)
-        self.written: list[Sample] = []
-        self._task: asyncio.Task[None] | None = None
-        self._k = 0
-
-    async def serve(self) -> None:
-        """Start serving."""
-        await self.server.start()
-
-    async def write_current(self) -> None:
-        """Write the values of the current sample, stamped now."""
-        now = dt.datetime.now(dt.UTC)
-        k = max(0, int((now - self.t0).total_seconds()))
-        values = [(f, value_at(f, k, self.script)) for f in FREEZERS]
-        await self.server.write_many([(f, v, 0, now) for f, v in values])
-        self.written += [Sample(f"{f}.temperature", now, v) for f, v in values]
-
-    def node_ids(self) -> dict[str, str]:
-        """Return each freezer's node id."""
-        return {f: self.server.node_id(f) for f in FREEZERS}
-
-    async def _write(self, k: int) -> None:
-        due = self.t0 + dt.timedelta(seconds=k)
-        values = [(f, value_at(f, k, self.script)) for f in FREEZERS]
-        await self.server.write_many(
-            [(f, v, 0, due) for f, v in values]  # 0: StatusCode Good
-        )
-        self.written += [Sample(f"{f}.temperature", due, v) for f, v in values]
-
-    def start(self) -> None:
-        """Start writing one sample a second."""
-        self._task = asyncio.create_task(self._run(), name="opcua-gateway")
-
-    async def _run(self) -> None:
-        k = 1
-        while k < self.script.samples:
-            due = self.t0 + dt.timedelta(seconds=k)
-            await asyncio.sleep(max(0.0, (due - dt.datetime.now(dt.UTC)).total_seconds()))
-            if self.server.running:  # a gateway that is down serves nothing
-                await self._write(k)
-            k += 1
-
-    async def restart(self, down_s: float) -> None:
-        """Stop the server, stay down ``down_s`` seconds, start it again on the same port."""
-        await self.server.stop()
-        await asyncio.sleep(down_s)
-        await self.server.start()
-
-    async def stop_writing(self) -> None:
-        """Stop writing new samples."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def stop(self) -> None:
-        """Stop writing and serving."""
-        await self.stop_writing()
-        await self.server.stop()
+def node_lines() -> str:
+    """Return the OPC-UA node bindings of the freezers (by namespace URI, not index)."""
+    return "\n".join(
+        f'        - {{sensor_id: {f}.temperature, node_id: "nsu={NAMESPACE};s={f}"}}'
+        for f in FREEZERS
+    )
 
 
 @dataclass
 class Service:
-    """One envmon process, started like its systemd unit starts it."""
+    """One process of the pipeline (envmon's started like its systemd unit starts it)."""
 
     name: str
     argv: list[str]
     env: dict[str, str]
     cwd: Path
     log: Path
+    module: str = "envmon.cli"
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -329,7 +151,7 @@ class Service:
             out.write(f"\n=== start {self.starts} ===\n".encode())
             out.flush()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "envmon.cli", *self.argv],
+                [sys.executable, "-m", self.module, *self.argv],
                 env=self.env,
                 cwd=self.cwd,
                 stdout=out,
@@ -413,8 +235,9 @@ class Pipeline:
         self.database = f"fm_{self.prefix}"
         self.t0 = dt.datetime.now(dt.UTC)
         self.endpoint = free_endpoint()
-        self.gateway: OpcUaGateway | None = None
-        self.devices: MqttDevices | None = None
+        self.gateway: Service | None = None
+        self.devices: Service | None = None
+        self.t0_file = workdir / "t0"
         self.site_path = workdir / "site.yaml"
         self.records_url = ""
         self.collect: Service | None = None
@@ -450,20 +273,18 @@ class Pipeline:
         """Start every process and the equipment; sample 0 is due ``t0_delay_s`` after."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.buffer_path.parent.mkdir(parents=True, exist_ok=True)
-        self.t0 = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)).replace(microsecond=0)
-        self.gateway = OpcUaGateway(self.endpoint, self.t0, self.script)
-        await self.gateway.serve()
-        nodes = "\n".join(
-            f'        - {{sensor_id: {f}.temperature, node_id: "{node}"}}'
-            for f, node in self.gateway.node_ids().items()
+        self.gateway = self.equipment(
+            "gateway",
+            ["opcua", "--endpoint", self.endpoint, "--t0-file", str(self.t0_file)],
         )
+        self.gateway.start()
         self.site_path.write_text(
             site_yaml(
                 self.prefix,
                 self.servers.mosquitto.port,
                 self.endpoint,
                 self.buffer_path,
-                nodes,
+                node_lines(),
             ),
             encoding="utf-8",
         )
@@ -477,16 +298,44 @@ class Pipeline:
         self.collect = self._service("collect", ["collect"], self.workdir / "collect")
         for service in (self.consumer, *self.workers, self.collect):
             service.start()
-        await self.wait_log(self.collect, "collecting:", 60)
-        await self.wait_log(self.collect, "opcua:cold-store: connected", 60)
-        # The equipment starts once the collector is subscribed, on whole seconds.
+        await self.wait_log(self.collect, "collecting:", START_S)
+        await self.wait_log(self.collect, "opcua:cold-store: connected", START_S)
+        # The equipment's schedule starts once the collector is subscribed, on whole seconds.
         self.t0 = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=t0_delay_s)).replace(
             microsecond=0
         )
-        assert self.gateway is not None
-        self.gateway.t0 = self.t0
-        self.devices = MqttDevices(self.servers.mosquitto, self.prefix, self.t0, self.script)
+        self.t0_file.write_text(format_ts(self.t0), encoding="utf-8")
+        self.devices = self.equipment(
+            "devices",
+            [
+                "mqtt",
+                "--port",
+                str(self.servers.mosquitto.port),
+                "--prefix",
+                self.prefix,
+                "--t0",
+                format_ts(self.t0),
+            ],
+        )
         self.devices.start()
+
+    def equipment(self, name: str, argv: list[str]) -> Service:
+        """Return an equipment process of this pipeline (not started)."""
+        log = self.workdir / f"{name}.jsonl"
+        return Service(
+            name,
+            [*argv, "--script", self.script.to_json(), "--log", str(log)],
+            {**os.environ, "PYTHONPATH": str(REPO)},
+            self.workdir,
+            self.workdir / f"{name}.log",
+            module="tests.faults.equipment",
+        )
+
+    async def restart_gateway(self, down_s: float) -> None:
+        """Stop the OPC-UA gateway, keep it down ``down_s`` seconds, start it again."""
+        assert self.gateway is not None
+        await asyncio.to_thread(self.gateway.terminate, 30)
+        await asyncio.sleep(down_s)
         self.gateway.start()
 
     def worker_service(self, n: int) -> Service:
@@ -529,20 +378,19 @@ class Pipeline:
         await asyncio.sleep(max(0.0, self.at(k)))
 
     async def finish_equipment(self) -> None:
-        """Wait until the equipment sent its last sample, then stop it."""
+        """Wait until the equipment sent its last sample (the gateway keeps serving)."""
         await self.until_sample(self.script.samples + 1)
         assert self.devices is not None
-        assert self.gateway is not None
-        await asyncio.to_thread(self.devices.stop)
-        await self.gateway.stop_writing()  # still serving: its last values stay current
+        await asyncio.to_thread(self.devices.terminate, 30)
 
     # ---------------------------------------------------------------- measurement
 
     def readings_in(self) -> list[Sample]:
         """Return every reading the equipment handed over."""
-        assert self.devices is not None
-        assert self.gateway is not None
-        return [*self.devices.sent, *self.gateway.written]
+        return [
+            *read_log(self.workdir / "devices.jsonl"),
+            *read_log(self.workdir / "gateway.jsonl"),
+        ]
 
     def stored_points(self) -> list[tuple[str, int, float]]:
         """Return (sensor, µs, value) of every point of this site in InfluxDB."""
@@ -562,11 +410,10 @@ class Pipeline:
                     points.append((item["sensor"], int(item["time"]), float(item["value"])))
         return points
 
-    async def wait_stored(self, timeout: float) -> None:
-        """Wait until every reading that went in is in InfluxDB (or the time is up)."""
+    async def wait_stored(self, deadline: dt.datetime) -> None:
+        """Wait until every reading that went in is in InfluxDB (or ``deadline`` passed)."""
         wanted = {(s.sensor_id, _us(s.ts)) for s in self.readings_in()}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while dt.datetime.now(dt.UTC) < deadline:
             stored = {(s, t) for s, t, _ in await asyncio.to_thread(self.stored_points)}
             if wanted <= stored:
                 return
@@ -638,26 +485,27 @@ class Pipeline:
         finally:
             engine.dispose()
 
-    async def wait_records(self, expected: list[dict[str, Any]], timeout: float) -> None:
+    async def wait_records(self, expected: list[dict[str, Any]], deadline: dt.datetime) -> None:
         """Wait until the record store holds the expected records in their final form."""
         want = {_canonical(r) for r in expected}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while dt.datetime.now(dt.UTC) < deadline:
             held = {_canonical(r) for r in await asyncio.to_thread(self.stored_records)}
             if want <= held:
                 return
             await asyncio.sleep(1.0)
 
-    async def measure(self, *, settle_s: float = 45) -> Outcome:
+    async def measure(self, *, settle_s: float = 60) -> Outcome:
         """Compare what went in with what the servers hold.
 
-        Waits up to ``settle_s`` for the last readings and records, then stops every envmon
-        process (well before ``STALE_AFTER_S`` of silence after the equipment stopped, which
-        would rightly make every sensor stale) and counts.
+        Waits until ``settle_s`` after the last sample for the last readings and records,
+        then stops every envmon process (well before ``STALE_AFTER_S`` of silence after the
+        equipment stopped, which would rightly make every sensor stale) and counts.
         """
+        assert settle_s < STALE_AFTER_S - 15
         alarms_expected, records_expected = self.expected()
-        await self.wait_stored(settle_s)
-        await self.wait_records(records_expected, settle_s / 2)
+        settled = self.t0 + dt.timedelta(seconds=self.script.samples + settle_s)
+        await self.wait_stored(settled)
+        await self.wait_records(records_expected, settled)
         for service in self.services():
             await asyncio.to_thread(service.terminate, 60)
         samples = self.readings_in()
@@ -728,12 +576,9 @@ class Pipeline:
 
     async def stop(self) -> None:
         """Stop the equipment and every process; drop the database."""
-        if self.devices is not None:
-            await asyncio.to_thread(self.devices.stop)
-        if self.gateway is not None:
-            await self.gateway.stop()
-        for service in self.services():
-            await asyncio.to_thread(service.terminate, 60)
+        for service in (self.devices, self.gateway, *self.services()):
+            if service is not None:
+                await asyncio.to_thread(service.terminate, 60)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.servers.postgres.drop_database, self.database)
 

@@ -31,8 +31,9 @@ from excursions.postgres import PostgresServer
 from stream.influxdb import InfluxDB
 from stream.kafka_broker import KafkaBroker
 from tests.faults import matrix
+from tests.faults.equipment import Script
 from tests.faults.matrix import Row
-from tests.faults.pipeline import Pipeline, Script, Servers
+from tests.faults.pipeline import Pipeline, Servers
 from tests.integration.postgres.conftest import server_home
 
 pytestmark = pytest.mark.timeout(1500)
@@ -78,9 +79,8 @@ async def mosquitto_restart(p: Pipeline, row: Row, _work: Path) -> None:
 
 async def opcua_restart(p: Pipeline, row: Row, _work: Path) -> None:
     """The OPC-UA gateway stops and comes back 7 s later on the same endpoint."""
-    assert p.gateway is not None
     await p.until_sample(FAULT_AT)
-    await p.gateway.restart(7)
+    await p.restart_gateway(7)
 
 
 async def kafka_stopped(p: Pipeline, row: Row, _work: Path) -> None:
