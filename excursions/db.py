@@ -21,9 +21,11 @@ created by the same Alembic migrations (``excursions/migrations``, ``excursions.
     shows them in its timeline beside the people's actions and the signatures.
 
 ``audit_head``
-    One row: the sequence number and hash of the newest entry. Appending locks it (``FOR
-    UPDATE``), which serialises appends so the chain never forks; ``verify`` never trusts
-    it.
+    One row, created by the migrations: the sequence number and hash of the newest entry.
+    Appending locks it (``FOR UPDATE``), which serialises appends so the chain never forks.
+    Triggers refuse INSERT, DELETE (and TRUNCATE) and any UPDATE that does not move it
+    forward onto an existing entry; ``verify`` compares the chain's end with it, so a
+    removed tail shows.
 """
 
 from __future__ import annotations
