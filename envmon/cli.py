@@ -477,10 +477,10 @@ def audit_verify(
 def _print_report(report: Report) -> None:
     """Print what ``verify`` found: problems to stderr, the summary to stdout when intact."""
     chain, read, rows = report.chain, report.checkpoints, report.rows
-    first = chain.first
+    first = chain.first if chain.broken_seq is not None else None
     if report.ok:
         typer.echo(f"audit trail intact: {chain.entries} entries (head: entry {chain.head_seq})")
-    elif first is not None and chain.broken_seq is not None:
+    elif first is not None and chain.broken_seq is not None:  # the headline names it
         typer.echo(
             f"audit trail BROKEN at entry {chain.broken_seq}: {chain.problem}"
             f" ({chain.broken_seq - 1} entries before it are intact)",
@@ -488,8 +488,7 @@ def _print_report(report: Report) -> None:
         )
     else:
         typer.echo(
-            f"audit trail chain intact ({chain.entries} entries), but the store or the"
-            " checkpoints do not match it:",
+            f"audit trail: {chain.entries} entries chained, but:",
             err=True,
         )
     for problem in report.problems:

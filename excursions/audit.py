@@ -198,6 +198,11 @@ def entries_text(first: int, last: int) -> str:
     return f"entry {first}" if first == last else f"entries {first} to {last}"
 
 
+def were(first: int, last: int, what: str) -> str:
+    """Return "entry 7 was removed" or "entries 7 to 9 were removed" (``what``: removed...)."""
+    return f"{entries_text(first, last)} {'was' if first == last else 'were'} {what}"
+
+
 def _in_order(session: Session, after: int = 0) -> Iterator[AuditEntry]:
     while True:
         chunk = (
@@ -261,7 +266,8 @@ class _Walk:
     def _link(self, entry: AuditEntry) -> None:
         seq = self.expected_seq
         if entry.seq != seq:
-            self._broken(seq, f"{entries_text(seq, entry.seq - 1)} missing (next is {entry.seq})")
+            removed = were(seq, entry.seq - 1, "removed")
+            self._broken(seq, f"{removed} (missing; the next is {entry.seq})")
         elif entry.prev_hash != self.last_hash:
             self._broken(seq, "its previous-hash does not match the entry before it")
         elif entry_hash(entry) != entry.hash:
@@ -284,7 +290,7 @@ class _Walk:
         matched = f"; entry {self.good.seq} matches {self.good.label}" if self.good else ""
         self._anchor_failed(
             anchor,
-            f"{entries_text(since, anchor.seq)} were rewritten: entry {anchor.seq}'s hash is not"
+            f"{were(since, anchor.seq, 'rewritten')}: entry {anchor.seq}'s hash is not"
             f" the one {anchor.label} vouches for{matched}",
             since,
         )
@@ -303,7 +309,7 @@ class _Walk:
             self._anchor_failed(
                 anchor,
                 f"the trail ends at entry {last}, but {anchor.label} vouches for entry"
-                f" {anchor.seq}: {entries_text(last + 1, anchor.seq)} were removed",
+                f" {anchor.seq}: {were(last + 1, anchor.seq, 'removed')}",
                 last + 1,
             )
         if head is None:
@@ -315,7 +321,7 @@ class _Walk:
                 Problem(
                     "audit head",
                     f"the trail ends at entry {last} but its head says {head.seq}:"
-                    f" {entries_text(last + 1, head.seq)} were removed (a truncated tail)",
+                    f" {were(last + 1, head.seq, 'removed')} (a truncated tail)",
                     last + 1,
                 )
             )
