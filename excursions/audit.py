@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Final
 
 import orjson
-from sqlalchemy import Engine, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from envmon.errors import EnvmonError
@@ -222,19 +222,6 @@ def _in_order(session: Session, after: int = 0) -> Iterator[AuditEntry]:
         session.expunge_all()
 
 
-def snapshot_engine(engine: Engine) -> Engine:
-    """Return ``engine`` reading one consistent snapshot per transaction (for ``verify``).
-
-    ``verify`` reads the head and the entries in several statements while the application
-    goes on appending: on PostgreSQL a read-only REPEATABLE READ transaction sees the state
-    of its first statement throughout. On SQLite ``store_engine``'s transactions hold the
-    write lock, which serialises them with the appends.
-    """
-    if engine.dialect.name == "postgresql":
-        return engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-    return engine
-
-
 class _Walk:
     """The state of one walk along the chain (see ``verify``)."""
 
@@ -356,7 +343,7 @@ def verify(
     beyond it means the newest entries were removed. Every anchor's entry must still have
     the anchor's hash: a chain rewritten with recomputed hashes, or cut below an anchor,
     fails naming the entries since the newest anchor that still matched. Run it inside one
-    snapshot (``snapshot_engine``) while the application appends.
+    snapshot (``store_engine(url, snapshot=True)``) while the application appends.
     """
     head = session.get(AuditHead, HEAD_ID)
     walk = _Walk(anchors, start)

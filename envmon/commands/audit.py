@@ -26,7 +26,7 @@ from envmon.bus import AUDIT, Bus, Message
 from envmon.errors import EnvmonError
 from envmon.settings import Settings, SettingsError
 from envmon.timeutil import utcnow
-from excursions.audit import Anchor, Problem, Verification, snapshot_engine, verify
+from excursions.audit import Anchor, Problem, Verification, verify
 from excursions.checkpoints import (
     Checkpoint,
     CheckpointError,
@@ -51,7 +51,7 @@ class CheckpointRefusedError(EnvmonError):
 
 
 def reading_engine(url: str) -> Engine:
-    """Return an engine on an existing, migrated store; ``SettingsError`` saying why not.
+    """Return a snapshot-reading engine on an existing, migrated store (else ``SettingsError``).
 
     A SQLite file that does not exist is not created, a store that was never migrated (or
     is behind the code) is named, and a connection that fails is reported without a
@@ -64,7 +64,7 @@ def reading_engine(url: str) -> Engine:
     local = parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
     if local and not Path(str(database)).is_file():
         raise SettingsError(f"no record store at {database} (envmon db upgrade creates it)")
-    engine = store_engine(url)
+    engine = store_engine(url, snapshot=True)
     try:
         require_migrated(engine)
     except (OperationalError, DBAPIError) as exc:
@@ -203,7 +203,7 @@ def verify_store(
             )
     engine = reading_engine(url)
     try:
-        with Session(snapshot_engine(engine)) as session, session.begin():
+        with Session(engine) as session, session.begin():
             chain = verify(session, read.anchors if read is not None else ())
             rows = check_rows(session)
     finally:
@@ -244,7 +244,7 @@ def make_checkpoint(
         start = Anchor(found.seq, found.hash, newest.label)
     engine = reading_engine(url)
     try:
-        with Session(snapshot_engine(engine)) as session, session.begin():
+        with Session(engine) as session, session.begin():
             checked = verify(session, start=start)
     finally:
         engine.dispose()

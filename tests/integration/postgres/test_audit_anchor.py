@@ -6,6 +6,7 @@ then remains is what ``envmon audit verify`` names, with and without signed chec
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner, Result
 
 from envmon.cli import app as cli
+from envmon.commands.audit import verify_store
 from excursions.postgres import PostgresServer
 from tests.unit.excursions.tampering import cut_tail, rewrite_chain, signed_store, tamper
 from tests.unit.excursions.test_audit import fill
@@ -21,6 +23,7 @@ from tests.unit.excursions.test_audit import fill
 from .conftest import unique_name
 
 SITE = Path(__file__).parents[3] / "deploy" / "examples" / "site.yaml"
+VERIFY_ROUNDS = 20
 
 
 def url_of(engine: Engine) -> str:
@@ -140,6 +143,25 @@ class TestTheHead:
         deleted = verify_cli(owner_engine)
         assert deleted.exit_code == 1
         assert "the head row is missing" in deleted.output
+
+    def test_verify_reads_one_snapshot_while_the_app_appends(self, app_engine: Engine) -> None:
+        """Entries committed during a verify are not mistaken for a head set back."""
+        fill(app_engine, 3)
+        stop = threading.Event()
+
+        def append() -> None:
+            while not stop.is_set():
+                fill(app_engine, 1)
+
+        writer = threading.Thread(target=append)
+        writer.start()
+        try:
+            results = [verify_store(url_of(app_engine)).chain for _ in range(VERIFY_ROUNDS)]
+        finally:
+            stop.set()
+            writer.join()
+        assert [r.problems for r in results] == [()] * VERIFY_ROUNDS
+        assert results[-1].entries > results[0].entries  # the writer did append meanwhile
 
 
 class TestCheckpoints:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DatabaseError
+from sqlalchemy.orm import Session
 from typer.testing import CliRunner, Result
 
 from envmon.bus import AUDIT, InMemoryBus
@@ -21,9 +22,9 @@ from envmon.commands.audit import publish_checkpoint
 from envmon.commands.stream_worker import site_id
 from envmon.config import load_site
 from envmon.testing import DEFAULT_T0, FakeClock
-from excursions.audit import AuditTrail, Change
+from excursions.audit import AuditTrail, Change, verify
 from excursions.checkpoints import Checkpoint, load_public_keys, sign
-from excursions.db import store_engine
+from excursions.db import AuditHead, store_engine
 from excursions.migrate import upgrade
 from excursions.users import UserStore
 
@@ -158,6 +159,20 @@ class TestTheHead:
         assert result.exit_code == 0, result.output
         found = json.loads(result.output)
         assert (found["entries_checked"], found["head_seq"]) == (7, 7)
+
+    def test_verify_reads_a_snapshot_without_blocking_writers(self, engine: Engine) -> None:
+        """Appends during a verify neither wait for it nor look like a head set back."""
+        fill(engine, 3)
+        reader = store_engine(url_of(engine), snapshot=True)
+        try:
+            with Session(reader) as session, session.begin():
+                assert session.get(AuditHead, 1) is not None  # the snapshot starts here
+                fill(engine, 2)  # another writer, meanwhile: not blocked by the reader
+                result = verify(session)
+        finally:
+            reader.dispose()
+        assert (result.ok, result.entries, result.head_seq) == (True, 3, 3)
+        assert verify_cli(engine).exit_code == 0
 
     def test_a_never_migrated_store_is_refused_without_a_traceback(self, tmp_path: Path) -> None:
         empty = tmp_path / "empty.sqlite3"
@@ -528,7 +543,6 @@ class TestRevision0006:
 
 def legacy_store(engine: Engine) -> None:
     """Write one record, user and signature with the entries revision 0005's code wrote."""
-    from sqlalchemy.orm import Session
 
     from excursions.db import ExcursionRow, SignatureRow, UserRow
     from excursions.lifecycle import content_hash
