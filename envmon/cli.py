@@ -385,6 +385,7 @@ def audit_checkpoint(
     Exit 1 (nothing signed) when the chain does not hold the last checkpoint; 2 on bad
     settings, key or store; 3 when the checkpoint was written but not published on Kafka.
     """
+    from envmon.bus import AUDIT
     from envmon.commands.audit import CheckpointRefusedError, make_checkpoint, publish
     from envmon.settings import SettingsError
 
@@ -418,7 +419,7 @@ def audit_checkpoint(
         except Exception as exc:  # any failure of the bus: the file holds it
             typer.echo(
                 f"checkpoint of entry {made.seq} written to {file} but not published on"
-                f" {settings.topic('envmon.audit')}: {type(exc).__name__}: {exc}",
+                f" {settings.topic(AUDIT)}: {type(exc).__name__}: {exc}",
                 err=True,
             )
             raise typer.Exit(EXIT_NOT_PUBLISHED) from None
