@@ -26,6 +26,15 @@ EXCURSIONS: Final = "envmon.excursions"
 DEADLETTER: Final = "envmon.deadletter"
 NOTIFICATIONS: Final = "envmon.notifications"
 ALL_TOPICS: Final = (READINGS, ALARMS, EXCURSIONS, DEADLETTER, NOTIFICATIONS)
+#: Signed checkpoints of the QA record store's audit trail (``excursions.checkpoints``): one
+#: partition (in order), kept for ever (``AUDIT_TOPIC_CONFIG``); not among ``ALL_TOPICS``,
+#: which are partitioned by sensor.
+AUDIT: Final = "envmon.audit"
+AUDIT_TOPIC_CONFIG: Final = {
+    "cleanup.policy": "delete",
+    "retention.ms": "-1",
+    "retention.bytes": "-1",
+}
 DEFAULT_QUEUE_SIZE: Final = 10_000
 
 

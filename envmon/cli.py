@@ -10,9 +10,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:  # the commands are imported lazily, inside each command
+    from envmon.commands.audit import Report
+    from envmon.settings import Settings
 
 app = typer.Typer(
     name="envmon",
@@ -293,51 +297,227 @@ def db_grant(
     role: Annotated[str, typer.Argument(help="The application's PostgreSQL role.")],
     settings_file: SettingsFileOption = None,
     db: DbOption = None,
+    read_only: Annotated[
+        bool,
+        typer.Option("--read-only", help="SELECT only (for envmon audit verify and checkpoint)."),
+    ] = False,
 ) -> None:
-    """Grant the application's role what it needs, and no more (PostgreSQL; as the owner).
+    """Grant a role what the application needs, and no more (PostgreSQL; as the owner).
 
-    SELECT and INSERT only on the append-only tables (audit trail, signatures, timeline).
+    SELECT and INSERT only on the append-only tables (audit trail, signatures, timeline);
+    the audit head only moves forward. Rights granted before are revoked first.
     """
     from envmon.commands.records import grant_db
 
     with _refused(ValueError):
-        grant_db(_records_url(settings_file, db), role)
-    typer.echo(f"granted {role} the application's rights")
+        grant_db(_records_url(settings_file, db), role, read_only=read_only)
+    typer.echo(
+        f"granted {role} {'read' if read_only else 'the application' + chr(39) + 's'} rights"
+    )
+
+
+CheckpointsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--checkpoints", help="Signed checkpoints, JSON lines (default: audit_checkpoint_file)."
+    ),
+]
+PublicKeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--public-key",
+        help="PEM public key(s) of the checkpoints (default: audit_public_key_file).",
+    ),
+]
+KeyFileOption = Annotated[
+    Path | None,
+    typer.Option("--key-file", help="The private signing key (default: audit_key_file)."),
+]
+EXIT_NOT_PUBLISHED = 3
+
+
+def _audit_settings(settings_file: Path | None, site: Path | None) -> Settings:
+    from envmon.settings import SettingsError, load_settings
+
+    overrides: dict[str, object] = {} if site is None else {"site": site}
+    with _refused(SettingsError):
+        return load_settings(settings_file, **overrides)
+
+
+def _site_id(site_file: Path) -> str:
+    from envmon.commands.stream_worker import site_id
+    from envmon.config import load_site
+    from envmon.errors import ConfigError
+
+    with _refused(ConfigError):
+        return site_id(load_site(site_file))
+
+
+@audit_app.command("keygen")
+def audit_keygen(key_file: KeyFileOption = None, settings_file: SettingsFileOption = None) -> None:
+    """Create the checkpoints' Ed25519 signing key (mode 0600) and its public key (.pub)."""
+    from excursions.checkpoints import CheckpointError, generate_key
+
+    settings = _audit_settings(settings_file, None)
+    path = key_file or settings.audit_key_file
+    if path is None:
+        typer.echo("refused: no key file: pass --key-file or set audit_key_file", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    with _refused(CheckpointError):
+        public, name = generate_key(path)
+    typer.echo(f"signing key {name} in {path} (mode 0600); public key in {public}")
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    settings_file: SettingsFileOption = None,
+    db: DbOption = None,
+    site: SiteOption = None,
+    key_file: KeyFileOption = None,
+    checkpoints: CheckpointsOption = None,
+    public_key: PublicKeyOption = None,
+    no_publish: Annotated[
+        bool, typer.Option("--no-publish", help="Do not publish on the bus (file only).")
+    ] = False,
+) -> None:
+    """Check the chain since the last checkpoint, then sign its head, append and publish it.
+
+    Exit 1 (nothing signed) when the chain does not hold the last checkpoint; 2 on bad
+    settings, key or store; 3 when the checkpoint was written but not published on Kafka.
+    """
+    from envmon.bus import AUDIT
+    from envmon.commands.audit import CheckpointRefusedError, make_checkpoint, publish
+    from envmon.settings import SettingsError
+
+    settings = _audit_settings(settings_file, site)
+    key = key_file or settings.audit_key_file
+    file = checkpoints or settings.audit_checkpoint_file
+    if key is None or file is None:
+        typer.echo(
+            "refused: set audit_key_file and audit_checkpoint_file (or --key-file, --checkpoints)",
+            err=True,
+        )
+        raise typer.Exit(EXIT_INVALID)
+    url = db or settings.records_url
+    try:
+        with _refused(SettingsError):
+            made = make_checkpoint(
+                url,
+                key_file=key,
+                checkpoint_file=file,
+                site=_site_id(settings.site),
+                public_keys=public_key or settings.audit_public_keys,
+            )
+    except CheckpointRefusedError as exc:
+        for problem in exc.problems:
+            typer.echo(f"checkpoint REFUSED: {problem.subject}: {problem.text}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(made.line())
+    if settings.bus == "kafka" and not no_publish:
+        try:
+            publish(settings, made)
+        except Exception as exc:  # any failure of the bus: the file holds it
+            typer.echo(
+                f"checkpoint of entry {made.seq} written to {file} but not published on"
+                f" {settings.topic(AUDIT)}: {type(exc).__name__}: {exc}",
+                err=True,
+            )
+            raise typer.Exit(EXIT_NOT_PUBLISHED) from None
+    typer.echo(
+        f"checkpoint of entry {made.seq} signed ({made.key}) and appended to {file}", err=True
+    )
 
 
 @audit_app.command("verify")
 def audit_verify(
     settings_file: SettingsFileOption = None,
     db: DbOption = None,
+    site: SiteOption = None,
+    checkpoints: CheckpointsOption = None,
+    public_key: PublicKeyOption = None,
+    max_checkpoint_age: Annotated[
+        int | None,
+        typer.Option(
+            "--max-checkpoint-age",
+            min=1,
+            help="Minutes: fail if the newest checkpoint is older (the timer stopped).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Check the audit trail's hash chain; exit 1 naming the first broken entry."""
+    """Check the trail's chain, head, checkpoints and rows; exit 1 naming what is wrong.
+
+    Exit 2 when it cannot check (no store, not migrated, unreadable checkpoints or key).
+    """
     import json
+    from datetime import timedelta
 
-    from envmon.commands.records import verify_db
+    from envmon.commands.audit import verify_store
+    from envmon.settings import SettingsError
 
-    result = verify_db(_records_url(settings_file, db))
-    if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "ok": result.ok,
-                    "entries_checked": result.entries,
-                    "broken_seq": result.broken_seq,
-                    "problem": result.problem,
-                }
-            )
+    settings = _audit_settings(settings_file, site)
+    file = checkpoints or settings.audit_checkpoint_file
+    with _refused(SettingsError):
+        report = verify_store(
+            db or settings.records_url,
+            checkpoint_file=file,
+            public_keys=public_key or settings.audit_public_keys,
+            site=_site_id(settings.site) if file is not None else None,
+            max_checkpoint_age=None
+            if max_checkpoint_age is None
+            else timedelta(minutes=max_checkpoint_age),
         )
-    elif result.ok:
-        typer.echo(f"audit trail intact: {result.entries} entries")
+    if as_json:
+        typer.echo(json.dumps(report.as_json()))
     else:
+        _print_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_report(report: Report) -> None:
+    """Print what ``verify`` found: problems to stderr, the summary to stdout when intact."""
+    chain, read, rows = report.chain, report.checkpoints, report.rows
+    first = chain.first if chain.broken_seq is not None else None
+    if report.ok:
+        typer.echo(f"audit trail intact: {chain.entries} entries (head: entry {chain.head_seq})")
+    elif first is not None and chain.broken_seq is not None:  # the headline names it
         typer.echo(
-            f"audit trail BROKEN at entry {result.broken_seq}: {result.problem} "
-            f"({result.entries} entries before it are intact)",
+            f"audit trail BROKEN at entry {chain.broken_seq}: {chain.problem}"
+            f" ({chain.broken_seq - 1} entries before it are intact)",
             err=True,
         )
-    if not result.ok:
-        raise typer.Exit(1)
+    else:
+        typer.echo(
+            f"audit trail: {chain.entries} entries chained, but:",
+            err=True,
+        )
+    for problem in report.problems:
+        if problem is not first:
+            typer.echo(f"- {problem.subject}: {problem.text}", err=True)
+    if rows.more:
+        typer.echo(f"- and {rows.more} more problems with rows", err=True)
+    err = not report.ok
+    if read is None:
+        typer.echo(
+            "not anchored: no checkpoint file given (audit_checkpoint_file, --checkpoints):"
+            " a rewrite of the whole chain would not be seen",
+            err=err,
+        )
+    elif read.latest is not None:
+        newest = read.latest
+        waiting = chain.head_seq is not None and chain.head_seq > newest.seq
+        typer.echo(
+            f"anchored: {len(read.anchors)} of {read.lines} checkpoints verified; the newest"
+            f" ({newest.at}) vouches for entry {newest.seq}"
+            + (f"; entries {newest.seq + 1} to {chain.head_seq} await the next" if waiting else ""),
+            err=err,
+        )
+    typer.echo(
+        f"rows checked against the trail: {rows.records} records, {rows.users} users,"
+        f" {rows.signatures} signatures",
+        err=err,
+    )
 
 
 users_app = typer.Typer(help="Local users of the QA app (roles: viewer, operator, qa, admin).")

@@ -116,6 +116,24 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the QA record store (empty: SQLite in data_dir)",
     )
 
+    audit_key_file: Path | None = Field(
+        default=None,
+        description=(
+            "the private Ed25519 key that signs audit checkpoints (envmon audit keygen);"
+            " only the checkpoint service's user may read it"
+        ),
+    )
+    audit_public_key_file: Path | None = Field(
+        default=None,
+        description=(
+            "PEM public key(s) audit checkpoints are verified with (default: the key file"
+            " with .pub appended)"
+        ),
+    )
+    audit_checkpoint_file: Path | None = Field(
+        default=None, description="the append-only JSON-lines file of signed audit checkpoints"
+    )
+
     @model_validator(mode="after")
     def _influx_complete(self) -> Settings:
         if self.timeseries == "influx" and not self.influx_url:
@@ -133,11 +151,22 @@ class Settings(BaseSettings):
         url = self.records_db.get_secret_value()
         return url or f"sqlite:///{self.data_dir / 'records.sqlite3'}"
 
+    @property
+    def audit_public_keys(self) -> Path | None:
+        """Return the file of the checkpoints' public keys (None: none configured)."""
+        if self.audit_public_key_file is not None:
+            return self.audit_public_key_file
+        if self.audit_key_file is not None:
+            return self.audit_key_file.with_name(self.audit_key_file.name + ".pub")
+        return None
+
     def as_env(self) -> dict[str, str]:
         """Return these settings as ``ENVMON_*`` variables (to start another process)."""
         env = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
+            if value is None:  # unset: the default again in the other process
+                continue
             text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
             env[f"{ENV_PREFIX}{name.upper()}"] = text
         return env

@@ -21,9 +21,11 @@ created by the same Alembic migrations (``excursions/migrations``, ``excursions.
     shows them in its timeline beside the people's actions and the signatures.
 
 ``audit_head``
-    One row: the sequence number and hash of the newest entry. Appending locks it (``FOR
-    UPDATE``), which serialises appends so the chain never forks; ``verify`` never trusts
-    it.
+    One row, created by the migrations: the sequence number and hash of the newest entry.
+    Appending locks it (``FOR UPDATE``), which serialises appends so the chain never forks.
+    Triggers refuse INSERT, DELETE (and TRUNCATE) and any UPDATE that does not move it
+    forward onto an existing entry; ``verify`` compares the chain's end with it, so a
+    removed tail shows.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def store_engine(url: str) -> Engine:
+def store_engine(url: str, *, snapshot: bool = False) -> Engine:
     """Return an engine for the record store; on SQLite, transactions that serialise.
 
     Python's sqlite3 driver defers ``BEGIN`` until the first write, so the reads of a
@@ -99,10 +101,19 @@ def store_engine(url: str) -> Engine:
     to ``SQLITE_BUSY_S`` for another writer), then reads and writes under it. Reading
     sessions queue behind writers too: fine at the embedded default's scale. PostgreSQL
     needs none of this (it locks with ``FOR UPDATE``).
+
+    ``snapshot`` is for long readers (``envmon audit verify``): each transaction reads one
+    consistent state without blocking the writers — a deferred ``BEGIN`` in WAL mode on
+    SQLite, a read-only REPEATABLE READ transaction on PostgreSQL.
     """
     engine = create_engine(url)
     if engine.dialect.name != "sqlite":
+        if snapshot:
+            return engine.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
         return engine
+    begin = "BEGIN" if snapshot else "BEGIN IMMEDIATE"
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: object) -> None:  # noqa: ANN401 - DB-API
@@ -112,7 +123,7 @@ def store_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql(begin)
 
     return engine
 

@@ -15,7 +15,10 @@ Closing and reopening are signed: the signer enters user id and password again
 (authenticated like a login, so wrong passwords count towards the lockout) and chooses
 the meaning (``reviewed`` or ``approved``). The signature stores the SHA-256 of the
 record's content as signed (``content_hash``); ``covers`` tells whether a signature still
-covers the record's current content.
+covers the record's current content. The audit entry written with the signature holds the
+signature's content (``signature_manifest``), so a signature row changed outside the
+application no longer matches the trail: it is then shown as covering nothing, and
+``envmon audit verify`` names it.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
+import orjson
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -63,6 +67,9 @@ ROOT_CAUSES: Final = (
 #: What must be filled in before a record may be closed.
 REQUIRED_TO_CLOSE: Final = ("impact_text", "root_cause_category", "conclusion")
 MAX_COMMENT: Final = 4_000
+#: The audit field of a signed move that holds the signature's content.
+SIGNATURE_FIELD: Final = "signature"
+SIGNED_ACTIONS: Final = ("close", "reopen")
 
 
 class LifecycleError(EnvmonError):
@@ -98,20 +105,88 @@ class Signed:
     action: str
     signed_at: datetime
     covers_current_content: bool
+    matches_audit_trail: bool = True
+
+
+def signature_manifest(signer: User, meaning: str, signed_hash: str) -> dict[str, str]:
+    """Return what the audit entry of a signed move records of its signature."""
+    return {
+        "signer": signer.username,
+        "printed_name": signer.full_name,
+        "meaning": meaning,
+        "content_hash": signed_hash,
+    }
+
+
+def expected_signature(entry: AuditEntry) -> dict[str, Any] | None:
+    """Return the signature row an audit entry of a signed move vouches for (None: not one).
+
+    The entry's own time, actor, action and record are the signature's; its value holds
+    the rest. Entries written before revision 0006 hold only "printed name, meaning" (their
+    content hash is vouched for by a ``baseline`` entry, see ``excursions.integrity``).
+    """
+    if entry.field != SIGNATURE_FIELD or entry.action not in SIGNED_ACTIONS:
+        return None
+    value = orjson.loads(entry.new_value) if entry.new_value is not None else None
+    expected: dict[str, Any] = {
+        "record_id": entry.record_id,
+        "action": entry.action,
+        "signer": entry.actor,
+        "signed_at": entry.at,
+    }
+    if isinstance(value, dict):
+        return {**expected, **value}
+    if isinstance(value, str):
+        printed_name, _, meaning = value.rpartition(", ")
+        return {**expected, "printed_name": printed_name, "meaning": meaning}
+    return None
+
+
+def signature_mismatches(row: SignatureRow, expected: Mapping[str, Any]) -> list[str]:
+    """Return the fields of a signature row that differ from what its audit entry says."""
+    return [name for name, value in expected.items() if getattr(row, name, None) != value]
 
 
 def signatures_of(session: Session, row: ExcursionRow) -> list[Signed]:
-    """Return a loaded record's signatures, oldest first, each saying if it still covers it."""
+    """Return a loaded record's signatures, oldest first, each saying if it still covers it.
+
+    A signature that no longer matches its audit entry covers nothing.
+    """
     current = content_hash(row)
-    found = session.execute(
-        select(SignatureRow).where(SignatureRow.record_id == row.id).order_by(SignatureRow.id)
-    ).scalars()
-    return [
-        Signed(
-            s.signer, s.printed_name, s.meaning, s.action, s.signed_at, s.content_hash == current
+    found = (
+        session.execute(
+            select(SignatureRow).where(SignatureRow.record_id == row.id).order_by(SignatureRow.id)
         )
-        for s in found
-    ]
+        .scalars()
+        .all()
+    )
+    entries = {
+        e.seq: e
+        for e in session.execute(
+            select(AuditEntry).where(AuditEntry.seq.in_([s.audit_seq for s in found]))
+        ).scalars()
+    }
+
+    def intact(signature: SignatureRow) -> bool:
+        entry = entries.get(signature.audit_seq)
+        expected = expected_signature(entry) if entry is not None else None
+        return expected is not None and not signature_mismatches(signature, expected)
+
+    signed = []
+    for s in found:
+        matches = intact(s)
+        signed.append(
+            Signed(
+                s.signer,
+                s.printed_name,
+                s.meaning,
+                s.action,
+                s.signed_at,
+                s.content_hash == current and matches,
+                matches,
+            )
+        )
+    return signed
 
 
 class Lifecycle:
@@ -306,12 +381,13 @@ class Lifecycle:
         row.qa_state = target
         self._touch(row)
         signed_hash = content_hash(row)
+        manifest = signature_manifest(signer, meaning, signed_hash)
         entries = self._audit(
             session,
             signer,
             action,
             row,
-            [*changes, Change("signature", None, f"{signer.full_name}, {meaning}")],
+            [*changes, Change(SIGNATURE_FIELD, None, manifest)],
             reason,
         )
         session.add(

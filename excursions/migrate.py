@@ -55,12 +55,14 @@ def current(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-#: What the application's database role may do (PostgreSQL): records and the head are
-#: read and written, the audit trail only read and appended. Migrations run as the owner.
+#: What the application's database role may do (PostgreSQL): records and users are read
+#: and written, the audit trail, signatures and timeline only read and appended, and the
+#: audit head only read and moved forward (its trigger refuses any other change).
+#: Migrations run as the owner.
 APP_GRANTS: Final = (
     "GRANT USAGE ON SCHEMA public TO {role}",
     "GRANT SELECT, INSERT, UPDATE ON excursion_records TO {role}",
-    "GRANT SELECT, INSERT, UPDATE ON audit_head TO {role}",
+    "GRANT SELECT, UPDATE ON audit_head TO {role}",
     "GRANT SELECT, INSERT ON audit_entries TO {role}",
     "GRANT SELECT ON alembic_version TO {role}",
     "GRANT SELECT, INSERT, UPDATE ON users TO {role}",
@@ -70,13 +72,24 @@ APP_GRANTS: Final = (
     "GRANT SELECT, INSERT, UPDATE ON sessions TO {role}",
     "GRANT SELECT, INSERT ON timeline_events TO {role}",
 )
+#: What a reading role may do (``envmon audit verify`` and ``checkpoint`` need no more).
+READ_GRANTS: Final = (
+    "GRANT USAGE ON SCHEMA public TO {role}",
+    "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}",
+)
+#: Run before the grants, so that a role is left with exactly them (a right an older
+#: version granted, such as INSERT on the audit head, does not linger).
+_REVOKES: Final = (
+    "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}",
+    "REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role}",
+)
 
 
-def grant_app_role(engine: Engine, role: str) -> None:
-    """Give the application's role exactly ``APP_GRANTS`` (run as the tables' owner)."""
+def grant_app_role(engine: Engine, role: str, *, read_only: bool = False) -> None:
+    """Give a role exactly ``APP_GRANTS`` (or ``READ_GRANTS``); run as the tables' owner."""
     if engine.dialect.name != "postgresql":
         raise ValueError(f"roles are a PostgreSQL feature, not {engine.dialect.name}'s")
     quoted = engine.dialect.identifier_preparer.quote(role)
     with engine.begin() as connection:
-        for grant in APP_GRANTS:
+        for grant in (*_REVOKES, *(READ_GRANTS if read_only else APP_GRANTS)):
             connection.exec_driver_sql(grant.format(role=quoted))

@@ -118,6 +118,7 @@ def record_detail(
                 "signed_at_site": sig.signed_at.astimezone(zone).isoformat(),
                 "site_timezone": zone.key,
                 "covers_current_content": sig.covers_current_content,
+                "matches_audit_trail": sig.matches_audit_trail,
             }
             for sig in signed
         ]

@@ -5,13 +5,16 @@ or level, closed) with an increasing ``revision``, and the bus delivers at least
 store applies a revision only if it is newer than the one it holds, so a record seen twice
 is stored once and a late duplicate never rewinds it; a data gap (no revision) moves only
 from open to closed. Every change writes audit entries — one per field that changed, by
-the actor ``system:records`` — in the same transaction as the change.
+the actor ``system:records`` — in the same transaction as the change, and one
+(``core_sha256``) with the digest of everything the core decides about the row
+(``core_digest``), so that ``envmon audit verify`` names a row changed outside the
+application.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from pydantic import TypeAdapter
@@ -20,10 +23,12 @@ from sqlalchemy.orm import Session
 
 from envmon.models import DataGap, ExcursionRecord
 from envmon.timeutil import utcnow
-from excursions.audit import AuditTrail, Change
+from excursions.audit import AuditTrail, Change, canonical_hash
 from excursions.db import ExcursionRow
 
 ACTOR: Final = "system:records"
+#: The audit field holding ``core_digest`` of the row after the change.
+CORE_DIGEST_FIELD: Final = "core_sha256"
 #: Decodes what the stream processor publishes on ``envmon.excursions``.
 RECORD: Final = TypeAdapter(ExcursionRecord | DataGap)
 #: The core's fields that QA reads in the audit trail when they change.
@@ -38,6 +43,30 @@ AUDITED: Final = (
     "integral_beyond_limit",
     "samples",
 )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def core_digest(row: ExcursionRow) -> str:
+    """Return the SHA-256 of what the core decides about a row (the record and its columns)."""
+    return canonical_hash(
+        {
+            "id": row.id,
+            "kind": row.kind,
+            "sensor_id": row.sensor_id,
+            "area": row.area,
+            "instrument": row.instrument,
+            "parameter": row.parameter,
+            "level": row.level,
+            "core_revision": row.core_revision,
+            "core_status": row.core_status,
+            "start": _iso(row.start),
+            "end": _iso(row.end),
+            "record": row.record,
+        }
+    )
 
 
 def _snapshot(row: ExcursionRow) -> dict[str, Any]:
@@ -73,9 +102,12 @@ class RecordStore:
             if row is None:
                 row = self._create(session, record)
                 changes = [Change(field, None, value) for field, value in _snapshot(row).items()]
-                self._audit(session, "create", row, [c for c in changes if c.new is not None])
+                digest = Change(CORE_DIGEST_FIELD, None, core_digest(row))
+                self._audit(
+                    session, "create", row, [*(c for c in changes if c.new is not None), digest]
+                )
             elif self._newer(row, record):
-                before = _snapshot(row)
+                before, digest_before = _snapshot(row), core_digest(row)
                 self._update(row, record)
                 after = _snapshot(row)
                 changes = [
@@ -83,6 +115,7 @@ class RecordStore:
                     for field in AUDITED
                     if before[field] != after[field]
                 ]
+                changes.append(Change(CORE_DIGEST_FIELD, digest_before, core_digest(row)))
                 self._audit(session, "update", row, changes)
             else:
                 self.ignored += 1

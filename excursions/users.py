@@ -11,11 +11,15 @@ Passwords are stored only as argon2id hashes (argon2-cffi's defaults, rehashed w
 change). ``MAX_FAILED`` wrong passwords in a row lock the account for ``LOCKOUT``; a
 correct password then fails too until the time has passed. Every change to a user — created,
 role changed, disabled, enabled, password reset, locked — writes audit entries with the
-acting person and the reason; the password never appears in the trail, only that it changed.
+acting person and the reason; the password never appears in the trail, only that it changed
+and ``password_fingerprint`` of its new hash (a SHA-256 of the argon2 hash, which holds a
+random salt: it tells nothing about the password), so that ``envmon audit verify`` names a
+hash replaced outside the application. A rehash at sign-in is audited the same way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +44,9 @@ LOCKOUT: Final = timedelta(minutes=15)
 RECORD_TYPE: Final = "user"
 #: What the trail says instead of a password.
 PASSWORD_SET: Final = "(set)"  # noqa: S105 - a marker in the audit trail, not a password
+#: The audit field holding ``password_fingerprint`` of the user's current hash.
+FINGERPRINT_FIELD: Final = "password_fingerprint"
+_FINGERPRINT_DOMAIN: Final = b"envmon-password-fingerprint-v1\0"
 
 
 class UserError(EnvmonError):
@@ -57,6 +64,11 @@ class User:
     username: str
     full_name: str
     role: str
+
+
+def password_fingerprint(password_hash: str) -> str:
+    """Return the SHA-256 of a stored password hash (what the audit trail keeps of it)."""
+    return hashlib.sha256(_FINGERPRINT_DOMAIN + password_hash.encode()).hexdigest()
 
 
 def _check_password(password: str) -> None:
@@ -104,6 +116,7 @@ class UserStore:
         _check_password(password)
         reason = _check_reason(reason)
         now = self.clock()
+        password_hash = self.hasher.hash(password)
         with Session(self.engine) as session, session.begin():
             if session.execute(select(UserRow.id).where(UserRow.username == username)).first():
                 raise UserError(f"username {username!r} is taken")
@@ -112,7 +125,7 @@ class UserStore:
                     username=username,
                     full_name=full_name,
                     role=role,
-                    password_hash=self.hasher.hash(password),
+                    password_hash=password_hash,
                     disabled=False,
                     failed_logins=0,
                     locked_until=None,
@@ -131,6 +144,7 @@ class UserStore:
                     Change("full_name", None, full_name),
                     Change("role", None, role),
                     Change("password", None, PASSWORD_SET),
+                    Change(FINGERPRINT_FIELD, None, password_fingerprint(password_hash)),
                 ],
                 reason=reason,
             )
@@ -172,6 +186,7 @@ class UserStore:
         reason = _check_reason(reason)
         with Session(self.engine) as session, session.begin():
             row = self._row(session, username)
+            old_fingerprint = password_fingerprint(row.password_hash)
             row.password_hash = self.hasher.hash(password)
             row.password_changed_at = row.updated_at = self.clock()
             row.failed_logins, row.locked_until = 0, None
@@ -181,7 +196,12 @@ class UserStore:
                 action="reset_password",
                 record_type=RECORD_TYPE,
                 record_id=username,
-                changes=[Change("password", PASSWORD_SET, PASSWORD_SET)],
+                changes=[
+                    Change("password", PASSWORD_SET, PASSWORD_SET),
+                    Change(
+                        FINGERPRINT_FIELD, old_fingerprint, password_fingerprint(row.password_hash)
+                    ),
+                ],
                 reason=reason,
             )
 
@@ -218,11 +238,25 @@ class UserStore:
             else:
                 row.failed_logins, row.locked_until = 0, None
                 if self.hasher.check_needs_rehash(row.password_hash):
-                    row.password_hash = self.hasher.hash(password)
+                    self._rehash(session, row, password)
                 user = User(row.username, row.full_name, row.role)
         if user is None:
             raise refused  # after the commit: the failed attempt (and a lock) is kept
         return user
+
+    def _rehash(self, session: Session, row: UserRow, password: str) -> None:
+        """Store the password under the hasher's current parameters (audited: the hash changes)."""
+        old = password_fingerprint(row.password_hash)
+        row.password_hash = self.hasher.hash(password)
+        self.trail.append(
+            session,
+            actor="system:login",
+            action="rehash_password",
+            record_type=RECORD_TYPE,
+            record_id=row.username,
+            changes=[Change(FINGERPRINT_FIELD, old, password_fingerprint(row.password_hash))],
+            reason="the password hashing parameters changed",
+        )
 
     def _change(self, username: str, field: str, value: object, *, actor: str, reason: str) -> None:
         reason = _check_reason(reason)

@@ -1,4 +1,7 @@
-"""``envmon db upgrade`` and ``envmon audit verify``: the QA record store from the shell."""
+"""``envmon db upgrade|grant`` and ``envmon excursions …``: the QA record store from the shell.
+
+(``envmon audit …`` is in ``envmon.commands.audit``.)
+"""
 
 from __future__ import annotations
 
@@ -9,14 +12,12 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
 from envmon.bus import ALARMS, NOTIFICATIONS
 from envmon.commands.stream_worker import ensure_topics, site_id
 from envmon.config import SiteConfig
 from envmon.settings import Settings, SettingsError
 from envmon.timeutil import utcnow
-from excursions.audit import Verification, verify
 from excursions.consumer import consume_events, consume_records
 from excursions.db import store_engine
 from excursions.migrate import current, grant_app_role, newest, upgrade
@@ -55,21 +56,11 @@ def upgrade_db(url: str) -> tuple[str | None, str | None]:
         engine.dispose()
 
 
-def grant_db(url: str, role: str) -> None:
-    """Give the application's PostgreSQL role exactly ``APP_GRANTS`` (run as the owner)."""
+def grant_db(url: str, role: str, *, read_only: bool = False) -> None:
+    """Give a PostgreSQL role exactly the application's rights, or read rights (as owner)."""
     engine = open_engine(url)
     try:
-        grant_app_role(engine, role)
-    finally:
-        engine.dispose()
-
-
-def verify_db(url: str) -> Verification:
-    """Check the store's audit trail from its first entry to its last."""
-    engine = open_engine(url)
-    try:
-        with Session(engine) as session:
-            return verify(session)
+        grant_app_role(engine, role, read_only=read_only)
     finally:
         engine.dispose()
 

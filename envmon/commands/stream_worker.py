@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 import faust
 
-from envmon.bus import ALL_TOPICS
+from envmon.bus import ALL_TOPICS, AUDIT, AUDIT_TOPIC_CONFIG
 from envmon.config import SiteConfig, load_site
 from envmon.models import DeadLetter, Reading, SystemEvent
 from envmon.settings import Settings
@@ -97,6 +97,18 @@ async def ensure_topics(settings: Settings) -> None:
         settings.kafka_bootstrap,
         {settings.topic(name): settings.kafka_partitions for name in ALL_TOPICS},
         replication=settings.kafka_replication,
+        exist_ok=True,
+    )
+    await ensure_audit_topic(settings)
+
+
+async def ensure_audit_topic(settings: Settings) -> None:
+    """Create the audit checkpoints' topic if it does not exist: one partition, kept for ever."""
+    await create_topics(
+        settings.kafka_bootstrap,
+        {settings.topic(AUDIT): 1},
+        replication=settings.kafka_replication,
+        config=AUDIT_TOPIC_CONFIG,
         exist_ok=True,
     )
 

@@ -18,6 +18,7 @@ from excursions.users import (
     AuthenticationError,
     UserError,
     UserStore,
+    password_fingerprint,
 )
 
 from .conftest import FAST_HASHER
@@ -65,9 +66,11 @@ def test_only_an_argon2_hash_is_stored_and_the_trail_never_holds_it(
         ("create", "full_name", '"Jane Doe"'),
         ("create", "role", '"qa"'),
         ("create", "password", '"(set)"'),
+        ("create", "password_fingerprint", f'"{password_fingerprint(row.password_hash)}"'),
     ]
     assert {(e.actor, e.reason) for e in entries} == {("admin.ann", "new QA reviewer")}
     assert all(PASSWORD not in (e.new_value or "") for e in entries)
+    assert all(row.password_hash not in (e.new_value or "") for e in entries)
 
 
 @pytest.mark.parametrize("wrong", ["", "correct horse", "Correct horse battery"])
@@ -111,13 +114,17 @@ def test_disable_enable_role_and_reset_are_audited_with_reasons(
     with pytest.raises(AuthenticationError):
         users.authenticate("jane", PASSWORD)
     assert users.authenticate("jane", "another long secret").role == "operator"
-    changes = [(e.action, e.field, e.old_value, e.new_value, e.reason) for e in trail(engine)[3:]]
+    entries = trail(engine)[4:]
+    changes = [(e.action, e.field, e.old_value, e.new_value, e.reason) for e in entries[:-1]]
     assert changes == [
         ("set_role", "role", '"qa"', '"operator"', "moved to production"),
         ("set_disabled", "disabled", "false", "true", "left the company"),
         ("set_disabled", "disabled", "true", "false", "came back"),
         ("reset_password", "password", '"(set)"', '"(set)"', "forgot it"),
     ]
+    fingerprint = entries[-1]  # of the new hash, written with the reset
+    assert (fingerprint.action, fingerprint.field) == ("reset_password", "password_fingerprint")
+    assert fingerprint.old_value != fingerprint.new_value
     with Session(engine) as session:
         assert verify(session).ok
 
