@@ -108,12 +108,16 @@ class StreamProcessor:
         if out:
             await self.bus.publish(out)
 
+    async def tick(self) -> None:
+        """Advance the core to the clock's time once: stale-data alarms of silent sensors."""
+        events = self.evaluator.advance(to_us(self.clock()))
+        if events:
+            await self.bus.publish(self._encode(events))
+
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.tick_s)
-            events = self.evaluator.advance(to_us(self.clock()))
-            if events:
-                await self.bus.publish(self._encode(events))
+            await self.tick()
 
     def _encode(self, events: Iterable[CoreEvent]) -> list[Message]:
         out: list[Message] = []
