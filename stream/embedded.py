@@ -3,8 +3,11 @@
 One asyncio task consumes ``envmon.readings``, evaluates each reading with the same
 ``Evaluator`` as ``envmon replay``, publishes alarm events to ``envmon.alarms`` and
 excursion records and data gaps to ``envmon.excursions``, and writes the readings to the
-time-series store. A clock tick (injectable clock) advances time between readings so a
-silent sensor raises its communication-loss alarm without waiting for other data.
+time-series store. Silence is judged on the injectable clock: a reading counts as heard
+when it is handled, and a clock tick moves time on between readings, so a silent sensor
+raises its communication-loss alarm without waiting for other data while readings that
+arrive behind the clock (a burst, a drained buffer) are judged in their own data time.
+Proofs of life (``ProofOfLife`` on the readings topic) reach the core as such.
 """
 
 from __future__ import annotations
@@ -19,7 +22,15 @@ from typing import Final
 from pydantic import ValidationError
 
 from envmon.bus import ALARMS, DEADLETTER, EXCURSIONS, READINGS, Bus, Message
-from envmon.models import AlarmEvent, CoreEvent, DeadLetter, Reading
+from envmon.models import (
+    AlarmEvent,
+    CoreEvent,
+    DeadLetter,
+    ProofOfLife,
+    Reading,
+    decode_readings_message,
+    names_proof_of_life,
+)
 from envmon.sensors import SensorSpec
 from envmon.timeutil import to_us, utcnow
 from stream.core.evaluator import Evaluator, UnknownSensorError
@@ -56,6 +67,7 @@ class StreamProcessor:
         self.group = group
         self.listener = listener
         self.readings = 0
+        self.proofs = 0
         self.rejected = 0
         self.last: dict[str, Reading] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -85,24 +97,29 @@ class StreamProcessor:
         """Evaluate a batch of reading messages and publish what they cause."""
         out: list[Message] = []
         readings: list[Reading] = []
+        now_us = to_us(self.clock())
         for message in messages:
             try:
-                reading = Reading.model_validate_json(message.value)
-                events = self.evaluator.process(reading)
+                item = decode_readings_message(message.value)
+                events = self.evaluator.process(item, now_us)
             except (ValidationError, UnknownSensorError) as exc:
                 self.rejected += 1
+                what = "proof of life" if names_proof_of_life(message.value) else "reading"
                 reason = (
                     f"unknown sensor {exc.args[0]!r}"
                     if isinstance(exc, UnknownSensorError)
-                    else f"invalid reading: {exc.errors(include_url=False)[0]['msg']}"
+                    else f"invalid {what}: {exc.errors(include_url=False)[0]['msg']}"
                 )
                 letter = DeadLetter.of("stream", message.topic, reason, message.value, self.clock())
                 out.append(Message(DEADLETTER, message.key, letter.model_dump_json().encode()))
                 continue
-            self.readings += 1
-            self.last[reading.sensor_id] = reading
-            readings.append(reading)
             out.extend(self._encode(events))
+            if isinstance(item, ProofOfLife):
+                self.proofs += 1  # evidence of life, not a sample: not stored, not "last"
+                continue
+            self.readings += 1
+            self.last[item.sensor_id] = item
+            readings.append(item)
         if self.store is not None and readings:
             await asyncio.to_thread(self.store.write, readings)
         if out:

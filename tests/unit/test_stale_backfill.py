@@ -38,9 +38,7 @@ def specs(ids: Iterable[str] = SENSORS) -> list[Any]:
     return [make_spec(sid, alert_high=-15, stale_after_s=STALE_S) for sid in ids]
 
 
-def second_by_second(
-    sensor_ids: Iterable[str], start: datetime, seconds: int
-) -> list[Reading]:
+def second_by_second(sensor_ids: Iterable[str], start: datetime, seconds: int) -> list[Reading]:
     """One reading a second from each sensor for ``seconds`` seconds from ``start``."""
     return [
         Reading(sensor_id=sid, value=-20.0, ts=start + timedelta(seconds=s))
