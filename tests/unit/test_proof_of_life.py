@@ -86,7 +86,8 @@ class TestCore:
             out += ev.advance(us(s + 50))
         out += ev.process(reading(660, -19.0))
         assert out == []
-        assert ev.readings == 2 and ev.proofs == 6
+        assert ev.readings == 2
+        assert ev.proofs == 6
 
     def test_without_proofs_the_same_data_is_a_gap(self):
         """The control: the same two changes without proofs are a communication loss."""
@@ -119,7 +120,8 @@ class TestCore:
         events = ev.process(proof(400))
         assert kinds(events) == ["restored", "data_gap"]
         restored, gap = events
-        assert isinstance(restored, AlarmEvent) and "proof of life" in restored.detail
+        assert isinstance(restored, AlarmEvent)
+        assert "proof of life" in restored.detail
         assert isinstance(gap, DataGap)
         assert (gap.start, gap.end, gap.duration_s) == (at(0), at(400), 400)
 
@@ -136,8 +138,10 @@ class TestCore:
         ev.process(proof(100))
         assert ev.advance(us(400)) == []
         stale, gap = ev.advance(us(401))
-        assert isinstance(stale, AlarmEvent) and stale.ts == at(400)
-        assert isinstance(gap, DataGap) and gap.start == at(100)
+        assert isinstance(stale, AlarmEvent)
+        assert stale.ts == at(400)
+        assert isinstance(gap, DataGap)
+        assert gap.start == at(100)
 
     def test_an_old_proof_changes_nothing(self):
         """A proof no newer than the last evidence (a repeat) neither resets nor restores."""
