@@ -1126,8 +1126,12 @@ class StreamWorker:
         await self._fail_stop(self._advance())
 
     def _unevaluated(self) -> bool:
-        """Tell whether readings were fetched that the agent has not evaluated yet."""
-        return bool(self._fetched) or not self.batch_channel.empty()
+        """Tell whether readings were fetched that the agent has not evaluated yet.
+
+        Asked under the lock: the agent is then between batches, or ``_busy`` with one
+        it took from the channel and waits to evaluate.
+        """
+        return self._busy or bool(self._fetched) or not self.batch_channel.empty()
 
     async def _advance(self) -> None:
         async with self._lock:
