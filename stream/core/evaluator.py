@@ -183,13 +183,14 @@ class ChannelEvaluator:
                 else:
                     st.late += 1
                 return NOTHING
-            alive = st.alive_ts
-            evidence = last if alive is None or alive < last else alive
             if st.stale:
                 out = self._restore_comms(st, ts)
-            elif self.stale_us and ts - evidence > self.stale_us:
-                out = self.go_stale(st)
-                out.extend(self._restore_comms(st, ts))
+            elif self.stale_us and ts - last > self.stale_us:
+                # the gap runs from the last evidence: the last sample or a later proof
+                alive = st.alive_ts
+                if alive is None or ts - alive > self.stale_us:
+                    out = self.go_stale(st)
+                    out.extend(self._restore_comms(st, ts))
         st.last_ts = ts
         st.heard = ts if at is None else at
         if not good or value is None:
@@ -657,10 +658,10 @@ class Evaluator:
                 expired = self._expire(now)
         events = evaluator.step(state, ts, value, good, at)
         stale_us = evaluator.stale_us
-        if stale_us:
-            heard = state.heard
-            if heard is not None and heard + stale_us < self._next_deadline:
-                self._next_deadline = heard + stale_us
+        # An accepted sample was heard now: its deadline may be the earliest. A repeat
+        # changed no deadline (and was not heard now), so the bound holds as it is.
+        if stale_us and now + stale_us < self._next_deadline and state.heard == now:
+            self._next_deadline = now + stale_us
         if expired:
             expired.extend(events)
             return expired
