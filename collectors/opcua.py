@@ -48,7 +48,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
@@ -85,6 +85,9 @@ DEFAULT_MAX_PENDING: Final = 200_000
 PROOF_OF_LIFE_SHARE: Final = 1 / 3
 #: A subscription's nodes are looked over for proofs due at most this often (µs).
 _PROOF_SWEEP_US: Final = US_PER_S
+#: A server publish time or a node's source-to-server offset beyond this is not believed
+#: when stamping a proof of life (a server clock far off, a device clock never set).
+_MAX_PROOF_SKEW: Final = timedelta(days=1)
 _CONNECT_TIMEOUT_FACTOR: Final = 3
 _MIN_DATETIME_YEAR: Final = 1602  # OPC-UA's "no timestamp" is 1601-01-01
 _DEAD_LETTER_VALUE_CHARS: Final = 200
@@ -897,7 +900,8 @@ class OpcUaCollector:
         value is no evidence of a working sensor, and it must go stale as before. The
         proof's time is the server's publish time, moved by the node's source-to-server
         clock offset when its readings carry source timestamps, so that it is in the same
-        data time as the node's readings.
+        data time as the node's readings. A publish time or an offset more than a day
+        off is not believed (the collector's clock, no offset, are used instead).
         """
         periods = self._proof_every
         now_us = to_us(now)
@@ -906,7 +910,9 @@ class OpcUaCollector:
         sub.next_sweep = now_us + _PROOF_SWEEP_US
         if session.lost.is_set() or sub.subscription_id in session.silent:
             return
-        at = _timestamp(published) or now
+        at = _timestamp(published)
+        if at is None or abs(at - now) > _MAX_PROOF_SKEW:
+            at = now
         latest, evidence, by_handle = session.latest, self._evidence, self._by_handle
         proofs: list[ProofOfLife] = []
         for handle in sub.handles:
@@ -925,7 +931,9 @@ class OpcUaCollector:
                 source_ts = _timestamp(value.SourceTimestamp)
                 server_ts = _timestamp(value.ServerTimestamp)
                 if source_ts is not None and server_ts is not None:
-                    ts = at + (source_ts - server_ts)
+                    skew = source_ts - server_ts
+                    if abs(skew) <= _MAX_PROOF_SKEW:
+                        ts = at + skew
             proofs.append(
                 ProofOfLife(sensor_id=binding.sensor_id, ts=ts, received_at=now, source=self.source)
             )
