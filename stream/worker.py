@@ -74,10 +74,11 @@ changelog partition is the partition of the readings that changed it. A partitio
 evaluator judges silence on the wall clock: each reading counts as heard when its batch
 was fetched, and a sensor goes stale when nothing of it was fetched for ``stale_after``
 (or when its own data show such a gap), so data that arrive behind the wall clock (a
-backlog, a burst) are never read as silence. A tick (``tick_s``) moves the clock on while
-the worker is caught up and holds nothing fetched but unevaluated, so a partition whose
-sensors all went silent still raises its communication-loss alarms (docs/architecture.md,
-"Stale data").
+backlog, a burst) are never read as silence. The clock moves only when the worker has
+read what there was: after a batch that was not full (to its fetch time), and on a tick
+(``tick_s``) while the worker is caught up and holds nothing fetched but unevaluated, so
+a partition whose sensors all went silent still raises its communication-loss alarms
+(docs/architecture.md, "Stale data").
 
 **Rebalancing.** faust awaits the worker's revocation handler: it bumps the assignment
 epoch (stages in the pipeline then save no state and commit nothing, what was evaluated
@@ -281,6 +282,7 @@ class ReadingBatchProcessor:
             # now: what of theirs waits unread in the partition is not silence.
             now = to_us(self._clock())
             evaluator = Evaluator(specs, states, now, heard_from=now)
+            evaluator.hold = True  # readings move the clock only through tick (see evaluate)
             self.evaluators[partition] = evaluator
         return evaluator
 
@@ -298,8 +300,9 @@ class ReadingBatchProcessor:
         sink's encoding per reading (a line of text for InfluxDB: the reading itself is
         freed at once, so the garbage collector does not scan thousands of readings
         waiting to be written); events are encoded only when there are some. ``at`` is
-        when the records were fetched (default: now): they count as heard then. A record
-        that is a proof of life instead of a reading goes to the core as such.
+        when the records were fetched (default: now): they count as heard then, but the
+        clock does not move (more may be waiting): ``tick`` moves it. A record that is a
+        proof of life instead of a reading goes to the core as such.
         """
         points = result.points
         encode = self.encode
@@ -533,6 +536,8 @@ class Batch:
     parts: Sequence[Part]  # per partition, its records in offset order
     #: When the intake handed the batch over: its readings count as heard then (stale data).
     fetched_at: datetime | None = None
+    #: The batch was full: more readings were waiting (the clock does not move to fetched_at).
+    full: bool = False
 
     def __len__(self) -> int:
         return sum(len(records) for _, records in self.parts)
@@ -809,7 +814,7 @@ class StreamWorker:
                 self._fetched = count
                 if count and (full or not self._agent_busy()):
                     self._behind = full
-                    batch = Batch(pending_epoch, list(pending.items()), self.clock())
+                    batch = Batch(pending_epoch, list(pending.items()), self.clock(), full)
                     pending, count = {}, 0
                     await self.batch_channel.put(batch)  # type: ignore[arg-type]
                     self._fetched = 0
@@ -882,6 +887,10 @@ class StreamWorker:
             for part in slices(taken, EVALUATE_SLICE):
                 processor.evaluate(part, result, batch.fetched_at)
                 await asyncio.sleep(0)
+            if not batch.full and batch.fetched_at is not None:
+                # Read up to its fetch: nothing waited then, so the clock may move there
+                # (silence found under a steady load that leaves no room for a tick).
+                result.outputs.extend(processor.tick(batch.fetched_at, pending.touched))
             for partition, _ in taken:
                 pending.positions[partition] = offsets.position(partition)
             handled = sum(len(records) for _, records in taken)

@@ -596,10 +596,12 @@ class Evaluator:
     evidence shows a gap longer than that in its data time. Either way the alarm and the
     gap carry data times. States handed in without ``heard`` (restored) count as heard at
     ``heard_from`` when given (a live engine taking them over: what it has not read yet is
-    not silence), else at their last evidence (replay).
+    not silence), else at their last evidence (replay). While ``hold`` is set, arrivals
+    are recorded but do not move the clock: an engine that knows more is waiting unread
+    moves it itself with :meth:`advance` once it has read it.
     """
 
-    __slots__ = ("_channels", "_next_deadline", "_watermark", "proofs", "readings")
+    __slots__ = ("_channels", "_next_deadline", "_watermark", "hold", "proofs", "readings")
 
     def __init__(
         self,
@@ -617,6 +619,7 @@ class Evaluator:
             self._channels[spec.sensor_id] = (ChannelEvaluator(spec), state)
         self.readings = 0
         self.proofs = 0
+        self.hold = False
         self._watermark = watermark if watermark is not None else -_FAR_FUTURE
         self._next_deadline = -_FAR_FUTURE  # a lower bound: the first advance rescans
 
@@ -652,7 +655,7 @@ class Evaluator:
         self.readings += 1
         now = ts if at is None else at
         expired: list[CoreEvent] | None = None
-        if now > self._watermark:
+        if now > self._watermark and not self.hold:
             self._watermark = now
             if now > self._next_deadline:
                 expired = self._expire(now)
@@ -676,7 +679,7 @@ class Evaluator:
         self.proofs += 1
         now = ts if at is None else at
         expired: list[CoreEvent] | None = None
-        if now > self._watermark:
+        if now > self._watermark and not self.hold:
             self._watermark = now
             if now > self._next_deadline:
                 expired = self._expire(now)

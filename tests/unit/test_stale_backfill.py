@@ -71,13 +71,13 @@ class WorkerHarness:
         self.offset = 0
         self.outputs: list[Message] = []
 
-    def deliver(self, readings: list[Reading]) -> None:
+    def deliver(self, readings: list[Reading], at: datetime | None = None) -> None:
         records = []
         for reading in readings:
             records.append(Record(self.offset, reading.sensor_id.encode(), reading.to_json()))
             self.offset += 1
         result = BatchResult()
-        self.processor.evaluate([(0, records)], result)
+        self.processor.evaluate([(0, records)], result, at)
         self.outputs += result.outputs
 
     def tick(self) -> None:
@@ -124,6 +124,26 @@ class TestWorkerBackfill:
         assert sorted(e["sensor_id"] for e in stale) == sorted(SENSORS)
         # stamped in data time: the last sample plus stale_after
         assert {e["ts"] for e in stale} == {"2026-01-05T08:05:59Z"}
+
+    def test_a_stall_with_readings_waiting_unread_raises_nothing(self):
+        """After a stall longer than stale_after, full batches (more waiting) move no clock.
+
+        The worker was stuck (the time-series store down) for ten minutes; it then reads
+        the backlog in full batches, in which a sensor's next reading may come batches
+        later. Only the batch that is not full (nothing waited) moves the clock.
+        """
+        clock = FakeClock(DEFAULT_T0)
+        worker = WorkerHarness(clock)
+        worker.deliver(second_by_second(SENSORS, DEFAULT_T0, 2), clock())
+        worker.tick()
+        clock.advance(600)  # the stall
+        backlog = second_by_second(SENSORS, DEFAULT_T0 + timedelta(seconds=2), 600)
+        full = [r for r in backlog if r.sensor_id == SENSORS[0]]  # the first full batches
+        worker.deliver(full, clock())
+        clock.advance(1)
+        worker.deliver([r for r in backlog if r.sensor_id != SENSORS[0]], clock())
+        worker.tick()  # caught up
+        assert stale_or_gaps(worker.outputs) == []
 
 
 class TestEmbeddedBackfill:
