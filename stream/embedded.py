@@ -4,9 +4,10 @@ One asyncio task consumes ``envmon.readings``, evaluates each reading with the s
 ``Evaluator`` as ``envmon replay``, publishes alarm events to ``envmon.alarms`` and
 excursion records and data gaps to ``envmon.excursions``, and writes the readings to the
 time-series store. Silence is judged on the injectable clock: a reading counts as heard
-when it is handled, and a clock tick moves time on between readings, so a silent sensor
-raises its communication-loss alarm without waiting for other data while readings that
-arrive behind the clock (a burst, a drained buffer) are judged in their own data time.
+when it is handled, and the clock moves on after a batch once nothing more waits on the
+bus, and with a tick between readings, so a silent sensor raises its communication-loss
+alarm without waiting for other data while readings that arrive behind the clock (a
+burst, a drained buffer, a backlog after a stall) are judged in their own data time.
 Proofs of life (``ProofOfLife`` on the readings topic) reach the core as such.
 """
 
@@ -21,7 +22,7 @@ from typing import Final
 
 from pydantic import ValidationError
 
-from envmon.bus import ALARMS, DEADLETTER, EXCURSIONS, READINGS, Bus, Message
+from envmon.bus import ALARMS, DEADLETTER, EXCURSIONS, READINGS, Bus, InMemoryBus, Message
 from envmon.models import (
     AlarmEvent,
     CoreEvent,
@@ -61,6 +62,7 @@ class StreamProcessor:
     ) -> None:
         self.bus = bus
         self.evaluator = Evaluator(specs)
+        self.evaluator.hold = True  # the clock moves once what waits is read (see handle)
         self.store = store
         self.clock = clock
         self.tick_s = tick_s
@@ -71,6 +73,8 @@ class StreamProcessor:
         self.rejected = 0
         self.last: dict[str, Reading] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscribed = False
+        self._handling = False
 
     async def start(self) -> None:
         """Start consuming readings and ticking the clock."""
@@ -90,11 +94,28 @@ class StreamProcessor:
 
     async def _consume(self) -> None:
         stream = self.bus.subscribe(READINGS, self.group)
+        self._subscribed = True
         async for message in stream:
             await self.handle([message])
 
+    def _waiting(self) -> bool:
+        """Tell whether readings wait on the bus for this processor (a backlog)."""
+        bus = self.bus
+        return (
+            self._subscribed
+            and isinstance(bus, InMemoryBus)
+            and bus.pending(READINGS, self.group) > 0
+        )
+
     async def handle(self, messages: Sequence[Message]) -> None:
         """Evaluate a batch of reading messages and publish what they cause."""
+        self._handling = True
+        try:
+            await self._handle(messages)
+        finally:
+            self._handling = False
+
+    async def _handle(self, messages: Sequence[Message]) -> None:
         out: list[Message] = []
         readings: list[Reading] = []
         now_us = to_us(self.clock())
@@ -120,13 +141,21 @@ class StreamProcessor:
             self.readings += 1
             self.last[item.sensor_id] = item
             readings.append(item)
+        if not self._waiting():  # read up to now: a silence until now is real
+            out.extend(self._encode(self.evaluator.advance(now_us)))
         if self.store is not None and readings:
             await asyncio.to_thread(self.store.write, readings)
         if out:
             await self.bus.publish(out)
 
     async def tick(self) -> None:
-        """Advance the core to the clock's time once: stale-data alarms of silent sensors."""
+        """Advance the core to the clock's time once: stale-data alarms of silent sensors.
+
+        Not while readings are being handled or wait on the bus: they may be the very ones
+        the tick would call missing.
+        """
+        if self._handling or self._waiting():
+            return
         events = self.evaluator.advance(to_us(self.clock()))
         if events:
             await self.bus.publish(self._encode(events))

@@ -9,13 +9,14 @@ wall clock. Both engines that tick a wall clock are tested: the Kafka worker's
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from envmon.bus import InMemoryBus, Message
+from envmon.bus import READINGS, InMemoryBus, Message
 from envmon.models import AlarmEvent, AlarmKind, CoreEvent, DataGap, Reading
 from envmon.testing import DEFAULT_T0, FakeClock, make_spec
 from stream.embedded import StreamProcessor
@@ -182,3 +183,30 @@ class TestEmbeddedBackfill:
         (stale,) = [e for e in events if isinstance(e, AlarmEvent)]
         assert (stale.event, stale.sensor_id) == (AlarmKind.STALE, quiet)
         assert stale.ts == DEFAULT_T0 + timedelta(seconds=29 + STALE_S)
+
+    async def test_a_backlog_waiting_on_the_bus_is_not_silence(self):
+        """Readings that waited on the bus through a ten-minute stall are judged as read."""
+        clock = FakeClock(DEFAULT_T0)
+        bus = InMemoryBus()
+        events: list[CoreEvent] = []
+        proc = StreamProcessor(bus, specs(), clock=clock, tick_s=3600, listener=events.append)
+        await proc.start()
+        try:
+            first = second_by_second(SENSORS, DEFAULT_T0, 2)
+            await bus.publish([Message(READINGS, r.sensor_id, r.to_json()) for r in first])
+            await until(lambda: proc.readings == len(first))
+            clock.advance(600)  # the processor was stuck; what follows waited on the bus
+            backlog = second_by_second(SENSORS, DEFAULT_T0 + timedelta(seconds=2), 600)
+            await bus.publish([Message(READINGS, r.sensor_id, r.to_json()) for r in backlog])
+            await until(lambda: proc.readings == len(first) + len(backlog))
+            await proc.tick()
+        finally:
+            await proc.stop()
+        assert [e for e in events if isinstance(e, AlarmEvent | DataGap)] == []
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    """Let the processor's task run until ``predicate()`` holds (no clock involved)."""
+    async with asyncio.timeout(30):
+        while not predicate():
+            await asyncio.sleep(0)
