@@ -38,7 +38,7 @@ from collectors.opcua import OpcUaCollector
 from collectors.pipeline import CollectorPipeline, RawPayload
 from collectors.simulators.opcua_server import SyntheticServer
 from envmon.bus import Message
-from envmon.models import Reading
+from envmon.models import ProofOfLife, Reading
 from envmon.netutil import free_port
 
 HOST = "127.0.0.1"
@@ -74,9 +74,14 @@ class MeasuringPipeline(CollectorPipeline):
 
     samples: list[tuple[float, float, float]]  # (commit time, lag s, in-collector s)
 
-    def put(self, readings: Sequence[Reading], failures: Sequence[RawPayload] = ()) -> bool:
+    def put(
+        self,
+        readings: Sequence[Reading],
+        failures: Sequence[RawPayload] = (),
+        alive: Sequence[ProofOfLife] = (),
+    ) -> bool:
         """Commit, then sample the lag of some readings: since the source, since receipt."""
-        stored = super().put(readings, failures)
+        stored = super().put(readings, failures, alive)
         now = time.time()
         step = max(1, len(readings) // 20)
         self.samples.extend(

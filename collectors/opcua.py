@@ -19,6 +19,13 @@ keep-alive) for longer than ``watchdog.silence_timeout``. Reconnections and re-c
 subscriptions are counted in ``CollectorCounters`` and reported as ``SystemEvent``s on the
 alarms topic. asyncua's objects never leave this module.
 
+Servers report a node only when it changes, even with the StatusValueTimestamp trigger
+(node-opcua does so; asyncua reports writes only). So that a steady value is not taken for
+a lost sensor, the collector sends a ``ProofOfLife`` for each node of a healthy
+subscription (one whose publish response or keep-alive just arrived) whose last reading
+or proof is a third of its sensor's ``stale_after`` old, and one for each node when a
+subscription starts: the value last reported still holds (docs/architecture.md).
+
 Errors::
 
     OpcUaError
@@ -41,7 +48,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
@@ -61,9 +68,9 @@ from envmon.config.opcua import (
     parse_node_id,
 )
 from envmon.errors import EnvmonError
-from envmon.models import Quality, Reading, SystemEvent, SystemEventKind
+from envmon.models import ProofOfLife, Quality, Reading, SystemEvent, SystemEventKind
 from envmon.sensors import SensorSpec
-from envmon.timeutil import utcnow
+from envmon.timeutil import US_PER_S, to_us, utcnow
 from envmon.units import Conversion, UnitError, conversion
 
 logger = logging.getLogger(__name__)
@@ -72,6 +79,15 @@ logger = logging.getLogger(__name__)
 DEFAULT_COMMIT_DELAY_S: Final = 0.005
 #: Above this many readings waiting for the buffer, the publish loop waits (back-pressure).
 DEFAULT_MAX_PENDING: Final = 200_000
+#: A node's value unchanged for this share of its sensor's ``stale_after`` gets a proof of
+#: life at the next publish response of its (healthy) subscription: two may be late or
+#: lost before the sensor would go stale.
+PROOF_OF_LIFE_SHARE: Final = 1 / 3
+#: A subscription's nodes are looked over for proofs due at most this often (µs).
+_PROOF_SWEEP_US: Final = US_PER_S
+#: A server publish time or a node's source-to-server offset beyond this is not believed
+#: when stamping a proof of life (a server clock far off, a device clock never set).
+_MAX_PROOF_SKEW: Final = timedelta(days=1)
 _CONNECT_TIMEOUT_FACTOR: Final = 3
 _MIN_DATETIME_YEAR: Final = 1602  # OPC-UA's "no timestamp" is 1601-01-01
 _DEAD_LETTER_VALUE_CHARS: Final = 200
@@ -272,6 +288,8 @@ class _Subscription:
     handles: list[int]
     last_seen: float
     created: int = 0
+    proven: set[int] = field(default_factory=set)  # handles with a proof of life from it
+    next_sweep: int = 0  # collector clock (µs): when to look for proofs due again
 
 
 @dataclass(slots=True)
@@ -286,6 +304,8 @@ class _Session:
     items_per_subscription: int = 0
     batch_size: int = 0
     silent: set[int] = field(default_factory=set)
+    #: The latest value each node reported in this session (what a proof of life vouches for).
+    latest: dict[int, ua.DataValue] = field(default_factory=dict)
 
     def lose(self, reason: str) -> None:
         """Mark the connection as lost (first reason wins)."""
@@ -330,6 +350,11 @@ class OpcUaCollector:
         self._by_handle = {b.handle: b for b in self._bindings}
         self._pending: list[Reading] = []
         self._failures: list[RawPayload] = []
+        self._alive: list[ProofOfLife] = []
+        #: handle → proof-of-life period (µs), for nodes whose sensor can go stale
+        self._proof_every = _proof_periods(self._bindings, specs, config)
+        #: handle → collector clock (µs) of the last reading or proof put for the node
+        self._evidence: dict[int, int] = {}
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -826,33 +851,97 @@ class OpcUaCollector:
         if sub is None:
             return  # a subscription deleted a moment ago
         sub.last_seen = time.monotonic()
-        data = result.NotificationMessage.NotificationData
+        message = result.NotificationMessage
+        data = message.NotificationData
         if not data:
+            self._prove_alive(session, sub, message.PublishTime, self._clock())
             return
         received_at = self._clock()
+        received_us = to_us(received_at)
         by_handle = self._by_handle
         pending, failures = self._pending, self._failures
+        latest, evidence = session.latest, self._evidence
         received = 0
         for notification in data:
             if isinstance(notification, ua.DataChangeNotification):
                 for item in notification.MonitoredItems:
                     received += 1
-                    binding = by_handle.get(item.ClientHandle)
+                    handle = item.ClientHandle
+                    binding = by_handle.get(handle)
                     if binding is None:
                         failures.append(_unknown_handle(item, result.SubscriptionId))
                         continue
                     mapped = map_notification(binding, item.Value, received_at, self.source)
                     if isinstance(mapped, Reading):
                         pending.append(mapped)
+                        latest[handle] = item.Value
+                        evidence[handle] = received_us
                     else:
                         failures.append(mapped)
+                        latest.pop(handle, None)  # no value to vouch for any more
             elif isinstance(notification, ua.StatusChangeNotification):
                 self._status_change(session, sub, notification.Status.value)
         self.counters.received += received
+        self._prove_alive(session, sub, message.PublishTime, received_at)
         self._wake.set()
         if len(pending) > self._max_pending:
             self._drained.clear()
             await self._drained.wait()
+
+    def _prove_alive(
+        self, session: _Session, sub: _Subscription, published: datetime | None, now: datetime
+    ) -> None:
+        """Queue proofs of life for the subscription's nodes that are due (see the module doc).
+
+        Called for every publish response (a keep-alive included): the subscription is
+        healthy right now. A node gets a proof when it reported a usable value in this
+        session and has had no proof from this subscription yet, or when its last reading
+        or proof is older than its period. A node whose last status was bad gets none: its
+        value is no evidence of a working sensor, and it must go stale as before. The
+        proof's time is the server's publish time, moved by the node's source-to-server
+        clock offset when its readings carry source timestamps, so that it is in the same
+        data time as the node's readings. A publish time or an offset more than a day
+        off is not believed (the collector's clock, no offset, are used instead).
+        """
+        periods = self._proof_every
+        now_us = to_us(now)
+        if not periods or now_us < sub.next_sweep:
+            return
+        sub.next_sweep = now_us + _PROOF_SWEEP_US
+        if session.lost.is_set() or sub.subscription_id in session.silent:
+            return
+        at = _timestamp(published)
+        if at is None or abs(at - now) > _MAX_PROOF_SKEW:
+            at = now
+        latest, evidence, by_handle = session.latest, self._evidence, self._by_handle
+        proofs: list[ProofOfLife] = []
+        for handle in sub.handles:
+            period = periods.get(handle)
+            value = latest.get(handle)
+            if period is None or value is None:
+                continue
+            if handle in sub.proven and now_us - evidence.get(handle, 0) < period:
+                continue
+            status = value.StatusCode.value if value.StatusCode is not None else 0
+            if quality_of(status) is Quality.BAD:
+                continue
+            binding = by_handle[handle]
+            ts = at
+            if binding.use_source_timestamp:
+                source_ts = _timestamp(value.SourceTimestamp)
+                server_ts = _timestamp(value.ServerTimestamp)
+                if source_ts is not None and server_ts is not None:
+                    skew = source_ts - server_ts
+                    if abs(skew) <= _MAX_PROOF_SKEW:
+                        ts = at + skew
+            proofs.append(
+                ProofOfLife(sensor_id=binding.sensor_id, ts=ts, received_at=now, source=self.source)
+            )
+            evidence[handle] = now_us
+            sub.proven.add(handle)
+        if proofs:
+            self._alive.extend(proofs)
+            self._wake.set()
 
     def _status_change(self, session: _Session, sub: _Subscription, status: int) -> None:
         name = status_name(status)
@@ -880,13 +969,13 @@ class OpcUaCollector:
         await self._flush()
 
     async def _flush(self) -> None:
-        readings, failures = self._pending, self._failures
-        if not readings and not failures:
+        readings, failures, alive = self._pending, self._failures, self._alive
+        if not readings and not failures and not alive:
             self._drained.set()
             return
-        self._pending, self._failures = [], []
+        self._pending, self._failures, self._alive = [], [], []
         self._drained.set()
-        stored = await asyncio.to_thread(self.pipeline.put, readings, failures)
+        stored = await asyncio.to_thread(self.pipeline.put, readings, failures, alive)
         if not stored:
             now = time.monotonic()
             if now - self._refused_logged > 60:
@@ -922,6 +1011,36 @@ class OpcUaCollector:
             self.pipeline.outbox.put([message])
         if self._on_event is not None:
             self._on_event(event)
+
+
+def _proof_periods(
+    bindings: Sequence[NodeBinding], specs: Mapping[str, SensorSpec], config: OpcUaCollectorConfig
+) -> dict[int, int]:
+    """Return each node's proof-of-life period (µs); warn once if keep-alives are too sparse."""
+    periods: dict[int, int] = {}
+    keepalive_s = config.subscription.keepalive_period_s
+    sparse: list[tuple[float, str]] = []
+    for binding in bindings:
+        stale_after_s = specs[binding.sensor_id].rules.stale_after_s
+        if not stale_after_s:
+            continue
+        period_s = stale_after_s * PROOF_OF_LIFE_SHARE
+        periods[binding.handle] = round(period_s * US_PER_S)
+        if keepalive_s > period_s:
+            sparse.append((stale_after_s, binding.sensor_id))
+    if sparse:
+        stale_after_s, sensor_id = min(sparse)
+        logger.warning(
+            "collectors.opcua[%s]: keep-alives every %g s are too sparse for %d sensor(s) "
+            "(%s: stale_after %g s): a value that does not change may go stale; keep "
+            "publishing_interval × keepalive_count under a third of stale_after",
+            config.id,
+            keepalive_s,
+            len(sparse),
+            sensor_id,
+            stale_after_s,
+        )
+    return periods
 
 
 def _unknown_handle(item: ua.MonitoredItemNotification, subscription_id: int) -> RawPayload:

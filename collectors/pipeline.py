@@ -13,7 +13,7 @@ from datetime import datetime
 
 from collectors.buffer import Outbox
 from envmon.bus import DEADLETTER, READINGS, Message
-from envmon.models import DeadLetter, Reading
+from envmon.models import DeadLetter, ProofOfLife, Reading
 from envmon.timeutil import utcnow
 
 
@@ -27,6 +27,7 @@ class CollectorCounters:
     refused: int = 0  # readings the full buffer refused (alarmed; MQTT redelivers them)
     reconnects: int = 0  # successful reconnections after a loss
     resubscriptions: int = 0  # subscriptions re-created (after a restart or a silence)
+    proofs_of_life: int = 0  # proofs of life of unchanged sensors put into the buffer
 
     def as_dict(self) -> dict[str, int]:
         """Return the counters as a plain dict."""
@@ -58,14 +59,22 @@ class CollectorPipeline:
         self.counters = counters or CollectorCounters()
         self.clock = clock
 
-    def put(self, readings: Sequence[Reading], failures: Sequence[RawPayload] = ()) -> bool:
-        """Store readings and dead letters in one durable commit; False if the buffer is full.
+    def put(
+        self,
+        readings: Sequence[Reading],
+        failures: Sequence[RawPayload] = (),
+        alive: Sequence[ProofOfLife] = (),
+    ) -> bool:
+        """Store readings, proofs of life and dead letters in one durable commit.
 
-        When it returns True the caller may acknowledge the source messages; when False
-        nothing was stored and the caller must not acknowledge them.
+        Returns False if the buffer is full. When it returns True the caller may
+        acknowledge the source messages; when False nothing was stored and the caller must
+        not acknowledge them. Proofs of life go where the readings go (``READINGS``, keyed
+        by sensor id), after them.
         """
         now = self.clock()
         messages = [Message(READINGS, r.sensor_id, r.to_json()) for r in readings]
+        messages += [Message(READINGS, p.sensor_id, p.model_dump_json().encode()) for p in alive]
         messages += [
             Message(
                 DEADLETTER,
@@ -80,5 +89,6 @@ class CollectorPipeline:
             self.counters.refused += len(readings)
             return False
         self.counters.readings += len(readings)
+        self.counters.proofs_of_life += len(alive)
         self.counters.dead_lettered += len(failures)
         return True

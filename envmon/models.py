@@ -13,7 +13,14 @@ from enum import StrEnum
 from typing import Annotated, Final, Literal
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+)
 
 from envmon.timeutil import NaiveTimestampError, format_ts
 
@@ -158,6 +165,59 @@ class Reading(_Frozen):
 
 
 _READING_FIELDS: Final = frozenset(Reading.model_fields)
+
+
+class ProofOfLife(_Frozen):
+    """A collector's word that a sensor is alive and its last reported value still holds.
+
+    Sent on ``envmon.readings``, keyed by sensor id like the sensor's readings (same
+    partition, same order, same buffer), for a sensor whose source reports only changes
+    (OPC-UA report-by-exception) while the source is provably healthy. ``ts`` is in the
+    sensor's own data time: up to then the value last reported is known to be current.
+    The core takes it as proof of life (no stale alarm, no data gap), never as a sample.
+    """
+
+    kind: Literal["proof_of_life"] = "proof_of_life"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    sensor_id: SensorId
+    ts: UtcDatetime
+    received_at: UtcDatetime | None = None
+    source: str = ""
+
+
+_PROOF_MARK: Final = b'"proof_of_life"'
+
+
+def names_proof_of_life(raw: bytes | None) -> bool:
+    """Tell whether a message of ``envmon.readings`` says it is a proof of life."""
+    return raw is not None and _PROOF_MARK in raw
+
+
+def proof_of_life(raw: bytes | None) -> ProofOfLife | None:
+    """Return the proof of life a message of ``envmon.readings`` holds; None if it holds none.
+
+    For consumers that tried the message as a ``Reading`` first (proofs are rare): only a
+    message that names its kind ``proof_of_life`` is tried, and one that does but is not
+    valid raises the ``ValidationError`` (a bad proof is dead-lettered as such).
+    """
+    if raw is None or _PROOF_MARK not in raw:
+        return None
+    return ProofOfLife.model_validate_json(raw)
+
+
+def decode_readings_message(raw: bytes) -> Reading | ProofOfLife:
+    """Decode a message of ``envmon.readings``: a reading or a proof of life.
+
+    Raises pydantic's ``ValidationError`` for anything else (a proof's error when the
+    message names itself a proof of life, else the reading's).
+    """
+    try:
+        return Reading.model_validate_json(raw)
+    except ValidationError:
+        proof = proof_of_life(raw)
+        if proof is None:
+            raise
+        return proof
 
 
 class LimitsInForce(_Frozen):

@@ -3,8 +3,12 @@
 One asyncio task consumes ``envmon.readings``, evaluates each reading with the same
 ``Evaluator`` as ``envmon replay``, publishes alarm events to ``envmon.alarms`` and
 excursion records and data gaps to ``envmon.excursions``, and writes the readings to the
-time-series store. A clock tick (injectable clock) advances time between readings so a
-silent sensor raises its communication-loss alarm without waiting for other data.
+time-series store. Silence is judged on the injectable clock: a reading counts as heard
+when it is handled, and the clock moves on after a batch once nothing more waits on the
+bus, and with a tick between readings, so a silent sensor raises its communication-loss
+alarm without waiting for other data while readings that arrive behind the clock (a
+burst, a drained buffer, a backlog after a stall) are judged in their own data time.
+Proofs of life (``ProofOfLife`` on the readings topic) reach the core as such.
 """
 
 from __future__ import annotations
@@ -18,8 +22,16 @@ from typing import Final
 
 from pydantic import ValidationError
 
-from envmon.bus import ALARMS, DEADLETTER, EXCURSIONS, READINGS, Bus, Message
-from envmon.models import AlarmEvent, CoreEvent, DeadLetter, Reading
+from envmon.bus import ALARMS, DEADLETTER, EXCURSIONS, READINGS, Bus, InMemoryBus, Message
+from envmon.models import (
+    AlarmEvent,
+    CoreEvent,
+    DeadLetter,
+    ProofOfLife,
+    Reading,
+    decode_readings_message,
+    names_proof_of_life,
+)
 from envmon.sensors import SensorSpec
 from envmon.timeutil import to_us, utcnow
 from stream.core.evaluator import Evaluator, UnknownSensorError
@@ -50,15 +62,19 @@ class StreamProcessor:
     ) -> None:
         self.bus = bus
         self.evaluator = Evaluator(specs)
+        self.evaluator.hold = True  # the clock moves once what waits is read (see handle)
         self.store = store
         self.clock = clock
         self.tick_s = tick_s
         self.group = group
         self.listener = listener
         self.readings = 0
+        self.proofs = 0
         self.rejected = 0
         self.last: dict[str, Reading] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscribed = False
+        self._handling = False
 
     async def start(self) -> None:
         """Start consuming readings and ticking the clock."""
@@ -78,42 +94,76 @@ class StreamProcessor:
 
     async def _consume(self) -> None:
         stream = self.bus.subscribe(READINGS, self.group)
+        self._subscribed = True
         async for message in stream:
             await self.handle([message])
 
+    def _waiting(self) -> bool:
+        """Tell whether readings wait on the bus for this processor (a backlog)."""
+        bus = self.bus
+        return (
+            self._subscribed
+            and isinstance(bus, InMemoryBus)
+            and bus.pending(READINGS, self.group) > 0
+        )
+
     async def handle(self, messages: Sequence[Message]) -> None:
         """Evaluate a batch of reading messages and publish what they cause."""
+        self._handling = True
+        try:
+            await self._handle(messages)
+        finally:
+            self._handling = False
+
+    async def _handle(self, messages: Sequence[Message]) -> None:
         out: list[Message] = []
         readings: list[Reading] = []
+        now_us = to_us(self.clock())
         for message in messages:
             try:
-                reading = Reading.model_validate_json(message.value)
-                events = self.evaluator.process(reading)
+                item = decode_readings_message(message.value)
+                events = self.evaluator.process(item, now_us)
             except (ValidationError, UnknownSensorError) as exc:
                 self.rejected += 1
+                what = "proof of life" if names_proof_of_life(message.value) else "reading"
                 reason = (
                     f"unknown sensor {exc.args[0]!r}"
                     if isinstance(exc, UnknownSensorError)
-                    else f"invalid reading: {exc.errors(include_url=False)[0]['msg']}"
+                    else f"invalid {what}: {exc.errors(include_url=False)[0]['msg']}"
                 )
                 letter = DeadLetter.of("stream", message.topic, reason, message.value, self.clock())
                 out.append(Message(DEADLETTER, message.key, letter.model_dump_json().encode()))
                 continue
-            self.readings += 1
-            self.last[reading.sensor_id] = reading
-            readings.append(reading)
             out.extend(self._encode(events))
+            if isinstance(item, ProofOfLife):
+                self.proofs += 1  # evidence of life, not a sample: not stored, not "last"
+                continue
+            self.readings += 1
+            self.last[item.sensor_id] = item
+            readings.append(item)
+        if not self._waiting():  # read up to now: a silence until now is real
+            out.extend(self._encode(self.evaluator.advance(now_us)))
         if self.store is not None and readings:
             await asyncio.to_thread(self.store.write, readings)
         if out:
             await self.bus.publish(out)
 
+    async def tick(self) -> None:
+        """Advance the core to the clock's time once: stale-data alarms of silent sensors.
+
+        Not while readings are being handled or wait on the bus: they may be the very ones
+        the tick would call missing.
+        """
+        if self._handling or self._waiting():
+            return
+        events = self.evaluator.advance(to_us(self.clock()))
+        if events:
+            await self.bus.publish(self._encode(events))
+
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.tick_s)
-            events = self.evaluator.advance(to_us(self.clock()))
-            if events:
-                await self.bus.publish(self._encode(events))
+            await self.tick()
 
     def _encode(self, events: Iterable[CoreEvent]) -> list[Message]:
         out: list[Message] = []

@@ -71,9 +71,14 @@ Kafka's default partitioner (murmur2 of the sensor id, as every producer uses) m
 it is built from the table when the partition's first batch arrives and dropped when the
 partition is revoked. The table uses the same partitioner on raw sensor-id keys, so its
 changelog partition is the partition of the readings that changed it. A partition's
-watermark (the newest sample time seen) drives stale-data detection, as in replay; a
-wall-clock tick (``tick_s``) advances the watermark while the worker is caught up, so a
-partition whose sensors all went silent still raises its communication-loss alarms.
+evaluator judges silence on the wall clock: each reading counts as heard when its batch
+was fetched, and a sensor goes stale when nothing of it was fetched for ``stale_after``
+(or when its own data show such a gap), so data that arrive behind the wall clock (a
+backlog, a burst) are never read as silence. The clock moves only when the worker has
+read what there was: after a batch that was not full (to its fetch time), and on a tick
+(``tick_s``) while the worker is caught up and holds nothing fetched but unevaluated, so
+a partition whose sensors all went silent still raises its communication-loss alarms
+(docs/architecture.md, "Stale data").
 
 **Rebalancing.** faust awaits the worker's revocation handler: it bumps the assignment
 epoch (stages in the pipeline then save no state and commit nothing, what was evaluated
@@ -129,6 +134,7 @@ from envmon.models import (
     Reading,
     SystemEvent,
     SystemEventKind,
+    proof_of_life,
 )
 from envmon.sensors import SensorSpec
 from envmon.settings import Settings
@@ -234,6 +240,7 @@ class BatchResult:
     #: partition → sensor id → live state of every sensor evaluated (encoded at a checkpoint)
     touched: dict[int, dict[str, SensorState]] = field(default_factory=dict)
     rejected: int = 0
+    proofs: int = 0  # proofs of life taken (records that were not readings)
 
 
 class ReadingBatchProcessor:
@@ -271,8 +278,11 @@ class ReadingBatchProcessor:
                 stored = self._load_state(spec.sensor_id)
                 if stored is not None:
                     states[spec.sensor_id] = SensorState.from_dict(dict(stored))
-            seen = [s.last_ts for s in states.values() if s.last_ts is not None]
-            evaluator = Evaluator(specs, states, max(seen) if seen else None)
+            # Silence is judged on the wall clock; the sensors taken over count as heard
+            # now: what of theirs waits unread in the partition is not silence.
+            now = to_us(self._clock())
+            evaluator = Evaluator(specs, states, now, heard_from=now)
+            evaluator.hold = True  # readings move the clock only through tick (see evaluate)
             self.evaluators[partition] = evaluator
         return evaluator
 
@@ -281,19 +291,25 @@ class ReadingBatchProcessor:
         for partition in partitions:
             self.evaluators.pop(partition, None)
 
-    def evaluate(self, parts: Iterable[Part], result: BatchResult) -> None:
+    def evaluate(
+        self, parts: Iterable[Part], result: BatchResult, at: datetime | None = None
+    ) -> None:
         """Evaluate reading messages into ``result``; one batch may take several calls.
 
         The hot path of the worker: one pydantic decode, one step of the core and the
         sink's encoding per reading (a line of text for InfluxDB: the reading itself is
         freed at once, so the garbage collector does not scan thousands of readings
-        waiting to be written); events are encoded only when there are some.
+        waiting to be written); events are encoded only when there are some. ``at`` is
+        when the records were fetched (default: now): they count as heard then, but the
+        clock does not move (more may be waiting): ``tick`` moves it. A record that is a
+        proof of life instead of a reading goes to the core as such.
         """
         points = result.points
         encode = self.encode
         outputs = result.outputs
         validate = Reading.model_validate_json
         bad = Quality.BAD
+        now_us = to_us(self._clock() if at is None else at)
         for partition, records in parts:
             evaluator = self.evaluators.get(partition) or self.evaluator(partition)
             feed = evaluator.feed
@@ -305,16 +321,15 @@ class ReadingBatchProcessor:
                 value = record.value
                 try:
                     reading = validate(value)  # type: ignore[arg-type]  # None is refused
-                except ValidationError as exc:
-                    reason = f"invalid reading: {exc.errors(include_url=False)[0]['msg']}"
-                    self._reject(result, record.key, value or b"", reason, partition)
+                except ValidationError as exc:  # a proof of life (rare), or a bad message
+                    self._not_a_reading(evaluator, record, exc, now_us, partition, result)
                     continue
                 sensor_id = reading.sensor_id
                 ts_us = to_us(reading.ts)
                 sample = reading.value
                 good = sample is not None and reading.quality is not bad
                 try:
-                    events = feed(sensor_id, ts_us, sample, good)
+                    events = feed(sensor_id, ts_us, sample, good, now_us)
                 except UnknownSensorError:
                     reason = self._stray(sensor_id, partition, record.key)
                     self._reject(result, record.key, value or b"", reason, partition)
@@ -328,8 +343,40 @@ class ReadingBatchProcessor:
                 if events:
                     outputs.extend(encode_events(events))
 
+    def _not_a_reading(
+        self,
+        evaluator: Evaluator,
+        record: KafkaRecord,
+        error: ValidationError,
+        now_us: int,
+        partition: int,
+        result: BatchResult,
+    ) -> None:
+        """Give the core a proof of life (evidence, never a sample), or dead-letter the record."""
+        what = "reading"
+        try:
+            proof = proof_of_life(record.value)
+        except ValidationError as exc:
+            proof, error, what = None, exc, "proof of life"
+        if proof is None:
+            reason = f"invalid {what}: {error.errors(include_url=False)[0]['msg']}"
+            self._reject(result, record.key, record.value or b"", reason, partition)
+            return
+        sensor_id = proof.sensor_id
+        try:
+            events = evaluator.alive(sensor_id, to_us(proof.ts), now_us)
+        except UnknownSensorError:
+            reason = self._stray(sensor_id, partition, record.key)
+            self._reject(result, record.key, record.value or b"", reason, partition)
+            return
+        result.proofs += 1
+        touched = result.touched.setdefault(partition, {})
+        touched[sensor_id] = evaluator.state_of(sensor_id)  # its alive_ts is saved
+        if events:
+            result.outputs.extend(encode_events(events))
+
     def tick(self, now: datetime, touched: dict[int, dict[str, SensorState]]) -> list[Message]:
-        """Advance every partition's watermark to ``now``: stale-data alarms.
+        """Advance every partition's clock to ``now``: stale-data alarms.
 
         Returns the alarms and records; the sensors they changed are added to ``touched``.
         """
@@ -487,6 +534,10 @@ class Batch:
 
     epoch: int
     parts: Sequence[Part]  # per partition, its records in offset order
+    #: When the intake handed the batch over: its readings count as heard then (stale data).
+    fetched_at: datetime | None = None
+    #: The batch was full: more readings were waiting (the clock does not move to fetched_at).
+    full: bool = False
 
     def __len__(self) -> int:
         return sum(len(records) for _, records in self.parts)
@@ -566,6 +617,7 @@ class StreamWorker:
         self.readings_topic = settings.topic(READINGS)
         self.intake: AIOKafkaConsumer | None = None
         self._behind = False
+        self._fetched = 0  # readings the intake holds, not handed to the agent yet
         self._holes: dict[int, _Hole] = {}  # partition → the hole being sought back
         self._epoch = 0  # +1 at every revocation and assignment
         self._wanted: set[int] = set()  # the partitions faust's last assignment gave
@@ -759,11 +811,13 @@ class StreamWorker:
                         held.extend(records)
                     count += len(records)
                 full = count >= batch_max
+                self._fetched = count
                 if count and (full or not self._agent_busy()):
                     self._behind = full
-                    batch = Batch(pending_epoch, list(pending.items()))
+                    batch = Batch(pending_epoch, list(pending.items()), self.clock(), full)
                     pending, count = {}, 0
                     await self.batch_channel.put(batch)  # type: ignore[arg-type]
+                    self._fetched = 0
         finally:
             self.intake = None
             await consumer.stop()
@@ -831,11 +885,16 @@ class StreamWorker:
             processor = self.processor
             result = BatchResult(points=pending.points, touched=pending.touched)
             for part in slices(taken, EVALUATE_SLICE):
-                processor.evaluate(part, result)
+                processor.evaluate(part, result, batch.fetched_at)
                 await asyncio.sleep(0)
+            if not batch.full and batch.fetched_at is not None:
+                # Read up to its fetch: nothing waited then, so the clock may move there
+                # (silence found under a steady load that leaves no room for a tick).
+                result.outputs.extend(processor.tick(batch.fetched_at, pending.touched))
             for partition, _ in taken:
                 pending.positions[partition] = offsets.position(partition)
-            pending.readings += sum(len(records) for _, records in taken) - result.rejected
+            handled = sum(len(records) for _, records in taken)
+            pending.readings += handled - result.rejected - result.proofs
             pending.rejected += result.rejected
             self.batches += 1
             await self._push(result.outputs, pending, checkpoint=self._checkpoint_due())
@@ -1072,12 +1131,22 @@ class StreamWorker:
 
     async def _tick(self) -> None:
         if self._behind or not self.processor.evaluators:
-            return  # catching up: the data's own times drive the watermark
+            return  # catching up: the readings' arrivals drive the clock
         await self._fail_stop(self._advance())
+
+    def _unevaluated(self) -> bool:
+        """Tell whether readings were fetched that the agent has not evaluated yet.
+
+        Asked under the lock: the agent is then between batches, or ``_busy`` with one
+        it took from the channel and waits to evaluate.
+        """
+        return self._busy or bool(self._fetched) or not self.batch_channel.empty()
 
     async def _advance(self) -> None:
         async with self._lock:
-            if self._stopping:
+            # Readings fetched but not evaluated (after a stall, say) may be the very ones a
+            # tick would call missing; their batch moves the clock when it is evaluated.
+            if self._stopping or self._unevaluated():
                 return
             pending = self._pending
             outputs = self.processor.tick(self.clock(), pending.touched)

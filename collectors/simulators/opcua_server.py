@@ -6,7 +6,8 @@
 each with ``EngineeringUnits`` (EUInformation, UNECE codes) and ``EURange`` properties. On
 every tick it writes the equipment model's values (``collectors.simulators.equipment``)
 with their source timestamps; a scripted sensor fault becomes ``BadSensorFailure``, and a
-scripted communication loss stops the instrument's updates (the gateway lost it).
+scripted communication loss makes the gateway mark the instrument's values
+``BadNoCommunication`` once, as real gateways do, and stop updating them.
 
 ``SyntheticServer`` serves any number of plain numeric nodes for benchmarks and batch
 tests, with a matching collector configuration. Both build on ``OpcUaServer``: endpoint,
@@ -472,6 +473,7 @@ class EquipmentServer(OpcUaServer):
         self._by_sensor = {p.sensor_id: p for p in self.points}
         self._specs = {s.sensor_id: s for i in self.instruments for s in i.specs}
         self._ticker: asyncio.Task[None] | None = None
+        self._lost: set[str] = set()  # instruments the gateway has lost (communication loss)
         self.ticks = 0
 
     @classmethod
@@ -549,7 +551,18 @@ class EquipmentServer(OpcUaServer):
         writes: list[tuple[str, object, int, datetime]] = []
         for instrument in self.instruments:
             if not instrument.connected(now):
-                continue  # the gateway lost the instrument: its values stop changing
+                # The gateway lost the instrument: it says so once (a status change, which
+                # its subscribers receive), then the values stop changing. Without the
+                # status a client could not tell a lost device from a steady one.
+                if instrument.id not in self._lost:
+                    self._lost.add(instrument.id)
+                    writes += [
+                        (p.key, None, ua.StatusCodes.BadNoCommunication, now)
+                        for p in self.points
+                        if p.instrument == instrument.id
+                    ]
+                continue
+            self._lost.discard(instrument.id)
             for sensor_id, sim in instrument.read(now).items():
                 point = self._by_sensor[sensor_id]
                 value = sim.value

@@ -12,8 +12,12 @@ The rules (README "Limit semantics" is the user-facing version):
 - an open excursion escalates alert → action and keeps its highest level; it closes at the
   first sample back within the alert limit by at least the deadband;
 - bad-quality samples neither violate nor recover; ``bad_after`` of them in a row raise a
-  sensor fault; a gap longer than ``stale_after`` raises a communication-loss alarm and a
-  data gap; duplicates are ignored and late samples counted, not evaluated.
+  sensor fault; duplicates are ignored and late samples counted, not evaluated;
+- stale means "no data and no proof of life": a gap longer than ``stale_after`` between
+  two pieces of evidence (samples or proofs of life, in the sensor's data time) raises a
+  communication-loss alarm and a data gap, and so does ``stale_after`` on the evaluator's
+  clock without any evidence arriving (see :class:`Evaluator`); a proof of life is never a
+  sample (no delay, count, statistic or rate comes from it).
 
 Both sides run the same code on *signed* values: ``x = value`` for the high side and
 ``x = -value`` for the low side, so "beyond the limit" is always ``x > limit_x``.
@@ -37,6 +41,7 @@ from envmon.models import (
     ExcursionStatus,
     Level,
     LimitsInForce,
+    ProofOfLife,
     Quality,
     Reading,
 )
@@ -50,6 +55,7 @@ NOTHING: Final[tuple[CoreEvent, ...]] = ()
 _INF: Final = math.inf
 _FAR_FUTURE: Final = 2**62
 _LEVELS: Final = (None, Level.ALERT, Level.ACTION)
+_BY_PROOF: Final = "proof of life: the source is healthy and the value unchanged"
 
 
 class UnknownSensorError(KeyError):
@@ -162,9 +168,12 @@ class ChannelEvaluator:
         return self._compiled_at(ts_us).source
 
     def step(
-        self, st: SensorState, ts: int, value: float | None, good: bool
+        self, st: SensorState, ts: int, value: float | None, good: bool, at: int | None = None
     ) -> Sequence[CoreEvent]:
-        """Evaluate one sample (``ts`` in epoch µs) against ``st`` and return the events."""
+        """Evaluate one sample (``ts`` in epoch µs) against ``st`` and return the events.
+
+        ``at`` is when the sample arrived, on the evaluator's clock (default: ``ts``).
+        """
         last = st.last_ts
         out: list[CoreEvent] | None = None
         if last is not None:
@@ -177,9 +186,13 @@ class ChannelEvaluator:
             if st.stale:
                 out = self._restore_comms(st, ts)
             elif self.stale_us and ts - last > self.stale_us:
-                out = self.go_stale(st)
-                out.extend(self._restore_comms(st, ts))
+                # the gap runs from the last evidence: the last sample or a later proof
+                alive = st.alive_ts
+                if alive is None or ts - alive > self.stale_us:
+                    out = self.go_stale(st)
+                    out.extend(self._restore_comms(st, ts))
         st.last_ts = ts
+        st.heard = ts if at is None else at
         if not good or value is None:
             st.bad_run += 1
             if self.bad_after and st.bad_run >= self.bad_after and not st.fault:
@@ -223,32 +236,64 @@ class ChannelEvaluator:
             self._side(low, Direction.LOW, -value, value, ts, lim, lim.low, out)
         return out
 
+    def alive(self, st: SensorState, ts: int, at: int | None = None) -> Sequence[CoreEvent]:
+        """Take a proof of life at ``ts`` (data time, epoch µs): evidence, never a sample.
+
+        It ends a stale period (the sensor is heard from again: restored, the gap closed at
+        ``ts``) and reveals a gap longer than ``stale_after`` since the last evidence, as a
+        sample would; it touches nothing else (limits, delays, counts, faults, rates). A
+        proof no newer than the last evidence, or for a sensor never sampled (there is no
+        value for it to vouch for), changes nothing.
+        """
+        evidence = st.evidence
+        if evidence is None or ts <= evidence:
+            return NOTHING
+        out: list[CoreEvent] | None = None
+        if st.stale:
+            out = self._restore_comms(st, ts, detail=_BY_PROOF)
+        elif self.stale_us and ts - evidence > self.stale_us:
+            out = self.go_stale(st)
+            out.extend(self._restore_comms(st, ts, detail=_BY_PROOF))
+        st.alive_ts = ts
+        st.heard = ts if at is None else at
+        return out or NOTHING
+
     def go_stale(self, st: SensorState) -> list[CoreEvent]:
-        """Mark communication lost after ``st.last_ts``: a stale alarm and an open data gap."""
-        assert st.last_ts is not None
+        """Mark communication lost after the last evidence: a stale alarm and an open data gap.
+
+        Both are stamped in the sensor's data time (the gap starts at the last evidence, the
+        alarm ``stale_after`` later), whichever clock found the silence, so that repeating
+        the same input gives the same ids.
+        """
+        start = st.evidence
+        assert start is not None
         st.stale = True
         spec = self.spec
-        deadline = st.last_ts + self.stale_us
+        deadline = start + self.stale_us
         return [
             self._alarm(
                 AlarmKind.STALE, deadline, detail=f"no data for more than {self.stale_us / 1e6:g} s"
             ),
             DataGap(
-                id=gap_id(spec.sensor_id, st.last_ts),
+                id=gap_id(spec.sensor_id, start),
                 sensor_id=spec.sensor_id,
                 area=spec.area,
                 parameter=spec.parameter,
-                start=from_us(st.last_ts),
+                start=from_us(start),
                 end=None,
                 duration_s=None,
             ),
         ]
 
     def stale_deadline(self, st: SensorState) -> int | None:
-        """Return the instant (µs) after which ``st`` becomes stale, if it can."""
+        """Return the instant on the evaluator's clock (µs) after which ``st`` goes stale."""
         if not self.stale_us or st.stale or st.last_ts is None:
             return None
-        return st.last_ts + self.stale_us
+        heard = st.heard
+        if heard is None:
+            heard = st.evidence
+            assert heard is not None
+        return heard + self.stale_us
 
     def open_records(self, st: SensorState) -> list[CoreEvent]:
         """Return snapshots of what is still open for this sensor (excursions, data gap)."""
@@ -260,15 +305,16 @@ class ChannelEvaluator:
         ):
             if side.open:
                 out.append(self._record(side, direction, lim, side_lim, None))
-        if st.stale and st.last_ts is not None:
+        start = st.evidence
+        if st.stale and start is not None:
             spec = self.spec
             out.append(
                 DataGap(
-                    id=gap_id(spec.sensor_id, st.last_ts),
+                    id=gap_id(spec.sensor_id, start),
                     sensor_id=spec.sensor_id,
                     area=spec.area,
                     parameter=spec.parameter,
-                    start=from_us(st.last_ts),
+                    start=from_us(start),
                     end=None,
                     duration_s=None,
                 )
@@ -470,20 +516,23 @@ class ChannelEvaluator:
             detail=f"changing {rate:+.4g} {self.spec.unit}/min, limit {self.roc:g}",
         )
 
-    def _restore_comms(self, st: SensorState, ts: int) -> list[CoreEvent]:
-        assert st.last_ts is not None
+    def _restore_comms(self, st: SensorState, ts: int, detail: str = "") -> list[CoreEvent]:
+        """End a stale period at ``ts``: restored, and the gap since the last evidence closed."""
+        start = st.evidence
+        assert start is not None
+        end = ts if ts > start else start  # a device clock behind its proofs' clock
         st.stale = False
         spec = self.spec
         return [
-            self._alarm(AlarmKind.RESTORED, ts, cause="stale"),
+            self._alarm(AlarmKind.RESTORED, ts, cause="stale", detail=detail),
             DataGap(
-                id=gap_id(spec.sensor_id, st.last_ts),
+                id=gap_id(spec.sensor_id, start),
                 sensor_id=spec.sensor_id,
                 area=spec.area,
                 parameter=spec.parameter,
-                start=from_us(st.last_ts),
-                end=from_us(ts),
-                duration_s=(ts - st.last_ts) / US_PER_S,
+                start=from_us(start),
+                end=from_us(end),
+                duration_s=(end - start) / US_PER_S,
             ),
         ]
 
@@ -536,29 +585,47 @@ class Evaluator:
     """Evaluates the readings of a whole site, one :class:`ChannelEvaluator` per sensor.
 
     ``feed`` takes the hot-path form (sensor id, epoch µs, value, good); ``process`` takes a
-    :class:`~envmon.models.Reading`. Communication loss is detected against a watermark (the
-    latest sample time seen), advanced by every sample and by :meth:`advance`.
+    :class:`~envmon.models.Reading` (or a :class:`~envmon.models.ProofOfLife`, as ``alive``).
+
+    Silence is measured on the evaluator's *clock* (its ``watermark``): the time at which
+    each sample or proof arrived (``at``), moved on by every arrival and by
+    :meth:`advance`. Replay gives no ``at``: its clock is the data time, the latest sample
+    time seen. The live engines give the wall clock, so that data arriving behind it (a
+    backlog, a burst, a device clock that runs late) is never read as silence: a sensor goes
+    stale when nothing arrived from it for ``stale_after`` on the clock, or when its own
+    evidence shows a gap longer than that in its data time. Either way the alarm and the
+    gap carry data times. States handed in without ``heard`` (restored) count as heard at
+    ``heard_from`` when given (a live engine taking them over: what it has not read yet is
+    not silence), else at their last evidence (replay). While ``hold`` is set, arrivals
+    are recorded but do not move the clock: an engine that knows more is waiting unread
+    moves it itself with :meth:`advance` once it has read it.
     """
 
-    __slots__ = ("_channels", "_next_deadline", "_watermark", "readings")
+    __slots__ = ("_channels", "_next_deadline", "_watermark", "hold", "proofs", "readings")
 
     def __init__(
         self,
         specs: Iterable[SensorSpec],
         states: Mapping[str, SensorState] | None = None,
         watermark: int | None = None,
+        *,
+        heard_from: int | None = None,
     ) -> None:
         self._channels: dict[str, tuple[ChannelEvaluator, SensorState]] = {}
         for spec in specs:
             state = (states or {}).get(spec.sensor_id) or SensorState()
+            if state.heard is None and state.last_ts is not None:
+                state.heard = heard_from if heard_from is not None else state.evidence
             self._channels[spec.sensor_id] = (ChannelEvaluator(spec), state)
         self.readings = 0
+        self.proofs = 0
+        self.hold = False
         self._watermark = watermark if watermark is not None else -_FAR_FUTURE
         self._next_deadline = -_FAR_FUTURE  # a lower bound: the first advance rescans
 
     @property
     def watermark(self) -> int | None:
-        """Return the latest sample time seen (epoch µs), or None before any."""
+        """Return the clock's time (epoch µs; data time in replay), or None before any."""
         return None if self._watermark == -_FAR_FUTURE else self._watermark
 
     def __contains__(self, sensor_id: object) -> bool:
@@ -569,31 +636,68 @@ class Evaluator:
         """Return a live view of the sensor ids this evaluator knows."""
         return self._channels.keys()
 
-    def feed(self, sensor_id: str, ts: int, value: float | None, good: bool) -> Sequence[CoreEvent]:
-        """Evaluate one sample given in the hot-path form; raise for an unknown sensor."""
+    def feed(
+        self,
+        sensor_id: str,
+        ts: int,
+        value: float | None,
+        good: bool,
+        at: int | None = None,
+    ) -> Sequence[CoreEvent]:
+        """Evaluate one sample given in the hot-path form; raise for an unknown sensor.
+
+        ``at`` is the clock's time when the sample arrived (default: ``ts``, data time).
+        """
         ch = self._channels.get(sensor_id)
         if ch is None:
             raise UnknownSensorError(sensor_id)
         evaluator, state = ch
         self.readings += 1
+        now = ts if at is None else at
         expired: list[CoreEvent] | None = None
-        if ts > self._watermark:
-            self._watermark = ts
-            if ts > self._next_deadline:
-                expired = self._expire(ts)
-        events = evaluator.step(state, ts, value, good)
+        if now > self._watermark and not self.hold:
+            self._watermark = now
+            if now > self._next_deadline:
+                expired = self._expire(now)
+        events = evaluator.step(state, ts, value, good, at)
         stale_us = evaluator.stale_us
-        if stale_us and ts + stale_us < self._next_deadline:
-            self._next_deadline = ts + stale_us
+        # An accepted sample was heard now: its deadline may be the earliest. A repeat
+        # changed no deadline (and was not heard now), so the bound holds as it is.
+        if stale_us and now + stale_us < self._next_deadline and state.heard == now:
+            self._next_deadline = now + stale_us
         if expired:
             expired.extend(events)
             return expired
         return events
 
-    def process(self, reading: Reading) -> Sequence[CoreEvent]:
-        """Evaluate one reading."""
-        good = reading.quality is not Quality.BAD and reading.value is not None
-        return self.feed(reading.sensor_id, to_us(reading.ts), reading.value, good)
+    def alive(self, sensor_id: str, ts: int, at: int | None = None) -> Sequence[CoreEvent]:
+        """Take a proof of life of one sensor (``ChannelEvaluator.alive``); raise if unknown."""
+        ch = self._channels.get(sensor_id)
+        if ch is None:
+            raise UnknownSensorError(sensor_id)
+        evaluator, state = ch
+        self.proofs += 1
+        now = ts if at is None else at
+        expired: list[CoreEvent] | None = None
+        if now > self._watermark and not self.hold:
+            self._watermark = now
+            if now > self._next_deadline:
+                expired = self._expire(now)
+        events = evaluator.alive(state, ts, at)
+        deadline = evaluator.stale_deadline(state)
+        if deadline is not None and deadline < self._next_deadline:
+            self._next_deadline = deadline
+        if expired:
+            expired.extend(events)
+            return expired
+        return events
+
+    def process(self, message: Reading | ProofOfLife, at: int | None = None) -> Sequence[CoreEvent]:
+        """Evaluate one reading, or take one proof of life; ``at`` as for :meth:`feed`."""
+        if isinstance(message, ProofOfLife):
+            return self.alive(message.sensor_id, to_us(message.ts), at)
+        good = message.quality is not Quality.BAD and message.value is not None
+        return self.feed(message.sensor_id, to_us(message.ts), message.value, good, at)
 
     def advance(self, now_us: int) -> list[CoreEvent]:
         """Move time forward without a sample (a clock tick): raise stale-data alarms."""

@@ -7,7 +7,11 @@ from typing import Any
 
 import orjson
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+#: Versions ``from_dict`` reads: version 1 had no ``alive_ts`` (no proofs of life).
+READABLE_VERSIONS = frozenset({1, 2})
+#: Fields of ``SensorState`` that are not saved (see ``SensorState.heard``).
+VOLATILE_FIELDS = frozenset({"heard"})
 
 
 @dataclass(slots=True)
@@ -61,9 +65,19 @@ class SideState:
 
 @dataclass(slots=True)
 class SensorState:
-    """Everything the core remembers about one sensor between two samples."""
+    """Everything the core remembers about one sensor between two samples.
+
+    ``last_ts`` is the newest sample's time and ``alive_ts`` the newest proof of life's,
+    both in the sensor's data time; the later of the two is the sensor's last evidence,
+    from which data gaps are measured. ``heard`` is when the last of them arrived, on the
+    evaluator's clock (data time in replay, the wall clock in the live engines): a sensor
+    goes stale when that clock passes ``heard + stale_after``. ``heard`` is not saved: a
+    clock's readings mean nothing to another process, and a state taken over counts as
+    heard when it is taken over (see ``Evaluator``).
+    """
 
     last_ts: int | None = None
+    alive_ts: int | None = None
     last_good_ts: int | None = None
     last_good_value: float = 0.0
     stale: bool = False
@@ -74,6 +88,15 @@ class SensorState:
     duplicates: int = 0
     high: SideState = field(default_factory=SideState)
     low: SideState = field(default_factory=SideState)
+    heard: int | None = field(default=None, compare=False)
+
+    @property
+    def evidence(self) -> int | None:
+        """Return the data time of the last evidence of life: a sample or a proof."""
+        last, alive = self.last_ts, self.alive_ts
+        if alive is None or (last is not None and last >= alive):
+            return last
+        return alive
 
     @property
     def idle(self) -> bool:
@@ -90,6 +113,7 @@ class SensorState:
         return {
             "v": STATE_VERSION,
             "last_ts": self.last_ts,
+            "alive_ts": self.alive_ts,
             "last_good_ts": self.last_good_ts,
             "last_good_value": self.last_good_value,
             "stale": self.stale,
@@ -110,7 +134,7 @@ class SensorState:
     def from_dict(cls, data: dict[str, Any]) -> SensorState:
         """Rebuild a state from :meth:`to_dict` output."""
         version = data.get("v")
-        if version != STATE_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ValueError(f"unsupported sensor state version {version!r}")
         kwargs = {k: v for k, v in data.items() if k not in {"v", "high", "low"}}
         return cls(high=SideState(**data["high"]), low=SideState(**data["low"]), **kwargs)

@@ -132,3 +132,84 @@ def Evaluator_open(sp, seq):  # noqa: N802 - reads as "the open records of an ev
     ev = Evaluator(sp)
     feed(ev, seq, {})
     return ev.open_records()
+
+
+# -- delivery: bursts, backlogs and real pace give the same events ---------------------
+
+deliveries = st.lists(
+    st.tuples(
+        st.sampled_from(["a.t", "b.t"]),
+        st.integers(min_value=-30, max_value=900),  # step in seconds: <=0 gives duplicate/late
+        st.one_of(
+            st.none(), st.just("alive"), st.floats(min_value=-20, max_value=30, allow_nan=False)
+        ),
+    ),
+    max_size=120,
+)
+FAR = 10 * 86_400 * 1_000_000
+
+
+def in_data_order(seq: list[tuple[str, int, object]]) -> list[tuple[str, int, int, object]]:
+    """Give each entry its data time and order them as produced (each sensor's order kept).
+
+    The key of an entry is its sensor's newest data time so far, so that a late or repeated
+    sample is produced right after the one it repeats.
+    """
+    clocks: dict[str, int] = {}
+    newest: dict[str, int] = {}
+    out = []
+    for sid, step, value in seq:
+        clocks[sid] = clocks.get(sid, T0) + step * 1_000_000
+        newest[sid] = max(newest.get(sid, clocks[sid]), clocks[sid])
+        out.append((newest[sid], sid, clocks[sid], value))
+    out.sort(key=lambda entry: entry[0])  # stable: each sensor's own order is kept
+    return [(key, sid, ts, value) for key, sid, ts, value in out]
+
+
+def deliver(ev: Evaluator, sid: str, ts: int, value: object, at: int | None) -> list:
+    if value == "alive":
+        return list(ev.alive(sid, ts, at))
+    sample = value if isinstance(value, float) else None
+    return list(ev.feed(sid, ts, sample, sample is not None, at))
+
+
+def per_sensor(events: list) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for event in events:
+        out.setdefault(event.sensor_id, []).append(event.model_dump_json())
+    return out
+
+
+class TestDelivery:
+    @given(specs(), deliveries, st.data())
+    @settings(max_examples=300, deadline=None)
+    def test_bursts_backlogs_and_real_pace_give_the_same_events(self, sp, seq, data):
+        """Delivered at real pace or faster (a burst, a draining buffer, behind the wall clock),
+        with clock ticks anywhere in between, each sensor gets replay's events, in order."""
+        produced = in_data_order(seq)
+        replay = Evaluator(sp)
+        expected: list = []
+        for _key, sid, ts, value in produced:
+            expected += deliver(replay, sid, ts, value, None)
+        end = max((key for key, *_ in produced), default=T0)
+        expected += replay.advance(end + FAR)
+
+        live = Evaluator(sp)
+        got: list = []
+        lag = data.draw(st.integers(min_value=0, max_value=3_600), label="lag s") * 1_000_000
+        previous_key, arrived = None, None
+        for key, sid, ts, value in produced:
+            if previous_key is not None:
+                # the backlog shrinks by up to the data time between two entries: 0 is real
+                # pace, all of it delivers both at once (a burst)
+                share = data.draw(st.sampled_from([0, 1, 2, 3, 4]), label="catch up /4")
+                lag = max(0, lag - (key - previous_key) * share // 4)
+            arrival = key + lag
+            if arrived is not None and data.draw(st.booleans(), label="tick"):
+                part = data.draw(st.sampled_from([0, 1, 2, 3, 4]), label="tick at /4")
+                got += live.advance(arrived + (arrival - arrived) * part // 4)
+            got += deliver(live, sid, ts, value, arrival)
+            previous_key, arrived = key, arrival
+        got += live.advance((arrived or T0) + FAR)
+
+        assert per_sensor(got) == per_sensor(expected)

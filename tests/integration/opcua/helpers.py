@@ -21,7 +21,7 @@ from collectors.buffer import Outbox
 from collectors.simulators.opcua_server import OpcUaServer
 from envmon.bus import ALARMS, DEADLETTER, READINGS
 from envmon.config.opcua import OpcUaCollectorConfig
-from envmon.models import DeadLetter, Reading, SystemEvent
+from envmon.models import DeadLetter, ProofOfLife, Reading, SystemEvent, decode_readings_message
 from envmon.sensors import SensorSpec
 from envmon.testing import make_spec
 
@@ -161,10 +161,13 @@ def specs_for(sensor_ids: Sequence[str], **kwargs: Any) -> list[SensorSpec]:
 
 
 def readings(outbox: Outbox) -> list[Reading]:
-    """Every reading in the buffer, in order."""
-    return [
-        Reading.model_validate_json(m.value) for _, m in outbox.peek(10**7) if m.topic == READINGS
-    ]
+    """Every reading in the buffer, in order (proofs of life left out)."""
+    return [r for r in readings_and_proofs(outbox) if isinstance(r, Reading)]
+
+
+def readings_and_proofs(outbox: Outbox) -> list[Reading | ProofOfLife]:
+    """Every message of the readings topic in the buffer, in order."""
+    return [decode_readings_message(m.value) for _, m in outbox.peek(10**7) if m.topic == READINGS]
 
 
 def dead_letters(outbox: Outbox) -> list[DeadLetter]:

@@ -7,7 +7,13 @@ import contextlib
 
 from collectors.simulators.opcua_server import SyntheticServer
 from envmon.bus import ALARMS, READINGS, InMemoryBus
-from envmon.models import AlarmEvent, AlarmKind, Reading, SystemEvent, SystemEventKind
+from envmon.models import (
+    AlarmEvent,
+    AlarmKind,
+    SystemEvent,
+    SystemEventKind,
+    decode_readings_message,
+)
 from envmon.timeutil import to_us, utcnow
 from stream.core import Evaluator
 
@@ -41,8 +47,8 @@ class TestServerRestart:
 
         async def evaluate() -> None:
             async for message in bus.subscribe(READINGS, "core"):
-                reading = Reading.model_validate_json(message.value)
-                alarms.extend(e for e in evaluator.process(reading) if isinstance(e, AlarmEvent))
+                item = decode_readings_message(message.value)  # a reading or a proof of life
+                alarms.extend(e for e in evaluator.process(item) if isinstance(e, AlarmEvent))
 
         async def watch_alarms_topic() -> None:
             async for message in bus.subscribe(ALARMS, "ops"):
