@@ -23,7 +23,8 @@ Servers report a node only when it changes, even with the StatusValueTimestamp t
 (node-opcua does so; asyncua reports writes only). So that a steady value is not taken for
 a lost sensor, the collector sends a ``ProofOfLife`` for each node of a healthy
 subscription (one whose publish response or keep-alive just arrived) whose last reading
-or proof is a third of its sensor's ``stale_after`` old, and one for each node when a
+or proof is a third of its sensor's ``stale_after`` old (at most a minute: a value held
+beyond a limit reaches its time delay on a proof), and one for each node when a
 subscription starts: the value last reported still holds (docs/architecture.md).
 
 Errors::
@@ -83,6 +84,10 @@ DEFAULT_MAX_PENDING: Final = 200_000
 #: life at the next publish response of its (healthy) subscription: two may be late or
 #: lost before the sensor would go stale.
 PROOF_OF_LIFE_SHARE: Final = 1 / 3
+#: ... and at least this often (s) for a sensor with a time delay or ``stale_after``: the
+#: core reaches a delay on a held value only when a proof says it still holds, so this
+#: bounds how late a report-by-exception value past its limit is alarmed.
+PROOF_OF_LIFE_MAX_S: Final = 60.0
 #: A subscription's nodes are looked over for proofs due at most this often (µs).
 _PROOF_SWEEP_US: Final = US_PER_S
 #: A server publish time or a node's source-to-server offset beyond this is not believed
@@ -1021,13 +1026,16 @@ def _proof_periods(
     keepalive_s = config.subscription.keepalive_period_s
     sparse: list[tuple[float, str]] = []
     for binding in bindings:
-        stale_after_s = specs[binding.sensor_id].rules.stale_after_s
-        if not stale_after_s:
+        rules = specs[binding.sensor_id].rules
+        stale_after_s = rules.stale_after_s
+        if not stale_after_s and not rules.delay_s:
             continue
-        period_s = stale_after_s * PROOF_OF_LIFE_SHARE
+        period_s = PROOF_OF_LIFE_MAX_S
+        if stale_after_s:
+            period_s = min(period_s, stale_after_s * PROOF_OF_LIFE_SHARE)
+            if keepalive_s > stale_after_s * PROOF_OF_LIFE_SHARE:
+                sparse.append((stale_after_s, binding.sensor_id))
         periods[binding.handle] = round(period_s * US_PER_S)
-        if keepalive_s > period_s:
-            sparse.append((stale_after_s, binding.sensor_id))
     if sparse:
         stale_after_s, sensor_id = min(sparse)
         logger.warning(

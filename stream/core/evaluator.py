@@ -17,7 +17,8 @@ The rules (README "Limit semantics" is the user-facing version):
   two pieces of evidence (samples or proofs of life, in the sensor's data time) raises a
   communication-loss alarm and a data gap, and so does ``stale_after`` on the evaluator's
   clock without any evidence arriving (see :class:`Evaluator`); a proof of life is never a
-  sample (no delay, count, statistic or rate comes from it).
+  sample (no count, statistic or rate comes from it), but it says the last value still
+  holds, so a time delay can pass on it.
 
 Both sides run the same code on *signed* values: ``x = value`` for the high side and
 ``x = -value`` for the low side, so "beyond the limit" is always ``x > limit_x``.
@@ -241,7 +242,11 @@ class ChannelEvaluator:
 
         It ends a stale period (the sensor is heard from again: restored, the gap closed at
         ``ts``) and reveals a gap longer than ``stale_after`` since the last evidence, as a
-        sample would; it touches nothing else (limits, delays, counts, faults, rates). A
+        sample would. It also says the last value still holds at ``ts``: a time delay that
+        has passed since a violating run began is reached by it (a report-by-exception
+        freezer that jumps past its limit and stays there is alarmed once its delay is
+        over, not at its next change), and the time beyond the limit grows. It adds no
+        sample: consecutive counts, sample counts, peaks, rates and faults do not move. A
         proof no newer than the last evidence, or for a sensor never sampled (there is no
         value for it to vouch for), changes nothing.
         """
@@ -256,7 +261,53 @@ class ChannelEvaluator:
             out.extend(self._restore_comms(st, ts, detail=_BY_PROOF))
         st.alive_ts = ts
         st.heard = ts if at is None else at
+        if (
+            not st.fault
+            and st.last_good_ts is not None
+            and st.last_good_ts == st.last_ts
+            and (st.high.run_start is not None or st.low.run_start is not None)
+        ):
+            out = out or []
+            self._hold(st, ts, out)
         return out or NOTHING
+
+    def _hold(self, st: SensorState, ts: int, out: list[CoreEvent]) -> None:
+        """Hold the last good value until ``ts``: reach the levels whose time delay passed."""
+        value = st.last_good_value
+        lim = self._compiled_at(ts)
+        for side, direction, x, sl in (
+            (st.high, Direction.HIGH, value, lim.high),
+            (st.low, Direction.LOW, -value, lim.low),
+        ):
+            if side.run_start is None or not x > sl.open_x:
+                continue  # no run, or the limits in force at ts no longer see a violation
+            self._accumulate(side, x, ts, sl.open_x)
+            action = (
+                sl.action_x is not None
+                and side.action_start is not None
+                and self._reached(side.action_start, side.action_count, ts)
+            )
+            if side.open:
+                if action and side.level < 2:
+                    side.level = 2
+                    side.revision += 1
+                    out.append(
+                        self._level_alarm(AlarmKind.ESCALATED, side, direction, value, ts, sl)
+                    )
+                    out.append(self._record(side, direction, lim, sl, None))
+                continue
+            if action:
+                level = 2
+            elif sl.has_alert and self._reached(side.run_start, side.run_count, ts):
+                level = 1
+            else:
+                continue
+            side.open = True
+            side.level = level
+            side.revision = 1
+            side.excursion_id = excursion_id(self.spec.sensor_id, side.run_start)
+            out.append(self._level_alarm(AlarmKind.RAISED, side, direction, value, ts, sl))
+            out.append(self._record(side, direction, lim, sl, None))
 
     def go_stale(self, st: SensorState) -> list[CoreEvent]:
         """Mark communication lost after the last evidence: a stale alarm and an open data gap.

@@ -101,16 +101,54 @@ class TestCore:
         ]
 
     def test_a_proof_is_never_a_sample(self):
-        """A proof neither reaches a delay, nor counts, nor feeds statistics or rates."""
-        ev = Evaluator([self.spec(alert_high=8, delay_s=60, rate_of_change_per_min=1.0)])
+        """A proof adds no sample: no count, statistic or rate moves, no count-based level."""
+        ev = Evaluator([self.spec(alert_high=8, consecutive=2, rate_of_change_per_min=1.0)])
         ev.process(reading(0, 9.0))
-        assert ev.process(proof(100)) == ()  # the run has lasted 100 s, but by no sample
+        assert not ev.process(proof(100))  # 100 s beyond the limit, but one sample only
         state = ev.state_of(SID)
         assert (state.high.run_count, state.high.samples, state.last_good_ts) == (1, 1, us(0))
         events = ev.process(reading(110, 9.0))
         (record,) = [e for e in events if isinstance(e, ExcursionRecord)]
         assert record.samples == 2
         assert [e.event for e in events if isinstance(e, AlarmEvent)] == [AlarmKind.RAISED]
+
+    def test_a_proof_holds_the_value_so_a_time_delay_passes(self):
+        """Report-by-exception: a value past its limit that stays is alarmed after the delay."""
+        ev = Evaluator([self.spec(alert_high=-70, action_high=-65, delay_s=600)])
+        ev.process(reading(0, -80.0))
+        assert not ev.process(reading(60, -60.0))  # past both limits; the delay runs
+        for seconds in (200, 400, 600):
+            assert not ev.process(proof(seconds))
+        events = ev.process(proof(660))  # the value has held beyond the limits for 600 s
+        alarms = [e for e in events if isinstance(e, AlarmEvent)]
+        assert [(a.event, a.level, a.ts, a.value) for a in alarms] == [
+            (AlarmKind.RAISED, "action", at(660), -60.0)
+        ]
+        (record,) = [e for e in events if isinstance(e, ExcursionRecord)]
+        assert (record.start, record.samples, record.time_beyond_limit_s) == (at(60), 1, 600)
+        closing = ev.process(reading(700, -80.0))
+        (closed,) = [e for e in closing if isinstance(e, ExcursionRecord)]
+        assert (closed.samples, closed.end) == (1, at(700))  # the clearing sample is not one
+
+    def test_a_proof_escalates_an_open_excursion_once_the_action_delay_passed(self):
+        """Open at alert; the value reaches the action limit and holds: escalated by a proof."""
+        ev = Evaluator([self.spec(alert_high=-70, action_high=-65, delay_s=600)])
+        ev.process(reading(0, -68.0))
+        for seconds in (200, 400):
+            assert not ev.process(proof(seconds))
+        assert kinds(ev.process(reading(600, -60.0))) == ["raised", "excursion"]
+        for seconds in (800, 1000, 1100):
+            assert not ev.process(proof(seconds))
+        events = ev.process(proof(1200))
+        assert kinds(events) == ["escalated", "excursion"]
+        assert not ev.process(proof(1400))  # once
+
+    def test_a_proof_after_a_bad_sample_holds_nothing(self):
+        """The last sample was bad: there is no value for the proof to hold."""
+        ev = Evaluator([self.spec(alert_high=8, delay_s=60)])
+        ev.process(reading(0, 9.0))
+        ev.process(reading(10, None))
+        assert not ev.process(proof(100))
 
     def test_a_proof_restores_a_stale_sensor(self):
         """Stale on the clock; a proof ends it: restored, the gap closed at the proof's time."""

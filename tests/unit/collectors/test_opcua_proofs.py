@@ -142,3 +142,33 @@ class TestProofsOfLife:
         session, sub = session_with({1: value(source_offset_s=90)})
         c._prove_alive(session, sub, NOW, clock())
         assert proofs(c) == {SENSORS[0]: NOW}
+
+
+class TestProofPeriods:
+    def test_a_minute_at_most_and_for_a_time_delay_too(self, outbox):
+        """A third of stale_after, at most 60 s; a sensor with only a delay gets proofs too.
+
+        The core reaches a delay on a held value only when a proof says it still holds, so
+        the period bounds how late a report-by-exception value past its limit is alarmed.
+        """
+        nodes = [
+            {"sensor_id": sid, "node_id": f"ns=2;s=N{i}"}
+            for i, sid in enumerate((*SENSORS, "freezer-3.temperature"))
+        ]
+        config = OpcUaCollectorConfig.model_validate(
+            {"id": "gw", "endpoint": "opc.tcp://127.0.0.1:4840", "nodes": nodes}
+        )
+        specs = [
+            make_spec(SENSORS[0], stale_after_s=900, delay_s=600),  # a ULT freezer
+            make_spec(SENSORS[1], stale_after_s=60),
+            make_spec(SENSORS[2]),  # neither: no proofs
+            make_spec("freezer-3.temperature", delay_s=600),
+        ]
+        c = OpcUaCollector(config, specs, CollectorPipeline(outbox, source="test"))
+        periods = {b.sensor_id: c._proof_every.get(b.handle) for b in c.bindings}
+        assert periods == {
+            SENSORS[0]: 60_000_000,
+            SENSORS[1]: 20_000_000,
+            SENSORS[2]: None,
+            "freezer-3.temperature": 60_000_000,
+        }
