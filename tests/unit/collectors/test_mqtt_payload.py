@@ -319,7 +319,7 @@ class TestOverflowAndExtremeTimes:
         "ts", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59Z"]
     )
     def test_extreme_iso_offsets_are_a_validation_failure(self, decoder, caplog, ts):
-        """A time that leaves the datetime range in UTC is dead-lettered with the reason, quietly."""
+        """A time outside the datetime range in UTC is dead-lettered with the reason, quietly."""
         with caplog.at_level(logging.DEBUG, logger="collectors"):
             out = decoder.decode("cgt/room/pc-1/particles", particles(ts=ts), NOW)
         assert out.readings == []
