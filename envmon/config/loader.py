@@ -23,6 +23,7 @@ from envmon.config.yamlsource import (
     LocatedYaml,
     YamlPath,
     YamlSyntaxError,
+    YamlTooLargeError,
     load_located,
     render_path,
 )
@@ -30,6 +31,7 @@ from envmon.errors import ConfigError, ConfigIssue
 
 _SCALARS = (str, int, float, bool, type(None))
 _GOT_NOT_USEFUL = {"missing", "extra_forbidden", "value_error", "assertion_error"}
+_GOT_CHARS = 60
 
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -58,8 +60,7 @@ def parse_site(text: str, source: str = "<string>") -> SiteConfig:
     try:
         located = load_located(text)
     except YamlSyntaxError as exc:
-        issue = ConfigIssue("", f"invalid YAML: {exc.message}", exc.line)
-        raise ConfigError(source, [issue]) from None
+        raise ConfigError(source, [_syntax_issue(exc)]) from None
     if located.data is None:
         issue = ConfigIssue("", "the file is empty; expected a mapping with 'site' and 'areas'", 1)
         raise ConfigError(source, [issue])
@@ -70,7 +71,7 @@ def parse_site(text: str, source: str = "<string>") -> SiteConfig:
     try:
         config = SiteConfig.model_validate(located.data)
     except ValidationError as exc:
-        issues.extend(_validation_issues(exc, located))
+        issues.extend(_validation_issues(exc, located, skip=_problem_paths(located)))
     if config is not None:
         _, problems = resolve_site(config)
         issues.extend(
@@ -92,28 +93,49 @@ def parse_model(model: type[_M], text: str, source: str) -> _M:
     try:
         located = load_located(text)
     except YamlSyntaxError as exc:
-        issue = ConfigIssue("", f"invalid YAML: {exc.message}", exc.line)
-        raise ConfigError(source, [issue]) from None
+        raise ConfigError(source, [_syntax_issue(exc)]) from None
     issues = [ConfigIssue(render_path(p.path), p.message, p.line) for p in located.problems]
     result: _M | None = None
     try:
         result = model.model_validate(located.data)
     except ValidationError as exc:
-        issues.extend(_validation_issues(exc, located, model))
+        issues.extend(_validation_issues(exc, located, model, skip=_problem_paths(located)))
     if issues or result is None:
         raise ConfigError(source, sorted(issues, key=lambda i: i.line or 0))
     return result
 
 
+def _syntax_issue(exc: YamlSyntaxError) -> ConfigIssue:
+    """Word YAML the loader refused as a whole: not YAML, or too large once expanded."""
+    if isinstance(exc, YamlTooLargeError):
+        return ConfigIssue(render_path(exc.path), exc.message, exc.line)
+    return ConfigIssue("", f"invalid YAML: {exc.message}", exc.line)
+
+
+def _problem_paths(located: LocatedYaml) -> frozenset[YamlPath]:
+    """Return the paths of YAML problems (their values fail validation only as a result)."""
+    return frozenset(problem.path for problem in located.problems)
+
+
 def _validation_issues(
-    exc: ValidationError, located: LocatedYaml, root: type[BaseModel] | None = None
+    exc: ValidationError,
+    located: LocatedYaml,
+    root: type[BaseModel] | None = None,
+    *,
+    skip: frozenset[YamlPath] = frozenset(),
 ) -> list[ConfigIssue]:
-    """Turn pydantic errors into issues located on the YAML that caused them."""
+    """Turn pydantic errors into issues located on the YAML that caused them.
+
+    Errors at a path in ``skip`` are left out: a value the YAML layer refused (``1e400``,
+    an integer over 64 bits) is reported once, by that problem.
+    """
     issues: list[ConfigIssue] = []
     for error in exc.errors(include_url=False):
         if _is_consequential(error):
             continue
         path = _data_path(error["loc"], located.data)
+        if path in skip:
+            continue
         issue = ConfigIssue(
             render_path(path), _message(error, root or SiteConfig), located.line_of(path)
         )
@@ -177,7 +199,10 @@ def _message(error: ErrorDetails, root: type[BaseModel]) -> str:
                 message = "must be " + message.removeprefix(prefix)
     value = error.get("input")
     if kind not in _GOT_NOT_USEFUL and isinstance(value, _SCALARS):
-        message += f" (got {value!r})"
+        got = repr(value)
+        if len(got) > _GOT_CHARS:  # quote a long value, never echo it whole
+            got = f"{got[:_GOT_CHARS]}… ({len(got):,} characters)"
+        message += f" (got {got})"
     if error["loc"] and error["loc"][-1] == "[key]":
         message = f"key {value!r}: {message}"
     return message
