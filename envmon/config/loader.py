@@ -41,13 +41,16 @@ def load_site(path: Path | str) -> SiteConfig:
     """Read, validate and resolve a site configuration file; raise ``ConfigError`` if invalid."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ConfigError(source, [ConfigIssue("", f"cannot read the file: {reason}")]) from None
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        issue = ConfigIssue("", f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})")
-        raise ConfigError(source, [issue]) from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        message = f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        raise ConfigError(source, [ConfigIssue("", message, line)]) from None
     return parse_site(text, source)
 
 

@@ -199,6 +199,12 @@ def load_located(text: str) -> LocatedYaml:
         data = None if root is None else builder.build(root, ())
     except RecursionError:  # PyYAML's pure-Python composer, without libyaml's depth limit
         raise YamlSyntaxError("the document is nested too deeply", None) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses (NUL, most controls)
+        char: object = exc.character  # libyaml gives the code, PyYAML the character
+        code = ord(char) if isinstance(char, str) and len(char) == 1 else char
+        what = f"character #x{code:04x}" if isinstance(code, int) else "character"
+        at_line = text.count("\n", 0, max(exc.position, 0)) + 1
+        raise YamlSyntaxError(f"unacceptable {what}: {exc.reason}", at_line) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(part for part in (exc.context, exc.problem) if part)
