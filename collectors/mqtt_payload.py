@@ -196,16 +196,17 @@ class MessageDecoder:
         """Turn one message into readings and/or a dead letter (never raises on bad input)."""
         if received_at.tzinfo is None:  # a programming error (the clock), not bad input
             raise NaiveTimestampError("received_at must carry a UTC offset")
-        if topic is None:
-            origin = raw_topic.decode("utf-8", "backslashreplace")
-            return _fail(origin, payload, "topic is not valid UTF-8")
-        if len(payload) > self.max_payload_bytes:
+        if len(payload) > self.max_payload_bytes:  # whatever the topic: the dead letter too
+            origin = topic if topic is not None else _escaped(raw_topic)
+            invalid = "topic is not valid UTF-8; " if topic is None else ""
             return _fail(
-                topic,
+                origin,
                 payload[: self.max_payload_bytes],
-                f"oversized payload: {len(payload):,} bytes exceed max_payload_bytes "
+                f"{invalid}oversized payload: {len(payload):,} bytes exceed max_payload_bytes "
                 f"{self.max_payload_bytes:,} (kept the first {self.max_payload_bytes:,})",
             )
+        if topic is None:
+            return _fail(_escaped(raw_topic), payload, "topic is not valid UTF-8")
         try:
             plan = self._plans[topic]
         except KeyError:
@@ -418,6 +419,11 @@ class MessageDecoder:
 
 def _fail(origin: str, payload: bytes, reason: str, binding: int | None = None) -> Decoded:
     return Decoded(failure=RawPayload(origin, payload, reason), binding=binding)
+
+
+def _escaped(raw_topic: bytes) -> str:
+    """Name a topic that is not UTF-8 by its bytes, escaped."""
+    return raw_topic.decode("utf-8", "backslashreplace")
 
 
 def _lookup(document: object, path: Sequence[str]) -> object:

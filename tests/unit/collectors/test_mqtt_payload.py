@@ -214,6 +214,13 @@ class TestBadMessages:
         assert out.failure is not None
         assert out.failure.origin == "lab/\\xff"
 
+    def test_oversized_payload_on_an_invalid_topic_is_cut_too(self, decoder):
+        """The dead letter of a topic that is not UTF-8 keeps max_payload_bytes at most."""
+        out = decoder.decode(None, b"x" * 5_000, NOW, raw_topic=b"lab/\xff")
+        assert out.failure is not None
+        assert out.failure.raw == b"x" * 1000
+        assert out.failure.reason.startswith("topic is not valid UTF-8; oversized payload")
+
     def test_retained_message_without_a_timestamp_is_skipped(self, decoder):
         """A retained value stamped with the receive time would look fresh: it is skipped."""
         out = decoder.decode("lab/fridge-1/temperature", b"39.2", NOW, retain=True)
