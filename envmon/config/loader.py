@@ -32,6 +32,8 @@ from envmon.errors import ConfigError, ConfigIssue
 _SCALARS = (str, int, float, bool, type(None))
 _GOT_NOT_USEFUL = {"missing", "extra_forbidden", "value_error", "assertion_error"}
 _GOT_CHARS = 60
+#: Longest issue message shown: a value quoted in it is cut, never echoed whole.
+MAX_MESSAGE_CHARS = 300
 
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -82,7 +84,9 @@ def parse_site(text: str, source: str = "<string>") -> SiteConfig:
             for problem in [*problems, *binding_problems(config)]
         )
     if issues or config is None:
-        ordered = sorted(issues, key=lambda issue: issue.line if issue.line is not None else 0)
+        ordered = sorted(
+            map(_clipped, issues), key=lambda issue: issue.line if issue.line is not None else 0
+        )
         raise ConfigError(source, ordered)
     return config
 
@@ -104,8 +108,16 @@ def parse_model(model: type[_M], text: str, source: str) -> _M:
     except ValidationError as exc:
         issues.extend(_validation_issues(exc, located, model, skip=_problem_paths(located)))
     if issues or result is None:
-        raise ConfigError(source, sorted(issues, key=lambda i: i.line or 0))
+        raise ConfigError(source, sorted(map(_clipped, issues), key=lambda i: i.line or 0))
     return result
+
+
+def _clipped(issue: ConfigIssue) -> ConfigIssue:
+    """Cut an issue whose message quotes a long value (validators say ``got {value!r}``)."""
+    if len(issue.message) <= MAX_MESSAGE_CHARS:
+        return issue
+    cut = issue.message[:MAX_MESSAGE_CHARS]
+    return ConfigIssue(issue.path, f"{cut}… ({len(issue.message):,} characters)", issue.line)
 
 
 def _syntax_issue(exc: YamlSyntaxError) -> ConfigIssue:

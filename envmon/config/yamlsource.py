@@ -71,9 +71,17 @@ def _construct_int(loader: yaml.SafeLoader, node: Node) -> int:
         base, digits = 16, digits[2:]
     elif digits[:2] in ("0o", "0O"):
         base, digits = 8, digits[2:]
-    digits = digits.lstrip("0") or "0"
-    # 64 bits take at most 22 octal, 20 decimal or 16 hexadecimal digits.
-    value = sign * int(digits, base) if len(digits) <= 22 else None
+    significant = digits.lstrip("0") or digits[:1]
+    try:
+        # 64 bits take at most 22 octal, 20 decimal or 16 hexadecimal digits.
+        value = sign * int(significant, base) if len(significant) <= 22 else None
+    except ValueError:  # only behind an explicit tag (!!int x): the resolver checked the rest
+        value = None
+        significant = ""
+    if not significant:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{_quote(text)!r} is not an integer", node.start_mark
+        )
     if value is None or not INT_MIN <= value <= INT_MAX:
         raise yaml.constructor.ConstructorError(
             None,
@@ -87,7 +95,12 @@ def _construct_int(loader: yaml.SafeLoader, node: Node) -> int:
 
 def _construct_float(loader: yaml.SafeLoader, node: ScalarNode) -> float:
     """Construct a float; refuse a finite literal too large for one (``1e400``), not ``inf``."""
-    value = float(loader.construct_yaml_float(node))
+    try:
+        value = float(loader.construct_yaml_float(node))
+    except ValueError:  # only behind an explicit tag (!!float x)
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{_quote(str(node.value))!r} is not a number", node.start_mark
+        ) from None
     if math.isinf(value) and "inf" not in str(node.value).lower():
         raise yaml.constructor.ConstructorError(
             None,
@@ -351,11 +364,14 @@ class _Builder:
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
-            # PyYAML leaves a node that failed marked as "in construction": the next alias of
-            # it would fail as "unconstructable recursive node" instead of with this reason.
-            self.loader.recursive_objects.pop(node, None)
-            self._problem(path, exc.problem or f"cannot read YAML tag {node.tag!r}", node)
-            return node.value
+            problem = exc.problem or f"cannot read YAML tag {node.tag!r}"
+        except (ValueError, KeyError, AttributeError):  # PyYAML's own !!bool x, !!timestamp x
+            problem = f"{_quote(str(node.value))!r} is not a valid {node.tag.rsplit(':', 1)[-1]}"
+        # PyYAML leaves a node that failed marked as "in construction": the next alias of it
+        # would fail as "unconstructable recursive node" instead of with this reason.
+        self.loader.recursive_objects.pop(node, None)
+        self._problem(path, problem, node)
+        return node.value
 
     def _problem(self, path: YamlPath, message: str, node: Node) -> None:
         self.problems.append(YamlProblem(path, message, node.start_mark.line + 1))

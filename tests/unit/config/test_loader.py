@@ -231,6 +231,16 @@ class TestParseSiteErrors:
         assert issue.line == 1
         assert "unknown time zone 'Mars/Olympus'" in issue.message
 
+    def test_timezone_name_too_long_for_a_file_name(self):
+        """A very long zone name (an OSError when looked up as a file) is an issue, cut short."""
+        zone = "x" * 5_000
+        issue = only_issue(
+            site_yaml(room_sensor("{}"), site=f"site: {{name: S, timezone: {zone}}}")
+        )
+        assert issue.path == "site.timezone"
+        assert issue.message.startswith("unknown time zone 'xxxx")
+        assert len(issue.message) < 400
+
     @pytest.mark.parametrize("fraction", ["0", "1.5", "-0.2"])
     def test_alert_fraction_range(self, fraction):
         """The particle alert fraction must be in (0, 1]."""

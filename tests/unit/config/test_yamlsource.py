@@ -314,3 +314,18 @@ class TestHostileYaml:
             (("b",), "number 1e400 is out of range (at most about 1.8e308)"),
             (("c", "d"), "number 1e400 is out of range (at most about 1.8e308)"),
         ]
+
+    @pytest.mark.parametrize(
+        ("text", "message"),
+        [
+            ("!!int x", "'x' is not an integer"),
+            ("!!int 0x", "'0x' is not an integer"),
+            ("!!float x", "'x' is not a number"),
+            ("!!bool x", "'x' is not a valid bool"),
+            ("!!timestamp x", "'x' is not a valid timestamp"),
+        ],
+    )
+    def test_explicit_tags_on_the_wrong_text_are_problems(self, text, message):
+        """An explicit tag on text it cannot read is a problem, not a ValueError or KeyError."""
+        (problem,) = load_located(f"a: {text}\n").problems
+        assert (problem.path, problem.message, problem.line) == (("a",), message, 1)
