@@ -35,6 +35,8 @@ from envmon.config.schema import SiteConfig
 from envmon.models import Quality, Reading
 from envmon.sensors import SensorSpec
 from envmon.timeutil import (
+    EARLIEST_TS,
+    MAX_AHEAD,
     NaiveTimestampError,
     TimestampRangeError,
     as_utc,
@@ -317,6 +319,7 @@ class MessageDecoder:
             ts = parsed
 
         readings: list[Reading] = []
+        isfinite = math.isfinite
         reasons: list[str] | None = None
         for target in plan.targets:
             if target.error is not None:
@@ -367,11 +370,12 @@ class MessageDecoder:
                         self._reset(target.sensor_id, topic)
                         if quality is _GOOD:
                             quality = Quality.UNCERTAIN
-                if target.convert is not None:
-                    value = target.convert(value)
+                convert = target.convert
+                if convert is not None:
+                    value = convert(value)
                 # A finite field can overflow on the way (1e307 counts per 0.0283 m³, the
                 # difference of two huge counter values): inf would read as "no value".
-                if (channel.cumulative or target.convert is not None) and not math.isfinite(value):
+                if (convert is not None or channel.cumulative) and not isfinite(value):
                     reasons = [
                         *(reasons or ()),
                         f"channel {channel.name!r}: value {_short(raw)} is out of range "
@@ -504,7 +508,6 @@ def _timestamp(
             ts = datetime.fromtimestamp(seconds, UTC)
         except (OverflowError, OSError, ValueError):
             return f"timestamp field {rule.name!r} is out of range: {_short(raw)}"
-    why = implausible(ts, received_at)
-    if why is not None:
-        return f"timestamp field {rule.name!r} {why}"
+    if ts < EARLIEST_TS or ts - received_at > MAX_AHEAD:  # the same test as implausible()
+        return f"timestamp field {rule.name!r} {implausible(ts, received_at)}"
     return ts
