@@ -63,7 +63,14 @@ from envmon.config.opcua import (
 from envmon.errors import EnvmonError
 from envmon.models import Quality, Reading, SystemEvent, SystemEventKind
 from envmon.sensors import SensorSpec
-from envmon.timeutil import TimestampRangeError, as_utc, implausible, utcnow
+from envmon.timeutil import (
+    EARLIEST_TS,
+    MAX_AHEAD,
+    TimestampRangeError,
+    as_utc,
+    implausible,
+    utcnow,
+)
 from envmon.units import Conversion, UnitError, conversion
 
 logger = logging.getLogger(__name__)
@@ -83,6 +90,7 @@ _POLICIES: Final[dict[str, type[security_policies.SecurityPolicy]]] = {
     "Aes128_Sha256_RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep,
     "Aes256_Sha256_RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
 }
+_PY_NUMBERS: Final = (float, int, bool)  # what asyncua decodes numeric variants to
 _NUMERIC_TYPES: Final = frozenset(
     {
         ua.VariantType.Boolean,
@@ -161,8 +169,8 @@ def _number(variant: ua.Variant | None) -> float | None:
         )
     raw = variant.Value
     try:
-        if not isinstance(raw, int | float):  # a variant built by hand rather than decoded
-            raise TypeError(raw)  # one message for both failures, made below
+        if type(raw) not in _PY_NUMBERS and not isinstance(raw, int | float):
+            raise TypeError(raw)  # a variant built by hand rather than decoded
         value = float(raw)  # OverflowError: an int beyond any Double (hand-built too)
     except (TypeError, OverflowError):
         raise _UnmappableError(
@@ -187,7 +195,10 @@ def _timestamp(dt: datetime | None) -> datetime | None:
     """
     if dt is None or dt.year < _MIN_DATETIME_YEAR:
         return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else as_utc(dt)
+    tz = dt.tzinfo
+    if tz is UTC:  # as asyncua decodes them
+        return dt
+    return dt.replace(tzinfo=UTC) if tz is None else as_utc(dt)
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -230,14 +241,12 @@ def map_notification(
         return _dead_letter(binding, data, str(exc))
     if binding.use_source_timestamp:
         ts = source_ts or server_ts or received_at
-        which = "source" if source_ts is not None else "server"
     else:
         ts = server_ts or source_ts or received_at
-        which = "server" if server_ts is not None else "source"
-    if ts is not received_at:
-        why = implausible(ts, received_at)
-        if why is not None:
-            return _dead_letter(binding, data, f"the {which} timestamp {why}")
+    if ts is not received_at and (ts < EARLIEST_TS or ts - received_at > MAX_AHEAD):
+        which = "source" if ts is source_ts else "server"
+        why = implausible(ts, received_at)  # the same test, worded
+        return _dead_letter(binding, data, f"the {which} timestamp {why}")
     # Readings are built without re-validation: the sensor id was validated with the site,
     # the value is a finite float and the timestamps are aware UTC datetimes (see above).
     return Reading.trusted(
