@@ -4,7 +4,8 @@ Seed ``SEED`` = 14 (issue 14), ``NOTIFICATIONS`` = 100,000 data values over the 
 site's bindings (``deploy/examples/site.yaml``, °F among them) and hostile ones converting
 particles/ft³, particles/L, K, ppm and °F. Each data value has a variant of any type (every
 numeric type at and beyond its limits, 1e307 and 1.7e308 that overflow once converted, NaN,
-±inf, text, bytes, dates, GUIDs, arrays, empty), any status code (good, uncertain and bad
+±inf, text, bytes, dates, GUIDs, arrays, empty, and every other variant type holding text),
+any status code (good, uncertain and bad
 ones, info bits, reserved severity, random 32-bit values) and source and server timestamps
 anywhere from year 1 to 9999, naive, in UTC or at ±23:59. A fifth of them go through
 asyncua's binary encoding and back, as they would arrive from a server; the rest are built
@@ -119,7 +120,7 @@ def _value(rng: random.Random) -> tuple[object, ua.VariantType | None]:
         return rng.choice([True, False, 2]), ua.VariantType.Boolean
     if roll < 0.75:
         return None, None  # an empty variant
-    kind = rng.randrange(10)  # built only when drawn: text and bytes cost time
+    kind = rng.randrange(11)  # built only when drawn: text and bytes cost time
     if kind == 0:
         return hostile.text(rng), ua.VariantType.String
     if kind == 1:
@@ -138,7 +139,9 @@ def _value(rng: random.Random) -> tuple[object, ua.VariantType | None]:
         return ua.LocalizedText("x" * rng.randrange(1_000)), ua.VariantType.LocalizedText
     if kind == 8:
         return "1.5", ua.VariantType.Double  # a hand-built variant of the wrong Python type
-    return object(), ua.VariantType.Int32
+    if kind == 9:
+        return object(), ua.VariantType.Int32
+    return hostile.text(rng), rng.choice(list(ua.VariantType))  # any type, text inside
 
 
 def _status(rng: random.Random) -> int:
@@ -168,7 +171,7 @@ def _data_value(rng: random.Random, received_at: datetime) -> ua.DataValue:
     if rng.random() < 0.2:  # as it arrives from a server: only what the wire can carry
         try:
             return struct_from_binary(ua.DataValue, Buffer(struct_to_binary(data)))
-        except (ua.UaError, OverflowError, ValueError, TypeError, AttributeError):
+        except (ua.UaError, OverflowError, ValueError, TypeError, AttributeError, KeyError):
             pass  # cannot be encoded: keep the hand-built value
     return data
 
