@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Final
 
 import orjson
@@ -34,16 +34,25 @@ from envmon.config.mqtt import (
 from envmon.config.schema import SiteConfig
 from envmon.models import Quality, Reading
 from envmon.sensors import SensorSpec
-from envmon.timeutil import NaiveTimestampError, to_us
+from envmon.timeutil import (
+    EARLIEST_TS,
+    MAX_AHEAD,
+    NaiveTimestampError,
+    TimestampRangeError,
+    as_utc,
+    implausible,
+    to_us,
+)
 from envmon.topics import CHANNEL, IdTemplate, TopicPattern
 from envmon.units import Conversion, CounterDelta, UnitError, conversion
 
 logger = logging.getLogger(__name__)
 
-#: Payload timestamps before this are refused: a device whose clock was never set.
-EARLIEST_TS: Final = datetime(2000, 1, 1, tzinfo=UTC)
-#: Payload timestamps further ahead of the receive time than this are refused.
-MAX_FUTURE: Final = timedelta(days=1)
+#: Distinct failures of the decoder itself logged with their traceback (then only counted).
+MAX_LOGGED_INTERNAL_ERRORS: Final = 20
+#: Characters of an exception's message kept in an internal error's dead-letter reason.
+_REASON_CHARS: Final = 200
+_SHORT_CHARS: Final = 40
 #: Distinct topics remembered with their resolved sensors (the cache restarts when full).
 TOPIC_CACHE_SIZE: Final = 10_000
 _NUMBER: Final = re.compile(rb"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$")
@@ -172,6 +181,10 @@ class MessageDecoder:
         }
         self._plans: dict[str, _Plan | None] = {}
         self.counters = CounterDelta()
+        #: Messages the decoder itself failed on (each dead-lettered as an internal error).
+        self.internal_errors = 0
+        self._logged_errors: set[tuple[str, str, int]] = set()
+        self._logged_resets: set[str] = set()
 
     def decode(
         self,
@@ -185,16 +198,17 @@ class MessageDecoder:
         """Turn one message into readings and/or a dead letter (never raises on bad input)."""
         if received_at.tzinfo is None:  # a programming error (the clock), not bad input
             raise NaiveTimestampError("received_at must carry a UTC offset")
-        if topic is None:
-            origin = raw_topic.decode("utf-8", "backslashreplace")
-            return _fail(origin, payload, "topic is not valid UTF-8")
-        if len(payload) > self.max_payload_bytes:
+        if len(payload) > self.max_payload_bytes:  # whatever the topic: the dead letter too
+            origin = topic if topic is not None else _escaped(raw_topic)
+            invalid = "topic is not valid UTF-8; " if topic is None else ""
             return _fail(
-                topic,
+                origin,
                 payload[: self.max_payload_bytes],
-                f"oversized payload: {len(payload):,} bytes exceed max_payload_bytes "
+                f"{invalid}oversized payload: {len(payload):,} bytes exceed max_payload_bytes "
                 f"{self.max_payload_bytes:,} (kept the first {self.max_payload_bytes:,})",
             )
+        if topic is None:
+            return _fail(_escaped(raw_topic), payload, "topic is not valid UTF-8")
         try:
             plan = self._plans[topic]
         except KeyError:
@@ -210,8 +224,32 @@ class MessageDecoder:
         try:
             return self._decode(plan, topic, payload, received_at)
         except Exception as exc:  # a decoder bug must not stop the collector
-            logger.exception("decoding a message on %s failed", topic)
-            return _fail(topic, payload, f"internal error: {exc!r}", binding.index)
+            self._internal_error(topic, exc)
+            reason = f"internal error: {type(exc).__name__}: {str(exc)[:_REASON_CHARS]}"
+            return _fail(topic, payload, reason, binding.index)
+
+    def _internal_error(self, topic: str, exc: Exception) -> None:
+        """Log a failure of the decoder itself: with its traceback once per place, then counted.
+
+        Every message of a hostile or broken device can hit the same bug: a traceback per
+        message would flood the log. The dead letter still records each one.
+        """
+        self.internal_errors += 1
+        frame = exc.__traceback__
+        while frame is not None and frame.tb_next is not None:
+            frame = frame.tb_next
+        where = ("", 0) if frame is None else (frame.tb_frame.f_code.co_filename, frame.tb_lineno)
+        key = (type(exc).__name__, *where)
+        if key in self._logged_errors or len(self._logged_errors) >= MAX_LOGGED_INTERNAL_ERRORS:
+            logger.debug("decoding a message on %.200s failed again: %r", topic, exc)
+            return
+        self._logged_errors.add(key)
+        logger.error(
+            "decoding a message on %.200s failed (dead-lettered; the same failure again is "
+            "only counted)",
+            topic,
+            exc_info=exc,
+        )
 
     # ------------------------------------------------------------------ steps
 
@@ -281,6 +319,7 @@ class MessageDecoder:
             ts = parsed
 
         readings: list[Reading] = []
+        isfinite = math.isfinite
         reasons: list[str] | None = None
         for target in plan.targets:
             if target.error is not None:
@@ -316,23 +355,33 @@ class MessageDecoder:
                     f"{_json_type(raw)}, expected a number",
                 ]
                 continue
-            quality = _GOOD if value is not None else Quality.BAD
-            if channel.quality is not None and binding.is_json:
-                stated = channel.quality.quality(document)
-                if stated is not _GOOD:
-                    quality = stated
-            if value is not None:
+            if value is None:
+                quality = Quality.BAD  # whatever the payload says: there is nothing to judge
+            else:
+                quality = _GOOD
+                if channel.quality is not None and binding.is_json:
+                    quality = channel.quality.quality(document)
                 if channel.cumulative:
                     delta, reset = self.counters.step(target.sensor_id, value, to_us(ts))
                     if delta is None:
                         continue  # the counter's baseline, or a duplicate: no interval yet
                     value = delta
                     if reset:
-                        logger.info("counter of %s was reset (%s)", target.sensor_id, topic)
+                        self._reset(target.sensor_id, topic)
                         if quality is _GOOD:
                             quality = Quality.UNCERTAIN
-                if target.convert is not None:
-                    value = target.convert(value)
+                convert = target.convert
+                if convert is not None:
+                    value = convert(value)
+                # A finite field can overflow on the way (1e307 counts per 0.0283 m³, the
+                # difference of two huge counter values): inf would read as "no value".
+                if (convert is not None or channel.cumulative) and not isfinite(value):
+                    reasons = [
+                        *(reasons or ()),
+                        f"channel {channel.name!r}: value {_short(raw)} is out of range "
+                        f"in {target.unit}",
+                    ]
+                    continue
             # Built without re-validation, as the OPC-UA collector does: the sensor id was
             # validated with the site, the value is a finite float (or None) and ts and
             # received_at are aware UTC datetimes (checked above). Validation cost ~7 µs a
@@ -352,12 +401,33 @@ class MessageDecoder:
             return Decoded(readings, None, binding.index)
         return Decoded(readings, RawPayload(topic, payload, "; ".join(reasons)), binding.index)
 
+    def _reset(self, sensor_id: str, topic: str) -> None:
+        """Log a counter reset: the first of each sensor at INFO, the rest at DEBUG.
+
+        A device that restarts with every message must not write a line per message; each
+        reset also marks its reading uncertain.
+        """
+        if sensor_id in self._logged_resets:
+            logger.debug("counter of %s was reset (%.200s)", sensor_id, topic)
+            return
+        self._logged_resets.add(sensor_id)  # bounded: the sensors of the site
+        logger.info(
+            "counter of %s was reset (%.200s); later resets are logged at DEBUG",
+            sensor_id,
+            topic,
+        )
+
 
 # ---------------------------------------------------------------------- helpers
 
 
 def _fail(origin: str, payload: bytes, reason: str, binding: int | None = None) -> Decoded:
     return Decoded(failure=RawPayload(origin, payload, reason), binding=binding)
+
+
+def _escaped(raw_topic: bytes) -> str:
+    """Name a topic that is not UTF-8 by its bytes, escaped."""
+    return raw_topic.decode("utf-8", "backslashreplace")
 
 
 def _lookup(document: object, path: Sequence[str]) -> object:
@@ -373,6 +443,12 @@ def _lookup(document: object, path: Sequence[str]) -> object:
         else:
             return _MISSING
     return current
+
+
+def _short(value: object) -> str:
+    """Quote a payload value in a reason, cut short."""
+    text = repr(value)
+    return text if len(text) <= _SHORT_CHARS else text[: _SHORT_CHARS - 1] + "…"
 
 
 def _json_type(value: object) -> str:
@@ -417,26 +493,21 @@ def _timestamp(
         if ts.tzinfo is not UTC:
             if ts.tzinfo is None or ts.utcoffset() is None:
                 return f"timestamp field {rule.name!r} has no UTC offset: {raw[:40]!r}"
-            ts = ts.astimezone(UTC)
+            try:
+                ts = as_utc(ts)
+            except TimestampRangeError:  # 9999-12-31T23:59:59-23:59 is in year 10000 UTC
+                return f"timestamp field {rule.name!r} is out of range in UTC: {raw[:40]!r}"
     elif raw is _MISSING:
         return f"timestamp field {rule.name!r} is missing"
     elif rule.format == "iso8601" or isinstance(raw, bool) or not isinstance(raw, int | float):
         expected = "an ISO 8601 string" if rule.format == "iso8601" else f"a number ({rule.format})"
         return f"timestamp field {rule.name!r} is a {_json_type(raw)}, expected {expected}"
     else:
-        seconds = raw / 1000 if rule.format == "epoch_ms" else raw
         try:
+            seconds = raw / 1000 if rule.format == "epoch_ms" else raw
             ts = datetime.fromtimestamp(seconds, UTC)
         except (OverflowError, OSError, ValueError):
-            return f"timestamp field {rule.name!r} is out of range: {raw!r}"
-    if ts < EARLIEST_TS:
-        return (
-            f"timestamp field {rule.name!r} is before 2000 ({ts.isoformat()}): "
-            "is the device clock set?"
-        )
-    if ts - received_at > MAX_FUTURE:
-        return (
-            f"timestamp field {rule.name!r} is more than a day ahead of the receive time "
-            f"({ts.isoformat()})"
-        )
+            return f"timestamp field {rule.name!r} is out of range: {_short(raw)}"
+    if ts < EARLIEST_TS or ts - received_at > MAX_AHEAD:  # the same test as implausible()
+        return f"timestamp field {rule.name!r} {implausible(ts, received_at)}"
     return ts

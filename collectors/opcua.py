@@ -71,7 +71,16 @@ from envmon.config.opcua import (
 from envmon.errors import EnvmonError
 from envmon.models import ProofOfLife, Quality, Reading, SystemEvent, SystemEventKind
 from envmon.sensors import SensorSpec
-from envmon.timeutil import US_PER_S, to_us, utcnow
+from envmon.timeutil import (
+    EARLIEST_TS,
+    MAX_AHEAD,
+    US_PER_S,
+    TimestampRangeError,
+    as_utc,
+    implausible,
+    to_us,
+    utcnow,
+)
 from envmon.units import Conversion, UnitError, conversion
 
 logger = logging.getLogger(__name__)
@@ -104,6 +113,7 @@ _POLICIES: Final[dict[str, type[security_policies.SecurityPolicy]]] = {
     "Aes128_Sha256_RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep,
     "Aes256_Sha256_RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
 }
+_PY_NUMBERS: Final = (float, int, bool)  # what asyncua decodes numeric variants to
 _NUMERIC_TYPES: Final = frozenset(
     {
         ua.VariantType.Boolean,
@@ -180,7 +190,15 @@ def _number(variant: ua.Variant | None) -> float | None:
         raise _UnmappableError(
             f"value is not numeric ({kind}{variant.VariantType.name}: {_short(variant.Value)})"
         )
-    value = float(variant.Value)
+    raw = variant.Value
+    try:
+        if type(raw) not in _PY_NUMBERS and not isinstance(raw, int | float):
+            raise TypeError(raw)  # a variant built by hand rather than decoded
+        value = float(raw)  # OverflowError: an int beyond any Double (hand-built too)
+    except (TypeError, OverflowError):
+        raise _UnmappableError(
+            f"value is not a number ({variant.VariantType.name}: {_short(raw)})"
+        ) from None
     if not math.isfinite(value):
         raise _UnmappableError(f"value is not finite ({value})")
     return value
@@ -194,9 +212,16 @@ def _short(value: object) -> str:
 
 
 def _timestamp(dt: datetime | None) -> datetime | None:
+    """Return a DataValue timestamp in UTC, None for OPC-UA's "no time".
+
+    Raises ``TimestampRangeError`` for an aware time that UTC cannot hold.
+    """
     if dt is None or dt.year < _MIN_DATETIME_YEAR:
         return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    tz = dt.tzinfo
+    if tz is UTC:  # as asyncua decodes them
+        return dt
+    return dt.replace(tzinfo=UTC) if tz is None else as_utc(dt)
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -208,9 +233,12 @@ def map_notification(
 ) -> Reading | RawPayload:
     """Turn one monitored item's ``DataValue`` into a ``Reading``, or a dead letter if it can't be.
 
-    A bad StatusCode gives a bad reading (the value kept when numeric, dropped when not); an
-    empty value with a good status and a non-numeric value with a usable status are dead
-    letters. The time is the chosen timestamp, else the other one, else ``received_at``.
+    A bad StatusCode gives a bad reading (the value kept when numeric and finite in the
+    channel's unit, dropped when not); an empty value with a good status and a non-numeric
+    value with a usable status are dead letters, and so is a value with a usable status that
+    overflows once converted. The time is the chosen timestamp, else the other one, else
+    ``received_at``; a time before 2000 or over a day ahead of ``received_at`` is a dead
+    letter, as on MQTT.
     """
     status = data.StatusCode.value if data.StatusCode is not None else 0
     quality = quality_of(status)
@@ -218,17 +246,30 @@ def map_notification(
         value = _number(data.Value)
         if value is None and quality is not Quality.BAD:
             raise _UnmappableError(f"no value with status {status_name(status)}")
+        if value is not None:
+            converted = binding.conversion(value)
+            # A finite Double can overflow on the way (1e308 particles/ft3 in /m3): an inf
+            # would travel as "no value" with a good status and be judged as nothing.
+            if not math.isfinite(converted):
+                raise _UnmappableError(f"value {value!r} is out of range in {binding.unit}")
+            value = converted
     except _UnmappableError as exc:
         if quality is not Quality.BAD:
             return _dead_letter(binding, data, str(exc))
         value = None
-    source_ts, server_ts = _timestamp(data.SourceTimestamp), _timestamp(data.ServerTimestamp)
+    try:
+        source_ts = _timestamp(data.SourceTimestamp)
+        server_ts = _timestamp(data.ServerTimestamp)
+    except TimestampRangeError as exc:
+        return _dead_letter(binding, data, str(exc))
     if binding.use_source_timestamp:
         ts = source_ts or server_ts or received_at
     else:
         ts = server_ts or source_ts or received_at
-    if value is not None:
-        value = binding.conversion(value)
+    if ts is not received_at and (ts < EARLIEST_TS or ts - received_at > MAX_AHEAD):
+        which = "source" if ts is source_ts else "server"
+        why = implausible(ts, received_at)  # the same test, worded
+        return _dead_letter(binding, data, f"the {which} timestamp {why}")
     # Readings are built without re-validation: the sensor id was validated with the site,
     # the value is a finite float and the timestamps are aware UTC datetimes (see above).
     return Reading.trusted(

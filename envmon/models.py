@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime
 from enum import StrEnum
+from math import isfinite as _isfinite
 from typing import Annotated, Final, Literal
 
 import orjson
@@ -40,6 +41,12 @@ UtcDatetime = Annotated[
     PlainSerializer(format_ts, return_type=str, when_used="json"),
 ]
 SensorId = Annotated[str, Field(pattern=SENSOR_ID_PATTERN)]
+#: A float that is neither NaN nor infinite (JSON's ``1e400``, ``Infinity`` are refused).
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class NonFiniteValueError(ValueError):
+    """A reading's value is NaN or infinite: a bug upstream, never a value to store."""
 
 
 class Quality(StrEnum):
@@ -92,7 +99,7 @@ class Reading(_Frozen):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     sensor_id: SensorId
-    value: float | None
+    value: FiniteFloat | None
     unit: str = ""
     ts: UtcDatetime
     received_at: UtcDatetime | None = None
@@ -115,8 +122,12 @@ class Reading(_Frozen):
         For the collectors' hot paths only: the sensor id was validated with the site, the
         value is a finite float or None, the timestamps are aware. Equivalent to
         ``model_construct`` with every field given (a test holds them equal), at a quarter
-        of its cost (~0.9 µs against ~3 µs).
+        of its cost (~0.9 µs against ~3 µs). The value alone is still checked (~40 ns): an
+        inf or NaN would travel as ``null`` and be judged as nothing, so a caller that let
+        one through gets ``NonFiniteValueError`` here instead.
         """
+        if value is not None and not _isfinite(value):
+            raise NonFiniteValueError(f"the value of {sensor_id} is not finite ({value})")
         reading = object.__new__(cls)
         setattr_ = object.__setattr__
         setattr_(

@@ -20,16 +20,57 @@ _ZERO: Final = timedelta(0)
 US_PER_S = 1_000_000
 
 
+#: Reading times before this are refused at the collectors: a device clock never set.
+EARLIEST_TS: Final = datetime(2000, 1, 1, tzinfo=UTC)
+#: Reading times further ahead of the receive time than this are refused at the collectors.
+MAX_AHEAD: Final = timedelta(days=1)
+#: Characters of a bad timestamp quoted in an error (never the whole input).
+_QUOTED: Final = 40
+
+
 class NaiveTimestampError(ValueError):
     """A timestamp without a UTC offset: ambiguous, so refused."""
 
 
+class TimestampRangeError(ValueError):
+    """A timestamp whose UTC time lies outside what a ``datetime`` holds (years 1 to 9999)."""
+
+
 def parse_ts(text: str) -> datetime:
-    """Parse an ISO 8601 timestamp that carries an offset (or ``Z``) into UTC."""
+    """Parse an ISO 8601 timestamp that carries an offset (or ``Z``) into UTC.
+
+    Raises ``ValueError``: ``NaiveTimestampError`` without an offset,
+    ``TimestampRangeError`` when the offset moves it out of range
+    (``9999-12-31T23:59:59-23:59``), a plain ``ValueError`` when it is not ISO 8601.
+    """
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None or dt.utcoffset() is None:
-        raise NaiveTimestampError(f"timestamp {text!r} has no UTC offset")
-    return dt.astimezone(UTC)
+        raise NaiveTimestampError(f"timestamp {text[:_QUOTED]!r} has no UTC offset")
+    return as_utc(dt)
+
+
+def as_utc(dt: datetime) -> datetime:
+    """Return an aware datetime in UTC; raise ``TimestampRangeError`` if UTC cannot hold it."""
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:  # an extreme offset next to year 1 or 9999
+        raise TimestampRangeError(
+            f"timestamp {dt.isoformat()[:_QUOTED]!r} is out of range in UTC"
+        ) from None
+
+
+def implausible(ts: datetime, received_at: datetime) -> str | None:
+    """Say why a reading time from a device cannot be used, or return None if it can.
+
+    Before 2000 means a device clock never set; more than ``MAX_AHEAD`` after the receive
+    time, a clock far ahead. Fed to the core, either would be late for ever or push its
+    watermark into the future. Both arguments are aware datetimes.
+    """
+    if ts < EARLIEST_TS:
+        return f"is before 2000 ({format_ts(ts)}): is the device clock set?"
+    if ts - received_at > MAX_AHEAD:
+        return f"is more than a day ahead of the receive time ({format_ts(ts)})"
+    return None
 
 
 #: Fixed-offset tzinfo types: their offset does not depend on the date.

@@ -11,10 +11,15 @@ linear, ``target = value * scale + offset``:
 
 Any other unit converts only to itself. ``CounterDelta`` turns a cumulative counter
 (counts since the device started) into the count of each interval.
+
+A conversion, like a counter's difference, can overflow a finite input to ``inf``
+(``1e307`` counts per 0.0283 m³): the collectors check every converted value and
+dead-letter one that is not finite.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Final
 
@@ -91,7 +96,10 @@ def conversion(source: str, target: str, *, sample_volume_m3: float | None = Non
                 "instrument or on the binding"
             )
         per_m3 = conversion(PARTICLES_PER_M3, target)
-        return Conversion(per_m3.scale / sample_volume_m3, per_m3.offset)
+        scale = per_m3.scale / sample_volume_m3
+        if not math.isfinite(scale):  # a volume so small that 1 count is inf per m³
+            raise UnitError(f"sample volume {sample_volume_m3!r} m³ is too small to convert")
+        return Conversion(scale, per_m3.offset)
     a, b = _LINEAR.get(source), _LINEAR.get(target)
     if a is None or b is None or a[0] != b[0]:
         raise UnitError(

@@ -12,7 +12,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, Final
 
 import orjson
@@ -27,6 +27,9 @@ MAX_REPORTED_REJECTS: Final = 50
 MAX_LISTED_EXCURSIONS: Final = 100
 PROGRESS_EVERY: Final = 1 << 16
 _GOOD_QUALITY: Final = {"": True, "good": True, "uncertain": True, "bad": False}
+_MIN_US: Final = (datetime.min.replace(tzinfo=UTC) - EPOCH) // ONE_US
+_MAX_US: Final = (datetime.max.replace(tzinfo=UTC) - EPOCH) // ONE_US
+_QUOTED: Final = 40  # characters of a bad field quoted in a reject (never a whole field)
 
 #: Called with (line number, reason) for each rejected line.
 RejectHandler = Callable[[int, str], None]
@@ -312,7 +315,12 @@ def _parse_us(text: str) -> int:
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"timestamp {text!r} is not ISO 8601") from None
+        raise ValueError(f"timestamp {text[:_QUOTED]!r} is not ISO 8601") from None
     if dt.tzinfo is None:
-        raise ValueError(f"timestamp {text!r} has no UTC offset")
-    return (dt - EPOCH) // ONE_US
+        raise ValueError(f"timestamp {text[:_QUOTED]!r} has no UTC offset")
+    us = (dt - EPOCH) // ONE_US
+    # An extreme offset moves a time out of the datetime range (9999-12-31T23:59:59-23:59 is
+    # in year 10000 UTC): the core, turning it back into a datetime, would fail.
+    if not _MIN_US <= us <= _MAX_US:
+        raise ValueError(f"timestamp {text[:_QUOTED]!r} is out of range in UTC")
+    return us

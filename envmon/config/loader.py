@@ -23,6 +23,7 @@ from envmon.config.yamlsource import (
     LocatedYaml,
     YamlPath,
     YamlSyntaxError,
+    YamlTooLargeError,
     load_located,
     render_path,
 )
@@ -30,6 +31,9 @@ from envmon.errors import ConfigError, ConfigIssue
 
 _SCALARS = (str, int, float, bool, type(None))
 _GOT_NOT_USEFUL = {"missing", "extra_forbidden", "value_error", "assertion_error"}
+_GOT_CHARS = 60
+#: Longest issue message shown: a value quoted in it is cut, never echoed whole.
+MAX_MESSAGE_CHARS = 300
 
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -39,13 +43,16 @@ def load_site(path: Path | str) -> SiteConfig:
     """Read, validate and resolve a site configuration file; raise ``ConfigError`` if invalid."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ConfigError(source, [ConfigIssue("", f"cannot read the file: {reason}")]) from None
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        issue = ConfigIssue("", f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})")
-        raise ConfigError(source, [issue]) from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        message = f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        raise ConfigError(source, [ConfigIssue("", message, line)]) from None
     return parse_site(text, source)
 
 
@@ -58,8 +65,7 @@ def parse_site(text: str, source: str = "<string>") -> SiteConfig:
     try:
         located = load_located(text)
     except YamlSyntaxError as exc:
-        issue = ConfigIssue("", f"invalid YAML: {exc.message}", exc.line)
-        raise ConfigError(source, [issue]) from None
+        raise ConfigError(source, [_syntax_issue(exc)]) from None
     if located.data is None:
         issue = ConfigIssue("", "the file is empty; expected a mapping with 'site' and 'areas'", 1)
         raise ConfigError(source, [issue])
@@ -70,7 +76,7 @@ def parse_site(text: str, source: str = "<string>") -> SiteConfig:
     try:
         config = SiteConfig.model_validate(located.data)
     except ValidationError as exc:
-        issues.extend(_validation_issues(exc, located))
+        issues.extend(_validation_issues(exc, located, skip=_problem_paths(located)))
     if config is not None:
         _, problems = resolve_site(config)
         issues.extend(
@@ -78,7 +84,9 @@ def parse_site(text: str, source: str = "<string>") -> SiteConfig:
             for problem in [*problems, *binding_problems(config)]
         )
     if issues or config is None:
-        ordered = sorted(issues, key=lambda issue: issue.line if issue.line is not None else 0)
+        ordered = sorted(
+            map(_clipped, issues), key=lambda issue: issue.line if issue.line is not None else 0
+        )
         raise ConfigError(source, ordered)
     return config
 
@@ -92,28 +100,57 @@ def parse_model(model: type[_M], text: str, source: str) -> _M:
     try:
         located = load_located(text)
     except YamlSyntaxError as exc:
-        issue = ConfigIssue("", f"invalid YAML: {exc.message}", exc.line)
-        raise ConfigError(source, [issue]) from None
+        raise ConfigError(source, [_syntax_issue(exc)]) from None
     issues = [ConfigIssue(render_path(p.path), p.message, p.line) for p in located.problems]
     result: _M | None = None
     try:
         result = model.model_validate(located.data)
     except ValidationError as exc:
-        issues.extend(_validation_issues(exc, located, model))
+        issues.extend(_validation_issues(exc, located, model, skip=_problem_paths(located)))
     if issues or result is None:
-        raise ConfigError(source, sorted(issues, key=lambda i: i.line or 0))
+        raise ConfigError(source, sorted(map(_clipped, issues), key=lambda i: i.line or 0))
     return result
 
 
+def _clipped(issue: ConfigIssue) -> ConfigIssue:
+    """Cut an issue whose message quotes a long value (validators say ``got {value!r}``)."""
+    if len(issue.message) <= MAX_MESSAGE_CHARS:
+        return issue
+    cut = issue.message[:MAX_MESSAGE_CHARS]
+    return ConfigIssue(issue.path, f"{cut}… ({len(issue.message):,} characters)", issue.line)
+
+
+def _syntax_issue(exc: YamlSyntaxError) -> ConfigIssue:
+    """Word YAML the loader refused as a whole: not YAML, or too large once expanded."""
+    if isinstance(exc, YamlTooLargeError):
+        return ConfigIssue(render_path(exc.path), exc.message, exc.line)
+    return ConfigIssue("", f"invalid YAML: {exc.message}", exc.line)
+
+
+def _problem_paths(located: LocatedYaml) -> frozenset[YamlPath]:
+    """Return the paths of YAML problems (their values fail validation only as a result)."""
+    return frozenset(problem.path for problem in located.problems)
+
+
 def _validation_issues(
-    exc: ValidationError, located: LocatedYaml, root: type[BaseModel] | None = None
+    exc: ValidationError,
+    located: LocatedYaml,
+    root: type[BaseModel] | None = None,
+    *,
+    skip: frozenset[YamlPath] = frozenset(),
 ) -> list[ConfigIssue]:
-    """Turn pydantic errors into issues located on the YAML that caused them."""
+    """Turn pydantic errors into issues located on the YAML that caused them.
+
+    Errors at a path in ``skip`` are left out: a value the YAML layer refused (``1e400``,
+    an integer over 64 bits) is reported once, by that problem.
+    """
     issues: list[ConfigIssue] = []
     for error in exc.errors(include_url=False):
         if _is_consequential(error):
             continue
         path = _data_path(error["loc"], located.data)
+        if path in skip:
+            continue
         issue = ConfigIssue(
             render_path(path), _message(error, root or SiteConfig), located.line_of(path)
         )
@@ -177,7 +214,10 @@ def _message(error: ErrorDetails, root: type[BaseModel]) -> str:
                 message = "must be " + message.removeprefix(prefix)
     value = error.get("input")
     if kind not in _GOT_NOT_USEFUL and isinstance(value, _SCALARS):
-        message += f" (got {value!r})"
+        got = repr(value)
+        if len(got) > _GOT_CHARS:  # quote a long value, never echo it whole
+            got = f"{got[:_GOT_CHARS]}… ({len(got):,} characters)"
+        message += f" (got {got})"
     if error["loc"] and error["loc"][-1] == "[key]":
         message = f"key {value!r}: {message}"
     return message

@@ -40,7 +40,7 @@ def _check_sensor_id(value: str) -> str:
 def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
         raise ValueError(
             f"unknown time zone {value!r}; use an IANA name such as 'Europe/Amsterdam'"
         ) from None

@@ -6,13 +6,22 @@ mapped to its 1-based line. The scalar rules are YAML 1.2's core schema rather t
 PyYAML's YAML 1.1 ones: ``19:00`` stays a string (not the base-60 integer 1140), ``no``
 and ``on`` stay strings (not booleans), ``010`` is ten and dates stay strings. Duplicate
 keys are reported, not silently overwritten; ``<<`` merge keys work.
+
+Hostile input is bounded, not trusted: aliases and merge keys are expanded for every use
+(each use has its own path and line), so the values built are counted and a document that
+expands beyond ``max(MIN_VALUE_BUDGET, VALUE_BUDGET_PER_NODE × its own nodes)`` is refused
+(a "billion laughs" bomb of a few hundred bytes would otherwise build billions of values);
+nesting deeper than ``MAX_DEPTH`` is a problem; integers must fit in 64 bits and a float
+literal that overflows (``1e400``) is a problem, not ``inf``.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -26,6 +35,18 @@ _MAP, _SEQ, _MERGE, _TIMESTAMP = (_TAG + name for name in ("map", "seq", "merge"
 _IMPLICIT_REPLACED = {_BOOL, _INT, _FLOAT, _TIMESTAMP}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
+#: Values any document may build, aliases and merge keys expanded (a large site: ~20,000).
+MIN_VALUE_BUDGET: Final = 100_000
+#: Values a document may build per node it holds, when that allows more than the minimum.
+VALUE_BUDGET_PER_NODE: Final = 10
+#: Deepest nesting of mappings and sequences read (a site file needs about a dozen levels).
+MAX_DEPTH: Final = 64
+#: Integers are 64-bit: larger ones are refused (they would overflow sizes and counters).
+INT_MIN: Final = -(2**63)
+INT_MAX: Final = 2**63 - 1
+#: Characters of a refused scalar quoted in a problem (never the whole input).
+_QUOTED: Final = 24
+
 
 class _CoreSchemaLoader(yaml.SafeLoader):
     """Safe loader whose implicit scalar types follow the YAML 1.2 core schema."""
@@ -37,15 +58,64 @@ class _CoreSchemaLoader(yaml.SafeLoader):
 
 
 def _construct_int(loader: yaml.SafeLoader, node: Node) -> int:
-    """Construct a YAML 1.2 integer: decimal (leading zeros allowed), ``0x`` or ``0o``."""
+    """Construct a YAML 1.2 integer: decimal (leading zeros allowed), ``0x`` or ``0o``.
+
+    Refuses (``ConstructorError``) one outside 64 bits, before converting many digits:
+    Python refuses to convert more than 4,300 decimal digits at all.
+    """
     text = str(loader.construct_scalar(node)).replace("_", "")  # type: ignore[arg-type]
     sign = -1 if text.startswith("-") else 1
     digits = text.lstrip("+-")
+    base = 10
     if digits[:2] in ("0x", "0X"):
-        return sign * int(digits[2:], 16)
-    if digits[:2] in ("0o", "0O"):
-        return sign * int(digits[2:], 8)
-    return sign * int(digits, 10)
+        base, digits = 16, digits[2:]
+    elif digits[:2] in ("0o", "0O"):
+        base, digits = 8, digits[2:]
+    significant = digits.lstrip("0") or digits[:1]
+    try:
+        # 64 bits take at most 22 octal, 20 decimal or 16 hexadecimal digits.
+        value = sign * int(significant, base) if len(significant) <= 22 else None
+    except ValueError:  # only behind an explicit tag (!!int x): the resolver checked the rest
+        value = None
+        significant = ""
+    if not significant:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{_quote(text)!r} is not an integer", node.start_mark
+        )
+    if value is None or not INT_MIN <= value <= INT_MAX:
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"integer {_quote(text)} is out of range: integers must fit in 64 bits "
+            "(write a larger number as a float, such as 1e20)",
+            node.start_mark,
+        )
+    return value
+
+
+def _construct_float(loader: yaml.SafeLoader, node: ScalarNode) -> float:
+    """Construct a float; refuse a finite literal too large for one (``1e400``), not ``inf``."""
+    try:
+        value = float(loader.construct_yaml_float(node))
+    except ValueError:  # only behind an explicit tag (!!float x)
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{_quote(str(node.value))!r} is not a number", node.start_mark
+        ) from None
+    if math.isinf(value) and "inf" not in str(node.value).lower():
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"number {_quote(str(node.value))} is out of range (at most about 1.8e308)",
+            node.start_mark,
+        )
+    return value
+
+
+def _quote(text: str) -> str:
+    """Quote a scalar in a problem, cut short if long."""
+    if len(text) <= _QUOTED:
+        return text
+    return f"{text[:_QUOTED]}… ({len(text):,} characters)"
 
 
 _CoreSchemaLoader.add_implicit_resolver(
@@ -66,6 +136,7 @@ _CoreSchemaLoader.add_implicit_resolver(
     list("-+0123456789."),
 )
 _CoreSchemaLoader.add_constructor(_INT, _construct_int)
+_CoreSchemaLoader.add_constructor(_FLOAT, _construct_float)
 
 _FastLoader: type[yaml.SafeLoader] = _CoreSchemaLoader
 if yaml.__with_libyaml__:
@@ -99,6 +170,17 @@ class YamlSyntaxError(Exception):
         super().__init__(f"line {line}: {message}" if line is not None else message)
 
 
+class YamlTooLargeError(YamlSyntaxError):
+    """Well-formed YAML refused for its size once expanded (an alias or merge-key bomb).
+
+    ``path`` is where the expansion that crossed the limit was used.
+    """
+
+    def __init__(self, message: str, line: int | None, path: YamlPath) -> None:
+        super().__init__(message, line)
+        self.path = path
+
+
 @dataclass(frozen=True, slots=True)
 class LocatedYaml:
     """Plain data from a YAML document, the line of every path, and structural problems."""
@@ -126,8 +208,16 @@ def load_located(text: str) -> LocatedYaml:
     loader = _FastLoader(text)
     try:
         root = loader.get_single_node()
-        builder = _Builder(loader)
+        builder = _Builder(loader, _budget(root))
         data = None if root is None else builder.build(root, ())
+    except RecursionError:  # PyYAML's pure-Python composer, without libyaml's depth limit
+        raise YamlSyntaxError("the document is nested too deeply", None) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses (NUL, most controls)
+        char: object = exc.character  # libyaml gives the code, PyYAML the character
+        code = ord(char) if isinstance(char, str) and len(char) == 1 else char
+        what = f"character #x{code:04x}" if isinstance(code, int) else "character"
+        at_line = text.count("\n", 0, max(exc.position, 0)) + 1
+        raise YamlSyntaxError(f"unacceptable {what}: {exc.reason}", at_line) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(part for part in (exc.context, exc.problem) if part)
@@ -140,6 +230,23 @@ def load_located(text: str) -> LocatedYaml:
     if root is None:
         return LocatedYaml(data=None, lines={(): 1})
     return LocatedYaml(data=data, lines=builder.lines, problems=tuple(builder.problems))
+
+
+def _budget(root: Node | None) -> int:
+    """Return how many values a document may build: a multiple of its own nodes, or more."""
+    seen: set[int] = set()
+    stack: list[Node] = [] if root is None else [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, MappingNode):
+            for key, value in node.value:
+                stack += (key, value)
+        elif isinstance(node, SequenceNode):
+            stack += node.value
+    return max(MIN_VALUE_BUDGET, VALUE_BUDGET_PER_NODE * len(seen))
 
 
 def render_path(path: YamlPath) -> str:
@@ -158,18 +265,31 @@ def render_path(path: YamlPath) -> str:
 class _Builder:
     """Turns composed nodes into Python data, recording lines and problems on the way."""
 
-    def __init__(self, loader: yaml.SafeLoader) -> None:
+    def __init__(self, loader: yaml.SafeLoader, budget: int) -> None:
         self.loader = loader
         self.lines: dict[YamlPath, int] = {}
         self.problems: list[YamlProblem] = []
         self._active: set[int] = set()
+        self._built: set[int] = set()  # nodes built once: building one again is an alias
+        self._budget = budget
+        self._alias: YamlPath | None = None  # the outermost alias being expanded
 
     def build(self, node: Node, path: YamlPath) -> object:
         """Build the value of ``node`` found at ``path``."""
         self.lines.setdefault(path, node.start_mark.line + 1)
+        self._budget -= 1
+        if self._budget < 0:
+            raise self._too_large(path)
         if id(node) in self._active:
             self._problem(path, "recursive alias", node)
             return None
+        if len(self._active) >= MAX_DEPTH and not isinstance(node, ScalarNode):
+            self._problem(path, f"nested deeper than {MAX_DEPTH} levels", node)
+            return None
+        outermost = self._alias is None and id(node) in self._built
+        if outermost:
+            self._alias = path
+        self._built.add(id(node))
         self._active.add(id(node))
         try:
             if isinstance(node, MappingNode):
@@ -182,6 +302,26 @@ class _Builder:
             return self._scalar(node, path)
         finally:
             self._active.discard(id(node))
+            if outermost:
+                self._alias = None
+
+    def _too_large(self, path: YamlPath) -> YamlTooLargeError:
+        """Say where a document grew too large: the alias (or merge) being expanded."""
+        where = path if self._alias is None else self._alias
+        # The line of the alias's use: a mapping value's is its key's; a list item's alias
+        # keeps no line of its own (the composer drops it), so its list's is named.
+        use = where[:-1] if where and isinstance(where[-1], int) else where
+        line = None
+        for end in range(len(use), -1, -1):
+            line = self.lines.get(use[:end])
+            if line is not None:
+                break
+        return YamlTooLargeError(
+            "aliases and merge keys expand the document to too many values (refused as a "
+            "YAML bomb; repeat fewer or smaller anchors)",
+            line,
+            where,
+        )
 
     def _mapping(self, node: MappingNode, path: YamlPath) -> dict[str, object]:
         if node.tag != _MAP:
@@ -224,8 +364,14 @@ class _Builder:
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
-            self._problem(path, exc.problem or f"cannot read YAML tag {node.tag!r}", node)
-            return node.value
+            problem = exc.problem or f"cannot read YAML tag {node.tag!r}"
+        except (ValueError, KeyError, AttributeError):  # PyYAML's own !!bool x, !!timestamp x
+            problem = f"{_quote(str(node.value))!r} is not a valid {node.tag.rsplit(':', 1)[-1]}"
+        # PyYAML leaves a node that failed marked as "in construction": the next alias of it
+        # would fail as "unconstructable recursive node" instead of with this reason.
+        self.loader.recursive_objects.pop(node, None)
+        self._problem(path, problem, node)
+        return node.value
 
     def _problem(self, path: YamlPath, message: str, node: Node) -> None:
         self.problems.append(YamlProblem(path, message, node.start_mark.line + 1))

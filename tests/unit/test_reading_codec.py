@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from envmon.models import Quality, Reading
+from envmon.models import NonFiniteValueError, Quality, Reading
 
 aware = st.datetimes(
     min_value=datetime(1971, 1, 1),  # noqa: DTZ001 - hypothesis adds the zone below
@@ -50,3 +53,30 @@ def test_to_json_converts_offsets_to_utc() -> None:
     ts = datetime(2026, 3, 29, 3, 30, tzinfo=timezone(timedelta(hours=2)))
     reading = Reading.trusted("a.t", 1.5, "degC", ts, None, Quality.GOOD, "x")
     assert b'"ts":"2026-03-29T01:30:00Z"' in reading.to_json()
+
+
+class TestNonFiniteValues:
+    """No reading carries NaN or infinity: on the bus it would read as a value-less good one."""
+
+    TS = datetime(2026, 1, 5, tzinfo=UTC)
+
+    @pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+    @pytest.mark.parametrize("quality", list(Quality))
+    def test_trusted_refuses_them(self, value: float, quality: Quality) -> None:
+        """The collectors' fast constructor raises rather than build one."""
+        with pytest.raises(NonFiniteValueError, match="not finite"):
+            Reading.trusted("pc-1.p", value, "particles/m3", self.TS, None, quality, "x")
+
+    @pytest.mark.parametrize("value", [math.inf, math.nan])
+    def test_validation_refuses_them(self, value: float) -> None:
+        """A validated reading refuses them like any invalid field."""
+        with pytest.raises(ValidationError, match="finite number"):
+            Reading(sensor_id="pc-1.p", value=value, ts=self.TS)
+
+    @pytest.mark.parametrize("text", [b"Infinity", b"-Infinity", b"NaN", b"1e400"])
+    def test_decoding_refuses_them(self, text: bytes) -> None:
+        """A reading message off the bus with a non-finite value is invalid (the worker
+        dead-letters it), whatever JSON spelling carries it."""
+        message = b'{"sensor_id":"pc-1.p","value":' + text + b',"ts":"2026-01-05T00:00:00Z"}'
+        with pytest.raises(ValidationError, match="finite number"):
+            Reading.model_validate_json(message)

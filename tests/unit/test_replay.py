@@ -159,6 +159,43 @@ class TestBadLines:
         assert events == []
 
 
+class TestExtremeTimestamps:
+    """Times an offset moves out of the datetime range are rejected lines (issue 14)."""
+
+    EXTREME = ("9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59")
+
+    def test_csv(self, site, tmp_path):
+        """Each such line is skipped with its reason; the rest of the file replays."""
+        text = "sensor_id,ts,value\n" + "".join(
+            f"fridge-1.temperature,{ts},9\n" for ts in self.EXTREME
+        )
+        text += "fridge-1.temperature,2026-01-05T08:00:00Z,5\n"
+        result, _ = replay(site, tmp_path, text, ".csv")
+        assert result.exit_code == 0, result.output
+        assert result.exception is None
+        for line, ts in enumerate(self.EXTREME, start=2):
+            assert f"in.csv:{line}: skipped: timestamp '{ts}' is out of range in UTC" in (
+                result.output
+            )
+        assert "1 readings from 4 lines" in result.output
+
+    def test_jsonl(self, site, tmp_path):
+        """The same in JSON lines."""
+        text = "".join(
+            json.dumps({"sensor_id": "fridge-1.temperature", "ts": ts, "value": 9}) + "\n"
+            for ts in self.EXTREME
+        )
+        result, _ = replay(site, tmp_path, text, ".jsonl")
+        assert result.exit_code == 0, result.output
+        assert result.exception is None
+        assert "in.jsonl:1: skipped: timestamp '9999-12-31T23:59:59-23:59' is out of range" in (
+            result.output
+        )
+        assert "in.jsonl:2: skipped: timestamp '0001-01-01T00:00:00+23:59' is out of range" in (
+            result.output
+        )
+
+
 class TestJsonLines:
     def test_jsonl_input(self, site, tmp_path):
         """JSON lines with the same keys give the same events."""

@@ -46,6 +46,11 @@ class TestConversion:
         with pytest.raises(UnitError, match="sample volume"):
             conversion("counts", "particles/m3")
 
+    def test_a_volume_too_small_to_convert_is_refused(self):
+        """A subnormal volume would make every count inf (and 0 counts NaN) per m³."""
+        with pytest.raises(UnitError, match="too small"):
+            conversion("counts", "particles/m3", sample_volume_m3=1e-320)
+
     @pytest.mark.parametrize(
         ("source", "target"), [("degF", "%"), ("ppm", "degC"), ("widgets", "degC")]
     )

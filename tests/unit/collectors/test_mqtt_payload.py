@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -213,6 +214,13 @@ class TestBadMessages:
         assert out.failure is not None
         assert out.failure.origin == "lab/\\xff"
 
+    def test_oversized_payload_on_an_invalid_topic_is_cut_too(self, decoder):
+        """The dead letter of a topic that is not UTF-8 keeps max_payload_bytes at most."""
+        out = decoder.decode(None, b"x" * 5_000, NOW, raw_topic=b"lab/\xff")
+        assert out.failure is not None
+        assert out.failure.raw == b"x" * 1000
+        assert out.failure.reason.startswith("topic is not valid UTF-8; oversized payload")
+
     def test_retained_message_without_a_timestamp_is_skipped(self, decoder):
         """A retained value stamped with the receive time would look fresh: it is skipped."""
         out = decoder.decode("lab/fridge-1/temperature", b"39.2", NOW, retain=True)
@@ -281,6 +289,85 @@ class TestCumulativeChannels:
         assert self.counter(decoder, 1100, 60).readings == []
         (reading,) = self.counter(decoder, 1150, 120).readings
         assert reading.value == pytest.approx(50 / FT3_IN_M3)
+
+
+class TestOverflowAndExtremeTimes:
+    """Finite input that overflows on the way, and timestamps no datetime can hold (issue 14)."""
+
+    def test_count_that_overflows_once_converted_is_dead_lettered(self, decoder):
+        """1e307 counts per 0.0283 m³ is inf particles/m³: a dead letter, never a good inf."""
+        out = decoder.decode(
+            "cgt/room/pc-1/particles", particles(counts={"0_5um": 1e307, "5_0um": 2}), NOW
+        )
+        assert [r.sensor_id for r in out.readings] == ["pc-1.particles_5_0um"]
+        assert out.failure is not None
+        assert "channel 'particles_0_5um': value 1e+307 is out of range in particles/m3" in (
+            out.failure.reason
+        )
+
+    def test_counter_difference_that_overflows_is_dead_lettered(self, decoder):
+        """Two finite counter values whose difference is inf give a dead letter, not a reading."""
+        TestCumulativeChannels().counter(decoder, -1.7e308, 0)
+        out = TestCumulativeChannels().counter(decoder, 1.7e308, 60)
+        assert out.readings == []
+        assert out.failure is not None
+        assert "out of range" in out.failure.reason
+
+    def test_null_value_is_bad_whatever_the_status_says(self, decoder):
+        """A null value stated 'uncertain' is still bad: there is no value to judge."""
+        payload = particles(status="purge", counts={"0_5um": None, "5_0um": 1})
+        out = decoder.decode("cgt/room/pc-1/particles", payload, NOW)
+        by_id = {r.sensor_id: r for r in out.readings}
+        assert by_id["pc-1.particles_0_5um"].value is None
+        assert by_id["pc-1.particles_0_5um"].quality is Quality.BAD
+        assert by_id["pc-1.particles_5_0um"].quality is Quality.UNCERTAIN
+
+    @pytest.mark.parametrize(
+        "ts", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59Z"]
+    )
+    def test_extreme_iso_offsets_are_a_validation_failure(self, decoder, caplog, ts):
+        """A time outside the datetime range in UTC is dead-lettered with the reason, quietly."""
+        with caplog.at_level(logging.DEBUG, logger="collectors"):
+            out = decoder.decode("cgt/room/pc-1/particles", particles(ts=ts), NOW)
+        assert out.readings == []
+        assert out.failure is not None
+        assert out.failure.reason.startswith("timestamp field 'ts' is ")
+        assert "internal error" not in out.failure.reason
+        assert caplog.records == []
+        assert decoder.internal_errors == 0
+
+    @pytest.mark.parametrize("ms", [2**63 - 1, -(2**63), 1.7e308, -1.7e308])
+    def test_extreme_epoch_numbers_are_a_validation_failure(self, decoder, ms):
+        """An epoch time far outside the datetime range is dead-lettered as out of range."""
+        payload = orjson.dumps({"time_ms": ms, "temp_f": 50, "sensors": [{"ppm": 1}]})
+        out = decoder.decode("cgt/room/inc-1/incubator", payload, NOW)
+        assert out.readings == []
+        assert out.failure is not None
+        assert "timestamp field 'time_ms' is out of range" in out.failure.reason
+
+    def test_a_decoder_failure_is_logged_once_per_place(self, decoder, caplog, monkeypatch):
+        """The same internal failure on every message writes one traceback, not one each."""
+
+        def broken(*_args: object) -> object:
+            raise OverflowError("date value out of range")
+
+        monkeypatch.setattr("collectors.mqtt_payload._timestamp", broken)
+        with caplog.at_level(logging.INFO, logger="collectors"):
+            outs = [decoder.decode("cgt/room/pc-1/particles", particles(), NOW) for _ in range(100)]
+        assert all(
+            o.failure is not None
+            and o.failure.reason == "internal error: OverflowError: date value out of range"
+            for o in outs
+        )
+        assert decoder.internal_errors == 100
+        assert [r.levelno for r in caplog.records] == [logging.ERROR]
+
+    def test_counter_resets_do_not_write_a_line_each(self, decoder, caplog):
+        """A counter reset on every message logs once at INFO; the readings say uncertain."""
+        with caplog.at_level(logging.INFO, logger="collectors"):
+            for step in range(50):
+                TestCumulativeChannels().counter(decoder, 1000 - step * 10, step)
+        assert len(caplog.records) == 1
 
 
 class TestDecodePublish:

@@ -166,3 +166,76 @@ class TestMapNotification:
         letter = mapped(data_value("x" * 10_000, ua.VariantType.String))
         assert isinstance(letter, RawPayload)
         assert len(letter.raw) < 1_000
+
+
+def particle_binding() -> NodeBinding:
+    """The binding of a particle counter node reporting particles/ft³ (channel in /m³)."""
+    config = OpcUaCollectorConfig.model_validate(
+        {
+            "id": "gw",
+            "endpoint": "opc.tcp://127.0.0.1:4840",
+            "nodes": [
+                {"sensor_id": "pc-1.particles_0_5um", "node_id": "ns=2;s=P",
+                 "unit": "particles/ft3"}
+            ],
+        }
+    )  # fmt: skip
+    spec = make_spec("pc-1.particles_0_5um", parameter="particles_0_5um", unit="particles/m3")
+    return build_bindings(config, {spec.sensor_id: spec})[0]
+
+
+class TestOverflowAndExtremeTimes:
+    """Finite values that overflow once converted, and times no reading may carry (issue 14)."""
+
+    def test_value_that_overflows_once_converted_is_a_dead_letter(self):
+        """1e307 particles/ft³ is inf particles/m³: a dead letter, never a good inf."""
+        letter = mapped(data_value(1e307, ua.VariantType.Double), particle_binding())
+        assert isinstance(letter, RawPayload)
+        assert letter.reason == "value 1e+307 is out of range in particles/m3"
+
+    def test_bad_value_that_overflows_is_a_bad_reading_without_value(self):
+        """With a bad status the overflowing value is dropped, the fault still reported."""
+        dv = data_value(1e307, ua.VariantType.Double, ua.StatusCodes.BadSensorFailure)
+        reading = mapped(dv, particle_binding())
+        assert isinstance(reading, Reading)
+        assert (reading.value, reading.quality) == (None, Quality.BAD)
+
+    def test_convertible_values_still_read(self):
+        """A large value that stays finite in the channel's unit is an ordinary reading."""
+        reading = mapped(data_value(1e300, ua.VariantType.Double), particle_binding())
+        assert isinstance(reading, Reading)
+        assert reading.value == pytest.approx(1e300 / 0.3048**3)
+
+    @pytest.mark.parametrize(
+        ("source", "reason"),
+        [
+            (
+                datetime.fromisoformat("9999-12-31T23:59:59-23:59"),
+                "timestamp '9999-12-31T23:59:59-23:59' is out of range in UTC",
+            ),
+            (
+                datetime.fromisoformat("1700-01-01T00:00:00+00:00"),
+                "the source timestamp is before 2000 (1700-01-01T00:00:00Z): is the device "
+                "clock set?",
+            ),
+            (
+                datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+                "the source timestamp is more than a day ahead of the receive time "
+                "(9999-12-31T23:59:59Z)",
+            ),
+        ],
+    )
+    def test_unusable_times_are_dead_letters(self, source, reason):
+        """A time UTC cannot hold, or one before 2000 or a day ahead, is refused with the reason."""
+        letter = mapped(data_value(1.0, ua.VariantType.Double, source=source))
+        assert isinstance(letter, RawPayload)
+        assert letter.reason == reason
+
+    @pytest.mark.parametrize(
+        "value", [10**400, "1.0", object()], ids=["huge-int", "text", "object"]
+    )
+    def test_hand_built_variants_that_are_not_numbers(self, value):
+        """A variant whose value does not convert to a float is a dead letter, not an error."""
+        letter = mapped(ua.DataValue(ua.Variant(value, ua.VariantType.Int64)))
+        assert isinstance(letter, RawPayload)
+        assert letter.reason.startswith("value is not a number (Int64: ")

@@ -12,6 +12,7 @@ from envmon.cli import app
 
 from .test_example_site import EXAMPLE
 from .test_loader import CROSS_FIELD
+from .test_yamlsource import BILLION_LAUGHS
 
 LIMIT_KEYS = {
     "alert_high",
@@ -126,3 +127,50 @@ class TestCheckConfigCommand:
         result = runner.invoke(app, ["check-config", str(path)])
         assert result.exit_code == 2
         assert f"{path}: cannot read the file" in result.stderr
+
+
+class TestHostileFiles:
+    """Files built to hurt get a listed problem and exit 2, never a traceback (issue 14)."""
+
+    def check(self, runner: CliRunner, tmp_path: Path, text: str) -> list[str]:
+        path = tmp_path / "site.yaml"
+        path.write_text(text, encoding="utf-8")
+        result = runner.invoke(app, ["check-config", str(path)])
+        assert result.exit_code == 2, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert "Traceback" not in result.output
+        lines = result.stderr.splitlines()
+        assert lines[0].startswith(f"{path}: ")
+        return lines[1:]
+
+    def test_alias_bomb_inside_the_example_site(self, runner, tmp_path):
+        """A billion-laughs bomb in a real site file is refused, naming its line."""
+        text = (
+            EXAMPLE.read_text(encoding="utf-8")
+            + "bomb:\n"
+            + "".join(f"  {line}\n" for line in BILLION_LAUGHS.splitlines())
+        )
+        start = EXAMPLE.read_text(encoding="utf-8").count("\n") + 1
+        (issue,) = self.check(runner, tmp_path, text)
+        assert issue.startswith(f"line {start + 6}: bomb.f[0]: aliases and merge keys expand")
+
+    def test_integer_over_4300_digits(self, runner, tmp_path):
+        """Python's 4,300-digit limit on int() is a listed problem, not a ValueError."""
+        text = EXAMPLE.read_text(encoding="utf-8").replace(
+            "bad_after: 3", "bad_after: " + "9" * 5_000, 1
+        )
+        (issue,) = self.check(runner, tmp_path, text)
+        assert ".bad_after: integer 999999999999999999999999… (5,000 characters) is out" in issue
+
+    def test_infinite_limit(self, runner, tmp_path):
+        """A limit of 1e400 is refused as out of range; .inf as not finite."""
+        site = EXAMPLE.read_text(encoding="utf-8")
+        assert "action_high: 25 " in site
+        (issue,) = self.check(
+            runner, tmp_path, site.replace("action_high: 25 ", "action_high: 1e400")
+        )
+        assert issue.endswith(".action_high: number 1e400 is out of range (at most about 1.8e308)")
+        (issue,) = self.check(
+            runner, tmp_path, site.replace("action_high: 25 ", "action_high: .inf")
+        )
+        assert issue.endswith(".action_high: must be a finite number (got inf)")

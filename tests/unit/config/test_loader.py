@@ -231,6 +231,16 @@ class TestParseSiteErrors:
         assert issue.line == 1
         assert "unknown time zone 'Mars/Olympus'" in issue.message
 
+    def test_timezone_name_too_long_for_a_file_name(self):
+        """A very long zone name (an OSError when looked up as a file) is an issue, cut short."""
+        zone = "x" * 5_000
+        issue = only_issue(
+            site_yaml(room_sensor("{}"), site=f"site: {{name: S, timezone: {zone}}}")
+        )
+        assert issue.path == "site.timezone"
+        assert issue.message.startswith("unknown time zone 'xxxx")
+        assert len(issue.message) < 400
+
     @pytest.mark.parametrize("fraction", ["0", "1.5", "-0.2"])
     def test_alert_fraction_range(self, fraction):
         """The particle alert fraction must be in (0, 1]."""
@@ -434,6 +444,26 @@ class TestLoadSite:
         path.write_bytes(b"site: {name: \xff}\n")
         with pytest.raises(ConfigError, match="not UTF-8"):
             load_site(path)
+
+    def test_not_utf8_names_the_line(self, tmp_path):
+        """The issue for bytes that are not UTF-8 names their line."""
+        path = tmp_path / "site.yaml"
+        path.write_bytes(b"site:\n  name: ok\n  timezone: \xff\n")
+        with pytest.raises(ConfigError) as caught:
+            load_site(path)
+        (issue,) = caught.value.issues
+        assert issue.line == 3
+        assert issue.message == "the file is not UTF-8 text (invalid start byte at byte 29)"
+
+    def test_control_characters_name_the_line(self):
+        """A character YAML refuses (NUL) is one issue on its line, without PyYAML's position."""
+        with pytest.raises(ConfigError) as caught:
+            parse_site("site:\n  name: a\x00b\n")
+        (issue,) = caught.value.issues
+        assert (issue.line, issue.message) == (
+            2,
+            "invalid YAML: unacceptable character #x0000: control characters are not allowed",
+        )
 
     def test_issues_name_the_file(self, tmp_path):
         """Issues raised while loading carry the file path as source."""

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
+import tracemalloc
 
-from envmon.config.yamlsource import LocatedYaml, YamlSyntaxError, load_located, render_path
+import pytest
+from yaml.nodes import Node
+
+from envmon.config import yamlsource
+from envmon.config.yamlsource import (
+    LocatedYaml,
+    YamlPath,
+    YamlSyntaxError,
+    YamlTooLargeError,
+    load_located,
+    render_path,
+)
 
 DOC = """\
 site:
@@ -169,3 +180,152 @@ class TestRenderPath:
     def test_odd_keys_are_quoted(self):
         """Keys that are not identifiers are shown quoted in brackets."""
         assert render_path(("binding", "node.id")) == "binding['node.id']"
+
+
+BILLION_LAUGHS = "".join(
+    [
+        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n',
+        *(
+            f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
+            for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+        ),
+    ]
+)
+"""The classic "billion laughs": 9 levels of 9 aliases each, 9⁹ strings once expanded."""
+
+MERGE_BOMB = "".join(
+    [
+        "m0: &m0 {k0: 1, k1: 2}\n",
+        *(
+            f"m{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}], x{i}: *m{i - 1}, y{i}: *m{i - 1}}}\n"
+            for i in range(1, 12)
+        ),
+    ]
+)
+"""Merge keys and aliases that each take the level below three times: 3¹¹ mappings."""
+
+
+class CountingBuilds:
+    """Counts the values the YAML builder makes (the structural measure of expansion)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        build = yamlsource._Builder.build
+
+        def counted(builder: yamlsource._Builder, node: Node, path: YamlPath) -> object:
+            self.calls += 1
+            return build(builder, node, path)
+
+        monkeypatch.setattr(yamlsource._Builder, "build", counted)
+
+
+class TestHostileYaml:
+    """Bombs, deep nesting and huge numbers are refused with a reason, bounded (issue 14)."""
+
+    @pytest.mark.parametrize(
+        ("text", "line", "path"),
+        [(BILLION_LAUGHS, 6, ("f", 0)), (MERGE_BOMB, 9, ("m8", "x8"))],
+        ids=["billion-laughs", "merge-keys"],
+    )
+    def test_alias_bombs_are_refused_within_the_budget(self, monkeypatch, text, line, path):
+        """The expansion stops at the value budget, naming where the alias is used."""
+        builds = CountingBuilds(monkeypatch)
+        with pytest.raises(YamlTooLargeError) as caught:
+            load_located(text)
+        assert builds.calls == yamlsource.MIN_VALUE_BUDGET + 1  # the value that crossed it
+        assert (caught.value.line, caught.value.path) == (line, path)
+        assert "too many values" in caught.value.message
+
+    def test_alias_bomb_memory_is_bounded(self):
+        """Refusing a bomb takes a few tens of MB at most (it took 5-6 GB before)."""
+        tracemalloc.start()
+        try:
+            with pytest.raises(YamlTooLargeError):
+                load_located(BILLION_LAUGHS)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 50_000_000
+
+    def test_anchors_used_many_times_within_the_budget_load(self):
+        """A large site repeating an instrument template 2,000 times is not a bomb."""
+        template = "base: &base {" + ", ".join(f"k{i}: {i}" for i in range(30)) + "}\n"
+        uses = "".join(f"  - {{<<: *base, id: i{i}}}\n" for i in range(2_000))
+        located = load_located(template + "items:\n" + uses)
+        items = located.data["items"]  # type: ignore[index]
+        assert len(items) == 2_000
+        assert items[1_999] == {"id": "i1999", **{f"k{i}": i for i in range(30)}}
+        assert located.lines[("items", 1_999, "k29")] == 1  # lines from the anchor
+
+    def test_deep_nesting_is_a_problem(self):
+        """Nesting past MAX_DEPTH is reported at its line and not descended into."""
+        depth = 500  # libyaml itself refuses beyond 1,000; Python's recursion ended ~300
+        located = load_located("x:\n  " + "[" * depth + "]" * depth + "\n")
+        (problem,) = located.problems
+        assert problem.message == f"nested deeper than {yamlsource.MAX_DEPTH} levels"
+        assert problem.line == 2
+
+    def test_deep_nesting_without_libyaml(self, monkeypatch):
+        """PyYAML's pure-Python composer recurses: too deep is a syntax error, not a crash."""
+        monkeypatch.setattr(yamlsource, "_FastLoader", yamlsource._CoreSchemaLoader)
+        with pytest.raises(YamlSyntaxError, match="nested too deeply"):
+            load_located("[" * 600 + "]" * 600)
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "1" * 5_000,  # Python converts at most 4,300 decimal digits
+            str(2**63),
+            str(-(2**63) - 1),
+            "0x1" + "0" * 16,
+            "0o2" + "0" * 21,
+        ],
+    )
+    def test_integers_beyond_64_bits_are_problems(self, text):
+        """An integer that does not fit in 64 bits is a problem naming it, cut short."""
+        located = load_located(f"a:\n  n: {text}\n")
+        (problem,) = located.problems
+        assert (problem.path, problem.line) == (("a", "n"), 2)
+        assert problem.message.startswith(f"integer {text[:24]}")
+        assert "out of range: integers must fit in 64 bits" in problem.message
+        assert len(problem.message) < 200
+
+    def test_64_bit_integers_and_leading_zeros_read(self):
+        """The 64-bit range reads exactly, however many leading zeros a number has."""
+        data = load_located(f"[{2**63 - 1}, {-(2**63)}, {'0' * 5_000}7, 0x{'0' * 40}ff]").data
+        assert data == [2**63 - 1, -(2**63), 7, 255]
+
+    @pytest.mark.parametrize("text", ["1e400", "-1e400", "1.5e309"])
+    def test_float_literals_that_overflow_are_problems(self, text):
+        """``1e400`` is not silently infinity."""
+        (problem,) = load_located(f"limit: {text}\n").problems
+        assert problem.message == f"number {text} is out of range (at most about 1.8e308)"
+
+    def test_explicit_infinity_is_still_read(self):
+        """``.inf`` reads as infinity here; the schema decides (limits refuse it)."""
+        assert load_located("x: -.inf\n").data == {"x": float("-inf")}
+
+    def test_an_aliased_scalar_that_fails_fails_alike_at_every_use(self):
+        """Each use of a refused anchored value gives the same reason, not PyYAML's
+        "unconstructable recursive node" for the second."""
+        located = load_located("a: &big 1e400\nb: *big\nc: {<<: {d: *big}}\n")
+        assert [(p.path, p.message) for p in located.problems] == [
+            (("a",), "number 1e400 is out of range (at most about 1.8e308)"),
+            (("b",), "number 1e400 is out of range (at most about 1.8e308)"),
+            (("c", "d"), "number 1e400 is out of range (at most about 1.8e308)"),
+        ]
+
+    @pytest.mark.parametrize(
+        ("text", "message"),
+        [
+            ("!!int x", "'x' is not an integer"),
+            ("!!int 0x", "'0x' is not an integer"),
+            ("!!float x", "'x' is not a number"),
+            ("!!bool x", "'x' is not a valid bool"),
+            ("!!timestamp x", "'x' is not a valid timestamp"),
+        ],
+    )
+    def test_explicit_tags_on_the_wrong_text_are_problems(self, text, message):
+        """An explicit tag on text it cannot read is a problem, not a ValueError or KeyError."""
+        (problem,) = load_located(f"a: {text}\n").problems
+        assert (problem.path, problem.message, problem.line) == (("a",), message, 1)
