@@ -11,7 +11,10 @@ Every action names the acting user and carries a reason (a comment for an
 acknowledgement); QA fields change only under review. Each call passes the
 ``row_version`` the person's form was loaded with: if the record changed since (another
 user, or the core's newer revision), the action is refused as stale and nothing changes.
-Closing and reopening are signed: the signer enters user id and password again
+A closed record accepts nothing but a signed reopening: no comment, no assessment, no
+other move (``ClosedRecordError``), so nothing is added after a signature that the
+signature does not cover. Closing and reopening are signed: the signer enters user id and
+password again
 (authenticated like a login, so wrong passwords count towards the lockout) and chooses
 the meaning (``reviewed`` or ``approved``). The signature stores the SHA-256 of the
 record's content as signed (``content_hash``); ``covers`` tells whether a signature still
@@ -75,6 +78,10 @@ class StaleRecordError(LifecycleError):
 
 class NotAllowedError(LifecycleError):
     """The user's role may not take this action."""
+
+
+class ClosedRecordError(LifecycleError):
+    """The record is closed and signed: it accepts nothing but a signed reopening."""
 
 
 def content_hash(row: ExcursionRow) -> str:
@@ -288,7 +295,7 @@ class Lifecycle:
         self._allow(signer, ("qa",), action)
         reason = self._reason(reason)
         with Session(self.engine) as session, session.begin():
-            row = self._row(session, record_id, version)
+            row = self._row(session, record_id, version, reopening=target == REOPENED)
             check(row)
             return self._signed_move(session, row, signer, meaning, target, action, reason)
 
@@ -360,10 +367,19 @@ class Lifecycle:
         return text
 
     @staticmethod
-    def _row(session: Session, record_id: str, version: int) -> ExcursionRow:
+    def _row(
+        session: Session, record_id: str, version: int, *, reopening: bool = False
+    ) -> ExcursionRow:
         row = session.get(ExcursionRow, record_id, with_for_update=True)
         if row is None:
             raise LifecycleError(f"no record {record_id!r}")
+        if row.qa_state == CLOSED and not reopening:
+            # Checked here, for every action, so that nothing reaches a signed record by a
+            # route that forgot it: the signature covers what it signed, and nothing more.
+            raise ClosedRecordError(
+                f"{record_id} is closed and signed: it accepts no comments or changes;"
+                " reopen it (signed, with a reason) to add any"
+            )
         if row.row_version != version:
             raise StaleRecordError(
                 f"{record_id} changed since the page was loaded (version {version}, now "

@@ -84,6 +84,9 @@ def record_detail(
 ) -> dict[str, Any] | None:
     """Return a record with its QA fields, signatures, timeline and audit trail (None: no id).
 
+    The audit trail is the record's own: entries of its type and id (a user, say, may have
+    the same id as an excursion).
+
     A signature's time is given in UTC and, as ``signed_at_site``, in the site's zone.
     """
     zone = site_zone or ZoneInfo("UTC")
@@ -92,7 +95,9 @@ def record_detail(
         if row is None:
             return None
         entries = session.execute(
-            select(AuditEntry).where(AuditEntry.record_id == record_id).order_by(AuditEntry.seq)
+            select(AuditEntry)
+            .where(AuditEntry.record_type == row.kind, AuditEntry.record_id == record_id)
+            .order_by(AuditEntry.seq)
         ).scalars()
         audit = [
             {

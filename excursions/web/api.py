@@ -3,8 +3,8 @@
 Every route checks the session (cookie ``envmon_session``, ``HttpOnly``, ``SameSite=Strict``)
 and the user's role; object-level checks and the lifecycle rules are those of
 ``excursions.lifecycle``. Errors are JSON ``{"detail": message}``: 401 not signed in, 403
-role not allowed, 404 no such record, 409 the record changed since it was loaded, 422 bad
-input (with the reason), 503 the time-series store did not answer (trend). The
+role not allowed, 404 no such record, 409 the record changed since it was loaded or is
+closed, 422 bad input (with the reason), 503 the time-series store did not answer (trend). The
 server-rendered pages (``excursions.web.pages``) use the same services.
 """
 
@@ -26,6 +26,7 @@ from envmon.timeutil import utcnow
 from excursions.lifecycle import (
     MAX_COMMENT,
     MEANINGS,
+    ClosedRecordError,
     Lifecycle,
     LifecycleError,
     NotAllowedError,
@@ -113,6 +114,15 @@ class UserChange(BaseModel):
     reason: str = Field(max_length=MAX_COMMENT)
 
 
+def refusal_status(exc: LifecycleError) -> int:
+    """Return the HTTP status of a refused action (the API's and the pages')."""
+    if isinstance(exc, StaleRecordError | ClosedRecordError):
+        return 409
+    if isinstance(exc, NotAllowedError):
+        return 403
+    return 404 if str(exc).startswith("no record") else 422
+
+
 def create_api(services: Services) -> FastAPI:
     """Return the FastAPI application of the JSON API."""
     app = FastAPI(
@@ -126,14 +136,7 @@ def create_api(services: Services) -> FastAPI:
 
     @app.exception_handler(LifecycleError)
     async def lifecycle_error(_request: Request, exc: LifecycleError) -> JSONResponse:
-        status = 422
-        if isinstance(exc, StaleRecordError):
-            status = 409
-        elif isinstance(exc, NotAllowedError):
-            status = 403
-        elif str(exc).startswith("no record"):
-            status = 404
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        return JSONResponse({"detail": str(exc)}, status_code=refusal_status(exc))
 
     def signed_in(envmon_session: Annotated[str | None, Cookie()] = None) -> User:
         if not envmon_session:

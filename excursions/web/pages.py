@@ -33,14 +33,13 @@ from excursions.lifecycle import (
     UNDER_REVIEW,
     LifecycleError,
     NotAllowedError,
-    StaleRecordError,
 )
 from excursions.queries import Filters, list_records, record_detail
 from excursions.report import write_report
 from excursions.series import TrendResult, fetch_trend
 from excursions.trend import trend_svg
 from excursions.users import AuthenticationError, User
-from excursions.web.api import COOKIE, READERS, Services
+from excursions.web.api import COOKIE, READERS, Services, refusal_status
 
 TEMPLATES: Final = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 PAGE_SIZE: Final = 50
@@ -57,14 +56,6 @@ ACTIONS: Final = {
     (REOPENED, "operator"): ("comment",),
     (REOPENED, "qa"): ("start_review", "comment"),
 }
-
-
-def _status(exc: LifecycleError) -> int:
-    if isinstance(exc, StaleRecordError):
-        return 409
-    if isinstance(exc, NotAllowedError):
-        return 403
-    return 404 if str(exc).startswith("no record") else 422
 
 
 def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") -> None:
@@ -278,5 +269,5 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
                     version=version,
                 )
         except LifecycleError as exc:
-            return detail_page(request, user, record_id, _status(exc), str(exc))
+            return detail_page(request, user, record_id, refusal_status(exc), str(exc))
         return RedirectResponse(f"/excursions/{urllib.parse.quote(record_id)}", status_code=303)

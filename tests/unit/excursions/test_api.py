@@ -7,10 +7,12 @@ from datetime import datetime
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from envmon.errors import EnvmonError
 from envmon.models import Reading
 from envmon.testing import DEFAULT_T0, FakeClock
+from excursions.audit import AuditTrail, Change
 from excursions.lifecycle import Lifecycle
 from excursions.sessions import Sessions
 from excursions.users import UserStore
@@ -319,3 +321,63 @@ def test_a_store_that_does_not_answer_gives_503_not_an_error(
         response = down.get(f"/api/v1/excursions/{record_id}/trend")
         assert response.status_code == 503
         assert ("did not answer" if series else "no time-series store") in response.text
+
+
+def closed(client: TestClient, record_id: str) -> int:
+    """Take the record through the QA flow to closed (as operator1 and qa1); return the version."""
+    signed_in(client, "operator")
+    v = client.post(
+        f"/api/v1/excursions/{record_id}/acknowledge",
+        json={"comment": "seen", "version": version(client, record_id)},
+    ).json()["version"]
+    signed_in(client, "qa")
+    v = client.post(
+        f"/api/v1/excursions/{record_id}/review", json={"reason": "review", "version": v}
+    ).json()["version"]
+    v = client.patch(
+        f"/api/v1/excursions/{record_id}/assessment",
+        json={"fields": ASSESSMENT, "reason": "assessment", "version": v},
+    ).json()["version"]
+    signature = {"username": "qa1", "password": PASSWORD, "meaning": "approved", "reason": "ok"}
+    r = client.post(f"/api/v1/excursions/{record_id}/close", json={**signature, "version": v})
+    assert r.status_code == 200, r.text
+    return int(r.json()["version"])
+
+
+def test_a_closed_record_refuses_comments(api: tuple[TestClient, str]) -> None:
+    """A comment on a closed, signed record is refused with 409 and a reason; nothing changes."""
+    client, record_id = api
+    v = closed(client, record_id)
+    for role in ("operator", "qa"):
+        signed_in(client, role)
+        r = client.post(
+            f"/api/v1/excursions/{record_id}/comments", json={"comment": "late", "version": v}
+        )
+        assert r.status_code == 409, r.text
+        assert "closed and signed" in r.json()["detail"]
+        assert "reopen" in r.json()["detail"]
+    detail = client.get(f"/api/v1/excursions/{record_id}").json()
+    assert detail["row_version"] == v
+    assert "late" not in str(detail["audit"])
+
+
+def test_a_records_audit_trail_holds_only_its_own_entries(
+    api: tuple[TestClient, str], engine: Engine
+) -> None:
+    """An entry of another record type with the same id (a user named like it) is not shown."""
+    client, record_id = api
+    with Session(engine) as session, session.begin():
+        AuditTrail(FakeClock(DEFAULT_T0)).append(
+            session,
+            actor="admin1",
+            action="set_role",
+            record_type="user",
+            record_id=record_id,
+            changes=[Change("role", "viewer", "qa")],
+            reason="a user named like the record",
+        )
+    signed_in(client, "viewer")
+    detail = client.get(f"/api/v1/excursions/{record_id}").json()
+    assert detail["audit"], "the record's own entries are shown"
+    assert all(e["action"] != "set_role" for e in detail["audit"])
+    assert all(e["reason"] != "a user named like the record" for e in detail["audit"])

@@ -13,6 +13,7 @@ from excursions.audit import verify
 from excursions.db import AuditEntry, ExcursionRow
 from excursions.lifecycle import (
     MAX_COMMENT,
+    ClosedRecordError,
     Lifecycle,
     LifecycleError,
     NotAllowedError,
@@ -213,3 +214,25 @@ def test_signatures_cannot_be_edited(
     life.close(record_id, "quinn", QA_PASSWORD, "approved", "ok", version=v)
     with pytest.raises(DatabaseError, match="append-only"), engine.begin() as connection:
         connection.execute(text("UPDATE signatures SET meaning = 'reviewed'"))
+
+
+def test_a_closed_record_accepts_nothing_but_reopen(
+    setup: tuple[Lifecycle, str, dict[str, User]], engine: Engine
+) -> None:
+    """Comments on a closed, signed record are refused by the lifecycle; reopening works."""
+    life, record_id, people = setup
+    v = to_review(life, engine, record_id, people)
+    v = life.close(record_id, "quinn", QA_PASSWORD, "approved", "no impact", version=v)
+    with Session(engine) as session:
+        before = session.execute(select(AuditEntry.seq).order_by(AuditEntry.seq.desc())).first()
+    for user in (people["operator"], people["qa"]):
+        with pytest.raises(ClosedRecordError, match=r"closed and signed.*reopen"):
+            life.comment(record_id, user, "added after the signature", version=v)
+    with Session(engine) as session:
+        after = session.execute(select(AuditEntry.seq).order_by(AuditEntry.seq.desc())).first()
+    assert after == before
+    assert version(engine, record_id) == v
+    (signed,) = life.signatures(record_id)
+    assert signed.covers_current_content
+    v = life.reopen(record_id, "quinn", QA_PASSWORD, "reviewed", "new information", version=v)
+    life.comment(record_id, people["operator"], "the new information", version=v)

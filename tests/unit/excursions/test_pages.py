@@ -280,3 +280,28 @@ def test_security_headers_and_no_inline_style_or_script(site: tuple[TestClient, 
     assert css.headers["content-type"].startswith("text/css")
     assert "font-family" in css.text
     assert client.get("/api/v1/me").headers["x-frame-options"] == "DENY"
+
+
+def test_a_closed_record_page_refuses_a_posted_comment(site: tuple[TestClient, str]) -> None:
+    """The page offers no comment form on a closed record, and a forged POST is refused (409)."""
+    client, record_id = site
+    url = f"/excursions/{record_id}"
+    sign_in(client, "olga")
+    page = client.get(url).text
+    client.post(f"{url}/acknowledge", data={"version": version_on(page), "text": "seen"})
+    sign_in(client, "quinn")
+    page = client.get(url).text
+    client.post(f"{url}/start_review", data={"version": version_on(page), "reason": "review"})
+    page = client.get(url).text
+    page = client.post(
+        f"{url}/assess", data={"version": version_on(page), "reason": "assessed", **ASSESSMENT}
+    ).text
+    signature = {"username": "quinn", "password": PASSWORD, "meaning": "approved", "reason": "ok"}
+    page = client.post(f"{url}/close", data={"version": version_on(page), **signature}).text
+    assert 'id="form-comment"' not in page
+    loaded = version_on(page)  # the reopen form's
+    sign_in(client, "olga")
+    refused = client.post(f"{url}/comment", data={"version": loaded, "text": "late"})
+    assert refused.status_code == 409
+    assert "closed and signed" in refused.text
+    assert "late" not in refused.text.split('id="audit"')[1]
