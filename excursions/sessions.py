@@ -3,8 +3,10 @@
 The browser keeps a random token (``secrets.token_urlsafe``, 256 bits); the database
 keeps only its SHA-256, so a copy of the database does not give anyone a session. A
 session ends after ``IDLE`` without use or ``ABSOLUTE`` after sign-in, whichever comes
-first, at sign-out, and when its user is disabled or no longer exists (checked on every
-use, with the user's current role). Times come from the injectable clock.
+first, at sign-out, when an admin disables the user, changes their role or resets their
+password (``UserStore.change`` ends them), and when its user is disabled, no longer exists
+or has a password newer than the session (checked on every use). Times come from the
+injectable clock.
 """
 
 from __future__ import annotations
@@ -73,7 +75,9 @@ class Sessions:
                 select(UserRow).where(UserRow.username == row.username)
             ).scalar_one_or_none()
             expired = now - row.last_seen > self.idle or now - row.created_at > self.absolute
-            if expired or account is None or account.disabled:
+            # A session older than the password never survives it, whatever path set it.
+            stale = account is not None and row.created_at < account.password_changed_at
+            if expired or stale or account is None or account.disabled:
                 row.ended_at = now  # kept: the block commits before the error below
             else:
                 row.last_seen = now

@@ -24,13 +24,13 @@ from typing import Final
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from envmon.errors import EnvmonError
 from envmon.timeutil import utcnow
 from excursions.audit import AuditTrail, Change
-from excursions.db import UserRow
+from excursions.db import SessionRow, UserRow
 
 ROLES: Final = ("viewer", "operator", "qa", "admin")
 USERNAME: Final = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
@@ -64,6 +64,15 @@ def _check_password(password: str) -> None:
         raise UserError(f"password: at least {MIN_PASSWORD} characters")
     if password.strip() != password:
         raise UserError("password: no leading or trailing spaces")
+
+
+def end_sessions(session: Session, username: str, now: datetime) -> None:
+    """End every open session of ``username`` (in the caller's transaction)."""
+    session.execute(
+        update(SessionRow)
+        .where(SessionRow.username == username, SessionRow.ended_at.is_(None))
+        .values(ended_at=now)
+    )
 
 
 def _check_reason(reason: str) -> str:
@@ -155,35 +164,89 @@ class UserStore:
 
     def set_role(self, username: str, role: str, *, actor: str, reason: str) -> None:
         """Change a user's role."""
-        self._check_role(role)
-        self._change(username, "role", role, actor=actor, reason=reason)
+        self.change(username, role=role, actor=actor, reason=reason)
 
     def disable(self, username: str, *, actor: str, reason: str) -> None:
         """Disable a user: no login from now on (records and signatures stay)."""
-        self._change(username, "disabled", True, actor=actor, reason=reason)
+        self.change(username, disabled=True, actor=actor, reason=reason)
 
     def enable(self, username: str, *, actor: str, reason: str) -> None:
         """Enable a disabled user and clear a lockout."""
-        self._change(username, "disabled", False, actor=actor, reason=reason)
+        self.change(username, disabled=False, actor=actor, reason=reason)
 
     def reset_password(self, username: str, password: str, *, actor: str, reason: str) -> None:
         """Set a new password (and clear a lockout)."""
-        _check_password(password)
+        self.change(username, password=password, actor=actor, reason=reason)
+
+    def change(
+        self,
+        username: str,
+        *,
+        actor: str,
+        reason: str,
+        role: str | None = None,
+        disabled: bool | None = None,
+        password: str | None = None,
+    ) -> None:
+        """Change any of a user's role, disabled flag and password: all or nothing.
+
+        Every part is checked before anything is written, and all of it is written (with
+        its audit entries) in one transaction. Refused: a change of one's own role or
+        disabled flag (``actor`` is the user), demoting or disabling the last enabled
+        admin, a value the user already has. A role change, a disable and a password
+        reset end the user's sessions.
+        """
         reason = _check_reason(reason)
-        with Session(self.engine) as session, session.begin():
-            row = self._row(session, username)
-            row.password_hash = self.hasher.hash(password)
-            row.password_changed_at = row.updated_at = self.clock()
-            row.failed_logins, row.locked_until = 0, None
-            self.trail.append(
-                session,
-                actor=actor,
-                action="reset_password",
-                record_type=RECORD_TYPE,
-                record_id=username,
-                changes=[Change("password", PASSWORD_SET, PASSWORD_SET)],
-                reason=reason,
+        if role is None and disabled is None and password is None:
+            raise UserError("nothing to change: give a role, disabled, or a new password")
+        if role is not None:
+            self._check_role(role)
+        if password is not None:
+            _check_password(password)
+        if actor == username and (role is not None or disabled is not None):
+            # Segregation of duties: an admin giving itself the qa role could sign records.
+            raise UserError(
+                "you may not change your own role or disable yourself: ask another admin"
             )
+        now = self.clock()
+        with Session(self.engine) as session, session.begin():
+            admins = self._lock_admins(session)
+            row = self._row(session, username)
+            for field, value in (("role", role), ("disabled", disabled)):
+                if value is not None and getattr(row, field) == value:
+                    raise UserError(f"user {username!r}: {field} is already {value!r}")
+            leaves = (role is not None and role != "admin") or disabled is True
+            if row.role == "admin" and not row.disabled and leaves and admins == (username,):
+                raise UserError(
+                    f"{username!r} is the last enabled admin: add or enable another admin first"
+                )
+            audit: list[tuple[str, Change]] = []
+            if role is not None:
+                audit.append(("set_role", Change("role", row.role, role)))
+                row.role = role
+            if disabled is not None:
+                audit.append(("set_disabled", Change("disabled", row.disabled, disabled)))
+                row.disabled = disabled
+                if not disabled:
+                    row.failed_logins, row.locked_until = 0, None
+            if password is not None:
+                audit.append(("reset_password", Change("password", PASSWORD_SET, PASSWORD_SET)))
+                row.password_hash = self.hasher.hash(password)
+                row.password_changed_at = now
+                row.failed_logins, row.locked_until = 0, None
+            row.updated_at = now
+            for action, change in audit:
+                self.trail.append(
+                    session,
+                    actor=actor,
+                    action=action,
+                    record_type=RECORD_TYPE,
+                    record_id=username,
+                    changes=[change],
+                    reason=reason,
+                )
+            if role is not None or disabled is True or password is not None:
+                end_sessions(session, username, now)
 
     def authenticate(self, username: str, password: str) -> User:
         """Return the user if the password is right and the account usable; else raise."""
@@ -224,26 +287,17 @@ class UserStore:
             raise refused  # after the commit: the failed attempt (and a lock) is kept
         return user
 
-    def _change(self, username: str, field: str, value: object, *, actor: str, reason: str) -> None:
-        reason = _check_reason(reason)
-        with Session(self.engine) as session, session.begin():
-            row = self._row(session, username)
-            old = getattr(row, field)
-            if old == value:
-                raise UserError(f"user {username!r}: {field} is already {value!r}")
-            setattr(row, field, value)
-            if field == "disabled" and value is False:
-                row.failed_logins, row.locked_until = 0, None
-            row.updated_at = self.clock()
-            self.trail.append(
-                session,
-                actor=actor,
-                action=f"set_{field}",
-                record_type=RECORD_TYPE,
-                record_id=username,
-                changes=[Change(field, old, value)],
-                reason=reason,
-            )
+    @staticmethod
+    def _lock_admins(session: Session) -> tuple[str, ...]:
+        """Lock every admin's row (always in the same order) and return the enabled ones.
+
+        Two admins demoting each other at once are thus serialised: the second sees that
+        the first is no longer an admin.
+        """
+        rows = session.execute(
+            select(UserRow).where(UserRow.role == "admin").order_by(UserRow.id).with_for_update()
+        ).scalars()
+        return tuple(row.username for row in rows if not row.disabled)
 
     @staticmethod
     def _row(session: Session, username: str) -> UserRow:

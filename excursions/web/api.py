@@ -322,18 +322,20 @@ def create_api(services: Services) -> FastAPI:
     def change_user(
         username: str, body: UserChange, user: Annotated[User, role("admin")]
     ) -> dict[str, str]:
-        """Change a user's role, disable or enable them, or reset the password (admin only)."""
+        """Change a user's role, disabled flag and/or password (admin only): all or nothing.
+
+        Nobody changes their own role or disables themselves; the last enabled admin
+        stays. A role change, a disable and a password reset end the user's sessions.
+        """
         try:
-            if body.role is not None:
-                users.set_role(username, body.role, actor=user.username, reason=body.reason)
-            if body.disabled is True:
-                users.disable(username, actor=user.username, reason=body.reason)
-            elif body.disabled is False:
-                users.enable(username, actor=user.username, reason=body.reason)
-            if body.password is not None:
-                users.reset_password(
-                    username, body.password, actor=user.username, reason=body.reason
-                )
+            users.change(
+                username,
+                role=body.role,
+                disabled=body.disabled,
+                password=body.password,
+                actor=user.username,
+                reason=body.reason,
+            )
         except UserError as exc:
             raise user_error(exc) from None
         return {"username": username}

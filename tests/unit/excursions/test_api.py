@@ -381,3 +381,65 @@ def test_a_records_audit_trail_holds_only_its_own_entries(
     assert detail["audit"], "the record's own entries are shown"
     assert all(e["action"] != "set_role" for e in detail["audit"])
     assert all(e["reason"] != "a user named like the record" for e in detail["audit"])
+
+
+def test_a_user_change_is_all_or_nothing(api: tuple[TestClient, str], engine: Engine) -> None:
+    """A PATCH whose second field is refused changes nothing, not even the valid first one."""
+    client, _ = api
+    signed_in(client, "admin")
+    with engine.connect() as connection:
+        before = connection.exec_driver_sql("SELECT count(*) FROM audit_entries").scalar_one()
+    r = client.patch(
+        "/api/v1/users/viewer1", json={"role": "qa", "password": "short", "reason": "promoted"}
+    )
+    assert r.status_code == 422, r.text
+    assert "at least 12" in r.json()["detail"]
+    listed = {u["username"]: u for u in client.get("/api/v1/users").json()}
+    assert listed["viewer1"]["role"] == "viewer"
+    with engine.connect() as connection:
+        after = connection.exec_driver_sql("SELECT count(*) FROM audit_entries").scalar_one()
+    assert after == before
+    r = client.patch(
+        "/api/v1/users/viewer1",
+        json={"role": "qa", "password": "another long secret", "reason": "promoted"},
+    )
+    assert r.status_code == 200, r.text
+    with engine.connect() as connection:
+        actions = connection.exec_driver_sql(
+            "SELECT action FROM audit_entries WHERE record_type = 'user'"
+            " AND record_id = 'viewer1' ORDER BY seq DESC LIMIT 2"
+        ).all()
+    assert sorted(a for (a,) in actions) == ["reset_password", "set_role"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"role": "qa"}, "your own role"),
+        ({"role": "viewer"}, "your own role"),
+        ({"disabled": True}, "disable yourself"),
+    ],
+)
+def test_an_admin_cannot_change_its_own_role_or_disable_itself(
+    api: tuple[TestClient, str], change: dict[str, object], message: str
+) -> None:
+    """Segregation of duties: no admin gives itself the qa role (and signs), or locks itself out."""
+    client, _ = api
+    signed_in(client, "admin")
+    r = client.patch("/api/v1/users/admin1", json={**change, "reason": "why not"})
+    assert r.status_code == 422, r.text
+    assert message in r.json()["detail"]
+    assert client.get("/api/v1/me").json()["role"] == "admin"
+
+
+def test_an_admin_reset_ends_the_users_sessions(api: tuple[TestClient, str]) -> None:
+    """A session opened before a password reset by an admin is refused afterwards."""
+    client, _ = api
+    victim = signed_in(TestClient(client.app), "viewer")
+    assert victim.get("/api/v1/me").status_code == 200
+    signed_in(client, "admin")
+    r = client.patch(
+        "/api/v1/users/viewer1", json={"password": "a new long password", "reason": "leaked"}
+    )
+    assert r.status_code == 200, r.text
+    assert victim.get("/api/v1/me").status_code == 401

@@ -74,15 +74,19 @@ def test_absolute_expiry_even_when_used(sessions: Sessions, clock: FakeClock) ->
         sessions.user(token)
 
 
-def test_disabling_a_user_ends_their_sessions_and_roles_are_current(
-    sessions: Sessions,
+@pytest.mark.parametrize("change", ["disable", "set_role", "reset_password"])
+def test_a_disable_role_change_or_password_reset_ends_the_users_sessions(
+    sessions: Sessions, change: str
 ) -> None:
+    """Sessions opened before an admin's change are refused; other users' sessions go on."""
     token, _ = sessions.sign_in("olga", PASSWORD)
-    sessions.users.set_role("olga", "qa", actor="admin", reason="promoted")
-    assert sessions.user(token).role == "qa"
-    sessions.users.disable("olga", actor="admin", reason="left")
-    with pytest.raises(AuthenticationError, match="ended"):
+    sessions.users.add("vic", "Vic Example", "viewer", PASSWORD, actor="admin", reason="test")
+    other, _ = sessions.sign_in("vic", PASSWORD)
+    args = {"disable": (), "set_role": ("qa",), "reset_password": ("a new long password",)}
+    getattr(sessions.users, change)("olga", *args[change], actor="admin", reason="because")
+    with pytest.raises(AuthenticationError, match=r"not signed in|ended"):
         sessions.user(token)
+    assert sessions.user(other).username == "vic"
 
 
 def test_an_unknown_token_is_refused(sessions: Sessions) -> None:

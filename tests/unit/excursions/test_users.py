@@ -154,3 +154,33 @@ def test_changes_to_unknown_users_and_no_op_changes_are_refused(users: UserStore
         users.disable("bob", actor="admin.ann", reason="x")
     with pytest.raises(UserError, match="already"):
         users.set_role("jane", "qa", actor="admin.ann", reason="x")
+
+
+def test_the_last_enabled_admin_cannot_be_demoted_or_disabled(
+    users: UserStore, engine: Engine
+) -> None:
+    """Whoever asks (here the command line), one enabled admin always remains."""
+    users.add("ann", "Ann Admin", "admin", PASSWORD, actor="cli:root", reason="first admin")
+    before = len(trail(engine))
+    with pytest.raises(UserError, match="last enabled admin"):
+        users.set_role("ann", "qa", actor="cli:root", reason="x")
+    with pytest.raises(UserError, match="last enabled admin"):
+        users.disable("ann", actor="cli:root", reason="x")
+    assert len(trail(engine)) == before
+    users.add("bob", "Bob Admin", "admin", PASSWORD, actor="cli:root", reason="second admin")
+    users.disable("bob", actor="ann", reason="on leave")
+    with pytest.raises(UserError, match="last enabled admin"):
+        users.set_role("ann", "viewer", actor="cli:root", reason="x")  # bob is disabled
+    users.enable("bob", actor="ann", reason="back")
+    users.set_role("ann", "qa", actor="bob", reason="moved to QA")  # bob remains
+
+
+def test_a_combined_change_is_all_or_nothing(users: UserStore, engine: Engine) -> None:
+    """Every part of a change is checked before anything is written."""
+    before = len(trail(engine))
+    with pytest.raises(UserError, match="at least 12"):
+        users.change("jane", role="operator", password="short", actor="admin.ann", reason="x")
+    with pytest.raises(UserError, match="already"):
+        users.change("jane", role="operator", disabled=False, actor="admin.ann", reason="x")
+    assert len(trail(engine)) == before
+    assert users.authenticate("jane", PASSWORD).role == "qa"
