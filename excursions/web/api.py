@@ -17,9 +17,12 @@ from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Cookie, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from envmon.errors import EnvmonError
 from envmon.timeutil import utcnow
@@ -32,11 +35,24 @@ from excursions.lifecycle import (
     NotAllowedError,
     StaleRecordError,
 )
-from excursions.queries import MAX_PAGE_SIZE, Filters, core_record, list_records, record_detail
+from excursions.queries import (
+    MAX_PAGE,
+    MAX_PAGE_SIZE,
+    Filters,
+    core_record,
+    list_records,
+    record_detail,
+)
 from excursions.series import SeriesReader
 from excursions.sessions import Sessions
 from excursions.trend import trend_window
 from excursions.users import AuthenticationError, User, UserError
+from excursions.web.security import (
+    MAX_BODY,
+    MAX_BODY_TEXT,
+    StrictJSONRoute,
+    validation_error_json,
+)
 
 COOKIE: Final = "envmon_session"
 PREFIX: Final = "/api/v1"
@@ -131,8 +147,16 @@ def create_api(services: Services) -> FastAPI:
         openapi_url=f"{PREFIX}/openapi.json",
         docs_url=f"{PREFIX}/docs",
         redoc_url=None,
+        max_body_size=MAX_BODY,
     )
-    router = APIRouter(prefix=PREFIX)
+    router = APIRouter(prefix=PREFIX, route_class=StrictJSONRoute)
+    app.add_exception_handler(RequestValidationError, validation_error_json)  # type: ignore[arg-type]
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 413:
+            exc = StarletteHTTPException(413, f"the request body is larger than {MAX_BODY_TEXT}")
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(LifecycleError)
     async def lifecycle_error(_request: Request, exc: LifecycleError) -> JSONResponse:
@@ -195,7 +219,7 @@ def create_api(services: Services) -> FastAPI:
         state: str | None = None,
         start_from: datetime | None = None,
         start_to: datetime | None = None,
-        page: Annotated[int, Query(ge=1)] = 1,
+        page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
         page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     ) -> dict[str, Any]:
         """Excursions and data gaps, newest first, filtered and paginated."""

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo
 
 from fastapi import Cookie, FastAPI, Form, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
@@ -27,6 +28,7 @@ from markupsafe import Markup
 from excursions.lifecycle import (
     ACKNOWLEDGED,
     CLOSED,
+    MAX_COMMENT,
     OPEN,
     QA_FIELDS,
     REOPENED,
@@ -34,12 +36,13 @@ from excursions.lifecycle import (
     LifecycleError,
     NotAllowedError,
 )
-from excursions.queries import Filters, list_records, record_detail
+from excursions.queries import MAX_PAGE, Filters, list_records, record_detail
 from excursions.report import write_report
 from excursions.series import TrendResult, fetch_trend
 from excursions.trend import trend_svg
 from excursions.users import AuthenticationError, User
-from excursions.web.api import COOKIE, READERS, Services, refusal_status
+from excursions.web.api import COOKIE, PREFIX, READERS, Services, refusal_status
+from excursions.web.security import human_errors, validation_error_json
 
 TEMPLATES: Final = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 PAGE_SIZE: Final = 50
@@ -58,6 +61,27 @@ ACTIONS: Final = {
 }
 
 
+def _page_number(text: str) -> int:
+    """Return the page number asked for; raise ``ValueError`` with a sentence (no echo)."""
+    if not re.fullmatch(r"[0-9]{1,7}", text) or not 1 <= int(text) <= MAX_PAGE:
+        raise ValueError(f"page: a whole number from 1 to {MAX_PAGE}")
+    return int(text)
+
+
+def _bound(name: str, text: str | None) -> datetime | None:
+    """Return a list filter's time; raise ``ValueError`` with a sentence (no echo)."""
+    if not text:
+        return None
+    example = "(e.g. 2026-01-05T07:00Z)"
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{name}: a date and time with a UTC offset {example}") from None
+    if value.tzinfo is None:
+        raise ValueError(f"{name}: give a UTC offset {example}")
+    return value
+
+
 def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") -> None:
     """Add the pages to the API's application."""
     life = services.lifecycle
@@ -70,6 +94,14 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
             {"site_name": site_name, "site_timezone": zone.key, **context},
             status_code=status,
         )
+
+    @app.exception_handler(RequestValidationError)
+    async def form_error(request: Request, exc: RequestValidationError) -> Response:
+        """Show the page again with a sentence for a refused form field (API: JSON)."""
+        if request.url.path.startswith(PREFIX):
+            return await validation_error_json(request, exc)
+        name = "login.html" if request.url.path == "/login" else "base.html"
+        return page(request, name, 422, error=human_errors(exc))
 
     def current_user(token: str | None) -> User | None:
         if not token:
@@ -127,15 +159,8 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
         query = request.query_params
         text = {name: query.get(name) or None for name in Filters.__dataclass_fields__}
         try:
-            number = max(1, int(query.get("page", "1")))
-            bounds = {
-                name: datetime.fromisoformat(value) if value else None
-                for name in ("start_from", "start_to")
-                for value in [text[name]]
-            }
-            for name, value in bounds.items():
-                if value is not None and value.tzinfo is None:
-                    raise ValueError(f"{name}: give a UTC offset (e.g. 2026-01-05T07:00Z)")
+            number = _page_number(query.get("page", "1"))
+            bounds = {name: _bound(name, text[name]) for name in ("start_from", "start_to")}
         except ValueError as exc:
             return page(request, "base.html", 422, user=user, error=str(exc))
         filters = Filters(
@@ -198,6 +223,8 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
             error=error,
             chart=svg,
             chart_error=chart.error,
+            max_text=MAX_COMMENT,
+            qa_limits=QA_FIELDS,
         )
 
     @app.get("/excursions/{record_id}", include_in_schema=False)
@@ -239,7 +266,13 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
         user = current_user(envmon_session)
         if user is None:
             return to_login()
-        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        # Browsers send a textarea's line breaks as CRLF: count them as one character each,
+        # as the textarea's maxlength does.
+        form = {
+            k: v.replace("\r\n", "\n")
+            for k, v in (await request.form()).items()
+            if isinstance(v, str)
+        }
         try:
             version = int(form.get("version", ""))
         except ValueError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import pytest
@@ -443,3 +444,144 @@ def test_an_admin_reset_ends_the_users_sessions(api: tuple[TestClient, str]) -> 
     )
     assert r.status_code == 200, r.text
     assert victim.get("/api/v1/me").status_code == 401
+
+
+HOSTILE_JSON = {
+    "lone surrogate": b'"\\ud800"',
+    "low surrogate": b'"x\\udfff"',
+    "NaN": b"NaN",
+    "Infinity": b"Infinity",
+    "1e400": b"1e400",
+    "-1e400": b"-1e400",
+}
+
+
+@pytest.mark.parametrize("value", list(HOSTILE_JSON))
+@pytest.mark.parametrize("field", ["username", "password", "version"])
+def test_hostile_json_is_refused_without_a_500(
+    api: tuple[TestClient, str], value: str, field: str
+) -> None:
+    """A lone surrogate, NaN or an overflowing number anywhere in a body gives 422, never 500."""
+    client, record_id = api
+    client = TestClient(client.app, raise_server_exceptions=False)
+    bodies = {
+        "/api/v1/session": {"username": '"viewer1"', "password": f'"{PASSWORD}"'},
+        f"/api/v1/excursions/{record_id}/comments": {"comment": '"note"', "version": "1"},
+        f"/api/v1/excursions/{record_id}/close": {
+            "username": '"qa1"',
+            "password": f'"{PASSWORD}"',
+            "meaning": '"approved"',
+            "reason": '"r"',
+            "version": "1",
+        },
+    }
+    for role, (path, fields) in zip(("viewer", "operator", "qa"), bodies.items(), strict=True):
+        signed_in(client, role if "session" not in path else None)
+        if field not in fields and not (field == "username" and "comment" in path):
+            continue
+        key = field if field in fields else "comment"
+        parts = [
+            f'"{k}":{HOSTILE_JSON[value].decode() if k == key else v}' for k, v in fields.items()
+        ]
+        body = ("{" + ",".join(parts) + "}").encode()
+        r = client.post(path, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        assert "detail" in r.json()
+
+
+SECRET = "my secret password 123 that must never be echoed"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/session", {"username": "x" * 65, "password": SECRET}),
+        ("/api/v1/session", {"username": ["viewer1"], "password": SECRET}),
+        ("/api/v1/session", {"username": "viewer1", "password": SECRET * 10}),
+        ("/api/v1/excursions/{id}/close", {"username": "qa1", "password": SECRET, "version": "x"}),
+        ("/api/v1/excursions/{id}/reopen", {"username": "qa1", "password": SECRET * 10}),
+        ("/api/v1/users", {"username": "dora", "role": "qa", "password": SECRET}),
+        ("/api/v1/users", {"username": "dora", "full_name": 1, "password": SECRET * 10}),
+    ],
+)
+def test_validation_errors_never_echo_the_input(
+    api: tuple[TestClient, str], path: str, body: dict[str, object]
+) -> None:
+    """A 422 names the field and the rule, never the submitted value (passwords above all)."""
+    client, record_id = api
+    role = {"session": None, "close": "qa", "reopen": "qa", "users": "admin"}
+    signed_in(client, role[path.rsplit("/", 1)[-1]])
+    r = client.post(path.replace("{id}", record_id), json=body)
+    assert r.status_code == 422, r.text
+    assert "secret" not in r.text
+    assert "xxxx" not in r.text
+    for error in r.json()["detail"]:
+        assert set(error) <= {"loc", "msg", "type"}
+
+
+@pytest.mark.parametrize("page", ["9223372036854775807", "1000001", "0", "-1", "9" * 5000, "1e3"])
+def test_a_page_number_out_of_range_is_refused_or_empty(
+    api: tuple[TestClient, str], page: str
+) -> None:
+    """Huge or malformed page numbers give 422 with a reason; past the last page is empty."""
+    client, _ = api
+    client = TestClient(client.app, raise_server_exceptions=False)
+    signed_in(client, "viewer")
+    r = client.get("/api/v1/excursions", params={"page": page})
+    assert r.status_code == 422, r.text
+    assert page not in r.text or len(page) < 3
+    beyond = client.get("/api/v1/excursions", params={"page": 1_000_000})
+    assert beyond.status_code == 200, beyond.text
+    assert beyond.json()["items"] == []
+    assert beyond.json()["total"] >= 2
+
+
+def test_a_body_over_1_mb_is_refused_before_it_is_read(api: tuple[TestClient, str]) -> None:
+    """An unauthenticated 200 MB body gets a short 413 after reading at most the limit."""
+    client, _ = api
+    app = client.app
+    received = 0
+    chunk = b"x" * 65536
+
+    async def run(headers: list[tuple[bytes, bytes]]) -> list[dict[str, object]]:
+        nonlocal received
+        received = 0
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            nonlocal received
+            received += len(chunk)
+            return {"type": "http.request", "body": chunk, "more_body": received < 200 * 2**20}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/api/v1/session",
+            "raw_path": b"/api/v1/session",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"host", b"testserver"),
+                (b"content-type", b"application/json"),
+                *headers,
+            ],
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+        }
+        await app(scope, receive, send)  # type: ignore[operator]
+        return sent
+
+    for headers in ([(b"content-length", str(200 * 2**20).encode())], []):  # declared, chunked
+        sent = asyncio.run(run(headers))
+        start = next(m for m in sent if m["type"] == "http.response.start")
+        assert start["status"] == 413
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")  # type: ignore[misc]
+        assert len(body) < 200
+        assert b"Too Large" in body or b"larger than 1 MB" in body
+        assert received <= 2**20 + len(chunk)

@@ -305,3 +305,28 @@ def test_a_closed_record_page_refuses_a_posted_comment(site: tuple[TestClient, s
     assert refused.status_code == 409
     assert "closed and signed" in refused.text
     assert "late" not in refused.text.split('id="audit"')[1]
+
+
+@pytest.mark.parametrize("page", ["9223372036854775807", "0", "x", "9" * 5000])
+def test_a_page_number_out_of_range_reads_well(site: tuple[TestClient, str], page: str) -> None:
+    """The list page refuses a page number it cannot show with a sentence, not a 500."""
+    client, _ = site
+    client = TestClient(client.app, raise_server_exceptions=False)
+    sign_in(client, "vic")
+    r = client.get("/excursions", params={"page": page})
+    assert r.status_code == 422
+    assert "page: a whole number from 1 to" in r.text
+    assert client.get("/excursions", params={"page": "999999"}).status_code == 200
+
+
+def test_a_form_error_reads_well_and_never_echoes_the_password(
+    site: tuple[TestClient, str],
+) -> None:
+    """An over-long sign-in field gives the sign-in page with a sentence, not JSON with input."""
+    client, _ = site
+    secret = "my secret password that is far too long " * 6
+    r = client.post("/login", data={"username": "olga", "password": secret})
+    assert r.status_code == 422
+    assert "text/html" in r.headers["content-type"]
+    assert "Password: at most 200 characters" in r.text
+    assert "my secret" not in r.text
