@@ -1,7 +1,8 @@
 """The QA app's JSON API under ``/api/v1`` (FastAPI; OpenAPI at ``/api/v1/openapi.json``).
 
 Every route checks the session (cookie ``envmon_session``, ``HttpOnly``, ``SameSite=Strict``)
-and the user's role; object-level checks and the lifecycle rules are those of
+and the user's role; every state-changing one also the origin and the ``X-CSRF-Token``
+header (``excursions.web.security``); object-level checks and the lifecycle rules are those of
 ``excursions.lifecycle``. Errors are JSON ``{"detail": message}``: 401 not signed in, 403
 role not allowed, 404 no such record, 409 the record changed since it was loaded or is
 closed, 422 bad input (with the reason), 503 the time-series store did not answer (trend). The
@@ -48,9 +49,15 @@ from excursions.sessions import Sessions
 from excursions.trend import trend_window
 from excursions.users import AuthenticationError, User, UserError
 from excursions.web.security import (
+    CSRF_HEADER,
     MAX_BODY,
     MAX_BODY_TEXT,
+    UNSAFE_METHODS,
+    CrossOriginError,
     StrictJSONRoute,
+    csrf_ok,
+    csrf_token,
+    same_origin,
     validation_error_json,
 )
 
@@ -148,9 +155,17 @@ def create_api(services: Services) -> FastAPI:
         docs_url=f"{PREFIX}/docs",
         redoc_url=None,
         max_body_size=MAX_BODY,
+        dependencies=[Depends(same_origin)],  # every route, the pages' too
     )
     router = APIRouter(prefix=PREFIX, route_class=StrictJSONRoute)
     app.add_exception_handler(RequestValidationError, validation_error_json)  # type: ignore[arg-type]
+
+    @app.exception_handler(CrossOriginError)
+    async def cross_origin(_request: Request, exc: CrossOriginError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"refused: the request came from another origin ({exc})"},
+            status_code=403,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -162,13 +177,24 @@ def create_api(services: Services) -> FastAPI:
     async def lifecycle_error(_request: Request, exc: LifecycleError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=refusal_status(exc))
 
-    def signed_in(envmon_session: Annotated[str | None, Cookie()] = None) -> User:
+    def signed_in(request: Request, envmon_session: Annotated[str | None, Cookie()] = None) -> User:
         if not envmon_session:
             raise HTTPException(401, "not signed in")
         try:
-            return services.sessions.user(envmon_session)
+            user = services.sessions.user(envmon_session)
         except AuthenticationError as exc:
             raise HTTPException(401, str(exc)) from None
+        if request.method in UNSAFE_METHODS:
+            check_csrf(request, envmon_session)
+        return user
+
+    def check_csrf(request: Request, session_token: str) -> None:
+        if not csrf_ok(session_token, request.headers.get(CSRF_HEADER)):
+            raise HTTPException(
+                403,
+                f"missing or wrong {CSRF_HEADER} header: send the csrf_token that signing in"
+                " (or GET /api/v1/me) returned",
+            )
 
     def role(*allowed: str) -> Any:  # noqa: ANN401 - FastAPI's Depends() marker is untyped
         def check(user: Annotated[User, Depends(signed_in)]) -> User:
@@ -180,7 +206,7 @@ def create_api(services: Services) -> FastAPI:
 
     @router.post("/session")
     def sign_in(body: SignIn, response: Response) -> dict[str, str]:
-        """Sign in: sets the session cookie."""
+        """Sign in: sets the session cookie; returns the user and the CSRF token."""
         try:
             token, user = services.sessions.sign_in(body.username, body.password)
         except AuthenticationError as exc:
@@ -193,21 +219,37 @@ def create_api(services: Services) -> FastAPI:
             secure=services.secure_cookie,
             path="/",
         )
-        return {"username": user.username, "full_name": user.full_name, "role": user.role}
+        return {
+            "username": user.username,
+            "full_name": user.full_name,
+            "role": user.role,
+            "csrf_token": csrf_token(token),
+        }
 
     @router.delete("/session", status_code=204)
     def sign_out(
-        response: Response, envmon_session: Annotated[str | None, Cookie()] = None
+        request: Request,
+        response: Response,
+        envmon_session: Annotated[str | None, Cookie()] = None,
     ) -> None:
-        """Sign out: ends the session."""
+        """Sign out: ends the session (with the ``X-CSRF-Token`` header)."""
         if envmon_session:
+            check_csrf(request, envmon_session)
             services.sessions.sign_out(envmon_session)
         response.delete_cookie(COOKIE, path="/")
 
     @router.get("/me")
-    def me(user: Annotated[User, Depends(signed_in)]) -> dict[str, str]:
-        """Return the signed-in user."""
-        return {"username": user.username, "full_name": user.full_name, "role": user.role}
+    def me(
+        user: Annotated[User, Depends(signed_in)],
+        envmon_session: Annotated[str | None, Cookie()] = None,
+    ) -> dict[str, str]:
+        """Return the signed-in user and the session's CSRF token."""
+        return {
+            "username": user.username,
+            "full_name": user.full_name,
+            "role": user.role,
+            "csrf_token": csrf_token(envmon_session or ""),
+        }
 
     @router.get("/excursions")
     def excursions(

@@ -5,14 +5,17 @@
 and a form for each action the signed-in role may take in the record's state). Actions are
 POSTed to ``/excursions/{id}/{action}``: success redirects back to the page (303), a refusal
 shows the page again with the reason and the status of the API (403, 404, 409, 422) —
-nothing is changed. Without a session the pages redirect to ``/login``. The session cookie
-is ``SameSite=Strict``, so no other site can submit these forms with it.
+nothing is changed. Without a session the pages redirect to ``/login``. Every form carries
+the session's CSRF token (the sign-in form one bound to its own cookie) and every POST must
+come from the app's own origin (``excursions.web.security``); a forged post gets 403 and a
+page that says nothing was done.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime.
 import io
 import math
 import re
+import secrets
 import urllib.parse
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import Cookie, FastAPI, Form, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
@@ -42,11 +45,23 @@ from excursions.series import TrendResult, fetch_trend
 from excursions.trend import trend_svg
 from excursions.users import AuthenticationError, User
 from excursions.web.api import COOKIE, PREFIX, READERS, Services, refusal_status
-from excursions.web.security import human_errors, validation_error_json
+from excursions.web.security import (
+    CSRF_FIELD,
+    LOGIN_COOKIE,
+    CrossOriginError,
+    csrf_ok,
+    csrf_token,
+    human_errors,
+    validation_error_json,
+)
 
 TEMPLATES: Final = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 PAGE_SIZE: Final = 50
 NOT_A_READER: Final = "your role may not read records (admins manage users)"
+FORGED: Final = (
+    "This form did not come from this site's own page (or the page is too old), so nothing"
+    " was done. Open the page again and resubmit it."
+)
 #: (state, role) → the actions offered on the record page.
 ACTIONS: Final = {
     (OPEN, "operator"): ("acknowledge", "comment"),
@@ -88,20 +103,51 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
     zone = ZoneInfo(services.site_timezone)
 
     def page(request: Request, name: str, status: int = 200, **context: object) -> HTMLResponse:
+        session_token = request.cookies.get(COOKIE)
+        csrf = csrf_token(session_token) if session_token else ""
         return TEMPLATES.TemplateResponse(
             request,
             name,
-            {"site_name": site_name, "site_timezone": zone.key, **context},
+            {"site_name": site_name, "site_timezone": zone.key, "csrf": csrf, **context},
             status_code=status,
         )
+
+    def login_page(request: Request, status: int = 200, error: str = "") -> HTMLResponse:
+        """Render the sign-in form, its token bound to the form's own cookie (set if missing)."""
+        secret = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
+        response = page(request, "login.html", status, error=error, csrf=csrf_token(secret))
+        if request.cookies.get(LOGIN_COOKIE) != secret:
+            response.set_cookie(
+                LOGIN_COOKIE,
+                secret,
+                httponly=True,
+                samesite="strict",
+                secure=services.secure_cookie,
+                path="/login",
+            )
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def form_error(request: Request, exc: RequestValidationError) -> Response:
         """Show the page again with a sentence for a refused form field (API: JSON)."""
         if request.url.path.startswith(PREFIX):
             return await validation_error_json(request, exc)
-        name = "login.html" if request.url.path == "/login" else "base.html"
-        return page(request, name, 422, error=human_errors(exc))
+        if request.url.path == "/login":
+            return login_page(request, 422, human_errors(exc))
+        return page(request, "base.html", 422, error=human_errors(exc))
+
+    @app.exception_handler(CrossOriginError)
+    async def cross_origin(request: Request, exc: CrossOriginError) -> Response:
+        """Refuse a form posted from another origin with a page that says so (API: JSON)."""
+        if request.url.path.startswith(PREFIX):
+            return JSONResponse(
+                {"detail": f"refused: the request came from another origin ({exc})"},
+                status_code=403,
+            )
+        if request.url.path == "/login":
+            return login_page(request, 403, FORGED)
+        user = current_user(request.cookies.get(COOKIE))
+        return page(request, "base.html", 403, user=user, error=FORGED)
 
     def current_user(token: str | None) -> User | None:
         if not token:
@@ -120,18 +166,21 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
 
     @app.get("/login", include_in_schema=False)
     def login_form(request: Request) -> HTMLResponse:
-        return page(request, "login.html")
+        return login_page(request)
 
     @app.post("/login", include_in_schema=False)
     def login(
         request: Request,
         username: Annotated[str, Form(max_length=64)],
         password: Annotated[str, Form(max_length=200)],
+        csrf: Annotated[str, Form(alias=CSRF_FIELD, max_length=100)] = "",
     ) -> Response:
+        if not csrf_ok(request.cookies.get(LOGIN_COOKIE), csrf):
+            return login_page(request, 403, FORGED)
         try:
             token, _user = services.sessions.sign_in(username, password)
         except AuthenticationError as exc:
-            return page(request, "login.html", 401, error=str(exc))
+            return login_page(request, 401, str(exc))
         response = RedirectResponse("/excursions", status_code=303)
         response.set_cookie(
             COOKIE, token, httponly=True, samesite="strict", secure=services.secure_cookie
@@ -139,7 +188,14 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
         return response
 
     @app.post("/logout", include_in_schema=False)
-    def logout(envmon_session: Annotated[str | None, Cookie()] = None) -> RedirectResponse:
+    def logout(
+        request: Request,
+        csrf: Annotated[str, Form(alias=CSRF_FIELD, max_length=100)] = "",
+        envmon_session: Annotated[str | None, Cookie()] = None,
+    ) -> Response:
+        if envmon_session and not csrf_ok(envmon_session, csrf):
+            user = current_user(envmon_session)
+            return page(request, "base.html", 403, user=user, error=FORGED)
         if envmon_session:
             services.sessions.sign_out(envmon_session)
         response = to_login()
@@ -273,6 +329,8 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
             for k, v in (await request.form()).items()
             if isinstance(v, str)
         }
+        if not csrf_ok(envmon_session, form.get(CSRF_FIELD)):
+            return detail_page(request, user, record_id, 403, FORGED)
         try:
             version = int(form.get("version", ""))
         except ValueError:

@@ -1,4 +1,14 @@
-"""The QA app's guards at the HTTP edge: body size, strict JSON, errors that echo no input.
+"""The QA app's guards at the HTTP edge: CSRF, body size, strict JSON, errors without input.
+
+- Cross-site request forgery: every state-changing request (POST, PUT, PATCH, DELETE) must
+  come from the app's own origin when the browser says where it comes from (``Origin``,
+  else ``Referer``; ``null`` is refused), and must carry a token bound to the session:
+  ``csrf_token(session token)``, an HMAC-SHA256 keyed with the session's secret token,
+  compared in constant time. Pages put it in a hidden ``csrf_token`` field of every form;
+  JSON clients send it in the ``X-CSRF-Token`` header (``POST /api/v1/session`` and
+  ``GET /api/v1/me`` return it). The sign-in form, which has no session yet, is bound the
+  same way to a random cookie of its own (``envmon_login``). ``SameSite=Strict`` alone
+  does not stop another port of the same host (same site, other origin).
 
 - Every request body is limited to ``MAX_BODY`` (FastAPI's ``max_body_size``: a declared
   ``Content-Length`` above it is refused before a byte is read, a chunked body as soon as
@@ -13,6 +23,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import urllib.parse
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Final
 
@@ -27,6 +41,12 @@ MAX_BODY: Final = 1024 * 1024
 MAX_BODY_TEXT: Final = "1 MB"
 #: Methods that change something (guarded by the body checks and, elsewhere, CSRF).
 UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: The header JSON clients send the CSRF token in, and the form field of the pages.
+CSRF_HEADER: Final = "X-CSRF-Token"
+CSRF_FIELD: Final = "csrf_token"
+#: The sign-in form's own cookie (it has no session to bind its token to).
+LOGIN_COOKIE: Final = "envmon_login"
+_CSRF_CONTEXT: Final = b"envmon csrf token v1"
 #: The longest part of an error's location shown (a dict key in a body is the client's).
 _MAX_LOC: Final = 64
 #: How the pages name the fields of their forms.
@@ -36,6 +56,51 @@ FIELD_LABELS: Final = {
     "full_name": "Full name",
     "text": "Comment",
 }
+
+
+class CrossOriginError(Exception):
+    """A state-changing request came from another origin (or says ``null``)."""
+
+
+def csrf_token(secret: str) -> str:
+    """Return the CSRF token bound to ``secret`` (a session token or the sign-in cookie).
+
+    One-way: the token, which pages show, does not give away the session token.
+    """
+    digest = hmac.new(secret.encode(), _CSRF_CONTEXT, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def csrf_ok(secret: str | None, token: str | None) -> bool:
+    """Tell whether ``token`` is the CSRF token of ``secret`` (constant-time comparison)."""
+    if not secret or not token:
+        return False
+    return hmac.compare_digest(csrf_token(secret).encode(), token.encode(errors="replace"))
+
+
+def _origin_of(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else "null"
+
+
+def same_origin(request: Request) -> None:
+    """Refuse a state-changing request whose ``Origin`` (or ``Referer``) is another origin.
+
+    Requests without either header (scripts, the command line) pass: the CSRF token is
+    what they need. The app's origin is the one the request was sent to (scheme and
+    ``Host``; behind a reverse proxy, its ``X-Forwarded-Proto`` and ``Host``).
+    """
+    if request.method not in UNSAFE_METHODS:
+        return
+    origin = request.headers.get("origin")
+    if origin is None:
+        referer = request.headers.get("referer")
+        if referer is None:
+            return
+        origin = _origin_of(referer)
+    own = f"{request.url.scheme}://{request.url.netloc}"
+    if origin.lower() != own.lower():
+        raise CrossOriginError(origin[:100])
 
 
 class StrictJSONRoute(APIRoute):

@@ -46,12 +46,15 @@ def api(engine: Engine, series: SqliteTimeSeries) -> tuple[TestClient, str]:
 
 
 def signed_in(client: TestClient, role: str | None) -> TestClient:
+    """Sign ``client`` in as ``role`` (None: signed out), with the session's CSRF header."""
     client.cookies.clear()
+    client.headers.pop("X-CSRF-Token", None)
     if role is not None:
         response = client.post(
             "/api/v1/session", json={"username": f"{role}1", "password": PASSWORD}
         )
         assert response.status_code == 200, response.text
+        client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
     return client
 
 
@@ -585,3 +588,53 @@ def test_a_body_over_1_mb_is_refused_before_it_is_read(api: tuple[TestClient, st
         assert len(body) < 200
         assert b"Too Large" in body or b"larger than 1 MB" in body
         assert received <= 2**20 + len(chunk)
+
+
+def test_a_state_change_needs_the_sessions_csrf_header(api: tuple[TestClient, str]) -> None:
+    """Without the session's own X-CSRF-Token a POST or DELETE is refused (403), GET is not."""
+    client, record_id = api
+    other = signed_in(TestClient(client.app), "qa").headers["X-CSRF-Token"]
+    signed_in(client, "operator")
+    token = client.headers.pop("X-CSRF-Token")
+    assert client.get("/api/v1/me").json()["csrf_token"] == token
+    url = f"/api/v1/excursions/{record_id}/comments"
+    v = version(client, record_id)
+    for header in ({}, {"X-CSRF-Token": "forged"}, {"X-CSRF-Token": other}):
+        r = client.post(url, json={"comment": "forged", "version": v}, headers=header)
+        assert r.status_code == 403, r.text
+        assert "X-CSRF-Token" in r.json()["detail"]
+        assert client.delete("/api/v1/session", headers=header).status_code == 403
+    assert version(client, record_id) == v
+    assert client.get("/api/v1/me").status_code == 200  # not signed out
+    r = client.post(url, json={"comment": "mine", "version": v}, headers={"X-CSRF-Token": token})
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://127.0.0.1:9999"},
+        {"Origin": "null"},
+        {"Origin": "http://testserver.evil.example"},
+        {"Referer": "http://127.0.0.1:9999/attack.html"},
+    ],
+)
+def test_a_state_change_from_another_origin_is_refused(
+    api: tuple[TestClient, str], headers: dict[str, str]
+) -> None:
+    """A browser's request from another origin is refused even with a valid token (403)."""
+    client, record_id = api
+    signed_in(client, "operator")
+    v = version(client, record_id)
+    url = f"/api/v1/excursions/{record_id}/comments"
+    r = client.post(url, json={"comment": "forged", "version": v}, headers=headers)
+    assert r.status_code == 403, r.text
+    assert "another origin" in r.json()["detail"]
+    sign_in = client.post(
+        "/api/v1/session", json={"username": "qa1", "password": PASSWORD}, headers=headers
+    )
+    assert sign_in.status_code == 403
+    assert "set-cookie" not in sign_in.headers
+    own = {"Origin": "http://testserver", "Referer": "http://testserver/excursions"}
+    r = client.post(url, json={"comment": "mine", "version": v}, headers=own)
+    assert r.status_code == 200, r.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from typing import Any
 
 import pypdf
 import pytest
@@ -13,14 +14,37 @@ from sqlalchemy import Engine
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.lifecycle import Lifecycle
 from excursions.sessions import Sessions
-from excursions.web.api import Services
+from excursions.web.api import COOKIE, Services
 from excursions.web.app import create_app
+from excursions.web.security import csrf_token
 from stream.timeseries import SqliteTimeSeries
 
 from .conftest import stored_excursion
 from .test_lifecycle import ASSESSMENT
 
 PASSWORD = "a long password 1"
+CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
+
+
+class FormClient(TestClient):
+    """A client that sends each form's CSRF token, as the page's own form would.
+
+    Tests of the CSRF defence itself pass their own ``csrf_token`` (or a plain client).
+    """
+
+    def post(self, url: str, *, data: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        if data is not None and "csrf_token" not in data:
+            data = {**data, "csrf_token": self.token(url)}
+        return super().post(url, data=data, **kwargs)
+
+    def token(self, url: str = "") -> str:
+        """Return the token a form posting to ``url`` carries (the sign-in form's its own)."""
+        if url == "/login":
+            match = CSRF.search(self.get("/login").text)
+            assert match, "the sign-in form has no CSRF token"
+            return match.group(1)
+        session = self.cookies.get(COOKIE)
+        return csrf_token(session) if session else ""
 
 
 @pytest.fixture
@@ -38,7 +62,7 @@ def site(engine: Engine, series: SqliteTimeSeries) -> tuple[TestClient, str]:
         series=series,
         clock=clock,
     )
-    return TestClient(create_app(services, site_name="Plant A")), record_id
+    return FormClient(create_app(services, site_name="Plant A")), record_id
 
 
 def sign_in(client: TestClient, username: str) -> None:
@@ -240,6 +264,7 @@ def test_page_matrix(
     url = path.replace("{id}", record_id)
     username = USERS.get(role or "", "nobody")
     form = {
+        "csrf_token": client.token(),  # type: ignore[attr-defined]
         "version": "1",
         "text": "note",
         "reason": "r",
@@ -311,7 +336,7 @@ def test_a_closed_record_page_refuses_a_posted_comment(site: tuple[TestClient, s
 def test_a_page_number_out_of_range_reads_well(site: tuple[TestClient, str], page: str) -> None:
     """The list page refuses a page number it cannot show with a sentence, not a 500."""
     client, _ = site
-    client = TestClient(client.app, raise_server_exceptions=False)
+    client = FormClient(client.app, raise_server_exceptions=False)
     sign_in(client, "vic")
     r = client.get("/excursions", params={"page": page})
     assert r.status_code == 422
@@ -330,3 +355,51 @@ def test_a_form_error_reads_well_and_never_echoes_the_password(
     assert "text/html" in r.headers["content-type"]
     assert "Password: at most 200 characters" in r.text
     assert "my secret" not in r.text
+
+
+def test_forms_carry_the_sessions_token_and_forged_posts_are_refused(
+    site: tuple[TestClient, str],
+) -> None:
+    """A post without the session's token, or from another origin, does nothing (403)."""
+    client, record_id = site
+    url = f"/excursions/{record_id}"
+    sign_in(client, "olga")
+    page = client.get(url).text
+    token = client.token()  # type: ignore[attr-defined]
+    assert set(CSRF.findall(page)) == {token}  # every form: the sign-out and each action
+    v = version_on(page)
+    for data, headers in [
+        ({"csrf_token": ""}, {}),
+        ({"csrf_token": "forged"}, {}),
+        ({"csrf_token": token}, {"Origin": "http://127.0.0.1:9999"}),
+        ({"csrf_token": token}, {"Origin": "null"}),
+    ]:
+        r = client.post(
+            f"{url}/comment", data={**data, "version": v, "text": "forged"}, headers=headers
+        )
+        assert r.status_code == 403, r.text
+        assert "did not come from this site" in r.text
+        assert "forged" not in r.text.split("</nav>")[-1].split("</p>", 1)[-1]
+    assert version_on(client.get(url).text) == v
+    refused = client.post("/logout", data={"csrf_token": "forged"})
+    assert refused.status_code == 403
+    assert client.get("/excursions").status_code == 200  # still signed in
+    assert client.post("/logout", data={}).status_code == 200  # the form's token: signed out
+
+
+def test_a_forged_sign_in_is_refused(site: tuple[TestClient, str]) -> None:
+    """Sign-in needs the token of the form's own cookie and the app's origin (login CSRF)."""
+    client, _ = site
+    fields = {"username": "vic", "password": PASSWORD}
+    stranger = TestClient(client.app)  # never loaded the form: no cookie, no token
+    r = stranger.post("/login", data=fields, follow_redirects=False)
+    assert r.status_code == 403
+    assert "did not come from this site" in r.text
+    assert COOKIE not in r.cookies
+    r = client.post(
+        "/login", data=fields, headers={"Origin": "http://127.0.0.1:9999"}, follow_redirects=False
+    )
+    assert r.status_code == 403
+    assert COOKIE not in r.cookies
+    r = client.post("/login", data=fields, follow_redirects=False)
+    assert r.status_code == 303
