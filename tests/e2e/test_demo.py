@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
