@@ -11,6 +11,7 @@ server-rendered pages (``excursions.web.pages``) use the same services.
 
 # No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime,
 # and the dependencies they name are closures of ``create_api``.
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +35,7 @@ from excursions.lifecycle import (
     Lifecycle,
     LifecycleError,
     NotAllowedError,
+    SigningBlockedError,
     StaleRecordError,
 )
 from excursions.queries import (
@@ -46,8 +48,9 @@ from excursions.queries import (
 )
 from excursions.series import SeriesReader
 from excursions.sessions import Sessions
+from excursions.throttle import client_key
 from excursions.trend import trend_window
-from excursions.users import AuthenticationError, User, UserError
+from excursions.users import AuthenticationError, ThrottledError, User, UserError
 from excursions.web.security import (
     CSRF_HEADER,
     MAX_BODY,
@@ -137,8 +140,25 @@ class UserChange(BaseModel):
     reason: str = Field(max_length=MAX_COMMENT)
 
 
+def client_of(request: Request) -> str:
+    """Return the address failed sign-ins from this request are counted against.
+
+    Behind a reverse proxy on the same host this is the client's address only if uvicorn
+    trusts the proxy's ``X-Forwarded-For`` (``--forwarded-allow-ips``; 127.0.0.1 by default).
+    """
+    return client_key(request.client.host if request.client else None)
+
+
+def retry_after(exc: ThrottledError, services: Services) -> dict[str, str]:
+    """Return the ``Retry-After`` header of a throttled answer (whole seconds, at least 1)."""
+    seconds = math.ceil((exc.until - services.clock()).total_seconds())
+    return {"Retry-After": str(max(1, seconds))}
+
+
 def refusal_status(exc: LifecycleError) -> int:
     """Return the HTTP status of a refused action (the API's and the pages')."""
+    if isinstance(exc, SigningBlockedError):
+        return 429
     if isinstance(exc, StaleRecordError | ClosedRecordError):
         return 409
     if isinstance(exc, NotAllowedError):
@@ -205,10 +225,17 @@ def create_api(services: Services) -> FastAPI:
         return Depends(check)
 
     @router.post("/session")
-    def sign_in(body: SignIn, response: Response) -> dict[str, str]:
-        """Sign in: sets the session cookie; returns the user and the CSRF token."""
+    def sign_in(request: Request, body: SignIn, response: Response) -> dict[str, str]:
+        """Sign in: sets the session cookie; returns the user and the CSRF token.
+
+        429 with ``Retry-After`` while the client's address is blocked (too many failures).
+        """
         try:
-            token, user = services.sessions.sign_in(body.username, body.password)
+            token, user = services.sessions.sign_in(
+                body.username, body.password, client=client_of(request)
+            )
+        except ThrottledError as exc:
+            raise HTTPException(429, str(exc), headers=retry_after(exc, services)) from None
         except AuthenticationError as exc:
             raise HTTPException(401, str(exc)) from None
         response.set_cookie(
@@ -235,7 +262,7 @@ def create_api(services: Services) -> FastAPI:
         """Sign out: ends the session (with the ``X-CSRF-Token`` header)."""
         if envmon_session:
             check_csrf(request, envmon_session)
-            services.sessions.sign_out(envmon_session)
+            services.sessions.sign_out(envmon_session, client=client_of(request))
         response.delete_cookie(COOKIE, path="/")
 
     @router.get("/me")
@@ -338,25 +365,41 @@ def create_api(services: Services) -> FastAPI:
         if body.username != user.username:
             raise HTTPException(403, f"sign with your own user id ({user.username})")
 
-    @router.post("/excursions/{record_id}/close")
-    def close(record_id: str, body: Signature, user: Annotated[User, role("qa")]) -> dict[str, int]:
-        """Sign and close (the signer re-enters user id and password)."""
+    def signed(request: Request, user: User, body: Signature, action: str, record_id: str) -> int:
+        """Close or reopen, signed; end the session if signing got blocked for its user."""
         own_signature(user, body)
-        version = life.close(
-            record_id, body.username, body.password, body.meaning, body.reason, version=body.version
-        )
-        return {"version": version}
+        sign = life.close if action == "close" else life.reopen
+        try:
+            return sign(
+                record_id,
+                body.username,
+                body.password,
+                body.meaning,
+                body.reason,
+                version=body.version,
+                client=client_of(request),
+            )
+        except SigningBlockedError as exc:
+            token = request.cookies.get(COOKIE)
+            if exc.ends_session and token:
+                services.sessions.sign_out(
+                    token, client=client_of(request), reason="signing blocked: wrong passwords"
+                )
+            raise
+
+    @router.post("/excursions/{record_id}/close")
+    def close(
+        request: Request, record_id: str, body: Signature, user: Annotated[User, role("qa")]
+    ) -> dict[str, int]:
+        """Sign and close (the signer re-enters user id and password)."""
+        return {"version": signed(request, user, body, "close", record_id)}
 
     @router.post("/excursions/{record_id}/reopen")
     def reopen(
-        record_id: str, body: Signature, user: Annotated[User, role("qa")]
+        request: Request, record_id: str, body: Signature, user: Annotated[User, role("qa")]
     ) -> dict[str, int]:
         """Sign and reopen, with a reason."""
-        own_signature(user, body)
-        version = life.reopen(
-            record_id, body.username, body.password, body.meaning, body.reason, version=body.version
-        )
-        return {"version": version}
+        return {"version": signed(request, user, body, "reopen", record_id)}
 
     users = services.lifecycle.users
 

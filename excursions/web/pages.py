@@ -38,13 +38,22 @@ from excursions.lifecycle import (
     UNDER_REVIEW,
     LifecycleError,
     NotAllowedError,
+    SigningBlockedError,
 )
 from excursions.queries import MAX_PAGE, Filters, list_records, record_detail
 from excursions.report import write_report
 from excursions.series import TrendResult, fetch_trend
 from excursions.trend import trend_svg
-from excursions.users import AuthenticationError, User
-from excursions.web.api import COOKIE, PREFIX, READERS, Services, refusal_status
+from excursions.users import AuthenticationError, ThrottledError, User
+from excursions.web.api import (
+    COOKIE,
+    PREFIX,
+    READERS,
+    Services,
+    client_of,
+    refusal_status,
+    retry_after,
+)
 from excursions.web.security import (
     CSRF_FIELD,
     LOGIN_COOKIE,
@@ -178,7 +187,11 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
         if not csrf_ok(request.cookies.get(LOGIN_COOKIE), csrf):
             return login_page(request, 403, FORGED)
         try:
-            token, _user = services.sessions.sign_in(username, password)
+            token, _user = services.sessions.sign_in(username, password, client=client_of(request))
+        except ThrottledError as exc:
+            refused = login_page(request, 429, f"Not signed in: {exc}.")
+            refused.headers.update(retry_after(exc, services))
+            return refused
         except AuthenticationError as exc:
             return login_page(request, 401, str(exc))
         response = RedirectResponse("/excursions", status_code=303)
@@ -197,7 +210,7 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
             user = current_user(envmon_session)
             return page(request, "base.html", 403, user=user, error=FORGED)
         if envmon_session:
-            services.sessions.sign_out(envmon_session)
+            services.sessions.sign_out(envmon_session, client=client_of(request))
         response = to_login()
         response.delete_cookie(COOKIE)
         return response
@@ -358,7 +371,15 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
                     form.get("meaning", ""),
                     form.get("reason", ""),
                     version=version,
+                    client=client_of(request),
                 )
+        except SigningBlockedError as exc:
+            if not exc.ends_session:
+                return detail_page(request, user, record_id, 429, str(exc))
+            services.sessions.sign_out(
+                envmon_session or "", client=client_of(request), reason="signing blocked"
+            )
+            return login_page(request, 429, str(exc))
         except LifecycleError as exc:
             return detail_page(request, user, record_id, refusal_status(exc), str(exc))
         return RedirectResponse(f"/excursions/{urllib.parse.quote(record_id)}", status_code=303)

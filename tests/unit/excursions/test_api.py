@@ -16,7 +16,7 @@ from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.audit import AuditTrail, Change
 from excursions.lifecycle import Lifecycle
 from excursions.sessions import Sessions
-from excursions.users import UserStore
+from excursions.users import MAX_FAILED, UserStore
 from excursions.web.api import Services, create_api
 from stream.timeseries import SqliteTimeSeries
 
@@ -275,7 +275,8 @@ def test_admin_manages_users_and_the_changes_are_audited(
             "SELECT actor, action, reason FROM audit_entries WHERE record_id = 'dora' ORDER BY seq"
         ).all()
     assert ("admin1", "set_disabled", "left") in actors
-    assert all(actor == "admin1" for actor, _, _ in actors)
+    assert actors[-1] == ("system:login", "sign_in_failed", "account disabled")
+    assert all(actor == "admin1" for actor, _, _ in actors[:-1])
 
 
 def test_the_trend_of_a_record(api: tuple[TestClient, str]) -> None:
@@ -638,3 +639,40 @@ def test_a_state_change_from_another_origin_is_refused(
     own = {"Origin": "http://testserver", "Referer": "http://testserver/excursions"}
     r = client.post(url, json={"comment": "mine", "version": v}, headers=own)
     assert r.status_code == 200, r.text
+
+
+def test_a_throttled_sign_in_gets_429_with_retry_after(api: tuple[TestClient, str]) -> None:
+    """After five wrong passwords for one user id from one address: 429, not a lockout."""
+    client, _ = api
+    signed_in(client, None)
+    wrong = {"username": "viewer1", "password": "not the password"}
+    for _ in range(MAX_FAILED):
+        assert client.post("/api/v1/session", json=wrong).status_code == 401
+    r = client.post("/api/v1/session", json={"username": "viewer1", "password": PASSWORD})
+    assert r.status_code == 429, r.text
+    assert 1 <= int(r.headers["retry-after"]) <= 15 * 60
+    assert "too many failed attempts for this user id from your address" in r.json()["detail"]
+    assert signed_in(client, "operator").get("/api/v1/me").status_code == 200  # others: fine
+
+
+def test_five_wrong_signature_passwords_end_the_session(
+    api: tuple[TestClient, str], engine: Engine
+) -> None:
+    """Someone at a QA person's desk guessing the password at the signature: signed out."""
+    client, record_id = api
+    v = closed(client, record_id)  # signed in as qa1 now
+    wrong = {"username": "qa1", "password": "a guess 123456", "meaning": "reviewed"}
+    url = f"/api/v1/excursions/{record_id}/reopen"
+    for _ in range(MAX_FAILED - 1):
+        r = client.post(url, json={**wrong, "reason": "r", "version": v})
+        assert r.status_code == 422, r.text
+        assert "wrong user id or password" in r.json()["detail"]
+    r = client.post(url, json={**wrong, "reason": "r", "version": v})
+    assert r.status_code == 429, r.text
+    assert "signed out" in r.json()["detail"]
+    assert client.get("/api/v1/me").status_code == 401
+    with engine.connect() as connection:
+        actions = connection.exec_driver_sql(
+            "SELECT action FROM audit_entries WHERE record_id = 'qa1' ORDER BY seq"
+        ).all()
+    assert [a for (a,) in actions][-3:] == ["signature_failed", "block", "sign_out"]

@@ -17,10 +17,11 @@ from excursions.lifecycle import (
     Lifecycle,
     LifecycleError,
     NotAllowedError,
+    SigningBlockedError,
     StaleRecordError,
 )
 from excursions.records import RecordStore
-from excursions.users import User, UserStore
+from excursions.users import MAX_FAILED, User, UserStore
 
 from .conftest import FAST_HASHER
 from .test_records import core_records
@@ -236,3 +237,29 @@ def test_a_closed_record_accepts_nothing_but_reopen(
     assert signed.covers_current_content
     v = life.reopen(record_id, "quinn", QA_PASSWORD, "reviewed", "new information", version=v)
     life.comment(record_id, people["operator"], "the new information", version=v)
+
+
+def test_failed_signatures_are_audited_and_five_block_signing(
+    setup: tuple[Lifecycle, str, dict[str, User]], engine: Engine
+) -> None:
+    """Each wrong signature password is audited; the fifth in a row blocks signing a while."""
+    life, record_id, people = setup
+    v = to_review(life, engine, record_id, people)
+    for _ in range(MAX_FAILED - 1):
+        with pytest.raises(LifecycleError, match="wrong user id or password"):
+            life.close(record_id, "quinn", "wrong!", "approved", "r", version=v, client="10.1.1.1")
+    with pytest.raises(SigningBlockedError, match="signed out") as blocked:
+        life.close(record_id, "quinn", "wrong!", "approved", "r", version=v, client="10.1.1.1")
+    assert blocked.value.ends_session
+    with pytest.raises(SigningBlockedError, match="try again after"):
+        life.close(record_id, "quinn", QA_PASSWORD, "approved", "r", version=v, client="10.1.1.1")
+    assert state(engine, record_id) == "under_review"
+    with Session(engine) as session:
+        failed = list(
+            session.execute(
+                select(AuditEntry.actor, AuditEntry.record_id, AuditEntry.reason).where(
+                    AuditEntry.action == "signature_failed"
+                )
+            )
+        )
+    assert failed == [("system:login", "quinn", f"wrong password; close {record_id}")] * MAX_FAILED

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.lifecycle import Lifecycle
 from excursions.sessions import Sessions
+from excursions.users import MAX_FAILED
 from excursions.web.api import COOKIE, Services
 from excursions.web.app import create_app
 from excursions.web.security import csrf_token
@@ -403,3 +404,16 @@ def test_a_forged_sign_in_is_refused(site: tuple[TestClient, str]) -> None:
     assert COOKIE not in r.cookies
     r = client.post("/login", data=fields, follow_redirects=False)
     assert r.status_code == 303
+
+
+def test_a_throttled_sign_in_reads_well(site: tuple[TestClient, str]) -> None:
+    """The sign-in page says when to try again; it does not say whether the user exists."""
+    client, _ = site
+    for _ in range(MAX_FAILED):
+        assert (
+            client.post("/login", data={"username": "olga", "password": "nope"}).status_code == 401
+        )
+    r = client.post("/login", data={"username": "olga", "password": PASSWORD})
+    assert r.status_code == 429
+    assert "Not signed in: too many failed attempts for this user id from your address" in r.text
+    assert "retry-after" in r.headers

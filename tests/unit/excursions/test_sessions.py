@@ -9,7 +9,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from envmon.testing import DEFAULT_T0, FakeClock
-from excursions.db import SessionRow
+from excursions.db import AuditEntry, SessionRow
 from excursions.sessions import ABSOLUTE, IDLE, Sessions
 from excursions.users import AuthenticationError, UserStore
 
@@ -92,3 +92,21 @@ def test_a_disable_role_change_or_password_reset_ends_the_users_sessions(
 def test_an_unknown_token_is_refused(sessions: Sessions) -> None:
     with pytest.raises(AuthenticationError, match="not signed in"):
         sessions.user("forged-token")
+
+
+def test_sign_in_and_sign_out_are_audited_with_the_address(
+    sessions: Sessions, engine: Engine
+) -> None:
+    """Signing in and out are in the audit trail: who, when, from which address."""
+    token, _ = sessions.sign_in("olga", PASSWORD, client="192.0.2.10")
+    sessions.sign_out(token, client="192.0.2.10")
+    sessions.sign_out(token, client="192.0.2.10")  # already ended: nothing more
+    with Session(engine) as session:
+        entries = session.execute(
+            select(AuditEntry).where(AuditEntry.action.in_(("sign_in", "sign_out")))
+        ).scalars()
+        seen = [(e.actor, e.action, e.record_type, e.record_id, e.new_value) for e in entries]
+    assert seen == [
+        ("olga", "sign_in", "user", "olga", '"192.0.2.10"'),
+        ("olga", "sign_out", "user", "olga", '"192.0.2.10"'),
+    ]
