@@ -13,6 +13,7 @@ page that says nothing was done.
 
 # No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime.
 import io
+import logging
 import math
 import re
 import secrets
@@ -27,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
+from reportlab.platypus.doctemplate import LayoutError
 
 from excursions.lifecycle import (
     ACKNOWLEDGED,
@@ -64,9 +66,15 @@ from excursions.web.security import (
     validation_error_json,
 )
 
+logger = logging.getLogger(__name__)
 TEMPLATES: Final = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 PAGE_SIZE: Final = 50
 NOT_A_READER: Final = "your role may not read records (admins manage users)"
+NO_REPORT: Final = (
+    "The printable report of this record could not be laid out. This is a defect of envmon,"
+    " not of the record (nothing was changed): please report it. The record page shows"
+    " everything the report would."
+)
 FORGED: Final = (
     "This form did not come from this site's own page (or the page is too old), so nothing"
     " was done. Open the page again and resubmit it."
@@ -317,7 +325,11 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
             return found
         record, chart = found
         body = io.BytesIO()
-        write_report(record, body, site_name=site_name, chart=chart)
+        try:
+            write_report(record, body, site_name=site_name, chart=chart)
+        except LayoutError:  # a defect of ours (every accepted input prints): never a traceback
+            logger.exception("the report of %s could not be laid out", record_id)
+            return page(request, "base.html", 500, user=user, error=NO_REPORT)
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", record_id)
         return Response(
             body.getvalue(),

@@ -9,12 +9,14 @@ from typing import Any
 import pypdf
 import pytest
 from fastapi.testclient import TestClient
+from reportlab.platypus.doctemplate import LayoutError
 from sqlalchemy import Engine
 
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.lifecycle import Lifecycle
 from excursions.sessions import Sessions
 from excursions.users import MAX_FAILED
+from excursions.web import pages
 from excursions.web.api import COOKIE, Services
 from excursions.web.app import create_app
 from excursions.web.security import csrf_token
@@ -417,3 +419,20 @@ def test_a_throttled_sign_in_reads_well(site: tuple[TestClient, str]) -> None:
     assert r.status_code == 429
     assert "Not signed in: too many failed attempts for this user id from your address" in r.text
     assert "retry-after" in r.headers
+
+
+def test_a_report_that_cannot_be_laid_out_reads_well(
+    site: tuple[TestClient, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should reportlab ever refuse a layout, the user gets a sentence, not a traceback."""
+    client, record_id = site
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise LayoutError("a flowable too large")
+
+    monkeypatch.setattr(pages, "write_report", refuse)
+    sign_in(client, "vic")
+    r = client.get(f"/excursions/{record_id}/report.pdf")
+    assert r.status_code == 500
+    assert "could not be laid out" in r.text
+    assert "flowable" not in r.text
