@@ -245,3 +245,31 @@ def test_a_page_on_another_port_cannot_post_a_comment_or_a_sign_in(
             assert "a real comment" in page.inner_text("#audit")
         finally:
             browser.close()
+
+
+def test_repeated_wrong_passwords_slow_that_browser_down_with_a_clear_page(
+    app_url: tuple[str, str],
+) -> None:
+    """Five wrong passwords: the sign-in page says when to try again (429), nothing more."""
+    base, _record_id = app_url
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        try:
+            page = browser.new_page()
+            page.goto(f"{base}/login")
+            for password in ["wrong password"] * 5 + [PASSWORD]:
+                page.fill("input[name=username]", "quinn")
+                page.fill("input[name=password]", password)
+                with page.expect_response(f"{base}/login") as answer:
+                    page.click("button[type=submit]")
+            assert answer.value.status == 429
+            page.wait_for_load_state()
+            message = page.inner_text(".error")
+            assert "too many failed attempts for this user id from your address" in message
+            assert "try again after" in message
+            page.screenshot(path=str(ARTIFACTS / "sign-in-throttled.png"), full_page=True)
+        finally:
+            browser.close()
