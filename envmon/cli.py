@@ -537,17 +537,33 @@ def _password(from_stdin: bool) -> str:
     return value
 
 
-def _user_change(settings_file: Path | None, db: str | None, change: str, *args: object) -> None:
-    """Run one ``UserStore`` change as ``cli:<login>``; report refusals with exit 2."""
-    import getpass
+def cli_actor() -> str:
+    """Return the audit trail's actor of a command: ``cli:`` and the OS account running it.
 
+    The account of the effective user id from the password database, not ``LOGNAME`` or
+    ``USER`` (``getpass.getuser`` reads those first, and anyone can set them). An id
+    without an entry (a container's arbitrary uid) is named ``cli:uid:<n>``. Under sudo
+    this is the target account (root), which is what acts.
+    """
+    import os
+    import pwd
+
+    uid = os.geteuid()
+    try:
+        return f"cli:{pwd.getpwuid(uid).pw_name}"
+    except KeyError:
+        return f"cli:uid:{uid}"
+
+
+def _user_change(settings_file: Path | None, db: str | None, change: str, *args: object) -> None:
+    """Run one ``UserStore`` change as ``cli_actor()``; report refusals with exit 2."""
     from envmon.commands.records import open_engine
     from excursions.users import UserError, UserStore
 
     engine = open_engine(_records_url(settings_file, db))
     try:
         method = getattr(UserStore(engine), change)
-        method(*args[:-1], actor=f"cli:{getpass.getuser()}", reason=args[-1])
+        method(*args[:-1], actor=cli_actor(), reason=args[-1])
     except UserError as exc:
         typer.echo(f"refused: {exc}", err=True)
         raise typer.Exit(EXIT_INVALID) from None

@@ -20,6 +20,10 @@ created by the same Alembic migrations (``excursions/migrations``, ``excursions.
     SHA-256 of the event's canonical JSON (a repeat is stored once). An excursion's page
     shows them in its timeline beside the people's actions and the signatures.
 
+``login_throttle``
+    Failed sign-ins and signatures per client address and per (address, account), for the
+    throttling of ``excursions.throttle``; rows of quiet addresses are deleted.
+
 ``audit_head``
     One row, created by the migrations: the sequence number and hash of the newest entry.
     Appending locks it (``FOR UPDATE``), which serialises appends so the chain never forks.
@@ -254,3 +258,19 @@ class TimelineEventRow(Base):
     ts: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class LoginThrottleRow(Base):
+    """Failed sign-ins of one client address, or of one account from one address.
+
+    ``username`` is None for the address's own counter (``excursions.throttle``).
+    """
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    client: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str | None] = mapped_column(String(64), index=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    blocked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)

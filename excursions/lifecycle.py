@@ -11,9 +11,14 @@ Every action names the acting user and carries a reason (a comment for an
 acknowledgement); QA fields change only under review. Each call passes the
 ``row_version`` the person's form was loaded with: if the record changed since (another
 user, or the core's newer revision), the action is refused as stale and nothing changes.
-Closing and reopening are signed: the signer enters user id and password again
-(authenticated like a login, so wrong passwords count towards the lockout) and chooses
-the meaning (``reviewed`` or ``approved``). The signature stores the SHA-256 of the
+A closed record accepts nothing but a signed reopening: no comment, no assessment, no
+other move (``ClosedRecordError``), so nothing is added after a signature that the
+signature does not cover. Closing and reopening are signed: the signer enters user id and
+password again
+(authenticated like a sign-in: throttled per client address, failures audited as
+``signature_failed``; a signer whose own password fails five times in a row is blocked
+for a while, ``SigningBlockedError``, and the web app ends the session) and chooses the
+meaning (``reviewed`` or ``approved``). The signature stores the SHA-256 of the
 record's content as signed (``content_hash``); ``covers`` tells whether a signature still
 covers the record's current content. The audit entry written with the signature holds the
 signature's content (``signature_manifest``), so a signature row changed outside the
@@ -36,7 +41,8 @@ from envmon.errors import EnvmonError
 from envmon.timeutil import utcnow
 from excursions.audit import AuditTrail, Change, canonical_hash
 from excursions.db import AuditEntry, ExcursionRow, SignatureRow
-from excursions.users import AuthenticationError, User, UserStore
+from excursions.throttle import LOCAL_CLIENT
+from excursions.users import MAX_FAILED, AuthenticationError, ThrottledError, User, UserStore
 
 OPEN: Final = "open"
 ACKNOWLEDGED: Final = "acknowledged"
@@ -82,6 +88,22 @@ class StaleRecordError(LifecycleError):
 
 class NotAllowedError(LifecycleError):
     """The user's role may not take this action."""
+
+
+class SigningBlockedError(LifecycleError):
+    """Too many wrong passwords: signing is blocked for a while.
+
+    ``ends_session``: the signer's own password failed five times in a row, so the web app
+    ends the session too (the person at the keyboard is probably not the signer).
+    """
+
+    def __init__(self, message: str, *, ends_session: bool) -> None:
+        super().__init__(message)
+        self.ends_session = ends_session
+
+
+class ClosedRecordError(LifecycleError):
+    """The record is closed and signed: it accepts nothing but a signed reopening."""
 
 
 def content_hash(row: ExcursionRow) -> str:
@@ -278,6 +300,7 @@ class Lifecycle:
         reason: str,
         *,
         version: int,
+        client: str = LOCAL_CLIENT,
     ) -> int:
         """Sign and close a reviewed record whose excursion has ended (QA)."""
 
@@ -291,7 +314,7 @@ class Lifecycle:
                 raise LifecycleError(f"{record_id}: fill in {', '.join(missing)} before closing")
 
         signature = (username, password, meaning, reason)
-        return self._signed(record_id, signature, version, "close", CLOSED, closable)
+        return self._signed(record_id, signature, version, "close", CLOSED, closable, client)
 
     def reopen(
         self,
@@ -302,6 +325,7 @@ class Lifecycle:
         reason: str,
         *,
         version: int,
+        client: str = LOCAL_CLIENT,
     ) -> int:
         """Sign and reopen a closed record, with a reason (QA)."""
 
@@ -310,7 +334,7 @@ class Lifecycle:
                 raise LifecycleError(f"{record_id}: only a closed record is reopened")
 
         signature = (username, password, meaning, reason)
-        return self._signed(record_id, signature, version, "reopen", REOPENED, reopenable)
+        return self._signed(record_id, signature, version, "reopen", REOPENED, reopenable, client)
 
     def signatures(self, record_id: str) -> list[Signed]:
         """Return the record's signatures, oldest first, each saying if it still covers it."""
@@ -356,14 +380,15 @@ class Lifecycle:
         action: str,
         target: str,
         check: Callable[[ExcursionRow], None],
+        client: str,
     ) -> int:
         """Re-authenticate the signer, check the record, move it and store the signature."""
         username, password, meaning, reason = signature
-        signer = self._sign_in(username, password, meaning)
+        signer = self._sign_in(username, password, meaning, client, f"; {action} {record_id}")
         self._allow(signer, ("qa",), action)
         reason = self._reason(reason)
         with Session(self.engine) as session, session.begin():
-            row = self._row(session, record_id, version)
+            row = self._row(session, record_id, version, reopening=target == REOPENED)
             check(row)
             return self._signed_move(session, row, signer, meaning, target, action, reason)
 
@@ -404,12 +429,25 @@ class Lifecycle:
         )
         return row.row_version
 
-    def _sign_in(self, username: str, password: str, meaning: str) -> User:
+    def _sign_in(self, username: str, password: str, meaning: str, client: str, about: str) -> User:
+        """Authenticate the signer like a sign-in (throttled, failures audited)."""
         if meaning not in MEANINGS:
             raise LifecycleError(f"meaning: one of {', '.join(MEANINGS)}")
         try:
-            return self.users.authenticate(username, password)
-        except AuthenticationError:
+            return self.users.authenticate(
+                username, password, client=client, purpose="signature", about=about
+            )
+        except ThrottledError as exc:
+            raise SigningBlockedError(
+                f"signature refused: {exc}", ends_session=exc.account_blocked
+            ) from None
+        except AuthenticationError as exc:
+            if exc.account_blocked:
+                raise SigningBlockedError(
+                    f"signature refused: {MAX_FAILED} wrong passwords in a row; signing is"
+                    " blocked for a while and you have been signed out",
+                    ends_session=True,
+                ) from None
             raise LifecycleError("signature refused: wrong user id or password") from None
 
     @staticmethod
@@ -436,10 +474,19 @@ class Lifecycle:
         return text
 
     @staticmethod
-    def _row(session: Session, record_id: str, version: int) -> ExcursionRow:
+    def _row(
+        session: Session, record_id: str, version: int, *, reopening: bool = False
+    ) -> ExcursionRow:
         row = session.get(ExcursionRow, record_id, with_for_update=True)
         if row is None:
             raise LifecycleError(f"no record {record_id!r}")
+        if row.qa_state == CLOSED and not reopening:
+            # Checked here, for every action, so that nothing reaches a signed record by a
+            # route that forgot it: the signature covers what it signed, and nothing more.
+            raise ClosedRecordError(
+                f"{record_id} is closed and signed: it accepts no comments or changes;"
+                " reopen it (signed, with a reason) to add any"
+            )
         if row.row_version != version:
             raise StaleRecordError(
                 f"{record_id} changed since the page was loaded (version {version}, now "

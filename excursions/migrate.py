@@ -71,6 +71,7 @@ APP_GRANTS: Final = (
     "GRANT USAGE ON SEQUENCE signatures_id_seq TO {role}",
     "GRANT SELECT, INSERT, UPDATE ON sessions TO {role}",
     "GRANT SELECT, INSERT ON timeline_events TO {role}",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON login_throttle TO {role}",
 )
 #: What a reading role may do (``envmon audit verify`` and ``checkpoint`` need no more).
 READ_GRANTS: Final = (

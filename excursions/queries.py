@@ -15,6 +15,8 @@ from excursions.lifecycle import QA_FIELDS, signatures_of
 from excursions.timeline import as_dicts, timeline
 
 MAX_PAGE_SIZE: Final = 200
+#: The highest page number asked for (beyond the last page the list is empty).
+MAX_PAGE: Final = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +55,8 @@ def list_records(
     engine: Engine, filters: Filters, *, page: int = 1, page_size: int = 50
 ) -> tuple[int, list[dict[str, Any]]]:
     """Return the number of matching records and one page of them, newest start first."""
-    if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise ValueError(f"page >= 1 and 1 <= page_size <= {MAX_PAGE_SIZE}")
+    if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"1 <= page <= {MAX_PAGE} and 1 <= page_size <= {MAX_PAGE_SIZE}")
     query = select(ExcursionRow)
     for column, value in (
         (ExcursionRow.area, filters.area),
@@ -71,9 +73,12 @@ def list_records(
         query = query.where(ExcursionRow.start < filters.start_to)
     with Session(engine) as session:
         total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+        offset = (page - 1) * page_size
+        if offset >= total:
+            return int(total), []  # past the last page: no offset the database cannot hold
         rows = session.execute(
             query.order_by(ExcursionRow.start.desc(), ExcursionRow.id)
-            .offset((page - 1) * page_size)
+            .offset(offset)
             .limit(page_size)
         ).scalars()
         return int(total), [summary(row) for row in rows]
@@ -84,6 +89,9 @@ def record_detail(
 ) -> dict[str, Any] | None:
     """Return a record with its QA fields, signatures, timeline and audit trail (None: no id).
 
+    The audit trail is the record's own: entries of its type and id (a user, say, may have
+    the same id as an excursion).
+
     A signature's time is given in UTC and, as ``signed_at_site``, in the site's zone.
     """
     zone = site_zone or ZoneInfo("UTC")
@@ -92,7 +100,9 @@ def record_detail(
         if row is None:
             return None
         entries = session.execute(
-            select(AuditEntry).where(AuditEntry.record_id == record_id).order_by(AuditEntry.seq)
+            select(AuditEntry)
+            .where(AuditEntry.record_type == row.kind, AuditEntry.record_id == record_id)
+            .order_by(AuditEntry.seq)
         ).scalars()
         audit = [
             {

@@ -5,26 +5,49 @@ page's chart (``excursions.trend``, drawn with reportlab graphics from the same 
 the timeline lists alarms, notifications, people's actions and signatures in UTC and site
 time; signatures show the printed name, meaning, time in UTC and in the site's zone, and
 whether they still cover the record's current content.
+
+Every accepted input prints, whatever its length. Long texts — the assessment's fields,
+comments and reasons in the timeline, old and new values and reasons in the audit trail —
+are paragraphs across the page, not table cells: a paragraph splits at any line, while a
+table cell taller than a page raised ``LayoutError`` (and reportlab's ``splitInRow`` slices
+a spanned cell at the width of its first column). The remaining tables hold short values
+and split inside a row all the same; long unbroken words are broken (``splitLongWords``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 from xml.sax.saxutils import escape
 
+import orjson
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from envmon.timeutil import utcnow
 from excursions.series import TrendResult
 from excursions.trend import trend_drawing
 
 MARGIN: Final = 18 * mm
+GRID: Final = (
+    ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
+    ("VALIGN", (0, 0), (-1, -1), "TOP"),
+    ("BACKGROUND", (0, 0), (-1, 0), colors.whitesmoke),
+)
+
+
+def _fit(text: str, width: float, measure: Callable[[str], float]) -> str:
+    """Return ``text``, cut with an ellipsis to fit ``width`` (a long site name in a footer)."""
+    if measure(text) <= width:
+        return text
+    while text and measure(text + "…") > width:
+        text = text[:-1]
+    return text + "…"
 
 
 class _NumberedCanvas(Canvas):
@@ -45,14 +68,102 @@ class _NumberedCanvas(Canvas):
             self.__dict__.update(state)
             self.setFont("Helvetica", 8)
             width, _height = A4
-            self.drawString(MARGIN, 10 * mm, self._header)
-            self.drawRightString(width - MARGIN, 10 * mm, f"page {self.getPageNumber()} of {total}")
+            number = f"page {self.getPageNumber()} of {total}"
+            room = width - 2 * MARGIN - self.stringWidth(number) - 6 * mm
+            self.drawString(MARGIN, 10 * mm, _fit(self._header, room, self.stringWidth))
+            self.drawRightString(width - MARGIN, 10 * mm, number)
             super().showPage()
         super().save()
 
 
+def _markup(text: object) -> str:
+    """Return text as paragraph markup: escaped, its line breaks kept."""
+    return escape("" if text is None else str(text)).replace("\n", "<br/>")
+
+
+def _value(stored: str | None) -> str | None:
+    """Return an audit value for reading: a JSON string as its text, anything else as JSON."""
+    if stored is None:
+        return None
+    try:
+        decoded = orjson.loads(stored)
+    except orjson.JSONDecodeError:
+        return stored
+    return decoded if isinstance(decoded, str) else stored
+
+
+def _text(text: str, style: ParagraphStyle, label: str | None = None) -> list[Flowable]:
+    """Return a long text as paragraphs, one per line, ``label`` in the left margin.
+
+    Plain paragraphs (no markup, no ``<br/>``) take reportlab's fast path: a label or a
+    line break inside would make one 4,000-character comment cost six times as much.
+    """
+    flowables: list[Flowable] = []
+    for line in text.split("\n"):
+        if not line.strip():
+            flowables.append(Spacer(1, style.leading))
+            continue
+        bullet = label if not flowables and label else None
+        flowables.append(Paragraph(escape(line), style, bulletText=bullet))
+    return flowables or [Paragraph("", style, bulletText=label)]
+
+
 def _cell(text: object, style: ParagraphStyle) -> Paragraph:
-    return Paragraph(escape("" if text is None else str(text)), style)
+    return Paragraph(_markup(text), style)
+
+
+def _table(rows: list[list[Any]], widths: list[Any]) -> Table:
+    """Return a gridded table whose rows split across pages (no cell can be too tall)."""
+    return Table(rows, colWidths=widths, style=TableStyle(GRID), repeatRows=1, splitInRow=1)
+
+
+def _entry(
+    head: str, parts: list[tuple[str, object]], styles: tuple[ParagraphStyle, ...]
+) -> list[Any]:
+    """Return one timeline or audit entry: ``head`` (markup), then each long text.
+
+    The texts are paragraphs across the page, indented, which split at any line.
+    """
+    first, indented = styles
+    story: list[Flowable] = [Paragraph(head, first)]
+    for label, value in parts:
+        story += _text(str(value), indented, f"{label}:")
+    return story
+
+
+def _timeline(entries: list[dict[str, Any]], styles: tuple[ParagraphStyle, ...]) -> list[Any]:
+    """Return the timeline: each event's time, title and who, then its detail."""
+    if not entries:
+        return [Paragraph("Nothing yet.", styles[0])]
+    story: list[Any] = []
+    for e in entries:
+        head = (
+            f"{_markup(e['at'].isoformat(timespec='seconds'))} UTC ({_markup(e['at_site'])})"
+            f" · <b>{_markup(e['title'])}</b> · {_markup(e['who'])}"
+        )
+        story += _entry(head, [("Detail", e["detail"])] if e["detail"] else [], styles)
+    return story
+
+
+def _audit(entries: list[dict[str, Any]], styles: tuple[ParagraphStyle, ...]) -> list[Any]:
+    """Return the audit trail: number, time, actor, action, field; old, new and why."""
+    story: list[Any] = []
+    for e in entries:
+        field = f" · field {_markup(e['field'])}" if e["field"] else ""
+        head = (
+            f"<b>#{e['seq']}</b> · {_markup(e['at'].isoformat(timespec='seconds'))} UTC"
+            f" · <b>{_markup(e['actor'])}</b> · {_markup(e['action'])}{field}"
+        )
+        old, new, why = _value(e["old"]), _value(e["new"]), e["reason"]
+        if why is not None and why == new:
+            why = "(as the new value: a comment is its own reason)"
+        parts = [
+            (label, value)
+            for label, value in (("Old", old), ("New", new), ("Why", why))
+            if value is not None
+        ]
+        story += _entry(head, parts, styles)
+    return story
 
 
 def write_report(
@@ -68,12 +179,17 @@ def write_report(
     """
     styles = getSampleStyleSheet()
     small = ParagraphStyle("small", parent=styles["BodyText"], fontSize=8, leading=10)
-    grid = TableStyle(
-        [
-            ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
-            ("VALIGN", (0, 0), (-1, -1), "TOP"),
-            ("BACKGROUND", (0, 0), (-1, 0), colors.whitesmoke),
-        ]
+    label = ParagraphStyle("label", parent=small, fontName="Helvetica-Bold", spaceBefore=4)
+    entry = (
+        ParagraphStyle("entry", parent=small, spaceBefore=5),
+        ParagraphStyle(
+            "entry-text",
+            parent=small,
+            leftIndent=10 * mm,
+            bulletIndent=2 * mm,
+            bulletFontName="Helvetica-Bold",
+            bulletFontSize=small.fontSize,
+        ),
     )
     record = detail["record"]
     story: list[Any] = [
@@ -106,7 +222,11 @@ def write_report(
         ("Integral beyond limit", record.get("integral_beyond_limit")),
     ]
     story.append(
-        Table([[_cell(k, small), _cell(v, small)] for k, v in metrics], colWidths=[50 * mm, None])
+        Table(
+            [[_cell(k, small), _cell(v, small)] for k, v in metrics],
+            colWidths=[50 * mm, None],
+            splitInRow=1,
+        )
     )
     story += [Spacer(1, 4 * mm), Paragraph("Trend", styles["Heading2"])]
     if chart is not None and chart.trend is not None:
@@ -116,12 +236,8 @@ def write_report(
         reason = chart.error if chart is not None else "not requested"
         story.append(Paragraph(escape(f"Trend unavailable: {reason}"), styles["BodyText"]))
     story += [Spacer(1, 4 * mm), Paragraph("QA assessment", styles["Heading2"])]
-    story.append(
-        Table(
-            [[_cell(k, small), _cell(v, small)] for k, v in detail["qa"].items()],
-            colWidths=[50 * mm, None],
-        )
-    )
+    for name, value in detail["qa"].items():  # paragraphs, not a table: 10,000 characters split
+        story += [Paragraph(_markup(name), label), *_text(value or "—", small)]
     story += [Spacer(1, 4 * mm), Paragraph("Electronic signatures", styles["Heading2"])]
     rows = [
         [
@@ -145,55 +261,11 @@ def write_report(
         )
     if len(rows) == 1:
         rows.append([_cell("none", small)] + [_cell("", small)] * 5)
-    widths = [38 * mm, 18 * mm, 14 * mm, 36 * mm, 46 * mm, None]
-    story.append(Table(rows, style=grid, repeatRows=1, colWidths=widths))
+    story.append(_table(rows, [38 * mm, 18 * mm, 14 * mm, 36 * mm, 46 * mm, None]))
     story += [Spacer(1, 4 * mm), Paragraph("Timeline", styles["Heading2"])]
-    timeline = [[_cell(h, small) for h in ("UTC", "Site time", "What", "Who", "Detail")]]
-    for e in detail.get("timeline", ()):
-        timeline.append(
-            [
-                _cell(e["at"].isoformat(timespec="seconds"), small),
-                _cell(e["at_site"], small),
-                _cell(e["title"], small),
-                _cell(e["who"], small),
-                _cell(e["detail"], small),
-            ]
-        )
-    if len(timeline) == 1:
-        timeline.append([_cell("none", small)] + [_cell("", small)] * 4)
-    story.append(
-        Table(
-            timeline,
-            style=grid,
-            repeatRows=1,
-            colWidths=[30 * mm, 30 * mm, 36 * mm, 28 * mm, None],
-        )
-    )
+    story += _timeline(list(detail.get("timeline", ())), entry)
     story += [Spacer(1, 4 * mm), Paragraph("Audit trail", styles["Heading2"])]
-    audit = [
-        [_cell(h, small) for h in ("#", "When (UTC)", "Who", "What", "Field", "Old", "New", "Why")]
-    ]
-    for e in detail["audit"]:
-        audit.append(
-            [
-                _cell(e["seq"], small),
-                _cell(e["at"].isoformat(timespec="seconds"), small),
-                _cell(e["actor"], small),
-                _cell(e["action"], small),
-                _cell(e["field"], small),
-                _cell(e["old"], small),
-                _cell(e["new"], small),
-                _cell(e["reason"], small),
-            ]
-        )
-    story.append(
-        Table(
-            audit,
-            style=grid,
-            repeatRows=1,
-            colWidths=[9 * mm, 28 * mm, 27 * mm, 20 * mm, 28 * mm, 20 * mm, 20 * mm, None],
-        )
-    )
+    story += _audit(detail["audit"], entry)
     header = f"{site_name} · excursion {detail['id']}"
     document = SimpleDocTemplate(
         str(target) if isinstance(target, Path) else target,

@@ -114,7 +114,7 @@ def timeline(
 
     ``signatures`` are the record's (``signatures_of``), if the caller has them already.
     """
-    entries = [*_bus_events(session, row), *_actions(session, row.id)]
+    entries = [*_bus_events(session, row), *_actions(session, row.kind, row.id)]
     entries += [
         TimelineEntry(
             s.signed_at,
@@ -171,11 +171,12 @@ def _describe(row: TimelineEventRow) -> TimelineEntry:
     return TimelineEntry(row.ts, "alarm", f"alarm {row.event}", "system", "; ".join(parts))
 
 
-def _actions(session: Session, record_id: str) -> list[TimelineEntry]:
+def _actions(session: Session, record_type: str, record_id: str) -> list[TimelineEntry]:
     """People's actions from the audit trail, one entry per action (its fields together)."""
     found = session.execute(
         select(AuditEntry)
         .where(
+            AuditEntry.record_type == record_type,
             AuditEntry.record_id == record_id,
             AuditEntry.action.in_(tuple(ACTION_TITLES)),
         )

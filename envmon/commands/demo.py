@@ -8,7 +8,7 @@ http://127.0.0.1:8000 with demo users whose passwords are printed at start, and 
 terminal view. Simulated time runs ``speed`` times faster than real time, so a ten-minute
 alarm delay passes in seconds; the scenario scripts the faults. The record store and the
 app run on the simulated clock too (an acknowledgement lands in the timeline after the
-alarm it answers); sign-in sessions and lockouts run on the real clock.
+alarm it answers); sign-in sessions and throttling run on the real clock.
 """
 
 from __future__ import annotations

@@ -1,15 +1,17 @@
 """The QA app's JSON API under ``/api/v1`` (FastAPI; OpenAPI at ``/api/v1/openapi.json``).
 
 Every route checks the session (cookie ``envmon_session``, ``HttpOnly``, ``SameSite=Strict``)
-and the user's role; object-level checks and the lifecycle rules are those of
+and the user's role; every state-changing one also the origin and the ``X-CSRF-Token``
+header (``excursions.web.security``); object-level checks and the lifecycle rules are those of
 ``excursions.lifecycle``. Errors are JSON ``{"detail": message}``: 401 not signed in, 403
-role not allowed, 404 no such record, 409 the record changed since it was loaded, 422 bad
-input (with the reason), 503 the time-series store did not answer (trend). The
+role not allowed, 404 no such record, 409 the record changed since it was loaded or is
+closed, 422 bad input (with the reason), 503 the time-series store did not answer (trend). The
 server-rendered pages (``excursions.web.pages``) use the same services.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime,
 # and the dependencies they name are closures of ``create_api``.
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,25 +19,50 @@ from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Cookie, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from envmon.errors import EnvmonError
 from envmon.timeutil import utcnow
 from excursions.lifecycle import (
     MAX_COMMENT,
     MEANINGS,
+    ClosedRecordError,
     Lifecycle,
     LifecycleError,
     NotAllowedError,
+    SigningBlockedError,
     StaleRecordError,
 )
-from excursions.queries import MAX_PAGE_SIZE, Filters, core_record, list_records, record_detail
+from excursions.queries import (
+    MAX_PAGE,
+    MAX_PAGE_SIZE,
+    Filters,
+    core_record,
+    list_records,
+    record_detail,
+)
 from excursions.series import SeriesReader
 from excursions.sessions import Sessions
+from excursions.throttle import client_key
 from excursions.trend import trend_window
-from excursions.users import AuthenticationError, User, UserError
+from excursions.users import AuthenticationError, ThrottledError, User, UserError
+from excursions.web.security import (
+    CSRF_HEADER,
+    MAX_BODY,
+    MAX_BODY_TEXT,
+    UNSAFE_METHODS,
+    CrossOriginError,
+    StrictJSONRoute,
+    csrf_ok,
+    csrf_token,
+    same_origin,
+    validation_error_json,
+)
 
 COOKIE: Final = "envmon_session"
 PREFIX: Final = "/api/v1"
@@ -113,6 +140,32 @@ class UserChange(BaseModel):
     reason: str = Field(max_length=MAX_COMMENT)
 
 
+def client_of(request: Request) -> str:
+    """Return the address failed sign-ins from this request are counted against.
+
+    Behind a reverse proxy on the same host this is the client's address only if uvicorn
+    trusts the proxy's ``X-Forwarded-For`` (``--forwarded-allow-ips``; 127.0.0.1 by default).
+    """
+    return client_key(request.client.host if request.client else None)
+
+
+def retry_after(exc: ThrottledError, services: Services) -> dict[str, str]:
+    """Return the ``Retry-After`` header of a throttled answer (whole seconds, at least 1)."""
+    seconds = math.ceil((exc.until - services.clock()).total_seconds())
+    return {"Retry-After": str(max(1, seconds))}
+
+
+def refusal_status(exc: LifecycleError) -> int:
+    """Return the HTTP status of a refused action (the API's and the pages')."""
+    if isinstance(exc, SigningBlockedError):
+        return 429
+    if isinstance(exc, StaleRecordError | ClosedRecordError):
+        return 409
+    if isinstance(exc, NotAllowedError):
+        return 403
+    return 404 if str(exc).startswith("no record") else 422
+
+
 def create_api(services: Services) -> FastAPI:
     """Return the FastAPI application of the JSON API."""
     app = FastAPI(
@@ -121,27 +174,47 @@ def create_api(services: Services) -> FastAPI:
         openapi_url=f"{PREFIX}/openapi.json",
         docs_url=f"{PREFIX}/docs",
         redoc_url=None,
+        max_body_size=MAX_BODY,
+        dependencies=[Depends(same_origin)],  # every route, the pages' too
     )
-    router = APIRouter(prefix=PREFIX)
+    router = APIRouter(prefix=PREFIX, route_class=StrictJSONRoute)
+    app.add_exception_handler(RequestValidationError, validation_error_json)  # type: ignore[arg-type]
+
+    @app.exception_handler(CrossOriginError)
+    async def cross_origin(_request: Request, exc: CrossOriginError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"refused: the request came from another origin ({exc})"},
+            status_code=403,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 413:
+            exc = StarletteHTTPException(413, f"the request body is larger than {MAX_BODY_TEXT}")
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(LifecycleError)
     async def lifecycle_error(_request: Request, exc: LifecycleError) -> JSONResponse:
-        status = 422
-        if isinstance(exc, StaleRecordError):
-            status = 409
-        elif isinstance(exc, NotAllowedError):
-            status = 403
-        elif str(exc).startswith("no record"):
-            status = 404
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        return JSONResponse({"detail": str(exc)}, status_code=refusal_status(exc))
 
-    def signed_in(envmon_session: Annotated[str | None, Cookie()] = None) -> User:
+    def signed_in(request: Request, envmon_session: Annotated[str | None, Cookie()] = None) -> User:
         if not envmon_session:
             raise HTTPException(401, "not signed in")
         try:
-            return services.sessions.user(envmon_session)
+            user = services.sessions.user(envmon_session)
         except AuthenticationError as exc:
             raise HTTPException(401, str(exc)) from None
+        if request.method in UNSAFE_METHODS:
+            check_csrf(request, envmon_session)
+        return user
+
+    def check_csrf(request: Request, session_token: str) -> None:
+        if not csrf_ok(session_token, request.headers.get(CSRF_HEADER)):
+            raise HTTPException(
+                403,
+                f"missing or wrong {CSRF_HEADER} header: send the csrf_token that signing in"
+                " (or GET /api/v1/me) returned",
+            )
 
     def role(*allowed: str) -> Any:  # noqa: ANN401 - FastAPI's Depends() marker is untyped
         def check(user: Annotated[User, Depends(signed_in)]) -> User:
@@ -152,10 +225,17 @@ def create_api(services: Services) -> FastAPI:
         return Depends(check)
 
     @router.post("/session")
-    def sign_in(body: SignIn, response: Response) -> dict[str, str]:
-        """Sign in: sets the session cookie."""
+    def sign_in(request: Request, body: SignIn, response: Response) -> dict[str, str]:
+        """Sign in: sets the session cookie; returns the user and the CSRF token.
+
+        429 with ``Retry-After`` while the client's address is blocked (too many failures).
+        """
         try:
-            token, user = services.sessions.sign_in(body.username, body.password)
+            token, user = services.sessions.sign_in(
+                body.username, body.password, client=client_of(request)
+            )
+        except ThrottledError as exc:
+            raise HTTPException(429, str(exc), headers=retry_after(exc, services)) from None
         except AuthenticationError as exc:
             raise HTTPException(401, str(exc)) from None
         response.set_cookie(
@@ -166,21 +246,37 @@ def create_api(services: Services) -> FastAPI:
             secure=services.secure_cookie,
             path="/",
         )
-        return {"username": user.username, "full_name": user.full_name, "role": user.role}
+        return {
+            "username": user.username,
+            "full_name": user.full_name,
+            "role": user.role,
+            "csrf_token": csrf_token(token),
+        }
 
     @router.delete("/session", status_code=204)
     def sign_out(
-        response: Response, envmon_session: Annotated[str | None, Cookie()] = None
+        request: Request,
+        response: Response,
+        envmon_session: Annotated[str | None, Cookie()] = None,
     ) -> None:
-        """Sign out: ends the session."""
+        """Sign out: ends the session (with the ``X-CSRF-Token`` header)."""
         if envmon_session:
-            services.sessions.sign_out(envmon_session)
+            check_csrf(request, envmon_session)
+            services.sessions.sign_out(envmon_session, client=client_of(request))
         response.delete_cookie(COOKIE, path="/")
 
     @router.get("/me")
-    def me(user: Annotated[User, Depends(signed_in)]) -> dict[str, str]:
-        """Return the signed-in user."""
-        return {"username": user.username, "full_name": user.full_name, "role": user.role}
+    def me(
+        user: Annotated[User, Depends(signed_in)],
+        envmon_session: Annotated[str | None, Cookie()] = None,
+    ) -> dict[str, str]:
+        """Return the signed-in user and the session's CSRF token."""
+        return {
+            "username": user.username,
+            "full_name": user.full_name,
+            "role": user.role,
+            "csrf_token": csrf_token(envmon_session or ""),
+        }
 
     @router.get("/excursions")
     def excursions(
@@ -192,7 +288,7 @@ def create_api(services: Services) -> FastAPI:
         state: str | None = None,
         start_from: datetime | None = None,
         start_to: datetime | None = None,
-        page: Annotated[int, Query(ge=1)] = 1,
+        page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
         page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     ) -> dict[str, Any]:
         """Excursions and data gaps, newest first, filtered and paginated."""
@@ -269,25 +365,41 @@ def create_api(services: Services) -> FastAPI:
         if body.username != user.username:
             raise HTTPException(403, f"sign with your own user id ({user.username})")
 
-    @router.post("/excursions/{record_id}/close")
-    def close(record_id: str, body: Signature, user: Annotated[User, role("qa")]) -> dict[str, int]:
-        """Sign and close (the signer re-enters user id and password)."""
+    def signed(request: Request, user: User, body: Signature, action: str, record_id: str) -> int:
+        """Close or reopen, signed; end the session if signing got blocked for its user."""
         own_signature(user, body)
-        version = life.close(
-            record_id, body.username, body.password, body.meaning, body.reason, version=body.version
-        )
-        return {"version": version}
+        sign = life.close if action == "close" else life.reopen
+        try:
+            return sign(
+                record_id,
+                body.username,
+                body.password,
+                body.meaning,
+                body.reason,
+                version=body.version,
+                client=client_of(request),
+            )
+        except SigningBlockedError as exc:
+            token = request.cookies.get(COOKIE)
+            if exc.ends_session and token:
+                services.sessions.sign_out(
+                    token, client=client_of(request), reason="signing blocked: wrong passwords"
+                )
+            raise
+
+    @router.post("/excursions/{record_id}/close")
+    def close(
+        request: Request, record_id: str, body: Signature, user: Annotated[User, role("qa")]
+    ) -> dict[str, int]:
+        """Sign and close (the signer re-enters user id and password)."""
+        return {"version": signed(request, user, body, "close", record_id)}
 
     @router.post("/excursions/{record_id}/reopen")
     def reopen(
-        record_id: str, body: Signature, user: Annotated[User, role("qa")]
+        request: Request, record_id: str, body: Signature, user: Annotated[User, role("qa")]
     ) -> dict[str, int]:
         """Sign and reopen, with a reason."""
-        own_signature(user, body)
-        version = life.reopen(
-            record_id, body.username, body.password, body.meaning, body.reason, version=body.version
-        )
-        return {"version": version}
+        return {"version": signed(request, user, body, "reopen", record_id)}
 
     users = services.lifecycle.users
 
@@ -319,18 +431,20 @@ def create_api(services: Services) -> FastAPI:
     def change_user(
         username: str, body: UserChange, user: Annotated[User, role("admin")]
     ) -> dict[str, str]:
-        """Change a user's role, disable or enable them, or reset the password (admin only)."""
+        """Change a user's role, disabled flag and/or password (admin only): all or nothing.
+
+        Nobody changes their own role or disables themselves; the last enabled admin
+        stays. A role change, a disable and a password reset end the user's sessions.
+        """
         try:
-            if body.role is not None:
-                users.set_role(username, body.role, actor=user.username, reason=body.reason)
-            if body.disabled is True:
-                users.disable(username, actor=user.username, reason=body.reason)
-            elif body.disabled is False:
-                users.enable(username, actor=user.username, reason=body.reason)
-            if body.password is not None:
-                users.reset_password(
-                    username, body.password, actor=user.username, reason=body.reason
-                )
+            users.change(
+                username,
+                role=body.role,
+                disabled=body.disabled,
+                password=body.password,
+                actor=user.username,
+                reason=body.reason,
+            )
         except UserError as exc:
             raise user_error(exc) from None
         return {"username": username}

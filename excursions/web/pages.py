@@ -5,14 +5,18 @@
 and a form for each action the signed-in role may take in the record's state). Actions are
 POSTed to ``/excursions/{id}/{action}``: success redirects back to the page (303), a refusal
 shows the page again with the reason and the status of the API (403, 404, 409, 422) —
-nothing is changed. Without a session the pages redirect to ``/login``. The session cookie
-is ``SameSite=Strict``, so no other site can submit these forms with it.
+nothing is changed. Without a session the pages redirect to ``/login``. Every form carries
+the session's CSRF token (the sign-in form one bound to its own cookie) and every POST must
+come from the app's own origin (``excursions.web.security``); a forged post gets 403 and a
+page that says nothing was done.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime.
 import io
+import logging
 import math
 import re
+import secrets
 import urllib.parse
 from datetime import datetime
 from pathlib import Path
@@ -20,31 +24,61 @@ from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo
 
 from fastapi import Cookie, FastAPI, Form, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
+from reportlab.platypus.doctemplate import LayoutError
 
 from excursions.lifecycle import (
     ACKNOWLEDGED,
     CLOSED,
+    MAX_COMMENT,
     OPEN,
     QA_FIELDS,
     REOPENED,
     UNDER_REVIEW,
     LifecycleError,
     NotAllowedError,
-    StaleRecordError,
+    SigningBlockedError,
 )
-from excursions.queries import Filters, list_records, record_detail
+from excursions.queries import MAX_PAGE, Filters, list_records, record_detail
 from excursions.report import write_report
 from excursions.series import TrendResult, fetch_trend
 from excursions.trend import trend_svg
-from excursions.users import AuthenticationError, User
-from excursions.web.api import COOKIE, READERS, Services
+from excursions.users import AuthenticationError, ThrottledError, User
+from excursions.web.api import (
+    COOKIE,
+    PREFIX,
+    READERS,
+    Services,
+    client_of,
+    refusal_status,
+    retry_after,
+)
+from excursions.web.security import (
+    CSRF_FIELD,
+    LOGIN_COOKIE,
+    CrossOriginError,
+    csrf_ok,
+    csrf_token,
+    human_errors,
+    validation_error_json,
+)
 
+logger = logging.getLogger(__name__)
 TEMPLATES: Final = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 PAGE_SIZE: Final = 50
 NOT_A_READER: Final = "your role may not read records (admins manage users)"
+NO_REPORT: Final = (
+    "The printable report of this record could not be laid out. This is a defect of envmon,"
+    " not of the record (nothing was changed): please report it. The record page shows"
+    " everything the report would."
+)
+FORGED: Final = (
+    "This form did not come from this site's own page (or the page is too old), so nothing"
+    " was done. Open the page again and resubmit it."
+)
 #: (state, role) → the actions offered on the record page.
 ACTIONS: Final = {
     (OPEN, "operator"): ("acknowledge", "comment"),
@@ -59,12 +93,25 @@ ACTIONS: Final = {
 }
 
 
-def _status(exc: LifecycleError) -> int:
-    if isinstance(exc, StaleRecordError):
-        return 409
-    if isinstance(exc, NotAllowedError):
-        return 403
-    return 404 if str(exc).startswith("no record") else 422
+def _page_number(text: str) -> int:
+    """Return the page number asked for; raise ``ValueError`` with a sentence (no echo)."""
+    if not re.fullmatch(r"[0-9]{1,7}", text) or not 1 <= int(text) <= MAX_PAGE:
+        raise ValueError(f"page: a whole number from 1 to {MAX_PAGE}")
+    return int(text)
+
+
+def _bound(name: str, text: str | None) -> datetime | None:
+    """Return a list filter's time; raise ``ValueError`` with a sentence (no echo)."""
+    if not text:
+        return None
+    example = "(e.g. 2026-01-05T07:00Z)"
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{name}: a date and time with a UTC offset {example}") from None
+    if value.tzinfo is None:
+        raise ValueError(f"{name}: give a UTC offset {example}")
+    return value
 
 
 def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") -> None:
@@ -73,12 +120,51 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
     zone = ZoneInfo(services.site_timezone)
 
     def page(request: Request, name: str, status: int = 200, **context: object) -> HTMLResponse:
+        session_token = request.cookies.get(COOKIE)
+        csrf = csrf_token(session_token) if session_token else ""
         return TEMPLATES.TemplateResponse(
             request,
             name,
-            {"site_name": site_name, "site_timezone": zone.key, **context},
+            {"site_name": site_name, "site_timezone": zone.key, "csrf": csrf, **context},
             status_code=status,
         )
+
+    def login_page(request: Request, status: int = 200, error: str = "") -> HTMLResponse:
+        """Render the sign-in form, its token bound to the form's own cookie (set if missing)."""
+        secret = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
+        response = page(request, "login.html", status, error=error, csrf=csrf_token(secret))
+        if request.cookies.get(LOGIN_COOKIE) != secret:
+            response.set_cookie(
+                LOGIN_COOKIE,
+                secret,
+                httponly=True,
+                samesite="strict",
+                secure=services.secure_cookie,
+                path="/login",
+            )
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def form_error(request: Request, exc: RequestValidationError) -> Response:
+        """Show the page again with a sentence for a refused form field (API: JSON)."""
+        if request.url.path.startswith(PREFIX):
+            return await validation_error_json(request, exc)
+        if request.url.path == "/login":
+            return login_page(request, 422, human_errors(exc))
+        return page(request, "base.html", 422, error=human_errors(exc))
+
+    @app.exception_handler(CrossOriginError)
+    async def cross_origin(request: Request, exc: CrossOriginError) -> Response:
+        """Refuse a form posted from another origin with a page that says so (API: JSON)."""
+        if request.url.path.startswith(PREFIX):
+            return JSONResponse(
+                {"detail": f"refused: the request came from another origin ({exc})"},
+                status_code=403,
+            )
+        if request.url.path == "/login":
+            return login_page(request, 403, FORGED)
+        user = current_user(request.cookies.get(COOKIE))
+        return page(request, "base.html", 403, user=user, error=FORGED)
 
     def current_user(token: str | None) -> User | None:
         if not token:
@@ -97,18 +183,25 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
 
     @app.get("/login", include_in_schema=False)
     def login_form(request: Request) -> HTMLResponse:
-        return page(request, "login.html")
+        return login_page(request)
 
     @app.post("/login", include_in_schema=False)
     def login(
         request: Request,
         username: Annotated[str, Form(max_length=64)],
         password: Annotated[str, Form(max_length=200)],
+        csrf: Annotated[str, Form(alias=CSRF_FIELD, max_length=100)] = "",
     ) -> Response:
+        if not csrf_ok(request.cookies.get(LOGIN_COOKIE), csrf):
+            return login_page(request, 403, FORGED)
         try:
-            token, _user = services.sessions.sign_in(username, password)
+            token, _user = services.sessions.sign_in(username, password, client=client_of(request))
+        except ThrottledError as exc:
+            refused = login_page(request, 429, f"Not signed in: {exc}.")
+            refused.headers.update(retry_after(exc, services))
+            return refused
         except AuthenticationError as exc:
-            return page(request, "login.html", 401, error=str(exc))
+            return login_page(request, 401, str(exc))
         response = RedirectResponse("/excursions", status_code=303)
         response.set_cookie(
             COOKIE, token, httponly=True, samesite="strict", secure=services.secure_cookie
@@ -116,9 +209,16 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
         return response
 
     @app.post("/logout", include_in_schema=False)
-    def logout(envmon_session: Annotated[str | None, Cookie()] = None) -> RedirectResponse:
+    def logout(
+        request: Request,
+        csrf: Annotated[str, Form(alias=CSRF_FIELD, max_length=100)] = "",
+        envmon_session: Annotated[str | None, Cookie()] = None,
+    ) -> Response:
+        if envmon_session and not csrf_ok(envmon_session, csrf):
+            user = current_user(envmon_session)
+            return page(request, "base.html", 403, user=user, error=FORGED)
         if envmon_session:
-            services.sessions.sign_out(envmon_session)
+            services.sessions.sign_out(envmon_session, client=client_of(request))
         response = to_login()
         response.delete_cookie(COOKIE)
         return response
@@ -136,15 +236,8 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
         query = request.query_params
         text = {name: query.get(name) or None for name in Filters.__dataclass_fields__}
         try:
-            number = max(1, int(query.get("page", "1")))
-            bounds = {
-                name: datetime.fromisoformat(value) if value else None
-                for name in ("start_from", "start_to")
-                for value in [text[name]]
-            }
-            for name, value in bounds.items():
-                if value is not None and value.tzinfo is None:
-                    raise ValueError(f"{name}: give a UTC offset (e.g. 2026-01-05T07:00Z)")
+            number = _page_number(query.get("page", "1"))
+            bounds = {name: _bound(name, text[name]) for name in ("start_from", "start_to")}
         except ValueError as exc:
             return page(request, "base.html", 422, user=user, error=str(exc))
         filters = Filters(
@@ -207,6 +300,8 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
             error=error,
             chart=svg,
             chart_error=chart.error,
+            max_text=MAX_COMMENT,
+            qa_limits=QA_FIELDS,
         )
 
     @app.get("/excursions/{record_id}", include_in_schema=False)
@@ -230,7 +325,11 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
             return found
         record, chart = found
         body = io.BytesIO()
-        write_report(record, body, site_name=site_name, chart=chart)
+        try:
+            write_report(record, body, site_name=site_name, chart=chart)
+        except LayoutError:  # a defect of ours (every accepted input prints): never a traceback
+            logger.exception("the report of %s could not be laid out", record_id)
+            return page(request, "base.html", 500, user=user, error=NO_REPORT)
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", record_id)
         return Response(
             body.getvalue(),
@@ -248,7 +347,15 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
         user = current_user(envmon_session)
         if user is None:
             return to_login()
-        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        # Browsers send a textarea's line breaks as CRLF: count them as one character each,
+        # as the textarea's maxlength does.
+        form = {
+            k: v.replace("\r\n", "\n")
+            for k, v in (await request.form()).items()
+            if isinstance(v, str)
+        }
+        if not csrf_ok(envmon_session, form.get(CSRF_FIELD)):
+            return detail_page(request, user, record_id, 403, FORGED)
         try:
             version = int(form.get("version", ""))
         except ValueError:
@@ -276,7 +383,15 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
                     form.get("meaning", ""),
                     form.get("reason", ""),
                     version=version,
+                    client=client_of(request),
                 )
+        except SigningBlockedError as exc:
+            if not exc.ends_session:
+                return detail_page(request, user, record_id, 429, str(exc))
+            services.sessions.sign_out(
+                envmon_session or "", client=client_of(request), reason="signing blocked"
+            )
+            return login_page(request, 429, str(exc))
         except LifecycleError as exc:
-            return detail_page(request, user, record_id, _status(exc), str(exc))
+            return detail_page(request, user, record_id, refusal_status(exc), str(exc))
         return RedirectResponse(f"/excursions/{urllib.parse.quote(record_id)}", status_code=303)

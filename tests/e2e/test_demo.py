@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -76,21 +75,22 @@ def use_the_app(base: str, password: str) -> dict[str, Any]:
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
 
-    def call(path: str, body: dict[str, Any] | None = None, *, form: bool = False) -> Any:
+    csrf: dict[str, str] = {}  # the session's X-CSRF-Token, once signed in
+
+    def call(path: str, body: dict[str, Any] | None = None) -> Any:
         data = None
-        headers = {}
+        headers = dict(csrf)
         if body is not None:
-            if form:
-                data = urllib.parse.urlencode(body).encode()
-            else:
-                data, headers = json.dumps(body).encode(), {"Content-Type": "application/json"}
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
         request = urllib.request.Request(base + path, data=data, headers=headers)
         with opener.open(request, timeout=10) as response:
             text = response.read().decode()
             kind = response.headers.get("Content-Type", "")
             return json.loads(text) if kind.startswith("application/json") else text
 
-    call("/login", {"username": "operator", "password": password}, form=True)
+    signed = call("/api/v1/session", {"username": "operator", "password": password})
+    csrf["X-CSRF-Token"] = signed["csrf_token"]
     listing = call("/api/v1/excursions?page_size=200")
     excursions = [i for i in listing["items"] if i["kind"] == "excursion"]
     chosen = excursions[-1]  # the oldest

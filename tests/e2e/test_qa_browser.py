@@ -8,8 +8,12 @@ Screenshots of the list and the record page are kept in ``var/test-artifacts/``.
 
 from __future__ import annotations
 
+import contextlib
+import html
+import http.server
 import io
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,3 +142,134 @@ def test_operator_acknowledges_qa_signs_viewer_cannot(app_url: tuple[str, str]) 
             browser.close()
     assert (ARTIFACTS / "excursion-list.png").stat().st_size > 0
     assert (ARTIFACTS / "excursion-page.png").stat().st_size > 0
+
+
+@contextlib.contextmanager
+def attacker_site(pages: dict[str, str]) -> Iterator[str]:
+    """Serve ``pages`` (path → HTML) from another port on 127.0.0.1: same site, other origin."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = pages.get(self.path, "").encode()
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def auto_post(action: str, fields: dict[str, str]) -> str:
+    """An attacker's page that posts a form to ``action`` as soon as it loads."""
+    inputs = "".join(
+        f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+        for k, v in fields.items()
+    )
+    return (
+        f'<!doctype html><form id="f" method="post" action="{html.escape(action)}">{inputs}'
+        "</form><script>document.getElementById('f').submit()</script>"
+    )
+
+
+def test_a_page_on_another_port_cannot_post_a_comment_or_a_sign_in(
+    app_url: tuple[str, str],
+) -> None:
+    """CSRF from the same site (127.0.0.1, another port): comment, JSON comment, sign-in refused."""
+    base, record_id = app_url
+    record = f"{base}/excursions/{record_id}"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        try:
+            page = browser.new_page()
+            sign_in(page, base, "olga")
+            page.goto(record)
+            version = page.get_attribute("#form-comment input[name=version]", "value") or "0"
+            forged_json = (
+                "<!doctype html><script>fetch("
+                f"'{base}/api/v1/excursions/{record_id}/comments', {{method: 'POST',"
+                " credentials: 'include', mode: 'no-cors', headers: {'Content-Type':"
+                f" 'text/plain'}}, body: JSON.stringify({{comment: 'forged by fetch', version:"
+                f" {version}}})}}).finally(() => {{document.title = 'sent'}})</script>"
+            )
+            attack = {
+                "/comment.html": auto_post(
+                    f"{record}/comment", {"version": version, "text": "forged comment"}
+                ),
+                "/fetch.html": forged_json,
+                "/login.html": auto_post(
+                    f"{base}/login", {"username": "vic", "password": PASSWORD}
+                ),
+            }
+            with attacker_site(attack) as evil:
+                with page.expect_response(f"{record}/comment") as posted:
+                    page.goto(f"{evil}/comment.html")
+                assert posted.value.status == 403
+                page.wait_for_load_state()
+                assert "did not come from this site" in page.inner_text(".error")
+                page.screenshot(path=str(ARTIFACTS / "csrf-refused-comment.png"), full_page=True)
+                page.goto(f"{evil}/fetch.html")
+                page.wait_for_function("document.title === 'sent'")
+
+                stranger = browser.new_page()  # another browser context: not signed in
+                with stranger.expect_response(f"{base}/login") as signed:
+                    stranger.goto(f"{evil}/login.html")
+                assert signed.value.status == 403
+                stranger.wait_for_load_state()
+                stranger.screenshot(path=str(ARTIFACTS / "csrf-refused-login.png"), full_page=True)
+            page.goto(record)
+            audit = page.inner_text("#audit")
+            assert "forged" not in audit
+            assert page.inner_text("#qa-state") == "open"
+            # Login CSRF: the stranger's browser was not signed in to the attacker's account.
+            stranger.goto(f"{base}/excursions")
+            assert stranger.url == f"{base}/login"
+            assert "Vic Example" not in stranger.inner_text("nav")
+            # Her own forms still work (same origin, with the token).
+            page.fill("#form-comment textarea[name=text]", "a real comment")
+            page.click("#form-comment button[type=submit]")
+            assert "a real comment" in page.inner_text("#audit")
+        finally:
+            browser.close()
+
+
+def test_repeated_wrong_passwords_slow_that_browser_down_with_a_clear_page(
+    app_url: tuple[str, str],
+) -> None:
+    """Five wrong passwords: the sign-in page says when to try again (429), nothing more."""
+    base, _record_id = app_url
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        try:
+            page = browser.new_page()
+            page.goto(f"{base}/login")
+            for password in ["wrong password"] * 5 + [PASSWORD]:
+                page.fill("input[name=username]", "quinn")
+                page.fill("input[name=password]", password)
+                with page.expect_response(f"{base}/login") as answer:
+                    page.click("button[type=submit]")
+            assert answer.value.status == 429
+            page.wait_for_load_state()
+            message = page.inner_text(".error")
+            assert "too many failed attempts for this user id from your address" in message
+            assert "try again after" in message
+            page.screenshot(path=str(ARTIFACTS / "sign-in-throttled.png"), full_page=True)
+        finally:
+            browser.close()

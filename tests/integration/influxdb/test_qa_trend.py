@@ -77,8 +77,10 @@ def test_the_record_page_says_when_influxdb_does_not_answer(engine: Engine) -> N
         clock=clock,
     )
     client = TestClient(create_app(services))
-    signed = client.post("/login", data={"username": "vic", "password": "a long password 1"})
-    assert signed.status_code == 200  # redirected to the list
+    signed = client.post(
+        "/api/v1/session", json={"username": "vic", "password": "a long password 1"}
+    )
+    assert signed.status_code == 200
     page = client.get(f"/excursions/{record_id}")
     assert page.status_code == 200  # the review goes on without the chart
     assert "Trend unavailable: the time-series store did not answer" in page.text

@@ -1,5 +1,5 @@
 """The QA lifecycle on a real PostgreSQL, as the application's role: signed closing and
-reopening, stale forms, row locks between concurrent reviewers, sessions and lockout,
+reopening, stale forms, row locks between concurrent reviewers, sessions and throttling,
 and records and alarms consumed from the bus twice but stored once."""
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from envmon.models import AlarmEvent
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.audit import verify
 from excursions.consumer import consume_events, consume_records
-from excursions.db import AuditEntry, ExcursionRow, TimelineEventRow
+from excursions.db import AuditEntry, ExcursionRow, LoginThrottleRow, TimelineEventRow
 from excursions.lifecycle import Lifecycle, StaleRecordError
 from excursions.records import RecordStore
 from excursions.sessions import Sessions
 from excursions.timeline import TimelineStore, timeline
-from excursions.users import AuthenticationError, User, UserStore
+from excursions.users import MAX_FAILED, AuthenticationError, ThrottledError, User, UserStore
 from tests.unit.excursions.conftest import FAST_HASHER, stored_excursion
 from tests.unit.excursions.test_lifecycle import ASSESSMENT, QA_PASSWORD
 from tests.unit.excursions.test_records import core_events
@@ -115,27 +115,54 @@ def test_two_reviewers_at_once_one_wins_the_other_is_stale(app_engine: Engine) -
         assert verify(session).ok
 
 
-def test_sessions_and_lockout_as_the_app_role(app_engine: Engine) -> None:
+def test_sessions_and_throttling_as_the_app_role(app_engine: Engine) -> None:
+    """Sessions expire; failures block one address for one account (the app role may)."""
     clock = FakeClock(DEFAULT_T0)
     users = UserStore(app_engine, clock=clock, hasher=FAST_HASHER)
     people(users)
     sessions = Sessions(app_engine, users, clock=clock)
-    token, user = sessions.sign_in("olga", PASSWORD)
+    token, user = sessions.sign_in("olga", PASSWORD, client="192.0.2.1")
     assert sessions.user(token).username == user.username == "olga"
     clock.advance(16 * 60)  # idle longer than the timeout
     with pytest.raises(AuthenticationError):
         sessions.user(token)
-    for _ in range(5):
+    for _ in range(MAX_FAILED):
         with pytest.raises(AuthenticationError):
-            users.authenticate("quinn", "wrong password!")
-    with pytest.raises(AuthenticationError):  # locked now, even with the right password
-        users.authenticate("quinn", QA_PASSWORD)
+            users.authenticate("quinn", "wrong password!", client="192.0.2.66")
+    with pytest.raises(ThrottledError):  # blocked there now, even with the right password
+        users.authenticate("quinn", QA_PASSWORD, client="192.0.2.66")
+    assert users.authenticate("quinn", QA_PASSWORD, client="192.0.2.2").username == "quinn"
     with Session(app_engine) as session:
-        locks = session.execute(
-            select(AuditEntry).where(AuditEntry.field == "locked_until")
-        ).scalars()
-        assert [e.actor for e in locks] == ["system:login"]
+        blocks = session.execute(select(AuditEntry).where(AuditEntry.action == "block")).scalars()
+        assert [(e.actor, e.record_id) for e in blocks] == [("system:login", "quinn")]
         assert verify(session).ok
+
+
+def test_first_failures_from_a_new_address_at_once(app_engine: Engine) -> None:
+    """Concurrent first attempts from one address create its counter once and count each."""
+    users = UserStore(app_engine, clock=FakeClock(DEFAULT_T0), hasher=FAST_HASHER)
+    people(users)
+    errors: list[BaseException] = []
+
+    def attempt(username: str) -> None:
+        try:
+            users.authenticate(username, "wrong password!", client="198.51.100.9")
+        except AuthenticationError:
+            pass
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attempt, args=(f"user{n}",)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    with Session(app_engine) as session:
+        counted = session.execute(
+            select(LoginThrottleRow.failures).where(LoginThrottleRow.key == "198.51.100.9")
+        ).scalar_one()
+    assert counted == 8
 
 
 async def test_records_and_alarms_consumed_twice_are_stored_once(app_engine: Engine) -> None:

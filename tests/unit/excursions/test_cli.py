@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
@@ -86,3 +89,24 @@ def test_db_grant_is_for_postgresql(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["db", "grant", "envmon_app", "--db", url])
     assert result.exit_code == 2
     assert "roles are a PostgreSQL feature" in result.output
+
+
+def test_the_cli_actor_is_the_os_account_not_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LOGNAME and USER are the caller's to set: the trail names the effective uid's account."""
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.setenv(name, "mallory")
+    url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade", "--db", url]).exit_code == 0
+    add = ["users", "add", "jane", "--name", "Jane Doe", "--role", "qa", "--db", url]
+    result = runner.invoke(
+        app, [*add, "--reason", "r", "--password-stdin"], input="a long secret 1\n"
+    )
+    assert result.exit_code == 0, result.output
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        actors = set(connection.execute(text("SELECT actor FROM audit_entries")).scalars())
+    engine.dispose()
+    assert actors == {f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"}

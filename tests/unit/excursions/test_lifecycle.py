@@ -13,13 +13,15 @@ from excursions.audit import verify
 from excursions.db import AuditEntry, ExcursionRow
 from excursions.lifecycle import (
     MAX_COMMENT,
+    ClosedRecordError,
     Lifecycle,
     LifecycleError,
     NotAllowedError,
+    SigningBlockedError,
     StaleRecordError,
 )
 from excursions.records import RecordStore
-from excursions.users import User, UserStore
+from excursions.users import MAX_FAILED, User, UserStore
 
 from .conftest import FAST_HASHER
 from .test_records import core_records
@@ -213,3 +215,51 @@ def test_signatures_cannot_be_edited(
     life.close(record_id, "quinn", QA_PASSWORD, "approved", "ok", version=v)
     with pytest.raises(DatabaseError, match="append-only"), engine.begin() as connection:
         connection.execute(text("UPDATE signatures SET meaning = 'reviewed'"))
+
+
+def test_a_closed_record_accepts_nothing_but_reopen(
+    setup: tuple[Lifecycle, str, dict[str, User]], engine: Engine
+) -> None:
+    """Comments on a closed, signed record are refused by the lifecycle; reopening works."""
+    life, record_id, people = setup
+    v = to_review(life, engine, record_id, people)
+    v = life.close(record_id, "quinn", QA_PASSWORD, "approved", "no impact", version=v)
+    with Session(engine) as session:
+        before = session.execute(select(AuditEntry.seq).order_by(AuditEntry.seq.desc())).first()
+    for user in (people["operator"], people["qa"]):
+        with pytest.raises(ClosedRecordError, match=r"closed and signed.*reopen"):
+            life.comment(record_id, user, "added after the signature", version=v)
+    with Session(engine) as session:
+        after = session.execute(select(AuditEntry.seq).order_by(AuditEntry.seq.desc())).first()
+    assert after == before
+    assert version(engine, record_id) == v
+    (signed,) = life.signatures(record_id)
+    assert signed.covers_current_content
+    v = life.reopen(record_id, "quinn", QA_PASSWORD, "reviewed", "new information", version=v)
+    life.comment(record_id, people["operator"], "the new information", version=v)
+
+
+def test_failed_signatures_are_audited_and_five_block_signing(
+    setup: tuple[Lifecycle, str, dict[str, User]], engine: Engine
+) -> None:
+    """Each wrong signature password is audited; the fifth in a row blocks signing a while."""
+    life, record_id, people = setup
+    v = to_review(life, engine, record_id, people)
+    for _ in range(MAX_FAILED - 1):
+        with pytest.raises(LifecycleError, match="wrong user id or password"):
+            life.close(record_id, "quinn", "wrong!", "approved", "r", version=v, client="10.1.1.1")
+    with pytest.raises(SigningBlockedError, match="signed out") as blocked:
+        life.close(record_id, "quinn", "wrong!", "approved", "r", version=v, client="10.1.1.1")
+    assert blocked.value.ends_session
+    with pytest.raises(SigningBlockedError, match="try again after"):
+        life.close(record_id, "quinn", QA_PASSWORD, "approved", "r", version=v, client="10.1.1.1")
+    assert state(engine, record_id) == "under_review"
+    with Session(engine) as session:
+        failed = list(
+            session.execute(
+                select(AuditEntry.actor, AuditEntry.record_id, AuditEntry.reason).where(
+                    AuditEntry.action == "signature_failed"
+                )
+            )
+        )
+    assert failed == [("system:login", "quinn", f"wrong password; close {record_id}")] * MAX_FAILED

@@ -4,23 +4,50 @@ from __future__ import annotations
 
 import io
 import re
+from typing import Any
 
 import pypdf
 import pytest
 from fastapi.testclient import TestClient
+from reportlab.platypus.doctemplate import LayoutError
 from sqlalchemy import Engine
 
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.lifecycle import Lifecycle
 from excursions.sessions import Sessions
-from excursions.web.api import Services
+from excursions.users import MAX_FAILED
+from excursions.web import pages
+from excursions.web.api import COOKIE, Services
 from excursions.web.app import create_app
+from excursions.web.security import csrf_token
 from stream.timeseries import SqliteTimeSeries
 
 from .conftest import stored_excursion
 from .test_lifecycle import ASSESSMENT
 
 PASSWORD = "a long password 1"
+CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
+
+
+class FormClient(TestClient):
+    """A client that sends each form's CSRF token, as the page's own form would.
+
+    Tests of the CSRF defence itself pass their own ``csrf_token`` (or a plain client).
+    """
+
+    def post(self, url: str, *, data: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        if data is not None and "csrf_token" not in data:
+            data = {**data, "csrf_token": self.token(url)}
+        return super().post(url, data=data, **kwargs)
+
+    def token(self, url: str = "") -> str:
+        """Return the token a form posting to ``url`` carries (the sign-in form's its own)."""
+        if url == "/login":
+            match = CSRF.search(self.get("/login").text)
+            assert match, "the sign-in form has no CSRF token"
+            return match.group(1)
+        session = self.cookies.get(COOKIE)
+        return csrf_token(session) if session else ""
 
 
 @pytest.fixture
@@ -38,7 +65,7 @@ def site(engine: Engine, series: SqliteTimeSeries) -> tuple[TestClient, str]:
         series=series,
         clock=clock,
     )
-    return TestClient(create_app(services, site_name="Plant A")), record_id
+    return FormClient(create_app(services, site_name="Plant A")), record_id
 
 
 def sign_in(client: TestClient, username: str) -> None:
@@ -240,6 +267,7 @@ def test_page_matrix(
     url = path.replace("{id}", record_id)
     username = USERS.get(role or "", "nobody")
     form = {
+        "csrf_token": client.token(),  # type: ignore[attr-defined]
         "version": "1",
         "text": "note",
         "reason": "r",
@@ -280,3 +308,131 @@ def test_security_headers_and_no_inline_style_or_script(site: tuple[TestClient, 
     assert css.headers["content-type"].startswith("text/css")
     assert "font-family" in css.text
     assert client.get("/api/v1/me").headers["x-frame-options"] == "DENY"
+
+
+def test_a_closed_record_page_refuses_a_posted_comment(site: tuple[TestClient, str]) -> None:
+    """The page offers no comment form on a closed record, and a forged POST is refused (409)."""
+    client, record_id = site
+    url = f"/excursions/{record_id}"
+    sign_in(client, "olga")
+    page = client.get(url).text
+    client.post(f"{url}/acknowledge", data={"version": version_on(page), "text": "seen"})
+    sign_in(client, "quinn")
+    page = client.get(url).text
+    client.post(f"{url}/start_review", data={"version": version_on(page), "reason": "review"})
+    page = client.get(url).text
+    page = client.post(
+        f"{url}/assess", data={"version": version_on(page), "reason": "assessed", **ASSESSMENT}
+    ).text
+    signature = {"username": "quinn", "password": PASSWORD, "meaning": "approved", "reason": "ok"}
+    page = client.post(f"{url}/close", data={"version": version_on(page), **signature}).text
+    assert 'id="form-comment"' not in page
+    loaded = version_on(page)  # the reopen form's
+    sign_in(client, "olga")
+    refused = client.post(f"{url}/comment", data={"version": loaded, "text": "late"})
+    assert refused.status_code == 409
+    assert "closed and signed" in refused.text
+    assert "late" not in refused.text.split('id="audit"')[1]
+
+
+@pytest.mark.parametrize("page", ["9223372036854775807", "0", "x", "9" * 5000])
+def test_a_page_number_out_of_range_reads_well(site: tuple[TestClient, str], page: str) -> None:
+    """The list page refuses a page number it cannot show with a sentence, not a 500."""
+    client, _ = site
+    client = FormClient(client.app, raise_server_exceptions=False)
+    sign_in(client, "vic")
+    r = client.get("/excursions", params={"page": page})
+    assert r.status_code == 422
+    assert "page: a whole number from 1 to" in r.text
+    assert client.get("/excursions", params={"page": "999999"}).status_code == 200
+
+
+def test_a_form_error_reads_well_and_never_echoes_the_password(
+    site: tuple[TestClient, str],
+) -> None:
+    """An over-long sign-in field gives the sign-in page with a sentence, not JSON with input."""
+    client, _ = site
+    secret = "my secret password that is far too long " * 6
+    r = client.post("/login", data={"username": "olga", "password": secret})
+    assert r.status_code == 422
+    assert "text/html" in r.headers["content-type"]
+    assert "Password: at most 200 characters" in r.text
+    assert "my secret" not in r.text
+
+
+def test_forms_carry_the_sessions_token_and_forged_posts_are_refused(
+    site: tuple[TestClient, str],
+) -> None:
+    """A post without the session's token, or from another origin, does nothing (403)."""
+    client, record_id = site
+    url = f"/excursions/{record_id}"
+    sign_in(client, "olga")
+    page = client.get(url).text
+    token = client.token()  # type: ignore[attr-defined]
+    assert set(CSRF.findall(page)) == {token}  # every form: the sign-out and each action
+    v = version_on(page)
+    for data, headers in [
+        ({"csrf_token": ""}, {}),
+        ({"csrf_token": "forged"}, {}),
+        ({"csrf_token": token}, {"Origin": "http://127.0.0.1:9999"}),
+        ({"csrf_token": token}, {"Origin": "null"}),
+    ]:
+        r = client.post(
+            f"{url}/comment", data={**data, "version": v, "text": "forged"}, headers=headers
+        )
+        assert r.status_code == 403, r.text
+        assert "did not come from this site" in r.text
+        assert "forged" not in r.text.split("</nav>")[-1].split("</p>", 1)[-1]
+    assert version_on(client.get(url).text) == v
+    refused = client.post("/logout", data={"csrf_token": "forged"})
+    assert refused.status_code == 403
+    assert client.get("/excursions").status_code == 200  # still signed in
+    assert client.post("/logout", data={}).status_code == 200  # the form's token: signed out
+
+
+def test_a_forged_sign_in_is_refused(site: tuple[TestClient, str]) -> None:
+    """Sign-in needs the token of the form's own cookie and the app's origin (login CSRF)."""
+    client, _ = site
+    fields = {"username": "vic", "password": PASSWORD}
+    stranger = TestClient(client.app)  # never loaded the form: no cookie, no token
+    r = stranger.post("/login", data=fields, follow_redirects=False)
+    assert r.status_code == 403
+    assert "did not come from this site" in r.text
+    assert COOKIE not in r.cookies
+    r = client.post(
+        "/login", data=fields, headers={"Origin": "http://127.0.0.1:9999"}, follow_redirects=False
+    )
+    assert r.status_code == 403
+    assert COOKIE not in r.cookies
+    r = client.post("/login", data=fields, follow_redirects=False)
+    assert r.status_code == 303
+
+
+def test_a_throttled_sign_in_reads_well(site: tuple[TestClient, str]) -> None:
+    """The sign-in page says when to try again; it does not say whether the user exists."""
+    client, _ = site
+    for _ in range(MAX_FAILED):
+        assert (
+            client.post("/login", data={"username": "olga", "password": "nope"}).status_code == 401
+        )
+    r = client.post("/login", data={"username": "olga", "password": PASSWORD})
+    assert r.status_code == 429
+    assert "Not signed in: too many failed attempts for this user id from your address" in r.text
+    assert "retry-after" in r.headers
+
+
+def test_a_report_that_cannot_be_laid_out_reads_well(
+    site: tuple[TestClient, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should reportlab ever refuse a layout, the user gets a sentence, not a traceback."""
+    client, record_id = site
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise LayoutError("a flowable too large")
+
+    monkeypatch.setattr(pages, "write_report", refuse)
+    sign_in(client, "vic")
+    r = client.get(f"/excursions/{record_id}/report.pdf")
+    assert r.status_code == 500
+    assert "could not be laid out" in r.text
+    assert "flowable" not in r.text

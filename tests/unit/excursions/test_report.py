@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from envmon.cli import app
 from envmon.testing import DEFAULT_T0, FakeClock
-from excursions.lifecycle import Lifecycle
+from excursions.lifecycle import MAX_COMMENT, QA_FIELDS, Lifecycle
 from excursions.queries import record_detail
 from excursions.report import write_report
 from excursions.series import fetch_trend
@@ -102,3 +103,54 @@ def test_report_command(engine: Engine, tmp_path: Path, monkeypatch: pytest.Monk
     missing = runner.invoke(app, ["excursions", "report", "forged", "-o", str(out), "--db", url])
     assert missing.exit_code == 2
     assert "no record 'forged'" in missing.output
+
+
+def longest(marker: str, length: int) -> str:
+    """A text of exactly ``length`` characters: words, lines, and a long unbroken token."""
+    token = f"{marker}TOKEN" + "x" * (min(length, 1200) - len(marker) - 5)
+    words = f"{marker} " + "lorem ipsum dolor sit amet\nconsectetur adipiscing " * length
+    return (token + " " + words)[: length - 1] + "Z"
+
+
+def test_every_accepted_input_prints_at_its_longest(engine: Engine, tmp_path: Path) -> None:
+    """Comments, reasons and QA fields at their maximum lengths, with long tokens, all print."""
+    clock = FakeClock(DEFAULT_T0)
+    record_id, users = stored_excursion(engine, clock)
+    qa = users.add("quinn", longest("NAME", 200), "qa", PASSWORD, actor="admin", reason="t")
+    life = Lifecycle(engine, users, clock=clock)
+    detail = record_detail(engine, record_id)
+    assert detail is not None
+    v = detail["row_version"]
+    inputs = {f"C{n}": longest(f"C{n}", MAX_COMMENT) for n in range(8)}
+    for text in inputs.values():
+        v = life.comment(record_id, qa, text, version=v)
+    inputs["ACK"] = longest("ACK", MAX_COMMENT)
+    v = life.acknowledge(record_id, qa, inputs["ACK"], version=v)
+    inputs["REVIEW"] = longest("REVIEW", MAX_COMMENT)
+    v = life.start_review(record_id, qa, inputs["REVIEW"], version=v)
+    fields = {
+        name: longest(name.upper().replace("_", ""), size)
+        for name, size in QA_FIELDS.items()
+        if name != "root_cause_category"
+    }
+    inputs.update({name.upper().replace("_", ""): text for name, text in fields.items()})
+    inputs["ASSESS"] = longest("ASSESS", MAX_COMMENT)
+    v = life.assess(
+        record_id, qa, {**fields, "root_cause_category": "equipment"}, inputs["ASSESS"], version=v
+    )
+    inputs["CLOSE"] = longest("CLOSE", MAX_COMMENT)
+    life.close(record_id, "quinn", PASSWORD, "approved", inputs["CLOSE"], version=v)
+    detail = record_detail(engine, record_id, ZoneInfo("Europe/Berlin"))
+    assert detail is not None
+    path = tmp_path / "report.pdf"
+    write_report(detail, path, site_name="Plant A")
+    reader = pypdf.PdfReader(path)
+    footer = re.compile(r"Plant A · excursion \S+\s*page \d+ of \d+\s*$")
+    pages = len(reader.pages)
+    text = "".join(footer.sub("", page.extract_text()) for page in reader.pages)
+    flat = "".join(text.split())  # broken lines and long words are joined again
+    for marker, value in inputs.items():
+        assert f"{marker}TOKEN" in flat, marker
+        assert "".join(value.split()) in flat, marker  # every character of it, in order
+    assert "".join(longest("NAME", 200).split()) in flat  # the signature's printed name
+    assert pages < 100

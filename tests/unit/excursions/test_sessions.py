@@ -9,7 +9,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from envmon.testing import DEFAULT_T0, FakeClock
-from excursions.db import SessionRow
+from excursions.db import AuditEntry, SessionRow
 from excursions.sessions import ABSOLUTE, IDLE, Sessions
 from excursions.users import AuthenticationError, UserStore
 
@@ -74,17 +74,39 @@ def test_absolute_expiry_even_when_used(sessions: Sessions, clock: FakeClock) ->
         sessions.user(token)
 
 
-def test_disabling_a_user_ends_their_sessions_and_roles_are_current(
-    sessions: Sessions,
+@pytest.mark.parametrize("change", ["disable", "set_role", "reset_password"])
+def test_a_disable_role_change_or_password_reset_ends_the_users_sessions(
+    sessions: Sessions, change: str
 ) -> None:
+    """Sessions opened before an admin's change are refused; other users' sessions go on."""
     token, _ = sessions.sign_in("olga", PASSWORD)
-    sessions.users.set_role("olga", "qa", actor="admin", reason="promoted")
-    assert sessions.user(token).role == "qa"
-    sessions.users.disable("olga", actor="admin", reason="left")
-    with pytest.raises(AuthenticationError, match="ended"):
+    sessions.users.add("vic", "Vic Example", "viewer", PASSWORD, actor="admin", reason="test")
+    other, _ = sessions.sign_in("vic", PASSWORD)
+    args = {"disable": (), "set_role": ("qa",), "reset_password": ("a new long password",)}
+    getattr(sessions.users, change)("olga", *args[change], actor="admin", reason="because")
+    with pytest.raises(AuthenticationError, match=r"not signed in|ended"):
         sessions.user(token)
+    assert sessions.user(other).username == "vic"
 
 
 def test_an_unknown_token_is_refused(sessions: Sessions) -> None:
     with pytest.raises(AuthenticationError, match="not signed in"):
         sessions.user("forged-token")
+
+
+def test_sign_in_and_sign_out_are_audited_with_the_address(
+    sessions: Sessions, engine: Engine
+) -> None:
+    """Signing in and out are in the audit trail: who, when, from which address."""
+    token, _ = sessions.sign_in("olga", PASSWORD, client="192.0.2.10")
+    sessions.sign_out(token, client="192.0.2.10")
+    sessions.sign_out(token, client="192.0.2.10")  # already ended: nothing more
+    with Session(engine) as session:
+        entries = session.execute(
+            select(AuditEntry).where(AuditEntry.action.in_(("sign_in", "sign_out")))
+        ).scalars()
+        seen = [(e.actor, e.action, e.record_type, e.record_id, e.new_value) for e in entries]
+    assert seen == [
+        ("olga", "sign_in", "user", "olga", '"192.0.2.10"'),
+        ("olga", "sign_out", "user", "olga", '"192.0.2.10"'),
+    ]
