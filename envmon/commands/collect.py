@@ -21,8 +21,8 @@ from typing import Final
 from collectors.buffer import Outbox
 from collectors.mqtt import MqttCollector
 from collectors.opcua import OpcUaCollector
-from collectors.pipeline import CollectorPipeline
-from envmon.bus import ALARMS, BusUnavailableError, Message
+from collectors.pipeline import CollectorPipeline, event_message
+from envmon.bus import BusUnavailableError, Message
 from envmon.commands.stream_worker import ensure_topics
 from envmon.config import load_site
 from envmon.models import SystemEvent, SystemEventKind
@@ -33,10 +33,6 @@ logger = logging.getLogger(__name__)
 
 _RETRY_S: Final = 1.0
 _READY_S: Final = 10.0
-
-
-def _event_message(event: SystemEvent) -> Message:
-    return Message(ALARMS, event.component, event.model_dump_json().encode())
 
 
 async def run_collect(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -63,9 +59,8 @@ async def run_collect(settings: Settings, *, stop: asyncio.Event | None = None) 
     outbox: Outbox | None = None
 
     def on_event(event: SystemEvent) -> None:
-        log = logger.error if event.alarm else logger.info
-        log("%s: %s %s", event.component, event.event.value, event.detail)
-        message = _event_message(event)
+        # Each collector and the buffer log their own events: published here, once.
+        message = event_message(event)
         through_buffer = event.event is not SystemEventKind.BUFFER_FULL and outbox is not None
         if not (through_buffer and outbox is not None and outbox.put([message])):
             direct.append(message)

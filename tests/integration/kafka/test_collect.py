@@ -13,12 +13,21 @@ import pytest
 from typer.testing import CliRunner
 
 from collectors.mosquitto import Mosquitto, publish_all
-from envmon.bus import READINGS
+from collectors.simulators.equipment import Simulation
+from collectors.simulators.opcua_server import EquipmentServer
+from envmon.bus import ALARMS, READINGS
 from envmon.cli import app as cli
+from envmon.commands.collect import run_collect
+from envmon.config import load_site
+from envmon.models import SystemEvent, SystemEventKind
+from envmon.netutil import free_port
+from envmon.settings import Settings
+from envmon.timeutil import utcnow
 from stream.kafka_broker import KafkaBroker
 from tests.integration.mqtt.conftest import mosquitto  # noqa: F401 - the shared broker fixture
 from tests.integration.mqtt.helpers import messages, seq_of, site_yaml
 
+from .pipeline import example_site_file, read_topic
 from .test_outages import read_readings
 
 pytestmark = pytest.mark.timeout(120)
@@ -80,3 +89,55 @@ async def test_mqtt_readings_reach_kafka(
     assert code == 0, log.read_text()
     seqs = sorted(seq_of(r) for r in got)
     assert seqs == list(range(500))
+
+
+async def _wait_for(predicate, what: str, timeout: float = 30.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await predicate():
+            await asyncio.sleep(0.2)
+
+
+class TestCollectorEvents:
+    async def test_one_opcua_disconnect_is_one_message_on_alarms(
+        self, kafka: KafkaBroker, topic_prefix: str, tmp_path: Path
+    ) -> None:
+        """An OPC-UA server going away is published once on envmon.alarms, not twice."""
+        endpoint = f"opc.tcp://127.0.0.1:{free_port()}/envmon/"
+        site_file = example_site_file(
+            tmp_path / "site.yaml", buffer=tmp_path / "buffer.sqlite3", opcua_endpoint=endpoint
+        )
+        site = load_site(site_file)
+        server = EquipmentServer.for_site(
+            site, Simulation(site, start=utcnow(), seed=1), endpoint=endpoint, tick=0.2
+        )
+        settings = Settings(
+            bus="kafka",
+            site=site_file,
+            kafka_bootstrap=kafka.bootstrap,
+            topic_prefix=f"{topic_prefix}.",
+            data_dir=tmp_path / "data",
+        )
+        alarms_topic = settings.topic(ALARMS)
+
+        async def events() -> list[SystemEvent]:
+            values = await read_topic(kafka.bootstrap, alarms_topic, idle_s=0.5)
+            return [SystemEvent.model_validate_json(v) for v in values]
+
+        async def seen(kind: SystemEventKind) -> bool:
+            return any(e.event is kind for e in await events())
+
+        await server.start()
+        stop = asyncio.Event()
+        collect = asyncio.create_task(run_collect(settings, stop=stop))
+        try:
+            await _wait_for(lambda: seen(SystemEventKind.CONNECTED), "connected on the topic")
+            await server.stop()
+            await _wait_for(lambda: seen(SystemEventKind.DISCONNECTED), "disconnected")
+            await asyncio.sleep(3)  # reconnection attempts fail meanwhile: no more events
+        finally:
+            stop.set()
+            await collect
+            await server.stop()
+        kinds = [e.event for e in await events()]
+        assert kinds.count(SystemEventKind.CONNECTED) == 1, kinds
+        assert kinds.count(SystemEventKind.DISCONNECTED) == 1, kinds
