@@ -352,6 +352,8 @@ class Outbox:
                 await asyncio.to_thread(self.ack, rows[-1][0], len(rows))
             else:
                 self._forwarded(rows[-1][0], len(rows))
+            if self._stalled:  # say it flows again as soon as it does
+                self.check_stall()
 
     async def drain(self, bus: Bus, *, timeout: float = 30.0) -> None:
         """Forward until empty (used at shutdown and in tests)."""

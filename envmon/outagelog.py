@@ -170,7 +170,7 @@ class OutageLog(logging.Filter):
             self._thread.start()
 
     def uninstall(self) -> None:
-        """Remove the filter; an outage still going on is said to be so."""
+        """Remove the filter; an outage not yet ended is summarised."""
         for target in self._installed:
             target.removeFilter(self)
         self._installed.clear()
@@ -180,12 +180,14 @@ class OutageLog(logging.Filter):
             thread.join(timeout=5)
         with self._lock:
             since, self._since = self._since, None
-            summary = self._summary() if self._counts else "nothing more held back"
+            now = self._clock()
+            summary = self._summary() if self._counts else "none held back since the last line"
         if since is not None:
             self.out.warning(
-                "%s: still failing when stopped, after %.0f s; %s",
+                "%s: stopping %.0f s into an outage, its last error %.0f s ago; %s",
                 self.what,
-                self._clock() - since,
+                now - since,
+                now - self._last_error,
                 summary,
             )
 

@@ -67,8 +67,9 @@ class TestOutageLog:
         clock.now += 1
         outage_log.check()
         assert len(caplog.records) == 2
-        assert "working again (the outage lasted 20 s, 100000 warnings and errors)" in (
-            lines(caplog)[1]
+        assert (
+            "working again (the outage lasted 20 s, 100000 warnings and errors)"
+            in (lines(caplog)[1])
         )
         assert not outage_log.in_outage
         assert outage_log.suppressed == 99_999
@@ -133,7 +134,7 @@ class TestOutageLog:
         flood.error("Unable connect to node with id %s", 1)
         clock.now += 5
         outage_log.uninstall()
-        assert "still failing when stopped, after 5 s" in lines(caplog)[-1]
+        assert "stopping 5 s into an outage, its last error 5 s ago" in lines(caplog)[-1]
         flood.error("after")
         assert lines(caplog)[-1] == "after"
 

@@ -6,8 +6,11 @@
 - ``ReadingFeed``: numbered readings put into a collector's buffer at a steady rate, and
   ``count_readings`` to compare what went in with what came out (lost, duplicated, out of
   order per sensor);
+- ``MqttFeed``: numbered MQTT messages published to Mosquitto at a steady rate (the
+  equipment of ``tests.integration.mqtt.helpers.site_yaml``);
 - ``broker_outage``: a broker stopped for a while and started again on the same ports and
-  data, while the caller's loop keeps running.
+  data, while the caller's loop keeps running;
+- ``scrape``: a service's Prometheus endpoint read over HTTP.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,11 +29,14 @@ from typing import Any
 import orjson
 import yaml
 from aiokafka import AIOKafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.buffer import Outbox
+from collectors.mosquitto import Mosquitto, publish_all
 from envmon.bus import READINGS, Message
 from envmon.models import Reading
 from stream.kafka_broker import KafkaBroker
+from tests.integration.mqtt.helpers import messages
 
 EXAMPLE_SITE = Path(__file__).resolve().parents[3] / "deploy" / "examples" / "site.yaml"
 T0 = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
@@ -200,3 +207,57 @@ async def broker_outage(broker: KafkaBroker, seconds: float) -> AsyncIterator[No
     yield
     await asyncio.sleep(max(0.0, seconds - (time.monotonic() - stopped)))
     await asyncio.to_thread(broker.start)
+
+
+@dataclass
+class MqttFeed:
+    """Publishes messages 0..total-1 (``tests.integration.mqtt.helpers.messages``) at ``rate``.
+
+    QoS 1, in chunks, each acknowledged by Mosquitto before the next: ``published`` counts
+    what the broker holds for the collector.
+    """
+
+    broker: Mosquitto
+    prefix: str
+    total: int
+    rate: float = 500.0
+    chunk: int = 100
+    published: int = 0
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        """Start publishing in the background."""
+        self._task = asyncio.create_task(self._feed())
+
+    async def _feed(self) -> None:
+        started = time.monotonic()
+        while self.published < self.total:
+            seqs = range(self.published, min(self.published + self.chunk, self.total))
+            await asyncio.to_thread(
+                publish_all, "127.0.0.1", self.broker.port, messages(self.prefix, seqs)
+            )
+            self.published += len(seqs)
+            ahead = self.published / self.rate - (time.monotonic() - started)
+            await asyncio.sleep(max(ahead, 0))
+
+    async def wait(self, timeout: float = 120.0) -> None:
+        """Wait until every message was published."""
+        assert self._task is not None
+        async with asyncio.timeout(timeout):
+            await self._task
+
+
+async def scrape(port: int, host: str = "127.0.0.1") -> dict[tuple[str, str], float]:
+    """Read ``http://host:port/metrics``: {(sample name, its label values joined): value}."""
+
+    def get() -> str:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as response:
+            assert response.status == 200
+            return response.read().decode()
+
+    text = await asyncio.to_thread(get)
+    return {
+        (sample.name, ",".join(sample.labels.values())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }

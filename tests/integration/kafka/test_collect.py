@@ -116,6 +116,7 @@ class TestCollectorEvents:
             kafka_bootstrap=kafka.bootstrap,
             topic_prefix=f"{topic_prefix}.",
             data_dir=tmp_path / "data",
+            collect_metrics_port=0,
         )
         alarms_topic = settings.topic(ALARMS)
 

@@ -1,0 +1,151 @@
+"""Kafka restarting under a running collector: nothing stuck, lost, reordered, or flooding.
+
+Issue 14 item 0: after a broker restart the collector's idempotent producer was out of
+step (``OutOfOrderSequenceNumber`` for ever, aio-libs/aiokafka#1017), the buffer never
+drained until the collector was restarted by hand, nothing said so, and aiokafka logged
+every reconnect attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from collectors.mosquitto import Mosquitto
+from envmon.bus import ALARMS, READINGS, BusUnavailableError, Message
+from envmon.commands.collect import run_collect
+from envmon.models import SystemEvent, SystemEventKind
+from envmon.netutil import free_port
+from envmon.settings import Settings
+from stream.kafka_broker import KafkaBroker, create_topics
+from stream.kafka_bus import KafkaBus
+from tests.integration.mqtt.conftest import mosquitto  # noqa: F401 - the shared broker fixture
+from tests.integration.mqtt.helpers import site_yaml
+
+from .pipeline import MqttFeed, broker_outage, count_readings, read_topic, scrape
+
+pytestmark = pytest.mark.timeout(420)
+
+
+class TestProducerReplacement:
+    async def test_a_spent_sequence_number_replaces_the_producer(
+        self, kafka: KafkaBroker, topic_prefix: str
+    ) -> None:
+        """A batch the broker refused spends its sequence number: a new producer goes on.
+
+        The old producer's every later batch to that partition would be refused as out of
+        order for ever (what a batch expiring during a broker restart does).
+        """
+        topic = f"{topic_prefix}.{READINGS}"
+        await create_topics(kafka.bootstrap, {topic: 1}, config={"max.message.bytes": "2000"})
+        bus = KafkaBus(kafka.bootstrap, topic_prefix=f"{topic_prefix}.", publish_timeout_s=5)
+        first = Message(READINGS, "s", b"first")
+        try:
+            await bus.publish([first])  # the broker now expects this producer's next sequence
+            with pytest.raises(BusUnavailableError, match="MessageSizeTooLarge"):
+                await bus.publish([Message(READINGS, "s", b"x" * 5_000)])
+            batch = [Message(READINGS, "s", f"{i}".encode()) for i in range(100)]
+            async with asyncio.timeout(60):
+                while True:  # as the buffer does: the same batch again until it is taken
+                    try:
+                        await bus.publish(batch)
+                        break
+                    except BusUnavailableError:
+                        await asyncio.sleep(0.5)
+        finally:
+            await bus.stop()
+        assert bus.replacements == 1
+        values = await read_topic(kafka.bootstrap, topic, idle_s=1)
+        assert values == [first.value] + [m.value for m in batch]
+
+
+class TestKafkaRestartUnderCollect:
+    async def test_every_reading_arrives_in_order_and_the_log_stays_short(
+        self,
+        own_kafka: KafkaBroker,
+        mosquitto: Mosquitto,  # noqa: F811 - the imported fixture
+        topic_prefix: str,
+        tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """Kafka down 20 s while MQTT readings flow: all forwarded after, no restart, no flood."""
+        caplog.set_level(logging.INFO)
+        prefix = topic_prefix
+        site = tmp_path / "site.yaml"
+        text = site_yaml(prefix, mosquitto.port).replace(
+            "collectors:\n",
+            "collectors:\n"
+            + textwrap.indent(
+                f"buffer: {{path: {tmp_path / 'buffer.sqlite3'}, stall_alarm_after: 10s}}\n",
+                "  ",
+            ),
+            1,
+        )
+        site.write_text(text)
+        metrics_port = free_port()
+        settings = Settings(
+            bus="kafka",
+            site=site,
+            kafka_bootstrap=own_kafka.bootstrap,
+            topic_prefix=f"{prefix}.",
+            data_dir=tmp_path / "data",
+            collect_metrics_port=metrics_port,
+        )
+        total, rate = 16_000, 400.0
+        stop = asyncio.Event()
+        collect = asyncio.create_task(run_collect(settings, stop=stop))
+        feed = MqttFeed(mosquitto, prefix, total=total, rate=rate)
+        try:
+            async with asyncio.timeout(60):
+                while not any("collecting:" in r.getMessage() for r in caplog.records):
+                    assert not collect.done(), collect
+                    await asyncio.sleep(0.1)
+            feed.start()
+            async with asyncio.timeout(30):
+                while feed.published < 2_000:
+                    await asyncio.sleep(0.1)
+            async with broker_outage(own_kafka, 20):
+                down_at = feed.published
+            back = time.monotonic()
+            await feed.wait(timeout=180)
+            metrics = {}
+            async with asyncio.timeout(120):  # bounded: the buffer drains after the broker is back
+                while metrics.get(("envmon_buffer_messages", "readings"), 1) > 0:
+                    await asyncio.sleep(0.5)
+                    metrics = await scrape(metrics_port)
+            drained_s = time.monotonic() - back
+
+            async def alarms() -> list[SystemEvent]:
+                topic = settings.topic(ALARMS)
+                values = await read_topic(own_kafka.bootstrap, topic, idle_s=0.5)
+                return [SystemEvent.model_validate_json(v) for v in values]
+
+            async with asyncio.timeout(30):  # the stall's end follows the readings at once
+                while SystemEventKind.BUFFER_FLOWING not in [e.event for e in await alarms()]:
+                    await asyncio.sleep(0.5)
+        finally:
+            stop.set()
+            await collect
+        lines = [f"{r.name} {r.levelname} {r.getMessage()}" for r in caplog.records]
+        assert down_at < total  # readings kept coming while Kafka was down
+        count = count_readings(
+            await read_topic(own_kafka.bootstrap, settings.topic(READINGS)), total
+        )
+        print(f"readings: {count}; buffer drained {drained_s:.1f} s after Kafka was back")
+        assert count.missing == []
+        assert count.out_of_order == {}
+        assert drained_s < 90
+        assert metrics[("envmon_collector_readings_total", "mqtt:test")] == total
+        assert metrics[("envmon_buffer_forwarded_total", "readings")] >= total
+
+        # The stall was told on envmon.alarms, then its end, through the events' own path.
+        kinds = [e.event for e in await alarms() if e.component == "buffer"]
+        assert kinds == [SystemEventKind.BUFFER_STALLED, SystemEventKind.BUFFER_FLOWING]
+
+        print(f"{len(lines)} log lines:\n" + "\n".join(line[:200] for line in lines))
+        assert len(lines) < 40, "\n".join(lines)
