@@ -296,7 +296,8 @@ class TestStallAlarm:
             box.put(msgs(1, 5))
             box.check_stall()
         assert [e.event for e in events] == [SystemEventKind.BUFFER_STALLED]
-        assert events[0].alarm and events[0].ts == DEFAULT_T0 + timedelta(seconds=140)
+        assert events[0].alarm
+        assert events[0].ts == DEFAULT_T0 + timedelta(seconds=140)
         assert box.stalled
         box.ack(7, 8)
         box.check_stall()
