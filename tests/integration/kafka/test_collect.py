@@ -27,7 +27,7 @@ from stream.kafka_broker import KafkaBroker
 from tests.integration.mqtt.conftest import mosquitto  # noqa: F401 - the shared broker fixture
 from tests.integration.mqtt.helpers import messages, seq_of, site_yaml
 
-from .pipeline import example_site_file, read_topic
+from .pipeline import example_site_file, read_topic, scrape
 from .test_outages import read_readings
 
 pytestmark = pytest.mark.timeout(120)
@@ -142,3 +142,62 @@ class TestCollectorEvents:
         kinds = [e.event for e in await events()]
         assert kinds.count(SystemEventKind.CONNECTED) == 1, kinds
         assert kinds.count(SystemEventKind.DISCONNECTED) == 1, kinds
+
+    async def test_events_do_not_wait_behind_stuck_readings(
+        self, kafka: KafkaBroker, topic_prefix: str, tmp_path: Path
+    ) -> None:
+        """With the readings' producer stuck, a disconnection still reaches envmon.alarms."""
+        endpoint = f"opc.tcp://127.0.0.1:{free_port()}/envmon/"
+        site_file = example_site_file(
+            tmp_path / "site.yaml", buffer=tmp_path / "buffer.sqlite3", opcua_endpoint=endpoint
+        )
+        site = load_site(site_file)
+        server = EquipmentServer.for_site(
+            site, Simulation(site, start=utcnow(), seed=2), endpoint=endpoint, tick=0.05
+        )
+        metrics_port = free_port()
+        settings = Settings(
+            bus="kafka",
+            site=site_file,
+            kafka_bootstrap=kafka.bootstrap,
+            topic_prefix=f"{topic_prefix}.",
+            data_dir=tmp_path / "data",
+            collect_metrics_port=metrics_port,
+        )
+
+        async def kinds() -> list[SystemEventKind]:
+            values = await read_topic(kafka.bootstrap, settings.topic(ALARMS), idle_s=0.5)
+            return [SystemEvent.model_validate_json(v).event for v in values]
+
+        await server.start()
+        stop = asyncio.Event()
+        collect = asyncio.create_task(run_collect(settings, stop=stop))
+        try:
+            await _wait_for(
+                lambda: _contains(kinds(), SystemEventKind.CONNECTED), "connected on the topic"
+            )
+            # Readings can no longer be published: their topic is gone (no auto-creation).
+            await kafka.delete_topics([settings.topic(READINGS)])
+
+            async def readings_stuck() -> bool:
+                metrics = await scrape(metrics_port)
+                return metrics[("envmon_buffer_messages", "readings")] >= 500
+
+            await _wait_for(readings_stuck, "readings piling up in the buffer", timeout=60)
+            await server.stop()
+            await _wait_for(
+                lambda: _contains(kinds(), SystemEventKind.DISCONNECTED),
+                "disconnected on the topic, ahead of the stuck readings",
+                timeout=20,
+            )
+            metrics = await scrape(metrics_port)
+            assert metrics[("envmon_buffer_messages", "readings")] >= 500
+            assert metrics[("envmon_buffer_messages", "events")] == 0
+        finally:
+            stop.set()
+            await collect
+            await server.stop()
+
+
+async def _contains(values, wanted) -> bool:
+    return wanted in await values
