@@ -3,16 +3,18 @@
 aiokafka logs every failed attempt to reach a broker at ERROR ("Unable connect to node",
 "Unable to update metadata"): a 20-second broker restart gave 221,660 such lines from
 one collector and 134,208 from one stream worker. ``OutageLog`` is a ``logging.Filter``
-put on the library's loggers that turns them into three kinds of line:
+put on the library's loggers that turns its connection errors (``KAFKA_TROUBLE``: how
+their format strings begin) into three kinds of line:
 
-- **one warning when an outage starts** (the first warning or error), with its text;
+- **one warning when an outage starts** (its first connection error), with its text;
 - **a reminder** every ``reminder_s`` while errors keep coming, with how long it has
   lasted and what was held back (each kind of message counted, the latest text of each);
-- **one line when it ends**: no warning or error for ``quiet_s`` (checked every second by a
-  daemon thread, or by ``check``), with the outage's length and count.
+- **one line when it ends**: no connection error for ``quiet_s`` (checked every second by
+  a daemon thread, or by ``check``), with the outage's length and count.
 
-Records below WARNING pass unchanged (they are off at the services' default level anyway),
-and so does any record carrying an exception: an unexpected error is never summarised.
+Every other record passes unchanged: below WARNING, carrying an exception (an unexpected
+error is never summarised), or not about reaching the broker (a rebalance, a missing
+topic: rare, and not an outage; counted as one, they kept a false outage open for good).
 The filter is shared by ``envmon collect``, ``envmon stream worker`` and ``envmon
 excursions consume`` (``kafka_outage_log``); it is thread-safe (faust runs aiokafka
 consumers in threads of their own). The clock is injectable (``check`` with a fake clock
@@ -45,8 +47,29 @@ KAFKA_LOGGERS: Final = (
     "aiokafka.producer.producer",
     "aiokafka.producer.sender",
 )
+#: How aiokafka's messages about an unreachable broker begin (their format strings). Its
+#: other warnings (a rebalance, an unknown topic) are not an outage and pass unchanged.
+KAFKA_TROUBLE: Final = (
+    "Unable connect to",
+    "Unable to request metadata",
+    "Unable to update metadata",
+    "Got error produce response",
+    "Cannot send ",
+    "Could not send ",
+    "Failed fetch messages",
+    "Failed fetch offsets",
+    "Group Coordinator Request failed",
+    "FindCoordinator Request failed",
+    "Error sending ",
+    "Marking the coordinator dead",
+    "Heartbeat session expired",
+    "Heartbeat send request failed",
+    "Heartbeat failed for group %s: coordinator",
+    "OffsetCommit failed",
+    "Auto offset commit failed",
+)
 DEFAULT_REMINDER_S: Final = 60.0
-DEFAULT_QUIET_S: Final = 30.0
+DEFAULT_QUIET_S: Final = 10.0
 _SUMMARY_KINDS: Final = 3  # kinds of message a reminder names (the most frequent)
 _TEXT_CHARS: Final = 300
 
@@ -60,6 +83,7 @@ class OutageLog(logging.Filter):
         *,
         loggers: Iterable[str] = KAFKA_LOGGERS,
         prefix: str | None = "aiokafka.",
+        trouble: tuple[str, ...] = KAFKA_TROUBLE,
         reminder_s: float = DEFAULT_REMINDER_S,
         quiet_s: float = DEFAULT_QUIET_S,
         clock: Callable[[], float] = time.monotonic,
@@ -69,6 +93,7 @@ class OutageLog(logging.Filter):
         self.what = name
         self.logger_names = tuple(loggers)
         self.prefix = prefix
+        self.trouble = trouble
         self.reminder_s = reminder_s
         self.quiet_s = quiet_s
         self.out = out
@@ -93,10 +118,10 @@ class OutageLog(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Let the record through, or count it into the current outage (and say so)."""
-        if record.levelno < logging.WARNING or record.exc_info:
+        kind = str(record.msg)
+        if record.levelno < logging.WARNING or record.exc_info or not kind.startswith(self.trouble):
             return True
         text = _short(record.getMessage())
-        kind = str(record.msg)
         line: tuple[str, tuple[object, ...]] | None = None
         with self._lock:
             now = self._clock()

@@ -117,6 +117,16 @@ class TestOutageLog:
         assert [r.name for r in caplog.records] == ["envmon.outagelog", "flood", "flood"]
         assert caplog.records[-1].exc_info is not None
 
+    def test_other_warnings_of_the_library_pass_and_start_no_outage(
+        self, outage_log: OutageLog, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A rebalance's warnings are not connection trouble: shown, and no outage begins."""
+        flood = logging.getLogger("flood")
+        for _ in range(3):
+            flood.warning("Heartbeat failed for group %s because it is rebalancing", "g")
+        assert [r.name for r in caplog.records] == ["flood"] * 3
+        assert not outage_log.in_outage
+
     def test_other_loggers_are_not_touched(
         self, outage_log: OutageLog, caplog: pytest.LogCaptureFixture
     ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import textwrap
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from tests.integration.mqtt.conftest import mosquitto  # noqa: F401 - the shared
 from tests.integration.mqtt.helpers import site_yaml
 
 from .pipeline import MqttFeed, broker_outage, count_readings, read_topic, scrape
+from .test_worker import make_topics, publish, scenario_csv, settings_for, start_worker, wait_for
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -149,3 +151,73 @@ class TestKafkaRestartUnderCollect:
 
         print(f"{len(lines)} log lines:\n" + "\n".join(line[:200] for line in lines))
         assert len(lines) < 40, "\n".join(lines)
+
+
+#: What aiokafka logs at every attempt while a broker is away (the flood of issue 14).
+FLOOD = (
+    "Unable connect to node",
+    "Unable to update metadata",
+    "Failed fetch messages",
+    "Group Coordinator Request failed",
+    "Got error produce response",
+)
+
+
+class TestKafkaRestartUnderWorker:
+    async def test_the_worker_goes_on_quietly_and_its_metrics_say_so(
+        self, own_kafka: KafkaBroker, topic_prefix: str, tmp_path: Path
+    ) -> None:
+        """envmon stream worker across a 20-s Kafka outage: one summary, every reading handled."""
+        metrics_port = free_port()
+        settings = settings_for(
+            own_kafka, topic_prefix, tmp_path / "worker", worker_metrics_port=metrics_port
+        )
+        await make_topics(settings)
+        readings = scenario_csv(tmp_path / "day.csv")
+        half = len(readings) // 2
+        await publish(settings, readings[:half])
+        log = tmp_path / "worker.log"
+        worker = start_worker(settings, log)
+
+        async def handled(count: int) -> bool:
+            assert worker.poll() is None, log.read_text()[-3000:]
+            try:
+                metrics = await scrape(metrics_port)
+            except OSError:  # not listening yet
+                return False
+            return metrics[("envmon_worker_readings_total", "")] >= count
+
+        try:
+            await wait_for(lambda: handled(half), "the first half handled", 120)
+
+            async def settled() -> bool:  # a start's transient errors are an outage too
+                return (await scrape(metrics_port))[("envmon_kafka_outage", "")] == 0
+
+            await wait_for(settled, "no outage going on", 60)
+            before = len(log.read_text().splitlines())
+            async with broker_outage(own_kafka, 20):
+                pass
+            await publish(settings, readings[half:])
+            await wait_for(lambda: handled(len(readings)), "every reading handled", 120)
+            after = log.read_text().splitlines()[before:]
+
+            async def caught_up() -> bool:
+                metrics = await scrape(metrics_port)
+                lags = [v for (name, _), v in metrics.items() if name == "envmon_worker_lag"]
+                return bool(lags) and sum(lags) == 0
+
+            await wait_for(caught_up, "no lag", 30)
+            metrics = await scrape(metrics_port)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(worker.wait, 60)
+        assert code == 0, log.read_text()[-3000:]
+        assert metrics[("envmon_worker_readings_total", "")] == len(readings)
+        written = metrics[("envmon_worker_last_timeseries_write_timestamp_seconds", "")]
+        assert time.time() - written < 60
+        assert metrics[("envmon_kafka_outages_total", "")] >= 1
+        flood = [line for line in after if any(text in line for text in FLOOD)]
+        print(f"{len(after)} log lines during and after the outage:\n" + "\n".join(after))
+        assert len(flood) <= 3, "\n".join(flood[:20])  # the outage's first and reminder lines
+        assert any("kafka: connection trouble" in line for line in after)
+        assert len(after) < 40
