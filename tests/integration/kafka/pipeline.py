@@ -248,7 +248,10 @@ class MqttFeed:
 
 
 async def scrape(port: int, host: str = "127.0.0.1") -> dict[tuple[str, str], float]:
-    """Read ``http://host:port/metrics``: {(sample name, its label values joined): value}."""
+    """Read ``http://host:port/metrics``: {(sample name, label values joined): value}.
+
+    The label values are joined by commas in the order of the labels' names.
+    """
 
     def get() -> str:
         with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as response:
@@ -257,7 +260,7 @@ async def scrape(port: int, host: str = "127.0.0.1") -> dict[tuple[str, str], fl
 
     text = await asyncio.to_thread(get)
     return {
-        (sample.name, ",".join(sample.labels.values())): sample.value
+        (sample.name, ",".join(v for _, v in sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
