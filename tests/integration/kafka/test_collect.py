@@ -66,9 +66,10 @@ async def test_mqtt_readings_reach_kafka(
         }
     )
     log = tmp_path / "collect.log"
+    metrics_port = free_port()
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "envmon.cli", "collect"],
+            [sys.executable, "-m", "envmon.cli", "collect", "--metrics-port", str(metrics_port)],
             env=env,
             cwd=tmp_path,  # the buffer's relative path lands here
             stdout=out,
@@ -83,12 +84,23 @@ async def test_mqtt_readings_reach_kafka(
             publish_all, "127.0.0.1", mosquitto.port, messages(prefix, range(500))
         )
         got = await read_readings(kafka.bootstrap, topic, 500)
+        metrics = await scrape(metrics_port)  # the counters the README lists, over HTTP
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(30)
     assert code == 0, log.read_text()
     seqs = sorted(seq_of(r) for r in got)
     assert seqs == list(range(500))
+    collector = "mqtt:test"
+    assert metrics[("envmon_collector_received_total", collector)] == 500
+    assert metrics[("envmon_collector_readings_total", collector)] == 500
+    for counter in ("dead_lettered", "refused", "reconnects", "resubscriptions"):
+        assert metrics[(f"envmon_collector_{counter}_total", collector)] == 0
+    assert metrics[("envmon_collector_connected", collector)] == 1
+    assert metrics[("envmon_buffer_messages", "readings")] == 0
+    assert metrics[("envmon_buffer_oldest_age_seconds", "readings")] == 0
+    assert metrics[("envmon_bus_published_total", "readings")] == 500
+    assert metrics[("envmon_bus_producer_replacements_total", "readings")] == 0
 
 
 async def _wait_for(predicate, what: str, timeout: float = 30.0) -> None:
