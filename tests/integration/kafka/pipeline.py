@@ -34,7 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from collectors.buffer import Outbox
 from collectors.mosquitto import Mosquitto, publish_all
 from envmon.bus import READINGS, Message
-from envmon.models import Reading
+from envmon.models import Quality, Reading
 from stream.kafka_broker import KafkaBroker
 from tests.integration.mqtt.helpers import messages
 
@@ -109,6 +109,7 @@ def reading_message(seq: int, sensors: int) -> Message:
         unit="degC",
         ts=T0 + dt.timedelta(seconds=seq),
         received_at=T0 + dt.timedelta(seconds=seq),
+        quality=Quality.GOOD,
         source="test",
     )
     return Message(READINGS, sensor_id, reading.to_json())

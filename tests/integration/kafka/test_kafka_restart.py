@@ -9,7 +9,9 @@ every reconnect attempt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import textwrap
 import time
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from collectors.buffer import Outbox
 from collectors.mosquitto import Mosquitto
 from envmon.bus import ALARMS, READINGS, BusUnavailableError, Message
 from envmon.commands.collect import run_collect
@@ -28,7 +31,14 @@ from stream.kafka_bus import KafkaBus
 from tests.integration.mqtt.conftest import mosquitto  # noqa: F401 - the shared broker fixture
 from tests.integration.mqtt.helpers import site_yaml
 
-from .pipeline import MqttFeed, broker_outage, count_readings, read_topic, scrape
+from .pipeline import (
+    MqttFeed,
+    ReadingFeed,
+    broker_outage,
+    count_readings,
+    read_topic,
+    scrape,
+)
 from .test_worker import make_topics, publish, scenario_csv, settings_for, start_worker, wait_for
 
 pytestmark = pytest.mark.timeout(420)
@@ -221,3 +231,53 @@ class TestKafkaRestartUnderWorker:
         assert any("kafka: connection trouble" in line for line in after)
         assert len(after) < 40
         assert metrics[("envmon_kafka_outages_total", "")] >= 1
+
+
+class TestFrozenBroker:
+    async def test_a_producer_without_acknowledgements_is_replaced_in_order(
+        self, own_kafka: KafkaBroker, topic_prefix: str, tmp_path: Path
+    ) -> None:
+        """A broker frozen (SIGSTOP) with batches in flight: replaced, nothing lost or reordered.
+
+        The old producer's requests may still be in the frozen broker's socket buffers when
+        it is closed; whatever it had not got acknowledged is sent again by the new one.
+        """
+        topic = f"{topic_prefix}.{READINGS}"
+        await create_topics(own_kafka.bootstrap, {topic: 4})
+        outbox = Outbox(tmp_path / "buffer.sqlite3")
+        bus = KafkaBus(
+            own_kafka.bootstrap,
+            topic_prefix=f"{topic_prefix}.",
+            publish_timeout_s=2,
+            replace_after_s=5,
+        )
+        total = 9_000
+        feed = ReadingFeed(outbox, total, rate=300)
+        forwarder = asyncio.create_task(outbox.forward(bus))
+        pid = own_kafka.pid
+        assert pid is not None
+        try:
+            feed.start()
+            async with asyncio.timeout(30):
+                while feed.put < 1_500:
+                    await asyncio.sleep(0.1)
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                await asyncio.sleep(15)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            await feed.wait()
+            async with asyncio.timeout(120):
+                while len(outbox):
+                    await asyncio.sleep(0.2)
+        finally:
+            forwarder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await forwarder
+            await bus.stop()
+            outbox.close()
+        count = count_readings(await read_topic(own_kafka.bootstrap, topic), total)
+        print(f"readings: {count}; {bus.replacements} producer(s) replaced")
+        assert bus.replacements >= 1
+        assert count.missing == []
+        assert count.out_of_order == {}
