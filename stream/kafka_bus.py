@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_PUBLISH_TIMEOUT_S: Final = 15.0
 #: A producer that has had nothing acknowledged for this long is replaced (seconds).
 DEFAULT_REPLACE_AFTER_S: Final = 60.0
+#: How long ``stop`` lets the producer flush before it closes it anyway (seconds).
+STOP_FLUSH_S: Final = 5.0
 _LINGER_MS: Final = 5
 _MAX_BATCH_BYTES: Final = 1 << 20
 _MAX_PENDING: Final = 100_000
@@ -108,10 +110,14 @@ class KafkaBus:
         await self._ensure_producer()
 
     async def stop(self) -> None:
-        """Flush and close the producer."""
+        """Flush (for a few seconds at most) and close the producer.
+
+        What it has not delivered by then is still in the caller's buffer: a stopping
+        service does not wait for a broker that is away (systemd would kill it).
+        """
         producer, self._producer = self._producer, None
         if producer is not None:
-            await _close(producer, self.publish_timeout_s)
+            await _close(producer, min(self.publish_timeout_s, STOP_FLUSH_S))
 
     @property
     def failing(self) -> bool:

@@ -145,8 +145,7 @@ async def run_collect(settings: Settings, *, stop: asyncio.Event | None = None) 
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await bus.stop()
-            await events_bus.stop()
+            await asyncio.gather(bus.stop(), events_bus.stop())
             outbox.close()  # what was not forwarded stays on disk for the next start
             events.close()
 
