@@ -22,6 +22,13 @@ Two paths forward messages, in one order:
 Delivery is at least once: after a crash, rows that reached the bus but were not yet
 deleted are published again (consumers are idempotent by design); nothing committed is
 ever lost.
+
+**Stalls are alarmed.** ``oldest_age`` is how long the oldest message not yet forwarded has
+waited (to about a second; rows found on disk at open count from the open). Once it exceeds
+``stall_alarm_after`` a ``buffer_stalled`` alarm is raised, and ``buffer_flowing`` once it
+is back under it (or the buffer is empty): a bus that takes nothing, or too little to keep
+up, is told to someone before sensors go stale. ``forward`` checks every few seconds;
+``check_stall`` does it now.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Final
@@ -54,6 +61,12 @@ _BACKOFF_MIN_S: Final = 0.05
 _BACKOFF_MAX_S: Final = 5.0
 #: Forwarded rows are deleted with the next put, or after this long without one (seconds).
 IDLE_PURGE_S: Final = 0.5
+#: Put times are remembered at most this often (seconds): the precision of ``oldest_age``.
+_MARK_EVERY_S: Final = 1.0
+#: Most put times remembered; beyond, every other one is dropped (coarser, still bounded).
+_MAX_MARKS: Final = 4_096
+#: How often ``forward`` checks for a stall (seconds; less if stall_alarm_after is short).
+_STALL_CHECK_S: Final = 5.0
 
 EventHandler = Callable[[SystemEvent], None]
 
@@ -88,9 +101,12 @@ class Outbox:
         name: str = "buffer",
         on_event: EventHandler | None = None,
         clock: Callable[[], datetime] = utcnow,
+        stall_alarm_after: float | None = None,
     ) -> None:
         if max_messages < 1:
             raise ValueError("max_messages must be at least 1")
+        if stall_alarm_after is not None and stall_alarm_after <= 0:
+            raise ValueError("stall_alarm_after must be positive (or None: no alarm)")
         self.path = Path(path) if str(path) != ":memory:" else None
         self.max_messages = max_messages
         self.memory_window = max(0, memory_window)
@@ -116,6 +132,14 @@ class Outbox:
         self._window: deque[tuple[int, Message]] = deque()
         self._in_memory = self._depth == 0
         self._full = False
+        self.stall_alarm_after = stall_alarm_after
+        self._stalled = False
+        # (first sequence number put at, time): the oldest unforwarded message was put at or
+        # after the time of the last mark at or before it. Rows already on disk: from now.
+        self._marks: deque[tuple[int, datetime]] = deque()
+        self._mark_every = timedelta(seconds=_MARK_EVERY_S)
+        if self._depth:
+            self._marks.append((0, clock()))
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -127,6 +151,45 @@ class Outbox:
     def full(self) -> bool:
         """True while the buffer refuses new messages."""
         return self._full
+
+    @property
+    def stalled(self) -> bool:
+        """True from a ``buffer_stalled`` alarm until its ``buffer_flowing``."""
+        return self._stalled
+
+    def oldest_age(self, now: datetime | None = None) -> float:
+        """Return how long the oldest message not yet forwarded has waited (s; 0 if none)."""
+        with self._state_lock:
+            if self._depth == 0 or not self._marks:
+                return 0.0
+            oldest = self._forwarded_seq + 1
+            marks = self._marks
+            while len(marks) > 1 and marks[1][0] <= oldest:
+                marks.popleft()
+            since = marks[0][1]
+        return max(0.0, ((now or self._clock()) - since).total_seconds())
+
+    def check_stall(self, now: datetime | None = None) -> None:
+        """Raise ``buffer_stalled`` or ``buffer_flowing`` if the oldest message's age says so."""
+        limit = self.stall_alarm_after
+        if limit is None:
+            return
+        age = self.oldest_age(now)
+        if not self._stalled and age > limit:
+            self._stalled = True
+            self._emit(
+                SystemEventKind.BUFFER_STALLED,
+                f"the oldest of {self._depth:,} messages has waited {age:.0f} s "
+                f"(stall_alarm_after {limit:g} s): the bus does not take them",
+                alarm=True,
+            )
+        elif self._stalled and age <= limit:
+            self._stalled = False
+            self._emit(
+                SystemEventKind.BUFFER_FLOWING,
+                f"forwarding again: {self._depth:,} messages waiting, the oldest for {age:.0f} s",
+                alarm=False,
+            )
 
     def put(self, messages: Sequence[Message]) -> bool:
         """Store messages durably, in order; False (and an alarm) if they do not fit."""
@@ -176,9 +239,11 @@ class Outbox:
             raise
         self._deleted_seq = max(self._deleted_seq, forwarded)
         self._next_seq = first + n
+        now = self._clock()
         with self._state_lock:
             self._depth += n
             self.stats.accepted += n
+            self._mark(first, now)
             if self._in_memory:
                 if len(self._window) + n <= self.memory_window:
                     self._window.extend(zip(range(first, first + n), messages, strict=True))
@@ -224,8 +289,27 @@ class Outbox:
         one.
         """
         self._loop = asyncio.get_running_loop()
-        self._wakeup = wakeup = asyncio.Event()
+        self._wakeup = asyncio.Event()
+        monitor = None
+        if self.stall_alarm_after is not None:
+            monitor = asyncio.create_task(self._watch_stall(), name=f"{self.name}:stall")
+        try:
+            await self._forward(bus, batch, idle_purge_s)
+        finally:
+            if monitor is not None:
+                monitor.cancel()
+
+    async def _watch_stall(self) -> None:
+        interval = min(_STALL_CHECK_S, (self.stall_alarm_after or _STALL_CHECK_S) / 4)
+        while True:
+            await asyncio.sleep(interval)
+            self.check_stall()
+
+    async def _forward(self, bus: Bus, batch: int, idle_purge_s: float) -> None:
+        wakeup = self._wakeup
+        assert wakeup is not None
         backoff = _BACKOFF_MIN_S
+        failed = 0  # attempts failed in a row
         while True:
             from_disk = False
             with self._state_lock:
@@ -244,18 +328,32 @@ class Outbox:
                 await bus.publish([m for _, m in rows])
             except BusUnavailableError as exc:
                 self.stats.publish_failures += 1
-                logger.warning(
-                    "%s: bus unavailable (%s); retrying in %.2f s", self.name, exc, backoff
+                failed += 1
+                # The first failure of an outage is a warning, the retries are not (one
+                # every few seconds for as long as it lasts), its end is one line.
+                (logger.warning if failed == 1 else logger.debug)(
+                    "%s: bus unavailable (%s); retrying every %.0f s at most, %d waiting",
+                    self.name,
+                    exc,
+                    _BACKOFF_MAX_S,
+                    self._depth,
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX_S)
                 continue
+            if failed:
+                logger.info(
+                    "%s: the bus takes messages again after %d attempt(s)", self.name, failed
+                )
+                failed = 0
             backoff = _BACKOFF_MIN_S
             if from_disk:
                 self.stats.read_from_disk += len(rows)
                 await asyncio.to_thread(self.ack, rows[-1][0], len(rows))
             else:
                 self._forwarded(rows[-1][0], len(rows))
+            if self._stalled:  # say it flows again as soon as it does
+                self.check_stall()
 
     async def drain(self, bus: Bus, *, timeout: float = 30.0) -> None:
         """Forward until empty (used at shutdown and in tests)."""
@@ -277,6 +375,18 @@ class Outbox:
 
     # ------------------------------------------------------------------ internals
 
+    def _mark(self, seq: int, now: datetime) -> None:
+        """Remember when ``seq`` was put, if the last mark is old enough; hold _state_lock."""
+        marks = self._marks
+        if marks and now - marks[-1][1] < self._mark_every:
+            return
+        marks.append((seq, now))
+        if len(marks) > _MAX_MARKS:  # a long outage: halve the precision, keep the bound
+            kept = list(marks)[::2]
+            marks.clear()
+            marks.extend(kept)
+            self._mark_every *= 2
+
     def _forwarded(self, upto_seq: int, count: int) -> None:
         """Advance the forwarded mark (the rows are deleted later, see the module doc)."""
         recovered = False
@@ -289,6 +399,9 @@ class Outbox:
                 window.popleft()
             self._depth -= count
             self.stats.forwarded += count
+            if self._depth == 0:
+                self._marks.clear()
+                self._mark_every = timedelta(seconds=_MARK_EVERY_S)
             if self._depth == 0 and not self._in_memory:
                 # Caught up after forwarding from disk: back on the memory path. Safe under
                 # the state lock alone: a put updates the depth and the window under it too.

@@ -16,8 +16,9 @@ auto-reconnect: a lost connection (server restart, network break, failed health 
 torn down and rebuilt with exponential back-off, and every subscription is re-created on the
 new session. A watchdog re-creates a subscription that stayed silent (no notification and no
 keep-alive) for longer than ``watchdog.silence_timeout``. Reconnections and re-created
-subscriptions are counted in ``CollectorCounters`` and reported as ``SystemEvent``s on the
-alarms topic. asyncua's objects never leave this module.
+subscriptions are counted in ``CollectorCounters`` and reported as ``SystemEvent``s to
+``on_event`` (the composition root publishes them on the alarms topic, once). asyncua's
+objects never leave this module.
 
 Servers report a node only when it changes, even with the StatusValueTimestamp trigger
 (node-opcua does so; asyncua reports writes only). So that a steady value is not taken for
@@ -38,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import functools
 import json
 import logging
@@ -59,7 +59,6 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from collectors.pipeline import CollectorCounters, CollectorPipeline, RawPayload
-from envmon.bus import ALARMS, Message
 from envmon.config.opcua import (
     BrowseSegment,
     NodeConfig,
@@ -1047,16 +1046,17 @@ class OpcUaCollector:
         self._wake.set()
 
     def _emit(self, kind: SystemEventKind, detail: str, *, alarm: bool = False) -> None:
+        """Log an event and hand it to ``on_event`` (which publishes it, like the MQTT side's)."""
         log = logger.warning if alarm else logger.info
         log("%s: %s", self.component, detail)
-        event = SystemEvent(
-            event=kind, component=self.component, ts=self._clock(), alarm=alarm, detail=detail
-        )
-        message = Message(ALARMS, self.component, event.model_dump_json().encode())
-        with contextlib.suppress(RuntimeError):  # the buffer was closed under us (shutdown)
-            self.pipeline.outbox.put([message])
         if self._on_event is not None:
-            self._on_event(event)
+            event = SystemEvent(
+                event=kind, component=self.component, ts=self._clock(), alarm=alarm, detail=detail
+            )
+            try:
+                self._on_event(event)
+            except Exception:
+                logger.exception("%s: event handler failed", self.component)
 
 
 def _proof_periods(

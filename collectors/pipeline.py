@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from collectors.buffer import Outbox
-from envmon.bus import DEADLETTER, READINGS, Message
-from envmon.models import DeadLetter, ProofOfLife, Reading
+from envmon.bus import ALARMS, DEADLETTER, READINGS, Message
+from envmon.models import DeadLetter, ProofOfLife, Reading, SystemEvent
 from envmon.timeutil import utcnow
 
 
@@ -32,6 +32,11 @@ class CollectorCounters:
     def as_dict(self) -> dict[str, int]:
         """Return the counters as a plain dict."""
         return asdict(self)
+
+
+def event_message(event: SystemEvent) -> Message:
+    """Return a collector's or buffer's event as its message on ``envmon.alarms``."""
+    return Message(ALARMS, event.component, event.model_dump_json().encode())
 
 
 @dataclass(frozen=True, slots=True)

@@ -217,12 +217,37 @@ SettingsFileOption = Annotated[
 SiteOption = Annotated[
     Path | None, typer.Option("--site", help="Site configuration (else ENVMON_SITE).")
 ]
+MetricsPortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        help="Port of the Prometheus /metrics endpoint (0: off; else the service's setting).",
+    ),
+]
+MetricsHostOption = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics-host", help="Address /metrics listens on (else ENVMON_METRICS_HOST, 127.0.0.1)."
+    ),
+]
+
+
+def _metrics_overrides(setting: str, port: int | None, host: str | None) -> dict[str, object]:
+    """Return the settings the --metrics-* options override."""
+    overrides: dict[str, object] = {}
+    if port is not None:
+        overrides[setting] = port
+    if host is not None:
+        overrides["metrics_host"] = host
+    return overrides
 
 
 @app.command("collect")
 def collect(
     settings_file: SettingsFileOption = None,
     site: SiteOption = None,
+    metrics_port: MetricsPortOption = None,
+    metrics_host: MetricsHostOption = None,
 ) -> None:
     """Run the site's MQTT and OPC-UA collectors, publishing readings to Kafka."""
     import asyncio
@@ -233,7 +258,7 @@ def collect(
     from envmon.settings import SettingsError, load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    overrides: dict[str, object] = {}
+    overrides = _metrics_overrides("collect_metrics_port", metrics_port, metrics_host)
     if site is not None:
         overrides["site"] = site
     with _refused(SettingsError, ConfigError):
@@ -249,13 +274,16 @@ def stream_worker(
     settings_file: SettingsFileOption = None,
     site: SiteOption = None,
     loglevel: Annotated[str, typer.Option("--loglevel", help="faust/python log level.")] = "info",
+    metrics_port: MetricsPortOption = None,
+    metrics_host: MetricsHostOption = None,
 ) -> None:
     """Run one stream worker: readings from Kafka through the core, alarms and records out."""
     from envmon.commands.stream_worker import run_worker
     from envmon.errors import ConfigError
     from envmon.settings import SettingsError, load_settings
 
-    overrides: dict[str, object] = {"bus": "kafka"}
+    overrides = _metrics_overrides("worker_metrics_port", metrics_port, metrics_host)
+    overrides["bus"] = "kafka"
     if site is not None:
         overrides["site"] = site
     with _refused(SettingsError, ConfigError):
@@ -643,7 +671,12 @@ app.add_typer(excursions_app, name="excursions")
 
 
 @excursions_app.command("consume")
-def excursions_consume(settings_file: SettingsFileOption = None, db: DbOption = None) -> None:
+def excursions_consume(
+    settings_file: SettingsFileOption = None,
+    db: DbOption = None,
+    metrics_port: MetricsPortOption = None,
+    metrics_host: MetricsHostOption = None,
+) -> None:
     """Store the excursion records and data gaps published on Kafka, until SIGTERM."""
     import asyncio
     import logging
@@ -652,8 +685,9 @@ def excursions_consume(settings_file: SettingsFileOption = None, db: DbOption = 
     from envmon.settings import SettingsError, load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    overrides = _metrics_overrides("records_metrics_port", metrics_port, metrics_host)
     with _refused(SettingsError):
-        settings = load_settings(settings_file)
+        settings = load_settings(settings_file, **overrides)
         asyncio.run(run_consume(settings, db or settings.records_url))
 
 

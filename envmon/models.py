@@ -381,6 +381,8 @@ class SystemEventKind(StrEnum):
 
     BUFFER_FULL = "buffer_full"
     BUFFER_OK = "buffer_ok"
+    BUFFER_STALLED = "buffer_stalled"  # its oldest message waited over stall_alarm_after
+    BUFFER_FLOWING = "buffer_flowing"  # ... and is back under it (clears buffer_stalled)
     DISCONNECTED = "disconnected"
     CONNECTED = "connected"
     SUBSCRIPTION_SILENT = "subscription_silent"

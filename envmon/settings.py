@@ -41,6 +41,10 @@ from envmon.errors import EnvmonError
 
 ENV_PREFIX: Final = "ENVMON_"
 SETTINGS_FILE_VAR: Final = "ENVMON_SETTINGS_FILE"
+#: Ports of the services' Prometheus endpoints (``/metrics``), on ``metrics_host``.
+DEFAULT_COLLECT_METRICS_PORT: Final = 9471
+DEFAULT_WORKER_METRICS_PORT: Final = 9472
+DEFAULT_RECORDS_METRICS_PORT: Final = 9473
 
 
 class SettingsError(EnvmonError):
@@ -109,6 +113,30 @@ class Settings(BaseSettings):
         ge=1,
         le=1_000_000,
         description="most readings per time-series write (also written at every checkpoint)",
+    )
+
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="address the services' Prometheus endpoints listen on (loopback only)",
+    )
+    collect_metrics_port: int = Field(
+        default=DEFAULT_COLLECT_METRICS_PORT,
+        ge=0,
+        le=65_535,
+        description="port of envmon collect's /metrics (0: off)",
+    )
+    worker_metrics_port: int = Field(
+        default=DEFAULT_WORKER_METRICS_PORT,
+        ge=0,
+        le=65_535,
+        description="port of envmon stream worker's /metrics (0: off; one per worker on a host)",
+    )
+    records_metrics_port: int = Field(
+        default=DEFAULT_RECORDS_METRICS_PORT,
+        ge=0,
+        le=65_535,
+        description="port of envmon excursions consume's /metrics (0: off)",
     )
 
     records_db: SecretStr = Field(

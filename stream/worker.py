@@ -167,6 +167,8 @@ PIPELINE_DEPTH: Final = 4
 EVALUATE_SLICE: Final = 500
 #: How long a stopping worker waits for the batches in its pipeline to complete.
 SHUTDOWN_DRAIN_S: Final = 10.0
+#: How often the lag of the partitions read here is measured for the metrics (seconds).
+LAG_EVERY_S: Final = 5.0
 #: gc.set_threshold of a worker (CPython's default: 700, 10, 10).
 GC_THRESHOLD: Final = (50_000, 20, 10)
 _LEVELS: Final = (None, Level.ALERT, Level.ACTION)
@@ -626,6 +628,9 @@ class StreamWorker:
         self._pending = _Uncommitted(self._epoch)  # since the last checkpoint
         self._checkpointed_at = time.monotonic()
         self.checkpoints = 0  #: checkpoints committed
+        #: partition → readings in Kafka not yet evaluated here (every LAG_EVERY_S; metrics)
+        self.lag: dict[int, int] = {}
+        self.last_series_write: datetime | None = None  #: when a time-series write last ended
         self._stopping = False
         self._stopped_producing = False  # the producer is stopped for good (see _producing)
         self._busy = False  # the agent is handling a batch
@@ -678,6 +683,7 @@ class StreamWorker:
         if settings.tick_s > 0:
             app.timer(settings.tick_s)(self._tick)
         app.timer(SEEK_AGAIN_S)(self._holes_timer)
+        app.timer(LAG_EVERY_S)(self._measure_lag)
         if settings.checkpoint_interval_s > 0:
             app.timer(settings.checkpoint_interval_s / 4)(self._checkpoint_timer)
         app.on_partitions_revoked.connect(self._revoked)
@@ -964,6 +970,7 @@ class StreamWorker:
         most = self.settings.timeseries_batch_max
         for start in range(0, len(points), most):
             await self.sink.write(points[start : start + most])
+        self.last_series_write = self.clock()
 
     async def _complete(self, stage: _Stage, previous: _Stage | None) -> None:
         """Complete one stage: outputs acknowledged, state saved, series stored, commit."""
@@ -1124,6 +1131,26 @@ class StreamWorker:
         await intake.commit({TopicPartition(topic, p): offset for p, offset in positions.items()})
 
     # -- timers ----------------------------------------------------------------------
+
+    async def _measure_lag(self) -> None:
+        """Note how far each partition read here is behind its end (for the metrics only).
+
+        Never fatal: with Kafka down the last values stay (the metrics say so otherwise).
+        """
+        intake = self.intake
+        if intake is None:
+            return
+        tps = [tp for tp in intake.assignment() if tp.partition in self.offsets]
+        try:
+            async with asyncio.timeout(LAG_EVERY_S / 2):  # faust warns of overlapping runs
+                ends = await intake.end_offsets(tps) if tps else {}
+        except Exception:  # a measurement: the intake itself reports real trouble
+            return
+        self.lag = {
+            tp.partition: max(0, ends[tp] - self.offsets.position(tp.partition))
+            for tp in tps
+            if tp in ends and tp.partition in self.offsets
+        }
 
     async def _holes_timer(self) -> None:
         if self._holes:

@@ -4,6 +4,7 @@
 #   deploy/scripts/kafka.sh fetch                        resolve the broker jars only
 #   deploy/scripts/kafka.sh start [--daemon] [DIR] [PORT] format DIR if new, run the broker
 #   deploy/scripts/kafka.sh stop [DIR]                   stop a --daemon broker (SIGTERM)
+#   deploy/scripts/kafka.sh cluster-id                   print a new cluster id (as start does)
 #
 # The broker listens on 127.0.0.1:PORT (default 9092), its controller on
 # 127.0.0.1:CONTROLLER_PORT (env ENVMON_KAFKA_CONTROLLER_PORT, default PORT+1), and keeps
@@ -33,7 +34,7 @@ home="${ENVMON_KAFKA_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/envmon/kafka-$version
 libs="$home/libs"
 heap_opts="${ENVMON_KAFKA_HEAP_OPTS:--Xmx512m -Xms64m}"
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 
 java_bin() {
   if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
@@ -71,6 +72,18 @@ fetch() {
   # Another process may have finished first: keep its copy.
   mv -T "$staging" "$libs" 2>/dev/null || rm -rf "$staging"
   echo "Kafka $version jars: $libs" >&2
+}
+
+# A KRaft cluster id: a Kafka Uuid, URL-safe base64 of 16 random bytes without padding.
+# Like Kafka's Uuid.randomUuid (and stream/kafka_broker.py), never one starting with '-':
+# the storage tool would take it for an option (1 format in 64 failed that way).
+new_cluster_id() {
+  local id
+  while :; do
+    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    [[ "$id" == -* ]] || break
+  done
+  echo "$id"
 }
 
 render_config() {  # DIR PORT CONTROLLER_PORT
@@ -122,9 +135,8 @@ start() {
     "-Dkafka.logs.dir=$dir/logs" "-Dlog4j2.configurationFile=$log_conf"
     "-Denvmon.kafka.appender=$appender" -cp "$libs/*")
   if [[ ! -f "$dir/data/meta.properties" ]]; then
-    # A Kafka cluster id: URL-safe base64 of 16 random bytes, without padding.
     local cluster_id
-    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    cluster_id="$(new_cluster_id)"
     echo "formatting $dir/data (cluster id $cluster_id)" >&2
     "${jvm[@]}" kafka.tools.StorageTool format \
       --cluster-id "$cluster_id" --config "$dir/server.properties" --ignore-formatted >&2
@@ -166,6 +178,7 @@ case "${1:-}" in
   fetch) fetch ;;
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
+  cluster-id) new_cluster_id ;;
   -h|--help|help) usage ;;
   *) usage >&2; exit 2 ;;
 esac

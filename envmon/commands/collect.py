@@ -5,9 +5,13 @@ buffer (``collectors.buffer`` in the site file) and forwards the buffer to the b
 settings name. Outside ``envmon demo`` the bus must be Kafka (``ENVMON_BUS=kafka``): the
 in-process bus only connects components inside one process.
 
-The collectors' own events (connected, disconnected, silent subscription, buffer full) are
-logged and published to ``envmon.alarms``: through the buffer like readings, except
-``buffer_full``, which cannot go through the full buffer and is published directly.
+The collectors' and the buffer's own events (connected, disconnected, silent
+subscription, buffer full or stalled) go to ``envmon.alarms`` through a small durable
+buffer of their own (``BufferConfig.events_path``) and a producer of their own: they are
+not lost while Kafka is down, and they never wait behind thousands of buffered readings or
+a readings producer that is stuck. Counters and buffer ages are served to Prometheus
+(``collect_metrics_port``); aiokafka's connection errors are summarised per outage
+(``envmon.outagelog``).
 """
 
 from __future__ import annotations
@@ -21,22 +25,22 @@ from typing import Final
 from collectors.buffer import Outbox
 from collectors.mqtt import MqttCollector
 from collectors.opcua import OpcUaCollector
-from collectors.pipeline import CollectorPipeline
-from envmon.bus import ALARMS, BusUnavailableError, Message
+from collectors.pipeline import CollectorPipeline, event_message
 from envmon.commands.stream_worker import ensure_topics
 from envmon.config import load_site
-from envmon.models import SystemEvent, SystemEventKind
+from envmon.metrics import Describe, MetricSet, describe_outages, registry_of, serve_metrics
+from envmon.models import SystemEvent
+from envmon.outagelog import kafka_outage_log
 from envmon.settings import Settings, SettingsError
 from stream.kafka_bus import KafkaBus
 
 logger = logging.getLogger(__name__)
 
-_RETRY_S: Final = 1.0
 _READY_S: Final = 10.0
+#: Bound of the events' buffer: a flapping connection during a week of Kafka outage.
+EVENTS_MAX_MESSAGES: Final = 100_000
 
-
-def _event_message(event: SystemEvent) -> Message:
-    return Message(ALARMS, event.component, event.model_dump_json().encode())
+Collector = MqttCollector | OpcUaCollector
 
 
 async def run_collect(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -47,88 +51,181 @@ async def run_collect(settings: Settings, *, stop: asyncio.Event | None = None) 
             "(the in-process bus exists only inside envmon demo)"
         )
     site = load_site(settings.site)
-    await ensure_topics(settings)  # readings wait behind an event to a missing topic
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
-    bus = KafkaBus(
-        settings.kafka_bootstrap,
-        client_id=f"{settings.kafka_client_id}-collect",
-        topic_prefix=settings.topic_prefix,
-    )
-    direct: list[Message] = []  # events that cannot go through the buffer
-
-    outbox: Outbox | None = None
-
-    def on_event(event: SystemEvent) -> None:
-        log = logger.error if event.alarm else logger.info
-        log("%s: %s %s", event.component, event.event.value, event.detail)
-        message = _event_message(event)
-        through_buffer = event.event is not SystemEventKind.BUFFER_FULL and outbox is not None
-        if not (through_buffer and outbox is not None and outbox.put([message])):
-            direct.append(message)
-            loop.call_soon_threadsafe(wake.set)
-
-    wake = asyncio.Event()
-    buffer = site.collectors.buffer
-    outbox = Outbox(buffer.path, max_messages=buffer.max_messages, on_event=on_event)
-
-    def pipeline(source: str) -> CollectorPipeline:
-        return CollectorPipeline(outbox, source=source)
-
-    collectors: list[MqttCollector | OpcUaCollector] = [
-        MqttCollector(c, site, pipeline(f"mqtt:{c.id}"), on_event=on_event)
-        for c in site.collectors.mqtt
-        if c.enabled
-    ]
-    collectors += [
-        OpcUaCollector(c, site.sensors(), pipeline(f"opcua:{c.id}"), on_event=on_event)
-        for c in site.collectors.opcua
-        if c.enabled
-    ]
-    forwarder = asyncio.create_task(outbox.forward(bus), name="forward")
-    publisher = asyncio.create_task(_publish_direct(bus, direct, wake), name="events")
-    try:
-        for collector in collectors:
-            await collector.start()
-        for collector in collectors:  # a broker that is down is retried meanwhile
-            if isinstance(collector, MqttCollector):  # subscribed: nothing published is missed
-                try:
-                    await collector.wait_ready(_READY_S)
-                except TimeoutError:
-                    logger.warning(
-                        "%s: not subscribed after %g s; retrying", collector.component, _READY_S
-                    )
-        logger.info(
-            "collecting: %d collector(s), buffer %s, kafka %s",
-            len(collectors),
-            buffer.path,
-            settings.kafka_bootstrap,
+    with kafka_outage_log() as outage_log:
+        await ensure_topics(settings)  # readings wait behind an event to a missing topic
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, stop.set)
+        client_id = f"{settings.kafka_client_id}-collect"
+        bus = KafkaBus(
+            settings.kafka_bootstrap, client_id=client_id, topic_prefix=settings.topic_prefix
         )
-        await stop.wait()
-    finally:
+        events_bus = KafkaBus(
+            settings.kafka_bootstrap,
+            client_id=f"{client_id}-events",
+            topic_prefix=settings.topic_prefix,
+        )
+        buffer = site.collectors.buffer
+        # The events' own buffer says what happens to it in the log only (and the metrics).
+        events = Outbox(
+            buffer.events_path,
+            max_messages=EVENTS_MAX_MESSAGES,
+            name="event buffer",
+            stall_alarm_after=buffer.stall_alarm_after,
+        )
+
+        def on_event(event: SystemEvent) -> None:
+            # Each collector and the buffer log their own events: published here, once.
+            # A full events buffer logs its refusal itself (buffer_full).
+            events.put([event_message(event)])
+
+        outbox = Outbox(
+            buffer.path,
+            max_messages=buffer.max_messages,
+            on_event=on_event,
+            stall_alarm_after=buffer.stall_alarm_after,
+        )
+
+        def pipeline(source: str) -> CollectorPipeline:
+            return CollectorPipeline(outbox, source=source)
+
+        collectors: list[Collector] = [
+            MqttCollector(c, site, pipeline(f"mqtt:{c.id}"), on_event=on_event)
+            for c in site.collectors.mqtt
+            if c.enabled
+        ]
+        collectors += [
+            OpcUaCollector(c, site.sensors(), pipeline(f"opcua:{c.id}"), on_event=on_event)
+            for c in site.collectors.opcua
+            if c.enabled
+        ]
+        registry = registry_of(
+            describe_collect(collectors, {"readings": outbox, "events": events}),
+            describe_buses({"readings": bus, "events": events_bus}),
+            describe_outages(outage_log),
+        )
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            with serve_metrics(
+                registry,
+                settings.metrics_host,
+                settings.collect_metrics_port,
+                setting="ENVMON_COLLECT_METRICS_PORT / --metrics-port",
+            ) as server:
+                tasks = [
+                    asyncio.create_task(events.forward(events_bus), name="events"),
+                    asyncio.create_task(outbox.forward(bus), name="forward"),
+                ]
+                for collector in collectors:
+                    await collector.start()
+                for collector in collectors:  # a broker that is down is retried meanwhile
+                    if isinstance(collector, MqttCollector):  # subscribed: nothing is missed
+                        try:
+                            await collector.wait_ready(_READY_S)
+                        except TimeoutError:
+                            logger.warning(
+                                "%s: not subscribed after %g s; retrying",
+                                collector.component,
+                                _READY_S,
+                            )
+                logger.info(
+                    "collecting: %d collector(s), buffer %s, kafka %s, metrics %s",
+                    len(collectors),
+                    buffer.path,
+                    settings.kafka_bootstrap,
+                    server.url if server is not None else "off",
+                )
+                await stop.wait()
+        finally:
+            for collector in collectors:
+                await collector.stop()
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await asyncio.gather(bus.stop(), events_bus.stop())
+            outbox.close()  # what was not forwarded stays on disk for the next start
+            events.close()
+
+
+def describe_collect(collectors: list[Collector], buffers: dict[str, Outbox]) -> Describe:
+    """Describe each collector's counters and each buffer's depth, age and counts."""
+
+    def describe(m: MetricSet) -> None:
         for collector in collectors:
-            await collector.stop()
-        for task in (forwarder, publisher):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await bus.stop()
-        outbox.close()  # what was not forwarded stays on disk for the next start
+            name = collector.component
+            counters = collector.counters
+            for field, doc in (
+                ("received", "protocol messages / data-change notifications seen"),
+                ("readings", "readings accepted into the buffer"),
+                ("dead_lettered", "payloads sent to the dead letter"),
+                ("refused", "readings a full buffer refused"),
+                ("reconnects", "reconnections after a loss"),
+                ("resubscriptions", "subscriptions re-created"),
+            ):
+                m.counter(f"collector_{field}", doc, getattr(counters, field), collector=name)
+            m.gauge(
+                "collector_connected",
+                "1 while connected (and subscribed)",
+                float(collector.connected),
+                collector=name,
+            )
+        for name, box in buffers.items():
+            stats = box.stats
+            m.gauge("buffer_messages", "messages waiting for the bus", len(box), buffer=name)
+            m.gauge(
+                "buffer_oldest_age_seconds",
+                "how long the oldest message waiting has waited",
+                box.oldest_age(),
+                buffer=name,
+            )
+            m.gauge("buffer_capacity", "most messages it holds", box.max_messages, buffer=name)
+            m.gauge("buffer_full", "1 while it refuses messages", float(box.full), buffer=name)
+            m.gauge(
+                "buffer_stalled",
+                "1 from buffer_stalled to buffer_flowing",
+                float(box.stalled),
+                buffer=name,
+            )
+            m.counter("buffer_accepted", "messages stored", stats.accepted, buffer=name)
+            m.counter("buffer_forwarded", "messages the bus took", stats.forwarded, buffer=name)
+            m.counter("buffer_refused", "messages refused (full)", stats.refused, buffer=name)
+            m.counter(
+                "buffer_publish_failures",
+                "failed attempts to publish a batch",
+                stats.publish_failures,
+                buffer=name,
+            )
+
+    return describe
 
 
-async def _publish_direct(bus: KafkaBus, queue: list[Message], wake: asyncio.Event) -> None:
-    """Publish events that bypass the buffer, retrying while Kafka is unavailable."""
-    while True:
-        await wake.wait()
-        wake.clear()
-        while queue:
-            batch = list(queue)
-            try:
-                await bus.publish(batch)
-            except BusUnavailableError:  # keep the events and retry
-                await asyncio.sleep(_RETRY_S)
-                continue
-            del queue[: len(batch)]
+def describe_buses(buses: dict[str, KafkaBus]) -> Describe:
+    """Describe each Kafka producer: publish successes, failures and replacements."""
+
+    def describe(m: MetricSet) -> None:
+        for name, bus in buses.items():
+            m.counter("bus_published", "messages Kafka acknowledged", bus.published, bus=name)
+            m.counter("bus_publish_failures", "failed publish attempts", bus.failures, bus=name)
+            m.counter(
+                "bus_producer_replacements",
+                "producers replaced by a new one (new producer id)",
+                bus.replacements,
+                bus=name,
+            )
+            m.gauge(
+                "bus_failing",
+                "1 from a failed publish to the next success",
+                float(bus.failing),
+                bus=name,
+            )
+            m.timestamp(
+                "bus_last_publish_timestamp_seconds",
+                "when a publish last succeeded (Unix time)",
+                bus.last_published_at,
+                bus=name,
+            )
+
+    return describe

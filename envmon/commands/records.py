@@ -16,6 +16,8 @@ from sqlalchemy.engine import make_url
 from envmon.bus import ALARMS, NOTIFICATIONS
 from envmon.commands.stream_worker import ensure_topics, site_id
 from envmon.config import SiteConfig
+from envmon.metrics import Describe, MetricSet, describe_outages, registry_of, serve_metrics
+from envmon.outagelog import kafka_outage_log
 from envmon.settings import Settings, SettingsError
 from envmon.timeutil import utcnow
 from excursions.consumer import consume_events, consume_records
@@ -73,7 +75,11 @@ async def run_consume(
     store_out: list[RecordStore] | None = None,
     events_out: list[TimelineStore] | None = None,
 ) -> None:
-    """Consume records, alarms and notifications from Kafka until ``stop`` (or SIGTERM)."""
+    """Consume records, alarms and notifications from Kafka until ``stop`` (or SIGTERM).
+
+    aiokafka's connection errors are summarised per outage (``envmon.outagelog``) and the
+    consumer's counters served to Prometheus (``records_metrics_port``) while it runs.
+    """
     if settings.bus != "kafka":
         raise SettingsError(
             "ENVMON_BUS / bus: envmon excursions consume reads Kafka; set bus: kafka "
@@ -82,48 +88,90 @@ async def run_consume(
     engine = open_engine(url)
     try:
         require_migrated(engine)
-        await ensure_topics(settings)
-        stop = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signum, stop.set)
-        store = RecordStore(engine)
-        events = TimelineStore(engine)
-        if store_out is not None:
-            store_out.append(store)
-        if events_out is not None:
-            events_out.append(events)
-        bus = KafkaBus(
-            settings.kafka_bootstrap,
-            client_id=f"{settings.kafka_client_id}-records",
-            topic_prefix=settings.topic_prefix,
-        )
-        await bus.start()
-        consumers = {
-            asyncio.create_task(consume_records(bus, store, group=f"{settings.app_id}-records")),
-            *(
-                asyncio.create_task(
-                    consume_events(bus, events, topic, group=f"{settings.app_id}-timeline")
-                )
-                for topic in (ALARMS, NOTIFICATIONS)
-            ),
-        }
-        stopping = asyncio.create_task(stop.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {*consumers, stopping}, return_when=asyncio.FIRST_COMPLETED
+        with kafka_outage_log() as outage_log:
+            await ensure_topics(settings)
+            stop = stop or asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(signum, stop.set)
+            store = RecordStore(engine)
+            events = TimelineStore(engine)
+            if store_out is not None:
+                store_out.append(store)
+            if events_out is not None:
+                events_out.append(events)
+            bus = KafkaBus(
+                settings.kafka_bootstrap,
+                client_id=f"{settings.kafka_client_id}-records",
+                topic_prefix=settings.topic_prefix,
             )
-            for task in done & consumers:
-                task.result()  # a consumer never ends by itself: raise its error
-        finally:
-            for task in (*consumers, stopping):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await bus.stop()
+            registry = registry_of(
+                describe_consumer(bus, store, events), describe_outages(outage_log)
+            )
+            with serve_metrics(
+                registry,
+                settings.metrics_host,
+                settings.records_metrics_port,
+                setting="ENVMON_RECORDS_METRICS_PORT / --metrics-port",
+            ):
+                await _consume(settings, bus, store, events, stop)
     finally:
         engine.dispose()
+
+
+async def _consume(
+    settings: Settings,
+    bus: KafkaBus,
+    store: RecordStore,
+    events: TimelineStore,
+    stop: asyncio.Event,
+) -> None:
+    """Run the three consumers until ``stop``; raise what stopped one of them."""
+    await bus.start()
+    consumers = {
+        asyncio.create_task(consume_records(bus, store, group=f"{settings.app_id}-records")),
+        *(
+            asyncio.create_task(
+                consume_events(bus, events, topic, group=f"{settings.app_id}-timeline")
+            )
+            for topic in (ALARMS, NOTIFICATIONS)
+        ),
+    }
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait({*consumers, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done & consumers:
+            task.result()  # a consumer never ends by itself: raise its error
+    finally:
+        for task in (*consumers, stopping):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await bus.stop()
+
+
+def describe_consumer(bus: KafkaBus, store: RecordStore, events: TimelineStore) -> Describe:
+    """Describe what the record consumer stored, how far behind it is and when it last did."""
+
+    def describe(m: MetricSet) -> None:
+        for stats in list(bus.subscriptions.values()):
+            labels = {"topic": stats.topic, "group": stats.group}
+            m.counter("consumer_messages", "messages taken and stored", stats.handled, **labels)
+            m.gauge("consumer_lag", "messages on Kafka not yet fetched", stats.lag, **labels)
+            m.timestamp(
+                "consumer_last_message_timestamp_seconds",
+                "when a message was last stored (Unix time)",
+                stats.last_handled_at,
+                **labels,
+            )
+        m.counter("records_applied", "record revisions applied to the store", store.applied)
+        m.counter("records_rejected", "messages that were not records", store.rejected)
+        m.counter("timeline_applied", "alarm events and notifications stored", events.applied)
+        m.counter("timeline_rejected", "messages that were not events", events.rejected)
+        m.counter("bus_published", "messages Kafka acknowledged", bus.published, bus="records")
+
+    return describe
 
 
 def series_reader(settings: Settings, site: SiteConfig) -> SeriesReader | None:

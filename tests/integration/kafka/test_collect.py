@@ -13,12 +13,21 @@ import pytest
 from typer.testing import CliRunner
 
 from collectors.mosquitto import Mosquitto, publish_all
-from envmon.bus import READINGS
+from collectors.simulators.equipment import Simulation
+from collectors.simulators.opcua_server import EquipmentServer
+from envmon.bus import ALARMS, READINGS
 from envmon.cli import app as cli
+from envmon.commands.collect import run_collect
+from envmon.config import load_site
+from envmon.models import SystemEvent, SystemEventKind
+from envmon.netutil import free_port
+from envmon.settings import Settings
+from envmon.timeutil import utcnow
 from stream.kafka_broker import KafkaBroker
 from tests.integration.mqtt.conftest import mosquitto  # noqa: F401 - the shared broker fixture
 from tests.integration.mqtt.helpers import messages, seq_of, site_yaml
 
+from .pipeline import example_site_file, read_topic, scrape
 from .test_outages import read_readings
 
 pytestmark = pytest.mark.timeout(120)
@@ -57,9 +66,10 @@ async def test_mqtt_readings_reach_kafka(
         }
     )
     log = tmp_path / "collect.log"
+    metrics_port = free_port()
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "envmon.cli", "collect"],
+            [sys.executable, "-m", "envmon.cli", "collect", "--metrics-port", str(metrics_port)],
             env=env,
             cwd=tmp_path,  # the buffer's relative path lands here
             stdout=out,
@@ -74,9 +84,132 @@ async def test_mqtt_readings_reach_kafka(
             publish_all, "127.0.0.1", mosquitto.port, messages(prefix, range(500))
         )
         got = await read_readings(kafka.bootstrap, topic, 500)
+        metrics = await scrape(metrics_port)  # the counters the README lists, over HTTP
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(30)
     assert code == 0, log.read_text()
     seqs = sorted(seq_of(r) for r in got)
     assert seqs == list(range(500))
+    collector = "mqtt:test"
+    assert metrics[("envmon_collector_received_total", collector)] == 500
+    assert metrics[("envmon_collector_readings_total", collector)] == 500
+    for counter in ("dead_lettered", "refused", "reconnects", "resubscriptions"):
+        assert metrics[(f"envmon_collector_{counter}_total", collector)] == 0
+    assert metrics[("envmon_collector_connected", collector)] == 1
+    assert metrics[("envmon_buffer_messages", "readings")] == 0
+    assert metrics[("envmon_buffer_oldest_age_seconds", "readings")] == 0
+    assert metrics[("envmon_bus_published_total", "readings")] == 500
+    assert metrics[("envmon_bus_producer_replacements_total", "readings")] == 0
+
+
+async def _wait_for(predicate, what: str, timeout: float = 30.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await predicate():
+            await asyncio.sleep(0.2)
+
+
+class TestCollectorEvents:
+    async def test_one_opcua_disconnect_is_one_message_on_alarms(
+        self, kafka: KafkaBroker, topic_prefix: str, tmp_path: Path
+    ) -> None:
+        """An OPC-UA server going away is published once on envmon.alarms, not twice."""
+        endpoint = f"opc.tcp://127.0.0.1:{free_port()}/envmon/"
+        site_file = example_site_file(
+            tmp_path / "site.yaml", buffer=tmp_path / "buffer.sqlite3", opcua_endpoint=endpoint
+        )
+        site = load_site(site_file)
+        server = EquipmentServer.for_site(
+            site, Simulation(site, start=utcnow(), seed=1), endpoint=endpoint, tick=0.2
+        )
+        settings = Settings(
+            bus="kafka",
+            site=site_file,
+            kafka_bootstrap=kafka.bootstrap,
+            topic_prefix=f"{topic_prefix}.",
+            data_dir=tmp_path / "data",
+            collect_metrics_port=0,
+        )
+        alarms_topic = settings.topic(ALARMS)
+
+        async def events() -> list[SystemEvent]:
+            values = await read_topic(kafka.bootstrap, alarms_topic, idle_s=0.5)
+            return [SystemEvent.model_validate_json(v) for v in values]
+
+        async def seen(kind: SystemEventKind) -> bool:
+            return any(e.event is kind for e in await events())
+
+        await server.start()
+        stop = asyncio.Event()
+        collect = asyncio.create_task(run_collect(settings, stop=stop))
+        try:
+            await _wait_for(lambda: seen(SystemEventKind.CONNECTED), "connected on the topic")
+            await server.stop()
+            await _wait_for(lambda: seen(SystemEventKind.DISCONNECTED), "disconnected")
+            await asyncio.sleep(3)  # reconnection attempts fail meanwhile: no more events
+        finally:
+            stop.set()
+            await collect
+            await server.stop()
+        kinds = [e.event for e in await events()]
+        assert kinds.count(SystemEventKind.CONNECTED) == 1, kinds
+        assert kinds.count(SystemEventKind.DISCONNECTED) == 1, kinds
+
+    async def test_events_do_not_wait_behind_stuck_readings(
+        self, kafka: KafkaBroker, topic_prefix: str, tmp_path: Path
+    ) -> None:
+        """With the readings' producer stuck, a disconnection still reaches envmon.alarms."""
+        endpoint = f"opc.tcp://127.0.0.1:{free_port()}/envmon/"
+        site_file = example_site_file(
+            tmp_path / "site.yaml", buffer=tmp_path / "buffer.sqlite3", opcua_endpoint=endpoint
+        )
+        site = load_site(site_file)
+        server = EquipmentServer.for_site(
+            site, Simulation(site, start=utcnow(), seed=2), endpoint=endpoint, tick=0.05
+        )
+        metrics_port = free_port()
+        settings = Settings(
+            bus="kafka",
+            site=site_file,
+            kafka_bootstrap=kafka.bootstrap,
+            topic_prefix=f"{topic_prefix}.",
+            data_dir=tmp_path / "data",
+            collect_metrics_port=metrics_port,
+        )
+
+        async def kinds() -> list[SystemEventKind]:
+            values = await read_topic(kafka.bootstrap, settings.topic(ALARMS), idle_s=0.5)
+            return [SystemEvent.model_validate_json(v).event for v in values]
+
+        await server.start()
+        stop = asyncio.Event()
+        collect = asyncio.create_task(run_collect(settings, stop=stop))
+        try:
+            await _wait_for(
+                lambda: _contains(kinds(), SystemEventKind.CONNECTED), "connected on the topic"
+            )
+            # Readings can no longer be published: their topic is gone (no auto-creation).
+            await kafka.delete_topics([settings.topic(READINGS)])
+
+            async def readings_stuck() -> bool:
+                metrics = await scrape(metrics_port)
+                return metrics[("envmon_buffer_messages", "readings")] >= 500
+
+            await _wait_for(readings_stuck, "readings piling up in the buffer", timeout=60)
+            await server.stop()
+            await _wait_for(
+                lambda: _contains(kinds(), SystemEventKind.DISCONNECTED),
+                "disconnected on the topic, ahead of the stuck readings",
+                timeout=20,
+            )
+            metrics = await scrape(metrics_port)
+            assert metrics[("envmon_buffer_messages", "readings")] >= 500
+            assert metrics[("envmon_buffer_messages", "events")] == 0
+        finally:
+            stop.set()
+            await collect
+            await server.stop()
+
+
+async def _contains(values, wanted) -> bool:
+    return wanted in await values

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from typer.testing import CliRunner
 
 from envmon.bus import DEADLETTER, EXCURSIONS, Message
 from envmon.cli import app as cli
+from envmon.commands.records import run_consume
+from envmon.netutil import free_port
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.audit import verify
 from excursions.consumer import consume_records
@@ -23,6 +26,7 @@ from stream.kafka_broker import KafkaBroker
 from stream.kafka_bus import KafkaBus
 from tests.unit.excursions.test_records import core_records
 
+from .pipeline import scrape
 from .test_worker import make_topics, read_topic, settings_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -90,3 +94,48 @@ def test_the_command_refuses_the_in_process_bus_and_an_unmigrated_store(
     result = CliRunner().invoke(cli, ["excursions", "consume", "--db", url])
     assert result.exit_code == 2
     assert "run envmon db upgrade first" in result.output
+
+
+async def test_the_consumer_serves_its_counters_to_prometheus(
+    kafka: KafkaBroker, topic_prefix: str, tmp_path: Path
+) -> None:
+    """envmon excursions consume's /metrics: messages stored, lag, when it last stored one."""
+    port = free_port()
+    settings = settings_for(kafka, topic_prefix, tmp_path / "w", records_metrics_port=port)
+    await make_topics(settings)
+    url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
+    upgrade(create_engine(url))
+    records = core_records()
+    bus = KafkaBus(settings.kafka_bootstrap, topic_prefix=settings.topic_prefix)
+    await bus.start()
+    try:
+        await bus.publish(
+            [Message(EXCURSIONS, r.sensor_id, r.model_dump_json().encode()) for r in records]
+        )
+    finally:
+        await bus.stop()
+    stop = asyncio.Event()
+    stores: list[RecordStore] = []
+    consumer = asyncio.create_task(run_consume(settings, url, stop=stop, store_out=stores))
+    group = f"{settings.app_id}-records"
+    metrics: dict[tuple[str, str], float] = {}
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                await asyncio.sleep(0.2)
+                with contextlib.suppress(OSError):  # not listening yet
+                    metrics = await scrape(port)
+                    stored = metrics.get(
+                        ("envmon_consumer_messages_total", f"{group},{EXCURSIONS}")
+                    )
+                    if stored is not None and stored >= len(records):
+                        break
+    finally:
+        stop.set()
+        await consumer
+    assert metrics[("envmon_records_applied_total", "")] == stores[0].applied > 0
+    assert metrics[("envmon_consumer_lag", f"{group},{EXCURSIONS}")] == 0
+    last = metrics[("envmon_consumer_last_message_timestamp_seconds", f"{group},{EXCURSIONS}")]
+    assert time.time() - last < 60
+    assert ("envmon_kafka_outage", "") in metrics
+    assert ("process_resident_memory_bytes", "") in metrics

@@ -45,6 +45,9 @@ PARTITIONS = 4
 
 
 def settings_for(kafka: KafkaBroker, prefix: str, data_dir: Path, **extra: Any) -> Settings:
+    # No metrics endpoints unless a test asks: several workers of a test share a host.
+    for port in ("collect_metrics_port", "worker_metrics_port", "records_metrics_port"):
+        extra.setdefault(port, 0)
     return Settings(
         site=SITE,
         bus="kafka",

@@ -9,7 +9,7 @@ import pytest
 
 from collectors.buffer import Outbox
 from collectors.opcua import OpcUaCollector
-from collectors.pipeline import CollectorPipeline
+from collectors.pipeline import CollectorPipeline, event_message
 from envmon.config.opcua import OpcUaCollectorConfig
 from envmon.netutil import free_port
 from envmon.sensors import SensorSpec
@@ -41,12 +41,17 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 async def make_collector(
     outbox: Outbox,
 ) -> AsyncIterator[Callable[..., OpcUaCollector]]:
-    """Build collectors writing to the test's buffer; every one is stopped at the end."""
+    """Build collectors writing to the test's buffer; every one is stopped at the end.
+
+    Their events go into the same buffer, where the tests look for them, unless the test
+    passes its own ``on_event``.
+    """
     made: list[OpcUaCollector] = []
 
     def make(
         config: OpcUaCollectorConfig, specs: Sequence[SensorSpec], **kwargs: Any
     ) -> OpcUaCollector:
+        kwargs.setdefault("on_event", lambda event: outbox.put([event_message(event)]))
         collector = OpcUaCollector(
             config, specs, CollectorPipeline(outbox, source="test"), **kwargs
         )

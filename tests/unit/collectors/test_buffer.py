@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -259,3 +260,98 @@ class TestInMemoryBus:
         await asyncio.sleep(0)
         await bus.publish(msgs(1))
         assert (await first_a).value == (await first_b).value == b"0"
+
+
+class TestStallAlarm:
+    """A buffer whose oldest message waits too long says so (clock injected, no sleeping)."""
+
+    def _box(self, clock: FakeClock, events: list[SystemEvent], limit: float = 120.0) -> Outbox:
+        return Outbox(":memory:", clock=clock, on_event=events.append, stall_alarm_after=limit)
+
+    def test_oldest_age_follows_the_oldest_unforwarded_message(self):
+        """The age is that of the oldest message not yet forwarded, to about a second."""
+        clock, events = FakeClock(), []
+        box = self._box(clock, events)
+        assert box.oldest_age() == 0.0
+        box.put(msgs(3))
+        clock.advance(30)
+        box.put(msgs(3, 3))
+        clock.advance(30)
+        assert box.oldest_age() == 60.0
+        box.ack(3, 3)  # the first three reached the bus
+        assert box.oldest_age() == 30.0
+        box.ack(6, 3)
+        assert box.oldest_age() == 0.0
+
+    def test_a_buffer_not_draining_raises_stalled_then_flowing(self):
+        """Past stall_alarm_after one buffer_stalled alarm; buffer_flowing once it drains."""
+        clock, events = FakeClock(), []
+        box = self._box(clock, events)
+        box.put(msgs(5))
+        clock.advance(100)
+        box.check_stall()
+        assert events == []
+        for _ in range(3):  # the bus still takes nothing: one alarm, not one per check
+            clock.advance(20)
+            box.put(msgs(1, 5))
+            box.check_stall()
+        assert [e.event for e in events] == [SystemEventKind.BUFFER_STALLED]
+        assert events[0].alarm
+        assert events[0].ts == DEFAULT_T0 + timedelta(seconds=140)
+        assert box.stalled
+        box.ack(7, 8)
+        box.check_stall()
+        assert [e.event for e in events][-1] is SystemEventKind.BUFFER_FLOWING
+        assert not events[-1].alarm
+        assert not box.stalled
+
+    def test_clears_once_the_backlog_is_recent_again(self):
+        """Forwarding a backlog clears the alarm once the oldest waiting is under the limit."""
+        clock, events = FakeClock(), []
+        box = self._box(clock, events, limit=60)
+        for i in range(10):  # ten minutes of messages, one a minute, none forwarded
+            box.put(msgs(1, i))
+            clock.advance(60)
+        box.check_stall()
+        assert box.stalled
+        box.ack(8, 8)  # the bus is back and took eight: the oldest left waited 2 minutes
+        box.check_stall()
+        assert box.stalled
+        box.ack(9, 1)  # the last waited 60 s: not over the limit
+        box.check_stall()
+        assert not box.stalled
+        assert [e.event for e in events] == [
+            SystemEventKind.BUFFER_STALLED,
+            SystemEventKind.BUFFER_FLOWING,
+        ]
+
+    def test_rows_found_on_disk_count_from_the_open(self, tmp_path):
+        """After a restart the buffered rows' age counts from the open (their put time is lost)."""
+        clock, events = FakeClock(), []
+        Outbox(tmp_path / "b.sqlite3").put(msgs(4))
+        box = Outbox(
+            tmp_path / "b.sqlite3", clock=clock, on_event=events.append, stall_alarm_after=60
+        )
+        clock.advance(61)
+        box.check_stall()
+        assert [e.event for e in events] == [SystemEventKind.BUFFER_STALLED]
+
+    def test_memory_stays_bounded_in_a_long_outage(self):
+        """Put times of a long outage are thinned out instead of growing without bound."""
+        clock = FakeClock()
+        box = Outbox(":memory:", clock=clock, stall_alarm_after=60)
+        for i in range(20_000):  # 20,000 s of one message a second
+            box.put(msgs(1, i))
+            clock.advance(1)
+        assert len(box._marks) <= 4_096
+        assert 20_000 - 8 <= box.oldest_age() <= 20_000
+
+    def test_no_alarm_without_a_limit(self):
+        """Without stall_alarm_after the age is still measured, nothing is raised."""
+        clock, events = FakeClock(), []
+        box = Outbox(":memory:", clock=clock, on_event=events.append)
+        box.put(msgs(1))
+        clock.advance(10_000)
+        box.check_stall()
+        assert box.oldest_age() == 10_000
+        assert events == []
