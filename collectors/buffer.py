@@ -23,6 +23,12 @@ Delivery is at least once: after a crash, rows that reached the bus but were not
 deleted are published again (consumers are idempotent by design); nothing committed is
 ever lost.
 
+**A full disk refuses, it does not crash.** When SQLite cannot write (the filesystem is
+full, or a write fails) ``put`` refuses like a full buffer — ``buffer_full`` with the
+reason, once — and tries again with the next ``put`` once the filesystem has room
+(``full`` turns False then); forwarding goes on, and deleting forwarded rows waits for
+room. ``buffer_ok`` follows the first write that succeeds.
+
 **Stalls are alarmed.** ``oldest_age`` is how long the oldest message not yet forwarded has
 waited (to about a second; rows found on disk at open count from the open). Once it exceeds
 ``stall_alarm_after`` a ``buffer_stalled`` alarm is raised, and ``buffer_flowing`` once it
@@ -35,6 +41,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -67,6 +75,10 @@ _MARK_EVERY_S: Final = 1.0
 _MAX_MARKS: Final = 4_096
 #: How often ``forward`` checks for a stall (seconds; less if stall_alarm_after is short).
 _STALL_CHECK_S: Final = 5.0
+#: After a write failed for want of space, the filesystem has room again with this much free.
+DISK_ROOM_BYTES: Final = 1 << 20
+#: SQLite's primary result codes that mean "the disk cannot be written" (full, I/O error).
+_WRITE_FAILED: Final = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
 
 EventHandler = Callable[[SystemEvent], None]
 
@@ -80,6 +92,7 @@ class BufferStats:
     forwarded: int = 0
     publish_failures: int = 0
     full_events: int = 0
+    write_failures: int = 0  # puts refused because the disk could not be written
     read_from_disk: int = 0  # messages the forwarder had to read back from disk
 
 
@@ -132,6 +145,8 @@ class Outbox:
         self._window: deque[tuple[int, Message]] = deque()
         self._in_memory = self._depth == 0
         self._full = False
+        self._write_failed: str | None = None  # why the last write failed (disk full...)
+        self._purge_failed = False
         self.stall_alarm_after = stall_alarm_after
         self._stalled = False
         # (first sequence number put at, time): the oldest unforwarded message was put at or
@@ -149,8 +164,23 @@ class Outbox:
 
     @property
     def full(self) -> bool:
-        """True while the buffer refuses new messages."""
+        """True while the buffer refuses new messages.
+
+        After a failed write it turns False as soon as the filesystem has room again, so
+        that a paused source tries once more (the next ``put`` says whether it works).
+        """
+        if self._write_failed is not None and self._disk_has_room():
+            return self._depth + 1 > self.max_messages
         return self._full
+
+    def _disk_has_room(self) -> bool:
+        if self.path is None:
+            return True
+        try:
+            stat = os.statvfs(self.path.parent)
+        except OSError:
+            return False
+        return stat.f_bavail * stat.f_frsize >= DISK_ROOM_BYTES
 
     @property
     def stalled(self) -> bool:
@@ -196,6 +226,8 @@ class Outbox:
         if not messages:
             return True
         n = len(messages)
+        failure: str | None = None
+        write_recovered = False
         with self._db_lock:
             if self._closed:
                 raise RuntimeError(f"{self.name} is closed")
@@ -208,9 +240,37 @@ class Outbox:
                     self._full = True
                     self.stats.full_events += first_refusal
             if not refused:
-                self._insert(messages, forwarded)
+                try:
+                    self._insert(messages, forwarded)
+                except sqlite3.OperationalError as exc:
+                    if _error_code(exc) not in _WRITE_FAILED:
+                        raise
+                    failure = str(exc)
+                    with self._state_lock:
+                        self.stats.refused += n
+                        self.stats.write_failures += 1
+                        first_refusal = self._write_failed is None
+                        self._write_failed = failure
+                        self._full = True
+                        self.stats.full_events += first_refusal
+                else:
+                    if self._write_failed is not None:
+                        with self._state_lock:
+                            self._write_failed = None
+                            self._full = self._depth > self.max_messages * RECOVERED_SHARE
+                            write_recovered = not self._full
+        # Events outside the locks: a handler may well touch the buffer.
+        if failure is not None:
+            if first_refusal:
+                self._emit(
+                    SystemEventKind.BUFFER_FULL,
+                    f"{self.name} cannot write to its file: {failure}; refusing new messages "
+                    "until the filesystem has room",
+                    alarm=True,
+                )
+            return False
         if refused:
-            if first_refusal:  # outside the locks: a handler may well touch the buffer
+            if first_refusal:
                 self._emit(
                     SystemEventKind.BUFFER_FULL,
                     f"{self.name} holds {depth:,} of {self.max_messages:,} messages; "
@@ -218,6 +278,10 @@ class Outbox:
                     alarm=True,
                 )
             return False
+        if write_recovered:
+            self._emit(
+                SystemEventKind.BUFFER_OK, f"{self.name} can write to its file again", alarm=False
+            )
         self._wake()
         return True
 
@@ -235,7 +299,8 @@ class Outbox:
             )
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite rolls back by itself on some errors
+                self._db.execute("ROLLBACK")
             raise
         self._deleted_seq = max(self._deleted_seq, forwarded)
         self._next_seq = first + n
@@ -277,7 +342,22 @@ class Outbox:
             with self._state_lock:
                 forwarded = self._forwarded_seq
             if forwarded > self._deleted_seq:
-                self._db.execute("DELETE FROM outbox WHERE seq <= ?", (forwarded,))
+                try:
+                    self._db.execute("DELETE FROM outbox WHERE seq <= ?", (forwarded,))
+                except sqlite3.OperationalError as exc:
+                    if _error_code(exc) not in _WRITE_FAILED:
+                        raise
+                    # A delete needs room in the journal too: the rows stay (they are on
+                    # the bus already) and go with a later purge or put.
+                    if not self._purge_failed:
+                        self._purge_failed = True
+                        logger.warning(
+                            "%s: cannot delete forwarded rows yet (%s); retrying", self.name, exc
+                        )
+                    return
+                if self._purge_failed:
+                    self._purge_failed = False
+                    logger.info("%s: deleting forwarded rows again", self.name)
                 self._deleted_seq = forwarded
 
     async def forward(
@@ -407,7 +487,11 @@ class Outbox:
                 # the state lock alone: a put updates the depth and the window under it too.
                 self._in_memory = True
                 window.clear()
-            if self._full and self._depth <= self.max_messages * RECOVERED_SHARE:
+            if (
+                self._full
+                and self._write_failed is None
+                and self._depth <= self.max_messages * RECOVERED_SHARE
+            ):
                 self._full = False
                 recovered = True
         if recovered:
@@ -442,3 +526,9 @@ class Outbox:
                     event=kind, component=self.name, ts=self._clock(), alarm=alarm, detail=detail
                 )
             )
+
+
+def _error_code(exc: sqlite3.Error) -> int | None:
+    """Return SQLite's primary result code of an error (None if unknown)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF

@@ -102,6 +102,8 @@ _PROOF_SWEEP_US: Final = US_PER_S
 #: when stamping a proof of life (a server clock far off, a device clock never set).
 _MAX_PROOF_SKEW: Final = timedelta(days=1)
 _CONNECT_TIMEOUT_FACTOR: Final = 3
+#: While the buffer refuses, held readings are offered again this often (s).
+_HOLD_RETRY_S: Final = 1.0
 _MIN_DATETIME_YEAR: Final = 1602  # OPC-UA's "no timestamp" is 1601-01-01
 _DEAD_LETTER_VALUE_CHARS: Final = 200
 _BAD_SUBSCRIPTION_GONE: Final = frozenset(
@@ -410,6 +412,7 @@ class OpcUaCollector:
         self._ever_connected = False
         self._reported: set[tuple[str, str]] = set()
         self._refused_logged = 0.0
+        self._held = False  # readings the buffer refused are held in _pending
         self.subscription_count = 0
         #: Why the last connection attempt failed or the last connection was lost.
         self.last_error: str | None = None
@@ -1020,17 +1023,43 @@ class OpcUaCollector:
             return
         self._pending, self._failures, self._alive = [], [], []
         self._drained.set()
+        outbox = self.pipeline.outbox
+        room = outbox.max_messages - len(outbox) - len(failures) - len(alive)
+        if 0 < room < len(readings):  # what fits now; the rest right after (never refused whole)
+            self._pending = readings[room:]
+            readings = readings[:room]
+            self._wake.set()
         stored = await asyncio.to_thread(self.pipeline.put, readings, failures, alive)
-        if not stored:
-            now = time.monotonic()
-            if now - self._refused_logged > 60:
-                self._refused_logged = now
-                logger.error(
-                    "%s: the buffer is full: %d readings lost at the source (%d so far)",
-                    self.component,
-                    len(readings),
-                    self.counters.refused,
-                )
+        if stored:
+            if self._held:
+                self._held = False
+                logger.warning("%s: the buffer takes readings again", self.component)
+            return
+        # The buffer refuses (full, or its disk). OPC-UA cannot redeliver: keep them here, in
+        # order, and try again; beyond max_pending the oldest are lost (counted as dropped).
+        self._pending[:0] = readings
+        self._failures[:0] = failures
+        self._alive[:0] = alive
+        excess = len(self._pending) - self._max_pending
+        if self._closing:
+            excess = len(self._pending)  # stopping: nothing will try again
+        if excess > 0:
+            del self._pending[:excess]
+            self.counters.dropped += excess
+        now = time.monotonic()
+        if not self._held or now - self._refused_logged > 60:
+            self._held = True
+            self._refused_logged = now
+            logger.error(
+                "%s: the buffer refuses readings: %d held in memory until it takes them "
+                "(at most %d; %d lost so far)",
+                self.component,
+                len(self._pending),
+                self._max_pending,
+                self.counters.dropped,
+            )
+        if not self._closing:
+            asyncio.get_running_loop().call_later(_HOLD_RETRY_S, self._wake.set)
 
     # ------------------------------------------------------------------ reporting
 

@@ -25,6 +25,7 @@ class CollectorCounters:
     readings: int = 0  # readings accepted into the buffer
     dead_lettered: int = 0  # payloads sent to the dead letter
     refused: int = 0  # readings the full buffer refused (alarmed; MQTT redelivers them)
+    dropped: int = 0  # readings lost: refused for longer than they could be held (OPC-UA)
     reconnects: int = 0  # successful reconnections after a loss
     resubscriptions: int = 0  # subscriptions re-created (after a restart or a silence)
     proofs_of_life: int = 0  # proofs of life of unchanged sensors put into the buffer

@@ -253,7 +253,7 @@ def collect(
     import asyncio
     import logging
 
-    from envmon.commands.collect import run_collect
+    from envmon.commands.collect import EXIT_FATAL, CollectFailedError, run_collect
     from envmon.errors import ConfigError
     from envmon.settings import SettingsError, load_settings
 
@@ -262,7 +262,10 @@ def collect(
     if site is not None:
         overrides["site"] = site
     with _refused(SettingsError, ConfigError):
-        asyncio.run(run_collect(load_settings(settings_file, **overrides)))
+        try:
+            asyncio.run(run_collect(load_settings(settings_file, **overrides)))
+        except CollectFailedError:  # logged with its traceback where it happened
+            raise typer.Exit(EXIT_FATAL) from None
 
 
 stream_app = typer.Typer(help="The stream processor on Kafka (faust-streaming).")

@@ -9,9 +9,13 @@ The collectors' and the buffer's own events (connected, disconnected, silent
 subscription, buffer full or stalled) go to ``envmon.alarms`` through a small durable
 buffer of their own (``BufferConfig.events_path``) and a producer of their own: they are
 not lost while Kafka is down, and they never wait behind thousands of buffered readings or
-a readings producer that is stuck. Counters and buffer ages are served to Prometheus
-(``collect_metrics_port``); aiokafka's connection errors are summarised per outage
-(``envmon.outagelog``).
+a readings producer that is stuck. Should that buffer itself refuse (its disk is full — the
+very alarm that must go out), an event is kept in memory (bounded) and published directly.
+A task of the service that fails (a defect) stops it with exit status 70 and the traceback
+in the log, rather than leaving a collector that no longer forwards: systemd restarts it,
+and what was buffered is forwarded by the next start. Counters and buffer ages are served
+to Prometheus (``collect_metrics_port``); aiokafka's connection errors are summarised per
+outage (``envmon.outagelog``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collectors.buffer import Outbox
 from collectors.mqtt import MqttCollector
 from collectors.opcua import OpcUaCollector
 from collectors.pipeline import CollectorPipeline, event_message
+from envmon.bus import BusUnavailableError, Message
 from envmon.commands.stream_worker import ensure_topics
 from envmon.config import load_site
 from envmon.metrics import Describe, MetricSet, describe_outages, registry_of, serve_metrics
@@ -39,6 +44,16 @@ logger = logging.getLogger(__name__)
 _READY_S: Final = 10.0
 #: Bound of the events' buffer: a flapping connection during a week of Kafka outage.
 EVENTS_MAX_MESSAGES: Final = 100_000
+#: Events kept in memory while the events' buffer refuses them (its disk is full).
+EVENTS_IN_MEMORY: Final = 10_000
+#: Exit status of a collector stopped by a failed task (as the stream worker's fatal error).
+EXIT_FATAL: Final = 70
+_DIRECT_RETRY_S: Final = 1.0
+
+
+class CollectFailedError(RuntimeError):
+    """A task of ``envmon collect`` failed: the service stops (exit status 70)."""
+
 
 Collector = MqttCollector | OpcUaCollector
 
@@ -76,10 +91,21 @@ async def run_collect(settings: Settings, *, stop: asyncio.Event | None = None) 
             stall_alarm_after=buffer.stall_alarm_after,
         )
 
+        direct: list[Message] = []  # events the events' buffer refused, in order
+        direct_wake = asyncio.Event()
+
         def on_event(event: SystemEvent) -> None:
             # Each collector and the buffer log their own events: published here, once.
-            # A full events buffer logs its refusal itself (buffer_full).
-            events.put([event_message(event)])
+            # A full events buffer logs its refusal itself (buffer_full). Called from the
+            # loop and from the buffer's worker threads alike.
+            message = event_message(event)
+            if events.put([message]):
+                return
+            if len(direct) >= EVENTS_IN_MEMORY:
+                logger.error("%s: lost (no room for events anywhere): %s", event.component, event)
+                return
+            direct.append(message)
+            loop.call_soon_threadsafe(direct_wake.set)
 
         outbox = Outbox(
             buffer.path,
@@ -117,7 +143,28 @@ async def run_collect(settings: Settings, *, stop: asyncio.Event | None = None) 
                 tasks = [
                     asyncio.create_task(events.forward(events_bus), name="events"),
                     asyncio.create_task(outbox.forward(bus), name="forward"),
+                    asyncio.create_task(
+                        _publish_direct(events_bus, direct, direct_wake), name="events-direct"
+                    ),
                 ]
+                failed: list[BaseException] = []
+
+                def supervise(task: asyncio.Task[None]) -> None:
+                    if task.cancelled() or task.exception() is None:
+                        return
+                    exc = task.exception()
+                    assert exc is not None
+                    logger.critical(
+                        "task %s failed; stopping (exit %d)",
+                        task.get_name(),
+                        EXIT_FATAL,
+                        exc_info=exc,
+                    )
+                    failed.append(exc)
+                    stop.set()
+
+                for task in tasks:
+                    task.add_done_callback(supervise)
                 for collector in collectors:
                     await collector.start()
                 for collector in collectors:  # a broker that is down is retried meanwhile
@@ -138,13 +185,15 @@ async def run_collect(settings: Settings, *, stop: asyncio.Event | None = None) 
                     server.url if server is not None else "off",
                 )
                 await stop.wait()
+                if failed:
+                    raise CollectFailedError(f"a task failed: {failed[0]!r}") from failed[0]
         finally:
             for collector in collectors:
                 await collector.stop()
             for task in tasks:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # A failed task's exception was logged by ``supervise``; the others end cancelled.
+            await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.gather(bus.stop(), events_bus.stop())
             outbox.close()  # what was not forwarded stays on disk for the next start
             events.close()
@@ -162,6 +211,8 @@ def describe_collect(collectors: list[Collector], buffers: dict[str, Outbox]) ->
                 ("readings", "readings accepted into the buffer"),
                 ("dead_lettered", "payloads sent to the dead letter"),
                 ("refused", "readings a full buffer refused"),
+                ("dropped", "readings lost: refused longer than they could be held (OPC-UA)"),
+                ("proofs_of_life", "proofs of life of unchanged values (OPC-UA)"),
                 ("reconnects", "reconnections after a loss"),
                 ("resubscriptions", "subscriptions re-created"),
             ):
@@ -229,3 +280,18 @@ def describe_buses(buses: dict[str, KafkaBus]) -> Describe:
             )
 
     return describe
+
+
+async def _publish_direct(bus: KafkaBus, queue: list[Message], wake: asyncio.Event) -> None:
+    """Publish the events the events' buffer refused, in order, retrying while Kafka is down."""
+    while True:
+        await wake.wait()
+        wake.clear()
+        while queue:
+            batch = list(queue)
+            try:
+                await bus.publish(batch)
+            except BusUnavailableError:
+                await asyncio.sleep(_DIRECT_RETRY_S)
+                continue
+            del queue[: len(batch)]

@@ -266,6 +266,9 @@ class Pipeline:
             ENVMON_INFLUX_BUCKET=influx.bucket,
             ENVMON_RECORDS_DB=self.records_url,
             ENVMON_KAFKA_SESSION_TIMEOUT_S="6",
+            ENVMON_COLLECT_METRICS_PORT="0",
+            ENVMON_WORKER_METRICS_PORT="0",
+            ENVMON_RECORDS_METRICS_PORT="0",
         )
         return env
 

@@ -213,3 +213,44 @@ class TestCollectorEvents:
 
 async def _contains(values, wanted) -> bool:
     return wanted in await values
+
+
+class TestFailStop:
+    async def test_a_failed_task_stops_the_collector_instead_of_leaving_it_stuck(
+        self,
+        kafka: KafkaBroker,
+        topic_prefix: str,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A forwarder that dies (a defect) ends the service (exit 70), named in the log.
+
+        Before, the task's exception surfaced only at shutdown ("Task exception was never
+        retrieved"), and the collector went on collecting into a buffer nobody forwarded.
+        """
+        from collectors.buffer import Outbox
+        from envmon.commands.collect import CollectFailedError
+
+        site_file = example_site_file(tmp_path / "site.yaml", buffer=tmp_path / "b.sqlite3")
+        settings = Settings(
+            bus="kafka",
+            site=site_file,
+            kafka_bootstrap=kafka.bootstrap,
+            topic_prefix=f"{topic_prefix}.",
+            data_dir=tmp_path / "data",
+            collect_metrics_port=0,
+        )
+        forward = Outbox.forward
+
+        async def broken_forward(self: Outbox, bus, **kwargs) -> None:
+            if self.name == "buffer":
+                await asyncio.sleep(0.5)
+                raise RuntimeError("a defect in the forwarder")
+            await forward(self, bus, **kwargs)
+
+        monkeypatch.setattr(Outbox, "forward", broken_forward)
+        with pytest.raises(CollectFailedError, match="a defect in the forwarder"):
+            async with asyncio.timeout(60):
+                await run_collect(settings, stop=asyncio.Event())
+        assert "task forward failed" in caplog.text

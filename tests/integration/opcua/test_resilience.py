@@ -175,10 +175,8 @@ class TestSilentSubscription:
 
 
 class TestFullBuffer:
-    async def test_readings_refused_by_a_full_buffer_are_counted_and_collection_goes_on(
-        self, endpoint
-    ):
-        """With the buffer full, readings are lost at the source, counted, and alarmed once."""
+    async def test_readings_refused_by_a_full_buffer_are_held_until_it_takes_them(self, endpoint):
+        """A full buffer: readings wait in memory, alarmed once, and are stored once it has room."""
         from collectors.buffer import Outbox
         from collectors.opcua import OpcUaCollector
         from collectors.pipeline import CollectorPipeline
@@ -197,11 +195,49 @@ class TestFullBuffer:
             await collector.wait_connected(10)
             await eventually(lambda: collector.counters.readings == 10, what="initial values")
             await server.update()
-            await eventually(lambda: collector.counters.refused == 10, what="refused readings")
             await server.update()
-            await eventually(lambda: collector.counters.refused == 20, what="still collecting")
+            await eventually(
+                lambda: bool(events) and len(collector._pending) == 18, what="the rest held"
+            )
             assert collector.connected
+            assert collector.counters.readings == 12  # the buffer filled to its bound
             assert [e.event for e in events] == [SystemEventKind.BUFFER_FULL]
+            forwarder = asyncio.create_task(box.forward(InMemoryBus()))  # room again
+            await eventually(lambda: collector.counters.readings == 30, what="held readings")
+            assert collector.counters.dropped == 0
+            assert SystemEventKind.BUFFER_OK in [e.event for e in events]
+            forwarder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await forwarder
+        finally:
+            await collector.stop()
+            await server.stop()
+            box.close()
+
+    async def test_beyond_max_pending_the_oldest_held_readings_are_counted_lost(self, endpoint):
+        """Held readings are bounded: past max_pending the oldest go, counted as dropped."""
+        from collectors.buffer import Outbox
+        from collectors.opcua import OpcUaCollector
+        from collectors.pipeline import CollectorPipeline
+
+        box = Outbox(":memory:", max_messages=10)
+        server = SyntheticServer(10, endpoint=endpoint)
+        await server.start()
+        collector = OpcUaCollector(
+            server.collector_config(**FAST),
+            server.specs(),
+            CollectorPipeline(box, source="test"),
+            max_pending=15,
+        )
+        try:
+            await collector.start()
+            await collector.wait_connected(10)
+            await eventually(lambda: collector.counters.readings == 10, what="initial values")
+            for _ in range(3):
+                await server.update()
+                await asyncio.sleep(0.3)
+            await eventually(lambda: collector.counters.dropped == 15, what="the oldest lost")
+            assert len(collector._pending) == 15
         finally:
             await collector.stop()
             await server.stop()

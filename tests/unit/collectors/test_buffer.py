@@ -355,3 +355,58 @@ class TestStallAlarm:
         box.check_stall()
         assert box.oldest_age() == 10_000
         assert events == []
+
+
+class TestDiskFull:
+    """A disk that cannot be written (SQLite's SQLITE_FULL, here through max_page_count)."""
+
+    @staticmethod
+    def cap(box: Outbox, pages: int | None = None) -> None:
+        """Let the database file grow no further (or to ``pages``)."""
+        if pages is None:
+            (pages,) = box._db.execute("PRAGMA page_count").fetchone()
+        box._db.execute(f"PRAGMA max_page_count = {pages}")
+
+    def test_refuses_alarms_once_and_never_raises(self, tmp_path, monkeypatch):
+        """A write that fails for want of space is a refusal with the reason, not a crash."""
+        monkeypatch.setattr("collectors.buffer.DISK_ROOM_BYTES", 1 << 62)  # no room anywhere
+        events: list[SystemEvent] = []
+        box = Outbox(tmp_path / "b.sqlite3", on_event=events.append)
+        assert box.put(msgs(5))
+        self.cap(box)
+        big = [Message(READINGS, "s", b"x" * 20_000) for _ in range(20)]
+        assert not box.put(big)
+        assert not box.put(big)
+        assert box.full
+        assert box.stats.write_failures == 2
+        assert [e.event for e in events] == [SystemEventKind.BUFFER_FULL]
+        assert "full" in events[0].detail
+        assert len(box) == 5  # what was stored stays, in order
+        assert [m.value for _, m in box.peek(10)] == [str(i).encode() for i in range(5)]
+        box.close()
+
+    def test_takes_messages_again_once_there_is_room(self, tmp_path):
+        """With room again the next put succeeds and the buffer says so (buffer_ok)."""
+        events: list[SystemEvent] = []
+        box = Outbox(tmp_path / "b.sqlite3", on_event=events.append)
+        box.put(msgs(1))
+        self.cap(box)
+        big = [Message(READINGS, "s", b"x" * 20_000) for _ in range(20)]
+        assert not box.put(big)
+        self.cap(box, 1_000_000)
+        assert not box.full  # the filesystem has room: a paused source may try again
+        assert box.put(big)
+        assert [e.event for e in events] == [SystemEventKind.BUFFER_FULL, SystemEventKind.BUFFER_OK]
+        assert len(box) == 21
+        box.close()
+
+    async def test_forwarding_goes_on_while_the_disk_is_full(self, tmp_path):
+        """What is buffered still reaches the bus; the rows go once they can be deleted."""
+        box = Outbox(tmp_path / "b.sqlite3")
+        box.put(msgs(30))
+        self.cap(box)
+        bus = InMemoryBus()
+        await box.drain(bus)
+        got = await collect(bus, READINGS, 30)
+        assert [m.value for m in got] == [str(i).encode() for i in range(30)]
+        box.close()
