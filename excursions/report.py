@@ -253,10 +253,7 @@ def write_report(
                 _cell(s["action"], small),
                 _cell(s["signed_at"].isoformat(timespec="seconds"), small),
                 _cell(f"{s['signed_at_site']} ({s['site_timezone']})", small),
-                _cell(
-                    "yes" if s["covers_current_content"] else "no — changed since signing",
-                    small,
-                ),
+                _cell(_covers(s), small),
             ]
         )
     if len(rows) == 1:
@@ -278,3 +275,12 @@ def write_report(
         author=site_name,
     )
     document.build(story, canvasmaker=lambda *a, **k: _NumberedCanvas(*a, header=header, **k))
+
+
+def _covers(signature: dict[str, Any]) -> str:
+    """Say whether a signature still covers the record (and why not)."""
+    if signature["covers_current_content"]:
+        return "yes"
+    if not signature.get("matches_audit_trail", True):
+        return "no — does not match its audit-trail entry (altered outside the application)"
+    return "no — changed since signing"

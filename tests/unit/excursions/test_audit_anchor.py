@@ -6,11 +6,15 @@ edited by SQL. The same runs on a real PostgreSQL in tests/integration/postgres.
 
 from __future__ import annotations
 
+import io
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
+import pypdf
 import pytest
+from jinja2 import Environment, PackageLoader
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
@@ -26,6 +30,8 @@ from excursions.audit import AuditTrail, Change, verify
 from excursions.checkpoints import Checkpoint, load_public_keys, sign
 from excursions.db import AuditHead, store_engine
 from excursions.migrate import upgrade
+from excursions.queries import record_detail
+from excursions.report import write_report
 from excursions.users import UserStore
 
 from .conftest import FAST_HASHER
@@ -395,6 +401,25 @@ class TestRowsUnderTheChain:
         (shown,) = life.signatures(record_id)
         assert (shown.covers_current_content, shown.matches_audit_trail) == (False, False)
 
+    def test_page_and_report_say_a_forged_signature_does_not_match_the_trail(
+        self, engine: Engine
+    ) -> None:
+        """What QA reads names the forgery, not a record that merely changed since signing."""
+        record_id, _, _ = signed_store(engine)
+        tamper(engine, "UPDATE signatures SET printed_name = 'Mallory Forger', signer = 'mallory'")
+        detail = record_detail(engine, record_id)
+        assert detail is not None
+        (signature,) = detail["signatures"]
+        assert signature["matches_audit_trail"] is False
+        html = Environment(
+            loader=PackageLoader("excursions.web", "templates"), autoescape=True
+        ).get_template("detail.html")
+        assert "does not match its audit-trail entry" in _covers_cell(html, detail)
+        pdf = io.BytesIO()
+        write_report(detail, pdf, site_name="Test site")
+        text = " ".join(page.extract_text() for page in pypdf.PdfReader(pdf).pages)
+        assert "does not match its audit-trail entry" in " ".join(text.split())
+
     @pytest.mark.parametrize(
         ("statement", "expected"),
         [
@@ -651,3 +676,11 @@ def test_a_signature_still_shows_as_signed(engine: Engine) -> None:
         True,
     )
     assert signed.matches_audit_trail
+
+
+def _covers_cell(template: Any, detail: dict[str, Any]) -> str:
+    """Render the signatures table's covers cell (the template's own markup)."""
+    source = template.environment.loader.get_source(template.environment, "detail.html")[0]
+    start = source.index("{% for s in r.signatures %}")
+    end = source.index("{% endfor %}", start) + len("{% endfor %}")
+    return str(template.environment.from_string(source[start:end]).render(r=detail))
