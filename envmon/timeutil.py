@@ -128,7 +128,9 @@ class ScaledClock:
     """Simulated time: starts at ``start`` and runs ``speed`` times faster than real time.
 
     ``envmon demo`` runs the example site at, say, 30× so that a 10-minute freezer delay
-    passes in 20 seconds; every component reads this one clock.
+    passes in 20 seconds; every component reads this one clock. Made ``paused``, it stays at
+    ``start`` until ``resume``: the demo sets everything up first, so that no simulated
+    minute of its scenario passes before the collectors listen.
     """
 
     def __init__(
@@ -136,6 +138,8 @@ class ScaledClock:
         start: datetime,
         speed: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
+        *,
+        paused: bool = False,
     ) -> None:
         if start.tzinfo is None:
             raise NaiveTimestampError("the clock's start must carry a UTC offset")
@@ -144,10 +148,17 @@ class ScaledClock:
         self.start = start.astimezone(UTC)
         self.speed = speed
         self._monotonic = monotonic
-        self._origin = monotonic()
+        self._origin: float | None = None if paused else monotonic()
+
+    def resume(self) -> None:
+        """Let a clock made ``paused`` (it reads ``start`` until then) run from ``start`` on."""
+        if self._origin is None:
+            self._origin = self._monotonic()
 
     def __call__(self) -> datetime:
         """Return the current simulated time."""
+        if self._origin is None:
+            return self.start
         return self.start + timedelta(seconds=(self._monotonic() - self._origin) * self.speed)
 
     def real_seconds(self, simulated_s: float) -> float:

@@ -70,6 +70,8 @@ DEFAULT_SITE: Final = Path("deploy/examples/site.yaml")
 DEFAULT_SCENARIO: Final = Path("deploy/examples/demo-scenario.yaml")
 DEFAULT_SPEED: Final = 30.0
 DEFAULT_WEB_PORT: Final = 8000
+#: How long the demo waits for each collector to listen before its scenario starts (s).
+_LISTEN_S: Final = 10.0
 #: The demo's users: user id → (printed name, role).
 DEMO_USERS: Final = {
     "operator": ("Olga Operator", "operator"),
@@ -168,7 +170,9 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
         mqtt_port, opcua_port = free_port(), free_port()
         site = retarget(site, mqtt_port=mqtt_port, opcua_port=opcua_port, workdir=workdir)
         start = utcnow().replace(second=0, microsecond=0)
-        clock = ScaledClock(start, options.speed)
+        # Paused while everything starts (the app's users take seconds of argon2 hashing):
+        # at 60x a few seconds are the scenario's first minutes, e.g. its particle burst.
+        clock = ScaledClock(start, options.speed, paused=True)
         simulation = Simulation(site, start=start, scenario=scenario, seed=options.seed)
         recorder = DemoRecorder()
         bus = InMemoryBus()
@@ -231,6 +235,9 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
                 _print_sign_in(console, web, await asyncio.to_thread(_demo_users, engine))
             for collector in collectors:
                 await collector.start()
+            await _listening(collectors)
+            clock.resume()
+            started = time.monotonic()
             await devices.start()
 
             excursions = {"applied": -1, "count": 0}  # the store's count, read when it changed
@@ -459,3 +466,13 @@ def _summary(
             "stored": timeseries.count(),
         },
     }
+
+
+async def _listening(collectors: list[MqttCollector | OpcUaCollector]) -> None:
+    """Wait (a while) until every collector is subscribed: the scenario starts after."""
+    for collector in collectors:
+        with contextlib.suppress(TimeoutError):
+            if isinstance(collector, MqttCollector):
+                await collector.wait_ready(_LISTEN_S)
+            else:
+                await collector.wait_connected(_LISTEN_S)

@@ -65,6 +65,8 @@ def test_serve_sign_in_and_read(tmp_path: Path) -> None:
         assert isinstance(signed, dict)
         assert signed["role"] == "viewer"
         me = fetch(opener, f"{base}/me")
+        assert isinstance(me, dict)
+        assert me.pop("csrf_token")  # what API clients send back as X-CSRF-Token
         assert me == {"username": "vera", "full_name": "Vera Viewer", "role": "viewer"}
         listing = fetch(opener, f"{base}/excursions")
         assert isinstance(listing, dict)

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from envmon.models import Reading
-from envmon.timeutil import EPOCH, ONE_US, NaiveTimestampError, to_us
+from envmon.timeutil import EPOCH, ONE_US, NaiveTimestampError, ScaledClock, to_us
 
 OFFSETS = st.sampled_from(["Z", "+00:00", "+02:00", "-05:30", "+14:00"])
 ZONES: list[tzinfo] = [
@@ -61,3 +61,26 @@ class TestToUs:
         """A datetime without an offset is refused."""
         with pytest.raises(NaiveTimestampError):
             to_us(datetime(2026, 1, 5))  # noqa: DTZ001 (the case under test)
+
+
+class TestScaledClock:
+    def test_runs_speed_times_faster_from_its_start(self) -> None:
+        """Ten real seconds at 30x are five simulated minutes."""
+        now = [100.0]
+        start = datetime(2026, 1, 5, 8, tzinfo=UTC)
+        clock = ScaledClock(start, 30, monotonic=lambda: now[0])
+        now[0] += 10
+        assert clock() == start + timedelta(minutes=5)
+
+    def test_a_paused_clock_stays_at_its_start_until_resumed(self) -> None:
+        """Set-up time is not simulated time: the scenario's first minute follows resume."""
+        now = [100.0]
+        start = datetime(2026, 1, 5, 8, tzinfo=UTC)
+        clock = ScaledClock(start, 60, monotonic=lambda: now[0], paused=True)
+        now[0] += 5  # the demo's set-up: argon2 hashes, servers
+        assert clock() == start
+        clock.resume()
+        now[0] += 1
+        assert clock() == start + timedelta(minutes=1)
+        clock.resume()  # once running, a second resume changes nothing
+        assert clock() == start + timedelta(minutes=1)

@@ -411,10 +411,14 @@ def test_a_user_change_is_all_or_nothing(api: tuple[TestClient, str], engine: En
     assert r.status_code == 200, r.text
     with engine.connect() as connection:
         actions = connection.exec_driver_sql(
-            "SELECT action FROM audit_entries WHERE record_type = 'user'"
-            " AND record_id = 'viewer1' ORDER BY seq DESC LIMIT 2"
+            "SELECT action, field FROM audit_entries WHERE record_type = 'user'"
+            " AND record_id = 'viewer1' ORDER BY seq DESC LIMIT 3"
         ).all()
-    assert sorted(a for (a,) in actions) == ["reset_password", "set_role"]
+    assert sorted(actions) == [
+        ("reset_password", "password"),
+        ("reset_password", "password_fingerprint"),
+        ("set_role", "role"),
+    ]
 
 
 @pytest.mark.parametrize(
