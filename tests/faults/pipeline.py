@@ -281,6 +281,7 @@ class Pipeline:
             ["opcua", "--endpoint", self.endpoint, "--t0-file", str(self.t0_file)],
         )
         self.gateway.start()
+        await self.wait_listening(self.endpoint, self.gateway)
         self.site_path.write_text(
             site_yaml(
                 self.prefix,
@@ -322,6 +323,24 @@ class Pipeline:
         )
         self.devices.start()
 
+    async def wait_listening(self, endpoint: str, service: Service) -> None:
+        """Wait until the OPC-UA gateway accepts connections (a collector then finds it up)."""
+        url = urllib.parse.urlparse(endpoint)
+        deadline = time.monotonic() + START_S
+        while True:
+            try:
+                _, writer = await asyncio.open_connection(url.hostname, url.port)
+            except OSError:
+                if not service.alive() or time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"{service.name} does not listen:\n{service.tail()}"
+                    ) from None
+                await asyncio.sleep(0.2)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
+
     def equipment(self, name: str, argv: list[str]) -> Service:
         """Return an equipment process of this pipeline (not started)."""
         log = self.workdir / f"{name}.jsonl"
@@ -340,6 +359,7 @@ class Pipeline:
         await asyncio.to_thread(self.gateway.terminate, 30)
         await asyncio.sleep(down_s)
         self.gateway.start()
+        await self.wait_listening(self.endpoint, self.gateway)
 
     def worker_service(self, n: int) -> Service:
         """Return the service of stream worker number ``n`` (not started)."""

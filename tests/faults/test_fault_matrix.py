@@ -40,11 +40,13 @@ pytestmark = pytest.mark.timeout(1500)
 
 ARTIFACTS = Path(__file__).parents[2] / "var" / "test-artifacts"
 #: Samples (seconds) of equipment traffic per row; the fault starts at FAULT_AT.
-SAMPLES = 60
+SAMPLES = 50
 FAULT_AT = 15
-SCRIPT = Script(inc_action=(10, 40), inc_alert=(48, 52), frz_action=(12, 45), samples=SAMPLES)
-#: Rows running at once (the machine has 2 CPUs; most of a row is waiting).
-PARALLEL = 5
+SCRIPT = Script(inc_action=(10, 38), inc_alert=(42, 46), frz_action=(12, 40), samples=SAMPLES)
+#: Rows running at once (most of a row is waiting), and the pause between their starts
+#: (spreads the processes' start-up over the machine's 2 CPUs).
+PARALLEL = 9
+STAGGER_S = 4.0
 
 Fault = Callable[[Pipeline, Row, Path], Awaitable[None]]
 
@@ -288,6 +290,7 @@ async def test_fault_matrix(
     limit = asyncio.Semaphore(PARALLEL)
 
     async def limited(n: int, case: Case) -> Row:
+        await asyncio.sleep(n * STAGGER_S)
         async with limit:
             return await run_case(case, shared, tmp_path / f"row{n}")
 
