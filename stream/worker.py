@@ -148,6 +148,13 @@ from stream.timeseries import SqliteTimeSeries
 logger = logging.getLogger(__name__)
 
 STATE_TABLE: Final = "sensor-state"
+
+
+def changelog_topic(app_id: str) -> str:
+    """Return the name faust gives the state table's changelog topic."""
+    return f"{app_id}-{STATE_TABLE}-changelog"
+
+
 COMPONENT: Final = "stream-worker"
 EXIT_FATAL: Final = 70  # EX_SOFTWARE
 #: How long the intake's fetch may wait at the broker for data (aiokafka's default is 500 ms).
@@ -674,6 +681,8 @@ class StreamWorker:
             key_type=bytes,  # faust then writes raw keys (and JSON values)
             use_partitioner=True,
         )
+        if self.table.changelog_topic.get_topic_name() != changelog_topic(settings.app_id):
+            raise EnvmonError("faust names the state changelog differently from ensure_topics")
         self.processor = ReadingBatchProcessor(
             specs, partitions, self._stored_state, clock=clock, encode=sink.encode
         )

@@ -1,7 +1,8 @@
-"""Audit checkpoints on a real Kafka: ``envmon audit checkpoint`` publishes on ``envmon.audit``.
+"""Topics envmon creates on a real Kafka: audit checkpoints, the worker's changelog.
 
-The topic's copy is a second place outside the database: a checkpoint file rebuilt from it
-verifies the store as the file written by the command does.
+``envmon audit checkpoint`` publishes on ``envmon.audit``. The topic's copy is a second
+place outside the database: a checkpoint file rebuilt from it verifies the store as the
+file written by the command does.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from typer.testing import CliRunner
 
 from envmon.bus import AUDIT
 from envmon.cli import app as cli
+from envmon.commands.stream_worker import build_worker, ensure_topics
+from envmon.config import load_site
 from excursions.checkpoints import Checkpoint
 from excursions.db import store_engine
 from excursions.migrate import upgrade
 from stream.kafka_broker import KafkaBroker
+from stream.worker import changelog_topic
 from tests.unit.excursions.test_audit import fill
 
 from .test_worker import SITE, read_topic, settings_for
@@ -115,3 +119,22 @@ def test_a_checkpoint_not_published_is_said_so(tmp_path: Path) -> None:
     assert "written to" in result.output
     assert "but not published" in result.output
     assert len(checkpoints.read_text().splitlines()) == 1
+
+
+def test_the_worker_creates_its_state_changelog_before_faust_starts(
+    kafka: KafkaBroker, topic_prefix: str, tmp_path: Path
+) -> None:
+    """``ensure_topics`` creates faust's changelog (compacted, one partition per readings one).
+
+    When faust created it itself on a fresh cluster, its first assignment could be computed
+    before the broker's metadata listed the new topic: no partition assigned, the worker
+    idle for good (the fault matrix caught it about one worker start in ten).
+    """
+    settings = settings_for(kafka, topic_prefix, tmp_path / "data")
+    asyncio.run(ensure_topics(settings))
+    worker = build_worker(settings, load_site(SITE))
+    name = worker.table.changelog_topic.get_topic_name()
+    assert name == changelog_topic(settings.app_id)
+    partitions, retention = asyncio.run(topic_settings(settings.kafka_bootstrap, name))
+    assert partitions == settings.kafka_partitions
+    assert retention["cleanup.policy"] == "compact"
