@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,9 +79,10 @@ class MeasuringPipeline(CollectorPipeline):
         readings: Sequence[Reading],
         failures: Sequence[RawPayload] = (),
         alive: Sequence[ProofOfLife] = (),
+        positions: Mapping[str, str] | None = None,
     ) -> bool:
         """Commit, then sample the lag of some readings: since the source, since receipt."""
-        stored = super().put(readings, failures, alive)
+        stored = super().put(readings, failures, alive, positions)
         now = time.time()
         step = max(1, len(readings) // 20)
         self.samples.extend(

@@ -45,7 +45,7 @@ import os
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
@@ -135,6 +135,11 @@ class Outbox:
             "seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, key TEXT, "
             "value BLOB NOT NULL)"
         )
+        # Where each source that cannot redeliver stands (an OPC-UA node's last reading),
+        # committed with the messages it describes: a backfill resumes exactly there.
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS positions (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        )
         depth, last = self._db.execute("SELECT COUNT(*), MAX(seq) FROM outbox").fetchone()
         self._depth: int = int(depth)  # messages not yet on the bus
         # Sequence numbers only need to grow within a process and follow what is on disk.
@@ -221,8 +226,11 @@ class Outbox:
                 alarm=False,
             )
 
-    def put(self, messages: Sequence[Message]) -> bool:
-        """Store messages durably, in order; False (and an alarm) if they do not fit."""
+    def put(self, messages: Sequence[Message], positions: Mapping[str, str] | None = None) -> bool:
+        """Store messages durably, in order; False (and an alarm) if they do not fit.
+
+        ``positions`` (key → value) are saved in the same transaction (see ``positions``).
+        """
         if not messages:
             return True
         n = len(messages)
@@ -241,7 +249,7 @@ class Outbox:
                     self.stats.full_events += first_refusal
             if not refused:
                 try:
-                    self._insert(messages, forwarded)
+                    self._insert(messages, forwarded, positions)
                 except sqlite3.OperationalError as exc:
                     if _error_code(exc) not in _WRITE_FAILED:
                         raise
@@ -285,7 +293,12 @@ class Outbox:
         self._wake()
         return True
 
-    def _insert(self, messages: Sequence[Message], forwarded: int) -> None:
+    def _insert(
+        self,
+        messages: Sequence[Message],
+        forwarded: int,
+        positions: Mapping[str, str] | None = None,
+    ) -> None:
         """Commit messages (and delete forwarded rows) in one transaction; hold _db_lock."""
         n = len(messages)
         first = self._next_seq
@@ -297,6 +310,11 @@ class Outbox:
             self._db.executemany(
                 "INSERT INTO outbox (seq, topic, key, value) VALUES (?, ?, ?, ?)", rows
             )
+            if positions:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO positions (key, value) VALUES (?, ?)",
+                    positions.items(),
+                )
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:  # SQLite rolls back by itself on some errors
@@ -315,6 +333,15 @@ class Outbox:
                 else:  # more wait than the window holds: forward from disk for a while
                     self._in_memory = False
                     self._window.clear()
+
+    def positions(self, prefix: str = "") -> dict[str, str]:
+        """Return the saved positions whose key starts with ``prefix`` (see ``put``)."""
+        with self._db_lock:
+            rows = self._db.execute(
+                "SELECT key, value FROM positions WHERE substr(key, 1, ?) = ?",
+                (len(prefix), prefix),
+            ).fetchall()
+        return {str(k): str(v) for k, v in rows}
 
     def peek(self, limit: int = DEFAULT_BATCH) -> list[tuple[int, Message]]:
         """Return up to ``limit`` of the oldest messages not yet forwarded, from disk."""

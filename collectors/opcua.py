@@ -353,6 +353,8 @@ class _Session:
     silent: set[int] = field(default_factory=set)
     #: The latest value each node reported in this session (what a proof of life vouches for).
     latest: dict[int, ua.DataValue] = field(default_factory=dict)
+    #: While the gap is filled from the server's history: the live readings, held back.
+    holding: list[Reading] | None = None
 
     def lose(self, reason: str) -> None:
         """Mark the connection as lost (first reason wins)."""
@@ -413,6 +415,11 @@ class OpcUaCollector:
         self._reported: set[tuple[str, str]] = set()
         self._refused_logged = 0.0
         self._held = False  # readings the buffer refused are held in _pending
+        #: With history.backfill: sensor id → time of its last reading the buffer holds.
+        self._positions: dict[str, datetime] = {}
+        self._position_key = f"{self.component}/"
+        if config.history.backfill:
+            self._positions = _load_positions(pipeline, self._position_key)
         self.subscription_count = 0
         #: Why the last connection attempt failed or the last connection was lost.
         self.last_error: str | None = None
@@ -559,7 +566,11 @@ class OpcUaCollector:
         client.connection_lost_callback = lost
         await self._read_limits(session)
         await self._resolve(session)
+        if self._positions:
+            session.holding = []  # live readings wait until the gap before them is filled
         await self._subscribe(session, sorted(session.node_ids))
+        if session.holding is not None:
+            await self._backfill(session)
 
     async def _close(self, session: _Session) -> None:
         """Close a session, quietly: the server may already be gone."""
@@ -907,7 +918,8 @@ class OpcUaCollector:
         received_at = self._clock()
         received_us = to_us(received_at)
         by_handle = self._by_handle
-        pending, failures = self._pending, self._failures
+        pending = self._pending if session.holding is None else session.holding
+        failures = self._failures
         latest, evidence = session.latest, self._evidence
         received = 0
         for notification in data:
@@ -953,7 +965,7 @@ class OpcUaCollector:
         """
         periods = self._proof_every
         now_us = to_us(now)
-        if not periods or now_us < sub.next_sweep:
+        if not periods or now_us < sub.next_sweep or session.holding is not None:
             return
         sub.next_sweep = now_us + _PROOF_SWEEP_US
         if session.lost.is_set() or sub.subscription_id in session.silent:
@@ -990,6 +1002,70 @@ class OpcUaCollector:
         if proofs:
             self._alive.extend(proofs)
             self._wake.set()
+
+    # ------------------------------------------------------------------ backfill
+
+    async def _backfill(self, session: _Session) -> None:
+        """Read what each node reported since its last stored reading from the server's history.
+
+        Runs on every new session while the live readings are held back (``holding``):
+        the history from the node's position (at most ``history.max_age`` back) goes to
+        the buffer first, then the held live readings newer than what the history gave
+        (or than the position: a re-sent current value is not stored twice).
+        """
+        held = session.holding or []
+        now = self._clock()
+        horizon = now - timedelta(seconds=self.config.history.max_age)
+        filled: dict[str, datetime] = dict(self._positions)
+        backfilled: list[Reading] = []
+        failures: list[RawPayload] = []
+        wanted = [
+            (handle, node_id)
+            for handle, node_id in sorted(session.node_ids.items())
+            if self._by_handle[handle].sensor_id in self._positions
+        ]
+        access = await session.client.uaclient.read_attributes(
+            [node_id for _, node_id in wanted], ua.AttributeIds.AccessLevel
+        )
+        for (handle, node_id), level in zip(wanted, access, strict=True):
+            binding = self._by_handle[handle]
+            since = self._positions[binding.sensor_id]
+            if not _history_readable(level):
+                self._report(binding, "the server keeps no history of the node to fill a gap")
+                continue
+            try:
+                async with asyncio.timeout(self.config.request_timeout * _CONNECT_TIMEOUT_FACTOR):
+                    values = await session.client.get_node(node_id).read_raw_history(
+                        max(since, horizon), None, 0, False
+                    )
+            except ua.UaStatusCodeError as exc:  # the server keeps no history of the node
+                self._report(
+                    binding,
+                    f"cannot read the node's history to fill a gap ({status_name(exc.code)})",
+                )
+                continue
+            last = since
+            for value in values:
+                mapped = map_notification(binding, value, now, self.source)
+                if not isinstance(mapped, Reading):
+                    failures.append(mapped)
+                elif mapped.ts > last:
+                    backfilled.append(mapped)
+                    last = mapped.ts
+            filled[binding.sensor_id] = last
+        session.holding = None
+        live = [r for r in held if r.sensor_id not in filled or r.ts > filled[r.sensor_id]]
+        self._pending.extend(backfilled)
+        self._pending.extend(live)
+        self._failures.extend(failures)
+        self.counters.backfilled += len(backfilled)
+        if backfilled:
+            logger.info(
+                "%s: %d reading(s) read back from the server's history (the gap is filled)",
+                self.component,
+                len(backfilled),
+            )
+        self._wake.set()
 
     def _status_change(self, session: _Session, sub: _Subscription, status: int) -> None:
         name = status_name(status)
@@ -1029,8 +1105,16 @@ class OpcUaCollector:
             self._pending = readings[room:]
             readings = readings[:room]
             self._wake.set()
-        stored = await asyncio.to_thread(self.pipeline.put, readings, failures, alive)
+        positions = self._advance(readings) if self.config.history.backfill else {}
+        stored = await asyncio.to_thread(
+            self.pipeline.put,
+            readings,
+            failures,
+            alive,
+            {self._position_key + k: v.isoformat() for k, v in positions.items()},
+        )
         if stored:
+            self._positions.update(positions)
             if self._held:
                 self._held = False
                 logger.warning("%s: the buffer takes readings again", self.component)
@@ -1061,6 +1145,17 @@ class OpcUaCollector:
         if not self._closing:
             asyncio.get_running_loop().call_later(_HOLD_RETRY_S, self._wake.set)
 
+    def _advance(self, readings: Sequence[Reading]) -> dict[str, datetime]:
+        """Return the sensors whose position these readings move forward, with the new one."""
+        known = self._positions
+        moved: dict[str, datetime] = {}
+        for reading in readings:
+            sensor = reading.sensor_id
+            at = moved.get(sensor) or known.get(sensor)
+            if at is None or reading.ts > at:
+                moved[sensor] = reading.ts
+        return moved
+
     # ------------------------------------------------------------------ reporting
 
     def _report(self, binding: NodeBinding, reason: str) -> None:
@@ -1086,6 +1181,23 @@ class OpcUaCollector:
                 self._on_event(event)
             except Exception:
                 logger.exception("%s: event handler failed", self.component)
+
+
+def _history_readable(level: ua.DataValue) -> bool:
+    """Tell whether a node's AccessLevel lets a client read its history."""
+    value = level.Value.Value if level.Value is not None else None
+    return isinstance(value, int) and bool(value & ua.AccessLevel.HistoryRead.mask)
+
+
+def _load_positions(pipeline: CollectorPipeline, prefix: str) -> dict[str, datetime]:
+    """Return the positions a previous run left in the buffer's file (unreadable ones skipped)."""
+    positions: dict[str, datetime] = {}
+    for key, value in pipeline.outbox.positions(prefix).items():
+        try:
+            positions[key.removeprefix(prefix)] = as_utc(datetime.fromisoformat(value))
+        except (ValueError, TimestampRangeError):
+            logger.warning("buffer: ignoring the unreadable position %r of %s", value, key)
+    return positions
 
 
 def _proof_periods(

@@ -7,7 +7,7 @@ durable commit covers a whole batch and the source can be acknowledged after it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -29,6 +29,7 @@ class CollectorCounters:
     reconnects: int = 0  # successful reconnections after a loss
     resubscriptions: int = 0  # subscriptions re-created (after a restart or a silence)
     proofs_of_life: int = 0  # proofs of life of unchanged sensors put into the buffer
+    backfilled: int = 0  # readings read back from an OPC-UA server's history after a gap
 
     def as_dict(self) -> dict[str, int]:
         """Return the counters as a plain dict."""
@@ -70,8 +71,11 @@ class CollectorPipeline:
         readings: Sequence[Reading],
         failures: Sequence[RawPayload] = (),
         alive: Sequence[ProofOfLife] = (),
+        positions: Mapping[str, str] | None = None,
     ) -> bool:
         """Store readings, proofs of life and dead letters in one durable commit.
+
+        ``positions`` go with them in the same commit (``Outbox.positions``).
 
         Returns False if the buffer is full. When it returns True the caller may
         acknowledge the source messages; when False nothing was stored and the caller must
@@ -91,7 +95,7 @@ class CollectorPipeline:
             )
             for f in failures
         ]
-        if not self.outbox.put(messages):
+        if not self.outbox.put(messages, positions):
             self.counters.refused += len(readings)
             return False
         self.counters.readings += len(readings)

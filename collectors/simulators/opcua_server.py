@@ -12,18 +12,22 @@ scripted communication loss makes the gateway mark the instrument's values
 ``SyntheticServer`` serves any number of plain numeric nodes for benchmarks and batch
 tests, with a matching collector configuration. Both build on ``OpcUaServer``: endpoint,
 security (certificates and policies), users, an optional cap on monitored items per
-subscription, and test hooks (write any value or status, silence the subscriptions).
+subscription, an optional history of every variable (``history``: an SQLite file, kept
+across restarts, served to HistoryRead), and test hooks (write any value or status, silence
+the subscriptions).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import re
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlparse
@@ -31,6 +35,7 @@ from urllib.parse import urlparse
 from asyncua import Server, ua
 from asyncua.common.utils import ServiceError
 from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.history_sql import HistorySQLite
 from asyncua.server.user_managers import UserManager
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -47,6 +52,11 @@ from envmon.units import conversion
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT: Final = "opc.tcp://127.0.0.1:4840/envmon/"
+#: How long a server started with ``history`` keeps its variables' values.
+HISTORY_KEPT: Final = timedelta(days=1)
+#: asyncua historizes through a subscription publishing every 10 ms: a server stopping
+#: waits this long so that its last writes are in the history, as a gateway's would be.
+HISTORY_SETTLE_S: Final = 0.1
 DEFAULT_NAMESPACE: Final = "urn:envmon:simulator"
 #: Instrument kinds served over OPC-UA (the rest of the site speaks MQTT).
 SIMULATED_KINDS: Final = ("freezer", "fridge", "ln2_dewar")
@@ -121,6 +131,29 @@ class ServerSecurity:
     trusted_clients: tuple[Path, ...] = ()
 
 
+class _HistoryFile(HistorySQLite):  # type: ignore[misc]  # asyncua is untyped here
+    """asyncua's SQLite history, with table names its own checks accept for string node ids.
+
+    asyncua names a node's table after the identifier's ``repr``, whose quotes its SQL
+    injection check then refuses: every ``ns=2;s=…`` node would fail to historize.
+    """
+
+    def _get_table_name(self, node_id: ua.NodeId) -> str:
+        digest = hashlib.sha256(str(node_id.Identifier).encode()).hexdigest()[:32]
+        return f"{node_id.NamespaceIndex}_{digest}"
+
+    async def init(self) -> None:
+        # asyncua reads its TIMESTAMP columns with sqlite3's default converter, which
+        # cannot parse an aware time on a whole second ("…:39+00:00"): the whole history
+        # read fails. Python's own ISO parser reads every form the adapter writes.
+        sqlite3.register_converter("TIMESTAMP", _iso_timestamp)
+        await super().init()
+
+
+def _iso_timestamp(raw: bytes) -> datetime:
+    return datetime.fromisoformat(raw.decode())
+
+
 class _PasswordUsers(UserManager):  # type: ignore[misc]  # asyncua is untyped here
     """Users by name and password (the simulator's only user store)."""
 
@@ -152,6 +185,7 @@ class OpcUaServer:
         max_items_per_subscription: int | None = None,
         advertise_cap: bool = True,
         name: str = "envmon equipment simulator",
+        history: Path | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.namespace = namespace
@@ -160,6 +194,8 @@ class OpcUaServer:
         self.max_items_per_subscription = max_items_per_subscription
         self.advertise_cap = advertise_cap
         self.name = name
+        #: Where the server keeps its variables' values for HistoryRead (across restarts).
+        self.history = history
         self.namespace_index = 0
         self._server: Server | None = None
         self._variables: dict[str, ua.NodeId] = {}
@@ -184,13 +220,24 @@ class OpcUaServer:
         self._server = server
         await self.build(server)
         await self._cap(server)
+        if self.history is not None:
+            storage = _HistoryFile(str(self.history))
+            await storage.init()  # the history manager's own init ran with server.init()
+            server.iserver.history_manager.set_storage(storage)
         await server.start()
+        if self.history is not None:
+            await server.historize_node_data_change(
+                [server.get_node(node_id) for node_id in self._variables.values()],
+                period=HISTORY_KEPT,
+            )
         logger.info("OPC-UA simulator listening on %s", self.endpoint)
 
     async def stop(self) -> None:
         """Stop listening and drop every session."""
         server, self._server = self._server, None
         if server is not None:
+            if self.history is not None:
+                await asyncio.sleep(HISTORY_SETTLE_S)  # the history stores the last writes
             await server.stop()
             # asyncua closes the connections it knows, then stops listening: a client that
             # connected in between (one retrying) would keep an open socket. Close those too.

@@ -67,6 +67,7 @@ DEFAULT_QUEUE_SIZE: Final = 10
 DEFAULT_SILENCE_TIMEOUT_S: Final = 30.0
 DEFAULT_HEALTH_CHECK_S: Final = 5.0
 DEFAULT_REQUEST_TIMEOUT_S: Final = 10.0
+DEFAULT_BACKFILL_MAX_AGE_S: Final = 24 * 3600.0
 
 SecurityPolicyName = Literal[
     "None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"
@@ -306,6 +307,19 @@ class WatchdogConfig(ConfigModel):
     health_check: PositiveDuration = DEFAULT_HEALTH_CHECK_S
 
 
+class HistoryConfig(ConfigModel):
+    """Backfill from the server's history (HistoryRead) after a gap in the subscription.
+
+    A subscription delivers only what changes while it exists: what a node reported while
+    the collector was down or reconnecting is read back from the server's history, from the
+    last reading the buffer holds for the node (kept in the buffer's file), at most
+    ``max_age`` back. Needs a server that historizes the nodes.
+    """
+
+    backfill: bool = False
+    max_age: PositiveDuration = DEFAULT_BACKFILL_MAX_AGE_S
+
+
 class NodeSettings(ConfigModel):
     """Monitored-item settings of a node; every key optional (``node_defaults`` fill in)."""
 
@@ -388,6 +402,7 @@ class OpcUaCollectorConfig(CollectorConfig):
     request_timeout: PositiveDuration = DEFAULT_REQUEST_TIMEOUT_S
     subscription: SubscriptionConfig = SubscriptionConfig()
     watchdog: WatchdogConfig = WatchdogConfig()
+    history: HistoryConfig = HistoryConfig()
     namespace: Text | None = None
     node_defaults: NodeDefaults = NodeDefaults()
     nodes: tuple[NodeConfig, ...] = ()

@@ -169,17 +169,21 @@ class _GatewayServer(PointsServer):
 class Gateway:
     """The freezers' OPC-UA gateway: one value a second each, with its source timestamp.
 
-    A gateway that (re)starts serves its equipment's current values, stamped with the
-    time it started, before it accepts a connection; until ``t0`` is known (a file the
+    Like a monitoring gateway it keeps its values' history (``history``: an SQLite file
+    that outlives a restart) for HistoryRead. A gateway that (re)starts serves its
+    equipment's current values, stamped with the time it started, before it accepts a
+    connection; until ``t0`` is known (a file the
     pipeline writes once the collector is up) those are sample 0's values.
     """
 
-    def __init__(self, endpoint: str, t0_file: Path, script: Script, log: Path) -> None:
+    def __init__(
+        self, endpoint: str, t0_file: Path, script: Script, log: Path, history: Path | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.t0_file = t0_file
         self.script = script
         self.log = _Log(log)
-        self.server = _GatewayServer(self, endpoint=endpoint)
+        self.server = _GatewayServer(self, endpoint=endpoint, history=history)
 
     def t0(self) -> dt.datetime | None:
         """Return the equipment's t0 once the pipeline set it."""
@@ -240,12 +244,14 @@ def main() -> None:
     parser.add_argument("--port", type=int)
     parser.add_argument("--prefix")
     parser.add_argument("--endpoint")
+    parser.add_argument("--history", type=Path, help="keep the freezers' history in this file")
     args = parser.parse_args()
     script = Script.from_json(args.script)
     if args.kind == "mqtt":
         run_mqtt("127.0.0.1", args.port, args.prefix, parse_ts(args.t0), script, args.log)
     else:
-        asyncio.run(Gateway(args.endpoint, args.t0_file, script, args.log).run())
+        gateway = Gateway(args.endpoint, args.t0_file, script, args.log, args.history)
+        asyncio.run(gateway.run())
 
 
 if __name__ == "__main__":
