@@ -213,6 +213,7 @@ def describe_collect(collectors: list[Collector], buffers: dict[str, Outbox]) ->
                 ("refused", "readings a full buffer refused"),
                 ("dropped", "readings lost: refused longer than they could be held (OPC-UA)"),
                 ("proofs_of_life", "proofs of life of unchanged values (OPC-UA)"),
+                ("backfilled", "readings read back from the server's history after a gap"),
                 ("reconnects", "reconnections after a loss"),
                 ("resubscriptions", "subscriptions re-created"),
             ):
