@@ -33,7 +33,7 @@ from stream.kafka_broker import KafkaBroker
 from tests.faults import matrix
 from tests.faults.equipment import Script
 from tests.faults.matrix import Row
-from tests.faults.pipeline import Pipeline, Servers
+from tests.faults.pipeline import START_S, Pipeline, Servers
 from tests.integration.postgres.conftest import server_home
 
 pytestmark = pytest.mark.timeout(1500)
@@ -117,7 +117,7 @@ async def timeseries_down(p: Pipeline, row: Row, _work: Path) -> None:
     await p.until_sample(FAULT_AT)
     await asyncio.to_thread(p.servers.influxdb.stop)
     await p.until_sample(FAULT_AT + 15)
-    await asyncio.to_thread(p.servers.influxdb.start)
+    await asyncio.to_thread(p.servers.influxdb.start, START_S)  # 60 s is short with 9 rows
 
 
 async def postgres_restart(p: Pipeline, row: Row, _work: Path) -> None:
