@@ -1024,9 +1024,12 @@ class OpcUaCollector:
             for handle, node_id in sorted(session.node_ids.items())
             if self._by_handle[handle].sensor_id in self._positions
         ]
-        access = await session.client.uaclient.read_attributes(
-            [node_id for _, node_id in wanted], ua.AttributeIds.AccessLevel
-        )
+        access: list[ua.DataValue] = []
+        for start in range(0, len(wanted), session.batch_size):  # the server's per-call cap
+            access += await session.client.uaclient.read_attributes(
+                [node_id for _, node_id in wanted[start : start + session.batch_size]],
+                ua.AttributeIds.AccessLevel,
+            )
         for (handle, node_id), level in zip(wanted, access, strict=True):
             binding = self._by_handle[handle]
             since = self._positions[binding.sensor_id]
