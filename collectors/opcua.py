@@ -1016,7 +1016,9 @@ class OpcUaCollector:
         held = session.holding or []
         now = self._clock()
         horizon = now - timedelta(seconds=self.config.history.max_age)
+        # Readings still waiting for the buffer (held while it refuses) count as had.
         filled: dict[str, datetime] = dict(self._positions)
+        filled.update(self._advance(self._pending, filled))
         backfilled: list[Reading] = []
         failures: list[RawPayload] = []
         wanted = [
@@ -1032,7 +1034,7 @@ class OpcUaCollector:
             )
         for (handle, node_id), level in zip(wanted, access, strict=True):
             binding = self._by_handle[handle]
-            since = self._positions[binding.sensor_id]
+            since = filled[binding.sensor_id]
             if not _history_readable(level):
                 self._report(binding, "the server keeps no history of the node to fill a gap")
                 continue
@@ -1148,9 +1150,11 @@ class OpcUaCollector:
         if not self._closing:
             asyncio.get_running_loop().call_later(_HOLD_RETRY_S, self._wake.set)
 
-    def _advance(self, readings: Sequence[Reading]) -> dict[str, datetime]:
+    def _advance(
+        self, readings: Sequence[Reading], known: Mapping[str, datetime] | None = None
+    ) -> dict[str, datetime]:
         """Return the sensors whose position these readings move forward, with the new one."""
-        known = self._positions
+        known = self._positions if known is None else known
         moved: dict[str, datetime] = {}
         for reading in readings:
             sensor = reading.sensor_id

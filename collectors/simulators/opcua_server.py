@@ -13,7 +13,8 @@ scripted communication loss makes the gateway mark the instrument's values
 tests, with a matching collector configuration. Both build on ``OpcUaServer``: endpoint,
 security (certificates and policies), users, an optional cap on monitored items per
 subscription, an optional history of every variable (``history``: an SQLite file, kept
-across restarts, served to HistoryRead), and test hooks (write any value or status, silence
+across restarts, served to HistoryRead; asyncua records it through a subscription that
+keeps one value per node every 10 ms), and test hooks (write any value or status, silence
 the subscriptions).
 """
 
