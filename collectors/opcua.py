@@ -77,6 +77,7 @@ from envmon.timeutil import (
     TimestampRangeError,
     as_utc,
     implausible,
+    parse_ts,
     to_us,
     utcnow,
 )
@@ -1201,8 +1202,8 @@ def _load_positions(pipeline: CollectorPipeline, prefix: str) -> dict[str, datet
     positions: dict[str, datetime] = {}
     for key, value in pipeline.outbox.positions(prefix).items():
         try:
-            positions[key.removeprefix(prefix)] = as_utc(datetime.fromisoformat(value))
-        except (ValueError, TimestampRangeError):
+            positions[key.removeprefix(prefix)] = parse_ts(value)
+        except ValueError:  # not ISO 8601, no offset, out of range
             logger.warning("buffer: ignoring the unreadable position %r of %s", value, key)
     return positions
 

@@ -681,8 +681,6 @@ class StreamWorker:
             key_type=bytes,  # faust then writes raw keys (and JSON values)
             use_partitioner=True,
         )
-        if self.table.changelog_topic.get_topic_name() != changelog_topic(settings.app_id):
-            raise EnvmonError("faust names the state changelog differently from ensure_topics")
         self.processor = ReadingBatchProcessor(
             specs, partitions, self._stored_state, clock=clock, encode=sink.encode
         )

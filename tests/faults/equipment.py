@@ -172,8 +172,8 @@ class Gateway:
     Like a monitoring gateway it keeps its values' history (``history``: an SQLite file
     that outlives a restart) for HistoryRead. A gateway that (re)starts serves its
     equipment's current values, stamped with the time it started, before it accepts a
-    connection; until ``t0`` is known (a file the
-    pipeline writes once the collector is up) those are sample 0's values.
+    connection; until ``t0`` is known (a file the pipeline writes once the collector is
+    up) those are sample 0's values.
     """
 
     def __init__(

@@ -625,39 +625,36 @@ def _canonical(event: dict[str, Any]) -> str:
     return json.dumps(event, sort_keys=True)
 
 
-#: Record fields compared with this relative tolerance rather than exactly (see _same_record).
+#: Record fields compared with this relative tolerance rather than exactly (_differences).
 _APPROXIMATE: Final = {"integral_beyond_limit": 1e-3}
 
 
 def _same_record(expected: dict[str, Any], stored: dict[str, Any]) -> bool:
-    """Tell whether a stored record is the expected one.
+    """Tell whether a stored record is the expected one (see ``_differences``)."""
+    return not _differences(expected, stored)
+
+
+def _differences(expected: dict[str, Any], stored: dict[str, Any]) -> str:
+    """Name the fields of a record that differ: expected value, then the stored one.
 
     Every field exactly, but the integral beyond the limit within 0.1 %: after a
     resubscription the OPC-UA collector sends a proof of life (the value last reported
     still holds), which the core integrates as a held value between two readings, while
     the expected record is replayed from the readings alone.
     """
-    if set(expected) != set(stored):
-        return False
-    for key, value in expected.items():
-        other = stored[key]
-        tolerance = _APPROXIMATE.get(key)
-        if tolerance is not None and isinstance(value, float) and isinstance(other, float):
-            if not math.isclose(value, other, rel_tol=tolerance):
-                return False
-        elif value != other:
-            return False
-    return True
-
-
-def _differences(expected: dict[str, Any], stored: dict[str, Any]) -> str:
-    """Name the fields of a record that differ: expected value, then the stored one."""
     keys = sorted(set(expected) | set(stored))
     return "; ".join(
         f"{k}: {expected.get(k)!r} ≠ {stored.get(k)!r}"
         for k in keys
-        if expected.get(k) != stored.get(k)
+        if not _field_matches(k, expected.get(k), stored.get(k))
     )[:400]
+
+
+def _field_matches(key: str, expected: object, stored: object) -> bool:
+    tolerance = _APPROXIMATE.get(key)
+    if tolerance is not None and isinstance(expected, float) and isinstance(stored, float):
+        return math.isclose(expected, stored, rel_tol=tolerance)
+    return expected == stored
 
 
 def _describe(event: dict[str, Any]) -> str:

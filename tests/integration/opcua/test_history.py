@@ -18,7 +18,6 @@ from collectors.opcua import OpcUaCollector
 from collectors.pipeline import CollectorPipeline, event_message
 from collectors.simulators.opcua_server import SyntheticServer
 from envmon.bus import Message
-from envmon.netutil import free_port
 from envmon.timeutil import utcnow
 
 from .helpers import FAST, dead_letters, eventually, readings
@@ -43,9 +42,9 @@ def values_of(box: Outbox, sensor: str) -> list[float | None]:
     return [r.value for r in readings(box) if r.sensor_id == sensor]
 
 
-async def test_a_collector_restart_reads_back_what_it_missed(tmp_path: Path) -> None:
+async def test_a_collector_restart_reads_back_what_it_missed(endpoint: str, tmp_path: Path) -> None:
     """Collector stopped, five samples written, collector started: all five, once, in order."""
-    server = SyntheticServer(2, endpoint=free_endpoint(), history=tmp_path / "history.sqlite")
+    server = SyntheticServer(2, endpoint=endpoint, history=tmp_path / "history.sqlite")
     await server.start()
     box = Outbox(tmp_path / "buffer.sqlite3")
     t0 = utcnow().replace(microsecond=0) + timedelta(seconds=1)  # after the initial values
@@ -89,11 +88,10 @@ async def test_a_collector_restart_reads_back_what_it_missed(tmp_path: Path) -> 
 
 
 async def test_a_server_restart_loses_nothing_written_before_the_collector_is_back(
-    tmp_path: Path,
+    endpoint: str, tmp_path: Path
 ) -> None:
     """Samples written right after the server restarts, before the collector resubscribes."""
     history = tmp_path / "history.sqlite"
-    endpoint = free_endpoint()
     server = SyntheticServer(2, endpoint=endpoint, history=history)
     await server.start()
     box = Outbox(tmp_path / "buffer.sqlite3")
@@ -125,10 +123,9 @@ async def test_a_server_restart_loses_nothing_written_before_the_collector_is_ba
 
 
 async def test_a_server_without_history_is_named_and_live_readings_go_on(
-    tmp_path: Path,
+    endpoint: str, tmp_path: Path
 ) -> None:
     """Backfill asked of a server that keeps no history: a dead letter per node, live data."""
-    endpoint = free_endpoint()
     server = SyntheticServer(1, endpoint=endpoint)
     await server.start()
     box = Outbox(tmp_path / "buffer.sqlite3")
@@ -165,7 +162,3 @@ def test_positions_are_committed_with_the_readings(tmp_path: Path) -> None:
         assert again.positions("opcua:b/") == {}
     finally:
         again.close()
-
-
-def free_endpoint() -> str:
-    return f"opc.tcp://127.0.0.1:{free_port()}/envmon/"
