@@ -23,6 +23,7 @@ from envmon.timeutil import EPOCH, ONE_US
 from stream.core.evaluator import Evaluator
 
 REQUIRED_COLUMNS: Final = ("sensor_id", "ts", "value")
+PROOF_KEYS: Final = ("sensor_id", "ts")
 MAX_REPORTED_REJECTS: Final = 50
 MAX_LISTED_EXCURSIONS: Final = 100
 PROGRESS_EVERY: Final = 1 << 16
@@ -43,6 +44,7 @@ class ReplaySummary:
 
     lines: int = 0
     readings: int = 0
+    proofs: int = 0  # proofs of life (JSON lines only)
     rejected: int = 0
     late: int = 0
     duplicates: int = 0
@@ -64,6 +66,7 @@ class ReplaySummary:
         return {
             "lines": self.lines,
             "readings": self.readings,
+            "proofs_of_life": self.proofs,
             "rejected": self.rejected,
             "late": self.late,
             "duplicates": self.duplicates,
@@ -229,8 +232,14 @@ class Replayer:
         self.summary.readings += readings
 
     def run_jsonl(self, stream: IO[bytes]) -> None:
-        """Replay JSON lines, one object per line with ``sensor_id``, ``ts``, ``value``."""
+        """Replay JSON lines, one object per line with ``sensor_id``, ``ts``, ``value``.
+
+        A line with ``"kind": "proof_of_life"`` (as on ``envmon.readings``) is a proof of
+        life: ``sensor_id`` and ``ts`` only; the sensor's last value still holds then.
+        """
         feed = self.evaluator.feed
+        alive = self.evaluator.alive
+        proofs = 0
         write = self.sink.write
         known = self.evaluator.sensor_ids.__contains__
         on_progress = self.on_progress
@@ -249,7 +258,8 @@ class Replayer:
             if not isinstance(obj, dict):
                 self.reject(line, "not a JSON object")
                 continue
-            missing = [c for c in REQUIRED_COLUMNS if c not in obj]
+            proof = obj.get("kind") == "proof_of_life"
+            missing = [c for c in (PROOF_KEYS if proof else REQUIRED_COLUMNS) if c not in obj]
             if missing:
                 self.reject(line, f"missing key(s): {', '.join(missing)}")
                 continue
@@ -274,6 +284,15 @@ class Replayer:
                     last_ts_text = ""
                     continue
                 last_ts_text = ts_text
+            if proof:
+                if not isinstance(sensor_id, str) or not known(sensor_id):
+                    self.reject(line, f"unknown sensor {sensor_id!r}")
+                    continue
+                events = alive(sensor_id, ts_us)
+                if events:
+                    write(events)
+                proofs += 1
+                continue
             raw_value = obj["value"]
             value: float | None
             if raw_value is None and not good:
@@ -301,6 +320,7 @@ class Replayer:
                 on_progress(readings)
         self.summary.lines = line
         self.summary.readings += readings
+        self.summary.proofs += proofs
 
     def finish(self) -> None:
         """Write what is still open and fill in the evaluator's counters."""

@@ -153,8 +153,9 @@ def _progress(
 
 def _print_summary(console: Console, summary: ReplaySummary, elapsed: float) -> None:
     rate = summary.readings / elapsed if elapsed > 0 else 0.0
+    proofs = f" and {summary.proofs:,} proofs of life" if summary.proofs else ""
     console.print(
-        f"{summary.readings:,} readings from {summary.lines:,} lines in {elapsed:.2f} s "
+        f"{summary.readings:,} readings{proofs} from {summary.lines:,} lines in {elapsed:.2f} s "
         f"({rate:,.0f}/s); rejected {summary.rejected:,}, late {summary.late:,}, "
         f"duplicates {summary.duplicates:,}",
         markup=False,

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import datetime as dt
 import json
-import math
 import os
 import signal
 import subprocess
@@ -36,7 +34,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -46,7 +44,7 @@ from typer.testing import CliRunner
 from collectors.mosquitto import Mosquitto
 from envmon.bus import ALARMS, ALL_TOPICS
 from envmon.cli import app as cli
-from envmon.timeutil import format_ts
+from envmon.timeutil import format_ts, parse_ts
 from excursions.migrate import upgrade
 from excursions.postgres import PostgresServer
 from excursions.queries import core_records
@@ -453,18 +451,38 @@ class Pipeline:
                 return
             await asyncio.sleep(1.0)
 
-    def expected(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Return what ``envmon replay`` makes of the readings that went in (alarms, records)."""
-        rows = sorted(self.readings_in(), key=lambda s: (s.ts, s.sensor_id))
-        data = self.workdir / "readings-in.csv"
-        with data.open("w", newline="", encoding="utf-8") as fh:
-            out = csv.writer(fh)
-            out.writerow(["sensor_id", "ts", "value"])
-            seen: set[tuple[str, dt.datetime]] = set()
-            for s in rows:
-                if (s.sensor_id, s.ts) not in seen:  # a device's resend is the same reading
-                    seen.add((s.sensor_id, s.ts))
-                    out.writerow([s.sensor_id, format_ts(s.ts), repr(s.value)])
+    async def expected(
+        self, bus: list[dict[str, Any]] | None = None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Return what ``envmon replay`` makes of the readings that went in (alarms, records).
+
+        With the proofs of life the OPC-UA collector sent on the readings topic (``bus``,
+        read now if not given): the equipment's readings do not determine them, yet the
+        core takes them into account (a proof holds the last value until its time: an
+        excursion's integral and time beyond the limit change when one falls inside it).
+        """
+        proofs = [
+            (parse_ts(m["ts"]), m["sensor_id"], {"kind": m["kind"]})
+            for m in (bus if bus is not None else await self.read_topic("envmon.readings"))
+            if m.get("kind") == "proof_of_life"
+        ]
+        return await asyncio.to_thread(self._replay, proofs)
+
+    def _replay(
+        self, proofs: list[tuple[dt.datetime, str, dict[str, Any]]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        readings = {(s.ts, s.sensor_id): {"value": s.value} for s in self.readings_in()}
+        lines = sorted(
+            [*((ts, sid, v) for (ts, sid), v in readings.items()), *proofs],
+            key=lambda line: (line[0], line[1], "kind" in line[2]),  # a proof after a reading
+        )
+        data = self.workdir / "expected-input.jsonl"  # a device's resend is one reading
+        data.write_bytes(
+            b"".join(
+                orjson.dumps({"sensor_id": sid, "ts": format_ts(ts), **fields}) + b"\n"
+                for ts, sid, fields in lines
+            )
+        )
         events = self.workdir / "expected.jsonl"
         result = CliRunner().invoke(
             cli,
@@ -523,7 +541,7 @@ class Pipeline:
         """Wait until the record store holds the expected records in their final form."""
         while dt.datetime.now(dt.UTC) < deadline:
             held = await asyncio.to_thread(self.stored_records)
-            if all(any(_same_record(r, h) for h in held) for r in expected):
+            if all(r in held for r in expected):
                 return
             await asyncio.sleep(1.0)
 
@@ -535,12 +553,14 @@ class Pipeline:
         equipment stopped, which would rightly make every sensor stale) and counts.
         """
         assert settle_s < STALE_AFTER_S - 15
-        alarms_expected, records_expected = self.expected()
+        _, records_expected = await self.expected()
         settled = self.t0 + dt.timedelta(seconds=self.script.samples + settle_s)
         await self.wait_stored(settled)
         await self.wait_records(records_expected, settled)
         for service in self.services():
             await asyncio.to_thread(service.terminate, 60)
+        readings_topic = await self.read_topic("envmon.readings")
+        alarms_expected, records_expected = await self.expected(readings_topic)  # every proof
         samples = self.readings_in()
         wanted = {(s.sensor_id, _us(s.ts)): s.value for s in samples}
         points = await asyncio.to_thread(self.stored_points)
@@ -557,7 +577,6 @@ class Pipeline:
         system = [e for e in events if e.get("kind") == "system"]
         want_alarms = {_canonical(e) for e in alarms_expected}
         got_alarms = {_canonical(e) for e in raised}
-        readings_topic = await self.read_topic("envmon.readings")
         keys = [(r["sensor_id"], r["ts"]) for r in readings_topic]
 
         held = await asyncio.to_thread(self.stored_records)
@@ -569,7 +588,7 @@ class Pipeline:
             got = by_id.get(record["id"], [])
             if not got:
                 records_wrong.append(f"missing {record['kind']} {record['sensor_id']}")
-            elif not _same_record(record, got[0]):
+            elif got[0] != record:
                 fields = _differences(record, got[0])
                 records_wrong.append(f"differs {record['kind']} {record['sensor_id']} ({fields})")
         extra = set(by_id) - {r["id"] for r in records_expected}
@@ -592,9 +611,7 @@ class Pipeline:
             ),
             records_expected=len(records_expected),
             records_stored=sum(
-                1
-                for r in records_expected
-                if r["id"] in by_id and _same_record(r, by_id[r["id"]][0])
+                1 for r in records_expected if r["id"] in by_id and by_id[r["id"]][0] == r
             ),
             records_wrong=records_wrong,
             system_alarms=sorted({f"{e['event']}" for e in system if e.get("alarm")}),
@@ -625,36 +642,14 @@ def _canonical(event: dict[str, Any]) -> str:
     return json.dumps(event, sort_keys=True)
 
 
-#: Record fields compared with this relative tolerance rather than exactly (_differences).
-_APPROXIMATE: Final = {"integral_beyond_limit": 1e-3}
-
-
-def _same_record(expected: dict[str, Any], stored: dict[str, Any]) -> bool:
-    """Tell whether a stored record is the expected one (see ``_differences``)."""
-    return not _differences(expected, stored)
-
-
 def _differences(expected: dict[str, Any], stored: dict[str, Any]) -> str:
-    """Name the fields of a record that differ: expected value, then the stored one.
-
-    Every field exactly, but the integral beyond the limit within 0.1 %: after a
-    resubscription the OPC-UA collector sends a proof of life (the value last reported
-    still holds), which the core integrates as a held value between two readings, while
-    the expected record is replayed from the readings alone.
-    """
+    """Name the fields of a record that differ: expected value, then the stored one."""
     keys = sorted(set(expected) | set(stored))
     return "; ".join(
         f"{k}: {expected.get(k)!r} ≠ {stored.get(k)!r}"
         for k in keys
-        if not _field_matches(k, expected.get(k), stored.get(k))
+        if expected.get(k) != stored.get(k)
     )[:400]
-
-
-def _field_matches(key: str, expected: object, stored: object) -> bool:
-    tolerance = _APPROXIMATE.get(key)
-    if tolerance is not None and isinstance(expected, float) and isinstance(stored, float):
-        return math.isclose(expected, stored, rel_tol=tolerance)
-    return expected == stored
 
 
 def _describe(event: dict[str, Any]) -> str:

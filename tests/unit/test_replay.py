@@ -210,6 +210,50 @@ class TestJsonLines:
         assert events[0]["level"] == "action"
         assert events[0]["direction"] == "low"
 
+    def test_proofs_of_life_as_on_the_bus(self, site, tmp_path):
+        """A proof of life holds the last value until its time, as the stream worker does.
+
+        Above the action limit at 08:00, back inside at 08:02: alone, the value is taken
+        to fall straight from 9 to 5; with a proof at 08:01:30 it held 9 until then, so
+        the excursion is beyond the limit longer. Bad proofs are rejected by line.
+        """
+
+        def line(**fields):
+            return json.dumps({"sensor_id": "fridge-1.temperature", **fields}) + "\n"
+
+        readings = [
+            line(ts="2026-01-05T08:00:00Z", value=9),
+            line(ts="2026-01-05T08:02:00Z", value=5),
+        ]
+        proof = line(kind="proof_of_life", ts="2026-01-05T08:01:30Z")
+        _, alone = replay(site, tmp_path, "".join(readings), ".jsonl")
+        result, held = replay(
+            site,
+            tmp_path,
+            readings[0]
+            + proof
+            + json.dumps(
+                {
+                    "kind": "proof_of_life",
+                    "sensor_id": "fridge-9.temperature",
+                    "ts": "2026-01-05T08:01:40Z",
+                }
+            )
+            + "\n"
+            + json.dumps({"kind": "proof_of_life", "sensor_id": "fridge-1.temperature"})
+            + "\n"
+            + readings[1],
+            ".jsonl",
+            "--json",
+        )
+        assert result.exit_code == 0, result.output
+        (before,) = [e for e in alone if e["kind"] == "excursion"]
+        (after,) = [e for e in held if e["kind"] == "excursion"]
+        assert after["time_beyond_limit_s"] > before["time_beyond_limit_s"]
+        assert '"proofs_of_life": 1' in result.output
+        assert "in.jsonl:3: skipped: unknown sensor 'fridge-9.temperature'" in result.output
+        assert "in.jsonl:4: skipped: missing key(s): ts" in result.output
+
     def test_bad_json_lines(self, site, tmp_path):
         """Broken JSON, missing keys and wrong types are rejected by line number."""
         text = (
