@@ -39,11 +39,9 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import create_engine
-from typer.testing import CliRunner
 
 from collectors.mosquitto import Mosquitto
 from envmon.bus import ALARMS, ALL_TOPICS
-from envmon.cli import app as cli
 from envmon.timeutil import format_ts, parse_ts
 from excursions.migrate import upgrade
 from excursions.postgres import PostgresServer
@@ -466,11 +464,26 @@ class Pipeline:
             for m in (bus if bus is not None else await self.read_topic("envmon.readings"))
             if m.get("kind") == "proof_of_life"
         ]
-        return await asyncio.to_thread(self._replay, proofs)
+        # envmon replay in a process of its own, like the other components: typer's test
+        # runner swaps sys.stdout for the whole process, which rows running at once break.
+        data, events = self._replay_input(proofs), self.workdir / "expected.jsonl"
+        replay = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "envmon.cli", "replay", "--config", str(self.site_path)),
+            *("--input", str(data), "--output", str(events)),
+            cwd=self.workdir,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await replay.communicate()
+        assert replay.returncode == 0, output.decode(errors="replace")[-2000:]
+        expected = [json.loads(line) for line in events.read_text().splitlines()]
+        return (
+            [e for e in expected if e["kind"] == "alarm"],
+            [e for e in expected if e["kind"] != "alarm"],
+        )
 
-    def _replay(
-        self, proofs: list[tuple[dt.datetime, str, dict[str, Any]]]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _replay_input(self, proofs: list[tuple[dt.datetime, str, dict[str, Any]]]) -> Path:
+        """Write the readings that went in and the proofs, in time order, as JSON lines."""
         readings = {(s.ts, s.sensor_id): {"value": s.value} for s in self.readings_in()}
         lines = sorted(
             [*((ts, sid, v) for (ts, sid), v in readings.items()), *proofs],
@@ -483,25 +496,7 @@ class Pipeline:
                 for ts, sid, fields in lines
             )
         )
-        events = self.workdir / "expected.jsonl"
-        result = CliRunner().invoke(
-            cli,
-            [
-                "replay",
-                "--config",
-                str(self.site_path),
-                "--input",
-                str(data),
-                "--output",
-                str(events),
-            ],
-        )
-        assert result.exit_code == 0, result.output
-        expected = [json.loads(line) for line in events.read_text().splitlines()]
-        return (
-            [e for e in expected if e["kind"] == "alarm"],
-            [e for e in expected if e["kind"] != "alarm"],
-        )
+        return data
 
     async def read_topic(self, name: str) -> list[dict[str, Any]]:
         """Read a whole topic of this pipeline from the start, until it is idle."""
