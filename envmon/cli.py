@@ -749,6 +749,73 @@ def excursions_report(
     typer.echo(f"wrote {written}")
 
 
+alerts_app = typer.Typer(
+    help="Alerts for on-call staff: routing, escalation until acknowledged, on-call rotas."
+)
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("run")
+def alerts_run(
+    settings_file: SettingsFileOption = None,
+    site: SiteOption = None,
+    db: DbOption = None,
+) -> None:
+    """Run the alerting service: alarms from Kafka to pages that escalate, until SIGTERM."""
+    import asyncio
+    import logging
+
+    from envmon.commands.alerts import run_alerts
+    from envmon.errors import ConfigError
+    from envmon.settings import SettingsError, load_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    overrides: dict[str, object] = {} if site is None else {"site": site}
+    with _refused(SettingsError, ConfigError):
+        settings = load_settings(settings_file, **overrides)
+        asyncio.run(run_alerts(settings, db or settings.records_url))
+
+
+@alerts_app.command("check")
+def alerts_check(
+    site: Annotated[Path, typer.Argument(help="The site configuration file.")],
+    days: Annotated[int, typer.Option("--days", min=1, max=366, help="Days to show.")] = 14,
+) -> None:
+    """Validate the alerting section; show who is on call now and the coming hand-overs.
+
+    Exits 1 naming every stretch in which a schedule used by a route has nobody on call.
+    """
+    from rich.console import Console
+
+    from envmon.commands.alerts_check import run_check
+    from envmon.errors import ConfigError
+    from envmon.timeutil import utcnow
+
+    with _refused(ConfigError, OSError):
+        code = run_check(site, now=utcnow(), days=days, console=Console(highlight=False))
+    raise typer.Exit(code)
+
+
+@alerts_app.command("test")
+def alerts_test(
+    contact: Annotated[str, typer.Argument(help="The id of a contact in the site file.")],
+    site: Annotated[
+        Path | None, typer.Option("--site", help="Site configuration (else ENVMON_SITE).")
+    ] = None,
+) -> None:
+    """Send a test page through every channel of a contact and show what each server said."""
+    from rich.console import Console
+
+    from envmon.commands.alerts_test import run_test
+    from envmon.errors import ConfigError
+    from envmon.settings import SettingsError, load_settings
+
+    with _refused(ConfigError, SettingsError, OSError):
+        path = site if site is not None else load_settings(None).site
+        code = run_test(path, contact, Console(highlight=False))
+    raise typer.Exit(code)
+
+
 def main() -> None:
     """Entry point of the ``envmon`` console script."""
     app()

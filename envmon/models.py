@@ -293,6 +293,22 @@ class ExcursionRecord(_Frozen):
     integral_beyond_limit: float
 
 
+class SystemEventKind(StrEnum):
+    """Events about envmon itself (collectors, buffers, writers), not about a sensor."""
+
+    BUFFER_FULL = "buffer_full"
+    BUFFER_OK = "buffer_ok"
+    BUFFER_STALLED = "buffer_stalled"  # its oldest message waited over stall_alarm_after
+    BUFFER_FLOWING = "buffer_flowing"  # ... and is back under it (clears buffer_stalled)
+    DISCONNECTED = "disconnected"
+    CONNECTED = "connected"
+    SUBSCRIPTION_SILENT = "subscription_silent"
+    RESUBSCRIBED = "resubscribed"
+    TIMESERIES_UNAVAILABLE = "timeseries_unavailable"
+    TIMESERIES_RESTORED = "timeseries_restored"
+    READINGS_MISSING = "readings_missing"
+
+
 class NotificationStatus(StrEnum):
     """What became of a notification about an alarm."""
 
@@ -312,9 +328,11 @@ class Notification(_Frozen):
     kind: Literal["notification"] = "notification"
     schema_version: Literal[1] = SCHEMA_VERSION
     status: NotificationStatus
-    sensor_id: str
+    sensor_id: str  # for a component's incident: the component
     excursion_id: str | None = None
-    alarm: AlarmKind
+    incident_id: str | None = None
+    alarm: AlarmKind | None = None  # None: about a system event (``system``)
+    system: SystemEventKind | None = None
     level: Level | None = None
     channel: str = Field(min_length=1, max_length=40)
     recipient: str = Field(min_length=1, max_length=200)
@@ -374,22 +392,6 @@ class DeadLetter(_Frozen):
                 encoding="base64",
                 received_at=received_at,
             )
-
-
-class SystemEventKind(StrEnum):
-    """Events about envmon itself (collectors, buffers, writers), not about a sensor."""
-
-    BUFFER_FULL = "buffer_full"
-    BUFFER_OK = "buffer_ok"
-    BUFFER_STALLED = "buffer_stalled"  # its oldest message waited over stall_alarm_after
-    BUFFER_FLOWING = "buffer_flowing"  # ... and is back under it (clears buffer_stalled)
-    DISCONNECTED = "disconnected"
-    CONNECTED = "connected"
-    SUBSCRIPTION_SILENT = "subscription_silent"
-    RESUBSCRIBED = "resubscribed"
-    TIMESERIES_UNAVAILABLE = "timeseries_unavailable"
-    TIMESERIES_RESTORED = "timeseries_restored"
-    READINGS_MISSING = "readings_missing"
 
 
 class SystemEvent(_Frozen):

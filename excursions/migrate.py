@@ -72,6 +72,18 @@ APP_GRANTS: Final = (
     "GRANT SELECT, INSERT, UPDATE ON sessions TO {role}",
     "GRANT SELECT, INSERT ON timeline_events TO {role}",
     "GRANT SELECT, INSERT, UPDATE, DELETE ON login_throttle TO {role}",
+    # the alerting service (alerts/store.py)
+    "GRANT SELECT, INSERT, UPDATE ON alert_incidents TO {role}",
+    "GRANT SELECT, INSERT, UPDATE ON alert_notifications TO {role}",
+    "GRANT SELECT, INSERT, UPDATE ON alert_attempts TO {role}",
+    "GRANT USAGE ON SEQUENCE alert_attempts_id_seq TO {role}",
+    "GRANT SELECT, INSERT ON alert_recipients TO {role}",
+    "GRANT SELECT, INSERT, DELETE ON alert_events_seen TO {role}",
+    "GRANT SELECT, INSERT, UPDATE ON alert_shelves TO {role}",
+    "GRANT USAGE ON SEQUENCE alert_shelves_id_seq TO {role}",
+    "GRANT SELECT, INSERT ON alert_link_uses TO {role}",
+    "GRANT SELECT, INSERT, UPDATE ON alert_bus_outbox TO {role}",
+    "GRANT USAGE ON SEQUENCE alert_bus_outbox_id_seq TO {role}",
 )
 #: What a reading role may do (``envmon audit verify`` and ``checkpoint`` need no more).
 READ_GRANTS: Final = (

@@ -149,7 +149,8 @@ def _describe(row: TimelineEventRow) -> TimelineEntry:
     p = row.payload
     if row.kind == "notification":
         level = f", {p['level']}" if p.get("level") else ""
-        detail = f"alarm {p['alarm']}{level}; attempt {p.get('attempt', 1)}"
+        about = p.get("alarm") or p.get("system") or "-"
+        detail = f"alarm {about}{level}; attempt {p.get('attempt', 1)}"
         if p.get("detail"):
             detail += f"; {p['detail']}"
         return TimelineEntry(

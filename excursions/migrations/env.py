@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+import alerts.store  # noqa: F401  - the alerting service's tables share the record store
 from excursions.db import Base
 
 config = context.config

@@ -1,0 +1,265 @@
+"""The alerting service: alarms from the bus in, pages out, escalation driven from the store.
+
+Four loops share one record store (``alerts.store``):
+
+- *intake*: every message on ``envmon.alarms`` (consumer group ``<app_id>-alerts``) is
+  handled by ``AlertEngine.handle`` in one transaction; only then is the next message
+  taken, so the bus commits its offset after the decision is stored. A message that is
+  not an alarm or system event goes to ``envmon.deadletter``. While the database does not
+  answer, the same message is retried with back-off (nothing is skipped).
+- *timers*: ``AlertEngine.tick`` takes the incidents whose timer is due (next step,
+  reminder, end of maintenance or shelve).
+- *dispatch*: ``Dispatcher.dispatch`` sends what is due.
+- *publish*: the bus outbox (``alert_bus_outbox``) goes to ``envmon.notifications``.
+
+Any number of instances may run against one PostgreSQL store: timers and notifications
+are claimed with ``FOR UPDATE SKIP LOCKED``, decisions have deterministic ids, and the
+Kafka group splits the alarms between them. ``stop()`` (SIGTERM) ends the loops after the
+step in hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Final
+
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session
+
+from alerts.dispatcher import Dispatcher
+from alerts.engine import AlertEngine
+from alerts.store import BusOutboxRow
+from envmon.bus import ALARMS, DEADLETTER, Bus, BusError, Message
+from envmon.models import AlarmEvent, DeadLetter, SystemEvent
+from envmon.timeutil import utcnow
+
+logger = logging.getLogger(__name__)
+
+COMPONENT: Final = "alerts"
+GROUP_SUFFIX: Final = "-alerts"
+#: How often the timers, the dispatcher and the publisher look for due work.
+DEFAULT_POLL_S: Final = 0.2
+#: Outbox rows published per round.
+PUBLISH_BATCH: Final = 500
+RETRY_INITIAL_S: Final = 0.5
+RETRY_MAX_S: Final = 10.0
+#: How often handled events older than their retention are forgotten.
+PRUNE_EVERY_S: Final = 3_600.0
+
+EVENT: Final[TypeAdapter[AlarmEvent | SystemEvent]] = TypeAdapter(AlarmEvent | SystemEvent)
+
+
+class Forwarder:
+    """What the service needs of an Alertmanager forwarder (``alerts.alertmanager``)."""
+
+    async def observe(self, event: AlarmEvent | SystemEvent) -> None:  # pragma: no cover
+        """Take note of an event."""
+
+    async def tick(self, now: datetime) -> None:  # pragma: no cover
+        """Post what is due."""
+
+
+class AlertService:
+    """Runs the four loops (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        db: Engine,
+        engine: AlertEngine,
+        dispatcher: Dispatcher,
+        group: str,
+        clock: Callable[[], datetime] = utcnow,
+        poll_s: float = DEFAULT_POLL_S,
+        forwarder: Forwarder | None = None,
+    ) -> None:
+        self.bus = bus
+        self.db = db
+        self.engine = engine
+        self.dispatcher = dispatcher
+        self.group = group
+        self.clock = clock
+        self.poll_s = poll_s
+        self.forwarder = forwarder
+        self.handled = 0
+        self.repeats = 0
+        self.rejected = 0
+        self.published = 0
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    async def run(self) -> None:
+        """Run until ``stop()``; a loop that fails ends the others and raises."""
+        tasks = [
+            asyncio.create_task(self._intake(), name="alerts-intake"),
+            asyncio.create_task(self._loop(self.timers, "timers"), name="alerts-timers"),
+            asyncio.create_task(self._loop(self.dispatch, "dispatch"), name="alerts-dispatch"),
+            asyncio.create_task(self._loop(self.publish, "publish"), name="alerts-publish"),
+        ]
+        stopper = asyncio.create_task(self._stopping.wait())
+        try:
+            done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopper and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            for task in (*tasks, stopper):
+                task.cancel()
+            await asyncio.gather(*tasks, stopper, return_exceptions=True)
+
+    def stop(self) -> None:
+        """Ask the loops to end (after the step in hand)."""
+        self._stopping.set()
+
+    # ---- one step of each loop (tests call these directly) ------------------------------
+
+    async def handle(self, event: AlarmEvent | SystemEvent) -> bool:
+        """Handle one event in one transaction (retried while the database is away)."""
+        done = await _until_stored(lambda: asyncio.to_thread(self._handle, event))
+        if self.forwarder is not None:
+            await self.forwarder.observe(event)
+        self._wake.set()
+        return done
+
+    def _handle(self, event: AlarmEvent | SystemEvent) -> bool:
+        try:
+            with Session(self.db) as session, session.begin():
+                changed = self.engine.handle(session, event)
+        except IntegrityError:  # another instance handled the same event meanwhile
+            changed = False
+        if changed:
+            self.handled += 1
+        else:
+            self.repeats += 1
+        return changed
+
+    async def timers(self) -> int:
+        """Take the due incident timers."""
+        return await asyncio.to_thread(self._timers)
+
+    def _timers(self) -> int:
+        with Session(self.db) as session, session.begin():
+            return self.engine.tick(session)
+
+    async def dispatch(self) -> int:
+        """Send the due notifications."""
+        count = await self.dispatcher.dispatch()
+        if self.forwarder is not None:
+            await self.forwarder.tick(self.clock())
+        return count
+
+    async def publish(self) -> int:
+        """Publish the bus outbox; return how many messages went out."""
+        rows = await asyncio.to_thread(self._unpublished)
+        if not rows:
+            return 0
+        await self.bus.publish([Message(row[1], row[2].encode(), row[3]) for row in rows])
+        await asyncio.to_thread(self._mark_published, [row[0] for row in rows])
+        self.published += len(rows)
+        return len(rows)
+
+    def _unpublished(self) -> list[tuple[int, str, str, bytes]]:
+        from envmon.models import Notification
+
+        with Session(self.db) as session:
+            rows = session.scalars(
+                select(BusOutboxRow)
+                .where(BusOutboxRow.published.is_(False))
+                .order_by(BusOutboxRow.id)
+                .limit(PUBLISH_BATCH)
+            ).all()
+            return [
+                (
+                    row.id,
+                    row.topic,
+                    row.key,
+                    Notification.model_validate(row.payload).model_dump_json().encode(),
+                )
+                for row in rows
+            ]
+
+    def _mark_published(self, ids: list[int]) -> None:
+        with Session(self.db) as session, session.begin():
+            for row in session.scalars(select(BusOutboxRow).where(BusOutboxRow.id.in_(ids))):
+                row.published = True
+
+    async def step(self) -> None:
+        """One round of timers, dispatch and publish (tests drive the service with this)."""
+        await self.timers()
+        await self.dispatch()
+        await self.publish()
+
+    # ---- loops ---------------------------------------------------------------------------
+
+    async def _intake(self) -> None:
+        async for message in self.bus.subscribe(ALARMS, self.group):
+            try:
+                event = EVENT.validate_json(message.value)
+            except ValidationError as exc:
+                await self._dead_letter(message, exc)
+                continue
+            await self.handle(event)
+            if self._stopping.is_set():
+                return
+
+    async def _dead_letter(self, message: Message, exc: ValidationError) -> None:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "message"
+        letter = DeadLetter.of(
+            COMPONENT,
+            ALARMS,
+            f"not an alarm or system event: {where}: {first['msg']}",
+            message.value,
+            self.clock(),
+        )
+        await self.bus.publish(
+            [Message(DEADLETTER, message.key, letter.model_dump_json().encode())]
+        )
+        self.rejected += 1
+
+    async def _loop(self, step: Callable[[], Awaitable[int]], name: str) -> None:
+        failing = False
+        while not self._stopping.is_set():
+            try:
+                busy = await step()
+            except (OperationalError, InterfaceError, BusError) as exc:
+                if not failing:
+                    logger.warning("%s: %s unavailable; retrying", name, type(exc).__name__)
+                failing, busy = True, 0
+                await asyncio.sleep(RETRY_MAX_S / 4)
+                continue
+            if failing:
+                logger.warning("%s: running again", name)
+                failing = False
+            if not busy:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
+
+
+async def _until_stored(attempt: Callable[[], Awaitable[bool]]) -> bool:
+    """Run ``attempt`` until the database takes it (it is unavailable, not wrong, meanwhile)."""
+    delay, failing = RETRY_INITIAL_S, False
+    while True:
+        try:
+            result = await attempt()
+        except (OperationalError, InterfaceError) as exc:
+            if not failing:
+                logger.warning(
+                    "the record store is unavailable (%s); retrying until it answers",
+                    type(exc.orig or exc).__name__,
+                )
+                failing = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+            continue
+        if failing:
+            logger.warning("the record store answers again")
+        return result
