@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests use: real servers and clients, never mocks.
 SYSTEM_PKGS := mosquitto mosquitto-clients openssl openjdk-17-jre-headless maven postgresql chromium
 
-.PHONY: help install system-deps lint test faults bench demo replay-demo clean server-jars kafka questdb influxdb
+.PHONY: help install system-deps lint test faults bench demo replay-demo clean server-jars kafka questdb influxdb alertmanager
 
 help:
 	@echo "make test   - install what the tests need, lint, run the whole suite"
@@ -46,13 +46,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Kafka broker and QuestDB jars from Maven Central (deploy/kafka, deploy/questdb) and InfluxDB
-# 1.8 built from the Go module proxy (deploy/scripts/influxdb.sh), cached in ~/.cache/envmon:
+# Kafka broker and QuestDB jars from Maven Central (deploy/kafka, deploy/questdb), InfluxDB
+# 1.8 and Alertmanager 0.31.1 built from the Go module proxy (deploy/scripts/influxdb.sh,
+# alertmanager.sh), cached in ~/.cache/envmon:
 # fetched once here so the first test run does not wait for them.
 server-jars: system-deps
 	deploy/scripts/kafka.sh fetch
 	deploy/scripts/questdb.sh fetch >/dev/null
 	deploy/scripts/influxdb.sh fetch >/dev/null
+	deploy/scripts/alertmanager.sh fetch >/dev/null
 
 test: system-deps lint server-jars
 	$(BIN)/pytest
@@ -74,6 +76,11 @@ questdb: server-jars
 # data in var/influxdb.
 influxdb: server-jars
 	deploy/scripts/influxdb.sh start var/influxdb 8086
+
+# A local Alertmanager 0.31.1 on http://127.0.0.1:9093 (a receiver that sends nothing), for
+# trying the forwarder (alerting.alertmanager in the site file).
+alertmanager: server-jars
+	deploy/scripts/alertmanager.sh start var/alertmanager 9093
 
 bench: system-deps server-jars $(STAMP)
 	$(BIN)/python -m bench.replay_bench

@@ -37,7 +37,7 @@ from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
 from alerts.delivery import Message, Notifier, Outcome
-from alerts.engine import outbox_row
+from alerts.engine import AlertEngine, Target, outbox_row
 from alerts.links import LinkSigner
 from alerts.messages import IncidentView, compose
 from alerts.store import (
@@ -70,9 +70,9 @@ RETRY_BASE_S: Final = 5.0
 RETRY_MAX_S: Final = 300.0
 
 
-def retry_delay(attempts: int) -> float:
+def retry_delay(attempts: int, base_s: float = RETRY_BASE_S, max_s: float = RETRY_MAX_S) -> float:
     """Return the wait before the next attempt after ``attempts`` failed ones."""
-    return min(RETRY_BASE_S * 2 ** max(attempts - 1, 0), RETRY_MAX_S)
+    return float(min(base_s * 2.0 ** max(attempts - 1, 0), max_s))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,7 @@ class Dispatcher:
     def __init__(
         self,
         db: Engine,
-        alerting: AlertingConfig,
+        engine: AlertEngine,
         notifier: Notifier,
         *,
         site_name: str,
@@ -115,9 +115,12 @@ class Dispatcher:
         batch: int = DEFAULT_BATCH,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         concurrency: int = DEFAULT_CONCURRENCY,
+        retry_base_s: float = RETRY_BASE_S,
+        retry_max_s: float = RETRY_MAX_S,
     ) -> None:
         self.db = db
-        self.alerting = alerting
+        self.engine = engine
+        self.alerting: AlertingConfig = engine.alerting
         self.notifier = notifier
         self.site_name = site_name
         self.site_tz = site_tz
@@ -129,6 +132,8 @@ class Dispatcher:
         self.batch = batch
         self.max_attempts = max_attempts
         self._gate = asyncio.Semaphore(concurrency)
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
         self.sent = 0
         self.failed = 0
         self.cancelled = 0
@@ -259,10 +264,15 @@ class Dispatcher:
                     )
                     row.detail = outcome.detail[:1000]
                     row.lease_until = None
+                    incident = session.get(IncidentRow, row.incident_id)
                     if outcome.ok:
                         row.status = SENT
                         row.sent_at = now
                         self.sent += 1
+                        if incident is not None and row.purpose == PAGE:
+                            self.engine.paged(
+                                session, incident, Target(row.contact_id, row.channel_id)
+                            )
                     elif claimed.attempt >= self.max_attempts:
                         row.status = FAILED
                         self.failed += 1
@@ -275,7 +285,8 @@ class Dispatcher:
                         )
                     else:
                         row.status = PENDING
-                        row.due_at = now + timedelta(seconds=retry_delay(claimed.attempt))
+                        delay = retry_delay(claimed.attempt, self.retry_base_s, self.retry_max_s)
+                        row.due_at = now + timedelta(seconds=delay)
                         logger.warning(
                             "notification to %s via %s failed (attempt %d), retrying: %s",
                             row.contact_id,
@@ -283,7 +294,6 @@ class Dispatcher:
                             claimed.attempt,
                             outcome.detail,
                         )
-                    incident = session.get(IncidentRow, row.incident_id)
                     if incident is not None:
                         session.add(
                             outbox_row(

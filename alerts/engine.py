@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from alerts.rota import Rota
@@ -584,7 +584,8 @@ class AlertEngine:
     ) -> None:
         if seq is None:
             seq = (row.pages, row.cycle, row.step)
-        nid = notification_id(row.id, purpose, *seq, target.contact_id, target.channel_id)
+        marker = (status,) if status == SUPPRESSED else ()  # the page after it is another decision
+        nid = notification_id(row.id, purpose, *marker, *seq, target.contact_id, target.channel_id)
         if session.get(NotificationRow, nid) is not None:
             return  # the same decision, made before
         group = f"{target.contact_id}|{target.channel_id}|{purpose}|{row.area or row.component}"
@@ -615,17 +616,25 @@ class AlertEngine:
                 detail="suppressed: " + (row.suppressed_by or "") if status == SUPPRESSED else "",
             )
         )
-        if purpose == PAGE and status == PENDING:
-            known = session.get(RecipientRow, (row.id, target.contact_id, target.channel_id))
-            if known is None:
-                session.add(
-                    RecipientRow(
-                        incident_id=row.id,
-                        contact_id=target.contact_id,
-                        channel_id=target.channel_id,
-                        first_at=now,
-                    )
+
+    def paged(self, session: Session, row: IncidentRow, target: Target) -> None:
+        """Note that ``target`` was sent a page about ``row`` (the dispatcher calls this).
+
+        They are told when it clears; a page that went out after the clear (it was already
+        on its way) is followed by the clear at once.
+        """
+        now = self.clock()
+        if session.get(RecipientRow, (row.id, target.contact_id, target.channel_id)) is None:
+            session.add(
+                RecipientRow(
+                    incident_id=row.id,
+                    contact_id=target.contact_id,
+                    channel_id=target.channel_id,
+                    first_at=now,
                 )
+            )
+        if row.state == RESOLVED:
+            self._notify(session, row, target, CLEARED, now, seq=(row.pages,))
 
     @staticmethod
     def _cancel_pending(session: Session, incident: str) -> None:
@@ -672,7 +681,7 @@ class AlertEngine:
     def prune(self, session: Session) -> int:
         """Forget handled events older than ``SEEN_RETENTION``; return how many."""
         cutoff = self.clock() - SEEN_RETENTION
-        result = session.execute(SeenEventRow.__table__.delete().where(SeenEventRow.at < cutoff))
+        result = session.execute(delete(SeenEventRow).where(SeenEventRow.at < cutoff))
         return int(getattr(result, "rowcount", 0) or 0)
 
 

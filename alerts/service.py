@@ -25,7 +25,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Final
+from typing import Final, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine, select
@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from alerts.dispatcher import Dispatcher
 from alerts.engine import AlertEngine
-from alerts.store import BusOutboxRow
+from alerts.store import RESOLVED, BusOutboxRow, IncidentRow
 from envmon.bus import ALARMS, DEADLETTER, Bus, BusError, Message
 from envmon.models import AlarmEvent, DeadLetter, SystemEvent
 from envmon.timeutil import utcnow
@@ -55,14 +55,17 @@ PRUNE_EVERY_S: Final = 3_600.0
 EVENT: Final[TypeAdapter[AlarmEvent | SystemEvent]] = TypeAdapter(AlarmEvent | SystemEvent)
 
 
-class Forwarder:
+class Forwarder(Protocol):
     """What the service needs of an Alertmanager forwarder (``alerts.alertmanager``)."""
 
-    async def observe(self, event: AlarmEvent | SystemEvent) -> None:  # pragma: no cover
-        """Take note of an event."""
+    async def observe(self, event: AlarmEvent | SystemEvent) -> None:
+        """Take note of an event (no I/O)."""
 
-    async def tick(self, now: datetime) -> None:  # pragma: no cover
+    async def tick(self, now: datetime) -> None:
         """Post what is due."""
+
+    async def close(self) -> None:
+        """Release the connection."""
 
 
 class AlertService:
@@ -103,6 +106,11 @@ class AlertService:
             asyncio.create_task(self._loop(self.dispatch, "dispatch"), name="alerts-dispatch"),
             asyncio.create_task(self._loop(self.publish, "publish"), name="alerts-publish"),
         ]
+        if self.forwarder is not None:
+            await self._replay_open()
+            tasks.append(
+                asyncio.create_task(self._loop(self.forward, "forward"), name="alerts-forward")
+            )
         stopper = asyncio.create_task(self._stopping.wait())
         try:
             done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -113,6 +121,8 @@ class AlertService:
             for task in (*tasks, stopper):
                 task.cancel()
             await asyncio.gather(*tasks, stopper, return_exceptions=True)
+            if self.forwarder is not None:
+                await self.forwarder.close()
 
     def stop(self) -> None:
         """Ask the loops to end (after the step in hand)."""
@@ -150,17 +160,38 @@ class AlertService:
 
     async def dispatch(self) -> int:
         """Send the due notifications."""
-        count = await self.dispatcher.dispatch()
+        return await self.dispatcher.dispatch()
+
+    async def forward(self) -> int:
+        """Post what is due to Alertmanager (its own loop: a slow one holds up nothing else)."""
         if self.forwarder is not None:
             await self.forwarder.tick(self.clock())
-        return count
+        return 0
+
+    async def _replay_open(self) -> None:
+        """Tell the forwarder the open incidents (its state is in memory; offsets moved on)."""
+        assert self.forwarder is not None
+        events = await asyncio.to_thread(self._open_events)
+        for event in events:
+            await self.forwarder.observe(event)
+
+    def _open_events(self) -> list[AlarmEvent | SystemEvent]:
+        with Session(self.db) as session:
+            rows = session.scalars(
+                select(IncidentRow.event).where(IncidentRow.state != RESOLVED)
+            ).all()
+        found = []
+        for payload in rows:
+            with contextlib.suppress(ValidationError):
+                found.append(EVENT.validate_python(payload))
+        return found
 
     async def publish(self) -> int:
         """Publish the bus outbox; return how many messages went out."""
         rows = await asyncio.to_thread(self._unpublished)
         if not rows:
             return 0
-        await self.bus.publish([Message(row[1], row[2].encode(), row[3]) for row in rows])
+        await self.bus.publish([Message(row[1], row[2], row[3]) for row in rows])
         await asyncio.to_thread(self._mark_published, [row[0] for row in rows])
         self.published += len(rows)
         return len(rows)

@@ -74,7 +74,7 @@ def build_service(
     engine = AlertEngine(alerting, rota, site_context(site), site_tz=site.tzinfo, clock=clock)
     dispatcher = Dispatcher(
         db,
-        alerting,
+        engine,
         notifier or AppriseNotifier(),
         site_name=site.name,
         site_tz=site.tzinfo,

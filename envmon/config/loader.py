@@ -7,9 +7,10 @@ raised together in one ``ConfigError`` so a user fixes a file in one pass.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, TypeVar, Union, get_args, get_origin
 
@@ -43,24 +44,43 @@ def load_site(path: Path | str) -> SiteConfig:
     """Read, validate and resolve a site configuration file; raise ``ConfigError`` if invalid."""
     source = str(path)
     try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise ConfigError(source, [ConfigIssue("", f"cannot read the file: {reason}")]) from None
+        text = _read_text(Path(path))
+    except _UnreadableError as exc:
+        raise ConfigError(source, [ConfigIssue("", exc.message, exc.line)]) from None
+    return parse_site(text, source, base_dir=Path(path).parent)
+
+
+class _UnreadableError(Exception):
+    """A file that cannot be read as UTF-8 text (``line`` is where, when known)."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+def _read_text(path: Path) -> str:
+    """Read a UTF-8 text file; raise ``_UnreadableError`` saying why it cannot be."""
     try:
-        text = raw.decode("utf-8")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise _UnreadableError(f"cannot read the file: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         message = f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})"
-        raise ConfigError(source, [ConfigIssue("", message, line)]) from None
-    return parse_site(text, source)
+        raise _UnreadableError(message, line) from None
 
 
-def parse_site(text: str, source: str = "<string>") -> SiteConfig:
+def parse_site(text: str, source: str = "<string>", *, base_dir: Path | None = None) -> SiteConfig:
     """Validate and resolve a site configuration given as YAML text.
 
     Raises ``ConfigError`` listing every issue found: YAML structure (duplicate keys),
     schema violations, duplicate ids, and limits that conflict once defaults apply.
+    ``alerting: FILE`` names a YAML file holding that section, relative to ``base_dir``
+    (the site file's directory; the current directory when not given); its issues name
+    that file and its lines.
     """
     try:
         located = load_located(text)
@@ -72,11 +92,13 @@ def parse_site(text: str, source: str = "<string>") -> SiteConfig:
 
     issues = [ConfigIssue(render_path(p.path), p.message, p.line) for p in located.problems]
     issues.extend(_duplicate_ids(located))
+    located, included, render = _include_alerting(located, base_dir or Path(), issues)
     config: SiteConfig | None = None
     try:
         config = SiteConfig.model_validate(located.data)
     except ValidationError as exc:
-        issues.extend(_validation_issues(exc, located, skip=_problem_paths(located)))
+        skip = _problem_paths(located)
+        issues.extend(_validation_issues(exc, located, skip=skip, render=render))
     if config is not None:
         _, problems = resolve_site(config)
         issues.extend(
@@ -85,10 +107,75 @@ def parse_site(text: str, source: str = "<string>") -> SiteConfig:
         )
     if issues or config is None:
         ordered = sorted(
-            map(_clipped, issues), key=lambda issue: issue.line if issue.line is not None else 0
+            map(_clipped, issues),
+            key=lambda issue: (
+                included is not None
+                and (issue.path == included or issue.path.startswith(f"{included}: ")),
+                issue.line if issue.line is not None else 0,
+            ),
         )
         raise ConfigError(source, ordered)
     return config
+
+
+def _include_alerting(
+    located: LocatedYaml, base_dir: Path, issues: list[ConfigIssue]
+) -> tuple[LocatedYaml, str | None, Callable[[YamlPath], str]]:
+    """Read the file ``alerting: FILE`` names into the site's data, its lines kept apart.
+
+    Returns the site with the section in place, the file's name as written (None when the
+    section is inline) and how to render a path, so that an issue in the section names the
+    file (``alerts.yaml: contacts[0].id``) and its line there. Problems reading the file are
+    appended to ``issues``.
+    """
+    data = located.data
+    name = data.get("alerting") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not isinstance(name, str):
+        return located, None, render_path
+    where = ("alerting",)
+    without = LocatedYaml(
+        {key: value for key, value in data.items() if key != "alerting"},
+        located.lines,
+        located.problems,
+    )
+    try:
+        included = load_located(_read_text(base_dir / name))
+    except _UnreadableError as exc:
+        line = located.line_of(where) if exc.line is None else exc.line
+        issues.append(ConfigIssue(render_path(where), f"{name}: {exc.message}", line))
+        return without, name, render_path
+    except YamlSyntaxError as exc:
+        issue = _syntax_issue(exc)
+        issues.append(ConfigIssue(_in_file(name, _exc_path(exc)), issue.message, issue.line))
+        return without, name, render_path
+    if included.data is None:
+        message = "the file is empty; expected the alerting section (contacts, policies, routes)"
+        issues.append(ConfigIssue(name, message, 1))
+        return without, name, render_path
+    issues.extend(ConfigIssue(_in_file(name, p.path), p.message, p.line) for p in included.problems)
+    merged = LocatedYaml(
+        data={**data, "alerting": included.data},
+        lines={**located.lines, **{(*where, *path): line for path, line in included.lines.items()}},
+        problems=(
+            *located.problems,
+            *(dataclasses.replace(p, path=(*where, *p.path)) for p in included.problems),
+        ),
+    )
+
+    def render(path: YamlPath) -> str:
+        return _in_file(name, path[1:]) if path[:1] == where else render_path(path)
+
+    return merged, name, render
+
+
+def _in_file(name: str, path: YamlPath) -> str:
+    """Render a path in an included file: ``alerts.yaml: contacts[0].id``."""
+    return f"{name}: {render_path(path)}" if path else name
+
+
+def _exc_path(exc: YamlSyntaxError) -> YamlPath:
+    """Return where a YAML refusal happened (a too-large expansion has a path)."""
+    return exc.path if isinstance(exc, YamlTooLargeError) else ()
 
 
 def parse_model(model: type[_M], text: str, source: str) -> _M:
@@ -138,6 +225,7 @@ def _validation_issues(
     root: type[BaseModel] | None = None,
     *,
     skip: frozenset[YamlPath] = frozenset(),
+    render: Callable[[YamlPath], str] = render_path,
 ) -> list[ConfigIssue]:
     """Turn pydantic errors into issues located on the YAML that caused them.
 
@@ -152,7 +240,7 @@ def _validation_issues(
         if path in skip:
             continue
         issue = ConfigIssue(
-            render_path(path), _message(error, root or SiteConfig), located.line_of(path)
+            render(path), _message(error, root or SiteConfig), located.line_of(path)
         )
         if issue not in issues:  # a shorthand (``iso_class: 10``) can fail twice alike
             issues.append(issue)

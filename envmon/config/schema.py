@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from envmon.config.alerting import AlertingConfig, SiteFacts, site_facts
 from envmon.config.bindings import site_sensors
 from envmon.config.collectors import CollectorsConfig
 from envmon.config.formatting import format_number
@@ -345,6 +346,7 @@ class SiteConfig(ConfigModel):
     defaults: DefaultsConfig = DefaultsConfig()
     areas: Annotated[tuple[AreaConfig, ...], Field(min_length=1)]
     collectors: CollectorsConfig = CollectorsConfig()
+    alerting: AlertingConfig | None = None
 
     _sensors: tuple[SensorSpec, ...] | None = PrivateAttr(default=None)
 
@@ -364,6 +366,37 @@ class SiteConfig(ConfigModel):
             for channel in instrument.channels
         }
         with site_sensors(units):
+            return handler(value)  # type: ignore[no-any-return]
+
+    @field_validator("alerting", mode="wrap")
+    @classmethod
+    def _alerting_knows_the_site(
+        cls, value: object, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> AlertingConfig | None:
+        """Validate the alerting section with the site's areas and sensors known to its routes."""
+        if isinstance(value, str):  # load_site reads the file it names before validation
+            raise ValueError(
+                "names a file: read the site with envmon.config.load_site, which loads it"
+            )
+        areas: tuple[AreaConfig, ...] | None = info.data.get("areas")
+        if areas is None:  # the areas are invalid themselves: their errors are reported
+            return handler(value)  # type: ignore[no-any-return]
+        instruments = [instrument for area in areas for instrument in area.instruments]
+        facts = SiteFacts(
+            areas=frozenset(area.id for area in areas),
+            grades=frozenset(area.grade for area in areas if area.grade is not None),
+            instrument_kinds=frozenset(instrument.kind for instrument in instruments),
+            instruments=frozenset(instrument.id for instrument in instruments),
+            parameters=frozenset(
+                channel.parameter for instrument in instruments for channel in instrument.channels
+            ),
+            sensors=frozenset(
+                channel.sensor_id or f"{instrument.id}.{channel.channel_id}"
+                for instrument in instruments
+                for channel in instrument.channels
+            ),
+        )
+        with site_facts(facts):
             return handler(value)  # type: ignore[no-any-return]
 
     @property

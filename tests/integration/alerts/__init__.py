@@ -1,0 +1,1 @@
+"""Tests of the alerting service against real servers (SMTP, webhooks, Alertmanager)."""
