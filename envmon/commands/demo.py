@@ -34,6 +34,8 @@ from rich.console import Console
 from rich.live import Live
 from sqlalchemy import Engine
 
+from alerts.service import AlertService
+from alerts.smtp import EmbeddedSmtpServer, ReceivedMail
 from collectors.buffer import Outbox
 from collectors.embedded_broker import EmbeddedBroker
 from collectors.mqtt import MqttCollector
@@ -44,6 +46,7 @@ from collectors.simulators.mqtt_devices import MqttDeviceSimulator
 from collectors.simulators.opcua_server import EquipmentServer
 from collectors.simulators.scenario import load_scenario
 from envmon.bus import ALARMS, InMemoryBus
+from envmon.commands.alerts import build_service
 from envmon.commands.demo_view import render
 from envmon.config import SiteConfig, load_site
 from envmon.errors import EnvmonError
@@ -126,14 +129,54 @@ class DemoRecorder:
     alarms: list[AlarmEvent] = field(default_factory=list)
     system: list[SystemEvent] = field(default_factory=list)
     recent: deque[AlarmEvent | SystemEvent] = field(default_factory=lambda: deque(maxlen=50))
+    #: mails the embedded SMTP server took: (simulated time, to, subject)
+    pages: deque[tuple[datetime, str, str]] = field(default_factory=lambda: deque(maxlen=50))
+    pages_total: int = 0
 
     total: int = 0
+
+    def page(self, at: datetime, mail: ReceivedMail) -> None:
+        """Record one page the embedded mail server took."""
+        self.pages_total += 1
+        self.pages.append((at, ", ".join(mail.recipients), mail.subject))
 
     def add(self, event: AlarmEvent | SystemEvent) -> None:
         """Record one alarm or system event."""
         self.total += 1
         (self.alarms if isinstance(event, AlarmEvent) else self.system).append(event)  # type: ignore[arg-type]
         self.recent.append(event)
+
+
+def demo_alerting(site: SiteConfig, *, smtp_port: int, app_url: str | None) -> SiteConfig:
+    """Send every channel of every contact to the demo's mail server; links to its app."""
+    alerting = site.alerting
+    if alerting is None:
+        return site
+    contacts = tuple(
+        contact.model_copy(
+            update={
+                "channels": tuple(
+                    channel.model_copy(
+                        update={
+                            "url": (
+                                f"mailto://127.0.0.1:{smtp_port}?to={contact.id}"
+                                f".{channel.id}@demo.invalid&from=envmon@demo.invalid"
+                            ),
+                            "url_env": None,
+                        }
+                    )
+                    for channel in contact.channels
+                )
+            }
+        )
+        for contact in alerting.contacts
+    )
+    update: dict[str, object] = {"contacts": contacts}
+    if alerting.links is not None:
+        update["links"] = (
+            alerting.links.model_copy(update={"base_url": app_url}) if app_url else None
+        )
+    return site.model_copy(update={"alerting": alerting.model_copy(update=update)})
 
 
 def retarget(site: SiteConfig, *, mqtt_port: int, opcua_port: int, workdir: Path) -> SiteConfig:
@@ -187,6 +230,12 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
         await asyncio.to_thread(upgrade, engine)
         records = RecordStore(engine, clock=clock)
         events = TimelineStore(engine, clock=clock)
+        smtp = EmbeddedSmtpServer(on_message=lambda mail: recorder.page(clock(), mail))
+        if site.alerting is not None:
+            smtp.start()
+            app_url = f"http://{options.web_host}:{web_port}" if web_port is not None else None
+            site = demo_alerting(site, smtp_port=smtp.port, app_url=app_url)
+        alerting = _alert_service(site, options.config, bus, engine, clock)
         web = _web_app(options, web_port, site, engine, timeseries, clock)
         processor = StreamProcessor(bus, site.sensors(), store=timeseries, clock=clock, tick_s=0.25)
         broker = EmbeddedBroker(mqtt_port)
@@ -229,6 +278,8 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
                 asyncio.create_task(consume_events(bus, events, ALARMS), name="timeline"),
                 asyncio.create_task(_listen_alarms(bus, recorder.add), name="alarms"),
             ]
+            if alerting is not None:
+                tasks.append(asyncio.create_task(alerting.run(), name="alerts"))
             if web is not None:
                 tasks.append(asyncio.create_task(web.serve(), name="web"))
                 await _started(web, tasks[-1])
@@ -259,6 +310,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
                     excursions=excursions["count"],
                     buffered=len(outbox),
                     app_url=_url(web) if web is not None else None,
+                    pages=recorder.pages,
                 )
 
             await _run_for(options, started, screen, console, recorder)
@@ -281,11 +333,19 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
             if gateway is not None:
                 with contextlib.suppress(Exception):
                     await gateway.stop()
+            smtp.stop()
             with contextlib.suppress(Exception):
                 await broker.stop()
         summary = _summary(
             options, started, recorder, engine, processor, collectors, outbox, timeseries
         )
+        if alerting is not None:
+            summary["alerts"] = {
+                "pages": recorder.pages_total,
+                "handled": alerting.handled,
+                "sent": alerting.dispatcher.sent,
+                "failed": alerting.dispatcher.failed,
+            }
         if web is not None:
             summary["web"] = {
                 "url": _url(web),
@@ -354,6 +414,31 @@ def _web_port(options: DemoOptions) -> int | None:
                 " choose another port (0 picks a free one) or --no-web"
             ) from None
     return port
+
+
+def _alert_service(
+    site: SiteConfig,
+    site_path: Path,
+    bus: InMemoryBus,
+    engine: Engine,
+    clock: Callable[[], datetime],
+) -> AlertService | None:
+    """Build the in-process alerting service (None when the site has no alerting section)."""
+    if site.alerting is None:
+        return None
+    environ = {}
+    if site.alerting.links is not None:  # a fresh key each run: old links die with the demo
+        environ[site.alerting.links.secret_env] = secrets.token_urlsafe(32)
+    return build_service(
+        site,
+        site_path,
+        bus=bus,
+        db=engine,
+        group="alerts",
+        environ=environ,
+        clock=clock,
+        instance="demo",
+    )
 
 
 def _web_app(

@@ -51,6 +51,7 @@ def render(
     excursions: int,
     buffered: int,
     app_url: str | None = None,
+    pages: Sequence[tuple[datetime, str, str]] = (),
 ) -> RenderableType:
     """Build the whole screen."""
     header = Text.assemble(
@@ -98,9 +99,13 @@ def render(
         f"{name}: " + ", ".join(f"{k} {v:,}" for k, v in values.items() if v)
         for name, values in counters.items()
     )
-    return Group(
-        Panel(header),
-        table,
-        Panel(alarms, title="recent alarms"),
-        Text(totals, style="dim"),
-    )
+    parts: list[RenderableType] = [Panel(header), table, Panel(alarms, title="recent alarms")]
+    if pages:
+        sent = Table(expand=True, show_edge=False, pad_edge=False)
+        for name in ("time (UTC)", "to", "page"):
+            sent.add_column(name, no_wrap=True, overflow="ellipsis")
+        for at, to, subject in list(pages)[-6:]:
+            sent.add_row(f"{at:%H:%M:%S}", to, subject)
+        parts.append(Panel(sent, title="pages sent (embedded mail server)"))
+    parts.append(Text(totals, style="dim"))
+    return Group(*parts)
