@@ -130,24 +130,31 @@ class AlertService:
 
     # ---- one step of each loop (tests call these directly) ------------------------------
 
-    async def handle(self, event: AlarmEvent | SystemEvent) -> bool:
-        """Handle one event in one transaction (retried while the database is away)."""
-        done = await _until_stored(lambda: asyncio.to_thread(self._handle, event))
-        if self.forwarder is not None:
-            await self.forwarder.observe(event)
-        self._wake.set()
-        return done
+    async def handle(self, *events: AlarmEvent | SystemEvent) -> int:
+        """Handle events in one transaction (retried while the database is away).
 
-    def _handle(self, event: AlarmEvent | SystemEvent) -> bool:
+        Return how many changed something (the others were repeats).
+        """
+        changed = await _until_stored(lambda: asyncio.to_thread(self._handle, events))
+        if self.forwarder is not None:
+            for event in events:
+                await self.forwarder.observe(event)
+        self._wake.set()
+        return changed
+
+    def _handle(self, events: tuple[AlarmEvent | SystemEvent, ...]) -> int:
         try:
             with Session(self.db) as session, session.begin():
-                changed = self.engine.handle(session, event)
-        except IntegrityError:  # another instance handled the same event meanwhile
-            changed = False
-        if changed:
-            self.handled += 1
-        else:
-            self.repeats += 1
+                changed = sum(self.engine.handle(session, event) for event in events)
+        except IntegrityError:
+            # another instance handled one of them meanwhile: one at a time, it is skipped
+            if len(events) == 1:
+                changed = 0
+            else:
+                changed = sum(self._handle((event,)) for event in events)
+                return changed
+        self.handled += changed
+        self.repeats += len(events) - changed
         return changed
 
     async def timers(self) -> int:
@@ -230,13 +237,15 @@ class AlertService:
     # ---- loops ---------------------------------------------------------------------------
 
     async def _intake(self) -> None:
-        async for message in self.bus.subscribe(ALARMS, self.group):
-            try:
-                event = EVENT.validate_json(message.value)
-            except ValidationError as exc:
-                await self._dead_letter(message, exc)
-                continue
-            await self.handle(event)
+        async for batch in self.bus.subscribe_batches(ALARMS, self.group):
+            events = []
+            for message in batch:
+                try:
+                    events.append(EVENT.validate_json(message.value))
+                except ValidationError as exc:
+                    await self._dead_letter(message, exc)
+            if events:
+                await self.handle(*events)
             if self._stopping.is_set():
                 return
 
@@ -275,7 +284,7 @@ class AlertService:
                     await asyncio.wait_for(self._wake.wait(), self.poll_s)
 
 
-async def _until_stored(attempt: Callable[[], Awaitable[bool]]) -> bool:
+async def _until_stored(attempt: Callable[[], Awaitable[int]]) -> int:
     """Run ``attempt`` until the database takes it (it is unavailable, not wrong, meanwhile)."""
     delay, failing = RETRY_INITIAL_S, False
     while True:

@@ -68,6 +68,12 @@ class NullBus:
         for message in nothing:
             yield message
 
+    async def subscribe_batches(self, topic: str, group: str) -> AsyncIterator[list[Message]]:
+        """Yield nothing: the messages are gone."""
+        nothing: tuple[list[Message], ...] = ()
+        for batch in nothing:
+            yield batch
+
 
 class MeasuringPipeline(CollectorPipeline):
     """A pipeline that records the lag of a sample of committed readings."""

@@ -36,6 +36,8 @@ AUDIT_TOPIC_CONFIG: Final = {
     "retention.bytes": "-1",
 }
 DEFAULT_QUEUE_SIZE: Final = 10_000
+#: The most messages ``subscribe_batches`` yields at once.
+DEFAULT_BATCH: Final = 1_000
 
 
 class BusError(EnvmonError):
@@ -72,6 +74,14 @@ class Bus(Protocol):
 
     def subscribe(self, topic: str, group: str) -> AsyncIterator[Message]:
         """Yield the messages of ``topic`` for consumer ``group``, in publish order."""
+        ...
+
+    def subscribe_batches(self, topic: str, group: str) -> AsyncIterator[list[Message]]:
+        """Yield what is there in batches: a batch counts as consumed when the next is asked for.
+
+        For consumers that store a whole batch in one transaction (one commit, not one
+        per message); the per-key order is kept within and across batches.
+        """
         ...
 
 
@@ -125,6 +135,17 @@ class InMemoryBus:
         queue = self._queue(topic, group)
         while True:
             yield await queue.get()
+
+    async def subscribe_batches(
+        self, topic: str, group: str, max_messages: int = DEFAULT_BATCH
+    ) -> AsyncIterator[list[Message]]:
+        """Yield every message waiting for ``group`` on ``topic`` at once (at least one)."""
+        queue = self._queue(topic, group)
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < max_messages and not queue.empty():
+                batch.append(queue.get_nowait())
+            yield batch
 
     def pending(self, topic: str, group: str) -> int:
         """Return how many messages wait for ``group`` on ``topic``."""

@@ -128,6 +128,10 @@ class SwitchableBus:
         """Subscribe on the inner bus."""
         return self.inner.subscribe(topic, group)
 
+    def subscribe_batches(self, topic: str, group: str) -> AsyncIterator[list[Message]]:
+        """Subscribe on the inner bus, in batches."""
+        return self.inner.subscribe_batches(topic, group)
+
 
 #: Shapes an injected fault: seconds since the fault started → value.
 Shape = Callable[[float], float]

@@ -42,9 +42,9 @@ from datetime import datetime
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
 
-from envmon.bus import BusUnavailableError, Message
+from envmon.bus import DEFAULT_BATCH, BusUnavailableError, Message
 from envmon.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
@@ -303,6 +303,49 @@ class KafkaBus:
                         stats.last_handled_at = self._clock()
                 if batches:
                     await consumer.commit()
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    async def subscribe_batches(
+        self, topic: str, group: str, max_messages: int = DEFAULT_BATCH
+    ) -> AsyncIterator[list[Message]]:
+        """Yield each fetch of ``topic`` for ``group`` as one batch, committing what was taken.
+
+        A batch's offsets are committed when the caller asks for the next batch, so a crash
+        repeats at most the batch in hand (per-partition order is kept inside a batch).
+        """
+        stats = self.subscriptions[(topic, group)] = SubscriptionStats(topic, group)
+        consumer = AIOKafkaConsumer(
+            self.topic_prefix + topic,
+            bootstrap_servers=self.bootstrap,
+            client_id=self.client_id,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        try:
+            await consumer.start()
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=max_messages)
+                batch = [
+                    Message(
+                        topic,
+                        None if record.key is None else bytes(record.key).decode(),
+                        bytes(record.value),
+                    )
+                    for records in batches.values()
+                    for record in records
+                ]
+                if not batch:
+                    continue
+                yield batch
+                stats.handled += len(batch)
+                stats.last_handled_at = self._clock()
+                try:
+                    await consumer.commit()
+                except CommitFailedError:  # a rebalance: the new owner gets the batch again
+                    logger.warning("%s: offsets not committed (group %s rebalanced)", topic, group)
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()
