@@ -9,7 +9,9 @@ One round (``dispatch``):
    the transaction holds the database's write lock. A claimed page whose incident was
    acknowledged or resolved meanwhile is cancelled instead.
 2. *send*, outside any transaction: rows of one group (one person, one channel, one
-   purpose, one area) become one message through apprise (``alerts.delivery``).
+   purpose, one area) become one message through apprise (``alerts.delivery``); when
+   more than ``STORM_GROUPS`` areas are due for one person at once (an alarm storm),
+   their rows become one message.
 3. *record*, in a transaction: one ``alert_attempts`` row per notification with the
    server's answer, the row ``sent``, or back to ``pending`` with a back-off
    (``RETRY_BASE_S`` doubling up to ``RETRY_MAX_S``) or ``failed`` after
@@ -63,9 +65,11 @@ logger = logging.getLogger(__name__)
 
 #: How long a claim holds (longer than any send's timeout).
 DEFAULT_LEASE_S: Final = 120.0
-DEFAULT_BATCH: Final = 500
+DEFAULT_BATCH: Final = 2_000
 DEFAULT_MAX_ATTEMPTS: Final = 8
 DEFAULT_CONCURRENCY: Final = 32
+#: More areas than this due at once for one person: one message for all of them.
+STORM_GROUPS: Final = 3
 RETRY_BASE_S: Final = 5.0
 RETRY_MAX_S: Final = 300.0
 
@@ -199,7 +203,7 @@ class Dispatcher:
                     tuple(claimed),
                     tuple(_view(incidents[c.incident_id]) for c in _unique(claimed)),
                 )
-                for claimed in groups.values()
+                for claimed in _storms_merged(list(groups.values()))
             ]
 
     async def _send(self, batch: Batch) -> Outcome:
@@ -246,10 +250,32 @@ class Dispatcher:
     def record(self, results: Sequence[tuple[Batch, Outcome]]) -> None:
         """Store each attempt's outcome; schedule a retry or give up on failures."""
         now = self.clock()
-        with Session(self.db) as session, session.begin():
+        ids = [claimed.id for batch, _ in results for claimed in batch.rows]
+        with Session(self.db) as session, session.begin(), session.no_autoflush:
+            rows: dict[str, NotificationRow] = {}
+            incidents: dict[str, IncidentRow] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                rows.update(
+                    (row.id, row)
+                    for row in session.scalars(
+                        select(NotificationRow)
+                        .where(NotificationRow.id.in_(chunk))
+                        .with_for_update()
+                    )
+                )
+            wanted = sorted({row.incident_id for row in rows.values()})
+            for start in range(0, len(wanted), 500):
+                incidents.update(
+                    (row.id, row)
+                    for row in session.scalars(
+                        select(IncidentRow).where(IncidentRow.id.in_(wanted[start : start + 500]))
+                    )
+                )
+            self.engine.preload_recipients(session, wanted)
             for batch, outcome in results:
                 for claimed in batch.rows:
-                    row = session.get(NotificationRow, claimed.id, with_for_update=True)
+                    row = rows.get(claimed.id)
                     if row is None or row.status != SENDING or row.claimed_by != self.instance:
                         continue  # the lease passed and another instance took it over
                     session.add(
@@ -264,7 +290,7 @@ class Dispatcher:
                     )
                     row.detail = outcome.detail[:1000]
                     row.lease_until = None
-                    incident = session.get(IncidentRow, row.incident_id)
+                    incident = incidents.get(row.incident_id)
                     if outcome.ok:
                         row.status = SENT
                         row.sent_at = now
@@ -308,6 +334,26 @@ class Dispatcher:
                                 claimed.attempt,
                             )
                         )
+
+
+def _storms_merged(groups: list[list[Claimed]]) -> list[list[Claimed]]:
+    """Merge one person's groups into one message when more than ``STORM_GROUPS`` are due.
+
+    Grouping is per area; in an alarm storm across many areas (a power cut, a site-wide
+    network loss) one person would otherwise get a message per area at once. Beyond
+    ``STORM_GROUPS`` areas they get one message per channel naming everything.
+    """
+    by_person: dict[tuple[str, str, str], list[list[Claimed]]] = {}
+    for group in groups:
+        first = group[0]
+        by_person.setdefault((first.contact_id, first.channel_id, first.purpose), []).append(group)
+    merged: list[list[Claimed]] = []
+    for person_groups in by_person.values():
+        if len(person_groups) > STORM_GROUPS:
+            merged.append([claimed for group in person_groups for claimed in group])
+        else:
+            merged.extend(person_groups)
+    return merged
 
 
 def _moot(row: NotificationRow, incident: IncidentRow) -> bool:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
@@ -153,14 +153,68 @@ class AlertEngine:
 
     def handle(self, session: Session, event: AlarmEvent | SystemEvent) -> bool:
         """Apply one event; False if it was handled before (a redelivery) or needs nothing."""
-        digest = canonical_hash(event.model_dump(mode="json"))
-        if session.get(SeenEventRow, digest) is not None:
-            return False
+        return self.handle_many(session, [event]) > 0
+
+    def handle_many(self, session: Session, events: Sequence[AlarmEvent | SystemEvent]) -> int:
+        """Apply events in order; return how many changed something.
+
+        The rows a batch needs are read up front in a few queries (which events were seen,
+        the excursions' incidents, locked), and nothing is flushed until the caller
+        commits: a burst of a thousand alarms costs a handful of round trips, not
+        thousands. What the batch itself adds is remembered in ``_Batch``.
+        """
+        batch = _batch(session)
+        digests = [canonical_hash(event.model_dump(mode="json")) for event in events]
+        known: set[str] = set()
+        for chunk in _chunks(digests):
+            known.update(
+                session.scalars(select(SeenEventRow.hash).where(SeenEventRow.hash.in_(chunk)))
+            )
+        self._prefetch(session, batch, events)
         now = self.clock()
-        session.add(SeenEventRow(hash=digest, at=now))
-        if isinstance(event, SystemEvent):
-            return self._system(session, event, now)
-        return self._alarm(session, event, now)
+        changed = 0
+        with session.no_autoflush:
+            for event, digest in zip(events, digests, strict=True):
+                if digest in known or digest in batch.seen:
+                    continue
+                batch.seen.add(digest)
+                session.add(SeenEventRow(hash=digest, at=now))
+                if isinstance(event, SystemEvent):
+                    changed += self._system(session, event, now)
+                else:
+                    changed += self._alarm(session, event, now)
+        return changed
+
+    @staticmethod
+    def _prefetch(
+        session: Session, batch: _Batch, events: Sequence[AlarmEvent | SystemEvent]
+    ) -> None:
+        """Load (and lock) the incidents of the batch's excursions in one query."""
+        wanted = {
+            incident_id(f"excursion:{event.excursion_id}")
+            for event in events
+            if isinstance(event, AlarmEvent) and event.excursion_id is not None
+        } - batch.by_id.keys()
+        for chunk in _chunks(sorted(wanted)):
+            found = session.scalars(
+                select(IncidentRow).where(IncidentRow.id.in_(chunk)).with_for_update()
+            ).all()
+            for row in found:
+                batch.by_id[row.id] = row
+            batch.absent.update(set(chunk) - {row.id for row in found})
+
+    def _incident(self, session: Session, key_id: str) -> IncidentRow | None:
+        batch = _batch(session)
+        if key_id in batch.by_id:
+            return batch.by_id[key_id]
+        if key_id in batch.absent:
+            return None
+        row = session.get(IncidentRow, key_id, with_for_update=True)
+        if row is None:
+            batch.absent.add(key_id)
+        else:
+            batch.by_id[key_id] = row
+        return row
 
     def _alarm(self, session: Session, event: AlarmEvent, now: datetime) -> bool:
         kind = event.event
@@ -194,7 +248,7 @@ class AlertEngine:
 
     def _excursion(self, session: Session, event: AlarmEvent, now: datetime) -> bool:
         key = f"excursion:{event.excursion_id}"
-        row = session.get(IncidentRow, incident_id(key), with_for_update=True)
+        row = self._incident(session, incident_id(key))
         if row is None:
             self._open(session, key, EXCURSION, event, now, incident_id(key))
             return True
@@ -228,8 +282,16 @@ class AlertEngine:
         row.updated_at = now
         return True
 
-    @staticmethod
-    def _open_row(session: Session, key: str) -> IncidentRow | None:
+    def _open_row(self, session: Session, key: str) -> IncidentRow | None:
+        """Return the open incident about ``key`` (None: none is open)."""
+        if key.startswith("excursion:"):
+            row = self._incident(session, incident_id(key))
+            return row if row is not None and row.state != RESOLVED else None
+        batch = _batch(session)
+        if key in batch.open_by_key:
+            held = batch.open_by_key[key]
+            if held.state != RESOLVED:
+                return held
         return session.scalars(
             select(IncidentRow)
             .where(IncidentRow.key == key, IncidentRow.state != RESOLVED)
@@ -247,7 +309,7 @@ class AlertEngine:
         now: datetime,
         new_id: str,
     ) -> None:
-        if session.get(IncidentRow, new_id) is not None:
+        if self._incident(session, new_id) is not None:
             return  # opened and resolved before: this is a late copy of its first event
         index, policy = route(self.alerting, event, self.sensors)
         sensor = self.sensors.get(event.sensor_id) if isinstance(event, AlarmEvent) else None
@@ -277,7 +339,11 @@ class AlertEngine:
             row_version=1,
         )
         session.add(row)
-        session.flush()
+        batch = _batch(session)
+        batch.by_id[new_id] = row
+        batch.absent.discard(new_id)
+        batch.new_ids.add(new_id)
+        batch.open_by_key[key] = row
         self._begin(session, row, now)
 
     def _resolve(
@@ -586,19 +652,28 @@ class AlertEngine:
             seq = (row.pages, row.cycle, row.step)
         marker = (status,) if status == SUPPRESSED else ()  # the page after it is another decision
         nid = notification_id(row.id, purpose, *marker, *seq, target.contact_id, target.channel_id)
-        if session.get(NotificationRow, nid) is not None:
+        batch = _batch(session)
+        if nid in batch.notifications:
+            return
+        if row.id not in batch.new_ids and session.get(NotificationRow, nid) is not None:
             return  # the same decision, made before
+        batch.notifications.add(nid)
         group = f"{target.contact_id}|{target.channel_id}|{purpose}|{row.area or row.component}"
         due = now
         if self.window and status == PENDING:
-            opened = session.scalar(
-                select(func.min(NotificationRow.due_at)).where(
-                    NotificationRow.group_key == group,
-                    NotificationRow.status == PENDING,
-                    NotificationRow.due_at > now,
+            opened: datetime | None
+            if group in batch.groups:
+                opened = batch.groups[group]
+            else:
+                opened = session.scalar(
+                    select(func.min(NotificationRow.due_at)).where(
+                        NotificationRow.group_key == group,
+                        NotificationRow.status == PENDING,
+                        NotificationRow.due_at > now,
+                    )
                 )
-            )
-            due = opened if opened is not None else now + self.window
+            due = opened if opened is not None and opened > now else now + self.window
+            batch.groups[group] = due
         session.add(
             NotificationRow(
                 id=nid,
@@ -624,7 +699,14 @@ class AlertEngine:
         on its way) is followed by the clear at once.
         """
         now = self.clock()
-        if session.get(RecipientRow, (row.id, target.contact_id, target.channel_id)) is None:
+        batch = _batch(session)
+        known = (row.id, target.contact_id, target.channel_id)
+        if known in batch.recipients:
+            pass
+        elif row.id not in batch.recipients_loaded and session.get(RecipientRow, known) is not None:
+            batch.recipients.add(known)
+        else:
+            batch.recipients.add(known)
             session.add(
                 RecipientRow(
                     incident_id=row.id,
@@ -635,6 +717,19 @@ class AlertEngine:
             )
         if row.state == RESOLVED:
             self._notify(session, row, target, CLEARED, now, seq=(row.pages,))
+
+    @staticmethod
+    def preload_recipients(session: Session, incidents: Sequence[str]) -> None:
+        """Read who was paged about ``incidents`` in one query (for ``paged``)."""
+        batch = _batch(session)
+        for chunk in _chunks(sorted(set(incidents) - batch.recipients_loaded)):
+            for recipient in session.scalars(
+                select(RecipientRow).where(RecipientRow.incident_id.in_(chunk))
+            ):
+                batch.recipients.add(
+                    (recipient.incident_id, recipient.contact_id, recipient.channel_id)
+                )
+            batch.recipients_loaded.update(chunk)
 
     @staticmethod
     def _cancel_pending(session: Session, incident: str) -> None:
@@ -683,6 +778,43 @@ class AlertEngine:
         cutoff = self.clock() - SEEN_RETENTION
         result = session.execute(delete(SeenEventRow).where(SeenEventRow.at < cutoff))
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+@dataclass
+class _Batch:
+    """What one transaction of the engine has read and added (``session.info``).
+
+    Nothing is flushed while a batch is handled, so rows added earlier in the same
+    transaction are not visible to queries: they are looked up here instead.
+    """
+
+    seen: set[str] = field(default_factory=set)
+    by_id: dict[str, IncidentRow] = field(default_factory=dict)
+    absent: set[str] = field(default_factory=set)
+    new_ids: set[str] = field(default_factory=set)
+    open_by_key: dict[str, IncidentRow] = field(default_factory=dict)
+    notifications: set[str] = field(default_factory=set)
+    groups: dict[str, datetime] = field(default_factory=dict)
+    recipients: set[tuple[str, str, str]] = field(default_factory=set)
+    recipients_loaded: set[str] = field(default_factory=set)
+
+
+_BATCH_KEY: Final = "alerts.engine.batch"
+_CHUNK: Final = 500
+
+
+def _batch(session: Session) -> _Batch:
+    """Return the batch state of ``session``'s transaction (a new one per transaction)."""
+    transaction = session.get_transaction()
+    held = session.info.get(_BATCH_KEY)
+    if held is None or held[0] is not transaction:
+        held = session.info[_BATCH_KEY] = (transaction, _Batch())
+    batch: _Batch = held[1]
+    return batch
+
+
+def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
+    return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
 def outbox_row(

@@ -31,6 +31,8 @@ PURPOSE_WORDS: Final = {
     "cleared": "Cleared: ",
     "test": "Test: ",
 }
+#: Incidents listed one by one in a message; the rest are counted.
+MAX_LISTED: Final = 25
 KIND_WORDS: Final = {
     "stale": "no data",
     "sensor_fault": "sensor fault",
@@ -116,10 +118,12 @@ def compose(
         more = f"{first.title} and {len(views) - 1} more"
         title = f"{prefix}{level}{len(views)} alarms: {more} — {site_name}"
     lines = [f"{site_name}: {_headline(purpose, len(views))}", ""]
-    for view in views:
+    for view in views[:MAX_LISTED]:
         lines.append(f"• {describe(view, tz)}")
         if purpose != "cleared" and view.id in links:
             lines.append(f"  Acknowledge: {links[view.id]}")
+    if len(views) > MAX_LISTED:
+        lines.append(f"… and {len(views) - MAX_LISTED} more: see the incidents page")
     if app_url:
         lines += ["", f"Open incidents: {app_url.rstrip('/')}/incidents"]
     lines += ["", "Sent by envmon. Acknowledging stops the escalation; a comment is required."]

@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 #: placed in the schedule's zone here, not in the zone the library compares in.
 _CALENDAR_MARGIN: Final = timedelta(days=2)
 _ONE_US: Final = timedelta(microseconds=1)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _QUOTED: Final = 60
 
 
@@ -178,8 +179,21 @@ class _Calendar:
             reason = str(exc)[:_QUOTED]
             issue = ConfigIssue("", f"not an iCalendar file (schedule {schedule_id!r}): {reason}")
             raise ConfigError(source, [issue]) from None
+        if not isinstance(calendar, icalendar.Calendar):
+            issue = ConfigIssue(
+                "", f"not an iCalendar file (schedule {schedule_id!r}): no VCALENDAR"
+            )
+            raise ConfigError(source, [issue])
         self.who = self._names(calendar, raw, contacts, schedule_id, source)
-        self.events = recurring_ical_events.of(calendar)
+        try:  # recurrence rules are read when the events are first expanded: do it now
+            self.events = recurring_ical_events.of(calendar)
+            self.events.between(_EPOCH, _EPOCH + timedelta(days=1))
+        except Exception as exc:  # the library raises many kinds: every one means this
+            reason = str(exc)[:_QUOTED]
+            issue = ConfigIssue(
+                "", f"cannot expand the events (schedule {schedule_id!r}): {reason}"
+            )
+            raise ConfigError(source, [issue]) from None
 
     @staticmethod
     def _names(
@@ -200,18 +214,24 @@ class _Calendar:
         for index, event in enumerate(calendar.walk("VEVENT")):
             line = lines[index] if index < len(lines) else None
             summary = str(event.get("SUMMARY", "")).strip()
-            if "DTSTART" not in event:
-                issues.append(ConfigIssue(f"VEVENT[{index}]", "has no DTSTART", line))
+            try:
+                assert isinstance(event, icalendar.Event)
+                event.start, event.end  # noqa: B018 - each raises when it cannot be read
+            except ValueError as exc:
+                reason = str(exc)[:_QUOTED] or type(exc).__name__
+                issues.append(
+                    ConfigIssue(f"VEVENT[{index}]", f"no usable start/end: {reason}", line)
+                )
                 continue
-            found = _contact_named(summary, contacts)
-            if isinstance(found, str):
+            found, why = _contact_named(summary, contacts)
+            if found is not None:
                 who[summary] = found
                 continue
             known = ", ".join(c.id for c in contacts)
             issues.append(
                 ConfigIssue(
                     f"VEVENT[{index}].SUMMARY",
-                    f"{summary[:_QUOTED]!r} {found} (schedule {schedule_id!r}; write a "
+                    f"{summary[:_QUOTED]!r} {why} (schedule {schedule_id!r}; write a "
                     f"contact's id or name: {known})",
                     line,
                 )
@@ -239,20 +259,20 @@ class _Calendar:
         return value.astimezone(UTC)
 
 
-def _contact_named(summary: str, contacts: Sequence[ContactConfig]) -> str:
-    """Return the id of the contact ``summary`` names, or why it names none (a phrase)."""
+def _contact_named(summary: str, contacts: Sequence[ContactConfig]) -> tuple[str | None, str]:
+    """Return the id of the contact ``summary`` names, or None and why it names none."""
     if not summary:
-        return "is empty: the SUMMARY must name the contact on call"
+        return None, "is empty: the SUMMARY must name the contact on call"
     for contact in contacts:
         if contact.id == summary:
-            return contact.id
+            return contact.id, ""
     wanted = summary.casefold()
     matches = {c.id for c in contacts if wanted in (c.id.casefold(), c.name.strip().casefold())}
     if len(matches) == 1:
-        return matches.pop()
+        return matches.pop(), ""
     if matches:
-        return f"names several contacts ({', '.join(sorted(matches))})"
-    return "names no contact"
+        return None, f"names several contacts ({', '.join(sorted(matches))})"
+    return None, "names no contact"
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,7 +145,7 @@ class AlertService:
     def _handle(self, events: tuple[AlarmEvent | SystemEvent, ...]) -> int:
         try:
             with Session(self.db) as session, session.begin():
-                changed = sum(self.engine.handle(session, event) for event in events)
+                changed = self.engine.handle_many(session, events)
         except IntegrityError:
             # another instance handled one of them meanwhile: one at a time, it is skipped
             if len(events) == 1:

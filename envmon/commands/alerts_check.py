@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from alerts.rota import Rota
 from envmon.config import load_site
@@ -30,6 +31,7 @@ EXIT_OK: Final = 0
 EXIT_GAPS: Final = 1
 DEFAULT_DAYS: Final = 14
 _DASH: Final = "–"
+_MIN_TEXT_WIDTH: Final = 20
 
 
 def run_check(site_path: Path, *, now: datetime, days: int = DEFAULT_DAYS, console: Console) -> int:
@@ -49,9 +51,8 @@ def run_check(site_path: Path, *, now: datetime, days: int = DEFAULT_DAYS, conso
     rota = Rota.from_config(alerting, site_tz=site.tzinfo, base_dir=site_path.parent)
     end = now + timedelta(days=days)
     paged_by = _routes_by_schedule(alerting)
-    console.print(
-        f"[bold]{escape(site.name)}[/]: alerting configuration valid; now {_when(now, site.tzinfo)}"
-    )
+    _indented(console, f"[bold]{escape(site.name)}[/]: alerting configuration valid", 0)
+    console.print(f"now {_when(now, site.tzinfo)}")
     gaps: list[tuple[str, datetime, datetime]] = []
     for schedule in alerting.schedules:
         shifts = rota.shifts(schedule.id, now, end)
@@ -62,21 +63,24 @@ def run_check(site_path: Path, *, now: datetime, days: int = DEFAULT_DAYS, conso
             title += f" {_DASH} {escape(schedule.name)}"
         console.print(f"{title} ({zone.key})")
         routes = paged_by.get(schedule.id, [])
-        used = f"route {', '.join(map(str, routes))}" if routes else "no route"
-        console.print(f"  paged by {used}")
-        console.print(f"  on call now: {_who(alerting, shifts[0].who)}")
+        used = ", ".join(map(str, routes))
+        used = f"route{'s' if len(routes) > 1 else ''} {used}" if routes else "no route"
+        _indented(console, f"paged by {used}", 2)
+        _indented(console, f"on call now: {_who(alerting, shifts[0].who)}", 2)
         if len(shifts) == 1:
             console.print(f"  no hand-over in the next {days} day(s)")
         else:
             console.print(f"  hand-overs in the next {days} day(s):")
         for shift in shifts[1:]:
-            console.print(f"    {_when(shift.start, zone)}  {_who(alerting, shift.who)}")
+            _indented(console, f"{_when(shift.start, zone)}  {_who(alerting, shift.who)}", 4)
         if routes:
             gaps.extend((schedule.id, s.start, s.end) for s in shifts if not s.who)
     console.print()
     console.print("[bold]Routes[/] (the first that matches wins)")
     for number, route in enumerate(alerting.routes, start=1):
-        console.print(_route(alerting, number, route))
+        matches, targets = _route(alerting, route)
+        _indented(console, f"{number}. {matches}", 2, hang=5)
+        _indented(console, f"notifies {targets}", 5)
     console.print()
     if not gaps:
         console.print(
@@ -87,9 +91,8 @@ def run_check(site_path: Path, *, now: datetime, days: int = DEFAULT_DAYS, conso
     for schedule_id, start, stop in gaps:
         zone = rota.timezone(schedule_id)
         tail = " (end of the check)" if stop >= end else ""
-        console.print(
-            f"  {escape(schedule_id)}: {_when(start, zone)} {_DASH} {_when(stop, zone)}{tail}"
-        )
+        stretch = f"{_when(start, zone)} {_DASH} {_when(stop, zone)}{tail}"
+        _indented(console, f"{escape(schedule_id)}: {stretch}", 2)
     return EXIT_GAPS
 
 
@@ -115,15 +118,21 @@ def _routes_by_schedule(alerting: AlertingConfig) -> dict[str, list[int]]:
     return found
 
 
-def _route(alerting: AlertingConfig, number: int, route: RouteConfig) -> str:
-    """Describe a route: what it matches, its policy and whom that notifies."""
+def _indented(console: Console, markup: str, indent: int, *, hang: int | None = None) -> None:
+    """Print ``markup`` indented by ``indent`` columns, wrapped lines by ``hang`` (or alike)."""
+    hang = indent if hang is None else hang
+    lines = Text.from_markup(markup).wrap(console, max(console.width - hang, _MIN_TEXT_WIDTH))
+    for number, line in enumerate(lines):
+        line.rstrip()
+        console.print(Text(" " * (hang if number else indent)) + line, soft_wrap=True)
+
+
+def _route(alerting: AlertingConfig, route: RouteConfig) -> tuple[str, str]:
+    """Describe a route (markup): what it matches and its policy; whom that notifies."""
     matches = "everything else" if route.match is None else _match(route.match)
     steps = alerting.policy(route.policy).steps
     targets = ", ".join(dict.fromkeys(_target(step) for step in steps))
-    return (
-        f"  {number}. {escape(matches)} → policy [bold]{escape(route.policy)}[/]\n"
-        f"     notifies {escape(targets)}"
-    )
+    return f"{escape(matches)} → policy [bold]{escape(route.policy)}[/]", escape(targets)
 
 
 def _match(match: MatchConfig) -> str:

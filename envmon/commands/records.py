@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
@@ -28,6 +32,9 @@ from excursions.series import SeriesReader
 from excursions.timeline import TimelineStore
 from stream.kafka_bus import KafkaBus
 from stream.timeseries import SqliteTimeSeries
+
+if TYPE_CHECKING:
+    from alerts.web import IncidentServices
 
 
 def open_engine(url: str) -> Engine:
@@ -193,6 +200,32 @@ def series_reader(settings: Settings, site: SiteConfig) -> SeriesReader | None:
     return None
 
 
+def incident_services(
+    site: SiteConfig,
+    site_path: Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> IncidentServices:
+    """Build what the incidents pages need: the alerting engine and the link signer (no bus).
+
+    Raise ``SettingsError`` for a site without ``alerting:``, or with acknowledge links whose
+    secret is not in the environment.
+    """
+    from alerts.engine import AlertEngine
+    from alerts.rota import Rota
+    from alerts.routing import site_context
+    from alerts.web import IncidentServices
+    from envmon.commands.alerts import alerting_of, link_signer
+
+    alerting = alerting_of(site, str(site_path))
+    rota = Rota.from_config(alerting, site_tz=site.tzinfo, base_dir=site_path.parent)
+    engine = AlertEngine(alerting, rota, site_context(site), site_tz=site.tzinfo, clock=clock)
+    return IncidentServices(
+        engine, link_signer(alerting, os.environ if environ is None else environ)
+    )
+
+
 def serve(
     url: str,
     *,
@@ -202,8 +235,15 @@ def serve(
     site_timezone: str = "UTC",
     site_name: str = "envmon",
     series: SeriesReader | None = None,
+    site: SiteConfig | None = None,
+    site_path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> None:
-    """Serve the QA app on ``host:port`` with uvicorn until SIGTERM / Ctrl-C."""
+    """Serve the QA app on ``host:port`` with uvicorn until SIGTERM / Ctrl-C.
+
+    Given the site (and its file's path, for iCalendar rotas) with an ``alerting:`` section,
+    the app also serves the incidents pages and API.
+    """
     import uvicorn
 
     from excursions.lifecycle import Lifecycle
@@ -212,6 +252,9 @@ def serve(
     from excursions.web.api import Services
     from excursions.web.app import create_app
 
+    incidents = None
+    if site is not None and site.alerting is not None:
+        incidents = incident_services(site, site_path or Path("site.yaml"), environ=environ)
     engine = open_engine(url)
     try:
         require_migrated(engine)
@@ -224,7 +267,7 @@ def serve(
             site_timezone=site_timezone,
             series=series,
         )
-        app = create_app(services, site_name=site_name)
+        app = create_app(services, site_name=site_name, incidents=incidents)
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         engine.dispose()

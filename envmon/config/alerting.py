@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Any, Final, Literal, NoReturn, TypeVar
+from typing import Annotated, Any, Final, Literal, NoReturn, TypeVar, get_args
 from urllib.parse import parse_qsl, quote
 from zoneinfo import ZoneInfo
 
@@ -42,6 +42,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from envmon.config.particles import Grade
 from envmon.config.schedule import NEVER_US, WEEKDAYS, WeeklySchedule, WeeklyWindow
 from envmon.config.types import (
     ConfigModel,
@@ -91,7 +92,7 @@ _ENDS: Final = {
     SystemEventKind.BUFFER_FLOWING.value: "buffer_stalled",
     SystemEventKind.TIMESERIES_RESTORED.value: "timeseries_unavailable",
 }
-_GRADES: Final = ("A", "B", "C", "D")
+_GRADES: Final[tuple[str, ...]] = get_args(Grade)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 _TIME_OF_DAY = re.compile(r"^(\d{1,2}):(\d{2})$")
@@ -206,7 +207,11 @@ def _raw_ids(data: object) -> dict[str, frozenset[str]]:
     """Return the ids written in each list of a raw ``alerting:`` mapping."""
     if not isinstance(data, Mapping):
         return {}
-    return {field: frozenset(i for _, i in _ids_in(data.get(field))) for field in _LISTS}
+    return {
+        field: frozenset(i for _, i in _ids_in(items))
+        for field in _LISTS
+        if isinstance(items := data.get(field), list | tuple)  # absent: its own error
+    }
 
 
 def _site_value(kind: str, pick: Callable[[SiteFacts], frozenset[str]]) -> object:
@@ -341,8 +346,9 @@ def _http_url(value: str) -> str:
     scheme, _, rest = value.partition("://")
     host = rest.split("/", 1)[0]
     if scheme.lower() not in ("http", "https") or not host or "@" in host:
-        raise ValueError(
-            f"must be an http(s) URL such as 'https://envmon.example.org', got {value!r}"
+        raise ValueError(  # not quoted: it might hold a password
+            "must be an http(s) URL such as 'https://envmon.example.org' (without a user "
+            "name or password)"
         )
     return value
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
 from excursions.web.api import Services, create_api
 from excursions.web.pages import add_pages
+
+if TYPE_CHECKING:
+    from alerts.web import IncidentServices
 
 STATIC: Final = Path(__file__).parent / "static"
 SECURITY_HEADERS: Final = {
@@ -32,10 +35,20 @@ SECURITY_HEADERS: Final = {
 }
 
 
-def create_app(services: Services, *, site_name: str = "envmon") -> FastAPI:
-    """Return the application ``envmon excursions serve`` runs."""
+def create_app(
+    services: Services, *, site_name: str = "envmon", incidents: IncidentServices | None = None
+) -> FastAPI:
+    """Return the application ``envmon excursions serve`` runs.
+
+    With ``incidents`` (a site with an ``alerting:`` section) it also serves the incidents
+    pages and API (``alerts.web``).
+    """
     app = create_api(services)
-    add_pages(app, services, site_name=site_name)
+    add_pages(app, services, site_name=site_name, incidents_nav=incidents is not None)
+    if incidents is not None:
+        from alerts.web import add_incidents  # the alerting side is optional
+
+        add_incidents(app, services, incidents, site_name=site_name)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.middleware("http")

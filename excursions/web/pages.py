@@ -1,14 +1,15 @@
 """The QA app's server-rendered pages (Jinja2, autoescaped), on the same services as the API.
 
-``/login``, ``/logout``, ``/excursions`` (list with filters and pages) and
-``/excursions/{id}`` (metrics, assessment, signatures in UTC and site time, audit trail,
-and a form for each action the signed-in role may take in the record's state). Actions are
-POSTed to ``/excursions/{id}/{action}``: success redirects back to the page (303), a refusal
-shows the page again with the reason and the status of the API (403, 404, 409, 422) —
-nothing is changed. Without a session the pages redirect to ``/login``. Every form carries
-the session's CSRF token (the sign-in form one bound to its own cookie) and every POST must
-come from the app's own origin (``excursions.web.security``); a forged post gets 403 and a
-page that says nothing was done.
+``/login`` (``?next=``: a path of this app to go to after signing in; the acknowledge
+links of ``alerts.web`` lead through it), ``/logout``, ``/excursions`` (list with filters
+and pages) and ``/excursions/{id}`` (metrics, assessment, signatures in UTC and site time,
+audit trail, and a form for each action the signed-in role may take in the record's
+state). Actions are POSTed to ``/excursions/{id}/{action}``: success redirects back to the
+page (303), a refusal shows the page again with the reason and the status of the API (403,
+404, 409, 422) — nothing is changed. Without a session the pages redirect to ``/login``.
+Every form carries the session's CSRF token (the sign-in form one bound to its own cookie)
+and every POST must come from the app's own origin (``excursions.web.security``); a forged
+post gets 403 and a page that says nothing was done.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime.
@@ -114,8 +115,24 @@ def _bound(name: str, text: str | None) -> datetime | None:
     return value
 
 
-def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") -> None:
-    """Add the pages to the API's application."""
+#: Where a sign-in may lead on (``/login?next=…``): a path of this app, never another host.
+#: No ``//`` or ``/\`` start (a browser reads both as another host), no backslash, no
+#: control character or space, bounded.
+MAX_NEXT: Final = 2000
+LOCAL_PATH: Final = re.compile(r"/(?![/\\])[!#-\[\]-~]*")
+
+
+def local_path(text: str | None) -> str | None:
+    """Return ``text`` if it is a safe place to go after signing in (a local path), else None."""
+    if text and len(text) <= MAX_NEXT and LOCAL_PATH.fullmatch(text):
+        return text
+    return None
+
+
+def add_pages(
+    app: FastAPI, services: Services, *, site_name: str = "envmon", incidents_nav: bool = False
+) -> None:
+    """Add the pages to the API's application (``incidents_nav``: link the incidents pages)."""
     life = services.lifecycle
     zone = ZoneInfo(services.site_timezone)
 
@@ -125,14 +142,32 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
         return TEMPLATES.TemplateResponse(
             request,
             name,
-            {"site_name": site_name, "site_timezone": zone.key, "csrf": csrf, **context},
+            {
+                "site_name": site_name,
+                "site_timezone": zone.key,
+                "csrf": csrf,
+                "incidents_nav": incidents_nav,
+                **context,
+            },
             status_code=status,
         )
 
-    def login_page(request: Request, status: int = 200, error: str = "") -> HTMLResponse:
-        """Render the sign-in form, its token bound to the form's own cookie (set if missing)."""
+    def login_page(
+        request: Request, status: int = 200, error: str = "", next_path: str | None = None
+    ) -> HTMLResponse:
+        """Render the sign-in form, its token bound to the form's own cookie (set if missing).
+
+        ``next_path`` (a checked local path) is where a successful sign-in leads.
+        """
         secret = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
-        response = page(request, "login.html", status, error=error, csrf=csrf_token(secret))
+        response = page(
+            request,
+            "login.html",
+            status,
+            error=error,
+            csrf=csrf_token(secret),
+            next_path=local_path(next_path),
+        )
         if request.cookies.get(LOGIN_COOKIE) != secret:
             response.set_cookie(
                 LOGIN_COOKIE,
@@ -183,7 +218,7 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
 
     @app.get("/login", include_in_schema=False)
     def login_form(request: Request) -> HTMLResponse:
-        return login_page(request)
+        return login_page(request, next_path=request.query_params.get("next"))
 
     @app.post("/login", include_in_schema=False)
     def login(
@@ -191,18 +226,19 @@ def add_pages(app: FastAPI, services: Services, *, site_name: str = "envmon") ->
         username: Annotated[str, Form(max_length=64)],
         password: Annotated[str, Form(max_length=200)],
         csrf: Annotated[str, Form(alias=CSRF_FIELD, max_length=100)] = "",
+        next_path: Annotated[str, Form(alias="next")] = "",  # checked, never echoed unchecked
     ) -> Response:
         if not csrf_ok(request.cookies.get(LOGIN_COOKIE), csrf):
-            return login_page(request, 403, FORGED)
+            return login_page(request, 403, FORGED, next_path)
         try:
             token, _user = services.sessions.sign_in(username, password, client=client_of(request))
         except ThrottledError as exc:
-            refused = login_page(request, 429, f"Not signed in: {exc}.")
+            refused = login_page(request, 429, f"Not signed in: {exc}.", next_path)
             refused.headers.update(retry_after(exc, services))
             return refused
         except AuthenticationError as exc:
-            return login_page(request, 401, str(exc))
-        response = RedirectResponse("/excursions", status_code=303)
+            return login_page(request, 401, str(exc), next_path)
+        response = RedirectResponse(local_path(next_path) or "/excursions", status_code=303)
         response.set_cookie(
             COOKIE, token, httponly=True, samesite="strict", secure=services.secure_cookie
         )
