@@ -85,6 +85,7 @@ alertmanager: server-jars
 bench: system-deps server-jars $(STAMP)
 	$(BIN)/python -m bench.replay_bench
 	$(BIN)/python -m bench.opcua_bench --steps 2000,5000,10000,15000 --seconds 30
+	$(BIN)/python -m bench.alerts_bench --postgres --rounds 100
 	$(BIN)/python -m bench.mqtt_bench --messages 100000 --repeat 3
 	$(BIN)/python -m bench.stream_bench --readings 400000 --sensors 1000 --seconds 30 --repeat 5
 

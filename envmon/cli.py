@@ -725,6 +725,8 @@ def excursions_serve(
             site_timezone=site.timezone,
             site_name=site.name,
             series=series_reader(settings, site),
+            site=site,
+            site_path=settings.site,
         )
 
 

@@ -36,6 +36,7 @@ from sqlalchemy import Engine
 
 from alerts.service import AlertService
 from alerts.smtp import EmbeddedSmtpServer, ReceivedMail
+from alerts.web import IncidentServices
 from collectors.buffer import Outbox
 from collectors.embedded_broker import EmbeddedBroker
 from collectors.mqtt import MqttCollector
@@ -236,7 +237,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
             app_url = f"http://{options.web_host}:{web_port}" if web_port is not None else None
             site = demo_alerting(site, smtp_port=smtp.port, app_url=app_url)
         alerting = _alert_service(site, options.config, bus, engine, clock)
-        web = _web_app(options, web_port, site, engine, timeseries, clock)
+        web = _web_app(options, web_port, site, engine, timeseries, clock, alerting)
         processor = StreamProcessor(bus, site.sensors(), store=timeseries, clock=clock, tick_s=0.25)
         broker = EmbeddedBroker(mqtt_port)
         gateway = (
@@ -448,6 +449,7 @@ def _web_app(
     engine: Engine,
     timeseries: SqliteTimeSeries,
     clock: Callable[[], datetime],
+    alerting: AlertService | None = None,
 ) -> uvicorn.Server | None:
     """Build the QA app's server on the demo's store (None when the app is off)."""
     if port is None:
@@ -463,7 +465,15 @@ def _web_app(
         clock=clock,
     )
     config = uvicorn.Config(
-        create_app(services, site_name=site.name),
+        create_app(
+            services,
+            site_name=site.name,
+            incidents=(
+                IncidentServices(alerting.engine, alerting.dispatcher.signer)
+                if alerting is not None
+                else None
+            ),
+        ),
         host=options.web_host,
         port=port,
         log_level="warning",
