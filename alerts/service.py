@@ -2,13 +2,14 @@
 
 Four loops share one record store (``alerts.store``):
 
-- *intake*: every message on ``envmon.alarms`` (consumer group ``<app_id>-alerts``) is
-  handled by ``AlertEngine.handle`` in one transaction; only then is the next message
-  taken, so the bus commits its offset after the decision is stored. A message that is
+- *intake*: each fetched batch of ``envmon.alarms`` (consumer group ``<app_id>-alerts``)
+  is handled by ``AlertEngine.handle_many`` in one transaction; only then is the next
+  batch asked for, so the bus commits its offsets after the decisions are stored. A message that is
   not an alarm or system event goes to ``envmon.deadletter``. While the database does not
   answer, the same message is retried with back-off (nothing is skipped).
 - *timers*: ``AlertEngine.tick`` takes the incidents whose timer is due (next step,
-  reminder, end of maintenance or shelve).
+  reminder, end of maintenance or shelve); once an hour the hashes of handled events
+  older than their retention (7 days) are forgotten, so that table stays bounded.
 - *dispatch*: ``Dispatcher.dispatch`` sends what is due.
 - *publish*: the bus outbox (``alert_bus_outbox``) goes to ``envmon.notifications``.
 
@@ -95,6 +96,7 @@ class AlertService:
         self.repeats = 0
         self.rejected = 0
         self.published = 0
+        self._pruned_at: datetime | None = None
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
 
@@ -163,7 +165,13 @@ class AlertService:
 
     def _timers(self) -> int:
         with Session(self.db) as session, session.begin():
-            return self.engine.tick(session)
+            due = self.engine.tick(session)
+        now = self.clock()
+        if self._pruned_at is None or (now - self._pruned_at).total_seconds() >= PRUNE_EVERY_S:
+            with Session(self.db) as session, session.begin():
+                self.engine.prune(session)
+            self._pruned_at = now
+        return due
 
     async def dispatch(self) -> int:
         """Send the due notifications."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -476,3 +477,25 @@ class TestDelivery:
         second = other.claim()
         assert len(first) == 1
         assert second == []
+
+
+class TestHousekeeping:
+    async def test_handled_events_are_forgotten_after_their_retention(self, rig):
+        """The seen-event table stays bounded: hashes older than 7 days are pruned."""
+        rig.handle(alarm(), alarm(AlarmKind.CLEARED, level=None, seconds=30))
+        rig.clock.advance(8 * 86_400)
+        with Session(rig.db) as session, session.begin():
+            assert rig.engine.prune(session) == 2
+        assert rig.handle(alarm()) == [False]  # its incident is resolved: nothing reopens
+
+    async def test_a_page_sent_while_its_alarm_cleared_is_followed_by_the_clear(self, rig):
+        """A page on its way when the alarm cleared: the person is told it cleared, too."""
+        rig.handle(alarm())
+        rig.clock.advance(2)
+        batches = rig.dispatcher.claim()
+        rig.handle(alarm(AlarmKind.CLEARED, level=None, seconds=2))
+        sent = await asyncio.gather(*(rig.dispatcher._send(batch) for batch in batches))
+        rig.dispatcher.record(list(zip(batches, sent, strict=True)))
+        cleared = await rig.advance(0)
+        assert [m.title.startswith("Cleared") for m in cleared] == [True]
+        assert rig.recipients(1) == ["alice@example.org"]
