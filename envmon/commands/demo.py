@@ -46,7 +46,7 @@ from collectors.simulators.equipment import Simulation
 from collectors.simulators.mqtt_devices import MqttDeviceSimulator
 from collectors.simulators.opcua_server import EquipmentServer
 from collectors.simulators.scenario import load_scenario
-from envmon.bus import ALARMS, InMemoryBus
+from envmon.bus import ALARMS, NOTIFICATIONS, InMemoryBus
 from envmon.commands.alerts import build_service
 from envmon.commands.demo_view import render
 from envmon.config import SiteConfig, load_site
@@ -277,6 +277,9 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
                 asyncio.create_task(outbox.forward(bus), name="forward"),
                 asyncio.create_task(consume_records(bus, records), name="records"),
                 asyncio.create_task(consume_events(bus, events, ALARMS), name="timeline"),
+                asyncio.create_task(
+                    consume_events(bus, events, NOTIFICATIONS), name="timeline-notifications"
+                ),
                 asyncio.create_task(_listen_alarms(bus, recorder.add), name="alarms"),
             ]
             if alerting is not None:

@@ -28,7 +28,12 @@ def serving(
     is still there for the caller to look at its exit status).
     """
     port = free_port()
-    env = {**os.environ, "ENVMON_DATA_DIR": str(data_dir or log.parent / "serve-data")}
+    env = {
+        **os.environ,
+        "ENVMON_DATA_DIR": str(data_dir or log.parent / "serve-data"),
+        # the example site configures acknowledge links: serve refuses to start without the key
+        "ENVMON_ALERT_LINK_SECRET": "test-link-secret-of-32-characters",
+    }
     with log.open("wb") as out:
         server = subprocess.Popen(
             [

@@ -78,6 +78,8 @@ def test_serve_sign_in_and_read(tmp_path: Path) -> None:
 
 def test_serve_refuses_an_unmigrated_store(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
-    result = CliRunner().invoke(app, ["excursions", "serve", "--db", url])
+    result = CliRunner(
+        env={"ENVMON_ALERT_LINK_SECRET": "test-link-secret-of-32-characters"}
+    ).invoke(app, ["excursions", "serve", "--db", url])
     assert result.exit_code == 2
     assert "run envmon db upgrade first" in result.output
