@@ -28,8 +28,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Final, Protocol
 
+import orjson
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -39,6 +40,7 @@ from alerts.store import RESOLVED, BusOutboxRow, IncidentRow
 from envmon.bus import ALARMS, DEADLETTER, Bus, BusError, Message
 from envmon.models import AlarmEvent, DeadLetter, SystemEvent
 from envmon.timeutil import utcnow
+from excursions.consumer import until_stored
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +50,8 @@ GROUP_SUFFIX: Final = "-alerts"
 DEFAULT_POLL_S: Final = 0.2
 #: Outbox rows published per round.
 PUBLISH_BATCH: Final = 500
-RETRY_INITIAL_S: Final = 0.5
-RETRY_MAX_S: Final = 10.0
+#: Pause of a loop after the database or bus failed (it logs once per outage).
+LOOP_RETRY_S: Final = 2.5
 #: How often handled events older than their retention are forgotten.
 PRUNE_EVERY_S: Final = 3_600.0
 
@@ -137,7 +139,7 @@ class AlertService:
 
         Return how many changed something (the others were repeats).
         """
-        changed = await _until_stored(lambda: asyncio.to_thread(self._handle, events))
+        changed = await until_stored(ALARMS, lambda: asyncio.to_thread(self._handle, events))
         if self.forwarder is not None:
             for event in events:
                 await self.forwarder.observe(event)
@@ -212,8 +214,7 @@ class AlertService:
         return len(rows)
 
     def _unpublished(self) -> list[tuple[int, str, str, bytes]]:
-        from envmon.models import Notification
-
+        # the payloads are a model's JSON dump already (``outbox_row``): no second validation
         with Session(self.db) as session:
             rows = session.scalars(
                 select(BusOutboxRow)
@@ -226,15 +227,16 @@ class AlertService:
                     row.id,
                     row.topic,
                     row.key,
-                    Notification.model_validate(row.payload).model_dump_json().encode(),
+                    orjson.dumps(row.payload),
                 )
                 for row in rows
             ]
 
     def _mark_published(self, ids: list[int]) -> None:
         with Session(self.db) as session, session.begin():
-            for row in session.scalars(select(BusOutboxRow).where(BusOutboxRow.id.in_(ids))):
-                row.published = True
+            session.execute(
+                update(BusOutboxRow).where(BusOutboxRow.id.in_(ids)).values(published=True)
+            )
 
     async def step(self) -> None:
         """One round of timers, dispatch and publish (tests drive the service with this)."""
@@ -281,7 +283,7 @@ class AlertService:
                 if not failing:
                     logger.warning("%s: %s unavailable; retrying", name, type(exc).__name__)
                 failing, busy = True, 0
-                await asyncio.sleep(RETRY_MAX_S / 4)
+                await asyncio.sleep(LOOP_RETRY_S)
                 continue
             if failing:
                 logger.warning("%s: running again", name)
@@ -290,24 +292,3 @@ class AlertService:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_s)
-
-
-async def _until_stored(attempt: Callable[[], Awaitable[int]]) -> int:
-    """Run ``attempt`` until the database takes it (it is unavailable, not wrong, meanwhile)."""
-    delay, failing = RETRY_INITIAL_S, False
-    while True:
-        try:
-            result = await attempt()
-        except (OperationalError, InterfaceError) as exc:
-            if not failing:
-                logger.warning(
-                    "the record store is unavailable (%s); retrying until it answers",
-                    type(exc.orig or exc).__name__,
-                )
-                failing = True
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
-            continue
-        if failing:
-            logger.warning("the record store answers again")
-        return result

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Cookie, Depends, FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, Cookie, FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
@@ -59,12 +59,17 @@ from alerts.queries import (
     recently_resolved,
 )
 from alerts.store import ACKNOWLEDGED, RESOLVED, TRIGGERED, LinkUseRow
-from excursions.users import AuthenticationError, User
-from excursions.web.api import COOKIE, PREFIX, READERS, Services
+from excursions.users import User
+from excursions.web.api import (
+    COOKIE,
+    PREFIX,
+    READERS,
+    Services,
+    role_dependency,
+    user_dependency,
+)
 from excursions.web.security import (
     CSRF_FIELD,
-    CSRF_HEADER,
-    UNSAFE_METHODS,
     StrictJSONRoute,
     csrf_ok,
     csrf_token,
@@ -241,13 +246,7 @@ def add_incidents(
 
     # ---- shared ----------------------------------------------------------------------
 
-    def current_user(token: str | None) -> User | None:
-        if not token:
-            return None
-        try:
-            return services.sessions.user(token)
-        except AuthenticationError:
-            return None
+    current_user = services.user_of
 
     def local(at: datetime | None) -> str:
         return format_time(at, zone) if at is not None else ""
@@ -575,30 +574,10 @@ def add_incidents(
 
     router = APIRouter(prefix=PREFIX, route_class=StrictJSONRoute, tags=["incidents"])
 
-    def signed_in(request: Request, envmon_session: Annotated[str | None, Cookie()] = None) -> User:
-        if not envmon_session:
-            raise HTTPException(401, "not signed in")
-        try:
-            user = services.sessions.user(envmon_session)
-        except AuthenticationError as exc:
-            raise HTTPException(401, str(exc)) from None
-        if request.method in UNSAFE_METHODS and not csrf_ok(
-            envmon_session, request.headers.get(CSRF_HEADER)
-        ):
-            raise HTTPException(
-                403,
-                f"missing or wrong {CSRF_HEADER} header: send the csrf_token that signing in"
-                " (or GET /api/v1/me) returned",
-            )
-        return user
+    signed_in = user_dependency(services)
 
     def role(*allowed: str) -> Any:  # noqa: ANN401 - FastAPI's Depends() marker is untyped
-        def check(user: Annotated[User, Depends(signed_in)]) -> User:
-            if user.role not in allowed:
-                raise HTTPException(403, f"{user.username} ({user.role}) may not do this")
-            return user
-
-        return Depends(check)
+        return role_dependency(signed_in, *allowed)
 
     def api_error(exc: IncidentError | ActionRefusedError) -> HTTPException:
         return HTTPException(status_of(exc), str(exc))

@@ -84,21 +84,26 @@ async def _consume(
             await bus.publish([Message(DEADLETTER, message.key, letter.model_dump_json().encode())])
             store.rejected += 1
             continue
-        await _stored(topic, functools.partial(asyncio.to_thread, store.apply, item))
+        await until_stored(topic, functools.partial(asyncio.to_thread, store.apply, item))
 
 
-async def _stored(topic: str, attempt: Callable[[], Awaitable[bool]]) -> None:
-    """Run ``attempt`` until the database takes it (it is unavailable, not wrong, meanwhile)."""
+async def until_stored(what: str, attempt: Callable[[], Awaitable[_T]]) -> _T:
+    """Run ``attempt`` until the database takes it (it is unavailable, not wrong, meanwhile).
+
+    One warning, naming ``what``, when the outage starts and one line when it ends; the
+    back-off doubles from ``RETRY_INITIAL_S`` to ``RETRY_MAX_S``. Used by every consumer
+    that writes the record store (records, timeline, the alerting service).
+    """
     delay, failing_since = RETRY_INITIAL_S, None
     while True:
         try:
-            await attempt()
+            result = await attempt()
         except (OperationalError, InterfaceError) as exc:
             if failing_since is None:
                 failing_since = asyncio.get_running_loop().time()
                 logger.warning(
                     "%s: the record store is unavailable (%s); retrying until it answers",
-                    topic,
+                    what,
                     type(exc.orig or exc).__name__,
                 )
             await asyncio.sleep(delay)
@@ -107,10 +112,10 @@ async def _stored(topic: str, attempt: Callable[[], Awaitable[bool]]) -> None:
         if failing_since is not None:
             logger.warning(
                 "%s: the record store answers again after %.0f s",
-                topic,
+                what,
                 asyncio.get_running_loop().time() - failing_since,
             )
-        return
+        return result
 
 
 async def consume_records(

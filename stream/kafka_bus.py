@@ -277,14 +277,7 @@ class KafkaBus:
         """
         stats = self.subscriptions[(topic, group)] = SubscriptionStats(topic, group)
         lags: dict[Any, int] = {}
-        consumer = AIOKafkaConsumer(
-            self.topic_prefix + topic,
-            bootstrap_servers=self.bootstrap,
-            client_id=self.client_id,
-            group_id=group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
+        consumer = self._consumer(topic, group)
         try:  # from the start: a start that fails half-way leaves connections open
             await consumer.start()
             while True:
@@ -307,6 +300,17 @@ class KafkaBus:
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
+    def _consumer(self, topic: str, group: str) -> AIOKafkaConsumer:
+        """Return a consumer of ``topic`` for ``group`` that commits only when told to."""
+        return AIOKafkaConsumer(
+            self.topic_prefix + topic,
+            bootstrap_servers=self.bootstrap,
+            client_id=self.client_id,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+
     async def subscribe_batches(
         self, topic: str, group: str, max_messages: int = DEFAULT_BATCH
     ) -> AsyncIterator[list[Message]]:
@@ -316,14 +320,7 @@ class KafkaBus:
         repeats at most the batch in hand (per-partition order is kept inside a batch).
         """
         stats = self.subscriptions[(topic, group)] = SubscriptionStats(topic, group)
-        consumer = AIOKafkaConsumer(
-            self.topic_prefix + topic,
-            bootstrap_servers=self.bootstrap,
-            client_id=self.client_id,
-            group_id=group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
+        consumer = self._consumer(topic, group)
         try:
             await consumer.start()
             while True:

@@ -43,7 +43,14 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from envmon.config.particles import Grade
-from envmon.config.schedule import NEVER_US, WEEKDAYS, WeeklySchedule, WeeklyWindow
+from envmon.config.schedule import (
+    NEVER_US,
+    WEEKDAYS,
+    WeeklySchedule,
+    WeeklyWindow,
+    expand_days,
+    parse_time_of_day,
+)
 from envmon.config.types import (
     ConfigModel,
     Duration,
@@ -95,7 +102,6 @@ _ENDS: Final = {
 _GRADES: Final[tuple[str, ...]] = get_args(Grade)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
-_TIME_OF_DAY = re.compile(r"^(\d{1,2}):(\d{2})$")
 _SECRET_QUERY_KEYS: Final = frozenset({"pass", "password", "pwd", "secret"})
 #: What stands in for ``${NAME}`` placeholders when apprise checks a URL, tried in turn.
 _DUMMIES: Final = ("ac0123456789abcdef0123456789abcdef", "15550100100", "envmon@example.org")
@@ -273,24 +279,9 @@ def _upper(value: object) -> object:
     return value.strip().upper() if isinstance(value, str) else value
 
 
-def _time_of_day(value: object) -> object:
-    """Turn ``"HH:MM"`` into minutes after midnight (``"24:00"`` is 1440)."""
-    if not isinstance(value, str):
-        raise ValueError("must be a time of day written as 'HH:MM' in quotes, e.g. '09:00'")
-    match = _TIME_OF_DAY.match(value.strip())
-    if match is None:
-        raise ValueError(f"must be a time of day 'HH:MM', got {value!r}")
-    hours, minutes = int(match.group(1)), int(match.group(2))
-    if minutes > 59 or hours > 24 or (hours == 24 and minutes):
-        raise ValueError(f"must be a time of day between 00:00 and 24:00, got {value!r}")
-    return hours * 60 + minutes
-
-
 def _days(value: object) -> object:
     """Expand ``mon-fri`` in a list of weekdays (or one day) the way occupancy schedules do."""
-    from envmon.config.schema import _expand_days  # the site schema imports this module
-
-    return _expand_days(_one_or_many(value))
+    return expand_days(_one_or_many(value))
 
 
 def _local_datetime(value: object) -> object:
@@ -378,8 +369,10 @@ def _routable(kind: str, allowed: Sequence[str]) -> object:
 
 EnvName = Annotated[str, Strict(), AfterValidator(_env_name)]
 HttpUrl = Annotated[str, Strict(), AfterValidator(_http_url)]
-TimeOfDay = Annotated[int, BeforeValidator(_time_of_day)]
-BeforeMidnight = Annotated[int, BeforeValidator(_time_of_day), AfterValidator(_before_midnight)]
+TimeOfDay = Annotated[int, BeforeValidator(parse_time_of_day)]
+BeforeMidnight = Annotated[
+    int, BeforeValidator(parse_time_of_day), AfterValidator(_before_midnight)
+]
 LocalDateTime = Annotated[datetime, BeforeValidator(_local_datetime)]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Weekdays = Annotated[tuple[Weekday, ...], BeforeValidator(_days), Field(min_length=1)]

@@ -16,6 +16,7 @@ the exact instant the state next changes, which the evaluation core caches on.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -25,6 +26,7 @@ from envmon.timeutil import from_us, to_us
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MINUTES_PER_DAY = 24 * 60
+_TIME_OF_DAY = re.compile(r"^(\d{1,2}):(\d{2})$")
 NEVER_US = 2**62
 """The "valid until" of a state that never changes (as ``FixedOccupancy`` uses)."""
 
@@ -32,6 +34,40 @@ NEVER_US = 2**62
 # in-operation stretch is shorter than a week unless the schedule covers the whole week
 # (handled separately), so two weeks either side always contain both of its ends.
 _HORIZON_DAYS = 15
+
+
+def parse_time_of_day(value: object) -> object:
+    """Turn ``"HH:MM"`` into minutes after midnight (``"24:00"`` is 1440); for validators."""
+    if not isinstance(value, str):
+        raise ValueError("must be a time of day written as 'HH:MM' in quotes, e.g. '07:00'")
+    match = _TIME_OF_DAY.match(value.strip())
+    if match is None:
+        raise ValueError(f"must be a time of day 'HH:MM', got {value!r}")
+    hours, minutes = int(match.group(1)), int(match.group(2))
+    if minutes > 59 or hours > 24 or (hours == 24 and minutes):
+        raise ValueError(f"must be a time of day between 00:00 and 24:00, got {value!r}")
+    return hours * 60 + minutes
+
+
+def expand_days(value: object) -> object:
+    """Expand ranges such as ``mon-fri`` in a list of weekdays and refuse unknown days."""
+    if not isinstance(value, list | tuple):
+        return value
+    days: list[str] = []
+    for item in value:
+        name = item.strip().lower() if isinstance(item, str) else item
+        first, _, last = name.partition("-") if isinstance(name, str) else (name, "", "")
+        if first not in WEEKDAYS or (last and last not in WEEKDAYS):
+            raise ValueError(
+                f"unknown day {item!r}; use {', '.join(WEEKDAYS)} or a range such as 'mon-fri'"
+            )
+        if not last:
+            days.append(first)
+            continue
+        start, stop = WEEKDAYS.index(first), WEEKDAYS.index(last)
+        span = range(start, stop + 1) if start <= stop else [*range(start, 7), *range(stop + 1)]
+        days.extend(WEEKDAYS[i] for i in span)
+    return days
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ run in field-definition order, so pydantic reports them on the field at fault
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Final, Literal
 from zoneinfo import ZoneInfo
 
@@ -31,7 +30,13 @@ from envmon.config.collectors import CollectorsConfig
 from envmon.config.formatting import format_number
 from envmon.config.particles import PARTICLE_SIZES_UM, PARTICLE_UNIT, Grade
 from envmon.config.resolve import resolve_site
-from envmon.config.schedule import WEEKDAYS, WeeklySchedule, WeeklyWindow
+from envmon.config.schedule import (
+    WEEKDAYS,
+    WeeklySchedule,
+    WeeklyWindow,
+    expand_days,
+    parse_time_of_day,
+)
 from envmon.config.types import (
     ConfigModel,
     Duration,
@@ -49,47 +54,12 @@ from envmon.sensors import Occupancy, SensorSpec
 
 DEFAULT_TIMEZONE: Final = "UTC"
 DEFAULT_PARTICLE_ALERT_FRACTION: Final = 0.8
-_TIME_OF_DAY = re.compile(r"^(\d{1,2}):(\d{2})$")
 
 InstrumentKind = Literal[
     "particle_counter", "incubator", "freezer", "fridge", "ln2_dewar", "room_sensor", "other"
 ]
 OccupancyState = Literal["at_rest", "in_operation"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-
-
-def _parse_time_of_day(value: object) -> object:
-    """Turn ``"HH:MM"`` into minutes after midnight (``"24:00"`` is 1440)."""
-    if not isinstance(value, str):
-        raise ValueError("must be a time of day written as 'HH:MM' in quotes, e.g. '07:00'")
-    match = _TIME_OF_DAY.match(value.strip())
-    if match is None:
-        raise ValueError(f"must be a time of day 'HH:MM', got {value!r}")
-    hours, minutes = int(match.group(1)), int(match.group(2))
-    if minutes > 59 or hours > 24 or (hours == 24 and minutes):
-        raise ValueError(f"must be a time of day between 00:00 and 24:00, got {value!r}")
-    return hours * 60 + minutes
-
-
-def _expand_days(value: object) -> object:
-    """Expand ranges such as ``mon-fri`` in a list of weekdays and refuse unknown days."""
-    if not isinstance(value, list | tuple):
-        return value
-    days: list[str] = []
-    for item in value:
-        name = item.strip().lower() if isinstance(item, str) else item
-        first, _, last = name.partition("-") if isinstance(name, str) else (name, "", "")
-        if first not in WEEKDAYS or (last and last not in WEEKDAYS):
-            raise ValueError(
-                f"unknown day {item!r}; use {', '.join(WEEKDAYS)} or a range such as 'mon-fri'"
-            )
-        if not last:
-            days.append(first)
-            continue
-        start, stop = WEEKDAYS.index(first), WEEKDAYS.index(last)
-        span = range(start, stop + 1) if start <= stop else [*range(start, 7), *range(stop + 1)]
-        days.extend(WEEKDAYS[i] for i in span)
-    return days
 
 
 def _upper(value: object) -> object:
@@ -231,9 +201,9 @@ class InstrumentConfig(ConfigModel):
 class OperatingWindowConfig(ConfigModel):
     """A weekly window in operation: ``{days: [mon-fri], from: "07:00", to: "19:00"}``."""
 
-    days: Annotated[tuple[Weekday, ...], BeforeValidator(_expand_days), Field(min_length=1)]
-    start: Annotated[int, BeforeValidator(_parse_time_of_day), Field(le=1439)] = Field(alias="from")
-    end: Annotated[int, BeforeValidator(_parse_time_of_day)] = Field(alias="to")
+    days: Annotated[tuple[Weekday, ...], BeforeValidator(expand_days), Field(min_length=1)]
+    start: Annotated[int, BeforeValidator(parse_time_of_day), Field(le=1439)] = Field(alias="from")
+    end: Annotated[int, BeforeValidator(parse_time_of_day)] = Field(alias="to")
 
     def windows(self) -> list[WeeklyWindow]:
         """Return one runtime window per day."""

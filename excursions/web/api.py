@@ -81,6 +81,53 @@ class Services:
     series: SeriesReader | None = None  #: the time-series port (trend charts)
     clock: Callable[[], datetime] = utcnow
 
+    def user_of(self, token: str | None) -> User | None:
+        """Return the signed-in user of a session token (None: none, ended or unknown)."""
+        if not token:
+            return None
+        try:
+            return self.sessions.user(token)
+        except AuthenticationError:
+            return None
+
+
+def check_csrf(request: Request, session_token: str) -> None:
+    """Refuse (403) an API request whose ``X-CSRF-Token`` header is not the session's."""
+    if not csrf_ok(session_token, request.headers.get(CSRF_HEADER)):
+        raise HTTPException(
+            403,
+            f"missing or wrong {CSRF_HEADER} header: send the csrf_token that signing in"
+            " (or GET /api/v1/me) returned",
+        )
+
+
+def user_dependency(services: Services) -> Callable[..., User]:
+    """Return the API's dependency on a signed-in user (401; 403 without the CSRF header)."""
+
+    def signed_in(request: Request, envmon_session: Annotated[str | None, Cookie()] = None) -> User:
+        if not envmon_session:
+            raise HTTPException(401, "not signed in")
+        try:
+            user = services.sessions.user(envmon_session)
+        except AuthenticationError as exc:
+            raise HTTPException(401, str(exc)) from None
+        if request.method in UNSAFE_METHODS:
+            check_csrf(request, envmon_session)
+        return user
+
+    return signed_in
+
+
+def role_dependency(signed_in: Callable[..., User], *allowed: str) -> Any:  # noqa: ANN401
+    """Return ``Depends`` on a signed-in user with one of the ``allowed`` roles (else 403)."""
+
+    def check(user: Annotated[User, Depends(signed_in)]) -> User:
+        if user.role not in allowed:
+            raise HTTPException(403, f"{user.username} ({user.role}) may not do this")
+        return user
+
+    return Depends(check)
+
 
 class SignIn(BaseModel):
     """User id and password."""
@@ -197,32 +244,10 @@ def create_api(services: Services) -> FastAPI:
     async def lifecycle_error(_request: Request, exc: LifecycleError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=refusal_status(exc))
 
-    def signed_in(request: Request, envmon_session: Annotated[str | None, Cookie()] = None) -> User:
-        if not envmon_session:
-            raise HTTPException(401, "not signed in")
-        try:
-            user = services.sessions.user(envmon_session)
-        except AuthenticationError as exc:
-            raise HTTPException(401, str(exc)) from None
-        if request.method in UNSAFE_METHODS:
-            check_csrf(request, envmon_session)
-        return user
-
-    def check_csrf(request: Request, session_token: str) -> None:
-        if not csrf_ok(session_token, request.headers.get(CSRF_HEADER)):
-            raise HTTPException(
-                403,
-                f"missing or wrong {CSRF_HEADER} header: send the csrf_token that signing in"
-                " (or GET /api/v1/me) returned",
-            )
+    signed_in = user_dependency(services)
 
     def role(*allowed: str) -> Any:  # noqa: ANN401 - FastAPI's Depends() marker is untyped
-        def check(user: Annotated[User, Depends(signed_in)]) -> User:
-            if user.role not in allowed:
-                raise HTTPException(403, f"{user.username} ({user.role}) may not do this")
-            return user
-
-        return Depends(check)
+        return role_dependency(signed_in, *allowed)
 
     @router.post("/session")
     def sign_in(request: Request, body: SignIn, response: Response) -> dict[str, str]:

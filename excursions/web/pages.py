@@ -201,13 +201,7 @@ def add_pages(
         user = current_user(request.cookies.get(COOKIE))
         return page(request, "base.html", 403, user=user, error=FORGED)
 
-    def current_user(token: str | None) -> User | None:
-        if not token:
-            return None
-        try:
-            return services.sessions.user(token)
-        except AuthenticationError:
-            return None
+    current_user = services.user_of
 
     def to_login() -> RedirectResponse:
         return RedirectResponse("/login", status_code=303)
