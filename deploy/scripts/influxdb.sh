@@ -25,44 +25,15 @@ usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 # Keep in step with INFLUXDB_VERSION in stream/influxdb.py.
 version="1.8.10"
 database="envmon"
-cache_root="${ENVMON_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/envmon}"
-cache="$cache_root/influxdb-$version"
+cache="${ENVMON_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/envmon}/influxdb-$version"
 binary="$cache/bin/influxd"
+# shellcheck source=go-server.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-server.sh"
 
-go_bin() {
-  if command -v go >/dev/null 2>&1; then
-    command -v go
-  elif [[ -x /usr/local/go/bin/go ]]; then
-    echo /usr/local/go/bin/go
-  else
-    echo "go is not installed: it builds influxd once (Debian: apt-get install golang-go)" >&2
-    exit 1
-  fi
-}
-
+# The same build as stream/influxdb.py fetch.
 fetch() {
-  if [[ -f "$binary" ]]; then
-    echo "$binary"
-    return
-  fi
-  local go
-  go="$(go_bin)"
-  mkdir -p "$cache_root"
-  staging="$(mktemp -d "$cache_root/.influxdb-$version-XXXXXX")"
-  trap 'rm -rf "$staging"' EXIT
-  echo "building influxd $version with $go (once; about a minute)" >&2
-  # The same build as stream/influxdb.py fetch: two packages at a time, the machine's Go.
-  if ! (cd "$staging" && GOBIN="$staging" GOMODCACHE="$cache_root/gomod" GOFLAGS="-p=2 -modcacherw" \
-        GOTOOLCHAIN=local "$go" install \
-        -ldflags "-X main.version=$version -X main.branch=${version%.*} -X main.commit=v$version" \
-        "github.com/influxdata/influxdb/cmd/influxd@v$version") >&2 \
-     || [[ ! -f "$staging/influxd" ]]; then
-    echo "could not build influxd $version from the Go module proxy" >&2
-    exit 1
-  fi
-  mkdir -p "$cache/bin"
-  mv "$staging/influxd" "$binary"
-  echo "$binary"
+  go_fetch influxd "github.com/influxdata/influxdb/cmd/influxd@v$version" \
+    "-X main.version=$version -X main.branch=${version%.*} -X main.commit=v$version"
 }
 
 # Print the template with each ${NAME} replaced, the value escaped for a TOML string.
@@ -77,17 +48,6 @@ render() {
     text="${text//"\${$name}"/"$value"}"
   done
   printf '%s\n' "$text"
-}
-
-ping_ok() {
-  python3 - "$1" <<'EOF'
-import sys, urllib.request
-try:
-    with urllib.request.urlopen(sys.argv[1] + "/ping", timeout=1) as response:
-        sys.exit(0 if response.status == 204 else 1)
-except OSError:
-    sys.exit(1)
-EOF
 }
 
 create_database() {
@@ -119,29 +79,10 @@ start() {
   "$influxd" run -config "$dir/influxdb.conf" &
   local pid=$!
   trap 'kill -TERM "$pid" 2>/dev/null || true' INT TERM
-  local tries=0
-  until ping_ok "$url"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      wait "$pid" || true
-      echo "influxd exited at start" >&2
-      exit 1
-    fi
-    tries=$((tries + 1))
-    if (( tries > 600 )); then
-      kill -TERM "$pid" 2>/dev/null || true
-      echo "influxd did not answer on $url/ping within 60 s" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
+  run_until_ready influxd "$pid" "$url/ping" 204 60
   create_database "$url"
   echo "InfluxDB $version on $url (bucket $database/autogen, org -), data in $dir" >&2
-  # wait returns early when a trapped signal arrives: wait until influxd has really ended.
-  local status=0
-  while kill -0 "$pid" 2>/dev/null; do
-    wait "$pid" && status=0 || status=$?
-  done
-  return "$status"
+  wait_for "$pid"
 }
 
 case "${1:-}" in
