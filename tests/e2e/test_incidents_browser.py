@@ -12,16 +12,9 @@ page are kept in ``var/test-artifacts/`` (``ENVMON_TEST_ARTIFACTS``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import textwrap
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -45,6 +38,7 @@ from envmon.timeutil import utcnow
 from excursions.db import store_engine
 from excursions.migrate import upgrade
 from excursions.users import UserStore
+from tests.integration.serving import serving
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -101,18 +95,6 @@ alerting:
   routes:
     - {policy: freezers}
 """
-SERVE = textwrap.dedent(
-    """
-    import sys
-    from pathlib import Path
-    from envmon.commands.records import serve
-    from envmon.config import load_site
-    path = Path(sys.argv[2])
-    site = load_site(path)
-    serve(sys.argv[1], host="127.0.0.1", port=int(sys.argv[3]), secure_cookie=False,
-          site_timezone=site.timezone, site_name=site.name, site=site, site_path=path)
-    """
-)
 
 
 @dataclass
@@ -125,33 +107,6 @@ class Served:
     engine: AlertEngine
     dispatcher: Dispatcher
     notifier: CapturingNotifier
-
-
-@contextlib.contextmanager
-def serving_site(url: str, site_path: Path, port: int, log: Path) -> Iterator[str]:
-    """Serve the QA app with the site's incidents pages from a process of its own."""
-    env = {**os.environ, SECRET_ENV: SECRET, "ENVMON_DATA_DIR": str(log.parent / "data")}
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-c", SERVE, url, str(site_path), str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    assert server.poll() is None, log.read_text()
-                    assert time.monotonic() < deadline, "the app did not start"
-                    time.sleep(0.2)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(20)
 
 
 @pytest.fixture
@@ -183,7 +138,12 @@ def served(tmp_path: Path) -> Iterator[Served]:
         environ={},
     )
     try:
-        with serving_site(url, site_path, port, tmp_path / "serve.log"):
+        with serving(
+            url,
+            tmp_path / "serve.log",
+            port=port,
+            env={SECRET_ENV: SECRET, "ENVMON_SITE": str(site_path)},
+        ):
             yield Served(base, db, site, engine, dispatcher, notifier)
     finally:
         db.dispose()

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from envmon.netutil import free_port
@@ -17,22 +17,29 @@ from envmon.netutil import free_port
 
 @contextlib.contextmanager
 def serving(
-    url: str, log: Path, data_dir: Path | None = None
+    url: str,
+    log: Path,
+    data_dir: Path | None = None,
+    *,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Serve the store at ``url`` on a free loopback port; yield the base URL and process.
+    """Serve the store at ``url`` on a loopback port; yield the base URL and process.
 
     ``data_dir`` is the app's ``ENVMON_DATA_DIR`` (where it finds the embedded time series,
     ``timeseries.sqlite3``); without it the app runs in a folder of its own with none.
+    ``port``: a free one unless given; ``env``: more variables (``ENVMON_SITE``, secrets).
 
     Waits until the app accepts connections; stops it with SIGTERM afterwards (the process
     is still there for the caller to look at its exit status).
     """
-    port = free_port()
-    env = {
+    port = port or free_port()
+    environ = {
         **os.environ,
         "ENVMON_DATA_DIR": str(data_dir or log.parent / "serve-data"),
         # the example site configures acknowledge links: serve refuses to start without the key
         "ENVMON_ALERT_LINK_SECRET": "test-link-secret-of-32-characters",
+        **(env or {}),
     }
     with log.open("wb") as out:
         server = subprocess.Popen(
@@ -50,7 +57,7 @@ def serving(
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=environ,
         )
         try:
             deadline = time.monotonic() + 30
