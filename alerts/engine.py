@@ -312,19 +312,10 @@ class AlertEngine:
         if self._incident(session, new_id) is not None:
             return  # opened and resolved before: this is a late copy of its first event
         index, policy = route(self.alerting, event, self.sensors)
-        sensor = self.sensors.get(event.sensor_id) if isinstance(event, AlarmEvent) else None
-        kind_key = f"{SYSTEM}:{event.event.value}" if isinstance(event, SystemEvent) else kind
         row = IncidentRow(
             id=new_id,
             key=key,
-            kind=kind_key if kind == SYSTEM else kind,
-            sensor_id=event.sensor_id if isinstance(event, AlarmEvent) else None,
-            area=(sensor.area if sensor else event.area) if isinstance(event, AlarmEvent) else None,
-            instrument=sensor.instrument if sensor else None,
-            parameter=event.parameter if isinstance(event, AlarmEvent) else None,
-            component=event.component if isinstance(event, SystemEvent) else None,
-            excursion_id=event.excursion_id if isinstance(event, AlarmEvent) else None,
-            level=event.level.value if isinstance(event, AlarmEvent) and event.level else None,
+            **self._about(event, kind),
             title=self._title(event),
             event=event.model_dump(mode="json"),
             policy_id=policy,
@@ -345,6 +336,21 @@ class AlertEngine:
         batch.new_ids.add(new_id)
         batch.open_by_key[key] = row
         self._begin(session, row, now)
+
+    def _about(self, event: AlarmEvent | SystemEvent, kind: str) -> dict[str, str | None]:
+        """Return the incident's columns that say what it is about."""
+        if isinstance(event, SystemEvent):
+            return {"kind": f"{SYSTEM}:{event.event.value}", "component": event.component}
+        sensor = self.sensors.get(event.sensor_id)
+        return {
+            "kind": kind,
+            "sensor_id": event.sensor_id,
+            "area": sensor.area if sensor else event.area,
+            "instrument": sensor.instrument if sensor else None,
+            "parameter": event.parameter,
+            "excursion_id": event.excursion_id,
+            "level": event.level.value if event.level else None,
+        }
 
     def _resolve(
         self, session: Session, key: str, event: AlarmEvent | SystemEvent, now: datetime
@@ -529,18 +535,8 @@ class AlertEngine:
         row.acknowledged_at = now
         row.acknowledged_by = actor
         row.ack_comment = text
-        row.updated_at = now
-        row.row_version += 1
-        self._cancel_pending(session, row.id)
-        self.audit.append(
-            session,
-            actor=actor,
-            action="acknowledge",
-            record_type="incident",
-            record_id=row.id,
-            changes=[Change("state", old, ACKNOWLEDGED), Change("via", None, via)],
-            reason=text,
-        )
+        changes = [Change("state", old, ACKNOWLEDGED), Change("via", None, via)]
+        self._acted(session, row, now, actor, "acknowledge", changes, text)
         self._publish(
             session,
             row,
@@ -580,19 +576,33 @@ class AlertEngine:
         session.flush()
         row.suppressed_by = f"shelve:{shelve.id}"
         row.next_at, row.next_kind = until, NEXT_UNSHELVE
+        changes = [Change("shelved_until", None, until.isoformat())]
+        self._acted(session, row, now, actor, "shelve", changes, text)
+        return row
+
+    def _acted(
+        self,
+        session: Session,
+        row: IncidentRow,
+        now: datetime,
+        actor: str,
+        action: str,
+        changes: list[Change],
+        reason: str,
+    ) -> None:
+        """Finish a person's action on an incident: pending pages stop, the trail records it."""
         row.updated_at = now
         row.row_version += 1
         self._cancel_pending(session, row.id)
         self.audit.append(
             session,
             actor=actor,
-            action="shelve",
+            action=action,
             record_type="incident",
             record_id=row.id,
-            changes=[Change("shelved_until", None, until.isoformat())],
-            reason=text,
+            changes=changes,
+            reason=reason,
         )
-        return row
 
     @staticmethod
     def _row(session: Session, incident: str) -> IncidentRow:

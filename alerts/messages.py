@@ -29,7 +29,6 @@ PURPOSE_WORDS: Final = {
     "page": "",
     "reminder": "Reminder: ",
     "cleared": "Cleared: ",
-    "test": "Test: ",
 }
 #: Incidents listed one by one in a message; the rest are counted.
 MAX_LISTED: Final = 25
@@ -50,8 +49,7 @@ def format_value(value: float, unit: str = "") -> str:
     size = abs(value)
     digits = 0 if size >= 1000 else 1 if size >= 10 else 2
     text = f"{value:,.{digits}f}".replace("-", "−")
-    label = unit_label(unit)
-    return f"{text} {label}".rstrip() if label not in ("%",) else f"{text} %"
+    return f"{text} {unit_label(unit)}".rstrip()
 
 
 def format_time(at: datetime, tz: ZoneInfo) -> str:

@@ -65,7 +65,6 @@ SEEN_RETENTION: Final = timedelta(days=7)
 TRIGGERED: Final = "triggered"
 ACKNOWLEDGED: Final = "acknowledged"
 RESOLVED: Final = "resolved"
-INCIDENT_STATES: Final = (TRIGGERED, ACKNOWLEDGED, RESOLVED)
 
 # What an incident is about.
 EXCURSION: Final = "excursion"
@@ -93,7 +92,6 @@ CANCELLED: Final = "cancelled"
 PAGE: Final = "page"
 REMINDER: Final = "reminder"
 CLEARED: Final = "cleared"
-TEST: Final = "test"
 
 
 def incident_id(key: str, opened: datetime | None = None) -> str:
