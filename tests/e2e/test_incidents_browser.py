@@ -39,6 +39,7 @@ from excursions.db import store_engine
 from excursions.migrate import upgrade
 from excursions.users import UserStore
 from tests.integration.serving import serving
+from tests.unit.alerts.sites import freezer_site
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -54,23 +55,9 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
 ]
 
-SITE = """\
-site: {name: Cold store, timezone: Europe/Amsterdam}
-areas:
-  - id: cold-room
-    name: Cold room
-    grade: D
-    instruments:
-      - id: frz-1
-        name: Freezer 1
-        kind: freezer
-        channels:
-          - {parameter: temperature, unit: degC, limits: {alert_high: -70, action_high: -60}}
-      - id: frz-2
-        name: Freezer 2
-        kind: freezer
-        channels:
-          - {parameter: temperature, unit: degC, limits: {alert_high: -70, action_high: -60}}
+SITE = (
+    freezer_site(freezers=2, name="Cold store")
+    + """\
 alerting:
   links: {base_url: "%(base)s", secret_env: %(secret_env)s, valid_for: 24h}
   grouping: {window: 0s}
@@ -95,6 +82,7 @@ alerting:
   routes:
     - {policy: freezers}
 """
+)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from envmon.config import parse_site
 from envmon.netutil import free_port
 from envmon.testing import FakeClock
 from tests.servers.webhook import WebhookServer
+from tests.unit.alerts.sites import freezer_site
 
 PASSWORD = "Sup3r-s3cret-pw"  # a test secret that must never show up
 TOKEN = "tk7Hq2ZsN9xVbW4p"
@@ -372,18 +373,9 @@ class TestEmbeddedSmtpServer:
             assert server.messages == []
 
 
-SITE_FILE = """\
-site: {name: Test site, timezone: Europe/Amsterdam}
-areas:
-  - id: cold-room
-    name: Cold room
-    grade: D
-    instruments:
-      - id: frz-1
-        name: Freezer 1
-        kind: freezer
-        channels:
-          - {parameter: temperature, unit: degC, limits: {alert_high: -70, action_high: -60}}
+SITE_FILE = (
+    freezer_site()
+    + """\
 alerting:
   contacts:
     - id: alice
@@ -399,6 +391,7 @@ alerting:
   routes:
     - {policy: default}
 """
+)
 
 
 def _site(channels: str) -> str:

@@ -15,11 +15,9 @@ import asyncio
 import collections
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -42,6 +40,7 @@ from excursions.postgres import PostgresServer, postgres_installed
 from stream.kafka_broker import KafkaBroker, create_topics
 from stream.kafka_bus import KafkaBus
 from stream.worker import SqliteSink, StreamWorker
+from tests.unit.alerts.sites import freezer_site
 
 from .faust_counter import wait_ready
 from .test_worker import read_topic
@@ -52,13 +51,7 @@ if not postgres_installed():  # pragma: no cover - the machine has the Debian pa
 
 PARTITIONS = 4
 STEP_S = 4  # each escalation step waits this long
-SITE = """\
-site: {name: Alert test site, timezone: Europe/Amsterdam}
-areas:
-  - id: cold-store
-    name: Cold store
-    instruments:
-%(freezers)s
+ALERTING = """\
 alerting:
   grouping: {window: %(window)s}
   contacts:
@@ -76,34 +69,19 @@ alerting:
   routes:
     - {policy: freezers}
 """
-FREEZER = """\
-      - id: frz-%(n)d
-        name: Freezer %(n)d
-        kind: freezer
-        channels:
-          - {parameter: temperature, unit: degC, limits: {alert_high: -70, action_high: -60}}
-"""
 
 
 def site_file(path: Path, smtp_port: int, freezers: int = 20, window: str = "0.3s") -> Path:
-    text = SITE % {
-        "freezers": "".join(FREEZER % {"n": n} for n in range(1, freezers + 1)).rstrip("\n"),
+    head = freezer_site(
+        freezers=freezers, grade=None, name="Alert test site", area=("cold-store", "Cold store")
+    )
+    text = head + ALERTING % {
         "port": smtp_port,
         "step": STEP_S,
         "window": window,
     }
     path.write_text(text, encoding="utf-8")
     return path
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    home = Path(tempfile.mkdtemp(prefix="envmon-pg-"))
-    server = PostgresServer(home / "postgres")
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,19 +1,17 @@
 """Fixtures of the PostgreSQL tests: real servers from the Debian packages on loopback ports.
 
-``postgres`` is one server for the whole session (each test has its own database from
-``pg_database`` and its own uniquely named roles); ``own_postgres`` is a server for one
-test, which may stop, kill and restart it on the same port and data directory. As root the
-servers run as the system user ``envmon-pg`` (created on first use): PostgreSQL refuses
-root.
+``postgres`` (``tests/integration/conftest.py``) is one server for the whole session (each
+test has its own database from ``pg_database`` and its own uniquely named roles);
+``own_postgres`` is a server for one test, which may stop, kill and restart it on the same
+port and data directory. As root the servers run as the system user ``envmon-pg``
+(created on first use): PostgreSQL refuses root.
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine
@@ -22,31 +20,10 @@ from typer.testing import CliRunner
 from envmon.cli import app as cli
 from excursions.migrate import upgrade
 from excursions.postgres import PostgresServer, postgres_installed
+from tests.integration.conftest import server_home
 
 if not postgres_installed():  # pragma: no cover - the machine has the Debian packages
     pytest.skip("PostgreSQL is not installed (apt-get install postgresql)", allow_module_level=True)
-
-
-def server_home() -> Path:
-    """Return a new directory for a test server's cluster, outside pytest's temporary root.
-
-    The server runs as ``envmon-pg``, which must traverse every parent of its data
-    directory; pytest makes its root (``/tmp/pytest-of-<user>``) private again whenever a
-    pytest session starts, which would lock a running server out of its own files when two
-    sessions run at once.
-    """
-    return Path(tempfile.mkdtemp(prefix="envmon-pg-"))
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server shared by the session's tests, on 127.0.0.1."""
-    home = server_home()
-    server = PostgresServer(home / "postgres")
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -17,21 +17,13 @@ from envmon.config.alerting import (
     url_problem,
 )
 from envmon.errors import ConfigIssue
+from tests.unit.alerts.sites import freezer_site
 
 SECRET = "hunter2-Zq8"
 
-SITE = """\
-site: {name: Test site, timezone: Europe/Amsterdam}
-areas:
-  - id: cold-room
-    name: Cold room
-    grade: C
-    instruments:
-      - id: frz-1
-        name: Freezer 1
-        kind: freezer
-        channels:
-          - {parameter: temperature, unit: degC, limits: {alert_high: -70, action_high: -60}}
+SITE = (
+    freezer_site(grade="C")
+    + """\
   - id: fill-room
     name: Fill room
     grade: B
@@ -42,6 +34,7 @@ areas:
         channels:
           - {parameter: humidity, unit: "%RH", limits: {alert_high: 60, action_high: 65}}
 """
+)
 
 ALERTING = """\
   links: {base_url: "https://envmon.example.org", secret_env: LINK_SECRET}

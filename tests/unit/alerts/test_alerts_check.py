@@ -11,22 +11,11 @@ from rich.console import Console
 
 from envmon.commands.alerts_check import EXIT_GAPS, EXIT_OK, run_check
 from envmon.errors import ConfigError
+from tests.unit.alerts.sites import freezer_site
 
 NOW = datetime(2026, 12, 20, 10, 0, tzinfo=UTC)  # a Sunday, 11:00 in Amsterdam
 
-SITE = """\
-site: {name: Test site, timezone: Europe/Amsterdam}
-areas:
-  - id: cold-room
-    name: Cold room
-    grade: C
-    instruments:
-      - id: frz-1
-        name: Freezer 1
-        kind: freezer
-        channels:
-          - {parameter: temperature, unit: degC, limits: {alert_high: -70, action_high: -60}}
-"""
+SITE = freezer_site(grade="C")
 
 ALERTING = """\
 alerting:

@@ -36,26 +36,13 @@ from envmon.timeutil import parse_ts
 from excursions.audit import verify
 from excursions.db import store_engine
 from excursions.migrate import upgrade
+from tests.unit.alerts.sites import freezer_site
 
 T0 = parse_ts("2026-12-07T02:00:00Z")  # a Monday night: alice's rotation week
 WINDOW_S = 2.0  # alerting.grouping.window
-SITE = """\
-site: {name: Test site, timezone: Europe/Amsterdam}
-areas:
-  - id: cold-room
-    name: Cold room
-    grade: D
-    instruments:
-      - id: frz-1
-        name: Freezer 1
-        kind: freezer
-        channels:
-          - {parameter: temperature, unit: degC, limits: {alert_high: -70, action_high: -60}}
-      - id: frz-2
-        name: Freezer 2
-        kind: freezer
-        channels:
-          - {parameter: temperature, unit: degC, limits: {alert_high: -70, action_high: -60}}
+SITE = (
+    freezer_site(freezers=2)
+    + """\
   - id: fill-room
     name: Fill room
     grade: B
@@ -105,6 +92,7 @@ alerting:
       from: "2026-12-07 02:00"
       to: "2026-12-07 05:00"
 """
+)
 SENSOR = """\
       - id: ts-%(n)d
         name: Sensor %(n)d
