@@ -20,33 +20,27 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import contextvars
 import functools
-import importlib
 import logging
 import re
 import smtplib
 import socket
 import ssl
 import threading
-import warnings
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final, ParamSpec, Protocol, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-with warnings.catch_warnings():
-    # apprise's PGP helper imports the standard library's ``imghdr``, deprecated since
-    # Python 3.11; importing it here, quietly, keeps that warning out of every caller.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    with contextlib.suppress(ModuleNotFoundError):  # gone in 3.13; apprise shims it there
-        importlib.import_module("imghdr")
+from envmon.config.alerting import PLACEHOLDER_DUMMIES, import_apprise_quietly
 
-import apprise
-import requests
-import requests.adapters
+import_apprise_quietly()
+
+import apprise  # noqa: E402 - after the quiet import above
+import requests  # noqa: E402
+import requests.adapters  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -60,14 +54,6 @@ _GRACE_S: Final = 2.0
 MAX_DETAIL_CHARS: Final = 200
 #: Parts of a URL at least this long are treated as secrets in log lines of a send.
 _MIN_GUESSED_SECRET: Final = 6
-#: What ``${NAME}`` placeholders are replaced with for validation, tried in turn: one that
-#: fits alphanumeric and hexadecimal tokens (and Twilio's ``AC…`` ids), a phone number,
-#: an address.
-PLACEHOLDER_DUMMIES: Final = (
-    "ac0123456789abcdef0123456789abcdef",
-    "15550100100",
-    "envmon@example.org",
-)
 MASK: Final = "***"
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -209,13 +209,9 @@ class Dispatcher:
     async def _send(self, batch: Batch) -> Outcome:
         first = batch.rows[0]
         try:
-            channel = next(
-                c
-                for c in self.alerting.contact(first.contact_id).channels
-                if c.id == first.channel_id
-            )
+            channel = self.alerting.contact(first.contact_id).channel(first.channel_id)
             url = channel.resolve_url(self.environ)
-        except (KeyError, StopIteration):
+        except KeyError:
             return Outcome(False, "the contact or channel is no longer in the configuration")
         except EnvmonError as exc:
             return Outcome(False, str(exc))

@@ -104,7 +104,14 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 _SECRET_QUERY_KEYS: Final = frozenset({"pass", "password", "pwd", "secret"})
 #: What stands in for ``${NAME}`` placeholders when apprise checks a URL, tried in turn.
-_DUMMIES: Final = ("ac0123456789abcdef0123456789abcdef", "15550100100", "envmon@example.org")
+#: What ``${NAME}`` placeholders are replaced with when apprise checks a URL, tried in
+#: turn: one that fits alphanumeric and hexadecimal tokens (and Twilio's ``AC…`` ids), a
+#: phone number, an address.
+PLACEHOLDER_DUMMIES: Final = (
+    "ac0123456789abcdef0123456789abcdef",
+    "15550100100",
+    "envmon@example.org",
+)
 #: What stands in for a URL in a validation error's ``input`` (never the URL itself).
 _HIDDEN: Final = "<hidden>"
 _ENV_ADVICE: Final = (
@@ -408,15 +415,23 @@ class _QuietFilter(logging.Filter):
         return not _QUIET_APPRISE.get()
 
 
-@functools.cache
-def _apprise_schemes() -> frozenset[str]:
-    """Return the URL schemes apprise knows (loading its plugins once; ~0.2 s)."""
+def import_apprise_quietly() -> None:
+    """Import apprise without the deprecation warning of the stdlib module it pulls in.
+
+    apprise's PGP helper imports the standard library's ``imghdr``, deprecated since Python
+    3.11; importing that first, quietly, keeps the warning out of every caller (the tests
+    turn warnings into errors). Call before ``import apprise``.
+    """
     with warnings.catch_warnings():
-        # apprise's PGP helper imports the standard library's ``imghdr``, deprecated since
-        # Python 3.11 (as ``alerts.delivery`` does, import it quietly first).
         warnings.simplefilter("ignore", DeprecationWarning)
         with contextlib.suppress(ModuleNotFoundError):  # gone in 3.13; apprise shims it there
             importlib.import_module("imghdr")
+
+
+@functools.cache
+def _apprise_schemes() -> frozenset[str]:
+    """Return the URL schemes apprise knows (loading its plugins once; ~0.2 s)."""
+    import_apprise_quietly()
     import apprise
 
     logging.getLogger(apprise.LOGGER_NAME).addFilter(_QuietFilter())
@@ -427,7 +442,7 @@ def _apprise_schemes() -> frozenset[str]:
 def _apprise_accepts(url: str) -> bool:
     """Return True when apprise can build a notifier from ``url`` (nothing is sent).
 
-    ``${NAME}`` placeholders are replaced by each of ``_DUMMIES`` in turn (a token, a
+    ``${NAME}`` placeholders are replaced by each of ``PLACEHOLDER_DUMMIES`` in turn (a token, a
     phone number, an address): the URL is accepted if one of them makes it acceptable.
     """
     import apprise
@@ -435,7 +450,7 @@ def _apprise_accepts(url: str) -> bool:
     _apprise_schemes()  # loads the plugins quietly and installs the filter
     token = _QUIET_APPRISE.set(True)
     try:
-        for dummy in _DUMMIES if _PLACEHOLDER.search(url) else ("",):
+        for dummy in PLACEHOLDER_DUMMIES if _PLACEHOLDER.search(url) else ("",):
             candidate = _PLACEHOLDER.sub(dummy, url)
             plugin = apprise.Apprise.instantiate(
                 candidate, asset=apprise.AppriseAsset(), suppress_exceptions=True
