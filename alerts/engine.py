@@ -421,14 +421,9 @@ class AlertEngine:
         for target in targets:
             self._notify(session, row, target, PAGE, now)
         if row.step > 0 or row.cycle > 0:
-            self._publish(
-                session,
-                row,
-                NotificationStatus.ESCALATED,
-                channel="escalation",
-                recipient=_who(step),
-                detail=f"step {row.step + 1} of {len(policy.steps)}, round {row.cycle + 1}",
-                now=now,
+            detail = f"step {row.step + 1} of {len(policy.steps)}, round {row.cycle + 1}"
+            session.add(
+                outbox_row(row, NotificationStatus.ESCALATED, "escalation", _who(step), detail, now)
             )
         row.next_at = now + timedelta(seconds=step.wait) if targets else now
         row.next_kind = NEXT_STEP
@@ -537,15 +532,7 @@ class AlertEngine:
         row.ack_comment = text
         changes = [Change("state", old, ACKNOWLEDGED), Change("via", None, via)]
         self._acted(session, row, now, actor, "acknowledge", changes, text)
-        self._publish(
-            session,
-            row,
-            NotificationStatus.ACKNOWLEDGED,
-            channel=via,
-            recipient=actor,
-            detail=text,
-            now=now,
-        )
+        session.add(outbox_row(row, NotificationStatus.ACKNOWLEDGED, via, actor, text, now))
         if row.kind in ENDLESS:
             self._close(session, row, now)
             return row
@@ -752,20 +739,6 @@ class AlertEngine:
             )
             .values(status=CANCELLED, detail="no longer needed")
         )
-
-    def _publish(
-        self,
-        session: Session,
-        row: IncidentRow,
-        status: NotificationStatus,
-        *,
-        channel: str,
-        recipient: str,
-        detail: str,
-        now: datetime,
-        attempt: int = 1,
-    ) -> None:
-        session.add(outbox_row(row, status, channel, recipient, detail, now, attempt))
 
     def _title(self, event: AlarmEvent | SystemEvent) -> str:
         if isinstance(event, SystemEvent):

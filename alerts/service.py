@@ -37,10 +37,10 @@ from sqlalchemy.orm import Session
 from alerts.dispatcher import Dispatcher
 from alerts.engine import AlertEngine
 from alerts.store import RESOLVED, BusOutboxRow, IncidentRow
-from envmon.bus import ALARMS, DEADLETTER, Bus, BusError, Message
-from envmon.models import AlarmEvent, DeadLetter, SystemEvent
+from envmon.bus import ALARMS, Bus, BusError, Message
+from envmon.models import AlarmEvent, SystemEvent
 from envmon.timeutil import utcnow
-from excursions.consumer import until_stored
+from excursions.consumer import dead_letter, until_stored
 
 logger = logging.getLogger(__name__)
 
@@ -253,26 +253,13 @@ class AlertService:
                 try:
                     events.append(EVENT.validate_json(message.value))
                 except ValidationError as exc:
-                    await self._dead_letter(message, exc)
+                    reason = "not an alarm or system event"
+                    await dead_letter(self.bus, COMPONENT, message, reason, exc, self.clock())
+                    self.rejected += 1
             if events:
                 await self.handle(*events)
             if self._stopping.is_set():
                 return
-
-    async def _dead_letter(self, message: Message, exc: ValidationError) -> None:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "message"
-        letter = DeadLetter.of(
-            COMPONENT,
-            ALARMS,
-            f"not an alarm or system event: {where}: {first['msg']}",
-            message.value,
-            self.clock(),
-        )
-        await self.bus.publish(
-            [Message(DEADLETTER, message.key, letter.model_dump_json().encode())]
-        )
-        self.rejected += 1
 
     async def _loop(self, step: Callable[[], Awaitable[int]], name: str) -> None:
         failing = False

@@ -72,19 +72,25 @@ async def _consume(
         try:
             item = adapter.validate_json(message.value)
         except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(part) for part in first["loc"]) or "message"
-            letter = DeadLetter.of(
-                COMPONENT,
-                topic,
-                f"not {WHAT[topic]}: {where}: {first['msg']}",
-                message.value,
-                clock(),
-            )
-            await bus.publish([Message(DEADLETTER, message.key, letter.model_dump_json().encode())])
+            await dead_letter(bus, COMPONENT, message, f"not {WHAT[topic]}", exc, clock())
             store.rejected += 1
             continue
         await until_stored(topic, functools.partial(asyncio.to_thread, store.apply, item))
+
+
+async def dead_letter(
+    bus: Bus, component: str, message: Message, what: str, exc: ValidationError, now: datetime
+) -> None:
+    """Put a message that is not ``what`` its topic carries on ``envmon.deadletter``.
+
+    The reason names the first field at fault and the rule, never the value.
+    """
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "message"
+    letter = DeadLetter.of(
+        component, message.topic, f"{what}: {where}: {first['msg']}", message.value, now
+    )
+    await bus.publish([Message(DEADLETTER, message.key, letter.model_dump_json().encode())])
 
 
 async def until_stored(what: str, attempt: Callable[[], Awaitable[_T]]) -> _T:

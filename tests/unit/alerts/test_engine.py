@@ -18,6 +18,7 @@ from alerts.engine import AlertEngine, IncidentConflictError
 from alerts.links import LinkSigner
 from alerts.rota import Rota
 from alerts.routing import site_context
+from alerts.service import AlertService
 from alerts.store import (
     ACKNOWLEDGED,
     CANCELLED,
@@ -29,8 +30,18 @@ from alerts.store import (
     IncidentRow,
     NotificationRow,
 )
+from envmon.bus import ALARMS, DEADLETTER, InMemoryBus
+from envmon.bus import Message as BusMessage
 from envmon.config import parse_site
-from envmon.models import AlarmEvent, AlarmKind, Direction, Level, SystemEvent, SystemEventKind
+from envmon.models import (
+    AlarmEvent,
+    AlarmKind,
+    DeadLetter,
+    Direction,
+    Level,
+    SystemEvent,
+    SystemEventKind,
+)
 from envmon.testing import FakeClock
 from envmon.timeutil import parse_ts
 from excursions.audit import verify
@@ -487,3 +498,31 @@ class TestHousekeeping:
         cleared = await rig.advance(0)
         assert [m.title.startswith("Cleared") for m in cleared] == [True]
         assert rig.recipients(1) == ["alice@example.org"]
+
+
+class TestServiceIntake:
+    async def test_a_message_that_is_no_alarm_is_dead_lettered_and_the_rest_handled(self, rig):
+        """Bad input on envmon.alarms goes to the dead letter with a reason; intake goes on."""
+        bus = InMemoryBus()
+        service = AlertService(
+            bus=bus, db=rig.db, engine=rig.engine, dispatcher=rig.dispatcher, group="test"
+        )
+        dead = bus.subscribe(DEADLETTER, "test")
+        await bus.publish(
+            [
+                BusMessage(ALARMS, "frz-1.temperature", b'{"kind": "alarm", "event": "raised"}'),
+                BusMessage(ALARMS, "frz-1.temperature", alarm().model_dump_json().encode()),
+            ]
+        )
+        running = asyncio.create_task(service.run())
+        try:
+            letter = DeadLetter.model_validate_json((await asyncio.wait_for(anext(dead), 10)).value)
+            async with asyncio.timeout(10):
+                while service.handled < 1:
+                    await asyncio.sleep(0.01)
+        finally:
+            service.stop()
+            await running
+        assert letter.reason.startswith("not an alarm or system event: ")
+        assert service.rejected == 1
+        assert rig.incident().excursion_id == "exc-1"
