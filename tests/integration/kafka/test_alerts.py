@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, func, select
@@ -117,6 +118,22 @@ def settings_for(
         records_metrics_port=0,
         tick_s=0,
     )
+
+
+async def prepared(
+    kafka: KafkaBroker,
+    prefix: str,
+    tmp_path: Path,
+    store: tuple[str, Engine],
+    smtp: EmbeddedSmtpServer,
+    **site_options: Any,
+) -> tuple[Settings, Engine]:
+    """Write the test's site file, make its topics; return its settings and store."""
+    url, engine = store
+    site = site_file(tmp_path / "site.yaml", smtp.port, **site_options)
+    settings = settings_for(kafka, prefix, tmp_path, site, url)
+    await make_topics(settings)
+    return settings, engine
 
 
 async def make_topics(settings: Settings) -> None:
@@ -228,10 +245,7 @@ class TestWholePath:
         self, kafka: KafkaBroker, topic_prefix: str, tmp_path: Path, store, smtp
     ) -> None:
         """Readings beyond a limit → stream worker → alarm → alerts service → one mail each."""
-        url, engine = store
-        site = site_file(tmp_path / "site.yaml", smtp.port, freezers=3)
-        settings = settings_for(kafka, topic_prefix, tmp_path, site, url)
-        await make_topics(settings)
+        settings, engine = await prepared(kafka, topic_prefix, tmp_path, store, smtp, freezers=3)
         start = utcnow() - timedelta(minutes=5)
         readings = [
             Reading(sensor_id=f"frz-{n}.temperature", ts=start + timedelta(seconds=10 * i), value=v)
@@ -244,7 +258,7 @@ class TestWholePath:
         await bus.stop()
         worker = StreamWorker(
             settings,
-            load_site(site).sensors(),
+            load_site(settings.site).sensors(),
             SqliteSink(tmp_path / "ts.sqlite3"),
             on_fatal=lambda _e: None,
         )
@@ -271,10 +285,7 @@ class TestFaults:
         self, kafka: KafkaBroker, topic_prefix: str, tmp_path: Path, store, smtp
     ) -> None:
         """SIGKILL after step 1: after the restart, step 2 goes out exactly once."""
-        url, _engine = store
-        site = site_file(tmp_path / "site.yaml", smtp.port)
-        settings = settings_for(kafka, topic_prefix, tmp_path, site, url)
-        await make_topics(settings)
+        settings, _engine = await prepared(kafka, topic_prefix, tmp_path, store, smtp)
         log = tmp_path / "alerts.log"
         process = start_service(settings, log)
         try:
@@ -303,10 +314,7 @@ class TestFaults:
         self, kafka: KafkaBroker, topic_prefix: str, tmp_path: Path, store, smtp
     ) -> None:
         """The same alarm published twice (at-least-once delivery) makes one page."""
-        url, engine = store
-        site = site_file(tmp_path / "site.yaml", smtp.port)
-        settings = settings_for(kafka, topic_prefix, tmp_path, site, url)
-        await make_topics(settings)
+        settings, engine = await prepared(kafka, topic_prefix, tmp_path, store, smtp)
         alarms = [raised(n) for n in range(1, 6)]
         await publish_alarms(settings, alarms + alarms)
         async with service_in_process(settings, engine, instance="a"):
@@ -325,10 +333,7 @@ class TestFaults:
 
         No grouping and small claims, so that both instances send at the same time.
         """
-        url, engine = store
-        site = site_file(tmp_path / "site.yaml", smtp.port, window="0s")
-        settings = settings_for(kafka, topic_prefix, tmp_path, site, url)
-        await make_topics(settings)
+        settings, engine = await prepared(kafka, topic_prefix, tmp_path, store, smtp, window="0s")
         await publish_alarms(settings, [raised(n) for n in range(1, 21)])
         async with (
             service_in_process(settings, engine, instance="one", batch=2),
@@ -358,10 +363,7 @@ class TestFaults:
         self, kafka: KafkaBroker, topic_prefix: str, tmp_path: Path, store, smtp
     ) -> None:
         """SMTP answers 451 for a while, then takes mail: each page arrives once."""
-        url, engine = store
-        site = site_file(tmp_path / "site.yaml", smtp.port)
-        settings = settings_for(kafka, topic_prefix, tmp_path, site, url)
-        await make_topics(settings)
+        settings, engine = await prepared(kafka, topic_prefix, tmp_path, store, smtp)
         smtp.fail_with(451)
         await publish_alarms(settings, [raised(n) for n in range(1, 4)])
         async with service_in_process(settings, engine, instance="a"):
