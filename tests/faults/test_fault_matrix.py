@@ -34,7 +34,7 @@ from tests.faults import matrix
 from tests.faults.equipment import Script
 from tests.faults.matrix import Row
 from tests.faults.pipeline import START_S, Pipeline, Servers
-from tests.integration.postgres.conftest import server_home
+from tests.integration.conftest import server_home
 
 pytestmark = pytest.mark.timeout(1500)
 
