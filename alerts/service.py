@@ -150,13 +150,10 @@ class AlertService:
         try:
             with Session(self.db) as session, session.begin():
                 changed = self.engine.handle_many(session, events)
-        except IntegrityError:
-            # another instance handled one of them meanwhile: one at a time, it is skipped
-            if len(events) == 1:
-                changed = 0
-            else:
-                changed = sum(self._handle((event,)) for event in events)
-                return changed
+        except IntegrityError:  # another instance handled one of them meanwhile
+            if len(events) > 1:  # one at a time, that one is skipped
+                return sum(self._handle((event,)) for event in events)
+            changed = 0
         self.handled += changed
         self.repeats += len(events) - changed
         return changed
