@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable, Sequence
 
 import faust
@@ -32,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 def site_id(site: SiteConfig) -> str:
     """Return the site's id for the time series: its name as a lowercase slug."""
-    return re.sub(r"[^a-z0-9]+", "-", site.site.name.lower()).strip("-") or "site"
+    return site.site_id
 
 
 class InfluxSink:

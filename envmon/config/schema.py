@@ -10,6 +10,7 @@ run in field-definition order, so pydantic reports them on the field at fault
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Final, Literal
 from zoneinfo import ZoneInfo
 
@@ -27,6 +28,7 @@ from pydantic import (
 from envmon.config.alerting import AlertingConfig, SiteFacts, site_facts
 from envmon.config.bindings import site_sensors
 from envmon.config.collectors import CollectorsConfig
+from envmon.config.dashboards import DashboardsConfig
 from envmon.config.formatting import format_number
 from envmon.config.particles import PARTICLE_SIZES_UM, PARTICLE_UNIT, Grade
 from envmon.config.resolve import resolve_site
@@ -317,6 +319,7 @@ class SiteConfig(ConfigModel):
     areas: Annotated[tuple[AreaConfig, ...], Field(min_length=1)]
     collectors: CollectorsConfig = CollectorsConfig()
     alerting: AlertingConfig | None = None
+    dashboards: DashboardsConfig = DashboardsConfig()
 
     _sensors: tuple[SensorSpec, ...] | None = PrivateAttr(default=None)
 
@@ -373,6 +376,11 @@ class SiteConfig(ConfigModel):
     def name(self) -> str:
         """The site's name."""
         return self.site.name
+
+    @property
+    def site_id(self) -> str:
+        """The site's id in the time series and dashboards: its name as a lowercase slug."""
+        return re.sub(r"[^a-z0-9]+", "-", self.site.name.lower()).strip("-") or "site"
 
     @property
     def timezone(self) -> str:
