@@ -825,3 +825,10 @@ def main() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+dashboards_app = typer.Typer(
+    help="Grafana dashboards and data sources generated from the site configuration."
+)
+app.add_typer(dashboards_app, name="dashboards")
+# ``generate`` and ``push`` are added below (envmon/commands/dashboards*.py do the work).
