@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Final
+from typing import Final, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
@@ -36,6 +36,17 @@ from envmon.sensors import SensorSpec
 from envmon.timeutil import to_us, utcnow
 from stream.core.evaluator import Evaluator, UnknownSensorError
 from stream.timeseries import TimeSeriesStore
+from stream.tscontext import ContextPoint, ContextTrail
+
+
+@runtime_checkable
+class ContextStore(Protocol):
+    """A time-series store that keeps the context series too (``SqliteTimeSeries``)."""
+
+    def write_context(self, points: Sequence[ContextPoint]) -> None:
+        """Store context points (idempotent by series and time)."""
+        ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +70,9 @@ class StreamProcessor:
         tick_s: float = DEFAULT_TICK_S,
         group: str = DEFAULT_GROUP,
         listener: EventListener | None = None,
+        site: str = "",
     ) -> None:
+        specs = list(specs)
         self.bus = bus
         self.evaluator = Evaluator(specs)
         self.evaluator.hold = True  # the clock moves once what waits is read (see handle)
@@ -68,6 +81,8 @@ class StreamProcessor:
         self.tick_s = tick_s
         self.group = group
         self.listener = listener
+        #: The context series (``stream.tscontext``), written when the store keeps them.
+        self.trail = ContextTrail(specs, site) if isinstance(store, ContextStore) else None
         self.readings = 0
         self.proofs = 0
         self.rejected = 0
@@ -118,6 +133,8 @@ class StreamProcessor:
     async def _handle(self, messages: Sequence[Message]) -> None:
         out: list[Message] = []
         readings: list[Reading] = []
+        context: list[ContextPoint] = []
+        trail = self.trail
         now_us = to_us(self.clock())
         for message in messages:
             try:
@@ -135,6 +152,11 @@ class StreamProcessor:
                 out.append(Message(DEADLETTER, message.key, letter.model_dump_json().encode()))
                 continue
             out.extend(self._encode(events))
+            if trail is not None:
+                if isinstance(item, Reading):
+                    context += trail.reading(item.sensor_id, to_us(item.ts))
+                if events:
+                    context += self._context(events, now_us)
             if isinstance(item, ProofOfLife):
                 self.proofs += 1  # evidence of life, not a sample: not stored, not "last"
                 continue
@@ -142,11 +164,35 @@ class StreamProcessor:
             self.last[item.sensor_id] = item
             readings.append(item)
         if not self._waiting():  # read up to now: a silence until now is real
-            out.extend(self._encode(self.evaluator.advance(now_us)))
+            events = self.evaluator.advance(now_us)
+            out.extend(self._encode(events))
+            context += self._context(events, now_us, sweep=True)
         if self.store is not None and readings:
             await asyncio.to_thread(self.store.write, readings)
+        await self._write_context(context)
         if out:
             await self.bus.publish(out)
+
+    def _context(
+        self, events: Sequence[CoreEvent], now_us: int, *, sweep: bool = False
+    ) -> list[ContextPoint]:
+        """Return the context points of events, and every channel's status when due."""
+        trail = self.trail
+        if trail is None:
+            return []
+        state_of = self.evaluator.state_of
+        points = trail.events(events)
+        changed = {event.sensor_id for event in events}
+        points += trail.status(now_us, ((sid, state_of(sid)) for sid in sorted(changed)))
+        if sweep and trail.sweep_due(now_us):
+            everyone = ((sid, state_of(sid)) for sid in self.evaluator.sensor_ids)
+            points += trail.status(now_us, everyone, sweep=True)
+        return points
+
+    async def _write_context(self, points: list[ContextPoint]) -> None:
+        store = self.store
+        if points and isinstance(store, ContextStore):
+            await asyncio.to_thread(store.write_context, points)
 
     async def tick(self) -> None:
         """Advance the core to the clock's time once: stale-data alarms of silent sensors.
@@ -156,7 +202,9 @@ class StreamProcessor:
         """
         if self._handling or self._waiting():
             return
-        events = self.evaluator.advance(to_us(self.clock()))
+        now_us = to_us(self.clock())
+        events = self.evaluator.advance(now_us)
+        await self._write_context(self._context(events, now_us, sweep=True))
         if events:
             await self.bus.publish(self._encode(events))
 

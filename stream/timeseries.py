@@ -7,6 +7,7 @@ by (sensor, time), so at-least-once delivery never stores one twice.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -16,6 +17,7 @@ from typing import Protocol
 from envmon.models import Quality, Reading
 from envmon.sqlite import open_database
 from envmon.timeutil import from_us, to_us
+from stream.tscontext import ContextPoint
 
 
 class TimeSeriesStore(Protocol):
@@ -45,6 +47,13 @@ class SqliteTimeSeries:
             " value REAL, unit TEXT NOT NULL, quality TEXT NOT NULL, source TEXT NOT NULL,"
             " PRIMARY KEY (sensor_id, ts_us)) WITHOUT ROWID"
         )
+        # The context series (stream.tscontext): one row per point, its fields as JSON; a
+        # point written again (same series and time) replaces the one stored.
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS context (measurement TEXT NOT NULL,"
+            " series TEXT NOT NULL, sensor_id TEXT NOT NULL, ts_us INTEGER NOT NULL,"
+            " fields TEXT NOT NULL, PRIMARY KEY (measurement, series, ts_us)) WITHOUT ROWID"
+        )
 
     def write(self, readings: Sequence[Reading]) -> None:
         """Store readings; a reading already stored for the same sensor and time is kept."""
@@ -55,6 +64,44 @@ class SqliteTimeSeries:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?)", rows)
             self._db.execute("COMMIT")
+
+    def write_context(self, points: Sequence[ContextPoint]) -> None:
+        """Store context points (limits, status, alarms, records: ``stream.tscontext``)."""
+        rows = [
+            (
+                p.measurement,
+                p.series(),
+                dict(p.tags).get("sensor", ""),
+                p.ts_us,
+                json.dumps(dict(p.fields)),
+            )
+            for p in points
+        ]
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO context VALUES (?, ?, ?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+
+    def write_mixed(self, points: Sequence[Reading | ContextPoint]) -> None:
+        """Store readings and context points given in one list (the stream worker's)."""
+        readings = [p for p in points if isinstance(p, Reading)]
+        context = [p for p in points if isinstance(p, ContextPoint)]
+        if readings:
+            self.write(readings)
+        if context:
+            self.write_context(context)
+
+    def context(
+        self, measurement: str, sensor_id: str, start: datetime, end: datetime
+    ) -> list[tuple[datetime, dict[str, object]]]:
+        """Return one sensor's points of a context measurement in [start, end), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT ts_us, fields FROM context WHERE measurement = ? AND sensor_id = ?"
+                " AND ts_us >= ? AND ts_us < ? ORDER BY ts_us",
+                (measurement, sensor_id, to_us(start), to_us(end)),
+            ).fetchall()
+        return [(from_us(ts), json.loads(fields)) for ts, fields in rows]
 
     def query(self, sensor_id: str, start: datetime, end: datetime) -> list[Reading]:
         """Return one sensor's readings in [start, end)."""

@@ -144,6 +144,7 @@ from stream.core.state import SensorState
 from stream.offsets import Admission, PartitionOffsets
 from stream.producer import BatchProducer, Record, key_partition
 from stream.timeseries import SqliteTimeSeries
+from stream.tscontext import ContextPoint, ContextTrail
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +200,8 @@ class _Hole:
 #: called with the reading, its source time in epoch µs and its channel's state code after
 #: it was evaluated (``stream.tsschema``: 0 normal, 1 alert, 2 action).
 Encode = Callable[[Reading, int, int], object]
+#: What a sink keeps of a context point (``stream.tscontext``) until it is written.
+EncodeContext = Callable[[ContextPoint], object]
 
 
 class KafkaRecord(Protocol):
@@ -267,9 +270,15 @@ class ReadingBatchProcessor:
         *,
         clock: Callable[[], datetime] = utcnow,
         encode: Encode,
+        encode_context: EncodeContext | None = None,
+        site: str = "",
     ) -> None:
         self.partitions = partitions
         self.encode = encode
+        self.encode_context = encode_context
+        specs = list(specs)
+        #: The context series (limits, status, alarms, records) when the sink stores them.
+        self.trail = ContextTrail(specs, site) if encode_context is not None else None
         self.specs: dict[int, list[SensorSpec]] = {p: [] for p in range(partitions)}
         for spec in specs:
             self.specs[partition_of(spec.sensor_id, partitions)].append(spec)
@@ -319,6 +328,8 @@ class ReadingBatchProcessor:
         validate = Reading.model_validate_json
         bad = Quality.BAD
         now_us = to_us(self._clock() if at is None else at)
+        trail = self.trail
+        due = trail.due if trail is not None else {}
         for partition, records in parts:
             evaluator = self.evaluators.get(partition) or self.evaluator(partition)
             feed = evaluator.feed
@@ -349,8 +360,18 @@ class ReadingBatchProcessor:
                     points.append(encode(reading, ts_us, state_level(state)))
                 else:
                     points.append(encode(reading, ts_us, 0))  # the common case: nothing open
+                if trail is not None and ts_us >= due.get(sensor_id, 0):
+                    self._context(trail.reading(sensor_id, ts_us), points)
                 if events:
                     outputs.extend(encode_events(events))
+                    if trail is not None:
+                        self._context(trail.events(events), points)
+                        self._context(trail.status(now_us, [(sensor_id, state)]), points)
+
+    def _context(self, context: list[ContextPoint], points: list[Any]) -> None:
+        """Add context points to what the sink writes (``stream.tscontext``)."""
+        if context and self.encode_context is not None:
+            points.extend(map(self.encode_context, context))
 
     def _not_a_reading(
         self,
@@ -380,17 +401,28 @@ class ReadingBatchProcessor:
             return
         result.proofs += 1
         touched = result.touched.setdefault(partition, {})
-        touched[sensor_id] = evaluator.state_of(sensor_id)  # its alive_ts is saved
+        state = touched[sensor_id] = evaluator.state_of(sensor_id)  # its alive_ts is saved
         if events:
             result.outputs.extend(encode_events(events))
+            if self.trail is not None:
+                self._context(self.trail.events(events), result.points)
+                self._context(self.trail.status(now_us, [(sensor_id, state)]), result.points)
 
-    def tick(self, now: datetime, touched: dict[int, dict[str, SensorState]]) -> list[Message]:
+    def tick(
+        self,
+        now: datetime,
+        touched: dict[int, dict[str, SensorState]],
+        points: list[Any] | None = None,
+    ) -> list[Message]:
         """Advance every partition's clock to ``now``: stale-data alarms.
 
         Returns the alarms and records; the sensors they changed are added to ``touched``.
+        The context points due (``stream.tscontext``: the events', and every channel's
+        status once a minute of the clock) are added to ``points``.
         """
         outputs: list[Message] = []
         now_us = to_us(now)
+        trail = self.trail if points is not None else None
         for partition, evaluator in self.evaluators.items():
             events = evaluator.advance(now_us)
             if not events:
@@ -399,6 +431,13 @@ class ReadingBatchProcessor:
             for event in events:
                 changed[event.sensor_id] = evaluator.state_of(event.sensor_id)
             outputs.extend(encode_events(events))
+            if trail is not None and points is not None:
+                self._context(trail.events(events), points)
+                self._context(trail.status(now_us, changed.items()), points)
+        if trail is not None and points is not None and trail.sweep_due(now_us):
+            for evaluator in self.evaluators.values():
+                states = ((sid, evaluator.state_of(sid)) for sid in evaluator.sensor_ids)
+                self._context(trail.status(now_us, states, sweep=True), points)
         return outputs
 
     def _stray(self, sensor_id: str, partition: int, key: bytes | None) -> str:
@@ -447,6 +486,11 @@ class TimeSeriesSink(Protocol):
         """Return what ``write`` needs of an evaluated reading (called as it is evaluated)."""
         ...
 
+    @property
+    def encode_context(self) -> EncodeContext | None:
+        """What ``write`` needs of a context point, or None: the sink keeps no context."""
+        ...
+
     async def start(self) -> None:
         """Get ready to write (connections), before the first readings arrive."""
         ...
@@ -475,6 +519,11 @@ class SqliteSink:
         """Keep the reading (the table has its own columns)."""
         return reading
 
+    @property
+    def encode_context(self) -> EncodeContext:
+        """Keep the context point as it is (``SqliteTimeSeries.write_context``)."""
+        return _same
+
     async def start(self) -> None:
         """Nothing to prepare: the database is open."""
 
@@ -483,10 +532,10 @@ class SqliteSink:
         """A local file: never reported down (a failure is fatal)."""
         return False
 
-    async def write(self, points: Sequence[Reading]) -> None:
-        """Store the readings in a worker thread."""
+    async def write(self, points: Sequence[Reading | ContextPoint]) -> None:
+        """Store the readings and context points in a worker thread."""
         if points:
-            await asyncio.to_thread(self.store.write, points)
+            await asyncio.to_thread(self.store.write_mixed, points)
 
     async def close(self) -> None:
         """Close the database."""
@@ -498,6 +547,10 @@ class NullSink:
 
     def encode(self, reading: Reading, ts_us: int, code: int) -> None:
         """Keep nothing."""
+
+    @property
+    def encode_context(self) -> None:
+        """Keep no context either."""
 
     async def start(self) -> None:
         """Nothing to prepare."""
@@ -512,6 +565,10 @@ class NullSink:
 
     async def close(self) -> None:
         """Nothing to close."""
+
+
+def _same(point: ContextPoint) -> ContextPoint:
+    return point
 
 
 FatalHandler = Callable[[BaseException], None]
@@ -607,6 +664,7 @@ class StreamWorker:
         *,
         clock: Callable[[], datetime] = utcnow,
         on_fatal: FatalHandler = exit_process,
+        site: str = "",
     ) -> None:
         self.settings = settings
         self.sink = sink
@@ -682,7 +740,13 @@ class StreamWorker:
             use_partitioner=True,
         )
         self.processor = ReadingBatchProcessor(
-            specs, partitions, self._stored_state, clock=clock, encode=sink.encode
+            specs,
+            partitions,
+            self._stored_state,
+            clock=clock,
+            encode=sink.encode,
+            encode_context=sink.encode_context,
+            site=site,
         )
         self.batch_channel = app.channel(maxsize=1)
         app.agent(self.batch_channel, name="evaluate")(self._evaluate)
@@ -903,7 +967,9 @@ class StreamWorker:
             if not batch.full and batch.fetched_at is not None:
                 # Read up to its fetch: nothing waited then, so the clock may move there
                 # (silence found under a steady load that leaves no room for a tick).
-                result.outputs.extend(processor.tick(batch.fetched_at, pending.touched))
+                result.outputs.extend(
+                    processor.tick(batch.fetched_at, pending.touched, result.points)
+                )
             for partition, _ in taken:
                 pending.positions[partition] = offsets.position(partition)
             handled = sum(len(records) for _, records in taken)
@@ -1183,8 +1249,9 @@ class StreamWorker:
             if self._stopping or self._unevaluated():
                 return
             pending = self._pending
-            outputs = self.processor.tick(self.clock(), pending.touched)
-            if outputs:
+            before = len(pending.points)
+            outputs = self.processor.tick(self.clock(), pending.touched, pending.points)
+            if outputs or len(pending.points) > before:
                 await self._push(outputs, pending, checkpoint=self._checkpoint_due())
 
     def _checkpoint_due(self) -> bool:

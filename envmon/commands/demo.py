@@ -238,7 +238,9 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
             site = demo_alerting(site, smtp_port=smtp.port, app_url=app_url)
         alerting = _alert_service(site, options.config, bus, engine, clock)
         web = _web_app(options, web_port, site, engine, timeseries, clock, alerting)
-        processor = StreamProcessor(bus, site.sensors(), store=timeseries, clock=clock, tick_s=0.25)
+        processor = StreamProcessor(
+            bus, site.sensors(), store=timeseries, clock=clock, tick_s=0.25, site=site.site_id
+        )
         broker = EmbeddedBroker(mqtt_port)
         gateway = (
             EquipmentServer.for_site(

@@ -16,6 +16,8 @@ from envmon.outagelog import kafka_outage_log
 from envmon.settings import Settings
 from stream.influx import InfluxWriter
 from stream.kafka_broker import create_topics
+from stream.tscontext import ContextPoint
+from stream.tscontext import to_line as context_line
 from stream.tsschema import LineEncoder
 from stream.worker import (
     NullSink,
@@ -44,6 +46,8 @@ class InfluxSink:
         self.encoder.prepare()
         #: The reading's line, called for every reading the worker evaluates.
         self.encode: Callable[[Reading, int, int], str] = self.encoder.encode
+        #: A context point's line (limits, status, alarms, records: ``stream.tscontext``).
+        self.encode_context: Callable[[ContextPoint], str] = context_line
         self.worker: StreamWorker | None = None
         self.writer = InfluxWriter(
             settings.influx_url,
@@ -93,7 +97,7 @@ def build_worker(settings: Settings, site: SiteConfig) -> StreamWorker:
         sink = SqliteSink(settings.data_dir / "timeseries.sqlite3")
     else:
         sink = NullSink()
-    worker = StreamWorker(settings, site.sensors(), sink)
+    worker = StreamWorker(settings, site.sensors(), sink, site=site.site_id)
     if influx is not None:
         influx.worker = worker
     return worker
