@@ -42,14 +42,21 @@ def slug(text: str) -> str:
 def uid(site_id: str, kind: str, area: str = "") -> str:
     """Return the uid of a generated dashboard: ``<site>-<kind>[-<area>]``, ≤ 40 characters.
 
-    A longer text is cut and ends in 8 hex digits of its SHA-256, so two long ids that share
-    a beginning still get different uids.
+    When that is longer, the site's part is cut and followed by 6 hex digits of the whole
+    text's SHA-256 (``leiden-cell-th-1a2b3c-area-cold-store``): the kind and area stay
+    readable, and two long ids that share a beginning still get different uids. An area id
+    too long for that is cut too.
     """
-    text = "-".join(part for part in (slug(site_id), kind, slug(area)) if part)
+    site, place = slug(site_id), slug(area)
+    text = "-".join(part for part in (site, kind, place) if part)
     if len(text) <= MAX_UID:
         return text
-    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
-    return f"{text[: MAX_UID - 9].rstrip('-')}-{digest}"
+    digest = hashlib.sha256(text.encode()).hexdigest()[:6]
+    tail = "-".join(part for part in (kind, place) if part)
+    room = MAX_UID - len(tail) - len(digest) - 2
+    if room >= 4:
+        return f"{site[:room].rstrip('-')}-{digest}-{tail}"
+    return f"{text[: MAX_UID - len(digest) - 1].rstrip('-')}-{digest}"
 
 
 def folder_uid(site_id: str) -> str:

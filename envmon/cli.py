@@ -832,3 +832,34 @@ dashboards_app = typer.Typer(
 )
 app.add_typer(dashboards_app, name="dashboards")
 # ``generate`` and ``push`` are added below (envmon/commands/dashboards*.py do the work).
+
+
+@dashboards_app.command("generate")
+def dashboards_generate(
+    site: Annotated[Path, typer.Option("--site", help="The site configuration file.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the tree into.")],
+    dashboards_path: Annotated[
+        str,
+        typer.Option(
+            "--dashboards-path",
+            help="Where Grafana will read the dashboard JSON files (the provider's path).",
+        ),
+    ] = "/var/lib/grafana/dashboards/envmon",
+    settings_file: SettingsFileOption = None,
+) -> None:
+    """Write the Grafana provisioning tree (data sources, provider, dashboards) for a site."""
+    from rich.console import Console
+
+    from envmon.commands.dashboards import run_generate
+    from envmon.errors import ConfigError
+    from envmon.settings import SettingsError
+
+    with _refused(ConfigError, SettingsError, OSError):
+        code = run_generate(
+            site,
+            out,
+            dashboards_path=dashboards_path,
+            settings_file=settings_file,
+            console=Console(highlight=False),
+        )
+    raise typer.Exit(code)
