@@ -40,6 +40,10 @@ timestamp
     so nothing is lost, and the lines are three digits shorter than with nanoseconds.
     In SQL stores (QuestDB, InfluxDB 3) the column is called ``time`` (``TIME_COLUMN``).
 
+Beside the readings the processors write four context series for the dashboards (limits in
+force, channel status, alarm events, records): ``stream.tscontext`` defines and documents
+them.
+
 Identity: a point is identified by its series (the tags) and its timestamp, so writing the
 same reading twice stores it once — InfluxDB overwrites, QuestDB's readings table is
 created with ``DEDUP UPSERT KEYS(time, site, sensor)`` (``stream.questdb``). At-least-once
