@@ -121,6 +121,10 @@ def demo(
         typer.Option("--web-port", min=0, max=65535, help="Port of the QA app (0: a free one)."),
     ] = 8000,
     no_web: Annotated[bool, typer.Option("--no-web", help="Do not serve the QA app.")] = False,
+    grafana_out: Annotated[
+        Path | None,
+        typer.Option("--grafana-out", help="Write the site's Grafana provisioning tree here."),
+    ] = Path("build/grafana"),
 ) -> None:
     """Run the whole pipeline on simulated equipment, with a live view of every room.
 
@@ -146,6 +150,7 @@ def demo(
         seed=seed,
         live=live,
         web_port=None if no_web else web_port,
+        grafana_out=grafana_out,
     )
     console = Console()
     try:

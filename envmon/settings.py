@@ -47,6 +47,10 @@ DEFAULT_WORKER_METRICS_PORT: Final = 9472
 DEFAULT_RECORDS_METRICS_PORT: Final = 9473
 
 
+#: Where envmon looks for InfluxDB unless told (``influx_url``).
+DEFAULT_INFLUX_URL: Final = "http://127.0.0.1:8086"
+
+
 class SettingsError(EnvmonError):
     """The settings cannot be used; the message names each bad variable or key."""
 
@@ -103,7 +107,7 @@ class Settings(BaseSettings):
     )
 
     timeseries: Literal["sqlite", "influx", "none"] = "sqlite"
-    influx_url: str = "http://127.0.0.1:8086"
+    influx_url: str = DEFAULT_INFLUX_URL
     influx_token: SecretStr = SecretStr("")
     influx_org: str = "envmon"
     influx_bucket: str = "envmon"

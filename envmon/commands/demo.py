@@ -46,6 +46,7 @@ from collectors.simulators.equipment import Simulation
 from collectors.simulators.mqtt_devices import MqttDeviceSimulator
 from collectors.simulators.opcua_server import EquipmentServer
 from collectors.simulators.scenario import load_scenario
+from dashboards.provisioning import build_tree
 from envmon.bus import ALARMS, NOTIFICATIONS, InMemoryBus
 from envmon.commands.alerts import build_service
 from envmon.commands.demo_view import render
@@ -53,6 +54,7 @@ from envmon.config import SiteConfig, load_site
 from envmon.errors import EnvmonError
 from envmon.models import AlarmEvent, SystemEvent
 from envmon.netutil import free_port
+from envmon.settings import DEFAULT_INFLUX_URL
 from envmon.timeutil import ScaledClock, utcnow
 from excursions.consumer import consume_events, consume_records
 from excursions.db import store_engine
@@ -121,6 +123,8 @@ class DemoOptions:
     live: bool = True
     web_host: str = "127.0.0.1"
     web_port: int | None = DEFAULT_WEB_PORT  #: None: no web app; 0: a free port
+    #: Where to write the site's Grafana provisioning tree (None: not written).
+    grafana_out: Path | None = None
 
 
 @dataclass
@@ -210,6 +214,8 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
         load_scenario(options.scenario, instruments=instruments) if options.scenario else None
     )
     web_port = _web_port(options)  # a taken port is refused before anything starts
+    if options.grafana_out is not None:
+        _write_grafana_tree(site, options.grafana_out, console)
     async with _workdir(options.workdir) as workdir:
         mqtt_port, opcua_port = free_port(), free_port()
         site = retarget(site, mqtt_port=mqtt_port, opcua_port=opcua_port, workdir=workdir)
@@ -529,6 +535,21 @@ def _print_sign_in(console: Console, server: uvicorn.Server, passwords: dict[str
             markup=False,
             highlight=False,
         )
+
+
+def _write_grafana_tree(site: SiteConfig, out: Path, console: Console) -> None:
+    """Write the site's Grafana provisioning tree (``envmon dashboards generate``)."""
+    try:
+        build_tree(site, influx_url=DEFAULT_INFLUX_URL).write(out)
+    except OSError as exc:
+        raise DemoError(f"cannot write the Grafana tree to {out}: {exc.strerror}") from exc
+    console.print(
+        f"Grafana dashboards for this site: {out} (to point a Grafana at them, see"
+        " docs/operations.md, 'Grafana dashboards'; the demo itself keeps its readings in"
+        " SQLite, so the QA app's Status page shows the rooms live)",
+        markup=False,
+        highlight=False,
+    )
 
 
 @contextlib.asynccontextmanager

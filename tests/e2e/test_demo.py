@@ -40,6 +40,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[
             str(out),
             "--web-port",
             "0",
+            "--grafana-out",
+            str(out.parent / "grafana"),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -58,6 +60,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[
         url = re.search(r"QA app: (http://127\.0\.0\.1:\d+)", banner)
         passwords = dict(re.findall(r"sign in as (\w+)\s+password (\S+)", banner))
         assert url is not None, banner
+        assert "Grafana dashboards for this site:" in banner
+        grafana = out.parent / "grafana"
+        assert (grafana / "provisioning" / "datasources" / "envmon.yaml").is_file()
+        assert len(list((grafana / "dashboards").glob("*.json"))) == 8
         time.sleep(max(0.0, 25 - (time.monotonic() - started)))  # let excursions happen
         web = use_the_app(url.group(1), passwords["operator"])
         web["passwords"] = passwords
