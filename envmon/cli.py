@@ -868,3 +868,47 @@ def dashboards_generate(
             console=Console(highlight=False),
         )
     raise typer.Exit(code)
+
+
+@dashboards_app.command("push")
+def dashboards_push(
+    tree: Annotated[
+        Path, typer.Option("--from", help="The tree `dashboards generate` wrote (its --out).")
+    ],
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="Grafana's root URL (else the site's dashboards.grafana_url)."),
+    ] = None,
+    site: Annotated[
+        Path | None,
+        typer.Option("--site", help="Site file giving the URL without --url (else ENVMON_SITE)."),
+    ] = None,
+    token_env: Annotated[
+        str,
+        typer.Option("--token-env", help="Variable holding a Grafana service account token."),
+    ] = "GRAFANA_TOKEN",  # noqa: S107 - the name of a variable, not a token
+    update_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--update-secrets",
+            help="Send the data sources' secure values again (else only to set missing ones).",
+        ),
+    ] = False,
+) -> None:
+    """Create or update the tree's folder, data sources and dashboards in a running Grafana.
+
+    Only what differs from Grafana is written, so a second push changes nothing; nothing
+    is deleted. Exits 1 when Grafana refuses a request or cannot be reached.
+    """
+    from rich.console import Console
+
+    from dashboards.push import PushInputError
+    from envmon.commands.dashboards_push import push_command, site_grafana_url
+    from envmon.errors import ConfigError
+    from envmon.settings import SettingsError, load_settings
+
+    with _refused(PushInputError, ConfigError, SettingsError):
+        if url is None:
+            url = site_grafana_url(site if site is not None else load_settings(None).site)
+        code = push_command(tree, url, token_env, update_secrets, Console(highlight=False))
+    raise typer.Exit(code)
