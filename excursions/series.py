@@ -1,7 +1,9 @@
-"""The time-series port of the QA app: a record's sensor readings around the excursion.
+"""The time-series ports of the QA app: a record's readings, and the newest of many sensors.
 
-``excursions`` reads time series only through ``SeriesReader``; the adapters live with the
-writers that own the stores (``stream.timeseries.SqliteTimeSeries`` for the embedded
+``excursions`` reads time series only through ``SeriesReader`` (one sensor over a range:
+the trend of a record) and ``LatestReader`` (the newest reading of many sensors: the live
+status page of ``dashboards.status``); the adapters live with the writers that own the
+stores (``stream.timeseries.SqliteTimeSeries`` for the embedded
 default, ``stream.influxdb.InfluxSeriesReader`` for InfluxDB) and are chosen by the
 command that builds the app (``envmon excursions serve``, ``envmon demo``).
 
@@ -12,7 +14,7 @@ the page and report say "trend unavailable: …" in place of the chart.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -30,6 +32,18 @@ class SeriesReader(Protocol):
 
     def query(self, sensor_id: str, start: datetime, end: datetime) -> Sequence[Reading]:
         """Return the readings of ``sensor_id`` with ``start <= ts < end``, oldest first."""
+        ...
+
+
+class LatestReader(Protocol):
+    """Reads the newest stored reading of many sensors at once."""
+
+    def latest(self, sensor_ids: Collection[str], since: datetime) -> Mapping[str, Reading]:
+        """Return each sensor's newest reading with ``ts >= since``, by sensor id.
+
+        A sensor with no reading since then is left out. A stored quality the adapter
+        cannot read comes back as ``bad`` (a quality not known to be good is not good).
+        """
         ...
 
 

@@ -31,6 +31,13 @@ sensor id or site cannot change the query. InfluxDB 1.8's storage returns the po
 ``range``'s ``stop`` too (2.x does not): a second filter ``_time < stop`` makes the range
 half-open on both.
 
+``InfluxSeriesReader.latest(sensor_ids, since)`` is ``excursions.series.LatestReader``: each
+sensor's newest point since ``since`` in one Flux query (``last()`` of the ``value`` and
+the ``quality`` field of each series, pushed down to the storage). A point without a
+``value`` (a sensor fault) is newer than the last value: the reading is then the quality's
+point with value ``None``, never an older value. ``range`` has no ``stop`` here (up to the
+server's now), so 1.8's closed ``stop`` changes nothing.
+
 Errors::
 
     EnvmonError
@@ -50,6 +57,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from string import Template
@@ -58,6 +66,7 @@ from typing import Any, Final, Self
 
 import urllib3
 from influxdb_client.client.flux_csv_parser import FluxCsvParserException, FluxQueryException
+from influxdb_client.client.flux_table import TableList
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.rest import ApiException
 
@@ -93,6 +102,8 @@ _HTTP_TIMEOUT_S: Final = 30.0
 _DATABASE_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,126}")
 _TOML_ESCAPES: Final = str.maketrans({"\\": "\\\\", '"': '\\"'})
 _FLUX_ESCAPES: Final = str.maketrans({"\\": "\\\\", '"': '\\"'})
+#: The qualities a point may carry; any other reads back as bad (``latest``).
+_QUALITIES: Final = frozenset(q.value for q in Quality)
 
 
 class InfluxDBServerError(EnvmonError):
@@ -409,6 +420,37 @@ def readings_query(
     )
 
 
+def latest_query(
+    bucket: str, sensor_ids: Collection[str], since: datetime, *, site: str | None = None
+) -> str:
+    """Return the Flux query of each sensor's newest ``value`` and ``quality`` since ``since``.
+
+    One row per series and field (``last()`` of each table, which the storage answers
+    without reading the series); a sensor whose unit tag changed has a series per unit, and
+    the caller keeps the newest. ``sensor_ids`` must not be empty.
+    """
+    s = tsschema
+    sensors = " or ".join(f"r.{s.TAG_SENSOR} == {flux_string(x)}" for x in sorted(sensor_ids))
+    predicate = f"r._measurement == {flux_string(s.MEASUREMENT)}"
+    if site is not None:
+        predicate += f" and r.{s.TAG_SITE} == {flux_string(site)}"
+    predicate += (
+        f" and (r._field == {flux_string(s.FIELD_VALUE)}"
+        f" or r._field == {flux_string(s.FIELD_QUALITY)})"
+        f" and ({sensors})"
+    )
+    keep = ", ".join(
+        flux_string(c) for c in ("_time", "_value", "_field", s.TAG_SENSOR, s.TAG_UNIT)
+    )
+    return (
+        f"from(bucket: {flux_string(bucket)})\n"
+        f"  |> range(start: {flux_time(since)})\n"
+        f"  |> filter(fn: (r) => {predicate})\n"
+        "  |> last()\n"
+        f"  |> keep(columns: [{keep}])\n"
+    )
+
+
 class InfluxSeriesReader:
     """Reads one sensor's readings back from InfluxDB 2.x or 1.8 with Flux (the port's ``query``).
 
@@ -441,9 +483,19 @@ class InfluxSeriesReader:
         """
         if to_us(start) >= to_us(end):
             return []
-        flux = readings_query(self.bucket, sensor_id, start, end, site=self.site)
+        tables = self._run(readings_query(self.bucket, sensor_id, start, end, site=self.site))
+        found: list[tuple[datetime, Reading]] = []
+        for table in tables:
+            for record in table.records:
+                values: dict[str, Any] = record.values
+                found.append(self._reading(sensor_id, values))
+        found.sort(key=lambda pair: pair[0])
+        return [reading for _, reading in found]
+
+    def _run(self, flux: str) -> TableList:
+        """Run a Flux query; raise ``TimeSeriesQueryError`` naming the URL and bucket."""
         try:
-            tables = self._query_api.query(flux, org=self.org)
+            return self._query_api.query(flux, org=self.org)
         except ApiException as exc:
             raise TimeSeriesQueryError(
                 f"{self.url} bucket {self.bucket}: HTTP {exc.status}: {api_message(exc)}"
@@ -458,13 +510,63 @@ class InfluxSeriesReader:
             raise TimeSeriesQueryError(
                 f"{self.url}: time-series store unreachable: {type(exc).__name__}: {exc}"
             ) from exc
-        found: list[tuple[datetime, Reading]] = []
+
+    def latest(self, sensor_ids: Collection[str], since: datetime) -> dict[str, Reading]:
+        """Return each sensor's newest reading with ``ts >= since`` (none: left out).
+
+        The newest point's ``quality`` and, if that point has one, its ``value`` (else
+        ``None``: a fault); a quality that is not one of ``Quality``'s reads back as ``bad``.
+        """
+        wanted = set(sensor_ids)
+        if not wanted:
+            return {}
+        tables = self._run(latest_query(self.bucket, wanted, since, site=self.site))
+        # sensor → field → (time, value, unit) of the newest row of that field
+        newest: dict[str, dict[str, tuple[datetime, Any, str]]] = {}
         for table in tables:
             for record in table.records:
                 values: dict[str, Any] = record.values
-                found.append(self._reading(sensor_id, values))
-        found.sort(key=lambda pair: pair[0])
-        return [reading for _, reading in found]
+                sensor, field, ts = (
+                    values.get(k) for k in (tsschema.TAG_SENSOR, "_field", "_time")
+                )
+                if not (sensor in wanted and isinstance(field, str) and isinstance(ts, datetime)):
+                    continue
+                fields = newest.setdefault(str(sensor), {})
+                held = fields.get(field)
+                if held is None or ts > held[0]:
+                    fields[field] = (
+                        ts.astimezone(UTC),
+                        values.get("_value"),
+                        values.get(tsschema.TAG_UNIT) or "",
+                    )
+        return {
+            sensor: reading
+            for sensor, fields in newest.items()
+            if (reading := self._newest(sensor, fields)) is not None
+        }
+
+    def _newest(
+        self, sensor_id: str, fields: dict[str, tuple[datetime, Any, str]]
+    ) -> Reading | None:
+        """Return the reading of a sensor's newest point from its fields' newest rows."""
+        ts = max(at for at, _, _ in fields.values())
+        value_row = fields.get(tsschema.FIELD_VALUE)
+        quality_row = fields.get(tsschema.FIELD_QUALITY)
+        value = value_row[1] if value_row is not None and value_row[0] == ts else None
+        quality = quality_row[1] if quality_row is not None and quality_row[0] == ts else None
+        unit = next(row[2] for row in fields.values() if row[0] == ts)
+        try:
+            return Reading(
+                sensor_id=sensor_id,
+                value=None if value is None else float(value),
+                unit=unit,
+                ts=ts,
+                quality=Quality(quality) if quality in _QUALITIES else Quality.BAD,
+                source=SOURCE,
+            )
+        except (ValueError, TypeError) as exc:  # a point no writer of ours makes
+            logger.warning("%s: newest point of %r unreadable: %s", self.url, sensor_id, exc)
+            return None
 
     def _reading(self, sensor_id: str, values: dict[str, Any]) -> tuple[datetime, Reading]:
         ts = values.get("_time")

@@ -3,21 +3,30 @@
 Every reading is stored for trends and reports. Production writes to InfluxDB (issue 4);
 the embedded default and small sites use SQLite. Writes are idempotent: a reading is keyed
 by (sensor, time), so at-least-once delivery never stores one twice.
+
+``SqliteTimeSeries`` is also the read side of the embedded store for the QA app: ``query``
+(``excursions.series.SeriesReader``: a record's trend) and ``latest``
+(``excursions.series.LatestReader``: the live status page).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
 
 from envmon.models import Quality, Reading
 from envmon.sqlite import open_database
 from envmon.timeutil import from_us, to_us
 from stream.tscontext import ContextPoint
+
+logger = logging.getLogger(__name__)
+#: The qualities a stored row may name; any other reads back as bad.
+_QUALITIES: Final = frozenset(q.value for q in Quality)
 
 
 class TimeSeriesStore(Protocol):
@@ -122,6 +131,40 @@ class SqliteTimeSeries:
             )
             for ts, value, unit, quality, source in rows
         ]
+
+    def latest(self, sensor_ids: Collection[str], since: datetime) -> dict[str, Reading]:
+        """Return each sensor's newest reading with ``ts >= since`` (none: left out).
+
+        One query: for each sensor asked for (a JSON array, so any number of them fits one
+        parameter), the newest time is found on the primary key (sensor_id, ts_us), a
+        descent of the index rather than a scan of the sensor's readings. A stored quality
+        that is not one of ``Quality``'s reads back as ``bad``.
+        """
+        wanted = sorted(set(sensor_ids))
+        if not wanted:
+            return {}
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT w.value, r.ts_us, r.value, r.unit, r.quality, r.source"
+                " FROM json_each(?) AS w JOIN readings AS r ON r.sensor_id = w.value"
+                " AND r.ts_us = (SELECT MAX(ts_us) FROM readings"
+                " WHERE sensor_id = w.value AND ts_us >= ?)",
+                (json.dumps(wanted), to_us(since)),
+            ).fetchall()
+        found: dict[str, Reading] = {}
+        for sensor_id, ts, value, unit, quality, source in rows:
+            try:
+                found[sensor_id] = Reading(
+                    sensor_id=sensor_id,
+                    ts=from_us(ts),
+                    value=value,
+                    unit=unit,
+                    quality=Quality(quality) if quality in _QUALITIES else Quality.BAD,
+                    source=source,
+                )
+            except ValueError as exc:  # a row no writer of ours makes: not a reading
+                logger.warning("newest reading of %r unreadable: %s", sensor_id, exc)
+        return found
 
     def count(self) -> int:
         """Return how many readings are stored."""
