@@ -211,7 +211,14 @@ def test_every_query_runs_and_returns_what_its_panel_shows(day: Day) -> None:
         series = run(day, query)
         rows = sum(len(s.get("values", [])) for s in series)
         report.append(
-            {"dashboard": name, "panel": title, "ref": ref, "series": len(series), "rows": rows}
+            {
+                "dashboard": name,
+                "panel": title,
+                "ref": ref,
+                "series": len(series),
+                "rows": rows,
+                "query": query,
+            }
         )
         if title in COUNT_STATS:  # a count of channels: none is "0" on the panel
             expected = sum(1 for code in codes.values() if code == COUNT_STATS[title])

@@ -144,13 +144,13 @@ def test_provisioning_files(tree):
 
 
 def test_record_store_source_when_configured(tmp_path):
-    text = SITE.read_text(encoding="utf-8")
-    text += (
-        "\ndashboards:\n  grafana_url: https://grafana.example\n"
-        "  record_store: {host: 'db.example:5432', password_env: GRAFANA_DB}\n"
-    )
+    data = yaml.safe_load(SITE.read_text(encoding="utf-8"))
+    data["dashboards"] = {
+        "grafana_url": "https://grafana.example",
+        "record_store": {"host": "db.example:5432", "password_env": "GRAFANA_DB"},
+    }
     site_file = tmp_path / "site.yaml"
-    site_file.write_text(text, encoding="utf-8")
+    site_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     tree = build_tree(load_site(site_file), influx_url="http://influx:8086")
     records = tree.datasources["datasources"][1]
     assert records["uid"] == naming.RECORDS_DATASOURCE_UID
