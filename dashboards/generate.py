@@ -267,7 +267,7 @@ def _count_stat(
 def _annotations(site: SiteConfig, where: str) -> list[Builder[model.AnnotationQuery]]:
     """Excursions and data gaps as regions, alarm events as points."""
     records = (
-        f'SELECT "text", "end", "level", "kind" FROM {ident(tscontext.RECORD)}'
+        f'SELECT "text", "end_ms", "level", "kind" FROM {ident(tscontext.RECORD)}'
         f" WHERE {_site_filter(site)} AND {where} AND $timeFilter"
     )
     alarms = (
@@ -282,7 +282,7 @@ def _annotations(site: SiteConfig, where: str) -> list[Builder[model.AnnotationQ
         .icon_color("red")
         .target(
             AnnotationTargetBuilder(
-                InfluxAnnotationTarget(records, text="text", tags="kind,level", time_end="end")
+                InfluxAnnotationTarget(records, text="text", tags="kind,level", time_end="end_ms")
             )
         ),
         dash.AnnotationQuery()
@@ -401,7 +401,7 @@ def overview(site: SiteConfig) -> dict[str, Any]:
         panel_id += 2
     builder.with_row(dash.Row("Recent alarm events").id(panel_id))
     events = (
-        f'SELECT "text", "value", "limit" FROM {ident(tscontext.ALARM)} WHERE'
+        f'SELECT "text", "value", "limit_value" FROM {ident(tscontext.ALARM)} WHERE'
         f' {_site_filter(site)} AND "area" =~ /^$area$/ AND $timeFilter'
         ' GROUP BY "area", "event", "level" ORDER BY time DESC LIMIT 100'
     )
@@ -427,7 +427,7 @@ def overview(site: SiteConfig) -> dict[str, Any]:
                         "level": "Level",
                         "text": "What happened",
                         "value": "Value",
-                        "limit": "Limit",
+                        "limit_value": "Limit",
                     },
                 },
             )

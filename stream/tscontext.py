@@ -9,8 +9,8 @@ left out) and the readings' timestamp precision (µs)::
 
     limits,area=A,…,unit=U alert_high=F,action_high=F,alert_low=F,action_low=F,occupancy="S" T
     status,area=A,…,unit=U code=Ni,value=F,last_reading=Ni T
-    alarm,area=A,event=E,…,level=L,…,unit=U text="S",value=F,limit=F,excursion="S" T
-    record,area=A,…,kind=K,…,unit=U id="S",level="S",direction="S",end=Ni,peak=F,text="S" T
+    alarm,area=A,event=E,…,level=L,…,unit=U text="S",value=F,limit_value=F,excursion="S" T
+    record,area=A,…,kind=K,…,unit=U id="S",level="S",direction="S",end_ms=Ni,peak=F,text="S" T
 
 measurement ``limits`` — the limits in force, over **data time**
     One point per channel at the channel's first reading a processor sees, at every whole
@@ -36,13 +36,13 @@ measurement ``alarm`` — alarm events, over data time (annotations)
     One point per ``AlarmEvent`` at its ``ts``; extra tags ``event`` (``raised``,
     ``escalated``, ``cleared``, ``stale``, ``restored``, ``sensor_fault``,
     ``rate_of_change``) and ``level`` (when there is one). Fields: ``text`` (a human
-    sentence), ``value``, ``limit``, ``excursion`` (the record id) when known.
+    sentence), ``value``, ``limit_value``, ``excursion`` (the record id) when known.
 
 measurement ``record`` — excursion records and data gaps, over data time (region annotations)
     One point per record at its ``start``; every revision writes the same point again (same
     series and time), so the last revision's fields win. Extra tag ``kind``
     (``excursion`` / ``data_gap``). Fields: ``id``, ``text``, and for excursions ``level``,
-    ``direction``, ``peak``; ``end`` (epoch ms) once the record has ended.
+    ``direction``, ``peak``; ``end_ms`` (epoch ms) once the record has ended.
 
 Field types never change within a measurement (InfluxDB refuses a field written with
 another type than its shard holds). ``ContextPoint`` is the store-neutral form;
@@ -299,7 +299,7 @@ class ContextTrail:
         if event.value is not None and isfinite(event.value):
             fields.append(("value", float(event.value)))
         if event.limit is not None and isfinite(event.limit):
-            fields.append(("limit", float(event.limit)))
+            fields.append(("limit_value", float(event.limit)))
         if event.excursion_id:
             fields.append(("excursion", event.excursion_id))
         return ContextPoint(ALARM, tuple(sorted(tags.items())), tuple(fields), to_us(event.ts))
@@ -321,7 +321,7 @@ class ContextTrail:
         if isfinite(record.peak):
             fields.append(("peak", float(record.peak)))
         if record.end is not None:
-            fields.append(("end", to_us(record.end) // 1_000))
+            fields.append(("end_ms", to_us(record.end) // 1_000))
         return ContextPoint(RECORD, tuple(sorted(tags.items())), tuple(fields), to_us(record.start))
 
     def _gap(self, gap: DataGap) -> ContextPoint:
@@ -329,7 +329,7 @@ class ContextTrail:
         tags[TAG_KIND] = "data_gap"
         fields: list[tuple[str, FieldValue]] = [("id", gap.id), ("text", "Data gap: no readings")]
         if gap.end is not None:
-            fields.append(("end", to_us(gap.end) // 1_000))
+            fields.append(("end_ms", to_us(gap.end) // 1_000))
         return ContextPoint(RECORD, tuple(sorted(tags.items())), tuple(fields), to_us(gap.start))
 
 

@@ -145,7 +145,7 @@ class TestEvents:
             "alarm,area=cold-store,event=raised,instrument=fridge-1,level=action,"
             "parameter=temperature,sensor=fridge-1.temperature,site=plant-a,unit=degC"
             ' text="Action raised: fridge-1 temperature at 8.25 degC (limit 8)",'
-            f'value=8.25,limit=8.0,excursion="exc-1" {to_us(DEFAULT_T0)}'
+            f'value=8.25,limit_value=8.0,excursion="exc-1" {to_us(DEFAULT_T0)}'
         )
 
     def test_data_gap_point_gets_its_end_when_it_ends(self):
@@ -166,8 +166,8 @@ class TestEvents:
         (closed,) = trail.events([ended])
         assert open_point.series() == closed.series()
         assert open_point.ts_us == closed.ts_us
-        assert "end" not in fields(open_point)
-        assert fields(closed)["end"] == to_us(DEFAULT_T0 + timedelta(minutes=20)) // 1000
+        assert "end_ms" not in fields(open_point)
+        assert fields(closed)["end_ms"] == to_us(DEFAULT_T0 + timedelta(minutes=20)) // 1000
         assert dict(closed.tags)["kind"] == "data_gap"
 
     def test_escaping_in_lines(self):

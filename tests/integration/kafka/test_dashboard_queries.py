@@ -302,6 +302,6 @@ def test_excursions_come_back_as_regions(day: Day) -> None:
     freezer = [r for r in rows if r["kind"] == "excursion"]
     gaps = [r for r in rows if r["kind"] == "data_gap"]
     assert freezer
-    assert all(r["end"] is not None for r in freezer)
+    assert all(r["end_ms"] is not None for r in freezer)
     assert gaps  # the fridge's 20 minutes without data
     assert all("peak" in r["text"] for r in freezer)
