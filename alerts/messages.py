@@ -14,17 +14,9 @@ from datetime import datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from envmon.display import format_time, format_value
 from envmon.timeutil import parse_ts
 
-#: How units are written for people.
-UNIT_LABELS: Final = {
-    "degC": "°C",
-    "degF": "°F",
-    "percent": "%",
-    "pct": "%",
-    "particles/m3": "particles/m³",
-    "m3": "m³",
-}
 PURPOSE_WORDS: Final = {
     "page": "",
     "reminder": "Reminder: ",
@@ -37,24 +29,6 @@ KIND_WORDS: Final = {
     "sensor_fault": "sensor fault",
     "rate_of_change": "changing too fast",
 }
-
-
-def unit_label(unit: str) -> str:
-    """Return a unit as people write it (``degC`` → ``°C``)."""
-    return UNIT_LABELS.get(unit, unit)
-
-
-def format_value(value: float, unit: str = "") -> str:
-    """Return a value rounded for reading, with its unit (``-80.3 °C``, ``3,520 particles/m³``)."""
-    size = abs(value)
-    digits = 0 if size >= 1000 else 1 if size >= 10 else 2
-    text = f"{value:,.{digits}f}".replace("-", "−")
-    return f"{text} {unit_label(unit)}".rstrip()
-
-
-def format_time(at: datetime, tz: ZoneInfo) -> str:
-    """Return a time in the site's zone to the second, with the zone named."""
-    return at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,6 @@ from typing import Final
 from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import Session
 
-from alerts.messages import format_value
 from alerts.store import (
     NEXT_REMINDER,
     NEXT_STEP,
@@ -37,6 +36,7 @@ from alerts.store import (
     ShelveRow,
 )
 from envmon.config.alerting import AlertingConfig, StepConfig
+from envmon.display import format_value
 from excursions.db import AuditEntry
 
 #: The audit trail's record type of incidents (``AlertEngine`` writes it).

@@ -51,7 +51,7 @@ from alerts.engine import (
     IncidentNotFoundError,
 )
 from alerts.links import Link, LinkError, LinkSigner
-from alerts.messages import KIND_WORDS, format_time
+from alerts.messages import KIND_WORDS
 from alerts.queries import (
     IncidentDetail,
     incident_detail,
@@ -59,6 +59,7 @@ from alerts.queries import (
     recently_resolved,
 )
 from alerts.store import ACKNOWLEDGED, RESOLVED, TRIGGERED, LinkUseRow
+from envmon.display import duration_text, format_time, relative
 from excursions.users import User
 from excursions.web.api import (
     COOKIE,
@@ -147,30 +148,6 @@ class ActionRefusedError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-def duration_text(span: timedelta) -> str:
-    """Return a duration for people (``8 h``, ``1 h 30 min``, ``45 min``)."""
-    minutes = round(span.total_seconds() / 60)
-    hours, rest = divmod(minutes, 60)
-    if hours and rest:
-        return f"{hours} h {rest} min"
-    return f"{hours} h" if hours else f"{rest} min"
-
-
-def relative(at: datetime, now: datetime) -> str:
-    """Return how far ``at`` is from ``now`` (``12 min ago``, ``in 8 min``, ``just now``)."""
-    seconds = (at - now).total_seconds()
-    size = abs(seconds)
-    if size < 60:
-        return "just now" if seconds <= 0 else "in less than a minute"
-    if size < 3600:
-        text = f"{round(size / 60)} min"
-    elif size < 2 * 86400:
-        text = duration_text(timedelta(minutes=round(size / 60)))
-    else:
-        text = f"{round(size / 86400)} days"
-    return f"{text} ago" if seconds < 0 else f"in {text}"
 
 
 def kind_text(kind: str) -> str:
