@@ -297,7 +297,7 @@ def _check_version(document: dict[str, Any], path: Path) -> None:
 def _check_uid(value: object, where: str) -> str:
     if not isinstance(value, str) or _UID.fullmatch(value) is None:
         raise PushInputError(
-            f"{where}: uid must be 1 to 40 letters, digits, '-' or '_' (Grafana's rule)"
+            f"{where}: must be 1 to 40 letters, digits, '-' or '_' (Grafana's rule for uids)"
         )
     return value
 
@@ -495,7 +495,7 @@ class _Grafana:
             raise self.error(what, self._reason(exc)) from None
         except niquests.exceptions.ConnectionError as exc:
             cause = _ERRNO.search(str(exc))
-            reason = cause.group(1).strip() if cause else "the connection failed"
+            reason = cause.group(1).strip() if cause else type(exc).__name__
             raise self.error(what, f"cannot connect to {self._target.display}: {reason}") from None
         except niquests.exceptions.JSONDecodeError:
             raise self.error(what, "Grafana's answer is not JSON (is the URL Grafana's?)") from None
@@ -521,7 +521,7 @@ class _Grafana:
             phrase = "answer"
         hint = {
             HTTPStatus.UNAUTHORIZED.value: " (is the token a valid service account token?)",
-            HTTPStatus.FORBIDDEN.value: " (the token's service account needs the Admin role)",
+            HTTPStatus.FORBIDDEN.value: " (has the token's service account the Admin role?)",
         }.get(status, "")
         return f"Grafana answered {status} {phrase}: {_quote(message) or '(no message)'}{hint}"
 
@@ -561,6 +561,8 @@ def _push_datasource(grafana: _Grafana, source: DataSource, update_secrets: bool
     resend = sorted(source.secrets) if update_secrets else missing
     if not changed and not resend:
         return PushItem("datasource", source.uid, source.name, "unchanged")
+    if current.get("readOnly"):
+        raise grafana.error(what, "Grafana provisions it from files, so the API cannot change it")
     payload = dict(source.fields)
     if resend:
         payload[_SECURE] = {key: source.secrets[key] for key in resend}
