@@ -7,17 +7,19 @@ tests say what push does with any tree of that shape.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from dashboards.push import (
     GrafanaError,
     PushInputError,
+    PushReport,
     expand,
     push_tree,
     read_tree,
@@ -129,7 +131,7 @@ def change_model(tree: Path, which: str, **changes: Any) -> None:
     path.write_text(json.dumps(model), encoding="utf-8")
 
 
-def outcomes(report) -> dict[tuple[str, str], str]:
+def outcomes(report: PushReport) -> dict[tuple[str, str], str]:
     return {(item.kind, item.uid): item.outcome for item in report.items}
 
 
@@ -144,7 +146,7 @@ def tree(tmp_path):
     return write_tree(tmp_path / "out")
 
 
-def push(tree: Path, grafana: FakeGrafana, **options: Any):
+def push(tree: Path, grafana: FakeGrafana, **options: Any) -> PushReport:
     options.setdefault("env", ENV)
     options.setdefault("timeout_s", 5.0)
     return push_tree(tree, grafana.url, TOKEN, **options)
@@ -543,7 +545,7 @@ def site_file(folder: Path, grafana_url: str | None) -> Path:
     return path
 
 
-def run(tree: Path, *args: str, env: dict[str, str | None]):
+def run(tree: Path, *args: str, env: Mapping[str, str | None]) -> Result:
     return CliRunner().invoke(
         app, ["dashboards", "push", "--from", str(tree), *args], env={"COLUMNS": "200", **env}
     )
