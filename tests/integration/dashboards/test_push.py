@@ -501,6 +501,13 @@ class TestGrafanaErrors:
         ):
             push(tree, grafana, timeout_s=0.5)
 
+    @pytest.mark.parametrize("suffix", ["/grafana", "/grafana/"])
+    def test_a_sub_path_is_kept(self, tree, grafana, suffix):
+        """A Grafana served under a sub-path is asked there (and this fake is not)."""
+        with pytest.raises(GrafanaError, match="answered 404 Not Found: Not found"):
+            push_tree(tree, grafana.url + suffix, TOKEN, env=ENV)
+        assert [r.path for r in grafana.requests] == ["/grafana/api/health"]
+
     def test_a_server_that_is_down_is_named(self, tree):
         """Nothing listening at the URL: the connection is refused, said plainly."""
         url = f"http://127.0.0.1:{free_port()}"
