@@ -481,7 +481,8 @@ def _trend(site: SiteConfig, channel: Channel, panel_id: int, width: int) -> tim
         selects = ", ".join(f'last("{name}") AS "{label}"' for name, label, _color in limits)
         limit_query = (
             f"SELECT {selects} FROM {ident(tscontext.LIMITS)} WHERE {_site_filter(site)}"
-            f" AND {sensor} AND $timeFilter GROUP BY time($__interval) fill(previous)"
+            f" AND {sensor} AND time >= ${{__from}}ms - {tscontext.LIMITS_LOOKBACK}"
+            " AND time <= ${__to}ms GROUP BY time($__interval) fill(previous)"
         )
         panel.with_target(InfluxQL("B", limit_query))
         panel.overrides(

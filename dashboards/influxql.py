@@ -28,8 +28,9 @@ from grafana_foundation_sdk.models import dashboard
 
 from dashboards.naming import INFLUX_DATASOURCE_UID
 
-#: Grafana's macros for InfluxQL raw queries that envmon uses (Grafana's InfluxDB docs).
-MACROS: Final = ("$timeFilter", "$__interval")
+#: Grafana's macros for InfluxQL raw queries that envmon uses (Grafana's InfluxDB docs),
+#: and its global variables for the range's ends in epoch milliseconds.
+MACROS: Final = ("$timeFilter", "$__interval", "${__from}", "${__to}")
 DATASOURCE_TYPE: Final = "influxdb"
 
 ResultFormat = Literal["time_series", "table"]

@@ -13,10 +13,12 @@ left out) and the readings' timestamp precision (µs)::
     record,area=A,…,kind=K,…,unit=U id="S",level="S",direction="S",end_ms=Ni,peak=F,text="S" T
 
 measurement ``limits`` — the limits in force, over **data time**
-    One point per channel at the channel's first reading a processor sees, at every whole
-    minute (``LIMITS_EVERY_US``) of data time while its readings flow, and at the exact
-    instant of every occupancy change, so a query grouped by time with ``fill(previous)``
-    draws each limit as the step line it was. Fields: the four limits (float; a limit that
+    One point per channel at the channel's first reading a processor sees, at every
+    quarter hour (``LIMITS_EVERY_US``) of data time while its readings flow, and at the
+    exact instant of every occupancy change, so a query grouped by time with
+    ``fill(previous)`` that starts ``LIMITS_LOOKBACK`` before its range draws each limit
+    as the step line it was (a point a minute would double the points of a channel read
+    once a minute). Fields: the four limits (float; a limit that
     is not set is left out) and ``occupancy`` (``at_rest`` / ``in_operation``; ``""`` for
     a room without occupancy). A pure function of the site file and the time: repeating a
     point (a restart, a redelivery, two processors) writes the same values again. After a
@@ -98,8 +100,11 @@ STATUS_NAMES: Final = {
 }
 
 MINUTE_US: Final = 60_000_000
-#: The limits are written at every whole minute of data time (and at occupancy changes).
-LIMITS_EVERY_US: Final = MINUTE_US
+#: The limits are written every quarter hour of data time (and at occupancy changes) ...
+LIMITS_EVERY_US: Final = 15 * MINUTE_US
+#: ... so a query that starts this much before its range finds the limits in force at its
+#: start (InfluxQL duration).
+LIMITS_LOOKBACK: Final = "30m"
 #: After a gap, the limits of at most the last hour of it are written.
 LIMITS_BACKFILL_US: Final = 60 * MINUTE_US
 #: The status of every channel is written at every whole minute of the processor's clock.
@@ -217,16 +222,16 @@ class ContextTrail:
             start = ts_us
         else:
             start = covered
-        minute = (start // LIMITS_EVERY_US + 1) * LIMITS_EVERY_US
-        while minute <= ts_us:
-            instants.append(minute)
-            minute += LIMITS_EVERY_US
+        step = (start // LIMITS_EVERY_US + 1) * LIMITS_EVERY_US
+        while step <= ts_us:
+            instants.append(step)
+            step += LIMITS_EVERY_US
         _limits, _occupancy, change = limits_in_force(spec, start)
         while change <= ts_us:
             instants.append(change)
             _limits, _occupancy, change = limits_in_force(spec, change)
         self._covered[sensor_id] = ts_us
-        self.due[sensor_id] = min(minute, change)
+        self.due[sensor_id] = min(step, change)
         return [self._limits_point(spec, at) for at in sorted(set(instants))]
 
     def _limits_point(self, spec: SensorSpec, ts_us: int) -> ContextPoint:

@@ -12,6 +12,7 @@ from envmon.timeutil import parse_ts, to_us
 from stream.core.state import SensorState
 from stream.tscontext import (
     LIMITS_BACKFILL_US,
+    LIMITS_EVERY_US,
     MINUTE_US,
     STATUS_ACTION,
     STATUS_FAULT,
@@ -23,6 +24,7 @@ from stream.tscontext import (
     to_line,
 )
 
+EVERY = LIMITS_EVERY_US
 SITE_FILE = Path(__file__).parents[2] / "deploy" / "examples" / "site.yaml"
 FRIDGE = make_spec("fridge-1.temperature", alert_high=6.0, action_high=8.0, action_low=2.0)
 
@@ -32,7 +34,7 @@ def fields(point: ContextPoint) -> dict[str, object]:
 
 
 class TestLimits:
-    def test_first_reading_then_every_whole_minute(self):
+    def test_first_reading_then_every_quarter_hour(self):
         trail = ContextTrail([FRIDGE], "plant-a")
         t0 = to_us(DEFAULT_T0) + 30_000_000  # half a minute past
         first = trail.reading("fridge-1.temperature", t0)
@@ -43,10 +45,10 @@ class TestLimits:
             "action_low": 2.0,
             "occupancy": "",
         }
-        assert trail.reading("fridge-1.temperature", t0 + 20_000_000) == []  # same minute
-        later = trail.reading("fridge-1.temperature", t0 + 3 * MINUTE_US)
-        minute = (t0 // MINUTE_US + 1) * MINUTE_US
-        assert [p.ts_us for p in later] == [minute, minute + MINUTE_US, minute + 2 * MINUTE_US]
+        assert trail.reading("fridge-1.temperature", t0 + MINUTE_US) == []  # same quarter
+        later = trail.reading("fridge-1.temperature", t0 + 3 * EVERY)
+        step = (t0 // EVERY + 1) * EVERY
+        assert [p.ts_us for p in later] == [step, step + EVERY, step + 2 * EVERY]
 
     def test_late_readings_write_nothing(self):
         trail = ContextTrail([FRIDGE])
@@ -56,29 +58,42 @@ class TestLimits:
 
     def test_a_long_gap_is_backfilled_for_at_most_an_hour(self):
         trail = ContextTrail([FRIDGE])
-        t0 = to_us(DEFAULT_T0)
+        t0 = to_us(DEFAULT_T0)  # on a quarter hour
         trail.reading("fridge-1.temperature", t0)
         points = trail.reading("fridge-1.temperature", t0 + 50 * MINUTE_US)
-        assert len(points) == 50  # the gap's minutes, shown as limits in force
-        points = trail.reading("fridge-1.temperature", t0 + 50 * MINUTE_US + 2 * LIMITS_BACKFILL_US)
-        assert next(p.ts_us for p in points) == t0 + 50 * MINUTE_US + 2 * LIMITS_BACKFILL_US
+        assert len(points) == 3  # the gap's quarter hours: limits in force throughout
+        later = t0 + 50 * MINUTE_US + 2 * LIMITS_BACKFILL_US
+        points = trail.reading("fridge-1.temperature", later)
+        assert [p.ts_us for p in points] == [later]  # not the two hours before it
 
     def test_scheduled_room_switches_at_the_exact_instant(self):
         """Grade B room: in operation from 07:00 Europe/Amsterdam on weekdays (06:00 UTC)."""
         site = load_site(SITE_FILE)
         spec = next(s for s in site.sensors() if s.sensor_id == "pc-grade-b.particles_0_5um")
         trail = ContextTrail([spec], site.site_id)
-        before = to_us(parse_ts("2026-01-05T05:58:30Z"))
-        after = to_us(parse_ts("2026-01-05T06:00:20Z"))
-        trail.reading(spec.sensor_id, before)
+        before = to_us(parse_ts("2026-01-05T05:52:30Z"))
+        after = to_us(parse_ts("2026-01-05T06:05:20Z"))
+        (rest_point,) = trail.reading(spec.sensor_id, before)
         points = trail.reading(spec.sensor_id, after)
         switch = to_us(parse_ts("2026-01-05T06:00:00Z"))
-        assert [p.ts_us for p in points] == [to_us(parse_ts("2026-01-05T05:59:00Z")), switch]
-        rest, operation = fields(points[0]), fields(points[1])
+        assert [p.ts_us for p in points] == [switch]
+        rest, operation = fields(rest_point), fields(points[0])
         assert rest["occupancy"] == "at_rest"
         assert operation["occupancy"] == "in_operation"
         assert rest["action_high"] < operation["action_high"]  # at rest is stricter
-        assert dict(points[1].tags)["site"] == "leiden-cell-therapy-suite"
+        assert dict(points[0].tags)["site"] == "leiden-cell-therapy-suite"
+
+    def test_the_evening_switch_back_to_at_rest(self):
+        """Grade C prep: in operation from 06:00 Europe/Amsterdam (05:00 UTC), at rest at 22:00."""
+        site = load_site(SITE_FILE)
+        spec = next(s for s in site.sensors() if s.sensor_id == "pc-grade-c.particles_0_5um")
+        trail = ContextTrail([spec], site.site_id)
+        trail.reading(spec.sensor_id, to_us(parse_ts("2026-01-05T20:50:00Z")))
+        points = trail.reading(spec.sensor_id, to_us(parse_ts("2026-01-05T21:20:00Z")))
+        assert [(p.ts_us, fields(p)["occupancy"]) for p in points] == [
+            (to_us(parse_ts("2026-01-05T21:00:00Z")), "at_rest"),
+            (to_us(parse_ts("2026-01-05T21:15:00Z")), "at_rest"),
+        ]
 
 
 class TestStatus:

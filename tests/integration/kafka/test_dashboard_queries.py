@@ -145,6 +145,8 @@ def substitute(query: str, variables: dict[str, list[str]]) -> str:
         f"time >= {int(START.timestamp() * 1000)}ms and time <= {int(END.timestamp() * 1000)}ms"
     )
     text = query.replace("$timeFilter", time_filter).replace("$__interval", INTERVAL)
+    text = text.replace("${__from}", str(int(START.timestamp() * 1000)))
+    text = text.replace("${__to}", str(int(END.timestamp() * 1000)))
     for name, values in variables.items():  # "All" of a multi-value variable, in a regex
         text = text.replace(f"${name}", "(" + "|".join(re.escape(v) for v in values) + ")")
     assert not re.search(r"\$[\w{]", text), text  # a regex's own $ anchor stays

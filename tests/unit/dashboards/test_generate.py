@@ -105,7 +105,7 @@ def test_every_data_source_is_the_provisioned_one(tree):
 def test_queries_use_only_grafanas_macros_and_the_dashboards_variables(tree):
     for name, model in tree.dashboards.items():
         variables = {v["name"] for v in model["templating"]["list"]}
-        allowed = {m.lstrip("$") for m in MACROS} | variables
+        allowed = {m.strip("${}") for m in MACROS} | variables
         for title, target in targets(model):
             used = {a or b for a, b in VARIABLE.findall(target["query"])}
             assert used <= allowed, (name, title, used - allowed)
