@@ -42,6 +42,7 @@ from dashboards.influxql import (
     AnnotationTargetBuilder,
     InfluxAnnotationTarget,
     InfluxQL,
+    Sql,
     datasource_ref,
     ident,
     regex_of,
@@ -434,8 +435,48 @@ def overview(site: SiteConfig) -> dict[str, Any]:
         )
         .overrides([_override("Time", ("unit", "dateTimeAsIso"), ("custom.width", 190))])
     )
+    if site.dashboards.record_store is not None:
+        builder.with_row(dash.Row("QA records (the record store)").id(panel_id + 2))
+        builder.with_panel(_records_table(panel_id + 3))
     builder.annotations(_annotations(site, '"area" =~ /^$area$/'))
     return to_json(builder)
+
+
+#: The QA record store's excursion records that QA has not closed yet (PostgreSQL).
+OPEN_RECORDS_SQL: Final = (
+    'SELECT start AS "Start", "end" AS "End", area AS "Area", instrument AS "Instrument",'
+    ' parameter AS "Channel", kind AS "Kind", level AS "Level", qa_state AS "QA state"'
+    " FROM excursion_records WHERE qa_state <> 'closed' ORDER BY start DESC LIMIT 200"
+)
+
+
+def _records_table(panel_id: int) -> table.Panel:
+    """Return the table of records QA has not closed, from the record store."""
+    states = {
+        "open": ("Open", "red"),
+        "acknowledged": ("Acknowledged", "orange"),
+        "under_review": ("Under review", "blue"),
+        "reopened": ("Reopened", "red"),
+    }
+    return (
+        table.Panel()
+        .id(panel_id)
+        .title("Excursion records QA has not closed (newest first)")
+        .datasource(Sql("A", "").build().datasource)
+        .with_target(Sql("A", OPEN_RECORDS_SQL))
+        .frame_index(0)
+        .show_header(True)
+        .height(8)
+        .span(GRID_WIDTH)
+        .no_value("Every record is closed")
+        .overrides(
+            [
+                _override("QA state", ("mappings", [_mapping(states)])),
+                _override("Start", ("unit", "dateTimeAsIso")),
+                _override("End", ("unit", "dateTimeAsIso")),
+            ]
+        )
+    )
 
 
 # -- one per area ---------------------------------------------------------------------

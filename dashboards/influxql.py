@@ -1,4 +1,4 @@
-"""InfluxQL for Grafana: the query type the foundation SDK lacks, and safe query text.
+"""Query types the foundation SDK lacks (InfluxQL, and raw SQL for the record store).
 
 grafana-foundation-sdk has builders for Prometheus, Loki and others, but none for InfluxDB.
 ``InfluxQLQuery`` is the raw-InfluxQL target of Grafana's InfluxDB data source (``rawQuery``,
@@ -26,12 +26,14 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models import dashboard
 
-from dashboards.naming import INFLUX_DATASOURCE_UID
+from dashboards.naming import INFLUX_DATASOURCE_UID, RECORDS_DATASOURCE_UID
 
 #: Grafana's macros for InfluxQL raw queries that envmon uses (Grafana's InfluxDB docs),
 #: and its global variables for the range's ends in epoch milliseconds.
 MACROS: Final = ("$timeFilter", "$__interval", "${__from}", "${__to}")
 DATASOURCE_TYPE: Final = "influxdb"
+#: Grafana 11's PostgreSQL data source plugin.
+POSTGRES_TYPE: Final = "grafana-postgresql-datasource"
 
 ResultFormat = Literal["time_series", "table"]
 
@@ -157,3 +159,35 @@ class AnnotationTargetBuilder(cogbuilder.Builder[dashboard.AnnotationTarget]):
     def build(self) -> dashboard.AnnotationTarget:
         """Return the target."""
         return self._target
+
+
+@dataclass
+class SqlQuery(cogvariants.Dataquery):
+    """A raw SQL target of Grafana's PostgreSQL data source (the QA record store)."""
+
+    ref_id: str
+    raw_sql: str
+    datasource: dashboard.DataSourceRef
+
+    def to_json(self) -> dict[str, object]:
+        """Return the target as Grafana stores it."""
+        return {
+            "refId": self.ref_id,
+            "datasource": self.datasource,
+            "rawQuery": True,
+            "editorMode": "code",
+            "format": "table",
+            "rawSql": self.raw_sql,
+        }
+
+
+class Sql(cogbuilder.Builder[SqlQuery]):
+    """Builder of ``SqlQuery`` on the record store's data source."""
+
+    def __init__(self, ref_id: str, raw_sql: str) -> None:
+        ref = dashboard.DataSourceRef(type_val=POSTGRES_TYPE, uid=RECORDS_DATASOURCE_UID)
+        self._internal = SqlQuery(ref_id=ref_id, raw_sql=raw_sql, datasource=ref)
+
+    def build(self) -> SqlQuery:
+        """Return the query."""
+        return self._internal

@@ -26,14 +26,13 @@ import yaml
 
 from dashboards import naming
 from dashboards.generate import generate_dashboards
-from dashboards.influxql import DATASOURCE_TYPE
+from dashboards.influxql import DATASOURCE_TYPE, POSTGRES_TYPE
 from envmon.config import SiteConfig
 
 DEFAULT_DASHBOARDS_PATH: Final = "/var/lib/grafana/dashboards/envmon"
 DATASOURCES_FILE: Final = Path("provisioning") / "datasources" / "envmon.yaml"
 PROVIDER_FILE: Final = Path("provisioning") / "dashboards" / "envmon.yaml"
 DASHBOARDS_DIR: Final = Path("dashboards")
-POSTGRES_TYPE: Final = "grafana-postgresql-datasource"
 
 
 @dataclass(frozen=True, slots=True)

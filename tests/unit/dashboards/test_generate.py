@@ -16,6 +16,7 @@ from dashboards.influxql import MACROS, ident, literal, regex_of
 from dashboards.provisioning import build_tree
 from envmon.cli import app
 from envmon.config import load_site
+from excursions.lifecycle import ACKNOWLEDGED, OPEN, REOPENED, UNDER_REVIEW
 from tests.unit.dashboards.grafana_schema import problems
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -155,6 +156,15 @@ def test_record_store_source_when_configured(tmp_path):
     records = tree.datasources["datasources"][1]
     assert records["uid"] == naming.RECORDS_DATASOURCE_UID
     assert records["secureJsonData"] == {"password": "$__env{GRAFANA_DB}"}
+    overview = tree.dashboards[f"{naming.uid(load_site(site_file).site_id, naming.OVERVIEW)}.json"]
+    assert problems(overview) == []
+    (panel,) = [p for p in overview["panels"] if p["title"].startswith("Excursion records QA")]
+    assert panel["datasource"]["uid"] == records["uid"]
+    assert panel["targets"][0]["rawSql"].startswith("SELECT")
+    (mapping,) = next(
+        o for o in panel["fieldConfig"]["overrides"] if o["matcher"]["options"] == "QA state"
+    )["properties"][0]["value"]
+    assert set(mapping["options"]) == {OPEN, ACKNOWLEDGED, UNDER_REVIEW, REOPENED}  # not closed
 
 
 def test_golden_files(tree, request):
