@@ -713,7 +713,7 @@ def excursions_serve(
         ),
     ] = False,
 ) -> None:
-    """Serve the QA app (the JSON API under /api/v1) until SIGTERM / Ctrl-C."""
+    """Serve the QA app (the JSON API under /api/v1, the live status page) until SIGTERM."""
     from envmon.commands.records import series_reader, serve
     from envmon.config import load_site
     from envmon.errors import ConfigError
@@ -722,6 +722,7 @@ def excursions_serve(
     with _refused(SettingsError, ConfigError):
         settings = load_settings(settings_file)
         site = load_site(settings.site)
+        series = series_reader(settings, site)
         serve(
             db or settings.records_url,
             host=host,
@@ -729,9 +730,10 @@ def excursions_serve(
             secure_cookie=not insecure_cookie,
             site_timezone=site.timezone,
             site_name=site.name,
-            series=series_reader(settings, site),
+            series=series,
             site=site,
             site_path=settings.site,
+            latest=series,
         )
 
 

@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from envmon.units import is_count
+
 #: How units are written for people.
 UNIT_LABELS: Final = {
     "degC": "°C",
@@ -30,9 +32,12 @@ def unit_label(unit: str) -> str:
 
 
 def format_value(value: float, unit: str = "") -> str:
-    """Return a value rounded for reading, with its unit (``-80.3 °C``, ``3,520 particles/m³``)."""
+    """Return a value rounded for reading, with its unit (``-80.3 °C``, ``3,520 particles/m³``).
+
+    Three significant digits or more (whole numbers from 1,000); particle counts whole.
+    """
     size = abs(value)
-    digits = 0 if size >= 1000 else 1 if size >= 10 else 2
+    digits = 0 if size >= 1000 or is_count(unit) else 1 if size >= 10 else 2
     text = f"{value:,.{digits}f}".replace("-", "−")
     return f"{text} {unit_label(unit)}".rstrip()
 

@@ -17,6 +17,8 @@ from excursions.timeline import as_dicts, timeline
 MAX_PAGE_SIZE: Final = 200
 #: The highest page number asked for (beyond the last page the list is empty).
 MAX_PAGE: Final = 1_000_000
+#: The most open records ``open_records`` returns.
+MAX_OPEN: Final = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,7 @@ class Filters:
     state: str | None = None
     start_from: datetime | None = None
     start_to: datetime | None = None
+    sensor: str | None = None  #: one channel's records (the status page links to them)
 
 
 def summary(row: ExcursionRow) -> dict[str, Any]:
@@ -64,6 +67,7 @@ def list_records(
         (ExcursionRow.parameter, filters.parameter),
         (ExcursionRow.level, filters.level),
         (ExcursionRow.qa_state, filters.state),
+        (ExcursionRow.sensor_id, filters.sensor),
     ):
         if value:
             query = query.where(column == value)
@@ -82,6 +86,22 @@ def list_records(
             .limit(page_size)
         ).scalars()
         return int(total), [summary(row) for row in rows]
+
+
+def open_records(engine: Engine, *, limit: int = MAX_OPEN) -> list[dict[str, Any]]:
+    """Return the excursions and data gaps still going on (the core's ``open``), newest first.
+
+    What the live status page shows as open alarms: each as the list shows it, with the
+    excursion's ``direction``; at most ``limit`` (an alarm storm is not a page of thousands).
+    """
+    with Session(engine) as session:
+        rows = session.execute(
+            select(ExcursionRow)
+            .where(ExcursionRow.core_status == "open")
+            .order_by(ExcursionRow.start.desc(), ExcursionRow.id)
+            .limit(limit)
+        ).scalars()
+        return [{**summary(row), "direction": row.record.get("direction")} for row in rows]
 
 
 def record_detail(

@@ -72,8 +72,13 @@ class Sessions:
             self._audit(session, user.username, "sign_in", client)
         return token, user
 
-    def user(self, token: str) -> User:
-        """Return the session's user (current role) and note the use; raise if it ended."""
+    def user(self, token: str, *, touch: bool = True) -> User:
+        """Return the session's user (current role) and note the use; raise if it ended.
+
+        ``touch=False`` checks without noting a use: a page's own polling (the live status
+        page) is not the person at the keyboard, so it must not keep the session from
+        ending when idle.
+        """
         now = self.clock()
         found: User | None = None
         with Session(self.engine) as session, session.begin():
@@ -89,7 +94,8 @@ class Sessions:
             if expired or stale or account is None or account.disabled:
                 row.ended_at = now  # kept: the block commits before the error below
             else:
-                row.last_seen = now
+                if touch:
+                    row.last_seen = now
                 found = User(account.username, account.full_name, account.role)
         if found is None:
             raise AuthenticationError("the session has ended: sign in again")

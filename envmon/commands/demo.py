@@ -47,6 +47,7 @@ from collectors.simulators.mqtt_devices import MqttDeviceSimulator
 from collectors.simulators.opcua_server import EquipmentServer
 from collectors.simulators.scenario import load_scenario
 from dashboards.provisioning import build_tree
+from dashboards.status import StatusServices, grafana_linker, status_extension
 from envmon.bus import ALARMS, NOTIFICATIONS, InMemoryBus
 from envmon.commands.alerts import build_service
 from envmon.commands.demo_view import render
@@ -462,7 +463,11 @@ def _web_app(
     clock: Callable[[], datetime],
     alerting: AlertService | None = None,
 ) -> uvicorn.Server | None:
-    """Build the QA app's server on the demo's store (None when the app is off)."""
+    """Build the QA app's server on the demo's store (None when the app is off).
+
+    Its live status page reads the demo's time series as the stream processor writes it,
+    on the simulated clock.
+    """
     if port is None:
         return None
     users = UserStore(engine)
@@ -474,7 +479,9 @@ def _web_app(
         site_timezone=site.timezone,
         series=timeseries,
         clock=clock,
+        grafana_link=grafana_linker(site),
     )
+    status = StatusServices(site, timeseries)
     config = uvicorn.Config(
         create_app(
             services,
@@ -484,6 +491,7 @@ def _web_app(
                 if alerting is not None
                 else None
             ),
+            extensions=[status_extension(services, status, site_name=site.name)],
         ),
         host=options.web_host,
         port=port,
@@ -524,7 +532,8 @@ def _demo_users(engine: Engine) -> dict[str, str]:
 
 def _print_sign_in(console: Console, server: uvicorn.Server, passwords: dict[str, str]) -> None:
     console.print(
-        f"QA app: {_url(server)}  (times in the app are the demo's simulated time)",
+        f"QA app: {_url(server)}  (live status: {_url(server)}/status;"
+        " times in the app are the demo's simulated time)",
         markup=False,
         highlight=False,
     )

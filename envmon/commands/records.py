@@ -35,6 +35,8 @@ from stream.timeseries import SqliteTimeSeries
 
 if TYPE_CHECKING:
     from alerts.web import IncidentServices
+    from excursions.series import LatestReader
+    from stream.influxdb import InfluxSeriesReader
 
 
 def open_engine(url: str) -> Engine:
@@ -181,8 +183,13 @@ def describe_consumer(bus: KafkaBus, store: RecordStore, events: TimelineStore) 
     return describe
 
 
-def series_reader(settings: Settings, site: SiteConfig) -> SeriesReader | None:
-    """Return the read side of the time-series store the settings name (None: ``none``)."""
+def series_reader(
+    settings: Settings, site: SiteConfig
+) -> SqliteTimeSeries | InfluxSeriesReader | None:
+    """Return the read side of the time-series store the settings name (None: ``none``).
+
+    Both adapters are the app's ``SeriesReader`` (trends) and ``LatestReader`` (status).
+    """
     if settings.timeseries == "sqlite":
         path = settings.data_dir / "timeseries.sqlite3"  # the stream worker's
         return SqliteTimeSeries(path) if path.exists() else None
@@ -238,14 +245,18 @@ def serve(
     site: SiteConfig | None = None,
     site_path: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    latest: LatestReader | None = None,
 ) -> None:
     """Serve the QA app on ``host:port`` with uvicorn until SIGTERM / Ctrl-C.
 
     Given the site (and its file's path, for iCalendar rotas) with an ``alerting:`` section,
-    the app also serves the incidents pages and API.
+    the app also serves the incidents pages and API. Given the site, it serves the live
+    status page (``dashboards.status``, reading ``latest``) and, when the site names a
+    Grafana, links channels and records to their panels.
     """
     import uvicorn
 
+    from dashboards.status import StatusServices, grafana_linker, status_extension
     from excursions.lifecycle import Lifecycle
     from excursions.sessions import Sessions
     from excursions.users import UserStore
@@ -266,8 +277,13 @@ def serve(
             secure_cookie=secure_cookie,
             site_timezone=site_timezone,
             series=series,
+            grafana_link=grafana_linker(site) if site is not None else None,
         )
-        app = create_app(services, site_name=site_name, incidents=incidents)
+        extensions = []
+        if site is not None:
+            status = StatusServices(site, latest)
+            extensions.append(status_extension(services, status, site_name=site_name))
+        app = create_app(services, site_name=site_name, incidents=incidents, extensions=extensions)
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         engine.dispose()

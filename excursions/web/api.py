@@ -80,6 +80,10 @@ class Services:
     site_timezone: str = "UTC"  #: signatures are shown in UTC and in this zone
     series: SeriesReader | None = None  #: the time-series port (trend charts)
     clock: Callable[[], datetime] = utcnow
+    #: (sensor id, start, end) → the link to the channel's Grafana panel over that span, or
+    #: None; built by the command layer from the site's ``dashboards.grafana_url`` (None: no
+    #: Grafana links).
+    grafana_link: Callable[[str, datetime, datetime], str | None] | None = None
 
     def user_of(self, token: str | None) -> User | None:
         """Return the signed-in user of a session token (None: none, ended or unknown)."""
@@ -101,14 +105,18 @@ def check_csrf(request: Request, session_token: str) -> None:
         )
 
 
-def user_dependency(services: Services) -> Callable[..., User]:
-    """Return the API's dependency on a signed-in user (401; 403 without the CSRF header)."""
+def user_dependency(services: Services, *, touch: bool = True) -> Callable[..., User]:
+    """Return the API's dependency on a signed-in user (401; 403 without the CSRF header).
+
+    ``touch=False``: the request does not count as a use of the session (a page polling by
+    itself), so the session still ends after ``IDLE`` without the person doing anything.
+    """
 
     def signed_in(request: Request, envmon_session: Annotated[str | None, Cookie()] = None) -> User:
         if not envmon_session:
             raise HTTPException(401, "not signed in")
         try:
-            user = services.sessions.user(envmon_session)
+            user = services.sessions.user(envmon_session, touch=touch)
         except AuthenticationError as exc:
             raise HTTPException(401, str(exc)) from None
         if request.method in UNSAFE_METHODS:
@@ -313,6 +321,7 @@ def create_api(services: Services) -> FastAPI:
         state: str | None = None,
         start_from: datetime | None = None,
         start_to: datetime | None = None,
+        sensor: Annotated[str | None, Query(max_length=128)] = None,
         page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
         page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     ) -> dict[str, Any]:
@@ -320,7 +329,7 @@ def create_api(services: Services) -> FastAPI:
         for name, value in (("start_from", start_from), ("start_to", start_to)):
             if value is not None and value.tzinfo is None:
                 raise HTTPException(422, f"{name}: give a UTC offset (e.g. 2026-01-05T07:00Z)")
-        filters = Filters(area, instrument, parameter, level, state, start_from, start_to)
+        filters = Filters(area, instrument, parameter, level, state, start_from, start_to, sensor)
         total, items = list_records(services.engine, filters, page=page, page_size=page_size)
         return {"total": total, "page": page, "page_size": page_size, "items": items}
 

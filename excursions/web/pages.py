@@ -46,7 +46,7 @@ from excursions.lifecycle import (
 from excursions.queries import MAX_PAGE, Filters, list_records, record_detail
 from excursions.report import write_report
 from excursions.series import TrendResult, fetch_trend
-from excursions.trend import trend_svg
+from excursions.trend import trend_svg, trend_window
 from excursions.users import AuthenticationError, ThrottledError, User
 from excursions.web.api import (
     COOKIE,
@@ -278,6 +278,7 @@ def add_pages(
             text["state"],
             bounds["start_from"],
             bounds["start_to"],
+            text["sensor"],
         )
         total, items = list_records(services.engine, filters, page=number, page_size=PAGE_SIZE)
 
@@ -318,6 +319,10 @@ def add_pages(
             return found
         record, chart = found
         actions = ACTIONS.get((record["qa_state"], user.role), ())
+        grafana = None
+        if services.grafana_link is not None:  # the same span as the chart
+            window = trend_window(record["record"], services.clock())
+            grafana = services.grafana_link(record["sensor_id"], *window)
         # trend_svg escapes every text it writes: the markup is safe to embed as it is.
         svg = Markup(trend_svg(chart.trend)) if chart.trend is not None else None  # noqa: S704
         return page(
@@ -330,6 +335,7 @@ def add_pages(
             error=error,
             chart=svg,
             chart_error=chart.error,
+            grafana=grafana,
             max_text=MAX_COMMENT,
             qa_limits=QA_FIELDS,
         )

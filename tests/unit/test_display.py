@@ -19,6 +19,7 @@ NOW = DEFAULT_T0
         (-80.345, "degC", "−80.3 °C"),
         (4.236, "degC", "4.24 °C"),
         (3520.4, "particles/m3", "3,520 particles/m³"),
+        (35.3, "particles/m3", "35 particles/m³"),
         (5.0, "%", "5.00 %"),
         (0.0, "", "0.00"),
     ],
