@@ -1,4 +1,4 @@
-// The live status page (dashboards/status.py): asks /api/v1/status every few seconds and
+// The live status page (dashboards/status.py): asks /api/v1/status every second and
 // updates values, states, times and the open alarms in place. The page is complete without
 // it. Text goes in as text (textContent), never as markup; links only to the app's own
 // pages and the site's configured Grafana.
@@ -10,7 +10,7 @@
     return;
   }
   const api = root.dataset.api;
-  const every = Math.max(1, Number(root.dataset.pollS) || 2) * 1000;
+  const every = Math.max(1, Number(root.dataset.pollS) || 1) * 1000;
   const live = document.getElementById("live");
   const rows = new Map();
   for (const row of root.querySelectorAll("tr[data-sensor]")) {
@@ -96,7 +96,7 @@
       badge.textContent = a.level || "gap";
       what.append(badge, " ", link(a.url, a.title));
       const where = document.createElement("td");
-      const all = link(a.excursions_url, "all");
+      const all = link(a.excursions_url, "excursions");
       all.className = "muted";
       where.append(a.channel + " · " + a.area + " ", all);
       const since = document.createElement("td");
@@ -132,12 +132,13 @@
     shown = s.now_text;
     setText(
       live,
-      "Live: updated " + s.now_text + ", every " + s.poll_s + " s; times in " + s.timezone + "."
+      "Live: updated " + s.now_text + "; times in " + s.timezone + "."
     );
     live.classList.remove("paused");
   }
 
   async function poll() {
+    const started = Date.now();
     let again = true;
     try {
       const answer = await fetch(api, {
@@ -159,7 +160,8 @@
       live.classList.add("paused");
     }
     if (again) {
-      window.setTimeout(poll, every);
+      // A steady cadence from one request's start to the next, whatever each one took.
+      window.setTimeout(poll, Math.max(100, every - (Date.now() - started)));
     }
   }
 
