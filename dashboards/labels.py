@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Final
 
+from envmon.display import unit_label
 from stream.tscontext import STATUS_NAMES
+
+__all__ = ["grafana_unit", "parameter_label", "unit_label"]
 
 PARAMETER_LABELS: Final = {
     "temperature": "Temperature",
@@ -56,14 +59,6 @@ QUALITY_STYLE: Final = {
 def parameter_label(parameter: str) -> str:
     """Return a parameter's human name (``particles_0_5um`` → ``Particles ≥ 0.5 µm``)."""
     return PARAMETER_LABELS.get(parameter) or parameter.replace("_", " ").capitalize()
-
-
-UNIT_LABELS: Final = {"degC": "°C", "degF": "°F", "particles/m3": "particles/m³", "m3": "m³"}
-
-
-def unit_label(unit: str) -> str:
-    """Return a unit as people write it (``degC`` → ``°C``)."""
-    return UNIT_LABELS.get(unit, unit)
 
 
 def grafana_unit(unit: str) -> str:
