@@ -41,8 +41,26 @@ def _refused(*errors: type[Exception]) -> Iterator[None]:
         raise typer.Exit(EXIT_INVALID) from None
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"envmon {version('envmon')}")
+        except PackageNotFoundError:  # pragma: no cover - run from a tree never installed
+            typer.echo("envmon (not installed: no version)")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Environmental monitoring for GMP manufacturing of cell and gene therapies."""
 
 
@@ -593,10 +611,12 @@ def cli_actor() -> str:
 
 def _user_change(settings_file: Path | None, db: str | None, change: str, *args: object) -> None:
     """Run one ``UserStore`` change as ``cli_actor()``; report refusals with exit 2."""
-    from envmon.commands.records import open_engine
+    from envmon.commands.records import migrated_engine
+    from envmon.settings import SettingsError
     from excursions.users import UserError, UserStore
 
-    engine = open_engine(_records_url(settings_file, db))
+    with _refused(SettingsError):
+        engine = migrated_engine(_records_url(settings_file, db))
     try:
         method = getattr(UserStore(engine), change)
         method(*args[:-1], actor=cli_actor(), reason=args[-1])

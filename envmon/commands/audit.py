@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from envmon.bus import AUDIT, Bus, Message
@@ -38,7 +36,6 @@ from excursions.checkpoints import (
     read_lines,
     sign,
 )
-from excursions.db import store_engine
 from excursions.integrity import RowCheck, check_rows
 
 
@@ -51,33 +48,10 @@ class CheckpointRefusedError(EnvmonError):
 
 
 def reading_engine(url: str) -> Engine:
-    """Return a snapshot-reading engine on an existing, migrated store (else ``SettingsError``).
+    """Return a snapshot-reading engine on an existing, migrated store (else ``SettingsError``)."""
+    from envmon.commands.records import migrated_engine
 
-    A SQLite file that does not exist is not created, a store that was never migrated (or
-    is behind the code) is named, and a connection that fails is reported without a
-    traceback or the URL's password.
-    """
-    from envmon.commands.records import require_migrated
-
-    parsed = make_url(url)
-    database = parsed.database
-    local = parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
-    if local and not Path(str(database)).is_file():
-        raise SettingsError(f"no record store at {database} (envmon db upgrade creates it)")
-    engine = store_engine(url, snapshot=True)
-    try:
-        require_migrated(engine)
-    except (OperationalError, DBAPIError) as exc:
-        engine.dispose()
-        reason = (
-            str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
-        )
-        where = parsed.render_as_string(hide_password=True)
-        raise SettingsError(f"cannot read the record store {where}: {reason}") from None
-    except SettingsError:
-        engine.dispose()
-        raise
-    return engine
+    return migrated_engine(url, snapshot=True)
 
 
 @dataclass(frozen=True, slots=True)

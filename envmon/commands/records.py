@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from envmon.bus import ALARMS, NOTIFICATIONS
 from envmon.commands.stream_worker import ensure_topics, site_id
@@ -54,6 +55,35 @@ def require_migrated(engine: Engine) -> None:
             f"record store at revision {current(engine) or 'empty'}, the code needs "
             f"{newest()}: run envmon db upgrade first"
         )
+
+
+def migrated_engine(url: str, *, snapshot: bool = False) -> Engine:
+    """Return an engine on an existing, migrated store (else ``SettingsError``).
+
+    A SQLite file that does not exist is not created, a store that was never migrated (or
+    is behind the code) is named with the command that fixes it, and a connection that
+    fails is reported without a traceback or the URL's password. ``snapshot``: for readers
+    that need one consistent view (``envmon audit verify``).
+    """
+    parsed = make_url(url)
+    database = parsed.database
+    local = parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
+    if local and not Path(str(database)).is_file():
+        raise SettingsError(f"no record store at {database} (envmon db upgrade creates it)")
+    engine = store_engine(url, snapshot=snapshot)
+    try:
+        require_migrated(engine)
+    except (OperationalError, DBAPIError) as exc:
+        engine.dispose()
+        reason = (
+            str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        )
+        where = parsed.render_as_string(hide_password=True)
+        raise SettingsError(f"cannot read the record store {where}: {reason}") from None
+    except SettingsError:
+        engine.dispose()
+        raise
+    return engine
 
 
 def upgrade_db(url: str) -> tuple[str | None, str | None]:

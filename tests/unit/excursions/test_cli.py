@@ -110,3 +110,67 @@ def test_the_cli_actor_is_the_os_account_not_the_environment(
         actors = set(connection.execute(text("SELECT actor FROM audit_entries")).scalars())
     engine.dispose()
     assert actors == {f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [
+            "users",
+            "add",
+            "bob",
+            "--name",
+            "Bob",
+            "--role",
+            "viewer",
+            "--reason",
+            "new",
+            "--password-stdin",
+        ],
+        ["users", "disable", "bob", "--reason", "left"],
+        ["audit", "verify"],
+    ],
+)
+def test_a_store_never_created_is_named_and_not_created(tmp_path: Path, command: list[str]) -> None:
+    path = tmp_path / "records.sqlite3"
+    result = CliRunner().invoke(
+        app, [*command, "--db", f"sqlite:///{path}"], input="Secret-pass-123!\n"
+    )
+    assert result.exit_code == 2
+    assert "no record store at" in result.output
+    assert "envmon db upgrade" in result.output
+    assert "Traceback" not in result.output
+    assert not path.exists()
+
+
+def test_a_store_never_migrated_says_to_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "records.sqlite3"
+    with create_engine(f"sqlite:///{path}").begin() as connection:
+        connection.execute(text("CREATE TABLE unrelated (a INTEGER)"))
+    result = CliRunner().invoke(
+        app,
+        [
+            "users",
+            "add",
+            "bob",
+            "--name",
+            "Bob B",
+            "--role",
+            "viewer",
+            "--reason",
+            "new",
+            "--password-stdin",
+            "--db",
+            f"sqlite:///{path}",
+        ],
+        input="Secret-pass-123!\n",
+    )
+    assert result.exit_code == 2
+    assert "run envmon db upgrade first" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith("envmon ")
