@@ -25,13 +25,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import urlsplit
 
-from envmon.netutil import free_port
 from envmon.timeutil import format_ts, utcnow
+from tests.servers.http import LocalHttpServer
 
 DEFAULT_VERSION: Final = "11.6.0"
 _UID: Final = re.compile(r"[A-Za-z0-9_-]*")
@@ -117,8 +115,10 @@ class _Answer(Exception):  # noqa: N818 - a control-flow signal, not an error
             self.body.update(messageId=message_id, statusCode=status, traceID="")
 
 
-class FakeGrafana:
+class FakeGrafana(LocalHttpServer):
     """Grafana's HTTP API for folders, data sources and dashboards, in memory (thread-safe)."""
+
+    name = "the fake Grafana"
 
     def __init__(
         self,
@@ -127,6 +127,7 @@ class FakeGrafana:
         version: str = DEFAULT_VERSION,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        super().__init__()
         self.token = token
         self.version = version
         self._clock = clock
@@ -138,71 +139,6 @@ class FakeGrafana:
         self.datasources: dict[str, JsonObject] = {}
         self.secure_values: dict[str, dict[str, str]] = {}
         self.dashboards: dict[str, StoredDashboard] = {}
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle ------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Bind a free port on 127.0.0.1 and serve in a thread."""
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                status, content_type, payload = owner._respond(
-                    self.command, self.path, dict(self.headers), body
-                )
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", content_type)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up waiting (the timeout tests): nobody to answer
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle  # noqa: N815
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # keep the test output clean
-
-        httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        httpd.daemon_threads = True
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        """The port the fake listens on."""
-        assert self._httpd is not None, "the fake Grafana has not been started"
-        return int(self._httpd.server_address[1])
 
     @property
     def url(self) -> str:
@@ -294,9 +230,10 @@ class FakeGrafana:
                     return script
             return None
 
-    def _respond(
+    def respond(
         self, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, str, bytes]:
+        """Answer one request: a scripted answer first, else as Grafana would."""
         parts = urlsplit(target)
         path = parts.path
         script = self._scripted(method, path)

@@ -14,11 +14,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Self
 
 from envmon.timeutil import utcnow
+from tests.servers.http import LocalHttpServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,73 +39,25 @@ class ReceivedRequest:
             return None
 
 
-class WebhookServer:
+class WebhookServer(LocalHttpServer):
     """An HTTP receiver that records requests and answers scripted statuses (thread-safe)."""
 
+    name = "the webhook server"
+
     def __init__(self, *, clock: Callable[[], datetime] = utcnow) -> None:
+        super().__init__()
         self._clock = clock
         self._lock = threading.Condition()
         self._requests: list[ReceivedRequest] = []
         self._script: deque[int] = deque()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Bind a free port on 127.0.0.1 and serve in a thread."""
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                status = owner._record(self.command, self.path, dict(self.headers), body)
-                payload = b'{"ok": true}' if status < 400 else b'{"ok": false}'
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_POST = do_PUT = do_GET = do_PATCH = do_DELETE = _handle  # noqa: N815
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # keep the test output clean
-
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        httpd.daemon_threads = True
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        """The port the receiver listens on."""
-        assert self._httpd is not None, "the webhook server has not been started"
-        return int(self._httpd.server_address[1])
+    def respond(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, str, bytes]:
+        """Record the request; answer its scripted status (200 unless scripted)."""
+        status = self._record(method, path, headers, body)
+        payload = b'{"ok": true}' if status < 400 else b'{"ok": false}'
+        return status, "application/json", payload
 
     def url(self, path: str = "/hook", scheme: str = "json") -> str:
         """Return an apprise URL for this receiver (``json://127.0.0.1:PORT/hook``)."""
