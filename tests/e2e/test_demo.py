@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
-import re
-import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).parents[2]
+from .demo import running_demo
 
 
 @pytest.fixture(scope="module")
@@ -26,53 +22,17 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[
     what the app answered.
     """
     out = tmp_path_factory.mktemp("demo") / "summary.json"
-    demo = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "envmon.cli",
-            "demo",
-            "--duration",
-            "35",
-            "--speed",
-            "60",
-            "--summary",
-            str(out),
-            "--web-port",
-            "0",
-            "--grafana-out",
-            str(out.parent / "grafana"),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    grafana = out.parent / "grafana"
     started = time.monotonic()
-    try:
-        assert demo.stdout is not None
-        printed: list[str] = []
-        for line in demo.stdout:
-            printed.append(line)
-            if "sign in as admin" in line:
-                break
-        banner = "".join(printed)
-        url = re.search(r"QA app: (http://127\.0\.0\.1:\d+)", banner)
-        passwords = dict(re.findall(r"sign in as (\w+)\s+password (\S+)", banner))
-        assert url is not None, banner
-        assert "Grafana dashboards for this site:" in banner
-        grafana = out.parent / "grafana"
+    args = ("--duration", "35", "--speed", "60", "--summary", str(out), "--web-port", "0")
+    with running_demo(*args, "--grafana-out", str(grafana)) as demo:
+        assert "Grafana dashboards for this site:" in demo.banner
         assert (grafana / "provisioning" / "datasources" / "envmon.yaml").is_file()
         assert len(list((grafana / "dashboards").glob("*.json"))) == 8
         time.sleep(max(0.0, 25 - (time.monotonic() - started)))  # let excursions happen
-        web = use_the_app(url.group(1), passwords["operator"])
-        web["passwords"] = passwords
-        _stdout, stderr = demo.communicate(timeout=180)
-    finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
-    assert demo.returncode == 0, stderr[-3000:]
+        web = use_the_app(demo.url, demo.passwords["operator"])
+        web["passwords"] = demo.passwords
+        demo.finish()
     return json.loads(out.read_text()), web
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,6 +41,8 @@ from stream.timeseries import SqliteTimeSeries
 from tests.integration.serving import serving
 from tests.unit.alerts.sites import freezer_site
 from tests.unit.excursions.conftest import FAST_HASHER
+
+from .demo import running_demo
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -238,38 +238,11 @@ def test_a_new_reading_shows_within_two_seconds_without_a_reload(served: Served)
 def test_the_demo_shows_its_rooms_live(tmp_path: Path) -> None:
     """``envmon demo``: the example site's rooms, with readings that change in place."""
     port = free_port()
-    demo = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "envmon.cli",
-            "demo",
-            "--duration",
-            "40",
-            "--speed",
-            "60",
-            "--summary",
-            str(tmp_path / "summary.json"),
-            "--workdir",
-            str(tmp_path / "work"),
-            "--web-port",
-            str(port),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert demo.stdout is not None
-        banner = []
-        for line in demo.stdout:
-            banner.append(line)
-            if "sign in as admin" in line:
-                break
-        text = "".join(banner)
+    args = ("--duration", "40", "--speed", "60", "--summary", str(tmp_path / "summary.json"))
+    with running_demo(*args, "--workdir", str(tmp_path / "work"), "--web-port", str(port)) as demo:
+        text = demo.banner
         assert f"live status: http://127.0.0.1:{port}/status" in text, text
-        password = dict(re.findall(r"sign in as (\w+)\s+password (\S+)", text))["viewer"]
+        password = demo.passwords["viewer"]
         base = f"http://127.0.0.1:{port}"
         with playwright.sync_playwright() as p:
             browser = launch(p)
@@ -298,9 +271,4 @@ def test_the_demo_shows_its_rooms_live(tmp_path: Path) -> None:
                 page.screenshot(path=str(ARTIFACTS / "status-demo.png"), full_page=True)
             finally:
                 browser.close()
-        _out, err = demo.communicate(timeout=180)
-    finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
-    assert demo.returncode == 0, err[-3000:]
+        demo.finish()
