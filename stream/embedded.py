@@ -180,13 +180,12 @@ class StreamProcessor:
         trail = self.trail
         if trail is None:
             return []
-        state_of = self.evaluator.state_of
-        points = trail.events(events)
-        changed = {event.sensor_id for event in events}
-        points += trail.status(now_us, ((sid, state_of(sid)) for sid in sorted(changed)))
-        if sweep and trail.sweep_due(now_us):
-            everyone = ((sid, state_of(sid)) for sid in self.evaluator.sensor_ids)
-            points += trail.status(now_us, everyone, sweep=True)
+        evaluator = self.evaluator
+        points = trail.after_events(now_us, events, evaluator.state_of)
+        if sweep:
+            points += trail.sweep(
+                now_us, lambda: ((sid, evaluator.state_of(sid)) for sid in evaluator.sensor_ids)
+            )
         return points
 
     async def _write_context(self, points: list[ContextPoint]) -> None:

@@ -53,7 +53,7 @@ another type than its shard holds). ``ContextPoint`` is the store-neutral form;
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from math import isfinite
 from typing import Final
@@ -256,8 +256,8 @@ class ContextTrail:
     ) -> list[ContextPoint]:
         """Return ``status`` points at ``now_us`` for channels whose status changed.
 
-        With ``sweep`` (or once ``STATUS_EVERY_US`` of the clock has passed since the last
-        sweep, which the caller learns from ``sweep_due``) every channel given is written.
+        With ``sweep`` every channel given is written (``sweep`` decides when: once every
+        ``STATUS_EVERY_US`` of the clock).
         """
         points: list[ContextPoint] = []
         known = self._status
@@ -281,6 +281,24 @@ class ContextTrail:
             return False
         self._next_sweep = (now_us // STATUS_EVERY_US + 1) * STATUS_EVERY_US
         return True
+
+    def sweep(
+        self, now_us: int, states: Callable[[], Iterable[tuple[str, SensorState]]]
+    ) -> list[ContextPoint]:
+        """Return every channel's ``status`` point when a sweep is due, else nothing.
+
+        ``states`` is called only then: a processor's tick pays nothing between sweeps.
+        """
+        return self.status(now_us, states(), sweep=True) if self.sweep_due(now_us) else []
+
+    def after_events(
+        self, now_us: int, events: Sequence[CoreEvent], state_of: Callable[[str], SensorState]
+    ) -> list[ContextPoint]:
+        """Return the points of core events and the new status of the channels they concern."""
+        if not events:
+            return []
+        sensors = dict.fromkeys(event.sensor_id for event in events)
+        return self.events(events) + self.status(now_us, ((s, state_of(s)) for s in sensors))
 
     # -- events ----------------------------------------------------------------------
 

@@ -365,8 +365,7 @@ class ReadingBatchProcessor:
                 if events:
                     outputs.extend(encode_events(events))
                     if trail is not None:
-                        self._context(trail.events(events), points)
-                        self._context(trail.status(now_us, [(sensor_id, state)]), points)
+                        self._context(trail.after_events(now_us, events, state_of), points)
 
     def _context(self, context: list[ContextPoint], points: list[Any]) -> None:
         """Add context points to what the sink writes (``stream.tscontext``)."""
@@ -401,12 +400,12 @@ class ReadingBatchProcessor:
             return
         result.proofs += 1
         touched = result.touched.setdefault(partition, {})
-        state = touched[sensor_id] = evaluator.state_of(sensor_id)  # its alive_ts is saved
+        touched[sensor_id] = evaluator.state_of(sensor_id)  # its alive_ts is saved
         if events:
             result.outputs.extend(encode_events(events))
             if self.trail is not None:
-                self._context(self.trail.events(events), result.points)
-                self._context(self.trail.status(now_us, [(sensor_id, state)]), result.points)
+                after = self.trail.after_events(now_us, events, evaluator.state_of)
+                self._context(after, result.points)
 
     def tick(
         self,
@@ -432,13 +431,16 @@ class ReadingBatchProcessor:
                 changed[event.sensor_id] = evaluator.state_of(event.sensor_id)
             outputs.extend(encode_events(events))
             if trail is not None and points is not None:
-                self._context(trail.events(events), points)
-                self._context(trail.status(now_us, changed.items()), points)
-        if trail is not None and points is not None and trail.sweep_due(now_us):
-            for evaluator in self.evaluators.values():
-                states = ((sid, evaluator.state_of(sid)) for sid in evaluator.sensor_ids)
-                self._context(trail.status(now_us, states, sweep=True), points)
+                self._context(trail.after_events(now_us, events, evaluator.state_of), points)
+        if trail is not None and points is not None:
+            self._context(trail.sweep(now_us, self._every_state), points)
         return outputs
+
+    def _every_state(self) -> Iterator[tuple[str, SensorState]]:
+        """Every sensor of the partitions held, with its state."""
+        for evaluator in self.evaluators.values():
+            for sensor_id in evaluator.sensor_ids:
+                yield sensor_id, evaluator.state_of(sensor_id)
 
     def _stray(self, sensor_id: str, partition: int, key: bytes | None) -> str:
         """Say why a reading for a sensor this partition does not hold was refused."""

@@ -48,6 +48,29 @@ class TestStreamProcessor:
         assert [r.status for r in records] == ["open", "closed"]
         assert store.count() == 3
 
+    async def test_context_series_are_stored_beside_the_readings(self, tmp_path):
+        """The embedded processor writes limits, status, alarms and records (stream.tscontext)."""
+        bus = InMemoryBus()
+        store = SqliteTimeSeries(tmp_path / "ts.sqlite3")
+        clock = FakeClock(DEFAULT_T0 + timedelta(minutes=20))
+        spec = make_spec(alert_high=8, action_high=10)
+        proc = StreamProcessor(bus, [spec], store=store, clock=clock, site="plant-a")
+        await proc.handle(as_messages([5, 9, 5] + [5] * 15))  # a minute apart, 18 minutes
+        window = (DEFAULT_T0 - timedelta(hours=1), DEFAULT_T0 + timedelta(hours=1))
+        limits = store.context("limits", SID, *window)
+        assert [at for at, _ in limits] == [DEFAULT_T0, DEFAULT_T0 + timedelta(minutes=15)]
+        assert limits[0][1] == {"alert_high": 8.0, "action_high": 10.0, "occupancy": ""}
+        alarms = store.context("alarm", SID, *window)
+        assert [at - DEFAULT_T0 for at, _ in alarms] == [timedelta(minutes=1), timedelta(minutes=2)]
+        assert alarms[0][1]["text"].startswith("Alert raised")
+        (record,) = store.context("record", SID, *window)  # one point, its revisions merged
+        assert record[0] == DEFAULT_T0 + timedelta(minutes=1)
+        assert "end_ms" in record[1]
+        now = clock()
+        status = store.context("status", SID, now, now + timedelta(seconds=1))
+        assert [fields["code"] for _, fields in status][-1] == 0  # normal again, now
+        assert status[-1][1]["value"] == 5.0
+
     async def test_bad_message_goes_to_dead_letter(self):
         """An undecodable message or an unknown sensor ends in the dead letter."""
         bus = InMemoryBus()
