@@ -1,6 +1,6 @@
 """Names that tie the generated dashboards to the rest of envmon: uids, panel ids, links.
 
-The QA app links a channel and a record to its Grafana panel through ``panel_url``, so the
+The QA app links a channel and a record to its Grafana panel through ``PanelLinks``, so the
 uids and panel ids here are the ones the generator writes (``dashboards.generate``): both
 take them from this module only.
 
@@ -75,26 +75,34 @@ def channel_panel_ids(specs: Sequence[SensorSpec]) -> dict[str, int]:
     return ids
 
 
-def panel_url(
-    grafana_url: str,
-    site_id: str,
-    specs: Sequence[SensorSpec],
-    sensor_id: str,
-    start: datetime,
-    end: datetime,
-) -> str | None:
-    """Return the link to a channel's trend panel over ``[start, end]``, or None if unknown."""
-    spec = next((s for s in specs if s.sensor_id == sensor_id), None)
-    if spec is None:
-        return None
-    panel = channel_panel_ids(specs)[sensor_id]
-    query = urlencode(
-        {
-            "viewPanel": f"panel-{panel}",
-            "from": int(start.timestamp() * 1000),
-            "to": int(end.timestamp() * 1000),
-            "var-instrument": spec.instrument,
+class PanelLinks:
+    """Links to the channels' trend panels on their area dashboards (ids computed once)."""
+
+    def __init__(self, grafana_url: str, site_id: str, specs: Sequence[SensorSpec]) -> None:
+        self.grafana_url = grafana_url.rstrip("/")
+        ids = channel_panel_ids(specs)
+        self._places = {
+            spec.sensor_id: (
+                uid(site_id, AREA, spec.area),
+                slug(spec.area),
+                spec,
+                ids[spec.sensor_id],
+            )
+            for spec in specs
         }
-    )
-    dashboard = uid(site_id, AREA, spec.area)
-    return f"{grafana_url.rstrip('/')}/d/{quote(dashboard)}/{slug(spec.area)}?{query}"
+
+    def __call__(self, sensor_id: str, start: datetime, end: datetime) -> str | None:
+        """Return the link to a channel's trend over ``[start, end]``, or None if unknown."""
+        place = self._places.get(sensor_id)
+        if place is None:
+            return None
+        dashboard, name, spec, panel = place
+        query = urlencode(
+            {
+                "viewPanel": f"panel-{panel}",
+                "from": int(start.timestamp() * 1000),
+                "to": int(end.timestamp() * 1000),
+                "var-instrument": spec.instrument,
+            }
+        )
+        return f"{self.grafana_url}/d/{quote(dashboard)}/{name}?{query}"

@@ -47,7 +47,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from dashboards.labels import parameter_label
-from dashboards.naming import panel_url
+from dashboards.naming import PanelLinks
 from envmon.config import SiteConfig
 from envmon.config.formatting import format_number
 from envmon.display import duration_text, format_time, format_value, relative, unit_label
@@ -277,13 +277,7 @@ def grafana_linker(site: SiteConfig) -> Callable[[str, datetime, datetime], str 
     grafana_url = site.dashboards.grafana_url
     if grafana_url is None:
         return None
-    specs = site.sensors()
-    site_id = site.site_id
-
-    def link(sensor_id: str, start: datetime, end: datetime) -> str | None:
-        return panel_url(grafana_url, site_id, specs, sensor_id, start, end)
-
-    return link
+    return PanelLinks(grafana_url, site.site_id, site.sensors())
 
 
 def excursions_url(sensor_id: str) -> str:
