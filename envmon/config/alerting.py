@@ -52,8 +52,11 @@ from envmon.config.schedule import (
     parse_time_of_day,
 )
 from envmon.config.types import (
+    ENV_NAME,
     ConfigModel,
     Duration,
+    EnvName,
+    HttpUrl,
     PositiveDuration,
     Slug,
     Text,
@@ -100,7 +103,6 @@ _ENDS: Final = {
     SystemEventKind.TIMESERIES_RESTORED.value: "timeseries_unavailable",
 }
 _GRADES: Final[tuple[str, ...]] = get_args(Grade)
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 _SECRET_QUERY_KEYS: Final = frozenset({"pass", "password", "pwd", "secret"})
 #: What stands in for ``${NAME}`` placeholders when apprise checks a URL, tried in turn.
@@ -331,26 +333,6 @@ def _before_midnight(value: int) -> int:
     return value
 
 
-def _env_name(value: str) -> str:
-    if not _ENV_NAME.match(value):
-        raise ValueError(
-            "must be the name of an environment variable (letters, digits and '_', not "
-            f"starting with a digit), got {value!r}"
-        )
-    return value
-
-
-def _http_url(value: str) -> str:
-    scheme, _, rest = value.partition("://")
-    host = rest.split("/", 1)[0]
-    if scheme.lower() not in ("http", "https") or not host or "@" in host:
-        raise ValueError(  # not quoted: it might hold a password
-            "must be an http(s) URL such as 'https://envmon.example.org' (without a user "
-            "name or password)"
-        )
-    return value
-
-
 def _grade(value: str) -> str:
     if value not in _GRADES:
         raise ValueError(f"must be one of {', '.join(_GRADES)}, got {value!r}")
@@ -374,8 +356,6 @@ def _routable(kind: str, allowed: Sequence[str]) -> object:
     return AfterValidator(check)
 
 
-EnvName = Annotated[str, Strict(), AfterValidator(_env_name)]
-HttpUrl = Annotated[str, Strict(), AfterValidator(_http_url)]
 TimeOfDay = Annotated[int, BeforeValidator(parse_time_of_day)]
 BeforeMidnight = Annotated[
     int, BeforeValidator(parse_time_of_day), AfterValidator(_before_midnight)
@@ -479,7 +459,7 @@ def url_problem(url: str) -> str | None:
     only the scheme is checked.
     """
     for name in _PLACEHOLDER.findall(url):
-        if not _ENV_NAME.match(name):
+        if not ENV_NAME.match(name):
             return (
                 "a ${...} placeholder must name an environment variable (letters, digits "
                 "and '_', not starting with a digit)"

@@ -9,40 +9,14 @@ expands (``$__env{NAME}``) and ``envmon dashboards push`` reads.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Final
-from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, Strict
+from pydantic import Field
 
-from envmon.config.types import ConfigModel, PositiveDuration, Text
+from envmon.config.types import ConfigModel, EnvName, HttpUrl, PositiveDuration, Text
 
 DEFAULT_TOKEN_ENV: Final = "ENVMON_INFLUX_TOKEN"  # noqa: S105 - a variable name
 DEFAULT_DATABASE: Final = "envmon"
-_ENV_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _check_http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL with a host")
-    if parts.password is not None or parts.username is not None:
-        raise ValueError("must not carry a user or password (give them by environment variable)")
-    if parts.query or parts.fragment:
-        raise ValueError("must not have a query or fragment")
-    return value.rstrip("/")
-
-
-def _check_env_name(value: str) -> str:
-    if not _ENV_NAME.match(value):
-        raise ValueError(
-            "must name an environment variable (letters, digits and '_', not starting with a digit)"
-        )
-    return value
-
-
-HttpUrl = Annotated[str, Strict(), AfterValidator(_check_http_url)]
-EnvName = Annotated[str, Strict(), AfterValidator(_check_env_name)]
 
 
 class InfluxSourceConfig(ConfigModel):

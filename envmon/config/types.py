@@ -47,6 +47,30 @@ def _check_timezone(value: str) -> str:
     return value
 
 
+#: A name that can name an environment variable.
+ENV_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_env_name(value: str) -> str:
+    if not ENV_NAME.match(value):
+        raise ValueError(
+            "must be the name of an environment variable (letters, digits and '_', not "
+            f"starting with a digit), got {value!r}"
+        )
+    return value
+
+
+def _check_http_url(value: str) -> str:
+    scheme, _, rest = value.partition("://")
+    host = rest.split("/", 1)[0]
+    if scheme.lower() not in ("http", "https") or not host or "@" in host:
+        raise ValueError(  # not quoted: it might hold a password
+            "must be an http(s) URL such as 'https://envmon.example.org' (without a user "
+            "name or password)"
+        )
+    return value
+
+
 Number = Annotated[float, Strict()]
 Text = Annotated[str, Strict(), Field(min_length=1)]
 Slug = Annotated[str, Strict(), AfterValidator(_check_slug)]
@@ -56,6 +80,8 @@ Fraction = Annotated[float, Strict(), Field(gt=0, le=1)]
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 PositiveInt = Annotated[int, Strict(), Field(ge=1)]
+EnvName = Annotated[str, Strict(), AfterValidator(_check_env_name)]
+HttpUrl = Annotated[str, Strict(), AfterValidator(_check_http_url)]
 
 
 class ConfigModel(BaseModel):
