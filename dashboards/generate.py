@@ -56,10 +56,10 @@ from dashboards.labels import (
     STATUS_STYLE,
     grafana_unit,
     parameter_label,
-    unit_label,
 )
 from envmon.config import SiteConfig
 from envmon.config.schema import AreaConfig, InstrumentConfig
+from envmon.display import unit_label
 from envmon.sensors import SensorSpec
 from stream import tscontext, tsschema
 

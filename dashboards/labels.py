@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from envmon.display import unit_label
 from stream.tscontext import STATUS_NAMES
-
-__all__ = ["grafana_unit", "parameter_label", "unit_label"]
 
 PARAMETER_LABELS: Final = {
     "temperature": "Temperature",
