@@ -51,6 +51,7 @@ from envmon.config.types import (
     Text,
     TimezoneName,
 )
+from envmon.display import MAX_DECIMALS, Display, default_decimals
 from envmon.errors import ConfigError, ConfigIssue
 from envmon.sensors import Occupancy, SensorSpec
 
@@ -148,6 +149,7 @@ class ChannelConfig(ConfigModel):
     id: Slug | None = None
     sensor_id: SensorIdText | None = None
     unit: Text
+    decimals: Annotated[int, Strict(), Field(ge=0, le=MAX_DECIMALS)] | None = None
     alert_fraction: Fraction | None = None
     limits: LimitsConfig = LimitsConfig()
 
@@ -391,6 +393,20 @@ class SiteConfig(ConfigModel):
     def tzinfo(self) -> ZoneInfo:
         """The site's time zone."""
         return ZoneInfo(self.site.timezone)
+
+    def display(self) -> Display:
+        """Return how this site writes values and times: its zone, each sensor's digits."""
+        decimals: dict[str, int] = {}
+        for area in self.areas:
+            for instrument in area.instruments:
+                for channel in instrument.channels:
+                    digits = channel.decimals
+                    if digits is None:
+                        digits = default_decimals(channel.parameter, channel.unit)
+                    if digits is not None:
+                        sensor = channel.sensor_id or f"{instrument.id}.{channel.channel_id}"
+                        decimals[sensor] = digits
+        return Display(self.tzinfo, decimals)
 
     def area(self, area_id: str) -> AreaConfig:
         """Return the area with id ``area_id`` (``KeyError`` if there is none)."""

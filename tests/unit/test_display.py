@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from envmon.display import format_time, format_value, relative
+from envmon.display import Display, format_seconds, format_time, format_value, relative
 from envmon.testing import DEFAULT_T0
 
 NOW = DEFAULT_T0
@@ -50,3 +50,44 @@ def test_relative_times(offset: timedelta, plain: str, with_seconds: str) -> Non
     """Within a minute a live page shows seconds; otherwise both read the same."""
     assert relative(NOW + offset, NOW) == plain
     assert relative(NOW + offset, NOW, seconds=True) == with_seconds
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0 s"),
+        (0.4, "< 1 s"),
+        (44.2, "44 s"),
+        (164.2598, "2 min 44 s"),
+        (120, "2 min"),
+        (5400, "1 h 30 min"),
+        (2 * 86400 + 3 * 3600 + 20, "2 d 3 h"),
+    ],
+)
+def test_measured_durations_read_in_words(seconds: float, text: str) -> None:
+    assert format_seconds(seconds) == text
+
+
+def test_a_site_display_rounds_each_sensor_to_its_digits() -> None:
+    """A channel's ``decimals`` wins over its parameter's default, which wins over the size."""
+    shown = Display(ZoneInfo("Europe/Amsterdam"), {"freezer.temperature": 2})
+    assert shown.value(-57.39237, "degC", sensor="freezer.temperature") == "−57.39 °C"
+    assert shown.value(-57.39237, "degC", sensor="other", parameter="temperature") == "−57.4 °C"
+    assert shown.value(1059222.61, "particles/m3", parameter="particles_0_5um") == (
+        "1,059,223 particles/m³"
+    )
+    assert shown.value(-0.04, "degC", parameter="temperature") == "0.0 °C"
+    assert shown.value(None, "degC") == "—"
+    assert shown.time("2026-12-04T14:21:38.515858Z") == "2026-12-04 15:21:38 CET"
+    assert shown.utc("2026-12-04 14:32:00.467461+00:00") == "2026-12-04 14:32:00 UTC"
+    assert shown.label("under_review") == "Under review"
+    assert shown.label("data_gap") == "Data gap"
+
+
+def test_the_example_site_sets_digits_per_parameter() -> None:
+    from envmon.config import load_site
+
+    shown = load_site("deploy/examples/site.yaml").display()
+    assert shown.decimals["ult-freezer-1.temperature"] == 1
+    assert shown.decimals["pc-grade-b.particles_0_5um"] == 0
+    assert shown.zone.key == "Europe/Amsterdam"
