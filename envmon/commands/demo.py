@@ -480,6 +480,7 @@ def _web_app(
         series=timeseries,
         clock=clock,
         grafana_link=grafana_linker(site),
+        display=site.display(),
     )
     status = StatusServices(site, timeseries)
     config = uvicorn.Config(

@@ -308,6 +308,7 @@ def serve(
             site_timezone=site_timezone,
             series=series,
             grafana_link=grafana_linker(site) if site is not None else None,
+            display=site.display() if site is not None else None,
         )
         extensions = []
         if site is not None:

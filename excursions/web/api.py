@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from envmon.display import Display
 from envmon.errors import EnvmonError
 from envmon.timeutil import utcnow
 from excursions.lifecycle import (
@@ -84,6 +85,14 @@ class Services:
     #: None; built by the command layer from the site's ``dashboards.grafana_url`` (None: no
     #: Grafana links).
     grafana_link: Callable[[str, datetime, datetime], str | None] | None = None
+    #: How values, times and durations are written (``SiteConfig.display()``); None: the
+    #: site's zone with each parameter's default digits.
+    display: Display | None = None
+
+    @property
+    def shown(self) -> Display:
+        """Return how the pages write values and times (``display`` or the zone's default)."""
+        return self.display or Display(ZoneInfo(self.site_timezone))
 
     def user_of(self, token: str | None) -> User | None:
         """Return the signed-in user of a session token (None: none, ended or unknown)."""
