@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from envmon.clihelp import EnvmonTyper
+
 if TYPE_CHECKING:  # the commands are imported lazily, inside each command
     from envmon.commands.audit import Report
     from envmon.settings import Settings
 
-app = typer.Typer(
+app = EnvmonTyper(
     name="envmon",
     help="Environmental monitoring for GMP manufacturing of cell and gene therapies.",
     no_args_is_help=True,
@@ -66,7 +68,7 @@ def _root(
 
 @app.command("check-config")
 def check_config(
-    file: Annotated[Path, typer.Argument(help="Site configuration YAML file.")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="Site configuration YAML file.")],
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the resolved limits as JSON for machines.")
     ] = False,
@@ -79,13 +81,23 @@ def check_config(
 
 @app.command("replay")
 def replay(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Site configuration YAML.")],
+    config: Annotated[
+        Path, typer.Option("--config", "-c", metavar="FILE", help="Site configuration YAML.")
+    ],
     input_file: Annotated[
-        Path, typer.Option("--input", "-i", help="Readings: CSV or JSON lines ('-' for stdin).")
+        Path,
+        typer.Option(
+            "--input", "-i", metavar="FILE", help="Readings: CSV or JSON lines ('-' for stdin)."
+        ),
     ],
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write events as JSON lines here (default stdout)."),
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Write events as JSON lines here (default stdout).",
+        ),
     ] = None,
     json_summary: Annotated[
         bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")
@@ -95,7 +107,9 @@ def replay(
     ] = False,
     input_format: Annotated[
         str | None,
-        typer.Option("--format", help="csv or jsonl (default: from the file extension)."),
+        typer.Option(
+            "--format", metavar="csv|jsonl", help="csv or jsonl (default: from the file extension)."
+        ),
     ] = None,
 ) -> None:
     """Re-evaluate recorded readings against the site's limits, offline."""
@@ -115,33 +129,54 @@ def replay(
 
 @app.command("demo")
 def demo(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Site configuration YAML.")] = Path(
-        "deploy/examples/site.yaml"
-    ),
+    config: Annotated[
+        Path, typer.Option("--config", "-c", metavar="FILE", help="Site configuration YAML.")
+    ] = Path("deploy/examples/site.yaml"),
     scenario: Annotated[
-        Path | None, typer.Option("--scenario", help="Fault scenario YAML (simulated time).")
+        Path | None,
+        typer.Option("--scenario", metavar="FILE", help="Fault scenario YAML (simulated time)."),
     ] = Path("deploy/examples/demo-scenario.yaml"),
     speed: Annotated[
-        float, typer.Option("--speed", min=0.1, help="Simulated seconds per real second.")
+        float,
+        typer.Option(
+            "--speed", metavar="FACTOR", min=0.1, help="Simulated seconds per real second."
+        ),
     ] = 30.0,
     duration: Annotated[
-        float | None, typer.Option("--duration", min=1, help="Stop after this many real seconds.")
+        float | None,
+        typer.Option(
+            "--duration", metavar="SECONDS", min=1, help="Stop after this many real seconds."
+        ),
     ] = None,
     summary: Annotated[
-        Path | None, typer.Option("--summary", help="Write what happened as JSON (no live view).")
+        Path | None,
+        typer.Option(
+            "--summary", metavar="FILE", help="Write what happened as JSON (no live view)."
+        ),
     ] = None,
     workdir: Annotated[
-        Path | None, typer.Option("--workdir", help="Keep buffer and databases here.")
+        Path | None,
+        typer.Option("--workdir", metavar="DIR", help="Keep buffer and databases here."),
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Simulation seed.")] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", metavar="N", help="Simulation seed.")
+    ] = None,
     web_port: Annotated[
         int,
-        typer.Option("--web-port", min=0, max=65535, help="Port of the QA app (0: a free one)."),
+        typer.Option(
+            "--web-port",
+            metavar="PORT",
+            min=0,
+            max=65535,
+            help="Port of the QA app (0: a free one).",
+        ),
     ] = 8000,
     no_web: Annotated[bool, typer.Option("--no-web", help="Do not serve the QA app.")] = False,
     grafana_out: Annotated[
         Path | None,
-        typer.Option("--grafana-out", help="Write the site's Grafana provisioning tree here."),
+        typer.Option(
+            "--grafana-out", metavar="DIR", help="Write the site's Grafana provisioning tree here."
+        ),
     ] = Path("build/grafana"),
 ) -> None:
     """Run the whole pipeline on simulated equipment, with a live view of every room.
@@ -185,23 +220,37 @@ def demo(
 
 @app.command("simulate")
 def simulate(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Site configuration YAML.")] = Path(
-        "deploy/examples/site.yaml"
-    ),
+    config: Annotated[
+        Path, typer.Option("--config", "-c", metavar="FILE", help="Site configuration YAML.")
+    ] = Path("deploy/examples/site.yaml"),
     scenario: Annotated[
-        Path | None, typer.Option("--scenario", help="Fault scenario YAML (simulated time).")
+        Path | None,
+        typer.Option("--scenario", metavar="FILE", help="Fault scenario YAML (simulated time)."),
     ] = None,
     speed: Annotated[
-        float, typer.Option("--speed", min=0.1, help="Simulated seconds per real second.")
+        float,
+        typer.Option(
+            "--speed", metavar="FACTOR", min=0.1, help="Simulated seconds per real second."
+        ),
     ] = 1.0,
-    seed: Annotated[int | None, typer.Option("--seed", help="Simulation seed.")] = None,
-    duration: Annotated[
-        float | None, typer.Option("--duration", min=1, help="Stop after this many real seconds.")
+    seed: Annotated[
+        int | None, typer.Option("--seed", metavar="N", help="Simulation seed.")
     ] = None,
-    mqtt_host: Annotated[str | None, typer.Option("--mqtt-host", help="Broker host.")] = None,
-    mqtt_port: Annotated[int | None, typer.Option("--mqtt-port", help="Broker port.")] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(
+            "--duration", metavar="SECONDS", min=1, help="Stop after this many real seconds."
+        ),
+    ] = None,
+    mqtt_host: Annotated[
+        str | None, typer.Option("--mqtt-host", metavar="HOST", help="Broker host.")
+    ] = None,
+    mqtt_port: Annotated[
+        int | None, typer.Option("--mqtt-port", metavar="PORT", help="Broker port.")
+    ] = None,
     opcua_endpoint: Annotated[
-        str | None, typer.Option("--opcua-endpoint", help="Endpoint of the simulated gateway.")
+        str | None,
+        typer.Option("--opcua-endpoint", metavar="URL", help="Endpoint of the simulated gateway."),
     ] = None,
     mqtt: Annotated[bool, typer.Option(help="Run the MQTT devices.")] = True,
     opcua: Annotated[bool, typer.Option(help="Run the OPC-UA gateway.")] = True,
@@ -235,22 +284,28 @@ def simulate(
 
 SettingsFileOption = Annotated[
     Path | None,
-    typer.Option("--settings", help="YAML settings file (else ENVMON_SETTINGS_FILE)."),
+    typer.Option(
+        "--settings", metavar="FILE", help="YAML settings file (else ENVMON_SETTINGS_FILE)."
+    ),
 ]
 SiteOption = Annotated[
-    Path | None, typer.Option("--site", help="Site configuration (else ENVMON_SITE).")
+    Path | None,
+    typer.Option("--site", metavar="FILE", help="Site configuration (else ENVMON_SITE)."),
 ]
 MetricsPortOption = Annotated[
     int | None,
     typer.Option(
         "--metrics-port",
+        metavar="PORT",
         help="Port of the Prometheus /metrics endpoint (0: off; else the service's setting).",
     ),
 ]
 MetricsHostOption = Annotated[
     str | None,
     typer.Option(
-        "--metrics-host", help="Address /metrics listens on (else ENVMON_METRICS_HOST, 127.0.0.1)."
+        "--metrics-host",
+        metavar="HOST",
+        help="Address /metrics listens on (else ENVMON_METRICS_HOST, 127.0.0.1).",
     ),
 ]
 
@@ -291,7 +346,7 @@ def collect(
             raise typer.Exit(EXIT_FATAL) from None
 
 
-stream_app = typer.Typer(help="The stream processor on Kafka (faust-streaming).")
+stream_app = EnvmonTyper(help="The stream processor on Kafka (faust-streaming).")
 app.add_typer(stream_app, name="stream")
 
 
@@ -299,7 +354,9 @@ app.add_typer(stream_app, name="stream")
 def stream_worker(
     settings_file: SettingsFileOption = None,
     site: SiteOption = None,
-    loglevel: Annotated[str, typer.Option("--loglevel", help="faust/python log level.")] = "info",
+    loglevel: Annotated[
+        str, typer.Option("--loglevel", metavar="LEVEL", help="faust/python log level.")
+    ] = "info",
     metrics_port: MetricsPortOption = None,
     metrics_host: MetricsHostOption = None,
 ) -> None:
@@ -317,13 +374,15 @@ def stream_worker(
         run_worker(settings, loglevel=loglevel)
 
 
-db_app = typer.Typer(help="The QA record store's database (SQLAlchemy, Alembic).")
+db_app = EnvmonTyper(help="The QA record store's database (SQLAlchemy, Alembic).")
 app.add_typer(db_app, name="db")
-audit_app = typer.Typer(help="The QA record store's audit trail.")
+audit_app = EnvmonTyper(help="The QA record store's audit trail.")
 app.add_typer(audit_app, name="audit")
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", help="SQLAlchemy URL of the store (default: settings records_db)."),
+    typer.Option(
+        "--db", metavar="URL", help="SQLAlchemy URL of the store (default: settings records_db)."
+    ),
 ]
 
 
@@ -373,19 +432,24 @@ def db_grant(
 CheckpointsOption = Annotated[
     Path | None,
     typer.Option(
-        "--checkpoints", help="Signed checkpoints, JSON lines (default: audit_checkpoint_file)."
+        "--checkpoints",
+        metavar="FILE",
+        help="Signed checkpoints, JSON lines (default: audit_checkpoint_file).",
     ),
 ]
 PublicKeyOption = Annotated[
     Path | None,
     typer.Option(
         "--public-key",
+        metavar="FILE",
         help="PEM public key(s) of the checkpoints (default: audit_public_key_file).",
     ),
 ]
 KeyFileOption = Annotated[
     Path | None,
-    typer.Option("--key-file", help="The private signing key (default: audit_key_file)."),
+    typer.Option(
+        "--key-file", metavar="FILE", help="The private signing key (default: audit_key_file)."
+    ),
 ]
 EXIT_NOT_PUBLISHED = 3
 
@@ -574,9 +638,11 @@ def _print_report(report: Report) -> None:
     )
 
 
-users_app = typer.Typer(help="Local users of the QA app (roles: viewer, operator, qa, admin).")
+users_app = EnvmonTyper(help="Local users of the QA app (roles: viewer, operator, qa, admin).")
 app.add_typer(users_app, name="users")
-ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail).")]
+ReasonOption = Annotated[
+    str, typer.Option("--reason", metavar="TEXT", help="Why (kept in the audit trail).")
+]
 PasswordStdinOption = Annotated[
     bool, typer.Option("--password-stdin", help="Read the password from standard input.")
 ]
@@ -630,8 +696,12 @@ def _user_change(settings_file: Path | None, db: str | None, change: str, *args:
 @users_app.command("add")
 def users_add(
     username: Annotated[str, typer.Argument(help="Login name (lowercase).")],
-    full_name: Annotated[str, typer.Option("--name", help="Printed name on signatures.")],
-    role: Annotated[str, typer.Option("--role", help="viewer, operator, qa or admin.")],
+    full_name: Annotated[
+        str, typer.Option("--name", metavar="NAME", help="Printed name on signatures.")
+    ],
+    role: Annotated[
+        str, typer.Option("--role", metavar="ROLE", help="viewer, operator, qa or admin.")
+    ],
     reason: ReasonOption,
     password_stdin: PasswordStdinOption = False,
     settings_file: SettingsFileOption = None,
@@ -694,7 +764,7 @@ def users_reset_password(
     typer.echo(f"password of {username} reset")
 
 
-excursions_app = typer.Typer(help="Excursion records: the QA record store.")
+excursions_app = EnvmonTyper(help="Excursion records: the QA record store.")
 app.add_typer(excursions_app, name="excursions")
 
 
@@ -723,8 +793,10 @@ def excursions_consume(
 def excursions_serve(
     settings_file: SettingsFileOption = None,
     db: DbOption = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    host: Annotated[
+        str, typer.Option("--host", metavar="HOST", help="Address to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port to listen on.")] = 8000,
     insecure_cookie: Annotated[
         bool,
         typer.Option(
@@ -759,8 +831,10 @@ def excursions_serve(
 
 @excursions_app.command("report")
 def excursions_report(
-    record_id: Annotated[str, typer.Argument(help="The excursion's id.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="The PDF file to write.")],
+    record_id: Annotated[str, typer.Argument(metavar="ID", help="The excursion's id.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", metavar="FILE", help="The PDF file to write.")
+    ],
     settings_file: SettingsFileOption = None,
     db: DbOption = None,
 ) -> None:
@@ -778,7 +852,7 @@ def excursions_report(
     typer.echo(f"wrote {written}")
 
 
-alerts_app = typer.Typer(
+alerts_app = EnvmonTyper(
     help="Alerts for on-call staff: routing, escalation until acknowledged, on-call rotas."
 )
 app.add_typer(alerts_app, name="alerts")
@@ -807,8 +881,10 @@ def alerts_run(
 
 @alerts_app.command("check")
 def alerts_check(
-    site: Annotated[Path, typer.Argument(help="The site configuration file.")],
-    days: Annotated[int, typer.Option("--days", min=1, max=366, help="Days to show.")] = 14,
+    site: Annotated[Path, typer.Argument(metavar="FILE", help="The site configuration file.")],
+    days: Annotated[
+        int, typer.Option("--days", metavar="DAYS", min=1, max=366, help="Days to show.")
+    ] = 14,
 ) -> None:
     """Validate the alerting section; show who is on call now and the coming hand-overs.
 
@@ -829,7 +905,8 @@ def alerts_check(
 def alerts_test(
     contact: Annotated[str, typer.Argument(help="The id of a contact in the site file.")],
     site: Annotated[
-        Path | None, typer.Option("--site", help="Site configuration (else ENVMON_SITE).")
+        Path | None,
+        typer.Option("--site", metavar="FILE", help="Site configuration (else ENVMON_SITE)."),
     ] = None,
 ) -> None:
     """Send a test page through every channel of a contact and show what each server said."""
@@ -854,7 +931,7 @@ if __name__ == "__main__":  # pragma: no cover
     main()
 
 
-dashboards_app = typer.Typer(
+dashboards_app = EnvmonTyper(
     help="Grafana dashboards and data sources generated from the site configuration."
 )
 app.add_typer(dashboards_app, name="dashboards")
@@ -863,12 +940,17 @@ app.add_typer(dashboards_app, name="dashboards")
 
 @dashboards_app.command("generate")
 def dashboards_generate(
-    site: Annotated[Path, typer.Option("--site", help="The site configuration file.")],
-    out: Annotated[Path, typer.Option("--out", help="Directory to write the tree into.")],
+    site: Annotated[
+        Path, typer.Option("--site", metavar="FILE", help="The site configuration file.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Directory to write the tree into.")
+    ],
     dashboards_path: Annotated[
         str,
         typer.Option(
             "--dashboards-path",
+            metavar="DIR",
             help="Where Grafana will read the dashboard JSON files (the provider's path).",
         ),
     ] = "/var/lib/grafana/dashboards/envmon",
@@ -895,19 +977,32 @@ def dashboards_generate(
 @dashboards_app.command("push")
 def dashboards_push(
     tree: Annotated[
-        Path, typer.Option("--from", help="The tree `dashboards generate` wrote (its --out).")
+        Path,
+        typer.Option(
+            "--from", metavar="DIR", help="The tree `dashboards generate` wrote (its --out)."
+        ),
     ],
     url: Annotated[
         str | None,
-        typer.Option("--url", help="Grafana's root URL (else the site's dashboards.grafana_url)."),
+        typer.Option(
+            "--url",
+            metavar="URL",
+            help="Grafana's root URL (else the site's dashboards.grafana_url).",
+        ),
     ] = None,
     site: Annotated[
         Path | None,
-        typer.Option("--site", help="Site file giving the URL without --url (else ENVMON_SITE)."),
+        typer.Option(
+            "--site",
+            metavar="FILE",
+            help="Site file giving the URL without --url (else ENVMON_SITE).",
+        ),
     ] = None,
     token_env: Annotated[
         str,
-        typer.Option("--token-env", help="Variable holding a Grafana service account token."),
+        typer.Option(
+            "--token-env", metavar="NAME", help="Variable holding a Grafana service account token."
+        ),
     ] = "GRAFANA_TOKEN",  # noqa: S107 - the name of a variable, not a token
     update_secrets: Annotated[
         bool,
