@@ -481,6 +481,7 @@ def _web_app(
         clock=clock,
         grafana_link=grafana_linker(site),
         display=site.display(),
+        site=site,
     )
     status = StatusServices(site, timeseries)
     config = uvicorn.Config(

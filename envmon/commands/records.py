@@ -309,6 +309,7 @@ def serve(
             series=series,
             grafana_link=grafana_linker(site) if site is not None else None,
             display=site.display() if site is not None else None,
+            site=site,
         )
         extensions = []
         if site is not None:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from envmon.config.schema import SiteConfig
 from envmon.display import Display
 from envmon.errors import EnvmonError
 from envmon.timeutil import utcnow
@@ -88,6 +89,9 @@ class Services:
     #: How values, times and durations are written (``SiteConfig.display()``); None: the
     #: site's zone with each parameter's default digits.
     display: Display | None = None
+    #: The site's configuration: the pages name areas and instruments, offer the filters'
+    #: values and say which rule was in force for a sensor (None: the store's own values).
+    site: SiteConfig | None = None
 
     @property
     def shown(self) -> Display:
