@@ -125,6 +125,22 @@ def _compile(limits: LimitSet) -> _Compiled:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A run beyond a limit whose delay (or count of samples) has not passed yet: no alarm.
+
+    ``level`` is the level the run raises once it has lasted (the opening level, or action
+    for an open alert-level excursion that has gone beyond the action limit);
+    ``delay_left_s`` is the data time the run still needs (0 once it has lasted),
+    ``samples_left`` the samples it still needs (0 when none or no count is set).
+    """
+
+    direction: Direction
+    level: Level
+    delay_left_s: float
+    samples_left: int
+
+
 class ChannelEvaluator:
     """Evaluates the samples of one channel; holds configuration, never state.
 
@@ -371,6 +387,37 @@ class ChannelEvaluator:
                 )
             )
         return out
+
+    def pending(self, st: SensorState, now: int) -> Pending | None:
+        """Return the run beyond a limit still waiting for its delay or count at ``now`` (µs).
+
+        Read-only: ``st`` is not changed. The run's level follows the limits in force at the
+        last sample; ``now`` is in data time (the demo's clock). None when no run waits.
+        """
+        if st.stale or st.fault:
+            return None
+        lim = self._compiled_at(st.last_ts or 0)
+        for side, direction, sl in (
+            (st.high, Direction.HIGH, lim.high),
+            (st.low, Direction.LOW, lim.low),
+        ):
+            if side.open:
+                if side.level == 1 and side.action_start is not None:
+                    start, count, level = side.action_start, side.action_count, Level.ACTION
+                else:
+                    continue
+            elif side.run_start is not None:
+                level = Level.ALERT if sl.has_alert else Level.ACTION
+                start, count = side.run_start, side.run_count
+            else:
+                continue
+            return Pending(
+                direction=direction,
+                level=level,
+                delay_left_s=max(0, self.delay_us - (now - start)) / US_PER_S,
+                samples_left=max(0, self.min_count - count),
+            )
+        return None
 
     # ----------------------------------------------------------------- internals
 
@@ -771,6 +818,11 @@ class Evaluator:
     def channel(self, sensor_id: str) -> ChannelEvaluator:
         """Return the evaluator of one sensor."""
         return self._channels[sensor_id][0]
+
+    def pending(self, sensor_id: str, now: int) -> Pending | None:
+        """Return one sensor's run still waiting for its delay or count (see the channel's)."""
+        evaluator, state = self._channels[sensor_id]
+        return evaluator.pending(state, now)
 
     def stats(self) -> EvaluationStats:
         """Return the counters summed over every sensor."""
