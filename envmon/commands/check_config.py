@@ -14,6 +14,7 @@ from rich.table import Table
 from envmon.config import AreaConfig, ConfigError, SiteConfig, load_site
 from envmon.config.formatting import format_duration, format_number
 from envmon.config.schedule import WEEKDAYS, WeeklyWindow
+from envmon.display import unit_label
 from envmon.rendering import print_tables
 from envmon.sensors import ChannelRules, LimitSet, Occupancy, SensorSpec
 
@@ -162,7 +163,7 @@ def _channels_table(site: SiteConfig, sensors: list[SensorSpec]) -> Table:
                     area_id,
                     spec.instrument,
                     spec.parameter,
-                    spec.unit,
+                    unit_label(spec.unit),
                     occupancy,
                     _number(limits.alert_high),
                     _number(limits.action_high),

@@ -51,12 +51,23 @@ class TestCheckConfigCommand:
             assert text in result.stdout
 
     def test_scheduled_channels_show_both_states(self, runner):
-        """An occupancy-dependent channel gets one row per state."""
-        result = runner.invoke(app, ["check-config", str(EXAMPLE)])
+        """An occupancy-dependent channel gets one row per state (wide enough: a table)."""
+        result = runner.invoke(app, ["check-config", str(EXAMPLE)], env={"COLUMNS": "250"})
         rows = [line for line in result.stdout.splitlines() if "pc-grade-b.particles_0_5um" in line]
         assert len(rows) == 2
         assert "3,520" in rows[0]
         assert "352,000" in rows[1]
+
+    def test_narrow_output_is_stacked_within_80_columns(self, runner):
+        """Piped at 80 columns the channels come one block each, every value whole."""
+        result = runner.invoke(app, ["check-config", str(EXAMPLE)], env={"COLUMNS": "80"})
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.splitlines()
+        assert max(len(line) for line in lines) <= 80
+        stripped = [line.rstrip() for line in lines]
+        assert "Sensor id:   pc-grade-b.particles_0_5um" in stripped
+        assert "Action high: 352,000" in stripped
+        assert "Unit:        particles/m³" in stripped
 
     def test_json_output(self, runner):
         """``--json`` prints one object per channel with exactly the documented limit keys."""
