@@ -152,6 +152,10 @@ LABELS: Final = {
     "ln2": "LN₂",
     "capa_ref": "CAPA reference",
     "deviation_ref": "Deviation reference",
+    "peak_ts": "Peak time",
+    "duration_s": "Duration",
+    "time_beyond_limit_s": "Time beyond limit",
+    "core_sha256": "Core record (SHA-256)",
 }
 
 

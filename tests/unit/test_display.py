@@ -82,6 +82,8 @@ def test_a_site_display_rounds_each_sensor_to_its_digits() -> None:
     assert shown.utc("2026-12-04 14:32:00.467461+00:00") == "2026-12-04 14:32:00 UTC"
     assert shown.label("under_review") == "Under review"
     assert shown.label("data_gap") == "Data gap"
+    assert shown.label("peak_ts") == "Peak time"  # the core's fields in the audit trail
+    assert shown.label("time_beyond_limit_s") == "Time beyond limit"
 
 
 def test_the_example_site_sets_digits_per_parameter() -> None:
