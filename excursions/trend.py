@@ -1,10 +1,14 @@
 """The trend chart of a record's sensor: geometry built once, drawn as SVG and for the PDF.
 
-``trend_window`` says which readings to fetch; ``build_trend`` turns them into a ``Trend``
-(the decimated series as runs, bad-quality markers, the limit lines, the shaded excursion
-or data gap, the peak, the ticks); ``trend_svg`` and ``trend_drawing`` draw that one
-``Trend`` in the record's page and in its PDF report. Both go through the same list of
-marks (``PlotArea`` places everything), so the two renderings cannot disagree.
+``trend_window`` says which readings to fetch (the record's own window, or a wider one of
+``WINDOWS``); ``build_trend`` turns them into a ``Trend`` (the decimated series as runs,
+bad-quality markers, the limit lines, the shaded excursion or data gap, the peak, the
+moments the limit was crossed and each alarm level reached, the ticks); ``trend_svg`` and
+``trend_drawing`` draw that one ``Trend`` in the record's page and in its PDF report, and
+``trend_json`` hands it to the page's interactive chart (``static/trend.js``). The SVG and
+the PDF go through the same list of marks (``PlotArea`` places everything), so the two
+renderings cannot disagree; the interactive chart draws the same fields with the same
+labels.
 
 GMP rules the chart keeps:
 
@@ -12,7 +16,9 @@ GMP rules the chart keeps:
   never the peak — is hidden; a note under the chart says when it was decimated;
 - the series breaks where a value is missing, where quality is bad (drawn as a marker) and
   across a gap longer than three median sampling intervals: nothing is interpolated;
-- the y range always holds the data, every limit and the record's peak.
+- the y range always holds the data, every limit and the record's peak;
+- every value, limit and time people read is written by ``envmon.display`` (the page's
+  rounding and units, times in the site's zone with the zone named).
 
 The SVG holds no script, no external reference and no ``style`` (attribute or element):
 colours are presentation attributes, which a strict Content-Security-Policy allows.
@@ -23,7 +29,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
@@ -34,13 +40,23 @@ from reportlab.graphics.shapes import Circle, Drawing, Line, PolyLine, Rect, Str
 from reportlab.lib.colors import HexColor
 from reportlab.pdfbase.pdfmetrics import stringWidth
 
-from envmon.config.formatting import format_number
+from envmon.display import Display, format_value, unit_label
 from envmon.models import Quality, Reading
 from envmon.timeutil import NaiveTimestampError, parse_ts
+from envmon.units import is_count
 
 #: Padding of the window on each side of the record: half its duration, within these bounds.
 MIN_PADDING: Final = timedelta(minutes=15)
 MAX_PADDING: Final = timedelta(hours=12)
+#: The windows a reviewer can ask for: the record's own (``None``), or so much either side.
+WINDOWS: Final[Mapping[str, timedelta | None]] = {
+    "record": None,
+    "6h": timedelta(hours=6),
+    "24h": timedelta(hours=24),
+    "3d": timedelta(days=3),
+}
+#: A wider window never spans more than this (unless the record itself is longer).
+MAX_WINDOW: Final = timedelta(days=7)
 DEFAULT_MAX_POINTS: Final = 1000
 #: A pause longer than this many median sampling intervals breaks the line.
 GAP_FACTOR: Final = 3.0
@@ -63,6 +79,8 @@ ACTION_COLOUR: Final = "#c62828"  # red
 EXCURSION_FILL: Final = "#fbe1e1"  # light red
 GAP_FILL: Final = "#e4e4e4"  # light grey
 BAD_QUALITY_COLOUR: Final = "#6d3a9c"  # purple: neither a limit nor the series
+CROSSED_COLOUR: Final = "#444444"  # the start: the limit crossed (before any delay)
+GAP_MARK_COLOUR: Final = "#555555"  # a data gap's stale and restored events
 PEAK_COLOUR: Final = "#222222"  # neutral: the peak of an alert-level excursion is not "action"
 GRID_COLOUR: Final = "#e2e2e2"
 AXIS_COLOUR: Final = "#777777"
@@ -78,7 +96,15 @@ _LIMIT_KEYS: Final[tuple[tuple[Literal["alert", "action"], Literal["high", "low"
     ("alert", "low", "alert_low"),
     ("action", "low", "action_low"),
 )
-_UNIT_SYMBOLS: Final = {"degC": "°C", "degF": "°F"}
+#: Alarm events that say a level was reached, and how the mark of each is called.
+_LEVEL_EVENTS: Final = ("raised", "escalated")
+_MARK_TEXT: Final[Mapping[str, str]] = {
+    "crossed": "limit crossed",
+    "alert": "alert level reached",
+    "action": "action level reached",
+    "stale": "data-gap alarm",
+    "restored": "data restored",
+}
 # English month names, whatever the process locale (strftime's %b follows it).
 _MONTHS: Final = (
     "Jan",
@@ -136,6 +162,30 @@ class Span:
 
 
 @dataclass(frozen=True, slots=True)
+class EventMark:
+    """A moment on the time axis: the limit crossed, a level reached, a data-gap event.
+
+    ``kind`` is ``crossed`` (the record's start), ``alert`` or ``action`` (the alarm of
+    that level raised: after the rule's delay or consecutive count), ``stale`` or
+    ``restored`` (a data gap's events); ``short`` is drawn at the line, ``label`` (with
+    the time in the site's zone) is its full text.
+    """
+
+    ts: datetime
+    kind: Literal["crossed", "alert", "action", "stale", "restored"]
+    short: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class LegendEntry:
+    """One line of the legend: what a mark's colour and kind mean."""
+
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class PeakMark:
     """The record's peak as the core measured it."""
 
@@ -166,6 +216,8 @@ class Trend:
 
     ``runs`` are the connected pieces of the series; ``readings`` counts the readings in the
     window and ``points`` those drawn (fewer when decimated, which ``note`` then says).
+    ``window`` names the window asked for (a key of ``WINDOWS``); ``display`` writes its
+    values (``digits`` after the point, ``None``: by the value's size; ``count``: whole).
     """
 
     title: str
@@ -185,6 +237,17 @@ class Trend:
     readings: int
     points: int
     empty: bool
+    marks: tuple[EventMark, ...] = ()
+    legend: tuple[LegendEntry, ...] = ()
+    window: str = "record"
+    raw_unit: str = ""
+    digits: int | None = None
+    limits_note: str = ""
+
+    @property
+    def decimated(self) -> bool:
+        """Whether fewer points are drawn than there are good values."""
+        return bool(self.note)
 
     def x_fraction(self, ts: datetime) -> float:
         """Return where ``ts`` lies across the time range (0 at its start, 1 at its end)."""
@@ -197,18 +260,29 @@ class Trend:
         return (value - low) / (high - low)
 
 
-def trend_window(record: Mapping[str, Any], now: datetime) -> tuple[datetime, datetime]:
+def trend_window(
+    record: Mapping[str, Any], now: datetime, window: str = "record"
+) -> tuple[datetime, datetime]:
     """Return the period ``[from, to)`` whose readings the chart of ``record`` needs.
 
-    The window runs from before the record's start to after its end (an open record: to
-    ``now``), padded on each side by half the record's duration, at least 15 minutes and at
-    most 12 hours: a short excursion shows its surroundings, a long one still fills most of
-    the chart. ``to`` is never after ``now`` — unless the record itself ends later (a clock
-    ahead of the app's), since the whole record is always inside the window. Both bounds
-    are aware UTC; naive times (in ``record`` or ``now``) are refused.
+    The record's own window (``"record"``) runs from before the record's start to after
+    its end (an open record: to ``now``), padded on each side by half the record's
+    duration, at least 15 minutes and at most 12 hours: a short excursion shows its
+    surroundings, a long one still fills most of the chart. A wider window (``"6h"``,
+    ``"24h"``, ``"3d"``) pads each side by that much, but spans at most ``MAX_WINDOW``
+    and never less than the record's own window. ``to`` is never after ``now`` — unless
+    the record itself ends later (a clock ahead of the app's), since the whole record is
+    always inside the window. Both bounds are aware UTC; naive times (in ``record`` or
+    ``now``) are refused, an unknown ``window`` raises ``ValueError``.
     """
+    if window not in WINDOWS:
+        raise ValueError(f"unknown window {window!r}: one of {', '.join(WINDOWS)}")
     start, end = _record_period(record, now)
     padding = min(max((end - start) / 2, MIN_PADDING), MAX_PADDING)
+    wider = WINDOWS[window]
+    if wider is not None:
+        room = (MAX_WINDOW - (end - start)) / 2
+        padding = max(min(wider, room), padding)
     return start - padding, max(min(end + padding, _utc(now, "now")), end)
 
 
@@ -219,8 +293,19 @@ def build_trend(
     *,
     zone: ZoneInfo,
     max_points: int = DEFAULT_MAX_POINTS,
+    display: Display | None = None,
+    events: Sequence[Mapping[str, Any]] = (),
+    limits: Mapping[str, Any] | None = None,
+    limits_note: str = "",
+    window_name: str = "record",
 ) -> Trend:
     """Build the chart of ``record`` from its sensor's ``readings`` in ``window``.
+
+    ``display`` writes the values (default: the zone's, each parameter's digits);
+    ``events`` are the record's alarm events (``ts``, ``event``, ``level``: each level's
+    first ``raised`` or ``escalated`` is marked, and a data gap's ``stale`` and
+    ``restored``); ``limits`` replace the record's own (a data gap holds none: the caller
+    gives the sensor's, and says where they come from in ``limits_note``).
 
     Readings outside the window are ignored; the time range is the window, widened if
     needed to hold the whole record and its peak. With more good values than
@@ -243,7 +328,14 @@ def build_trend(
     if x_end <= x_start:
         x_end = x_start + MIN_PADDING
     inside = sorted((r for r in readings if x_start <= r.ts <= x_end), key=lambda r: r.ts)
-    unit = _display_unit(str(record.get("unit") or next((r.unit for r in inside if r.unit), "")))
+    raw_unit = str(record.get("unit") or next((r.unit for r in inside if r.unit), ""))
+    unit = unit_label(raw_unit)
+    shown = display or Display(zone)
+    sensor = str(record.get("sensor_id") or "") or None
+    digits = shown.digits(sensor, str(record.get("parameter") or ""), raw_unit)
+
+    def quantity(value: float) -> str:
+        return format_value(value, raw_unit, digits)
 
     # The hot path (10⁵ readings) works on parallel lists of floats, indexed like ``inside``.
     times = [r.ts.timestamp() for r in inside]
@@ -259,9 +351,10 @@ def build_trend(
         bad = _first_per_bucket(bad, times, bucket_of)
     points = sum(len(run) for run in runs)
 
-    limits = _limit_lines(record.get("limits") or {}, unit)
+    in_force = record.get("limits") if limits is None else limits
+    limit_lines = _limit_lines(in_force or {}, quantity)
     drawn = [values[i] for run in runs for i in run]
-    drawn += [line.value for line in limits]
+    drawn += [line.value for line in limit_lines]
     if peak is not None:
         drawn.append(peak[1])
     y_range, value_ticks = _value_axis(drawn)
@@ -276,7 +369,7 @@ def build_trend(
         open=record.get("end") is None,
     )
     peak_mark = (
-        PeakMark(ts=peak[0], value=peak[1], label=f"peak {_quantity(peak[1], unit)}")
+        PeakMark(ts=peak[0], value=peak[1], label=f"peak {quantity(peak[1])}")
         if peak is not None
         else None
     )
@@ -297,7 +390,7 @@ def build_trend(
             BadQualityMark(inside[i].ts, values[i] if math.isfinite(values[i]) else None)
             for i in bad
         ),
-        limits=tuple(limits),
+        limits=tuple(limit_lines),
         span=span,
         peak=peak_mark,
         time_ticks=_time_ticks(x_start, x_end, zone),
@@ -305,6 +398,12 @@ def build_trend(
         readings=len(inside),
         points=points,
         empty=not inside,
+        marks=(event_marks := _event_marks(kind, record_start, events, shown)),
+        legend=_legend(kind, event_marks, limit_lines, bool(bad), peak_mark is not None),
+        window=window_name,
+        raw_unit=raw_unit,
+        digits=digits,
+        limits_note=limits_note,
     )
 
 
@@ -406,23 +505,77 @@ def _first_per_bucket(indices: list[int], times: list[float], bucket_of: _Bucket
     return kept
 
 
-def _display_unit(unit: str) -> str:
-    return _UNIT_SYMBOLS.get(unit, unit)
-
-
-def _quantity(value: float, unit: str) -> str:
-    return f"{format_number(value)} {unit}".strip()
-
-
-def _limit_lines(limits: Mapping[str, Any], unit: str) -> list[LimitLine]:
-    """Return the record's limits in force as lines, action high first."""
+def _limit_lines(limits: Mapping[str, Any], quantity: Callable[[float], str]) -> list[LimitLine]:
+    """Return the limits in force as lines, action high first."""
     lines: list[LimitLine] = []
     for kind, side, key in _LIMIT_KEYS:
         value = limits.get(key)
-        if isinstance(value, int | float) and math.isfinite(value):
-            label = f"{kind} {side} {_quantity(value, unit)}"
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            label = f"{kind} {side} {quantity(value)}"
             lines.append(LimitLine(float(value), kind, side, label))
     return lines
+
+
+def _event_marks(
+    kind: str, start: datetime, events: Sequence[Mapping[str, Any]], shown: Display
+) -> tuple[EventMark, ...]:
+    """Return the record's moments: the limit crossed, each level's first alarm; gap events.
+
+    An excursion starts when the limit is crossed; its alarm of a level is raised after
+    the rule's delay or consecutive count, so the two marks tell the delay apart. A data
+    gap has its ``stale`` and ``restored`` events instead.
+    """
+    marks: list[EventMark] = []
+    if kind == "excursion":
+        marks.append(_event_mark(start, "crossed", shown))
+    seen: set[str] = set()
+    for event in sorted(events, key=lambda e: _utc(e["ts"], "event ts")):
+        name, level = str(event.get("event") or ""), str(event.get("level") or "")
+        which = ""
+        if kind == "excursion" and name in _LEVEL_EVENTS and level in ("alert", "action"):
+            which = level
+        elif kind == "data_gap" and name in ("stale", "restored"):
+            which = name
+        if which and which not in seen:
+            seen.add(which)
+            marks.append(_event_mark(_utc(event["ts"], "event ts"), which, shown))
+    return tuple(sorted(marks, key=lambda m: m.ts))
+
+
+def _event_mark(ts: datetime, kind: str, shown: Display) -> EventMark:
+    text = _MARK_TEXT[kind]
+    short = {"crossed": "crossed", "alert": "alert", "action": "action"}.get(kind, text)
+    return EventMark(ts, kind, short, f"{text} {shown.time(ts)}")  # type: ignore[arg-type]
+
+
+def _legend(
+    kind: str,
+    marks: Sequence[EventMark],
+    limits: Sequence[LimitLine],
+    bad: bool,
+    peak: bool,
+) -> tuple[LegendEntry, ...]:
+    """Say what the chart's marks mean: only those it draws."""
+    entries = [LegendEntry(kind, "data gap" if kind == "data_gap" else "excursion")]
+    entries += [
+        LegendEntry(f"limit-{k}", f"{k} limit")
+        for k in ("alert", "action")
+        if any(line.kind == k for line in limits)
+    ]
+    meaning = {
+        "crossed": "limit crossed (record start)",
+        "alert": "alert level reached (after the rule's delay)",
+        "action": "action level reached (after the rule's delay)",
+        "stale": "data-gap alarm raised",
+        "restored": "data restored",
+    }
+    for name in dict.fromkeys(m.kind for m in marks):
+        entries.append(LegendEntry(f"mark-{name}", meaning[name]))
+    if peak:
+        entries.append(LegendEntry("peak", "peak"))
+    if bad:
+        entries.append(LegendEntry("bad-quality", "bad-quality reading"))
+    return tuple(entries)
 
 
 def _nice_step(raw: float) -> tuple[float, int]:
@@ -446,7 +599,9 @@ def _value_axis(values: Iterable[float]) -> tuple[tuple[float, float], tuple[Val
     low, high = low - span * Y_MARGIN, high + span * Y_MARGIN
     step, decimals = _nice_step((high - low) / TARGET_VALUE_TICKS)
     first, last = math.ceil(low / step), math.floor(high / step)
-    ticks = tuple(ValueTick(k * step, f"{k * step:,.{decimals}f}") for k in range(first, last + 1))
+    ticks = tuple(
+        ValueTick(k * step, format_value(k * step, "", decimals)) for k in range(first, last + 1)
+    )
     return (low, high), ticks
 
 
@@ -543,7 +698,8 @@ class PlotArea:
     """Where a rendering of ``width`` × ``height`` puts the data; y grows upward (as in PDF).
 
     Margins follow the font size: the title and the span's label above, value labels left,
-    and below the time labels, the caption and the decimation note.
+    and below the time labels, the legend (as many rows as it needs), the caption, the
+    decimation note and where the limits come from.
     """
 
     trend: Trend
@@ -558,7 +714,9 @@ class PlotArea:
     @classmethod
     def of(cls, trend: Trend, width: float, height: float, *, font_size: float) -> PlotArea:
         """Lay out the plot area of ``trend`` in a rendering of the given size."""
-        lines_below = 1.5 + 1.3 + (1.3 if trend.note else 0.0)
+        rows = len(_legend_rows(trend, width, font_size))
+        notes = sum(1 for text in (trend.note, trend.limits_note) if text)
+        lines_below = 1.5 + 1.3 * (1 + rows + notes)
         left, right = font_size * 5.5, width - font_size * 1.5
         bottom, top = font_size * (lines_below + 0.3), height - font_size * 3.2
         if right - left < font_size * 4 or top - bottom < font_size * 2:
@@ -649,20 +807,207 @@ def _marks(area: PlotArea) -> list[_Mark]:
     if trend.span is not None:
         marks += _span_marks(area, trend.span)
     marks += _axis_marks(area)
+    marks += _event_line_marks(area)
     for limit in trend.limits:
         marks += _limit_marks(area, limit)
     marks += _series_marks(area)
     if trend.peak is not None:
         marks += _peak_marks(area, trend.peak)
+    marks += _limit_label_marks(area)
+    marks += _event_label_marks(area)
     if trend.empty:
         centre = ((area.left + area.right) / 2, (area.bottom + area.top) / 2)
         marks.append(
             _Text("empty", *centre, EMPTY_TEXT, font, "middle", AXIS_COLOUR, ident="trend-empty")
         )
-    caption_y = area.bottom - font * 2.7
-    marks.append(_Text("caption", area.left, caption_y, trend.caption, font * 0.85))
-    if trend.note:
-        marks.append(_Text("note", area.left, caption_y - font * 1.3, trend.note, font * 0.85))
+    line_y = area.bottom - font * 2.7
+    for row in _legend_rows(trend, area.width, font):
+        marks += _legend_marks(area, row, line_y)
+        line_y -= font * 1.3
+    for css, text in (
+        ("caption", trend.caption),
+        ("note", trend.note),
+        ("note", trend.limits_note),
+    ):
+        if text:
+            marks.append(_Text(css, area.left, line_y, text, font * 0.85))
+            line_y -= font * 1.3
+    return marks
+
+
+def spread(wanted: Sequence[float], gap: float, low: float, high: float) -> list[float]:
+    """Return positions near ``wanted`` at least ``gap`` apart, inside ``[low, high]``.
+
+    Labels of lines that are close are stacked rather than drawn over each other: taken
+    in order, each is pushed past the one before it, and the stack is then shifted back
+    inside the bounds (if it fits; if not, it starts at ``low``). The order is kept.
+    """
+    order = sorted(range(len(wanted)), key=lambda i: wanted[i])
+    placed: dict[int, float] = {}
+    previous = -math.inf
+    for i in order:
+        placed[i] = max(min(max(wanted[i], low), high), previous + gap)
+        previous = placed[i]
+    if order and placed[order[-1]] > high:
+        shift = placed[order[-1]] - high
+        floor = low
+        for i in order:  # shift the stack down, as far as its bottom allows
+            placed[i] = max(placed[i] - shift, floor)
+            floor = placed[i] + gap
+    return [placed[i] for i in range(len(wanted))]
+
+
+def limit_label_positions(area: PlotArea) -> list[float]:
+    """Return the baseline of each limit's label (in ``trend.limits`` order).
+
+    A label sits just above its line (a low limit's just below), at the plot's right
+    edge; labels of close limits are stacked so they never overlap.
+    """
+    small = area.font_size * 0.85
+    wanted = [
+        area.y(line.value) + (small * 0.35 if line.side == "high" else -small * 1.05)
+        for line in area.trend.limits
+    ]
+    return spread(wanted, small * 1.25, area.bottom + small * 0.3, area.top - small * 1.05)
+
+
+def _limit_label_marks(area: PlotArea) -> list[_Mark]:
+    """Write the limits' labels at the right edge on a light backing, stacked when close."""
+    small = area.font_size * 0.85
+    marks: list[_Mark] = []
+    for limit, y in zip(area.trend.limits, limit_label_positions(area), strict=True):
+        colour = ACTION_COLOUR if limit.kind == "action" else ALERT_COLOUR
+        width = stringWidth(limit.label, PDF_FONT, small)
+        x = area.right - 3
+        marks.append(
+            _Rect(
+                "label-backing", x - width - 2, y - small * 0.25, width + 4, small * 1.2, BACKGROUND
+            )
+        )
+        marks.append(_Text(f"limit-label {limit.kind}", x, y, limit.label, small, "end", colour))
+    return marks
+
+
+_MARK_STYLE: Final[Mapping[str, tuple[str, tuple[float, ...]]]] = {
+    "crossed": (CROSSED_COLOUR, (2.0, 2.0)),
+    "alert": (ALERT_COLOUR, (4.0, 2.0)),
+    "action": (ACTION_COLOUR, (4.0, 2.0)),
+    "stale": (GAP_MARK_COLOUR, (2.0, 2.0)),
+    "restored": (GAP_MARK_COLOUR, (4.0, 2.0)),
+}
+
+
+def _event_line_marks(area: PlotArea) -> list[_Mark]:
+    """Draw each moment (limit crossed, level reached, gap events) as a vertical line."""
+    marks: list[_Mark] = []
+    for mark in area.trend.marks:
+        colour, dash = _MARK_STYLE[mark.kind]
+        x = area.x(mark.ts)
+        ident = f"trend-mark-{mark.kind}"
+        marks.append(
+            _Line(f"mark {mark.kind}", x, area.bottom, x, area.top, colour, 1.25, dash, ident)
+        )
+    return marks
+
+
+def event_label_positions(area: PlotArea) -> list[tuple[float, float, Literal["start", "end"]]]:
+    """Return where each moment's short label goes: ``(x, baseline, anchor)``.
+
+    Labels hang from the top of the plot beside their line (to its left near the right
+    edge); one that would run into the label before it goes one row lower.
+    """
+    small = area.font_size * 0.8
+    rows: list[float] = []  # the right end of the last label in each row
+    placed: list[tuple[float, float, Literal["start", "end"]]] = []
+    for mark in area.trend.marks:
+        x = area.x(mark.ts)
+        width = stringWidth(mark.short, PDF_FONT, small)
+        anchor: Literal["start", "end"] = "start" if x + width + 3 <= area.right else "end"
+        begin = x + 3 if anchor == "start" else x - 3 - width
+        row = next((i for i, end in enumerate(rows) if begin >= end + small * 0.5), len(rows))
+        if row == len(rows):
+            rows.append(0.0)
+        rows[row] = begin + width
+        placed.append(
+            (x + 3 if anchor == "start" else x - 3, area.top - small * (1.1 + 1.15 * row), anchor)
+        )
+    return placed
+
+
+def _event_label_marks(area: PlotArea) -> list[_Mark]:
+    """Write each moment's short name beside its line, at the top of the plot."""
+    small = area.font_size * 0.8
+    marks: list[_Mark] = []
+    for mark, (x, y, anchor) in zip(area.trend.marks, event_label_positions(area), strict=True):
+        colour, _dash = _MARK_STYLE[mark.kind]
+        marks.append(_Text(f"mark-label {mark.kind}", x, y, mark.short, small, anchor, colour))
+    return marks
+
+
+def _legend_rows(trend: Trend, width: float, font_size: float) -> list[list[LegendEntry]]:
+    """Break the legend into rows that fit the width (a swatch and a gap before each text)."""
+    small = font_size * 0.85
+    room = width - font_size * 7
+    rows: list[list[LegendEntry]] = []
+    used = math.inf
+    for entry in trend.legend:
+        need = small * 2.6 + stringWidth(entry.text, PDF_FONT, small)
+        if used + need > room:
+            rows.append([])
+            used = 0.0
+        rows[-1].append(entry)
+        used += need
+    return rows
+
+
+def _legend_marks(area: PlotArea, row: Sequence[LegendEntry], y: float) -> list[_Mark]:
+    """Draw one legend row: each entry's swatch, as on the plot, and its meaning."""
+    small = area.font_size * 0.85
+    x = area.left
+    mid = y + small * 0.3
+    marks: list[_Mark] = []
+    for entry in row:
+        swatch = x + small * 1.4
+        kind = entry.kind
+        if kind in ("excursion", "data_gap"):
+            fill = GAP_FILL if kind == "data_gap" else EXCURSION_FILL
+            marks.append(_Rect("legend-swatch", x, y - small * 0.1, small * 1.4, small * 0.9, fill))
+        elif kind.startswith("limit-"):
+            action = kind == "limit-action"
+            colour = ACTION_COLOUR if action else ALERT_COLOUR
+            pattern: tuple[float, ...] = () if action else (6.0, 3.0)
+            marks.append(_Line("legend-swatch", x, mid, swatch, mid, colour, 1.25, pattern))
+        elif kind.startswith("mark-"):
+            colour, dash = _MARK_STYLE[kind.removeprefix("mark-")]
+            for dx in (0.5, 0.9):
+                top, bottom = y + small * 0.9, y - small * 0.15
+                marks.append(
+                    _Line(
+                        "legend-swatch",
+                        x + small * dx,
+                        bottom,
+                        x + small * dx,
+                        top,
+                        colour,
+                        1.25,
+                        dash,
+                    )
+                )
+        elif kind == "peak":
+            marks.append(
+                _Circle("legend-swatch", x + small * 0.7, mid, small * 0.4, PEAK_COLOUR, None, 1.5)
+            )
+        else:
+            arm = small * 0.3
+            cx = x + small * 0.7
+            marks.append(
+                _Line("legend-swatch", cx - arm, mid - arm, cx + arm, mid + arm, BAD_QUALITY_COLOUR)
+            )
+            marks.append(
+                _Line("legend-swatch", cx - arm, mid + arm, cx + arm, mid - arm, BAD_QUALITY_COLOUR)
+            )
+        marks.append(_Text("legend", swatch + small * 0.4, y, entry.text, small))
+        x = swatch + small * 1.2 + stringWidth(entry.text, PDF_FONT, small) + small * 0.8
     return marks
 
 
@@ -708,23 +1053,12 @@ def _axis_marks(area: PlotArea) -> list[_Mark]:
 
 
 def _limit_marks(area: PlotArea, limit: LimitLine) -> list[_Mark]:
-    """Draw a limit line (action solid red, alert dashed amber) labelled at its right end."""
-    small = area.font_size * 0.85
+    """Draw a limit line (action solid red, alert dashed amber); its label comes later."""
     y = area.y(limit.value)
     colour = ACTION_COLOUR if limit.kind == "action" else ALERT_COLOUR
     dash = () if limit.kind == "action" else (6.0, 3.0)  # told apart by more than colour
     ident = f"trend-limit-{limit.kind}-{limit.side}"
-    # Highs labelled above their line, lows below, unless that would leave the plot.
-    above = limit.side == "high"
-    if y < area.bottom + small * 1.3 or y > area.top - small * 1.3:
-        above = y < (area.bottom + area.top) / 2
-    label_y = y + small * 0.35 if above else y - small * 1.05
-    return [
-        _Line(f"limit {limit.kind}", area.left, y, area.right, y, colour, 1.25, dash, ident),
-        _Text(
-            f"limit-label {limit.kind}", area.right - 3, label_y, limit.label, small, "end", colour
-        ),
-    ]
+    return [_Line(f"limit {limit.kind}", area.left, y, area.right, y, colour, 1.25, dash, ident)]
 
 
 def _series_marks(area: PlotArea) -> list[_Mark]:
@@ -806,14 +1140,15 @@ def _svg_mark(mark: _Mark, height: float) -> str:
 def trend_svg(trend: Trend, *, width: int = 860, height: int = 300) -> str:
     """Return the chart as a self-contained inline ``<svg>`` element (``id="trend"``).
 
-    Accessible (``role="img"``, ``<title>`` and ``<desc>``), scalable (``viewBox``), every
-    text escaped; no script, no external resource and no style, for a strict CSP.
+    Accessible (``role="img"``, ``<title>`` and ``<desc>``), scalable (``viewBox``, as wide
+    as its container), every text escaped; no script, no external resource and no style,
+    for a strict CSP.
     """
     area = PlotArea.of(trend, width, height, font_size=SVG_FONT_SIZE)
     body = "\n".join(_svg_mark(mark, height) for mark in _marks(area))
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" id="trend" class="trend" role="img" '
-        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" width="100%" preserveAspectRatio="xMinYMin meet" '
         f'font-family={quoteattr(FONT_FAMILY)} aria-labelledby="trend-title trend-desc">\n'
         f'<title id="trend-title">{escape(trend.title)}</title>\n'
         f'<desc id="trend-desc">{escape(" ".join(filter(None, (trend.caption, trend.note))))}'
@@ -873,3 +1208,108 @@ def trend_drawing(trend: Trend, *, width: float, height: float) -> Drawing:
     """Return the chart as a reportlab ``Drawing`` (a platypus flowable) for the PDF report."""
     area = PlotArea.of(trend, width, height, font_size=PDF_FONT_SIZE)
     return Drawing(width, height, *(_pdf_shape(mark) for mark in _marks(area)))
+
+
+def _epoch(ts: datetime) -> float:
+    return ts.timestamp()
+
+
+def zone_offsets(start: datetime, end: datetime, zone: ZoneInfo) -> list[tuple[float, int, str]]:
+    """Return the site zone's UTC offsets over ``[start, end]``: ``(from, seconds, name)``.
+
+    The first entry holds at ``start``; each further one from the instant its offset (a
+    daylight-saving change) takes effect, found to the minute. The page's chart writes its
+    times with these, so they read like ``Display.time`` whatever the browser's zone.
+    """
+
+    def at(t: datetime) -> tuple[int, str]:
+        local = t.astimezone(zone)
+        offset = local.utcoffset()
+        return int(offset.total_seconds()) if offset else 0, local.tzname() or zone.key
+
+    found = [(start.timestamp(), *at(start))]
+    step, t = timedelta(hours=1), start
+    while t < end:
+        nxt = min(t + step, end)
+        if at(nxt) != found[-1][1:]:
+            low, high = t, nxt  # the change lies in (low, high]: narrow it to the minute
+            while high - low > timedelta(minutes=1):
+                mid = low + (high - low) / 2
+                low, high = (mid, high) if at(mid) == found[-1][1:] else (low, mid)
+            found.append((high.timestamp(), *at(high)))
+        t = nxt
+    return found
+
+
+def trend_json(trend: Trend) -> dict[str, Any]:
+    """Return the trend for the page's interactive chart (times in epoch seconds, UTC).
+
+    The series is one list of times and one of values, ``None`` where a run breaks (the
+    chart never joins across it); every label is the one the SVG and the PDF draw, and
+    ``offsets`` (``zone_offsets``) let the chart write times in the site's zone.
+    """
+    times: list[float] = []
+    values: list[float | None] = []
+    for run in trend.runs:
+        if times:
+            times.append(times[-1])  # a break: the chart lifts its pen here
+            values.append(None)
+        for point in run:
+            times.append(_epoch(point.ts))
+            values.append(point.value)
+    span = trend.span
+    return {
+        "window": trend.window,
+        "windows": list(WINDOWS),
+        "title": trend.title,
+        "caption": trend.caption,
+        "note": trend.note,
+        "limits_note": trend.limits_note,
+        "unit": trend.unit,
+        "digits": trend.digits,
+        "count": is_count(trend.raw_unit),
+        "zone": trend.zone,
+        "offsets": [list(o) for o in zone_offsets(*trend.x_range, ZoneInfo(trend.zone))],
+        "x_range": [_epoch(t) for t in trend.x_range],
+        "y_range": list(trend.y_range),
+        "readings": trend.readings,
+        "points": trend.points,
+        "decimated": trend.decimated,
+        "empty": trend.empty,
+        "series": {"t": times, "v": values},
+        "bad_quality": [{"t": _epoch(b.ts), "v": b.value} for b in trend.bad_quality],
+        "limits": [
+            {"kind": x.kind, "side": x.side, "value": x.value, "label": x.label}
+            for x in trend.limits
+        ],
+        "span": None
+        if span is None
+        else {
+            "kind": span.kind,
+            "start": _epoch(span.start),
+            "end": _epoch(span.end),
+            "label": span.label,
+            "open": span.open,
+        },
+        "peak": None
+        if trend.peak is None
+        else {"t": _epoch(trend.peak.ts), "value": trend.peak.value, "label": trend.peak.label},
+        "marks": [
+            {"t": _epoch(m.ts), "kind": m.kind, "short": m.short, "label": m.label}
+            for m in trend.marks
+        ],
+        "legend": [{"kind": e.kind, "text": e.text} for e in trend.legend],
+        "colours": {
+            "series": SERIES_COLOUR,
+            "alert": ALERT_COLOUR,
+            "action": ACTION_COLOUR,
+            "excursion": EXCURSION_FILL,
+            "data_gap": GAP_FILL,
+            "bad_quality": BAD_QUALITY_COLOUR,
+            "peak": PEAK_COLOUR,
+            "grid": GRID_COLOUR,
+            "axis": AXIS_COLOUR,
+            "text": TEXT_COLOUR,
+            "marks": {kind: colour for kind, (colour, _dash) in _MARK_STYLE.items()},
+        },
+    }

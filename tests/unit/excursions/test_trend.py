@@ -318,10 +318,10 @@ class TestScale:
         assert high > 12.5
         assert 0 < trend.y_fraction(12.5) < 1
         assert [line.label for line in trend.limits] == [
-            "action high 10 °C",
-            "alert high 8 °C",
-            "alert low 2 °C",
-            "action low 0 °C",
+            "action high 10.0 °C",
+            "alert high 8.0 °C",
+            "alert low 2.0 °C",
+            "action low 0.0 °C",
         ]
 
     def test_value_ticks_are_nice_and_inside(self) -> None:
@@ -529,7 +529,12 @@ class TestDrawing:
         renderPDF.drawToFile(trend_drawing(trend, width=480, height=220), str(path))
         reader = pypdf.PdfReader(io.BytesIO(path.read_bytes()))
         text = "\n".join(page.extract_text() for page in reader.pages)
-        for label in ("action high 10 °C", "alert high 8 °C", "alert low 2 °C", "peak 12.5 °C"):
+        for label in (
+            "action high 10.0 °C",
+            "alert high 8.0 °C",
+            "alert low 2.0 °C",
+            "peak 12.5 °C",
+        ):
             assert label in text
         assert "fridge-1.temperature" in text
 
@@ -554,7 +559,10 @@ class TestDrawing:
         pdf_lines = sorted(
             line.y1
             for line in drawing.contents
-            if isinstance(line, Line) and line.strokeColor == red and line.y1 == line.y2
+            if isinstance(line, Line)
+            and line.strokeColor == red
+            and line.y1 == line.y2
+            and line.x1 == pdf_area.left  # not the legend's swatch
         )
         svg_lines = sorted(
             (300 - float(e.get("y1", "nan")) for e in with_class(root, "limit action")),
