@@ -9,6 +9,10 @@ command that builds the app (``envmon excursions serve``, ``envmon demo``).
 
 A store that cannot answer does not stop a review: ``fetch_trend`` returns the reason and
 the page and report say "trend unavailable: …" in place of the chart.
+
+``trend_context`` reads from the QA store what the chart marks beside the readings: the
+record's alarm events (when each level was reached) and, for a data gap (which holds no
+limits), the limits of the same sensor's nearest excursion.
 """
 
 from __future__ import annotations
@@ -16,13 +20,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from envmon.display import Display
 from envmon.errors import EnvmonError
 from envmon.models import Reading
-from excursions.trend import Trend, build_trend, trend_window
+from excursions.db import ExcursionRow, TimelineEventRow
+from excursions.trend import DEFAULT_MAX_POINTS, Trend, build_trend, trend_window
 
 logger = logging.getLogger(__name__)
 
@@ -55,21 +64,120 @@ class TrendResult:
     error: str = ""
 
 
+#: A data gap's own events are matched to it by time, within this slack (as its timeline).
+_SLACK: Final = timedelta(seconds=1)
+#: The most alarm events read for one record's marks (each level's first is drawn).
+_MAX_EVENTS: Final = 500
+
+
+@dataclass(frozen=True, slots=True)
+class TrendContext:
+    """What the QA store adds to a record's readings on its chart.
+
+    ``events`` are alarm events (``ts``, ``event``, ``level``); ``limits`` (a data gap's
+    only: None keeps the record's own) with ``limits_note`` saying where they come from.
+    """
+
+    events: tuple[Mapping[str, Any], ...] = ()
+    limits: Mapping[str, Any] | None = None
+    limits_note: str = ""
+    unit: str = ""
+
+
+def trend_context(engine: Engine, record: Mapping[str, Any]) -> TrendContext:
+    """Return the record's alarm events and, for a data gap, its sensor's limits.
+
+    An excursion's events are those carrying its id. A data gap's are its sensor's
+    ``stale`` and ``restored`` within the gap; its limits are those of the same sensor's
+    excursion that started nearest to the gap (the limits the core recorded then), and
+    the note says so; without one the chart draws no limit and says that too.
+    """
+    record_id, sensor_id = str(record.get("id") or ""), str(record.get("sensor_id") or "")
+    with Session(engine) as session:
+        query = select(TimelineEventRow.ts, TimelineEventRow.event, TimelineEventRow.payload)
+        query = query.where(TimelineEventRow.kind == "alarm")
+        if record.get("kind") != "data_gap":
+            query = query.where(TimelineEventRow.excursion_id == record_id)
+            rows = session.execute(query.order_by(TimelineEventRow.ts).limit(_MAX_EVENTS))
+            return TrendContext(tuple(_event(*row) for row in rows))
+        start = _aware(record["start"])
+        query = query.where(
+            TimelineEventRow.sensor_id == sensor_id,
+            TimelineEventRow.event.in_(("stale", "restored")),
+            TimelineEventRow.ts >= start - _SLACK,
+        )
+        if record.get("end") is not None:
+            query = query.where(TimelineEventRow.ts <= _aware(record["end"]) + _SLACK)
+        rows = session.execute(query.order_by(TimelineEventRow.ts).limit(_MAX_EVENTS))
+        events = tuple(_event(*row) for row in rows)
+        same = select(ExcursionRow.id, ExcursionRow.start, ExcursionRow.record).where(
+            ExcursionRow.sensor_id == sensor_id, ExcursionRow.kind == "excursion"
+        )
+        before = session.execute(
+            same.where(ExcursionRow.start <= start).order_by(ExcursionRow.start.desc()).limit(1)
+        ).first()
+        after = session.execute(
+            same.where(ExcursionRow.start > start).order_by(ExcursionRow.start).limit(1)
+        ).first()
+    found = [row for row in (before, after) if row is not None]
+    nearest = min(found, key=lambda row: abs(_aware(row.start) - start), default=None)
+    if nearest is None or not isinstance(nearest.record.get("limits"), dict):
+        note = "limits not shown: no excursion of this sensor records the limits in force"
+        return TrendContext(events, None, note)
+    note = f"limits as recorded with excursion {nearest.id} of this sensor"
+    unit = str(nearest.record.get("unit") or "")
+    return TrendContext(events, nearest.record["limits"], note, unit)
+
+
+def _aware(value: object) -> datetime:
+    """Return a stored time (aware datetime or ISO text) as an aware UTC datetime."""
+    if not isinstance(value, datetime):
+        value = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _event(ts: datetime, event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    return {"ts": ts, "event": event, "level": payload.get("level")}
+
+
 def fetch_trend(
     reader: SeriesReader | None,
     record: Mapping[str, Any],
     *,
     now: datetime,
     zone: ZoneInfo,
+    window: str = "record",
+    display: Display | None = None,
+    context: TrendContext | None = None,
+    max_points: int = DEFAULT_MAX_POINTS,
 ) -> TrendResult:
-    """Read the record's sensor around the excursion and build its chart."""
-    window = trend_window(record, now)
+    """Read the record's sensor over ``window`` (a key of ``trend.WINDOWS``), build its chart.
+
+    ``context`` (``trend_context``) adds the alarm marks and a data gap's limits;
+    ``display`` writes the values (default: the zone's).
+    """
+    span = trend_window(record, now, window)
     if reader is None:
         return TrendResult(None, "no time-series store is configured or written yet")
     sensor_id = str(record["sensor_id"])
     try:
-        readings = reader.query(sensor_id, *window)
+        readings = reader.query(sensor_id, *span)
     except (EnvmonError, OSError) as exc:
         logger.warning("trend of %s unavailable: %s", sensor_id, exc)
         return TrendResult(None, f"the time-series store did not answer: {exc}")
-    return TrendResult(build_trend(record, readings, window, zone=zone))
+    found = context or TrendContext()
+    if found.unit and not record.get("unit"):
+        record = {**record, "unit": found.unit}
+    trend = build_trend(
+        record,
+        readings,
+        span,
+        zone=zone,
+        display=display,
+        events=found.events,
+        limits=found.limits,
+        limits_note=found.limits_note,
+        window_name=window,
+        max_points=max_points,
+    )
+    return TrendResult(trend)

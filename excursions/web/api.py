@@ -28,7 +28,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from envmon.config.schema import SiteConfig
 from envmon.display import Display
-from envmon.errors import EnvmonError
 from envmon.timeutil import utcnow
 from excursions.lifecycle import (
     MAX_COMMENT,
@@ -48,10 +47,10 @@ from excursions.queries import (
     list_records,
     record_detail,
 )
-from excursions.series import SeriesReader
+from excursions.series import SeriesReader, fetch_trend, trend_context
 from excursions.sessions import Sessions
 from excursions.throttle import client_key
-from excursions.trend import trend_window
+from excursions.trend import WINDOWS, trend_json, trend_window
 from excursions.users import AuthenticationError, ThrottledError, User, UserError
 from excursions.web.security import (
     CSRF_HEADER,
@@ -69,6 +68,8 @@ from excursions.web.security import (
 COOKIE: Final = "envmon_session"
 PREFIX: Final = "/api/v1"
 READERS: Final = ("viewer", "operator", "qa")  # admin manages users, not records
+#: The most values a trend response draws (each interval's minimum and maximum kept).
+TREND_POINTS: Final = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,27 +357,48 @@ def create_api(services: Services) -> FastAPI:
         return detail
 
     @router.get("/excursions/{record_id}/trend")
-    def trend(record_id: str, _user: Annotated[User, role(*READERS)]) -> dict[str, Any]:
-        """Return the sensor's readings from before the start to after the end, with limits."""
+    def trend(
+        record_id: str,
+        _user: Annotated[User, role(*READERS)],
+        window: Annotated[str, Query(max_length=16)] = "record",
+    ) -> dict[str, Any]:
+        """Return the record's chart over ``window`` (``record``, ``6h``, ``24h``, ``3d``).
+
+        ``readings`` are the drawn values (decimated to at most ``TREND_POINTS`` keeping
+        each interval's minimum and maximum), ``limits`` those in force, ``chart`` every
+        mark and label of the page's chart (``excursions.trend.trend_json``).
+        """
+        if window not in WINDOWS:
+            raise HTTPException(422, f"window: one of {', '.join(WINDOWS)}, not {window!r}")
         record = core_record(services.engine, record_id)
         if record is None:
             raise HTTPException(404, f"no record {record_id!r}")
-        start, end = trend_window(record, services.clock())
-        if services.series is None:
-            raise HTTPException(503, "no time-series store is configured")
-        try:
-            readings = services.series.query(record["sensor_id"], start, end)
-        except (EnvmonError, OSError) as exc:
-            raise HTTPException(503, f"the time-series store did not answer: {exc}") from None
+        start, end = trend_window(record, services.clock(), window)
+        context = trend_context(services.engine, record)
+        shown = services.shown
+        found = fetch_trend(
+            services.series,
+            record,
+            now=services.clock(),
+            zone=shown.zone,
+            window=window,
+            display=shown,
+            context=context,
+            max_points=TREND_POINTS,
+        )
+        if found.trend is None:
+            raise HTTPException(503, found.error)
         return {
             "sensor_id": record["sensor_id"],
-            "unit": record.get("unit", ""),
+            "unit": record.get("unit") or context.unit,
+            "window": window,
             "from": start,
             "to": end,
-            "limits": record.get("limits"),
+            "limits": record.get("limits") if context.limits is None else context.limits,
             "readings": [
-                {"ts": r.ts, "value": r.value, "quality": r.quality.value} for r in readings
+                {"ts": point.ts, "value": point.value} for run in found.trend.runs for point in run
             ],
+            "chart": trend_json(found.trend),
         }
 
     life = services.lifecycle
