@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Final
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
+from excursions.web.admin_pages import add_admin_pages
 from excursions.web.api import Services, create_api
 from excursions.web.pages import add_pages
 
@@ -57,6 +58,7 @@ def create_app(
     """
     app = create_api(services)
     add_pages(app, services, site_name=site_name, incidents_nav=incidents is not None)
+    add_admin_pages(app, services, site_name=site_name, incidents_nav=incidents is not None)
     if incidents is not None:
         from alerts.web import add_incidents  # the alerting side is optional
 
