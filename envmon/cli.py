@@ -34,12 +34,19 @@ EXIT_INVALID = 2
 @contextlib.contextmanager
 def _refused(*errors: type[Exception]) -> Iterator[None]:
     """Print any of ``errors`` (a bad input: nothing was started) to stderr and exit 2."""
+    from envmon.errors import ConfigError
+
     try:
         yield
     except errors as exc:
         from rich.console import Console
 
-        Console(stderr=True).print(str(exc), markup=False)
+        if isinstance(exc, ConfigError):  # one format for every command: file:line:col: ...
+            from envmon.rendering import print_config_error
+
+            print_config_error(exc)
+        else:
+            Console(stderr=True).print(str(exc), markup=False)
         raise typer.Exit(EXIT_INVALID) from None
 
 

@@ -15,6 +15,8 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from envmon.errors import ConfigError
+
 #: Width when the output is not a terminal and ``COLUMNS`` is not set.
 DEFAULT_WIDTH = 80
 
@@ -85,3 +87,15 @@ def _is_empty(value: RenderableType) -> bool:
     if isinstance(value, Text):
         return not value.plain.strip()
     return isinstance(value, str) and not value.strip()
+
+
+def print_config_error(error: ConfigError, *, console: Console | None = None) -> None:
+    """Print a configuration error to stderr: the headline, then one issue per line.
+
+    Every command that loads a site or settings file reports through this one function,
+    each issue as ``file:line:column: path: message``; lines are never wrapped, so an
+    editor or ``grep`` can follow them.
+    """
+    console = console if console is not None else Console(stderr=True, highlight=False)
+    for line in error.lines():
+        console.print(line, markup=False, soft_wrap=True)

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from envmon.config import load_site
 from envmon.errors import ConfigError, InputError
-from envmon.rendering import print_tables
+from envmon.rendering import print_config_error, print_tables
 from envmon.timeutil import format_ts
 from stream.core.evaluator import Evaluator
 from stream.replay import EventSink, ProgressHandler, Replayer, ReplaySummary
@@ -42,9 +42,7 @@ def run(
     try:
         site = load_site(config)
     except ConfigError as exc:
-        err.print(f"[red]invalid configuration[/red] {exc.source}:", markup=True)
-        for issue in exc.issues:
-            err.print(f"  {issue}", markup=False)
+        print_config_error(exc, console=err)
         return EXIT_INVALID
     fmt = input_format or ("jsonl" if input_file.suffix.lower() in {".jsonl", ".json"} else "csv")
     if fmt not in {"csv", "jsonl"}:

@@ -8,14 +8,13 @@ from itertools import groupby
 from pathlib import Path
 from typing import Final
 
-import typer
 from rich.table import Table
 
 from envmon.config import AreaConfig, ConfigError, SiteConfig, load_site
 from envmon.config.formatting import format_duration, format_number
 from envmon.config.schedule import WEEKDAYS, WeeklyWindow
 from envmon.display import unit_label
-from envmon.rendering import print_tables
+from envmon.rendering import print_config_error, print_tables
 from envmon.sensors import ChannelRules, LimitSet, Occupancy, SensorSpec
 
 EXIT_OK: Final = 0
@@ -40,16 +39,13 @@ def run(file: Path, *, json_output: bool) -> int:
     """Validate ``file``; print the resolved limits (table or JSON) and return an exit code.
 
     Returns 0 when the file is valid, 2 (after printing every issue to stderr, one per
-    line as ``line N: path: message``) when it is not or cannot be read.
+    line as ``file:line:column: path: message``) when it is not or cannot be read.
     """
     try:
         site = load_site(file)
         sensors = site.sensors()
     except ConfigError as exc:
-        typer.echo(f"{exc.source}: {len(exc.issues)} error(s) in site configuration", err=True)
-        for issue in exc.issues:
-            file_level = not issue.path and issue.line is None
-            typer.echo(f"{exc.source}: {issue.message}" if file_level else str(issue), err=True)
+        print_config_error(exc)
         return EXIT_INVALID
     if json_output:
         sys.stdout.write(json.dumps(channel_records(site, sensors), indent=2) + "\n")

@@ -90,7 +90,9 @@ def parse_site(text: str, source: str = "<string>", *, base_dir: Path | None = N
         issue = ConfigIssue("", "the file is empty; expected a mapping with 'site' and 'areas'", 1)
         raise ConfigError(source, [issue])
 
-    issues = [ConfigIssue(render_path(p.path), p.message, p.line) for p in located.problems]
+    issues = [
+        ConfigIssue(render_path(p.path), p.message, p.line, p.column) for p in located.problems
+    ]
     issues.extend(_duplicate_ids(located))
     located, included, render = _include_alerting(located, base_dir or Path(), issues)
     config: SiteConfig | None = None
@@ -102,7 +104,7 @@ def parse_site(text: str, source: str = "<string>", *, base_dir: Path | None = N
     if config is not None:
         _, problems = resolve_site(config)
         issues.extend(
-            ConfigIssue(problem.rendered_path, problem.message, located.line_of(problem.path))
+            ConfigIssue(problem.rendered_path, problem.message, *located.position_of(problem.path))
             for problem in [*problems, *binding_problems(config)]
         )
     if issues or config is None:
@@ -114,8 +116,18 @@ def parse_site(text: str, source: str = "<string>", *, base_dir: Path | None = N
                 issue.line if issue.line is not None else 0,
             ),
         )
+        if included is not None:
+            ordered = [_in_included(issue, included, base_dir or Path()) for issue in ordered]
         raise ConfigError(source, ordered)
     return config
+
+
+def _in_included(issue: ConfigIssue, name: str, base_dir: Path) -> ConfigIssue:
+    """Locate an issue of the included file in that file: its name, and the path in it."""
+    if issue.path != name and not issue.path.startswith(f"{name}: "):
+        return issue
+    path = issue.path.removeprefix(name).removeprefix(": ")
+    return dataclasses.replace(issue, path=path, file=str(base_dir / name))
 
 
 def _include_alerting(
@@ -152,7 +164,9 @@ def _include_alerting(
         message = "the file is empty; expected the alerting section (contacts, policies, routes)"
         issues.append(ConfigIssue(name, message, 1))
         return without, name, render_path
-    issues.extend(ConfigIssue(_in_file(name, p.path), p.message, p.line) for p in included.problems)
+    issues.extend(
+        ConfigIssue(_in_file(name, p.path), p.message, p.line, p.column) for p in included.problems
+    )
     merged = LocatedYaml(
         data={**data, "alerting": included.data},
         lines={**located.lines, **{(*where, *path): line for path, line in included.lines.items()}},
@@ -160,6 +174,10 @@ def _include_alerting(
             *located.problems,
             *(dataclasses.replace(p, path=(*where, *p.path)) for p in included.problems),
         ),
+        columns={
+            **located.columns,
+            **{(*where, *path): column for path, column in included.columns.items()},
+        },
     )
 
     def render(path: YamlPath) -> str:
@@ -188,7 +206,9 @@ def parse_model(model: type[_M], text: str, source: str) -> _M:
         located = load_located(text)
     except YamlSyntaxError as exc:
         raise ConfigError(source, [_syntax_issue(exc)]) from None
-    issues = [ConfigIssue(render_path(p.path), p.message, p.line) for p in located.problems]
+    issues = [
+        ConfigIssue(render_path(p.path), p.message, p.line, p.column) for p in located.problems
+    ]
     result: _M | None = None
     try:
         result = model.model_validate(located.data)
@@ -204,14 +224,14 @@ def _clipped(issue: ConfigIssue) -> ConfigIssue:
     if len(issue.message) <= MAX_MESSAGE_CHARS:
         return issue
     cut = issue.message[:MAX_MESSAGE_CHARS]
-    return ConfigIssue(issue.path, f"{cut}… ({len(issue.message):,} characters)", issue.line)
+    return dataclasses.replace(issue, message=f"{cut}… ({len(issue.message):,} characters)")
 
 
 def _syntax_issue(exc: YamlSyntaxError) -> ConfigIssue:
     """Word YAML the loader refused as a whole: not YAML, or too large once expanded."""
     if isinstance(exc, YamlTooLargeError):
         return ConfigIssue(render_path(exc.path), exc.message, exc.line)
-    return ConfigIssue("", f"invalid YAML: {exc.message}", exc.line)
+    return ConfigIssue("", f"invalid YAML: {exc.message}", exc.line, exc.column)
 
 
 def _problem_paths(located: LocatedYaml) -> frozenset[YamlPath]:
@@ -240,7 +260,7 @@ def _validation_issues(
         if path in skip:
             continue
         issue = ConfigIssue(
-            render(path), _message(error, root or SiteConfig), located.line_of(path)
+            render(path), _message(error, root or SiteConfig), *located.position_of(path)
         )
         if issue not in issues:  # a shorthand (``iso_class: 10``) can fail twice alike
             issues.append(issue)
@@ -373,7 +393,7 @@ def _duplicate_ids(located: LocatedYaml) -> list[ConfigIssue]:
                     render_path(path),
                     f"duplicate {kind} id {identifier!r} (first used at {render_path(first)}, "
                     f"line {located.line_of(first)})",
-                    located.line_of(path),
+                    *located.position_of(path),
                 )
             )
     return issues

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import yaml
@@ -159,14 +159,16 @@ class YamlProblem:
     path: YamlPath
     message: str
     line: int | None
+    column: int | None = None
 
 
 class YamlSyntaxError(Exception):
-    """The text is not well-formed YAML; ``line`` is 1-based when known."""
+    """The text is not well-formed YAML; ``line`` and ``column`` are 1-based when known."""
 
-    def __init__(self, message: str, line: int | None) -> None:
+    def __init__(self, message: str, line: int | None, column: int | None = None) -> None:
         self.message = message
         self.line = line
+        self.column = column
         super().__init__(f"line {line}: {message}" if line is not None else message)
 
 
@@ -183,19 +185,28 @@ class YamlTooLargeError(YamlSyntaxError):
 
 @dataclass(frozen=True, slots=True)
 class LocatedYaml:
-    """Plain data from a YAML document, the line of every path, and structural problems."""
+    """Plain data from a YAML document, the line (and column) of every path, and problems.
+
+    Lines and columns are 1-based. A value reached through an alias has the position of
+    the anchored value it repeats.
+    """
 
     data: object
     lines: Mapping[YamlPath, int]
     problems: tuple[YamlProblem, ...] = ()
+    columns: Mapping[YamlPath, int] = field(default_factory=dict)
 
     def line_of(self, path: YamlPath) -> int | None:
         """Return the line of ``path``, or of its nearest parent that exists."""
+        return self.position_of(path)[0]
+
+    def position_of(self, path: YamlPath) -> tuple[int | None, int | None]:
+        """Return (line, column) of ``path``, or of its nearest parent that exists."""
         for end in range(len(path), -1, -1):
             line = self.lines.get(path[:end])
             if line is not None:
-                return line
-        return None
+                return line, self.columns.get(path[:end])
+        return None, None
 
 
 def load_located(text: str) -> LocatedYaml:
@@ -222,14 +233,17 @@ def load_located(text: str) -> LocatedYaml:
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(part for part in (exc.context, exc.problem) if part)
         line = None if mark is None else mark.line + 1
-        raise YamlSyntaxError(message or "invalid YAML", line) from exc
+        column = None if mark is None else mark.column + 1
+        raise YamlSyntaxError(message or "invalid YAML", line, column) from exc
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(str(exc), None) from exc
     finally:
         loader.dispose()
     if root is None:
         return LocatedYaml(data=None, lines={(): 1})
-    return LocatedYaml(data=data, lines=builder.lines, problems=tuple(builder.problems))
+    return LocatedYaml(
+        data=data, lines=builder.lines, problems=tuple(builder.problems), columns=builder.columns
+    )
 
 
 def _budget(root: Node | None) -> int:
@@ -268,6 +282,7 @@ class _Builder:
     def __init__(self, loader: yaml.SafeLoader, budget: int) -> None:
         self.loader = loader
         self.lines: dict[YamlPath, int] = {}
+        self.columns: dict[YamlPath, int] = {}
         self.problems: list[YamlProblem] = []
         self._active: set[int] = set()
         self._built: set[int] = set()  # nodes built once: building one again is an alias
@@ -276,7 +291,9 @@ class _Builder:
 
     def build(self, node: Node, path: YamlPath) -> object:
         """Build the value of ``node`` found at ``path``."""
-        self.lines.setdefault(path, node.start_mark.line + 1)
+        if path not in self.lines:
+            self.lines[path] = node.start_mark.line + 1
+            self.columns[path] = node.start_mark.column + 1
         self._budget -= 1
         if self._budget < 0:
             raise self._too_large(path)
@@ -346,7 +363,9 @@ class _Builder:
                 )
                 continue
             first_line[key] = line
-            self.lines.setdefault((*path, key), line)
+            if (*path, key) not in self.lines:
+                self.lines[(*path, key)] = line
+                self.columns[(*path, key)] = key_node.start_mark.column + 1
             result[key] = self.build(value_node, (*path, key))
         for merge_node in merges:
             sources = merge_node.value if isinstance(merge_node, SequenceNode) else [merge_node]
@@ -374,4 +393,5 @@ class _Builder:
         return node.value
 
     def _problem(self, path: YamlPath, message: str, node: Node) -> None:
-        self.problems.append(YamlProblem(path, message, node.start_mark.line + 1))
+        mark = node.start_mark
+        self.problems.append(YamlProblem(path, message, mark.line + 1, mark.column + 1))

@@ -839,7 +839,8 @@ class TestAlertingFile:
         with pytest.raises(ConfigError) as caught:
             load_site(self.write(tmp_path, section))
         (issue,) = caught.value.issues
-        assert issue.path == "alerts.yaml: teams[0].members[1]"
+        assert issue.file == str(tmp_path / "alerts.yaml")
+        assert issue.path == "teams[0].members[1]"
         assert issue.line == line_of(section, "bobb")
         assert "no contact 'bobb'" in issue.message
 
@@ -851,7 +852,11 @@ class TestAlertingFile:
         duplicate = [i for i in caught.value.issues if "duplicate key" in i.message]
         assert duplicate == [
             ConfigIssue(
-                "alerts.yaml: policies", "duplicate key 'policies' (first defined at line 2)", 3
+                "policies",
+                "duplicate key 'policies' (first defined at line 2)",
+                3,
+                1,
+                str(tmp_path / "alerts.yaml"),
             )
         ]
 
@@ -860,7 +865,7 @@ class TestAlertingFile:
         with pytest.raises(ConfigError) as caught:
             load_site(self.write(tmp_path, "contacts: [\n  - x\n"))
         (issue,) = caught.value.issues
-        assert issue.path == "alerts.yaml"
+        assert (issue.file, issue.path) == (str(tmp_path / "alerts.yaml"), "")
         assert issue.message.startswith("invalid YAML")
 
     def test_a_missing_file(self, tmp_path):
@@ -879,7 +884,7 @@ class TestAlertingFile:
         with pytest.raises(ConfigError) as caught:
             load_site(self.write(tmp_path, "# nothing yet\n"))
         (issue,) = caught.value.issues
-        assert issue.path == "alerts.yaml"
+        assert (issue.file, issue.path) == (str(tmp_path / "alerts.yaml"), "")
         assert "the file is empty" in issue.message
 
 

@@ -58,7 +58,7 @@ class TestCheckConfigCommand:
         assert "3,520" in rows[0]
         assert "352,000" in rows[1]
 
-    def test_narrow_output_is_stacked_within_80_columns(self, runner):
+    def test_narrow_output_is_stacked_within_80_columns(self, runner: CliRunner) -> None:
         """Piped at 80 columns the channels come one block each, every value whole."""
         result = runner.invoke(app, ["check-config", str(EXAMPLE)], env={"COLUMNS": "80"})
         assert result.exit_code == 0, result.output
@@ -109,18 +109,18 @@ class TestCheckConfigCommand:
         assert by_state["at_rest"]["action_high"] == 3_520
 
     def test_invalid_file(self, runner, tmp_path: Path):
-        """An invalid file exits 2 and prints every issue as ``line N: path: message``."""
+        """An invalid file exits 2 and prints every issue as ``file:line:col: path: message``."""
         path = tmp_path / "site.yaml"
         path.write_text(CROSS_FIELD.replace("kind: incubator", "kind: incubatr"), encoding="utf-8")
         result = runner.invoke(app, ["check-config", str(path)])
         assert result.exit_code == 2
         assert result.stdout == ""
         lines = result.stderr.splitlines()
-        assert lines[0] == f"{path}: 2 error(s) in site configuration"
-        assert lines[1].startswith("line 11: areas[1].instruments[0].kind: must be")
+        assert lines[0] == f"{path}: 2 errors in the configuration"
+        assert lines[1].startswith(f"{path}:11:9: areas[1].instruments[0].kind: must be")
         assert lines[2].startswith(
-            "line 21: areas[1].instruments[0].channels[2].limits.action_high: "
-            "must be above alert_high"
+            f"{path}:21:15: areas[1].instruments[0].channels[2].limits.action_high:"
+            " must be above alert_high"
         )
 
     def test_invalid_file_json(self, runner, tmp_path: Path):
@@ -163,7 +163,8 @@ class TestHostileFiles:
         )
         start = EXAMPLE.read_text(encoding="utf-8").count("\n") + 1
         (issue,) = self.check(runner, tmp_path, text)
-        assert issue.startswith(f"line {start + 6}: bomb.f[0]: aliases and merge keys expand")
+        where = f"{tmp_path / 'site.yaml'}:{start + 6}"
+        assert issue.startswith(f"{where}: bomb.f[0]: aliases and merge keys expand")
 
     def test_integer_over_4300_digits(self, runner, tmp_path):
         """Python's 4,300-digit limit on int() is a listed problem, not a ValueError."""
@@ -185,3 +186,66 @@ class TestHostileFiles:
             runner, tmp_path, site.replace("action_high: 25 ", "action_high: .inf")
         )
         assert issue.endswith(".action_high: must be a finite number (got inf)")
+
+
+class TestOneErrorFormat:
+    """Every command prints configuration errors alike; a shared anchor's problem once."""
+
+    def _typo(self, tmp_path: Path) -> Path:
+        site = EXAMPLE.read_text(encoding="utf-8")
+        anchored = "              deadband: 0.3          # probe accuracy ±0.2 °C"
+        assert site.count(anchored) == 1  # fridge-1's, which fridge-2 merges in (<<: *fridge)
+        path = tmp_path / "site.yaml"
+        path.write_text(site.replace(anchored, anchored.replace("deadband", "deadbnd")), "utf-8")
+        return path
+
+    def test_an_anchored_typo_is_reported_once_naming_both_uses(
+        self, runner: CliRunner, tmp_path: Path
+    ) -> None:
+        path = self._typo(tmp_path)
+        result = runner.invoke(app, ["check-config", str(path)])
+        assert result.exit_code == 2
+        head, *issues = result.stderr.splitlines()
+        assert head == f"{path}: 1 error in the configuration"
+        (issue,) = issues
+        line = (
+            path.read_text(encoding="utf-8")
+            .splitlines()
+            .index("              deadbnd: 0.3          # probe accuracy ±0.2 °C")
+        )
+        assert issue.startswith(
+            f"{path}:{line + 1}:15: areas[4].instruments[3].channels[0].limits.deadbnd:"
+            " unknown key 'deadbnd'; did you mean 'deadband'?"
+        )
+        assert "also at areas[4].instruments[4].channels[0].limits.deadbnd" in issue
+
+    @pytest.mark.parametrize(
+        "command",
+        [
+            ["check-config", "{site}"],
+            ["replay", "-c", "{site}", "-i", "{readings}"],
+            ["demo", "-c", "{site}", "--summary", "{summary}", "--no-web"],
+            ["alerts", "check", "{site}"],
+            ["dashboards", "generate", "--site", "{site}", "--out", "{out}"],
+            ["collect", "--site", "{site}"],
+            ["stream", "worker", "--site", "{site}"],
+            ["alerts", "run", "--site", "{site}"],
+        ],
+        ids=lambda command: " ".join(command[:2]),
+    )
+    def test_every_command_prints_the_same_report(
+        self, runner: CliRunner, tmp_path: Path, command: list[str]
+    ) -> None:
+        path = self._typo(tmp_path)
+        readings = tmp_path / "readings.csv"
+        readings.write_text("sensor_id,at,value\n", encoding="utf-8")
+        args = [
+            part.format(
+                site=path, readings=readings, summary=tmp_path / "s.json", out=tmp_path / "out"
+            )
+            for part in command
+        ]
+        expected = runner.invoke(app, ["check-config", str(path)]).stderr
+        result = runner.invoke(app, args, env={"ENVMON_SETTINGS_FILE": None, "ENVMON_BUS": "kafka"})
+        assert result.exit_code == 2, result.output
+        assert result.stderr == expected

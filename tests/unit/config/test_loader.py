@@ -116,7 +116,7 @@ class TestParseSiteErrors:
 
     def test_config_error_message_lists_issues(self):
         """The exception text names the source and every issue."""
-        with pytest.raises(ConfigError, match=r"site.yaml: 1 error\(s\)") as caught:
+        with pytest.raises(ConfigError, match=r"site.yaml: 1 error in the configuration") as caught:
             parse_site(CROSS_FIELD, source="site.yaml")
         assert "limits.action_high" in str(caught.value)
 
