@@ -490,19 +490,21 @@ class OpcUaCollector:
                 setup = isinstance(exc, OpcUaSetupError)
                 if setup:
                     backoff = self.config.reconnect.maximum
-                (logger.error if setup else logger.warning)(
-                    "%s: cannot connect to %s (%s); retrying in %.1f s",
-                    self.component,
-                    self.config.endpoint,
-                    _describe(exc),
-                    backoff,
-                )
-                if not down_reported:
+                first = not down_reported
+                if first:  # the event's own log line says it, once
                     down_reported = True
                     self._emit(
                         SystemEventKind.DISCONNECTED,
                         f"cannot connect to {self.config.endpoint}: {_describe(exc)}; retrying",
                         alarm=True,
+                    )
+                if setup or not first:
+                    (logger.error if setup else logger.warning)(
+                        "%s: cannot connect to %s (%s); retrying in %.1f s",
+                        self.component,
+                        self.config.endpoint,
+                        _describe(exc),
+                        backoff,
                     )
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.0))  # noqa: S311 - jitter
                 backoff = min(backoff * 2, self.config.reconnect.maximum)

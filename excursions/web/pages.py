@@ -19,7 +19,7 @@ import math
 import re
 import secrets
 import urllib.parse
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo
@@ -31,6 +31,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from reportlab.platypus.doctemplate import LayoutError
 
+from envmon.display import label
 from excursions.lifecycle import (
     ACKNOWLEDGED,
     CLOSED,
@@ -43,11 +44,12 @@ from excursions.lifecycle import (
     NotAllowedError,
     SigningBlockedError,
 )
-from excursions.queries import MAX_PAGE, Filters, list_records, record_detail
+from excursions.queries import MAX_PAGE, Filters, distinct_values, list_records, record_detail
 from excursions.report import write_report
 from excursions.series import TrendResult, fetch_trend
 from excursions.trend import trend_svg, trend_window
 from excursions.users import AuthenticationError, ThrottledError, User
+from excursions.web import present
 from excursions.web.api import (
     COOKIE,
     PREFIX,
@@ -57,6 +59,7 @@ from excursions.web.api import (
     refusal_status,
     retry_after,
 )
+from excursions.web.present import Catalogue
 from excursions.web.security import (
     CSRF_FIELD,
     LOGIN_COOKIE,
@@ -70,6 +73,10 @@ from excursions.web.security import (
 logger = logging.getLogger(__name__)
 TEMPLATES: Final = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 PAGE_SIZE: Final = 50
+#: The header of the list's own refresh (``static/list.js``).
+POLL_HEADER: Final = "X-Envmon-Poll"
+#: Form fields never shown again after a refusal.
+NOT_KEPT: Final = frozenset({"password", CSRF_FIELD, "version"})
 NOT_A_READER: Final = "your role may not read records (admins manage users)"
 NO_REPORT: Final = (
     "The printable report of this record could not be laid out. This is a defect of envmon,"
@@ -101,15 +108,36 @@ def _page_number(text: str) -> int:
     return int(text)
 
 
-def _bound(name: str, text: str | None) -> datetime | None:
-    """Return a list filter's time; raise ``ValueError`` with a sentence (no echo)."""
+DATE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+#: The list filters chosen from fixed values: anything else is refused with the choices.
+FIXED: Final = {
+    "level": present.LEVELS,
+    "kind": present.KINDS,
+    "state": present.QA_STATES,
+}
+
+
+def _bound(name: str, text: str | None, zone: ZoneInfo, *, end: bool = False) -> datetime | None:
+    """Return a list filter's time; raise ``ValueError`` with a sentence (no echo).
+
+    A date (``2026-01-05``, the date inputs' value) is that day in the site's zone: from
+    its start, or with ``end`` up to the end of it. A date and time needs a UTC offset.
+    """
     if not text:
         return None
-    example = "(e.g. 2026-01-05T07:00Z)"
+    example = "(a date such as 2026-01-05, or 2026-01-05T07:00Z)"
+    if DATE.fullmatch(text):
+        try:
+            day = datetime.combine(datetime.fromisoformat(text).date(), time(), zone)
+        except ValueError:
+            raise ValueError(f"{name}: not a date {example}") from None
+        return day + timedelta(days=1) if end else day
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"{name}: a date and time with a UTC offset {example}") from None
+        raise ValueError(
+            f"{name}: a date, or a date and time with a UTC offset {example}"
+        ) from None
     if value.tzinfo is None:
         raise ValueError(f"{name}: give a UTC offset {example}")
     return value
@@ -135,6 +163,24 @@ def add_pages(
     """Add the pages to the API's application (``incidents_nav``: link the incidents pages)."""
     life = services.lifecycle
     zone = ZoneInfo(services.site_timezone)
+    shown = services.shown
+    site_catalogue = Catalogue.of_site(services.site) if services.site is not None else None
+
+    def catalogue() -> Catalogue:
+        """Return the names and filter values: the site's, else what the store holds."""
+        if site_catalogue is not None:
+            return site_catalogue
+        found = distinct_values(services.engine)
+        return Catalogue.of_store({k.removesuffix("_id"): v for k, v in found.items()})
+
+    def polled_user(token: str | None) -> User | None:
+        """Return the user of a page's own refresh: it does not keep the session alive."""
+        if not token:
+            return None
+        try:
+            return services.sessions.user(token, touch=False)
+        except AuthenticationError:
+            return None
 
     def page(request: Request, name: str, status: int = 200, **context: object) -> HTMLResponse:
         session_token = request.cookies.get(COOKIE)
@@ -147,6 +193,7 @@ def add_pages(
                 "site_timezone": zone.key,
                 "csrf": csrf,
                 "incidents_nav": incidents_nav,
+                "shown": shown,
                 **context,
             },
             status_code=status,
@@ -258,7 +305,9 @@ def add_pages(
         request: Request,
         envmon_session: Annotated[str | None, Cookie()] = None,
     ) -> Response:
-        user = current_user(envmon_session)
+        # The list's own refresh (list.js) does not count as a use of the session.
+        polled = request.headers.get(POLL_HEADER) == "1"
+        user = (polled_user if polled else current_user)(envmon_session)
         if user is None:
             return to_login()
         if user.role not in READERS:
@@ -267,7 +316,13 @@ def add_pages(
         text = {name: query.get(name) or None for name in Filters.__dataclass_fields__}
         try:
             number = _page_number(query.get("page", "1"))
-            bounds = {name: _bound(name, text[name]) for name in ("start_from", "start_to")}
+            for name, allowed in FIXED.items():
+                if text[name] is not None and text[name] not in allowed:
+                    raise ValueError(f"{name}: one of {', '.join(allowed)}")
+            bounds = {
+                "start_from": _bound("start_from", text["start_from"], zone),
+                "start_to": _bound("start_to", text["start_to"], zone, end=True),
+            }
         except ValueError as exc:
             return page(request, "base.html", 422, user=user, error=str(exc))
         filters = Filters(
@@ -279,23 +334,33 @@ def add_pages(
             bounds["start_from"],
             bounds["start_to"],
             text["sensor"],
+            text["kind"],
         )
         total, items = list_records(services.engine, filters, page=number, page_size=PAGE_SIZE)
+        names = catalogue()
 
         def page_url(n: int) -> str:
             return "/excursions?" + urllib.parse.urlencode(
-                {**{k: v for k, v in query.items() if v}, "page": n}
+                {**{k: v for k, v in query.items() if v and k != "page"}, "page": n}
             )
 
         return page(
             request,
             "list.html",
             user=user,
-            items=items,
+            rows=[present.list_row(item, shown, names) for item in items],
             total=total,
             page=number,
             pages=max(1, math.ceil(total / PAGE_SIZE)),
             filters=text,
+            options=names.options,
+            fixed={
+                "level": [(v, label(v)) for v in present.LEVELS],
+                "kind": [(v, label(v)) for v in present.KINDS],
+                "state": [(v, label(v)) for v in present.QA_STATES],
+            },
+            filtered=any(text.values()),
+            shown_at=shown.time(services.clock()),
             page_url=page_url,
         )
 
@@ -312,8 +377,16 @@ def add_pages(
         return record, chart
 
     def detail_page(
-        request: Request, user: User, record_id: str, status: int = 200, error: str = ""
+        request: Request,
+        user: User,
+        record_id: str,
+        status: int = 200,
+        error: str = "",
+        *,
+        kept: tuple[str, dict[str, str]] | None = None,
+        notice: str = "",
     ) -> Response:
+        """Render a record's page; ``kept``: the refused action and the values typed into it."""
         found = readable(request, user, record_id)
         if isinstance(found, Response):
             return found
@@ -325,19 +398,44 @@ def add_pages(
             grafana = services.grafana_link(record["sensor_id"], *window)
         # trend_svg escapes every text it writes: the markup is safe to embed as it is.
         svg = Markup(trend_svg(chart.trend)) if chart.trend is not None else None  # noqa: S704
+        names = catalogue()
+        spec = names.specs.get(record["sensor_id"])
+        core = record["record"]
+        now = services.clock()
+        kept_action, kept_values = kept if kept is not None else ("", {})
+        if record["kind"] == "data_gap":
+            unit = spec.unit if spec is not None else ""
+            facts = present.gap_facts(core, shown, now, chart.trend, unit)
+        else:
+            facts = present.excursion_facts(core, shown, now)
         return page(
             request,
             "detail.html",
             status,
             user=user,
             r=record,
+            title=present.record_title(record, names),
+            area=names.area(record["area"]),
+            facts=facts,
+            rule=present.rule_sentences(core, spec, shown),
             actions=actions,
+            action_labels=present.ACTION_LABELS,
             error=error,
+            notice=notice,
             chart=svg,
             chart_error=chart.error,
             grafana=grafana,
             max_text=MAX_COMMENT,
-            qa_limits=QA_FIELDS,
+            qa_rows=present.qa_rows(record["qa"]),
+            assessment=present.assessment_fields(
+                record["qa"], kept_values if kept_action == "assess" else None
+            ),
+            kept=kept_values,
+            kept_action=kept_action,
+            meanings=present.meanings(),
+            audit_action=present.AUDIT_ACTIONS,
+            field_label=present.field_label,
+            audit_value=present.audit_value,
         )
 
     @app.get("/excursions/{record_id}", include_in_schema=False)
@@ -347,7 +445,9 @@ def add_pages(
         user = current_user(envmon_session)
         if user is None:
             return to_login()
-        return detail_page(request, user, record_id)
+        # A fixed sentence per action done; the query's text itself is never shown.
+        notice = present.DONE.get(request.query_params.get("done", ""), "")
+        return detail_page(request, user, record_id, notice=notice)
 
     @app.get("/excursions/{record_id}/report.pdf", include_in_schema=False)
     def excursion_pdf(
@@ -396,6 +496,7 @@ def add_pages(
             version = int(form.get("version", ""))
         except ValueError:
             return detail_page(request, user, record_id, 422, "the form has no record version")
+        kept = (action, {k: v for k, v in form.items() if k not in NOT_KEPT})
         try:
             if action not in {a for actions in ACTIONS.values() for a in actions}:
                 raise LifecycleError(f"no action {action!r}")
@@ -423,11 +524,14 @@ def add_pages(
                 )
         except SigningBlockedError as exc:
             if not exc.ends_session:
-                return detail_page(request, user, record_id, 429, str(exc))
+                return detail_page(request, user, record_id, 429, str(exc), kept=kept)
             services.sessions.sign_out(
                 envmon_session or "", client=client_of(request), reason="signing blocked"
             )
             return login_page(request, 429, str(exc))
         except LifecycleError as exc:
-            return detail_page(request, user, record_id, refusal_status(exc), str(exc))
-        return RedirectResponse(f"/excursions/{urllib.parse.quote(record_id)}", status_code=303)
+            return detail_page(request, user, record_id, refusal_status(exc), str(exc), kept=kept)
+        done = urllib.parse.urlencode({"done": action})
+        return RedirectResponse(
+            f"/excursions/{urllib.parse.quote(record_id)}?{done}", status_code=303
+        )
