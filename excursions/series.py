@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from envmon.config.schema import SiteConfig
 from envmon.display import Display
 from envmon.errors import EnvmonError
 from envmon.models import Reading
@@ -84,13 +85,17 @@ class TrendContext:
     unit: str = ""
 
 
-def trend_context(engine: Engine, record: Mapping[str, Any]) -> TrendContext:
+def trend_context(
+    engine: Engine, record: Mapping[str, Any], site: SiteConfig | None = None
+) -> TrendContext:
     """Return the record's alarm events and, for a data gap, its sensor's limits.
 
     An excursion's events are those carrying its id. A data gap's are its sensor's
-    ``stale`` and ``restored`` within the gap; its limits are those of the same sensor's
-    excursion that started nearest to the gap (the limits the core recorded then), and
-    the note says so; without one the chart draws no limit and says that too.
+    ``stale`` and ``restored`` within the gap; its limits are those the ``site``
+    configuration puts in force at the gap's start (by occupancy, if it has a schedule)
+    or, without the sensor in it, those of the same sensor's excursion that started
+    nearest to the gap (the limits the core recorded then). ``limits_note`` says which;
+    without either the chart draws no limit and says that too.
     """
     record_id, sensor_id = str(record.get("id") or ""), str(record.get("sensor_id") or "")
     with Session(engine) as session:
@@ -110,6 +115,9 @@ def trend_context(engine: Engine, record: Mapping[str, Any]) -> TrendContext:
             query = query.where(TimelineEventRow.ts <= _aware(record["end"]) + _SLACK)
         rows = session.execute(query.order_by(TimelineEventRow.ts).limit(_MAX_EVENTS))
         events = tuple(_event(*row) for row in rows)
+        configured = _configured_limits(site, sensor_id, start)
+        if configured is not None:
+            return TrendContext(events, *configured)
         same = select(ExcursionRow.id, ExcursionRow.start, ExcursionRow.record).where(
             ExcursionRow.sensor_id == sensor_id, ExcursionRow.kind == "excursion"
         )
@@ -127,6 +135,32 @@ def trend_context(engine: Engine, record: Mapping[str, Any]) -> TrendContext:
     note = f"limits as recorded with excursion {nearest.id} of this sensor"
     unit = str(nearest.record.get("unit") or "")
     return TrendContext(events, nearest.record["limits"], note, unit)
+
+
+def _configured_limits(
+    site: SiteConfig | None, sensor_id: str, at: datetime
+) -> tuple[dict[str, float | None], str, str] | None:
+    """Return the site's limits of ``sensor_id`` in force ``at``, a note and the unit."""
+    spec = next((s for s in site.sensors() if s.sensor_id == sensor_id), None) if site else None
+    if spec is None:
+        return None
+    limits, by_occupancy, note = spec.rules.limits, spec.rules.limits_by_occupancy, ""
+    if spec.schedule is not None and by_occupancy is not None:
+        occupancy, _until = spec.schedule.state_at(int(at.timestamp() * 1_000_000))
+        limits, note = by_occupancy[occupancy], f" ({occupancy.value})"
+    if limits.is_empty():
+        return None
+    in_force = {
+        "alert_high": limits.alert_high,
+        "action_high": limits.action_high,
+        "alert_low": limits.alert_low,
+        "action_low": limits.action_low,
+    }
+    return (
+        in_force,
+        f"limits in force at the gap's start{note}, from the site configuration",
+        spec.unit,
+    )
 
 
 def _aware(value: object) -> datetime:

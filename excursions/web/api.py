@@ -374,7 +374,7 @@ def create_api(services: Services) -> FastAPI:
         if record is None:
             raise HTTPException(404, f"no record {record_id!r}")
         start, end = trend_window(record, services.clock(), window)
-        context = trend_context(services.engine, record)
+        context = trend_context(services.engine, record, services.site)
         shown = services.shown
         found = fetch_trend(
             services.series,

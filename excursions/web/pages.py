@@ -46,7 +46,7 @@ from excursions.lifecycle import (
 )
 from excursions.queries import MAX_PAGE, Filters, distinct_values, list_records, record_detail
 from excursions.report import write_report
-from excursions.series import TrendResult, fetch_trend
+from excursions.series import TrendResult, fetch_trend, trend_context
 from excursions.trend import trend_svg, trend_window
 from excursions.users import AuthenticationError, ThrottledError, User
 from excursions.web import present
@@ -373,7 +373,16 @@ def add_pages(
         record = record_detail(services.engine, record_id, zone)
         if record is None:
             return page(request, "base.html", 404, user=user, error=f"no record {record_id!r}")
-        chart = fetch_trend(services.series, record["record"], now=services.clock(), zone=zone)
+        core = record["record"]
+        context = trend_context(services.engine, core, services.site)  # marks, a gap's limits
+        chart = fetch_trend(
+            services.series,
+            core,
+            now=services.clock(),
+            zone=zone,
+            display=services.shown,
+            context=context,
+        )
         return record, chart
 
     def detail_page(
