@@ -859,6 +859,109 @@ def excursions_report(
     typer.echo(f"wrote {written}")
 
 
+@excursions_app.command("list")
+def excursions_list(
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            "--kind",
+            metavar="excursion|data_gap|alarm",
+            help="What to list (default: excursions and data gaps).",
+        ),
+    ] = None,
+    area: Annotated[str | None, typer.Option("--area", metavar="ID", help="One area.")] = None,
+    instrument: Annotated[
+        str | None, typer.Option("--instrument", metavar="ID", help="One instrument.")
+    ] = None,
+    sensor: Annotated[
+        str | None, typer.Option("--sensor", metavar="ID", help="One channel (sensor id).")
+    ] = None,
+    parameter: Annotated[
+        str | None, typer.Option("--parameter", metavar="NAME", help="One parameter.")
+    ] = None,
+    level: Annotated[
+        str | None, typer.Option("--level", metavar="alert|action", help="One level.")
+    ] = None,
+    state: Annotated[
+        str | None,
+        typer.Option("--state", metavar="STATE", help="One QA state (open, closed, ...)."),
+    ] = None,
+    open_: Annotated[
+        bool | None,
+        typer.Option("--open/--closed", help="Only records still open, or only ended ones."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="TIME", help="From this time (ISO 8601 with offset)."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", metavar="TIME", help="Before this time (ISO 8601 with offset)."),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", metavar="N", help="List at most N (1 to 10,000).")
+    ] = 50,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print JSON for machines (times UTC, raw numbers).")
+    ] = False,
+    site: Annotated[
+        Path | None,
+        typer.Option(
+            "--site", metavar="FILE", help="Site file: values and times as the site shows them."
+        ),
+    ] = None,
+    settings_file: SettingsFileOption = None,
+    db: DbOption = None,
+) -> None:
+    """List the excursions, data gaps or alarm events the record store holds, newest first."""
+    import json
+
+    from envmon.commands.excursions_list import KINDS, Query, listing, parse_time, table
+    from envmon.commands.records import migrated_engine
+    from envmon.config import load_site
+    from envmon.display import Display
+    from envmon.errors import ConfigError
+    from envmon.rendering import print_tables
+    from envmon.settings import SettingsError
+
+    if kind is not None and kind not in KINDS:
+        raise typer.BadParameter(f"one of {', '.join(KINDS)}", param_hint="--kind")
+    try:
+        start = None if since is None else parse_time(since)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    try:
+        end = None if until is None else parse_time(until)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--until") from None
+    with _refused(ConfigError, SettingsError, ValueError):
+        display = load_site(site).display() if site is not None else Display()
+        query = Query(
+            kind=kind,
+            area=area,
+            instrument=instrument,
+            sensor=sensor,
+            parameter=parameter,
+            level=level,
+            state=state,
+            open=open_,
+            since=start,
+            until=end,
+            limit=limit,
+        )
+        engine = migrated_engine(_records_url(settings_file, db))
+        try:
+            result = listing(engine, query)
+        finally:
+            engine.dispose()
+    if json_output:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        print_tables(table(result, display))
+        if result["more"]:
+            typer.echo(f"… more: raise --limit (now {limit:,}) or narrow the filters")
+
+
 alerts_app = EnvmonTyper(
     help="Alerts for on-call staff: routing, escalation until acknowledged, on-call rotas."
 )

@@ -31,6 +31,7 @@ PATHS = sorted(_command_paths())
 
 def test_the_walk_finds_the_commands() -> None:
     assert ("check-config",) in PATHS
+    assert ("excursions", "list") in PATHS
     assert ("users", "add") in PATHS
     assert len(PATHS) > 25
 
