@@ -35,14 +35,20 @@ from excursions.trend import (
     ACTION_COLOUR,
     EMPTY_TEXT,
     GAP_FILL,
+    MAX_WINDOW,
     PDF_FONT_SIZE,
     SVG_FONT_SIZE,
+    WINDOWS,
     PlotArea,
     Trend,
     build_trend,
+    limit_label_positions,
+    spread,
     trend_drawing,
+    trend_json,
     trend_svg,
     trend_window,
+    zone_offsets,
 )
 
 T0 = parse_ts("2026-01-05T08:00:00Z")
@@ -572,3 +578,186 @@ class TestDrawing:
             pdf_fraction = (pdf_y - pdf_area.bottom) / (pdf_area.top - pdf_area.bottom)
             svg_fraction = (svg_y - svg_area.bottom) / (svg_area.top - svg_area.bottom)
             assert pdf_fraction == pytest.approx(svg_fraction, abs=1e-4)
+
+
+# --- windows, marks, labels (the interactive chart's model) ----------------------------------
+
+
+class TestWindows:
+    """The record's own window and the wider ones: always the record, never over 7 days."""
+
+    @pytest.mark.parametrize("name", list(WINDOWS))
+    def test_each_window_holds_the_record(self, name: str) -> None:
+        record = excursion()
+        start, end = trend_window(record, NOW, name)
+        assert start < T0
+        assert end > T0 + timedelta(hours=1)
+        assert end <= NOW
+
+    def test_wider_windows_pad_by_their_width(self) -> None:
+        """±6 h, ±24 h pad each side by that much (to the app's clock)."""
+        record = excursion()
+        assert trend_window(record, NOW, "6h") == (
+            T0 - timedelta(hours=6),
+            T0 + timedelta(hours=7),
+        )
+        later = NOW + timedelta(days=10)
+        assert trend_window(record, later, "3d") == (
+            T0 - timedelta(days=3),
+            T0 + timedelta(hours=1, days=3),
+        )
+
+    def test_never_more_than_seven_days_nor_less_than_the_record_window(self) -> None:
+        """A 6-day record's ±3 days are cut to 7 days in all, but no less than its own."""
+        later = NOW + timedelta(days=30)
+        record = excursion(T0, T0 + timedelta(days=6))
+        start, end = trend_window(record, later, "3d")
+        assert end - start == MAX_WINDOW
+        longer = excursion(T0, T0 + timedelta(days=9))
+        own = trend_window(longer, later)
+        assert trend_window(longer, later, "3d") == own  # the record itself is longer
+
+    @pytest.mark.parametrize("name", ["", "1y", "Record", "3d ", "record\x00"])
+    def test_an_unknown_window_is_refused(self, name: str) -> None:
+        with pytest.raises(ValueError, match="unknown window"):
+            trend_window(excursion(), NOW, name)
+
+
+ALARMS = [
+    {"ts": T0 + timedelta(minutes=10), "event": "raised", "level": "alert"},
+    {"ts": T0 + timedelta(minutes=25), "event": "escalated", "level": "action"},
+    {"ts": T0 + timedelta(minutes=40), "event": "raised", "level": "alert"},  # a repeat
+    {"ts": T0 + timedelta(minutes=60), "event": "cleared", "level": None},
+]
+
+
+class TestMarks:
+    """The limit crossed (the record's start) and each level reached (after the delay)."""
+
+    def marked(self, events: list[dict[str, Any]] = ALARMS) -> Trend:
+        record = excursion()
+        window = trend_window(record, NOW)
+        return build_trend(record, [], window, zone=BERLIN, events=events)
+
+    def test_crossing_and_each_levels_first_alarm(self) -> None:
+        trend = self.marked()
+        assert [(m.kind, m.ts) for m in trend.marks] == [
+            ("crossed", T0),
+            ("alert", T0 + timedelta(minutes=10)),
+            ("action", T0 + timedelta(minutes=25)),
+        ]
+        assert trend.marks[1].label == "alert level reached 2026-01-05 09:10:00 CET"
+        legend = [e.text for e in trend.legend]
+        assert "limit crossed (record start)" in legend
+        assert "alert level reached (after the rule's delay)" in legend
+
+    def test_marks_drawn_in_svg_and_pdf(self, tmp_path: Path) -> None:
+        """Both renderings draw a line per mark, its short name and the legend."""
+        trend = self.marked()
+        root = svg_root(trend_svg(trend))
+        for kind in ("crossed", "alert", "action"):
+            assert by_id(root, f"trend-mark-{kind}").get("class") == f"mark {kind}"
+        text = "".join(root.itertext())
+        assert "limit crossed (record start)" in text
+        path = tmp_path / "marks.pdf"
+        renderPDF.drawToFile(trend_drawing(trend, width=480, height=260), str(path))
+        pdf = pypdf.PdfReader(str(path)).pages[0].extract_text()
+        for words in ("crossed", "action level reached", "Europe/Berlin"):
+            assert words in pdf
+
+    def test_a_data_gap_marks_its_events_and_shows_given_limits(self) -> None:
+        """A gap holds no limits: those given are drawn and the value axis includes them."""
+        record = data_gap()
+        window = trend_window(record, NOW)
+        readings = series([4.0, 4.2, 4.1], start=window[0])
+        events = [{"ts": T0 + timedelta(minutes=10), "event": "stale", "level": None}]
+        limits = {"alert_high": 8, "action_high": 10, "alert_low": None}
+        trend = build_trend(
+            record,
+            readings,
+            window,
+            zone=UTC_ZONE,
+            events=events,
+            limits=limits,
+            limits_note="limits from the site",
+        )
+        assert [line.value for line in trend.limits] == [10, 8]
+        low, high = trend.y_range
+        assert low < 4.0
+        assert high > 10
+        assert [m.kind for m in trend.marks] == ["stale"]
+        assert "limits from the site" in "".join(svg_root(trend_svg(trend)).itertext())
+        without = build_trend(record, readings, window, zone=UTC_ZONE)
+        assert without.limits == ()
+        assert without.y_range[1] < 8
+
+
+class TestLabels:
+    """Values written as the pages write them; limit labels never overlap."""
+
+    def test_a_particle_peak_reads_like_its_axis(self) -> None:
+        """``1,059,223 particles/m³``, never ``1.05922e+06``; ticks with thousands commas."""
+        record = excursion(peak=1_059_223, limits=LimitsInForce(alert_high=3520, action_high=1e6))
+        record |= {"unit": "particles/m3", "parameter": "particles_0_5"}
+        window = trend_window(record, NOW)
+        trend = build_trend(record, [], window, zone=UTC_ZONE)
+        assert trend.peak is not None
+        assert trend.peak.label == "peak 1,059,223 particles/m³"
+        assert trend.limits[0].label == "action high 1,000,000 particles/m³"
+        assert all("e+" not in t.label for t in trend.value_ticks)
+        assert any(t.label == "1,000,000" for t in trend.value_ticks)
+
+    def test_close_limits_get_labels_apart(self) -> None:
+        """Alert 8.0 and action 8.1: their labels are stacked, at least a line apart."""
+        trend = closed_trend(limits=LimitsInForce(alert_high=8.0, action_high=8.1))
+        area = PlotArea.of(trend, 860, 300, font_size=SVG_FONT_SIZE)
+        first, second = limit_label_positions(area)
+        assert abs(first - second) >= SVG_FONT_SIZE * 0.85 * 1.25 - 1e-9
+        root = svg_root(trend_svg(trend))
+        ys = sorted(float(e.get("y", "nan")) for e in with_class(root, "limit-label action"))
+        ys += sorted(float(e.get("y", "nan")) for e in with_class(root, "limit-label alert"))
+        assert abs(ys[0] - ys[1]) >= SVG_FONT_SIZE * 0.85
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.lists(st.floats(-50, 350, allow_nan=False), max_size=6),
+        st.floats(1, 20),
+    )
+    def test_spread_keeps_order_gap_and_bounds(self, wanted: list[float], gap: float) -> None:
+        placed = spread(wanted, gap, 0.0, 300.0)
+        order = sorted(range(len(wanted)), key=lambda i: wanted[i])
+        ranked = [placed[i] for i in order]
+        assert all(b - a >= gap - 1e-9 for a, b in itertools.pairwise(ranked))
+        if len(wanted) * gap <= 300:  # room for all: inside the bounds
+            assert all(-1e-9 <= p <= 300 + 1e-9 for p in placed)
+
+
+class TestJson:
+    """What the page's chart reads: breaks as None, times in epoch seconds, zone offsets."""
+
+    def test_breaks_and_decimation_keep_extremes(self) -> None:
+        values: list[float | None] = [5 + math.sin(i / 7) for i in range(5000)]
+        values[1234] = 40.0  # a one-sample spike
+        values[2500] = None  # a bad sample: the line breaks
+        record = excursion(T0, T0 + timedelta(days=3), peak=40.0)
+        window = trend_window(record, NOW + timedelta(days=5))
+        readings = series(values, start=window[0])
+        trend = build_trend(record, readings, window, zone=UTC_ZONE, max_points=500)
+        body = trend_json(trend)
+        drawn_values = [v for v in body["series"]["v"] if v is not None]
+        assert len(drawn_values) <= 500 + 2
+        assert max(drawn_values) == 40.0
+        assert min(drawn_values) == min(v for v in values if v is not None)
+        assert body["series"]["v"].count(None) == len(trend.runs) - 1 >= 1
+        assert body["decimated"]
+        assert "minimum and maximum" in body["note"]
+        assert body["x_range"] == [t.timestamp() for t in trend.x_range]
+
+    def test_zone_offsets_across_a_change(self) -> None:
+        """The night the clocks go back: CEST until 01:00 UTC, CET after."""
+        start, end = parse_ts("2026-10-24T12:00:00Z"), parse_ts("2026-10-26T12:00:00Z")
+        offsets = zone_offsets(start, end, BERLIN)
+        assert offsets == [
+            (start.timestamp(), 7200, "CEST"),
+            (parse_ts("2026-10-25T01:00:00Z").timestamp(), 3600, "CET"),
+        ]
