@@ -62,7 +62,11 @@ class ReplaySummary:
             self.listed.append(record)
 
     def as_dict(self) -> dict[str, object]:
-        """Return the summary as JSON-ready data."""
+        """Return the summary as JSON-ready data.
+
+        Counts per group are lists of objects alike: ``excursions`` as ``{"area", "level",
+        "count"}``, ``data_gaps`` as ``{"area", "count"}``, sorted by area (and level).
+        """
         return {
             "lines": self.lines,
             "readings": self.readings,
@@ -76,7 +80,7 @@ class ReplaySummary:
                 for (area, level), n in sorted(self.excursions.items())
             ],
             "open_excursions": self.open_excursions,
-            "data_gaps": dict(sorted(self.gaps.items())),
+            "data_gaps": [{"area": area, "count": n} for area, n in sorted(self.gaps.items())],
         }
 
 
