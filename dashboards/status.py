@@ -50,7 +50,7 @@ from dashboards.labels import parameter_label
 from dashboards.naming import PanelLinks
 from envmon.config import SiteConfig
 from envmon.config.formatting import format_number
-from envmon.display import duration_text, format_time, format_value, relative, unit_label
+from envmon.display import duration_text, format_time, relative, unit_label
 from envmon.errors import EnvmonError
 from envmon.models import Quality, Reading
 from envmon.sensors import LimitSet, SensorSpec
@@ -312,6 +312,7 @@ class StatusBuilder:
         self.zone = ZoneInfo(self.site.timezone)
         self.clock = status.clock or services.clock
         self.specs = self.site.sensor_map()
+        self.display = self.site.display()  #: the site's digits per sensor, its zone
 
     def local(self, at: datetime, now: datetime) -> str:
         """Return a time of today as ``09:14:02 CET``, any other in full (site zone, named)."""
@@ -387,7 +388,9 @@ class StatusBuilder:
             label=label,
             unit=unit_label(unit),
             value=value,
-            value_text="—" if value is None else format_value(value, unit),
+            value_text=self.display.value(
+                value, unit, sensor=spec.sensor_id, parameter=spec.parameter
+            ),
             limits_text=limits_text(limits_in_force(spec, now)),
             state=state.state,
             state_label=STATE_LABELS[state.state],
