@@ -1,4 +1,4 @@
-"""The live status page writes values with the site's digits per channel (``SiteConfig.display``)."""
+"""The live status page writes values with the site's digits per channel (SiteConfig.display)."""
 
 from __future__ import annotations
 
