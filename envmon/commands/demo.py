@@ -22,7 +22,7 @@ import socket
 import tempfile
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -50,13 +50,14 @@ from dashboards.provisioning import build_tree
 from dashboards.status import StatusServices, grafana_linker, status_extension
 from envmon.bus import ALARMS, NOTIFICATIONS, InMemoryBus
 from envmon.commands.alerts import build_service
-from envmon.commands.demo_view import render
+from envmon.commands.demo_view import DemoView, event_line, progress_line, render
 from envmon.config import SiteConfig, load_site
+from envmon.display import Display
 from envmon.errors import EnvmonError
 from envmon.models import AlarmEvent, SystemEvent
 from envmon.netutil import free_port
 from envmon.settings import DEFAULT_INFLUX_URL
-from envmon.timeutil import ScaledClock, utcnow
+from envmon.timeutil import ScaledClock, to_us, utcnow
 from excursions.consumer import consume_events, consume_records
 from excursions.db import store_engine
 from excursions.lifecycle import Lifecycle
@@ -87,6 +88,15 @@ DEMO_USERS: Final = {
     "admin": ("Ada Admin", "admin"),
 }
 REFRESH_PER_S: Final = 4
+#: The demo's log in its work directory: envmon's lines from INFO, the libraries' warnings.
+LOG_FILE: Final = "demo.log"
+LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s %(message)s"
+#: The packages whose loggers are envmon's own (their warnings are shown on screen).
+OWN_LOGGERS: Final = frozenset(
+    {"envmon", "collectors", "stream", "excursions", "alerts", "dashboards"}
+)
+#: Real seconds between two progress lines when there is no live view.
+PROGRESS_S: Final = 10.0
 WEB_START_TIMEOUT_S: Final = 10.0
 ACTOR: Final = "system:demo"
 _ALARM_OR_SYSTEM = TypeAdapter(AlarmEvent | SystemEvent)
@@ -217,7 +227,10 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
     web_port = _web_port(options)  # a taken port is refused before anything starts
     if options.grafana_out is not None:
         _write_grafana_tree(site, options.grafana_out, console)
-    async with _workdir(options.workdir) as workdir:
+    async with (
+        _workdir(options.workdir) as workdir,
+        demo_logging(workdir / LOG_FILE, console, live=options.live),
+    ):
         mqtt_port, opcua_port = free_port(), free_port()
         site = retarget(site, mqtt_port=mqtt_port, opcua_port=opcua_port, workdir=workdir)
         start = utcnow().replace(second=0, microsecond=0)
@@ -226,6 +239,8 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
         clock = ScaledClock(start, options.speed, paused=True)
         simulation = Simulation(site, start=start, scenario=scenario, seed=options.seed)
         recorder = DemoRecorder()
+        display = site.display()
+        passwords: dict[str, str] = {}
         bus = InMemoryBus()
         outbox = Outbox(
             site.collectors.buffer.path,
@@ -296,7 +311,8 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
             if web is not None:
                 tasks.append(asyncio.create_task(web.serve(), name="web"))
                 await _started(web, tasks[-1])
-                _print_sign_in(console, web, await asyncio.to_thread(_demo_users, engine))
+                passwords = await asyncio.to_thread(_demo_users, engine)
+                _print_sign_in(console, web, passwords)
             for collector in collectors:
                 await collector.start()
             await _listening(collectors)
@@ -306,18 +322,31 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
 
             excursions = {"applied": -1, "count": 0}  # the store's count, read when it changed
 
-            def screen() -> Any:  # noqa: ANN401 - a rich renderable
+            def screen() -> DemoView:
                 if excursions["applied"] != records.applied:
                     excursions["applied"] = records.applied
                     excursions["count"] = count_records(engine, "excursion")
+                now = clock()
+                evaluator = processor.evaluator
+                now_us = to_us(now)
                 return render(
                     site,
-                    now=clock(),
+                    now=now,
                     speed=options.speed,
-                    states={
-                        s: processor.evaluator.state_of(s) for s in processor.evaluator.sensor_ids
+                    states={s: evaluator.state_of(s) for s in evaluator.sensor_ids},
+                    pending={
+                        s: found
+                        for s in evaluator.sensor_ids
+                        if (found := evaluator.pending(s, now_us)) is not None
                     },
+                    limits={
+                        s: evaluator.channel(s).limits_at(now_us) for s in evaluator.sensor_ids
+                    },
+                    passwords=passwords,
+                    display=display,
+                    page_at=time.monotonic(),
                     last=processor.last,
+                    readings=processor.readings,
                     recent=recorder.recent,
                     counters={c.pipeline.source: c.counters.as_dict() for c in collectors},
                     excursions=excursions["count"],
@@ -326,7 +355,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
                     pages=recorder.pages,
                 )
 
-            await _run_for(options, started, screen, console, recorder)
+            await _run_for(options, started, screen, console, recorder, display)
         finally:
             with contextlib.suppress(Exception):
                 await devices.stop()
@@ -375,35 +404,73 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> dict
 async def _run_for(
     options: DemoOptions,
     started: float,
-    screen: Callable[[], Any],
+    screen: Callable[[], DemoView],
     console: Console,
     recorder: DemoRecorder,
+    display: Display,
 ) -> None:
+    """Show the live view until the deadline; without one, plain lines (alarms, progress)."""
     deadline = None if options.duration is None else started + options.duration
     if not options.live:
+        if not console.is_terminal:
+            note = "The live view needs a terminal (stdout is not one)"
+        else:
+            note = "No live view with --summary"
+        _plain(
+            console, f"{note}: printing alarms as they happen and progress every {PROGRESS_S:g} s."
+        )
         printed = 0
+        units = screen().units
+        progress_at = time.monotonic() + PROGRESS_S
         while deadline is None or time.monotonic() < deadline:
             await asyncio.sleep(0.25)
-            if options.summary is None:  # plain output: one line per alarm as it happens
-                printed = _print_new(console, recorder, printed)
+            printed = _print_new(console, recorder, printed, display, units)
+            if time.monotonic() >= progress_at:
+                progress_at += PROGRESS_S
+                _plain(console, _progress(screen(), recorder, display))
+        _plain(console, _progress(screen(), recorder, display))
         return
-    with Live(screen(), console=console, refresh_per_second=REFRESH_PER_S, screen=False) as live:
+    with Live(
+        screen(),
+        console=console,
+        refresh_per_second=REFRESH_PER_S,
+        screen=False,
+        vertical_overflow="crop",
+    ) as live:
         while deadline is None or time.monotonic() < deadline:
             await asyncio.sleep(1 / REFRESH_PER_S)
             live.update(screen())
 
 
-def _print_new(console: Console, recorder: DemoRecorder, printed: int) -> int:
+def _plain(console: Console, line: str) -> None:
+    """Print one plain line, never wrapped (for logs and pipes)."""
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _progress(view: DemoView, recorder: DemoRecorder, display: Display) -> str:
+    return progress_line(
+        display,
+        now=view.now,
+        readings=view.readings,
+        alarms=len(recorder.alarms),
+        excursions=view.excursions,
+        buffered=view.buffered,
+        states=[row.state for row in view.rows],
+    )
+
+
+def _print_new(
+    console: Console,
+    recorder: DemoRecorder,
+    printed: int,
+    display: Display,
+    units: Mapping[str, str],
+) -> int:
+    """Print the events recorded since ``printed`` events; return how many are printed now."""
     events = list(recorder.recent)
     new = recorder.total - printed
-    for event in events[len(events) - min(new, len(events)) :]:
-        if isinstance(event, AlarmEvent):
-            level = f" {event.level.value}" if event.level else ""
-            value = "" if event.value is None else f" value {event.value:,.4g}"
-            line = f"{event.ts:%H:%M:%S} {event.event.value}{level} {event.sensor_id}{value}"
-        else:
-            line = f"{event.ts:%H:%M:%S} {event.event.value} {event.component} {event.detail}"
-        console.print(line, markup=False, highlight=False)
+    for event in events[len(events) - min(new, len(events)) :] if new else ():
+        _plain(console, event_line(event, display, units))
     return recorder.total
 
 
@@ -498,6 +565,8 @@ def _web_app(
         host=options.web_host,
         port=port,
         log_level="warning",
+        log_config=None,  # its loggers go to the demo's log (see demo_logging)
+        access_log=False,
         lifespan="off",
     )
     return _EmbeddedServer(config)
@@ -538,6 +607,7 @@ def _print_sign_in(console: Console, server: uvicorn.Server, passwords: dict[str
         " times in the app are the demo's simulated time)",
         markup=False,
         highlight=False,
+        soft_wrap=True,
     )
     for username, password in passwords.items():
         role = DEMO_USERS[username][1]
@@ -545,6 +615,7 @@ def _print_sign_in(console: Console, server: uvicorn.Server, passwords: dict[str
             f"  sign in as {username:<9} password {password}   ({role})",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -561,6 +632,60 @@ def _write_grafana_tree(site: SiteConfig, out: Path, console: Console) -> None:
         markup=False,
         highlight=False,
     )
+
+
+class _Shown(logging.Filter):
+    """Pass envmon's own warnings and errors, and only the errors of libraries."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        own = record.name.partition(".")[0] in OWN_LOGGERS
+        return record.levelno >= (logging.WARNING if own else logging.ERROR)
+
+
+class _ConsoleHandler(logging.Handler):
+    """Print log lines through the demo's console: the live view draws them above itself."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
+        except Exception:  # a log line must never stop the demo
+            self.handleError(record)
+
+
+@contextlib.asynccontextmanager
+async def demo_logging(path: Path, console: Console, *, live: bool) -> AsyncIterator[None]:
+    """Log envmon's lines from INFO, the libraries' from WARNING, to ``path``; show less.
+
+    On screen only envmon's warnings and the libraries' errors show: through the live
+    view's console (drawn above the view), or on stderr without it. The libraries' routine
+    messages (amqtt's and asyncua's sessions, uvicorn's, the mail server's) are not logged
+    at all. Levels and handlers are restored on exit.
+    """
+    root = logging.getLogger()
+    own = [logging.getLogger(name) for name in sorted(OWN_LOGGERS)]
+    levels = [root.level, *(logger.level for logger in own)]
+    to_file = logging.FileHandler(path, encoding="utf-8")
+    to_file.setFormatter(logging.Formatter(LOG_FORMAT))
+    shown: logging.Handler = _ConsoleHandler(console) if live else logging.StreamHandler()
+    shown.addFilter(_Shown())
+    shown.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.setLevel(logging.WARNING)
+    for logger in own:
+        logger.setLevel(logging.INFO)
+    root.addHandler(to_file)
+    root.addHandler(shown)
+    try:
+        yield
+    finally:
+        root.removeHandler(shown)
+        root.removeHandler(to_file)
+        for logger, level in zip([root, *own], levels, strict=True):
+            logger.setLevel(level)
+        to_file.close()
 
 
 @contextlib.asynccontextmanager

@@ -8,11 +8,13 @@ time (pages turn every ``PAGE_S`` seconds) under a line that names every area wi
 worst state. Wider terminals get fuller names and each channel's limits.
 
 A channel's state is one of: no data yet, OK, beyond a limit while its delay or count runs
-(``beyond alert · delay 4 min left``: no alarm yet), ALERT, ACTION, STALE, FAULT.
+(``beyond alert · delay 4 min left``: no alarm yet), bad quality (not yet a fault), ALERT,
+ACTION, STALE, FAULT.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,17 +50,30 @@ _STYLE: Final = {
     "stale": "bold magenta",
     "fault": "bold magenta",
     "pending": "yellow",
+    "bad": "yellow",
     "waiting": "dim",
 }
 #: How bad a state is, for an area's worst state.
 _RANK: Final = {
     "waiting": 0,
     "ok": 1,
+    "bad": 2,
     "pending": 2,
     "alert": 3,
     "stale": 4,
     "fault": 4,
     "action": 5,
+}
+#: How a progress line counts the channels of each kind.
+_KIND_WORDS: Final = {
+    "waiting": "no data yet",
+    "ok": "OK",
+    "bad": "bad quality",
+    "pending": "beyond a limit (delay running)",
+    "alert": "alert",
+    "stale": "stale",
+    "fault": "fault",
+    "action": "action",
 }
 #: Short parameter names for narrow terminals.
 _SHORT: Final = {
@@ -116,6 +131,11 @@ def channel_state(
         return ChannelState("pending", long, short)
     if state.last_ts is None:
         return ChannelState("waiting", "no data yet", "no data yet")
+    if state.bad_run:
+        samples = "sample" if state.bad_run == 1 else "samples"
+        return ChannelState(
+            "bad", f"bad quality · {state.bad_run} {samples}, no fault yet", "bad quality"
+        )
     return ChannelState("ok", "OK", "OK")
 
 
@@ -124,9 +144,9 @@ def _waiting(pending: Pending, display: Display) -> tuple[str, str]:
     beyond = f"beyond {pending.level.value}"
     long, short = [], []
     if pending.delay_left_s > 0:
-        left = display.duration(pending.delay_left_s)
-        long.append(f"delay {left} left")
-        short.append(f"{left} left")
+        long.append(f"delay {display.duration(pending.delay_left_s)} left")
+        minutes = math.ceil(pending.delay_left_s / 60) * 60  # to the minute when short
+        short.append(f"{display.duration(minutes if minutes > 60 else pending.delay_left_s)} left")
     if pending.samples_left > 0:
         more = f"{pending.samples_left} more sample" + ("s" if pending.samples_left > 1 else "")
         long.append(more)
@@ -229,7 +249,7 @@ def event_line(event: AlarmEvent | SystemEvent, display: Display, units: Mapping
             if event.event is AlarmKind.RATE_OF_CHANGE:
                 value += "/min"
             words.append("value " + value)
-        if event.detail:
+        elif event.detail:  # e.g. "bad quality"; a value says the rest
             words.append(f"({event.detail})")
         return "  ".join(words)
     detail = _detail(event)
@@ -253,7 +273,7 @@ def progress_line(
     for state in states:
         counts[state.kind] = counts.get(state.kind, 0) + 1
     kinds = ", ".join(
-        f"{n} {'beyond a limit' if kind == 'pending' else kind}"
+        f"{n} {_KIND_WORDS[kind]}"
         for kind, n in sorted(counts.items(), key=lambda item: -_RANK[item[0]])
     )
     return (
@@ -298,6 +318,7 @@ class DemoView:
         passwords: Mapping[str, str] | None,
         pages: Sequence[tuple[datetime, str, str]],
         page_at: float,
+        readings: int = 0,
     ) -> None:
         self.site = site
         self.display = display
@@ -312,6 +333,7 @@ class DemoView:
         self.passwords = passwords
         self.pages = list(reversed(pages))
         self.page_at = page_at
+        self.readings = readings
         self.units = {row.spec.sensor_id: row.spec.unit for row in rows}
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -369,6 +391,8 @@ class DemoView:
         )
         lines = [title]
         facts = f"excursions {_count(self.excursions)} · buffered {_count(self.buffered)}"
+        if self.readings:
+            facts = f"readings {_count(self.readings)} · {facts}"
         if self.app_url:
             lines.append(Text.assemble("QA app ", (self.app_url, "bold underline"), f"  {facts}"))
             if self.passwords:
@@ -567,6 +591,7 @@ def render(
     display: Display | None = None,
     page_at: float = 0.0,
     limits: Mapping[str, LimitSet] | None = None,
+    readings: int = 0,
 ) -> DemoView:
     """Build the whole screen; it lays itself out when drawn.
 
@@ -574,7 +599,8 @@ def render(
     ``pending`` its run beyond a limit still waiting for its delay or count,
     ``passwords`` the demo users' (shown with the app's address), ``page_at`` a real-time
     clock in seconds that turns the pages when the channels do not fit, ``limits`` each
-    channel's limits in force now (else its configured ones).
+    channel's limits in force now (else its configured ones), ``readings`` how many the
+    stream evaluated.
     """
     display = display or site.display()
     waiting = pending or {}
@@ -605,4 +631,5 @@ def render(
         passwords=passwords,
         pages=pages,
         page_at=page_at,
+        readings=readings,
     )

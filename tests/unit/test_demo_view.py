@@ -8,6 +8,7 @@ saved as text and SVG in the test artifacts.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from envmon.commands.demo import demo_logging
 from envmon.commands.demo_view import (
     PAGE_S,
     channel_state,
@@ -253,5 +255,41 @@ def test_plain_lines(site: SiteConfig) -> None:
         display, now=NOW, readings=12_345, alarms=7, excursions=2, buffered=0, states=states
     )
     assert line.startswith("2026-01-05 09:30:00 CET  readings 12,345 · alarm events 7")
-    assert "2 beyond a limit" in line
+    assert "2 beyond a limit (delay running)" in line
     assert "1 stale" in line
+
+
+def test_a_bad_reading_before_the_fault_is_not_ok(site: SiteConfig) -> None:
+    state = SensorState(last_ts=to_us(NOW), bad_run=2)
+    shown = channel_state(state, None, NOW, site.display())
+    assert shown.kind == "bad"
+    assert shown.text == "bad quality · 2 samples, no fault yet"
+
+
+async def test_the_demo_log_keeps_library_noise_off_the_screen(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Libraries' routine lines go nowhere, their warnings to the file; envmon's show."""
+    console = Console(file=io.StringIO(), width=200)
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers), logging.getLogger("collectors").level)
+    async with demo_logging(tmp_path / "demo.log", console, live=True):
+        logging.getLogger("asyncua.client.client").warning("Requested session timeout")
+        logging.getLogger("amqtt.broker").info("session expired")
+        logging.getLogger("uvicorn.access").info('127.0.0.1 - "GET / HTTP/1.1" 200')
+        logging.getLogger("collectors.mqtt").info("mqtt:site-broker: connected")
+        logging.getLogger("collectors.opcua").warning("gateway not answering")
+        logging.getLogger("amqtt.broker").error("broker failed")
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "gateway not answering" in shown
+    assert "broker failed" in shown
+    assert "Requested session timeout" not in shown
+    assert "connected" not in shown
+    assert "GET /" not in shown
+    logged = (tmp_path / "demo.log").read_text()
+    assert "Requested session timeout" in logged
+    assert "mqtt:site-broker: connected" in logged
+    assert "session expired" not in logged
+    assert "GET /" not in logged
+    assert (root.level, list(root.handlers), logging.getLogger("collectors").level) == before
+    assert capsys.readouterr().err == ""
