@@ -844,18 +844,25 @@ def excursions_report(
     ],
     settings_file: SettingsFileOption = None,
     db: DbOption = None,
+    paper: Annotated[
+        str, typer.Option("--paper", help="The paper size: a4 or letter (US Letter).")
+    ] = "a4",
 ) -> None:
-    """Write the printable PDF report of one excursion."""
+    """Write the printable PDF report of one excursion or data gap (A4 or US Letter)."""
     from envmon.commands.records import report, series_reader
     from envmon.config import load_site
     from envmon.errors import ConfigError
     from envmon.settings import SettingsError, load_settings
+    from excursions.report import PAPERS
 
+    if paper not in PAPERS:
+        raise typer.BadParameter(f"one of {', '.join(PAPERS)}", param_hint="--paper")
     with _refused(SettingsError, ConfigError, LookupError):
         settings = load_settings(settings_file)
         site = load_site(settings.site)
         series = series_reader(settings, site)
-        written = report(db or settings.records_url, record_id, output, site, series)
+        url = db or settings.records_url
+        written = report(url, record_id, output, site, series, paper=paper)
     typer.echo(f"wrote {written}")
 
 

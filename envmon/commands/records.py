@@ -327,8 +327,15 @@ def report(
     output: Path,
     site: SiteConfig,
     series: SeriesReader | None = None,
+    *,
+    paper: str = "a4",
+    clock: Callable[[], datetime] = utcnow,
 ) -> Path:
-    """Write the PDF report of one record; raise ``LookupError`` for an unknown id."""
+    """Write the PDF report of one record; raise ``LookupError`` for an unknown id.
+
+    ``paper`` is ``a4`` or ``letter``; the report is printed at ``clock()`` (the clock the
+    records are written with), its values written with the site's ``Display``.
+    """
     from excursions.queries import record_detail
     from excursions.report import write_report
     from excursions.series import fetch_trend
@@ -341,7 +348,16 @@ def report(
         engine.dispose()
     if detail is None:
         raise LookupError(f"no record {record_id!r}")
-    chart = fetch_trend(series, detail["record"], now=utcnow(), zone=site.tzinfo)
+    now = clock()
+    chart = fetch_trend(series, detail["record"], now=now, zone=site.tzinfo)
     output.parent.mkdir(parents=True, exist_ok=True)
-    write_report(detail, output, site_name=site.name, chart=chart)
+    write_report(
+        detail,
+        output,
+        site_name=site.name,
+        chart=chart,
+        display=site.display(),
+        printed_at=now,
+        paper=paper,
+    )
     return output

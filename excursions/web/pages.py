@@ -45,7 +45,7 @@ from excursions.lifecycle import (
     SigningBlockedError,
 )
 from excursions.queries import MAX_PAGE, Filters, distinct_values, list_records, record_detail
-from excursions.report import write_report
+from excursions.report import PAPERS, write_report
 from excursions.series import TrendResult, fetch_trend, trend_context
 from excursions.trend import trend_svg, trend_window
 from excursions.users import AuthenticationError, ThrottledError, User
@@ -460,18 +460,33 @@ def add_pages(
 
     @app.get("/excursions/{record_id}/report.pdf", include_in_schema=False)
     def excursion_pdf(
-        request: Request, record_id: str, envmon_session: Annotated[str | None, Cookie()] = None
+        request: Request,
+        record_id: str,
+        envmon_session: Annotated[str | None, Cookie()] = None,
+        paper: str = "a4",
     ) -> Response:
+        """Return the record's PDF report on A4 (``?paper=letter``: US Letter), printed now."""
         user = current_user(envmon_session)
         if user is None:
             return to_login()
+        if paper not in PAPERS:
+            error = f"paper: one of {', '.join(PAPERS)}"
+            return page(request, "base.html", 422, user=user, error=error)
         found = readable(request, user, record_id)
         if isinstance(found, Response):
             return found
         record, chart = found
         body = io.BytesIO()
         try:
-            write_report(record, body, site_name=site_name, chart=chart)
+            write_report(
+                record,
+                body,
+                site_name=site_name,
+                chart=chart,
+                display=services.shown,
+                printed_at=services.clock(),
+                paper=paper,
+            )
         except LayoutError:  # a defect of ours (every accepted input prints): never a traceback
             logger.exception("the report of %s could not be laid out", record_id)
             return page(request, "base.html", 500, user=user, error=NO_REPORT)

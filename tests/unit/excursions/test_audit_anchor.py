@@ -25,6 +25,7 @@ from envmon.cli import app
 from envmon.commands.audit import publish_checkpoint
 from envmon.commands.stream_worker import site_id
 from envmon.config import load_site
+from envmon.display import Display
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.audit import AuditTrail, Change, verify
 from excursions.checkpoints import Checkpoint, load_public_keys, sign
@@ -416,7 +417,7 @@ class TestRowsUnderTheChain:
         ).get_template("detail.html")
         assert "does not match its audit-trail entry" in _covers_cell(html, detail)
         pdf = io.BytesIO()
-        write_report(detail, pdf, site_name="Test site")
+        write_report(detail, pdf, site_name="Test site", display=Display(), printed_at=DEFAULT_T0)
         text = " ".join(page.extract_text() for page in pypdf.PdfReader(pdf).pages)
         assert "does not match its audit-trail entry" in " ".join(text.split())
 

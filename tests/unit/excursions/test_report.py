@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import re
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -14,18 +13,22 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from envmon.cli import app
+from envmon.display import Display
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.lifecycle import MAX_COMMENT, QA_FIELDS, Lifecycle
 from excursions.queries import record_detail
-from excursions.report import write_report
+from excursions.report import CONTINUED, write_report
 from excursions.series import fetch_trend
 from stream.timeseries import SqliteTimeSeries
 
 from .conftest import stored_excursion
 from .test_lifecycle import ASSESSMENT
 from .test_records import core_readings
+from .test_report_layout import body_text
 
 PASSWORD = "qa password 123"
+PRINTED = DEFAULT_T0 + timedelta(hours=2)
+UTC = Display(ZoneInfo("UTC"))
 
 
 def closed_record(engine: Engine) -> tuple[Lifecycle, str]:
@@ -57,21 +60,23 @@ def test_report_has_the_signature_assessment_trail_and_page_numbers(
     chart = fetch_trend(series, detail["record"], now=DEFAULT_T0 + timedelta(days=1), zone=zone)
     assert chart.trend is not None
     path = tmp_path / "report.pdf"
-    write_report(detail, path, site_name="Plant A", chart=chart)
+    write_report(
+        detail, path, site_name="Plant A", chart=chart, display=Display(zone), printed_at=PRINTED
+    )
     pages, text = pdf_text(path.read_bytes())
     assert pages >= 2  # the audit trail alone fills more than one page
     assert "Excursion report" in text
     assert "Plant A" in text
-    assert f"page 1 of {pages}" in text
-    assert f"page {pages} of {pages}" in text
+    assert f"Page 1 of {pages}" in text
+    assert f"Page {pages} of {pages}" in text
     assert "Quinn Example" in text
-    assert "approved" in text
-    assert "Europe/Amsterdam" in text
+    assert "Approved" in text
+    assert "CET" in text  # times in the site's zone, the zone named
     assert "No impact on product quality." in text
     assert "system:records" in text  # the audit trail
     for line in ("action high 10", "alert high 8"):  # the chart's limit lines
         assert line in text
-    for title in ("alarm raised", "alarm cleared", "acknowledged", "signed (approved)"):
+    for title in ("Alarm raised", "Alarm cleared", "Acknowledged", "Signed (approved)"):
         assert title in text  # the timeline
 
 
@@ -81,7 +86,7 @@ def test_report_says_why_there_is_no_trend(engine: Engine, tmp_path: Path) -> No
     assert detail is not None
     chart = fetch_trend(None, detail["record"], now=DEFAULT_T0, zone=ZoneInfo("UTC"))
     path = tmp_path / "report.pdf"
-    write_report(detail, path, site_name="Plant A", chart=chart)
+    write_report(detail, path, site_name="Plant A", chart=chart, display=UTC, printed_at=PRINTED)
     assert "Trend unavailable: no time-series store" in pdf_text(path.read_bytes())[1]
 
 
@@ -143,11 +148,11 @@ def test_every_accepted_input_prints_at_its_longest(engine: Engine, tmp_path: Pa
     detail = record_detail(engine, record_id, ZoneInfo("Europe/Berlin"))
     assert detail is not None
     path = tmp_path / "report.pdf"
-    write_report(detail, path, site_name="Plant A")
+    berlin = Display(ZoneInfo("Europe/Berlin"))
+    write_report(detail, path, site_name="Plant A", display=berlin, printed_at=PRINTED)
     reader = pypdf.PdfReader(path)
-    footer = re.compile(r"Plant A · excursion \S+\s*page \d+ of \d+\s*$")
     pages = len(reader.pages)
-    text = "".join(footer.sub("", page.extract_text()) for page in reader.pages)
+    text = body_text(reader).replace(CONTINUED, "")  # no running header, footer, table heads
     flat = "".join(text.split())  # broken lines and long words are joined again
     for marker, value in inputs.items():
         assert f"{marker}TOKEN" in flat, marker
