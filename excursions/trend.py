@@ -979,20 +979,8 @@ def _legend_marks(area: PlotArea, row: Sequence[LegendEntry], y: float) -> list[
             marks.append(_Line("legend-swatch", x, mid, swatch, mid, colour, 1.25, pattern))
         elif kind.startswith("mark-"):
             colour, dash = _MARK_STYLE[kind.removeprefix("mark-")]
-            for dx in (0.5, 0.9):
-                top, bottom = y + small * 0.9, y - small * 0.15
-                marks.append(
-                    _Line(
-                        "legend-swatch",
-                        x + small * dx,
-                        bottom,
-                        x + small * dx,
-                        top,
-                        colour,
-                        1.25,
-                        dash,
-                    )
-                )
+            top, bottom, centre = y + small * 0.95, y - small * 0.2, x + small * 0.7
+            marks.append(_Line("legend-swatch", centre, bottom, centre, top, colour, 1.25, dash))
         elif kind == "peak":
             marks.append(
                 _Circle("legend-swatch", x + small * 0.7, mid, small * 0.4, PEAK_COLOUR, None, 1.5)
