@@ -15,16 +15,20 @@ ROOT = Path(__file__).parents[2]
 
 @dataclass
 class RunningDemo:
-    """A started demo: its process, what it printed before serving, its URL and passwords."""
+    """A started demo: its process, what it printed before serving, its URL and passwords.
+
+    Once finished, ``output`` holds what it printed on stdout after the banner.
+    """
 
     process: subprocess.Popen[str]
     banner: str
     url: str
     passwords: dict[str, str] = field(default_factory=dict)
+    output: str = ""
 
     def finish(self, timeout: float = 180) -> str:
         """Wait for the demo to end (its ``--duration``); assert exit 0; return its stderr."""
-        _out, err = self.process.communicate(timeout=timeout)
+        self.output, err = self.process.communicate(timeout=timeout)
         assert self.process.returncode == 0, err[-3000:]
         return err
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
+import re
 import time
 import urllib.request
 from typing import Any
@@ -32,7 +33,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[
         time.sleep(max(0.0, 25 - (time.monotonic() - started)))  # let excursions happen
         web = use_the_app(demo.url, demo.passwords["operator"])
         web["passwords"] = demo.passwords
-        demo.finish()
+        web["stderr"] = demo.finish()
+        web["stdout"] = demo.banner + demo.output
     return json.loads(out.read_text()), web
 
 
@@ -139,3 +141,28 @@ class TestQaApp:
         assert web["after"]["row_version"] == web["acknowledged"]["version"]
         titles = [entry["title"] for entry in web["after"]["timeline"]]
         assert titles.index("acknowledged") > titles.index("alarm raised")
+
+
+class TestPlainOutput:
+    """Piped (no terminal), the demo prints plain lines: no live view, no library noise."""
+
+    def test_says_the_live_view_needs_a_terminal(self, web):
+        assert "The live view needs a terminal (stdout is not one)" in web["stdout"]
+
+    def test_alarm_and_progress_lines_in_the_site_zone(self, web):
+        lines = web["stdout"].splitlines()
+        raised = [line for line in lines if "  Raised  " in line]
+        assert raised, web["stdout"]
+        assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d CES?T  ", line) for line in raised)
+        assert any("  readings " in line and " · channels: " in line for line in lines)
+        assert "e+0" not in web["stdout"]
+
+    def test_each_collector_connects_once_in_one_line(self, web):
+        connected = [line for line in web["stdout"].splitlines() if "  Connected  " in line]
+        assert len(connected) == 2, connected
+        assert not any("Connected  mqtt:site-broker  (connected" in line for line in connected)
+
+    def test_no_library_noise(self, web):
+        for noise in ("Requested session timeout", "amqtt", "asyncua", "HTTP/1.1"):
+            assert noise not in web["stderr"]
+            assert noise not in web["stdout"]
