@@ -33,6 +33,7 @@ class Filters:
     start_from: datetime | None = None
     start_to: datetime | None = None
     sensor: str | None = None  #: one channel's records (the status page links to them)
+    kind: str | None = None  #: ``excursion`` or ``data_gap``
 
 
 def summary(row: ExcursionRow) -> dict[str, Any]:
@@ -68,6 +69,7 @@ def list_records(
         (ExcursionRow.level, filters.level),
         (ExcursionRow.qa_state, filters.state),
         (ExcursionRow.sensor_id, filters.sensor),
+        (ExcursionRow.kind, filters.kind),
     ):
         if value:
             query = query.where(column == value)
@@ -86,6 +88,24 @@ def list_records(
             .limit(page_size)
         ).scalars()
         return int(total), [summary(row) for row in rows]
+
+
+#: The list filters whose values ``distinct_values`` offers.
+DISTINCT: Final = ("area", "instrument", "parameter", "sensor_id")
+
+
+def distinct_values(engine: Engine) -> dict[str, list[str]]:
+    """Return the distinct areas, instruments, parameters and sensor ids the store holds.
+
+    What the list's filters offer when the app runs without the site configuration.
+    """
+    found: dict[str, list[str]] = {}
+    with Session(engine) as session:
+        for name in DISTINCT:
+            column = getattr(ExcursionRow, name)
+            rows = session.execute(select(column).distinct().order_by(column)).scalars()
+            found[name] = [str(v) for v in rows if v]
+    return found
 
 
 def open_records(engine: Engine, *, limit: int = MAX_OPEN) -> list[dict[str, Any]]:
