@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import fcntl
 import http.cookiejar
 import json
+import os
+import pty
 import re
+import select
+import struct
+import subprocess
+import sys
+import termios
 import time
 import urllib.request
 from typing import Any
 
 import pytest
 
-from .demo import running_demo
+from .demo import ROOT, running_demo
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +174,65 @@ class TestPlainOutput:
         for noise in ("Requested session timeout", "amqtt", "asyncua", "HTTP/1.1"):
             assert noise not in web["stderr"]
             assert noise not in web["stdout"]
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]")
+
+
+def run_in_terminal(args: list[str], *, columns: int, lines: int, timeout: float = 120) -> str:
+    """Run ``envmon demo ARGS`` in a pseudo-terminal of ``columns``×``lines``; return its text."""
+    main, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in {"COLUMNS", "LINES"}}
+    env["TERM"] = "xterm-256color"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "envmon.cli", "demo", *args],
+        cwd=ROOT,
+        stdin=side,
+        stdout=side,
+        stderr=side,
+        env=env,
+    )
+    os.close(side)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([main], [], [], 1.0)
+            if not ready:
+                if process.poll() is not None:
+                    break
+                continue
+            try:
+                data = os.read(main, 65536)
+            except OSError:  # the demo ended and closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(main)
+    return ANSI.sub("", b"".join(chunks).decode("utf-8", errors="replace"))
+
+
+def test_the_live_view_in_an_80x24_terminal(tmp_path):
+    """In a terminal, the live view keeps to 80 columns with the app and sign-in in sight."""
+    text = run_in_terminal(
+        ["--duration", "8", "--speed", "60", "--web-port", "0", "--grafana-out", str(tmp_path)],
+        columns=80,
+        lines=24,
+    )
+    passwords = dict(re.findall(r"sign in as (\w+)\s+password (\S+)", text))
+    assert set(passwords) == {"operator", "qa", "viewer", "admin"}
+    view = text[text.index("sign in as admin") :]
+    assert f"operator {passwords['operator']}" in view  # in the view's header, not only above
+    assert re.search(r"page [1-9]/[1-9]", view)
+    assert "recent alarms, newest first (Europe/Amsterdam)" in view
+    assert "Requested session timeout" not in text
+    assert "The live view needs a terminal" not in text
+    for line in re.split(r"\r?\n|\r", view):
+        assert len(line) <= 80, line
