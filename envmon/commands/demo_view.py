@@ -363,17 +363,18 @@ class DemoView:
         yield from strip
         yield self._table(page_rows, compact, width)
         yield Rule(
-            f"recent alarms, newest first ({self.display.zone.key})",
+            Text(f"recent alarms, newest first ({self.display.zone.key})", style="bold"),
             align="left",
             style="dim",
-            characters="─",
         )
         yield self._alarms(alarm_rows, compact)
         spare = height - len(header) - len(strip) - 1 - len(page_rows) - 1 - alarm_rows
         spare -= len(footer)
         if full and self.pages and spare >= 3:
             shown = min(len(self.pages), MAX_PAGES_SENT, spare - 1)
-            yield Rule("pages sent (embedded mail server)", align="left", style="dim")
+            yield Rule(
+                Text("pages sent (embedded mail server)", style="bold"), align="left", style="dim"
+            )
             yield self._pages_sent(shown, compact)
         yield from footer
 
@@ -453,9 +454,11 @@ class DemoView:
                 Text(area_title(self.site, area, compact=compact) if area else "", style="bold"),
                 channel_name(spec, self.display, compact=compact),
                 row.short_value if compact else row.value,
-                Text(
-                    row.state.text if width >= LONG_STATES else row.state.short,
-                    style=_STYLE[row.state.kind],
+                Text.assemble(  # styled words, not a styled cell
+                    (
+                        row.state.text if width >= LONG_STATES else row.state.short,
+                        _STYLE[row.state.kind],
+                    )
                 ),
             ]
             if detail:
@@ -487,8 +490,8 @@ class DemoView:
                         value += "/min"
                 table.add_row(
                     when,
-                    Text(name, style=style),
-                    Text(self.display.label(level), style=style),
+                    Text.assemble((name, style)),
+                    Text.assemble((self.display.label(level), style)),
                     event.sensor_id,
                     value.rstrip(),
                 )
@@ -556,7 +559,7 @@ def _wrap(
     sep: str = " · ",
 ) -> list[Text]:
     """Return ``words`` after ``prefix`` on as few lines of ``width`` as they need."""
-    lines = [Text(prefix, style="dim")]
+    lines = [Text.assemble((prefix, "dim"))]
     indent = " " * len(prefix)
     for word in words:
         text = word if isinstance(word, Text) else Text(word, style=style)
