@@ -13,8 +13,8 @@ text column takes the rest and wraps at spaces only. A token wider than its colu
 (hostile input: a 500-character word) is broken deliberately, each piece ending in
 ``CONTINUED`` — ordinary tokens are never split. Control and format characters (bidi
 overrides, zero-width marks) print as ``[U+XXXX]``, so nothing in a record is invisible or
-reorders the text around it. Every accepted input prints, whatever its length: table rows
-split across pages (``splitInRow``).
+reorders the text around it. Every accepted input prints, whatever its length: a long text
+in a table goes on in further rows, and the table splits between rows across pages.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ TOP: Final = 24 * mm  # room for the running header
 BOTTOM: Final = 20 * mm  # room for the running footer
 #: Ends each piece of a token too wide for its column.
 CONTINUED: Final = "¬"
+#: The tallest piece of a long text in one table row (points, about 12 lines).
+CHUNK: Final = 120.0
 #: A cell's padding on either side, and the page frame's (reportlab's defaults).
 PAD: Final = 6.0
 FRAME_PAD: Final = 6.0
@@ -70,16 +72,6 @@ FLEX_SHARE: Final = 0.4
 MIN_FLEX: Final = 0.25
 #: A short column takes at most this share of the width (longer tokens are broken).
 CAP_SHARE: Final = 0.3
-
-GRID: Final = (
-    ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
-    ("VALIGN", (0, 0), (-1, -1), "TOP"),
-    ("BACKGROUND", (0, 0), (-1, 0), colors.whitesmoke),
-)
-PLAIN: Final = (
-    ("VALIGN", (0, 0), (-1, -1), "TOP"),
-    ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.lightgrey),
-)
 
 #: Fonts with the glyphs people's names and texts need (DejaVu where the system has it),
 #: else reportlab's own Vera.
@@ -264,6 +256,7 @@ class _Styles:
             spaceAfter=4,
             keepWithNext=1,
         )
+        self.long_heading = ParagraphStyle("long-heading", parent=self.heading, keepWithNext=0)
         self.warning = ParagraphStyle(
             "warning", parent=self.body, fontName=bold, textColor=colors.darkred
         )
@@ -355,12 +348,18 @@ class _Writer:
 
     # building blocks ----------------------------------------------------------------------
 
-    def section(self, title: str, *first: Flowable) -> list[Flowable]:
+    def section(self, title: str, *first: Flowable, long: bool = False) -> list[Flowable]:
         """Return a section's heading kept together with its ``first`` flowables.
 
         A heading is never the last line of a page: a page with less than 30 mm left
         starts the section on the next one, and the heading moves with what follows it.
+        A ``long`` section (a table that may span pages) is not kept together (reportlab
+        would lay a split table's parts over each other): it starts on the next page
+        unless 45 mm are left, room for the heading, the table's head and a first row.
         """
+        if long:
+            heading = Paragraph(escape(title), self.styles.long_heading)
+            return [CondPageBreak(45 * mm), heading, *first]
         heading = Paragraph(escape(title), self.styles.heading)
         return [CondPageBreak(30 * mm), KeepTogether([heading, *first])]
 
@@ -373,9 +372,12 @@ class _Writer:
         atomic: Iterable[int] = (),
         bold_first: bool = False,
     ) -> Table:
-        """Return a table whose columns fit their tokens (``column_widths``); rows split.
+        """Return a table whose columns fit their tokens (``column_widths``).
 
-        ``rows`` hold text or a list of texts (shown as paragraphs in the cell).
+        ``rows`` hold text or a list of texts (shown as paragraphs in the cell). A long text
+        in the ``flex`` column goes on in further rows of at most ``CHUNK`` points, without
+        a rule between them: the table splits between rows (reportlab's split inside a row
+        can lay two parts of a table on one page and lose words).
         """
         texts = [[_joined(c) for c in row] for row in ([header] if header else []) + list(rows)]
         small = self.styles.small
@@ -388,23 +390,45 @@ class _Writer:
             atomic=atomic,
         )
         data: list[list[Any]] = []
+        style: list[Any] = [("VALIGN", (0, 0), (-1, -1), "TOP")]
         for n, row in enumerate(([header] if header else []) + list(rows)):
-            out: list[Any] = []
+            cells: list[list[Flowable]] = []
             for i, value in enumerate(row):
                 is_head = (header is not None and n == 0) or (bold_first and i == 0)
-                style = self.styles.head if is_head else small
                 parts = value if isinstance(value, list) else [value]
                 flow: list[Flowable] = []
                 for part in parts:
-                    flow += _paragraphs(part, style, widths[i] - 2 * PAD)
-                out.append(flow[0] if len(flow) == 1 else flow)
-            data.append(out)
+                    flow += _paragraphs(
+                        part, self.styles.head if is_head else small, widths[i] - 2 * PAD
+                    )
+                cells.append(flow)
+            pieces = _chunks(cells[flex], widths[flex] - 2 * PAD, CHUNK)
+            first = len(data)
+            for k, piece in enumerate(pieces):
+                out = [(c if k == 0 else []) for c in cells]
+                out[flex] = piece
+                data.append([c[0] if len(c) == 1 else c for c in out])
+            last = len(data) - 1
+            if last > first:  # one entry in several rows (a page may end between them)
+                style += [
+                    ("BOTTOMPADDING", (0, first), (-1, last - 1), 0),
+                    ("TOPPADDING", (0, first + 1), (-1, last), 0),
+                ]
+            style.append(("LINEBELOW", (0, last), (-1, last), 0.25, colors.grey))
+        if header:
+            style += [
+                ("BOX", (0, 0), (-1, -1), 0.25, colors.grey),
+                ("LINEAFTER", (0, 0), (-2, -1), 0.25, colors.grey),
+                ("BACKGROUND", (0, 0), (-1, 0), colors.whitesmoke),
+            ]
+        else:
+            style.append(("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.lightgrey))
         return Table(
             data,
             colWidths=widths,
-            style=TableStyle(GRID if header else PLAIN),
+            style=TableStyle(style),
             repeatRows=1 if header else 0,
-            splitInRow=1,
+            splitInRow=0,
             hAlign="LEFT",
         )
 
@@ -544,7 +568,8 @@ class _Writer:
             for e in entries
         ]
         header = ("Time", "Event, by", "Detail")
-        return self.section("Timeline", self.table(header, rows, flex=2, atomic=(0,)))
+        table = self.table(header, rows, flex=2, atomic=(0,))
+        return self.section("Timeline", table, long=True)
 
     def audit(self) -> list[Flowable]:
         """Return the audit trail: number, time (site and UTC), user, action, field, change.
@@ -577,7 +602,39 @@ class _Writer:
                 "Audit trail", *_paragraphs("No entries.", self.styles.body, self.width)
             )
         header = ("#", "Time", "User, action, field", "Change and reason")
-        return self.section("Audit trail", self.table(header, rows, flex=3, atomic=(0, 1)))
+        table = self.table(header, rows, flex=3, atomic=(0, 1))
+        return self.section("Audit trail", table, long=True)
+
+
+def _chunks(flowables: list[Flowable], width: float, height: float) -> list[list[Flowable]]:
+    """Return a cell's flowables in pieces at most ``height`` tall (paragraphs split by line).
+
+    A flowable that cannot be split and is taller stays whole in a piece of its own.
+    """
+    pieces: list[list[Flowable]] = []
+    current: list[Flowable] = []
+    used = 0.0
+    queue = list(flowables)
+    while queue:
+        item = queue.pop(0)
+        _w, tall = item.wrap(width, 1e9)
+        if used + tall <= height:
+            current.append(item)
+            used += tall
+            continue
+        parts = item.split(width, height - used) if isinstance(item, Paragraph) else []
+        if len(parts) == 2:
+            current.append(parts[0])
+            queue.insert(0, parts[1])
+        elif not current:
+            current.append(item)  # too tall and whole: as it is
+        else:
+            queue.insert(0, item)
+        pieces.append(current)
+        current, used = [], 0.0
+    if current:
+        pieces.append(current)
+    return pieces or [[]]
 
 
 def _joined(value: object) -> str:

@@ -177,6 +177,9 @@ def test_no_token_is_split_across_lines(rich: dict[str, Any], paper: str) -> Non
     joined = text.replace("\n", "")
     header = [n for n, lines in enumerate(pages) if "Change and reason" in lines]
     assert len(header) >= 2, "the audit trail should span pages (its header repeated)"
+    for lines in pages:  # a table's parts follow each other, one head per page
+        assert lines.count("Change and reason") <= 1
+        assert lines.count("Event, by") <= 1
     record_id = rich["id"]
     tokens = [
         record_id,
