@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html as html_module
 import io
 import re
 from typing import Any
@@ -446,3 +447,245 @@ def test_a_report_that_cannot_be_laid_out_reads_well(
     assert r.status_code == 500
     assert "could not be laid out" in r.text
     assert "flowable" not in r.text
+
+
+# -- How the pages read: values, times, labels, filters, refusals, confirmations ----------
+
+FRIDGE_SITE = """
+site: {name: Plant A, timezone: Europe/Berlin}
+areas:
+  - id: cold-store
+    name: Cold store 2
+    instruments:
+      - id: fridge-1
+        name: Fridge 4 °C 1
+        kind: fridge
+        channels:
+          - parameter: temperature
+            sensor_id: fridge-1.temperature
+            unit: degC
+            limits: {alert_high: 8, action_high: 10, delay: 2m, deadband: 0.5, stale_after: 10m}
+"""
+#: A float with more digits after the point than the fridge is shown with (one).
+RAW_FLOAT = re.compile(r"\d\.\d{2,}")
+#: Every time on the pages: site time to the second, zone named.
+SITE_TIME = re.compile(r"\b20\d\d-\d\d-\d\d \d\d:\d\d:\d\d CES?T\b")
+OTHER_TIME = re.compile(r"\d\d:\d\d(:\d\d)?(\.\d+)?([+-]\d\d:\d\d|Z)\b|T\d\d:\d\d")
+
+
+@pytest.fixture
+def named(engine: Engine, series: SqliteTimeSeries) -> tuple[FormClient, str, str]:
+    """The app with the fridge's site configuration; the excursion's and the gap's ids."""
+    from envmon.config import parse_site
+    from envmon.models import DataGap
+
+    from .test_records import core_records
+
+    clock = FakeClock(DEFAULT_T0)
+    record_id, users = stored_excursion(engine, clock)
+    gap_id = next(r.id for r in core_records() if isinstance(r, DataGap))
+    users.add("quinn", "Quinn Example", "qa", PASSWORD, actor="admin", reason="t")
+    users.add("olga", "Olga Example", "operator", PASSWORD, actor="admin", reason="t")
+    site = parse_site(FRIDGE_SITE)
+    services = Services(
+        engine,
+        Sessions(engine, users, clock=clock),
+        Lifecycle(engine, users, clock=clock),
+        secure_cookie=False,
+        site_timezone="Europe/Berlin",
+        series=series,
+        clock=clock,
+        display=site.display(),
+        site=site,
+    )
+    return FormClient(create_app(services, site_name="Plant A")), record_id, gap_id
+
+
+def visible_text(html: str) -> str:
+    """Return a page's text as read: no tags, attributes (hover texts) or scripts."""
+    html = re.sub(r"<(script|style|svg)\b.*?</\1>", " ", html, flags=re.DOTALL | re.IGNORECASE)
+    return html_module.unescape(re.sub(r"<[^>]+>", " ", html))
+
+
+def under_review(client: FormClient, url: str) -> str:
+    """Acknowledge and start the review of a record as the signed-in QA user; the page."""
+    page = client.get(url).text
+    page = client.post(f"{url}/acknowledge", data={"version": version_on(page), "text": "t"}).text
+    return str(
+        client.post(f"{url}/start_review", data={"version": version_on(page), "reason": "r"}).text
+    )
+
+
+def readable(text: str) -> None:
+    """Assert a page's text has no raw float, no ISO or UTC-offset time, and site times."""
+    assert not RAW_FLOAT.search(text), RAW_FLOAT.search(text)
+    assert not OTHER_TIME.search(text), OTHER_TIME.search(text)
+    assert SITE_TIME.search(text)
+
+
+def test_the_list_reads_well_and_filters_by_choice(named: tuple[FormClient, str, str]) -> None:
+    client, record_id, gap_id = named
+    sign_in(client, "quinn")
+    html = client.get("/excursions").text
+    text = visible_text(html)
+    readable(text.split('id="records"')[-1])
+    assert "Fridge 4 °C 1" in text  # the instrument's name, for the excursion and the gap
+    assert text.count("Fridge 4 °C 1") >= 3  # filter option, excursion row, gap row
+    assert "fridge-1.temperature" not in text.split("QA state")[-1]  # no sensor id as name
+    assert "Cold store 2" in text
+    assert "12.0 °C" in text  # the peak, with its unit
+    assert "Action excursion" in text
+    assert "Data gap" in text
+    assert "Under review" in text  # the QA state filter's options, as people write them
+    for name in ("area", "instrument", "parameter", "sensor", "kind", "level", "state"):
+        assert f'<select id="f-{name}" name="{name}">' in html
+    assert '<input id="f-start_from" type="date" name="start_from"' in html
+    assert '<script src="/static/list.js" defer></script>' in html
+    gaps = client.get("/excursions", params={"kind": "data_gap"}).text
+    assert f'href="/excursions/{gap_id}"' in gaps
+    assert f'href="/excursions/{record_id}"' not in gaps
+    assert '<option value="data_gap" selected>' in gaps
+    day = client.get("/excursions", params={"start_from": "2026-01-05", "start_to": "2026-01-05"})
+    assert f'href="/excursions/{record_id}"' in day.text
+    later = client.get("/excursions", params={"start_from": "2026-01-06"})
+    assert "No record matches these filters." in later.text
+    for name, value in (("state", "<b>x</b>"), ("start_from", "2026-13-45"), ("level", "x")):
+        refused = client.get("/excursions", params={name: value})
+        assert refused.status_code == 422, name
+        assert "<b>x" not in refused.text
+
+
+def test_the_list_refresh_does_not_keep_the_session_alive(
+    named: tuple[FormClient, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """list.js's poll reads the session without touching it; a plain load touches it."""
+    client, _record_id, _gap_id = named
+    sign_in(client, "quinn")
+    touches: list[bool] = []
+    original = Sessions.user
+
+    def spy(self: Sessions, token: str, *, touch: bool = True) -> Any:
+        touches.append(touch)
+        return original(self, token, touch=touch)
+
+    monkeypatch.setattr(Sessions, "user", spy)
+    assert client.get("/excursions", headers={"X-Envmon-Poll": "1"}).status_code == 200
+    assert touches == [False]
+    assert client.get("/excursions").status_code == 200
+    assert touches == [False, True]
+
+
+def test_the_record_page_reads_well(named: tuple[FormClient, str, str]) -> None:
+    client, record_id, _gap_id = named
+    sign_in(client, "quinn")
+    html = client.get(f"/excursions/{record_id}").text
+    assert "<title>Fridge 4 °C 1 · Temperature · Action excursion · Plant A</title>" in html
+    text = visible_text(html)
+    readable(text)
+    assert "12.0 °C" in text  # peak
+    assert "10.0 °C" in text  # the action limit, with its unit
+    assert "°C·s" in text  # the integral's unit
+    assert "4 min" in text  # the duration in words
+    assert "alert > 8.0 °C · action > 10.0 °C" in text
+    assert "Action level is reached after 2 min beyond the action limit (delay)" in text
+    assert "back inside its limit by 0.5 °C (deadband)" in text
+    assert 'title="UTC: 2026-01-05 08:01:00 UTC"' in html  # the start, UTC on hover
+    assert "Excursion status" in text  # audit fields named
+    assert "core_status" not in text
+    for raw in ("impact_products", "root_cause_category", "under_review"):
+        assert raw not in text
+
+
+def test_a_data_gap_page_shows_the_gap(named: tuple[FormClient, str, str]) -> None:
+    client, _record_id, gap_id = named
+    sign_in(client, "quinn")
+    html = client.get(f"/excursions/{gap_id}").text
+    text = visible_text(html)
+    readable(text)
+    assert "<title>Fridge 4 °C 1 · Temperature · Data gap · Plant A</title>" in html
+    for name in ("Gap start", "Gap end", "Last reading before", "First reading after"):
+        assert name in text
+    metrics = text.split("Trend")[0]
+    for leftover in ("Peak", "Time beyond limit", "Integral", " s\n", ": at"):
+        assert leftover not in metrics
+    assert "no reading arrives for 10 min (stale-data timeout)" in text
+    assert "5.0 °C" in text  # the readings either side of the gap
+
+
+def test_without_a_site_the_list_offers_what_the_store_holds(
+    site: tuple[TestClient, str],
+) -> None:
+    client, _record_id = site
+    sign_in(client, "vic")
+    html = client.get("/excursions").text
+    assert '<option value="cold-store">cold-store</option>' in html
+    assert '<option value="fridge-1.temperature">fridge-1.temperature</option>' in html
+    record = client.get(f"/excursions/{_record_id}").text
+    assert "the app was started without the site configuration" in record
+
+
+def test_the_assessment_form_keeps_values_after_a_refusal(
+    named: tuple[FormClient, str, str],
+) -> None:
+    client, record_id, _gap_id = named
+    url = f"/excursions/{record_id}"
+    sign_in(client, "quinn")
+    page = under_review(client, url)
+    form = page[page.index('id="form-assess"') :]
+    assert "Impact on products" in form
+    assert "Root cause category" in form
+    assert '<select id="qa-root_cause_category" name="root_cause_category">' in form
+    assert '<option value="human_error">Human error</option>' in form
+    assert form.count('class="req"') >= 4  # three fields needed to close, and the reason
+    typed = {**ASSESSMENT, "capa_ref": "CAPA-7 <b>"}
+    refused = client.post(f"{url}/assess", data={"version": version_on(page), **typed})
+    assert refused.status_code == 422  # no reason given
+    assert "a reason is required" in refused.text
+    form = refused.text[refused.text.index('id="form-assess"') :]
+    assert 'id="form-error"' in form
+    assert "CAR-T lot for patient 0042</textarea>" in form
+    assert '<option value="human_error" selected>' in form
+    assert 'value="CAPA-7 &lt;b&gt;"' in form  # kept, escaped
+    done = client.post(f"{url}/assess", data={"version": version_on(page), "reason": "ok", **typed})
+    assert done.status_code == 200
+    assert str(done.url).endswith("?done=assess")
+    assert "Assessment saved." in done.text
+    assert 'id="notice"' in done.text
+
+
+def test_a_refused_signature_keeps_all_but_the_password(
+    named: tuple[FormClient, str, str],
+) -> None:
+    client, record_id, _gap_id = named
+    url = f"/excursions/{record_id}"
+    sign_in(client, "quinn")
+    page = under_review(client, url)
+    signature = {
+        "username": "quinn",
+        "password": "not my password at all",
+        "meaning": "reviewed",
+        "reason": "reviewed the excursion",
+    }
+    refused = client.post(f"{url}/close", data={"version": version_on(page), **signature})
+    assert refused.status_code == 422
+    form = refused.text[refused.text.index('id="form-close"') :]
+    assert 'value="reviewed the excursion"' in form
+    assert '<option value="reviewed" selected>' in form
+    assert "not my password at all" not in refused.text
+
+
+def test_a_confirmation_after_each_action_and_never_an_echo(
+    named: tuple[FormClient, str, str],
+) -> None:
+    client, record_id, _gap_id = named
+    url = f"/excursions/{record_id}"
+    sign_in(client, "olga")
+    page = client.get(url).text
+    assert 'id="notice"' not in page
+    done = client.post(f"{url}/acknowledge", data={"version": version_on(page), "text": "seen"})
+    assert "Acknowledged. Your comment is in the audit trail." in done.text
+    commented = client.post(f"{url}/comment", data={"version": version_on(done.text), "text": "x"})
+    assert "Comment added to the audit trail." in commented.text
+    forged = client.get(url, params={"done": "<script>alert(1)</script>"}).text
+    assert 'id="notice"' not in forged
+    assert "alert(1)" not in forged
