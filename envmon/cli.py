@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from envmon.clihelp import EnvmonTyper
+from envmon.logs import service_logging
 
 if TYPE_CHECKING:  # the commands are imported lazily, inside each command
     from envmon.commands.audit import Report
@@ -336,13 +337,12 @@ def collect(
 ) -> None:
     """Run the site's MQTT and OPC-UA collectors, publishing readings to Kafka."""
     import asyncio
-    import logging
 
     from envmon.commands.collect import EXIT_FATAL, CollectFailedError, run_collect
     from envmon.errors import ConfigError
     from envmon.settings import SettingsError, load_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    service_logging()
     overrides = _metrics_overrides("collect_metrics_port", metrics_port, metrics_host)
     if site is not None:
         overrides["site"] = site
@@ -784,12 +784,11 @@ def excursions_consume(
 ) -> None:
     """Store the excursion records and data gaps published on Kafka, until SIGTERM."""
     import asyncio
-    import logging
 
     from envmon.commands.records import run_consume
     from envmon.settings import SettingsError, load_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    service_logging()
     overrides = _metrics_overrides("records_metrics_port", metrics_port, metrics_host)
     with _refused(SettingsError):
         settings = load_settings(settings_file, **overrides)
@@ -983,13 +982,12 @@ def alerts_run(
 ) -> None:
     """Run the alerting service: alarms from Kafka to pages that escalate, until SIGTERM."""
     import asyncio
-    import logging
 
     from envmon.commands.alerts import run_alerts
     from envmon.errors import ConfigError
     from envmon.settings import SettingsError, load_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    service_logging()
     overrides: dict[str, object] = {} if site is None else {"site": site}
     with _refused(SettingsError, ConfigError):
         settings = load_settings(settings_file, **overrides)
