@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -73,8 +74,18 @@ def plant_events() -> list[CoreEvent]:
     return events
 
 
+@dataclass(frozen=True)
+class Plant:
+    """The served app: its URL, the records' ids by kind and sensor, the store, a record."""
+
+    base: str
+    ids: dict[str, str]
+    url: str
+    last: ExcursionRecord
+
+
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+def app(tmp_path: Path) -> Iterator[Plant]:
     """The app with the example site on a store holding the plant's records; its record ids."""
     url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
     engine = store_engine(url)
@@ -82,12 +93,15 @@ def app(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     clock = FakeClock(DEFAULT_T0)
     store, timeline = RecordStore(engine, clock=clock), TimelineStore(engine, clock=clock)
     ids: dict[str, str] = {}
+    last: ExcursionRecord | None = None
     for event in plant_events():
         if isinstance(event, AlarmEvent):
             timeline.apply(event)
         elif isinstance(event, ExcursionRecord | DataGap):
             store.apply(event)
             ids[f"{event.kind}:{event.sensor_id}"] = event.id
+            if isinstance(event, ExcursionRecord):
+                last = event
     series = SqliteTimeSeries(tmp_path / "data" / "timeseries.sqlite3")
     series.write(plant_readings())
     series.close()
@@ -95,8 +109,9 @@ def app(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     users.add("quinn", "Quinn Example", "qa", PASSWORD, actor="admin", reason="test")
     engine.dispose()
     env = {"ENVMON_SITE": str(SITE)}
+    assert last is not None
     with serving(url, tmp_path / "serve.log", tmp_path / "data", env=env) as (base, _server):
-        yield base, ids
+        yield Plant(base, ids, url, last)
 
 
 def shoot(page: object, name: str, element: str = "") -> None:
@@ -119,8 +134,9 @@ def readable(text: str) -> None:
     assert SITE_TIME.search(text)
 
 
-def test_list_record_gap_and_assessment_read_well(app: tuple[str, dict[str, str]]) -> None:
-    base, ids = app
+def test_list_record_gap_and_assessment_read_well(app: Plant) -> None:
+    plant = app
+    base, ids = plant.base, plant.ids
     freezer = ids[f"excursion:{FREEZER}"]
     counter = ids[f"excursion:{COUNTER}"]
     gap = ids[f"data_gap:{FREEZER}"]
@@ -153,6 +169,17 @@ def test_list_record_gap_and_assessment_read_well(app: tuple[str, dict[str, str]
             assert page.locator("select[name=state] option").count() == 6  # All + five states
             assert page.locator("select[name=area] option", has_text="Grade B").count() == 1
             shoot(page, "list")
+            # A record stored while the list is open appears by itself (list.js).
+            page.goto(f"{base}/excursions?kind=excursion")
+            later = plant.last.model_copy(
+                update={"id": "later-excursion", "start": plant.last.start + timedelta(hours=2)}
+            )
+            engine = store_engine(plant.url)
+            RecordStore(engine).apply(later)
+            engine.dispose()
+            page.wait_for_selector("a[href='/excursions/later-excursion']", timeout=30_000)
+            assert page.url.endswith("?kind=excursion")  # the filters stay
+            assert page.inner_text("#record-count") == "3 records"  # two and the new one
             page.select_option("select[name=kind]", "data_gap")
             page.click("#filters button[type=submit]")
             assert page.locator("#records-body tr").count() == 1
