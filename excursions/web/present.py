@@ -361,7 +361,8 @@ def rule_sentences(record: Mapping[str, Any], spec: SensorSpec | None, shown: Di
     if delay:
         need.append(f"after {shown.duration(delay)} beyond the {level} limit (delay)")
     if consecutive and consecutive > 1:
-        need.append(f"after {consecutive} consecutive readings beyond it")
+        readings = f"{consecutive} consecutive readings beyond"
+        need.append(f"{readings} it" if need else f"after {readings} the {level} limit")
     if need:
         sentences.append(
             f"{label(level)} level is reached {' and '.join(need)}; the same rule applies to"
