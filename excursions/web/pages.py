@@ -2,11 +2,16 @@
 
 ``/login`` (``?next=``: a path of this app to go to after signing in; the acknowledge
 links of ``alerts.web`` lead through it), ``/logout``, ``/excursions`` (list with filters
-and pages) and ``/excursions/{id}`` (metrics, assessment, signatures in UTC and site time,
-audit trail, and a form for each action the signed-in role may take in the record's
-state). Actions are POSTed to ``/excursions/{id}/{action}``: success redirects back to the
-page (303), a refusal shows the page again with the reason and the status of the API (403,
-404, 409, 422) — nothing is changed. Without a session the pages redirect to ``/login``.
+chosen from the site's values, and pages; ``static/list.js`` reloads it every 10 s with
+the ``X-Envmon-Poll`` header, which does not keep the session alive) and
+``/excursions/{id}`` (metrics, the rule in force, assessment, signatures, timeline, audit
+trail — values, times and durations through the site's ``Display``, wording from
+``excursions.web.present`` — and a form for each action the signed-in role may take in the
+record's state). Actions are POSTed to ``/excursions/{id}/{action}``: success redirects
+back to the page with ``?done=<action>`` (303; the page shows a fixed sentence for it,
+never the query's text), a refusal shows the page again with the reason, the values typed
+into that form (never a password) and the status of the API (403, 404, 409, 422) —
+nothing is changed. Without a session the pages redirect to ``/login``.
 Every form carries the session's CSRF token (the sign-in form one bound to its own cookie)
 and every POST must come from the app's own origin (``excursions.web.security``); a forged
 post gets 403 and a page that says nothing was done.
