@@ -412,7 +412,7 @@ def add_pages(
             grafana = services.grafana_link(record["sensor_id"], *window)
         # trend_svg escapes every text it writes: the markup is safe to embed as it is.
         svg = Markup(trend_svg(chart.trend)) if chart.trend is not None else None  # noqa: S704
-        names = catalogue()
+        names = site_catalogue or Catalogue(options={})  # the store's values: no names
         spec = names.specs.get(record["sensor_id"])
         core = record["record"]
         now = services.clock()
