@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from envmon.display import Display
 from excursions.db import AuditEntry, ExcursionRow
 from excursions.lifecycle import QA_FIELDS, signatures_of
 from excursions.timeline import as_dicts, timeline
@@ -125,14 +126,18 @@ def open_records(engine: Engine, *, limit: int = MAX_OPEN) -> list[dict[str, Any
 
 
 def record_detail(
-    engine: Engine, record_id: str, site_zone: ZoneInfo | None = None
+    engine: Engine,
+    record_id: str,
+    site_zone: ZoneInfo | None = None,
+    display: Display | None = None,
 ) -> dict[str, Any] | None:
     """Return a record with its QA fields, signatures, timeline and audit trail (None: no id).
 
     The audit trail is the record's own: entries of its type and id (a user, say, may have
     the same id as an excursion).
 
-    A signature's time is given in UTC and, as ``signed_at_site``, in the site's zone.
+    A signature's time is given in UTC and, as ``signed_at_site``, in the site's zone;
+    ``display`` writes the timeline's values (the site's digits).
     """
     zone = site_zone or ZoneInfo("UTC")
     with Session(engine) as session:
@@ -181,7 +186,7 @@ def record_detail(
             "signatures": signatures,
             "timeline": [
                 {**entry, "at_site": entry["at"].astimezone(zone).isoformat(timespec="seconds")}
-                for entry in as_dicts(timeline(session, row, signed))
+                for entry in as_dicts(timeline(session, row, signed, display))
             ],
         }
 

@@ -27,6 +27,7 @@ from sqlalchemy import Engine, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from envmon.display import Display, label
 from envmon.models import AlarmEvent, AlarmKind, Notification, SystemEvent
 from envmon.timeutil import utcnow
 from excursions.audit import canonical_hash
@@ -108,20 +109,26 @@ class TimelineEntry:
 
 
 def timeline(
-    session: Session, row: ExcursionRow, signatures: list[Signed] | None = None
+    session: Session,
+    row: ExcursionRow,
+    signatures: list[Signed] | None = None,
+    display: Display | None = None,
 ) -> list[TimelineEntry]:
     """Return a loaded record's timeline, oldest first (see the module docstring).
 
-    ``signatures`` are the record's (``signatures_of``), if the caller has them already.
+    ``signatures`` are the record's (``signatures_of``), if the caller has them already;
+    ``display`` writes the details' values (the site's digits; default: by size).
     """
-    entries = [*_bus_events(session, row), *_actions(session, row.kind, row.id)]
+    shown = display or Display()
+    entries = [*_bus_events(session, row, shown), *_actions(session, row.kind, row.id)]
     entries += [
         TimelineEntry(
             s.signed_at,
             "signature",
             f"signed ({s.meaning})",
             s.printed_name,
-            f"{s.action}; signed by {s.printed_name} ({s.signer}), meaning {s.meaning}"
+            f"{label(s.action)}; signed by {s.printed_name} ({s.signer}), meaning"
+            f" {label(s.meaning).lower()}"
             + ("" if s.covers_current_content else "; no longer covers the current content"),
         )
         for s in (signatures_of(session, row) if signatures is None else signatures)
@@ -130,7 +137,7 @@ def timeline(
     return sorted(entries, key=lambda e: (e.at, order[e.kind]))
 
 
-def _bus_events(session: Session, row: ExcursionRow) -> list[TimelineEntry]:
+def _bus_events(session: Session, row: ExcursionRow, shown: Display) -> list[TimelineEntry]:
     query = select(TimelineEventRow).where(TimelineEventRow.excursion_id == row.id)
     if row.kind == "data_gap":
         in_gap = (TimelineEventRow.sensor_id == row.sensor_id) & (
@@ -142,10 +149,10 @@ def _bus_events(session: Session, row: ExcursionRow) -> list[TimelineEntry]:
             in_gap &= TimelineEventRow.ts <= row.end + _SLACK
         query = select(TimelineEventRow).where(or_(TimelineEventRow.excursion_id == row.id, in_gap))
     found = session.execute(query.order_by(TimelineEventRow.ts)).scalars()
-    return [_describe(event) for event in found]
+    return [_describe(event, shown) for event in found]
 
 
-def _describe(row: TimelineEventRow) -> TimelineEntry:
+def _describe(row: TimelineEventRow, shown: Display) -> TimelineEntry:
     p = row.payload
     if row.kind == "notification":
         level = f", {p['level']}" if p.get("level") else ""
@@ -160,12 +167,12 @@ def _describe(row: TimelineEventRow) -> TimelineEntry:
             str(p["recipient"]),
             detail,
         )
-    parts = [str(p[k]) for k in ("level", "direction") if p.get(k)]
-    value = p.get("value")
-    if value is not None:
-        parts.append(f"value {value:g} {p.get('unit', '')}".rstrip())
-    if p.get("limit") is not None:
-        parts.append(f"limit {p['limit']:g}")
+    parts = [label(str(p[k])).lower() for k in ("level", "direction") if p.get(k)]
+    unit = str(p.get("unit") or "")
+    for key in ("value", "limit"):
+        if isinstance(p.get(key), int | float):
+            written = shown.value(float(p[key]), unit, sensor=row.sensor_id)
+            parts.append(f"{key} {written}")
     for key in ("cause", "detail"):
         if p.get(key):
             parts.append(str(p[key]))
@@ -194,7 +201,7 @@ def _action(group: list[AuditEntry]) -> TimelineEntry:
     fields = [e.field for e in group if e.field not in (None, "qa_state", "signature", "comment")]
     detail = [_text(e.new_value) for e in group if e.field == "comment"]
     if fields:
-        detail.append("changed: " + ", ".join(str(f) for f in fields))
+        detail.append("changed: " + ", ".join(label(f) for f in fields))
     if first.reason and first.action != "comment" and first.reason not in detail:
         detail.append(f"reason: {first.reason}")
     return TimelineEntry(

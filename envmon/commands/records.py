@@ -343,7 +343,7 @@ def report(
     engine = open_engine(url)
     try:
         require_migrated(engine)
-        detail = record_detail(engine, record_id, site.tzinfo)
+        detail = record_detail(engine, record_id, site.tzinfo, site.display())
     finally:
         engine.dispose()
     if detail is None:

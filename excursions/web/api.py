@@ -351,7 +351,7 @@ def create_api(services: Services) -> FastAPI:
     def excursion(record_id: str, _user: Annotated[User, role(*READERS)]) -> dict[str, Any]:
         """One record: metrics, QA fields, signatures, audit trail, ``row_version``."""
         zone = ZoneInfo(services.site_timezone)
-        detail = record_detail(services.engine, record_id, zone)
+        detail = record_detail(services.engine, record_id, zone, services.shown)
         if detail is None:
             raise HTTPException(404, f"no record {record_id!r}")
         return detail

@@ -258,9 +258,13 @@ def add_pages(
     def to_login() -> RedirectResponse:
         return RedirectResponse("/login", status_code=303)
 
+    def start_page(user: User | None) -> str:
+        """Where a role starts: administrators manage users and may not read records."""
+        return "/users" if user is not None and user.role not in READERS else "/excursions"
+
     @app.get("/", include_in_schema=False)
-    def home() -> RedirectResponse:
-        return RedirectResponse("/excursions", status_code=303)
+    def home(envmon_session: Annotated[str | None, Cookie()] = None) -> RedirectResponse:
+        return RedirectResponse(start_page(current_user(envmon_session)), status_code=303)
 
     @app.get("/login", include_in_schema=False)
     def login_form(request: Request) -> HTMLResponse:
@@ -277,14 +281,14 @@ def add_pages(
         if not csrf_ok(request.cookies.get(LOGIN_COOKIE), csrf):
             return login_page(request, 403, FORGED, next_path)
         try:
-            token, _user = services.sessions.sign_in(username, password, client=client_of(request))
+            token, user = services.sessions.sign_in(username, password, client=client_of(request))
         except ThrottledError as exc:
             refused = login_page(request, 429, f"Not signed in: {exc}.", next_path)
             refused.headers.update(retry_after(exc, services))
             return refused
         except AuthenticationError as exc:
             return login_page(request, 401, str(exc), next_path)
-        response = RedirectResponse(local_path(next_path) or "/excursions", status_code=303)
+        response = RedirectResponse(local_path(next_path) or start_page(user), status_code=303)
         response.set_cookie(
             COOKIE, token, httponly=True, samesite="strict", secure=services.secure_cookie
         )
@@ -375,7 +379,7 @@ def add_pages(
         """Return the record and its chart, or the page refusing it (403, 404)."""
         if user.role not in READERS:
             return page(request, "base.html", 403, user=user, error=NOT_A_READER)
-        record = record_detail(services.engine, record_id, zone)
+        record = record_detail(services.engine, record_id, zone, services.shown)
         if record is None:
             return page(request, "base.html", 404, user=user, error=f"no record {record_id!r}")
         core = record["record"]

@@ -31,17 +31,8 @@ from excursions.lifecycle import (
 )
 from excursions.trend import Trend
 
-#: The QA fields as the assessment form and the record page name them.
-QA_LABELS: Final = {
-    "impact_products": "Impact on products",
-    "impact_batches": "Impact on batches",
-    "impact_text": "Impact assessment",
-    "root_cause_category": "Root cause category",
-    "root_cause_text": "Root cause",
-    "deviation_ref": "Deviation reference",
-    "capa_ref": "CAPA reference",
-    "conclusion": "Conclusion",
-}
+#: The QA fields as the assessment form, the record page and the PDF name them.
+QA_LABELS: Final = {name: label(name) for name in QA_FIELDS}
 #: What each QA field asks for (help text under the field).
 QA_HELP: Final = {
     "impact_products": "Products stored or processed during the excursion, and the effect.",
@@ -99,8 +90,8 @@ AUDIT_ACTIONS: Final = {
 }
 FIELD_LABELS: Final = {
     **QA_LABELS,
-    "qa_state": "QA state",
-    "core_status": "Excursion status",
+    "qa_state": label("qa_state"),
+    "core_status": label("core_status"),
     "signature": "Signature",
     "comment": "Comment",
 }

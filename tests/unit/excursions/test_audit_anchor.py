@@ -682,6 +682,7 @@ def test_a_signature_still_shows_as_signed(engine: Engine) -> None:
 def _covers_cell(template: Any, detail: dict[str, Any]) -> str:
     """Render the signatures table's covers cell (the template's own markup)."""
     source = template.environment.loader.get_source(template.environment, "detail.html")[0]
-    start = source.index("{% for s in r.signatures %}")
-    end = source.index("{% endfor %}", start) + len("{% endfor %}")
-    return str(template.environment.from_string(source[start:end]).render(r=detail))
+    start = source.index("{% if s.covers_current_content %}")
+    end = source.index("{% endif %}", start) + len("{% endif %}")
+    cell = "{% for s in r.signatures %}" + source[start:end] + "{% endfor %}"
+    return str(template.environment.from_string(cell).render(r=detail))

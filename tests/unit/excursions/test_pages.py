@@ -689,3 +689,19 @@ def test_a_confirmation_after_each_action_and_never_an_echo(
     forged = client.get(url, params={"done": "<script>alert(1)</script>"}).text
     assert 'id="notice"' not in forged
     assert "alert(1)" not in forged
+
+
+@pytest.mark.parametrize(("username", "start"), [("ann", "/users"), ("quinn", "/excursions")])
+def test_each_role_starts_where_it_may_read(
+    site: tuple[TestClient, str], username: str, start: str
+) -> None:
+    """An administrator may not read records: signing in and / lead to the users page."""
+    client, _ = site
+    client.cookies.clear()
+    response = client.post(
+        "/login", data={"username": username, "password": PASSWORD}, follow_redirects=False
+    )
+    assert (response.status_code, response.headers["location"]) == (303, start)
+    home = client.get("/", follow_redirects=False)
+    assert (home.status_code, home.headers["location"]) == (303, start)
+    assert client.get(start).status_code == 200

@@ -135,7 +135,7 @@ def test_timeline_merges_alarms_notifications_actions_and_signatures(engine: Eng
     assert by_title["acknowledged"].who == "olga"
     assert "Door closed by Olga" in by_title["acknowledged"].detail
     assert by_title["comment"].detail == "Probe checked"
-    assert "impact_products" in by_title["assessment recorded"].detail
+    assert "Impact on products" in by_title["assessment recorded"].detail
     assert by_title["signed (approved)"].who == "Quinn QA"
     assert "by SMS reply" in by_title["notification acknowledged (email)"].detail
     assert "value" in by_title["alarm raised"].detail
