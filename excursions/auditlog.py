@@ -67,6 +67,12 @@ class TrailEntry:
     old: object
     new: object
     reason: str | None
+    #: The values as stored (JSON text) and, for an excursion or data gap, its sensor and
+    #: unit: what the pages need to write the core's values as they write them elsewhere.
+    old_stored: str | None = None
+    new_stored: str | None = None
+    sensor_id: str | None = None
+    unit: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +124,14 @@ def trail_page(
     conditions = _where(filters)
     record = and_(ExcursionRow.id == AuditEntry.record_id, AuditEntry.record_type.in_(RECORD_KINDS))
     query = (
-        select(AuditEntry, UserRow.full_name, ExcursionRow.instrument, ExcursionRow.parameter)
+        select(
+            AuditEntry,
+            UserRow.full_name,
+            ExcursionRow.instrument,
+            ExcursionRow.parameter,
+            ExcursionRow.sensor_id,
+            ExcursionRow.record,
+        )
         .outerjoin(UserRow, UserRow.username == AuditEntry.actor)
         .outerjoin(ExcursionRow, record)
         .where(*conditions)
@@ -145,8 +158,12 @@ def trail_page(
                 old=decoded(entry.old_value),
                 new=decoded(entry.new_value),
                 reason=entry.reason,
+                old_stored=entry.old_value,
+                new_stored=entry.new_value,
+                sensor_id=sensor_id,
+                unit=(core or {}).get("unit"),
             )
-            for entry, name, instrument, parameter in session.execute(query).all()
+            for entry, name, instrument, parameter, sensor_id, core in session.execute(query).all()
         ]
     return int(total), entries
 

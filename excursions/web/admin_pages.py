@@ -52,6 +52,7 @@ from excursions.queries import MAX_PAGE
 from excursions.users import MIN_PASSWORD, ROLES, USERNAME, User, UserError
 from excursions.web.api import COOKIE, READERS, Services
 from excursions.web.pages import FORGED, NOT_A_READER, TEMPLATES
+from excursions.web.present import CORE_FIELDS, audit_value
 from excursions.web.security import CSRF_FIELD, csrf_ok, csrf_token
 
 PAGE_SIZE: Final = 50
@@ -228,11 +229,19 @@ def add_admin_pages(
             "id": None,
         }
 
-    def value_view(value: object) -> dict[str, object]:
-        text = shown_value(value)
+    def value_view(entry: TrailEntry, side: str) -> dict[str, object]:
+        value, stored = (
+            (entry.old, entry.old_stored) if side == "old" else (entry.new, entry.new_stored)
+        )
+        text, exact = shown_value(value), ""
+        if entry.record_type in RECORD_KINDS and entry.field in CORE_FIELDS and stored:
+            # the monitoring core's values read as on the record page (exact value on hover)
+            about = {"unit": entry.unit, "sensor_id": entry.sensor_id, "parameter": entry.parameter}
+            text, exact = audit_value(entry.field, stored, about, shown)
         cut = len(text) > SHOWN_CHARS
         return {
             "text": text,
+            "exact": exact,
             "cut": cut,
             "short": text[:SHOWN_CHARS].rstrip() + "…" if cut else text,
         }
@@ -250,8 +259,8 @@ def add_admin_pages(
             "record": record_view(entry),
             "field": label(entry.field) if entry.field else "",
             "field_name": entry.field or "",
-            "old": value_view(entry.old),
-            "new": value_view(entry.new),
+            "old": value_view(entry, "old"),
+            "new": value_view(entry, "new"),
             "reason": entry.reason or "",
         }
 

@@ -119,6 +119,14 @@ CORE_TIMES: Final = frozenset({"peak_ts", "start", "end"})
 CORE_DURATIONS: Final = frozenset({"duration_s", "time_beyond_limit_s"})
 CORE_WORDS: Final = frozenset({"core_status", "level", "kind", "direction"})
 HASH_SHOWN: Final = 12
+#: Every field of the core's record that the audit trail holds as JSON.
+CORE_FIELDS: Final = (
+    CORE_VALUES
+    | CORE_TIMES
+    | CORE_DURATIONS
+    | CORE_WORDS
+    | {"samples", "core_sha256", "integral_beyond_limit"}
+)
 
 
 def audit_value(
@@ -132,8 +140,7 @@ def audit_value(
     """
     if not value:
         return "", ""
-    core = CORE_VALUES | CORE_TIMES | CORE_DURATIONS | CORE_WORDS | {"samples", "core_sha256"}
-    if name not in core and name != "integral_beyond_limit":
+    if name not in CORE_FIELDS:
         return field_value(name, value), ""
     try:
         data = orjson.loads(value)

@@ -142,6 +142,12 @@ def test_the_audit_page_shows_each_entry_newest_first(site: Site) -> None:
     # A user's creation: the role as old → new.
     assert "Role" in page
     assert ">qa<" in page
+    # The monitoring core's values read as on the record page: rounded with the unit, site
+    # time without microseconds, durations in words; the stored value on hover.
+    record = site.client.get("/audit", params={"record": f"excursion:{site.record_id}"}).text
+    assert re.search(r">\d+\.\d °C<", record), "the peak with its unit"
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d+", record), "no microseconds anywhere"
+    assert re.search(r'title="stored: ', record)
 
 
 def test_the_filters_offer_the_distinct_values_and_narrow_the_list(site: Site) -> None:
