@@ -51,6 +51,7 @@ from dashboards.naming import PanelLinks
 from envmon.config import SiteConfig
 from envmon.config.formatting import format_number
 from envmon.display import duration_text, format_time, relative, unit_label
+from envmon.display import label as human_label
 from envmon.errors import EnvmonError
 from envmon.models import Quality, Reading
 from envmon.sensors import LimitSet, SensorSpec
@@ -138,6 +139,8 @@ class AlarmView:
     ago: str
     qa_state: str
     excursions_url: str
+    level_text: str = ""  #: the level (or "Data gap") as people read it
+    qa_state_text: str = ""  #: the QA state as people read it
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +362,8 @@ class StatusBuilder:
             ago=relative(since, now),
             qa_state=str(record.get("qa_state") or ""),
             excursions_url=excursions_url(sensor_id),
+            level_text=human_label(record.get("level") or "data_gap"),
+            qa_state_text=human_label(str(record.get("qa_state") or "")),
         )
 
     def channel(

@@ -93,7 +93,7 @@
       const what = document.createElement("td");
       const badge = document.createElement("span");
       badge.className = "badge state-" + (a.level || "stale");
-      badge.textContent = a.level || "gap";
+      badge.textContent = a.level_text;
       what.append(badge, " ", link(a.url, a.title));
       const where = document.createElement("td");
       const all = link(a.excursions_url, "excursions");
@@ -102,7 +102,7 @@
       const since = document.createElement("td");
       since.append(a.since_text + " ", muted("(" + a.ago + ")"));
       const qa = document.createElement("td");
-      qa.textContent = a.qa_state;
+      qa.textContent = a.qa_state_text;
       tr.append(what, where, since, qa);
       return tr;
     });

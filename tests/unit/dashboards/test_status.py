@@ -384,6 +384,9 @@ class TestStatus:
         ]
         assert status["alarms"][0]["since_text"] == "08:57:00 CET"
         assert status["alarms"][0]["ago"] == "3 min ago"
+        first = status["alarms"][0]
+        assert (first["qa_state"], first["qa_state_text"]) == ("open", "Open")  # raw and words
+        assert first["level_text"] in ("Alert", "Action", "Data gap")
         two = channels(status)["frz-2.temperature"]
         assert [a["id"] for a in two["alarms"]] == ["exc-frz-2.temperature-alert"]
         assert two["excursions_url"] == "/excursions?sensor=frz-2.temperature"
