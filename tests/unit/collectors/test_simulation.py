@@ -115,8 +115,9 @@ class TestScenarioFile:
         with pytest.raises(ConfigError) as err:
             load_scenario(bad, instruments=INSTRUMENTS)
         text = str(err.value)
-        assert "line 2: events[0].fault" in text
-        assert "line 3: events[1].at" in text
+        assert "s.yaml:2:" in text
+        assert "events[0].fault" in text
+        assert "s.yaml:3:6: events[1].at" in text
 
     def test_unknown_instrument(self):
         """A fault on an instrument the site does not have is refused."""
