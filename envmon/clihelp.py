@@ -42,34 +42,29 @@ def plain(param: object) -> None:
         param.metavar = "" if param.is_flag or param.count else (param.name or "value").upper()
 
 
-class PlainCommand(TyperCommand):
+class _Plain:
+    """What ``PlainCommand`` and ``PlainGroup`` share: their parameters shown plainly."""
+
+    params: list[Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - typer's own
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            plain(param)
+
+    def get_help_option(self, ctx: Any) -> TyperOption | None:  # noqa: ANN401
+        """Return ``--help`` shown as the flag it is."""
+        option: TyperOption | None = super().get_help_option(ctx)  # type: ignore[misc]
+        plain(option)
+        return option
+
+
+class PlainCommand(_Plain, TyperCommand):
     """A command whose help shows metavars, never type labels."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - typer's own
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            plain(param)
 
-    def get_help_option(self, ctx: Any) -> TyperOption | None:  # noqa: ANN401
-        """Return ``--help`` shown as the flag it is."""
-        option = super().get_help_option(ctx)
-        plain(option)
-        return option
-
-
-class PlainGroup(TyperGroup):
+class PlainGroup(_Plain, TyperGroup):
     """A command group whose help shows metavars, never type labels."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - typer's own
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            plain(param)
-
-    def get_help_option(self, ctx: Any) -> TyperOption | None:  # noqa: ANN401
-        """Return ``--help`` shown as the flag it is."""
-        option = super().get_help_option(ctx)
-        plain(option)
-        return option
 
 
 class EnvmonTyper(typer.Typer):

@@ -324,6 +324,7 @@ class SiteConfig(ConfigModel):
     dashboards: DashboardsConfig = DashboardsConfig()
 
     _sensors: tuple[SensorSpec, ...] | None = PrivateAttr(default=None)
+    _display: Display | None = PrivateAttr(default=None)
 
     @field_validator("collectors", mode="wrap")
     @classmethod
@@ -395,7 +396,12 @@ class SiteConfig(ConfigModel):
         return ZoneInfo(self.site.timezone)
 
     def display(self) -> Display:
-        """Return how this site writes values and times: its zone, each sensor's digits."""
+        """Return how this site writes values and times: its zone, each sensor's digits.
+
+        Built once per (frozen) configuration: pages and polls ask for it on every request.
+        """
+        if self._display is not None:
+            return self._display
         decimals: dict[str, int] = {}
         for area in self.areas:
             for instrument in area.instruments:
@@ -406,7 +412,8 @@ class SiteConfig(ConfigModel):
                     if digits is not None:
                         sensor = channel.sensor_id or f"{instrument.id}.{channel.channel_id}"
                         decimals[sensor] = digits
-        return Display(self.tzinfo, decimals)
+        self._display = Display(self.tzinfo, decimals)
+        return self._display
 
     def area(self, area_id: str) -> AreaConfig:
         """Return the area with id ``area_id`` (``KeyError`` if there is none)."""
