@@ -24,7 +24,7 @@ import math
 import re
 import unicodedata
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo
 
@@ -63,6 +63,8 @@ MAX_FILTER: Final = 260
 MAX_USERNAME: Final = 64
 MAX_FULL_NAME: Final = 200
 MAX_PASSWORD: Final = 200
+#: The roles that manage users (and only they).
+ADMINS: Final = ("admin",)
 NOT_AN_ADMIN: Final = "only administrators manage users: your role may not"
 NO_USER: Final = "no such user"
 #: The role names people read (the stored names are ``ROLES``).
@@ -206,6 +208,24 @@ def add_admin_pages(
     def to_login(path: str) -> RedirectResponse:
         return RedirectResponse("/login?next=" + urllib.parse.quote(path, safe="/"), 303)
 
+    def admitted(
+        request: Request,
+        token: str | None,
+        back: str | Callable[[], str],
+        roles: Collection[str],
+        refused: str,
+    ) -> User | Response:
+        """Return the signed-in user of one of ``roles``, else the sign-in or 403.
+
+        ``back`` is where the sign-in leads on (a callable: worked out only when needed).
+        """
+        user = current_user(token)
+        if user is None:
+            return to_login(back if isinstance(back, str) else back())
+        if user.role not in roles:
+            return page(request, "base.html", 403, user=user, error=refused)
+        return user
+
     # ---- the audit trail -------------------------------------------------------------
 
     def record_view(entry: TrailEntry) -> dict[str, str | None]:
@@ -268,11 +288,9 @@ def add_admin_pages(
     def audit_page(
         request: Request, envmon_session: Annotated[str | None, Cookie()] = None
     ) -> Response:
-        user = current_user(envmon_session)
-        if user is None:
-            return to_login("/audit")
-        if user.role not in READERS:
-            return page(request, "base.html", 403, user=user, error=NOT_A_READER)
+        user = admitted(request, envmon_session, "/audit", READERS, NOT_A_READER)
+        if isinstance(user, Response):
+            return user
         query = request.query_params
         try:
             number = _page_number(query.get("page", "1"))
@@ -450,22 +468,18 @@ def add_admin_pages(
     def users_list(
         request: Request, envmon_session: Annotated[str | None, Cookie()] = None
     ) -> Response:
-        user = current_user(envmon_session)
-        if user is None:
-            return to_login("/users")
-        if user.role != "admin":
-            return page(request, "base.html", 403, user=user, error=NOT_AN_ADMIN)
+        user = admitted(request, envmon_session, "/users", ADMINS, NOT_AN_ADMIN)
+        if isinstance(user, Response):
+            return user
         return users_page(request, user, notice=DONE.get(request.query_params.get("done", ""), ""))
 
     @app.post("/users", include_in_schema=False)
     async def users_add(
         request: Request, envmon_session: Annotated[str | None, Cookie()] = None
     ) -> Response:
-        user = current_user(envmon_session)
-        if user is None:
-            return to_login("/users")
-        if user.role != "admin":
-            return page(request, "base.html", 403, user=user, error=NOT_AN_ADMIN)
+        user = admitted(request, envmon_session, "/users", ADMINS, NOT_AN_ADMIN)
+        if isinstance(user, Response):
+            return user
         form = await form_of(request)
         typed = kept(form, "username", "full_name", "role", "reason")
         if not csrf_ok(envmon_session, form.get(CSRF_FIELD)):
@@ -504,11 +518,15 @@ def add_admin_pages(
     def user_detail(
         request: Request, username: str, envmon_session: Annotated[str | None, Cookie()] = None
     ) -> Response:
-        user = current_user(envmon_session)
-        if user is None:
-            return to_login(f"/users/{username}" if known(username) else "/users")
-        if user.role != "admin":
-            return page(request, "base.html", 403, user=user, error=NOT_AN_ADMIN)
+        user = admitted(
+            request,
+            envmon_session,
+            lambda: f"/users/{username}" if known(username) else "/users",
+            ADMINS,
+            NOT_AN_ADMIN,
+        )
+        if isinstance(user, Response):
+            return user
         if not known(username):
             return page(request, "base.html", 404, user=user, error=NO_USER)
         notice = DONE.get(request.query_params.get("done", ""), "")
@@ -521,11 +539,15 @@ def add_admin_pages(
         action: str,
         envmon_session: Annotated[str | None, Cookie()] = None,
     ) -> Response:
-        user = current_user(envmon_session)
-        if user is None:
-            return to_login(f"/users/{username}" if known(username) else "/users")
-        if user.role != "admin":
-            return page(request, "base.html", 403, user=user, error=NOT_AN_ADMIN)
+        user = admitted(
+            request,
+            envmon_session,
+            lambda: f"/users/{username}" if known(username) else "/users",
+            ADMINS,
+            NOT_AN_ADMIN,
+        )
+        if isinstance(user, Response):
+            return user
         if not known(username) or action not in ("role", "disable", "enable", "password"):
             return page(request, "base.html", 404, user=user, error=NO_USER)
         form = await form_of(request)
