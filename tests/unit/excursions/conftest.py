@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
@@ -12,10 +13,13 @@ from sqlalchemy import Engine
 
 from envmon.models import AlarmEvent, ExcursionRecord
 from excursions.db import store_engine
+from excursions.lifecycle import Lifecycle
 from excursions.migrate import upgrade
 from excursions.records import RecordStore
+from excursions.sessions import Sessions
 from excursions.timeline import TimelineStore
 from excursions.users import UserStore
+from excursions.web.api import Services
 from stream.timeseries import SqliteTimeSeries
 
 from .test_records import core_events, core_readings, core_records
@@ -63,3 +67,18 @@ def stored_excursion(engine: Engine, clock: Callable[[], datetime]) -> tuple[str
     store_core_events(engine, clock)
     record_id = next(r.id for r in core_records() if isinstance(r, ExcursionRecord))
     return record_id, UserStore(engine, clock=clock, hasher=FAST_HASHER)
+
+
+def app_services(
+    engine: Engine, users: UserStore, clock: Callable[[], datetime], **extra: Any
+) -> Services:
+    """The QA app's services on a test store: one clock, plain-HTTP cookies, Berlin time.
+
+    ``extra`` are further ``Services`` fields (the series, the display, the site, …).
+    """
+    return Services(
+        engine,
+        Sessions(engine, users, clock=clock),
+        Lifecycle(engine, users, clock=clock),
+        **{"secure_cookie": False, "site_timezone": "Europe/Berlin", "clock": clock, **extra},
+    )

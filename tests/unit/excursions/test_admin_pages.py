@@ -15,15 +15,12 @@ from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.audit import AuditTrail, Change
 from excursions.auditlog import FULL_EVERY, ChainMonitor
 from excursions.db import AuditEntry, UserRow
-from excursions.lifecycle import Lifecycle
-from excursions.sessions import Sessions
 from excursions.users import UserStore
 from excursions.web.admin_pages import DONE, PAGE_SIZE, SHOWN_CHARS
-from excursions.web.api import Services
 from excursions.web.app import create_app
 from stream.timeseries import SqliteTimeSeries
 
-from .conftest import stored_excursion
+from .conftest import app_services, stored_excursion
 from .tampering import tamper
 from .test_pages import FormClient
 
@@ -49,15 +46,7 @@ def site(engine: Engine, series: SqliteTimeSeries) -> Site:
     record_id, users = stored_excursion(engine, clock)
     for role, name in USERS.items():
         users.add(name, f"{name.title()} Example", role, PASSWORD, actor="admin", reason="t")
-    services = Services(
-        engine,
-        Sessions(engine, users, clock=clock),
-        Lifecycle(engine, users, clock=clock),
-        secure_cookie=False,
-        site_timezone="Europe/Berlin",
-        series=series,
-        clock=clock,
-    )
+    services = app_services(engine, users, clock, series=series)
     return Site(
         FormClient(create_app(services, site_name="Plant A")), engine, clock, record_id, users
     )

@@ -14,13 +14,11 @@ from envmon.errors import EnvmonError
 from envmon.models import Reading
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.audit import AuditTrail, Change
-from excursions.lifecycle import Lifecycle
-from excursions.sessions import Sessions
 from excursions.users import MAX_FAILED, UserStore
-from excursions.web.api import Services, create_api
+from excursions.web.api import create_api
 from stream.timeseries import SqliteTimeSeries
 
-from .conftest import FAST_HASHER, stored_excursion
+from .conftest import FAST_HASHER, app_services, stored_excursion
 from .test_lifecycle import ASSESSMENT
 
 ROLES = ("viewer", "operator", "qa", "admin")
@@ -33,15 +31,7 @@ def api(engine: Engine, series: SqliteTimeSeries) -> tuple[TestClient, str]:
     record_id, users = stored_excursion(engine, clock)
     for role in ROLES:
         users.add(f"{role}1", f"{role.title()} Person", role, PASSWORD, actor="admin", reason="t")
-    services = Services(
-        engine,
-        Sessions(engine, users, clock=clock),
-        Lifecycle(engine, users, clock=clock),
-        secure_cookie=False,
-        site_timezone="Europe/Berlin",
-        series=series,
-        clock=clock,
-    )
+    services = app_services(engine, users, clock, series=series)
     return TestClient(create_api(services)), record_id
 
 
@@ -314,14 +304,7 @@ def test_a_store_that_does_not_answer_gives_503_not_an_error(
     clock = FakeClock(DEFAULT_T0)
     users = UserStore(engine, clock=clock, hasher=FAST_HASHER)
     for series in (_Down(), None):
-        services = Services(
-            engine,
-            Sessions(engine, users, clock=clock),
-            Lifecycle(engine, users, clock=clock),
-            secure_cookie=False,
-            series=series,
-            clock=clock,
-        )
+        services = app_services(engine, users, clock, series=series)
         down = signed_in(TestClient(create_api(services)), "viewer")
         response = down.get(f"/api/v1/excursions/{record_id}/trend")
         assert response.status_code == 503

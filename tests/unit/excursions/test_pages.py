@@ -14,16 +14,15 @@ from reportlab.platypus.doctemplate import LayoutError
 from sqlalchemy import Engine
 
 from envmon.testing import DEFAULT_T0, FakeClock
-from excursions.lifecycle import Lifecycle
 from excursions.sessions import Sessions
 from excursions.users import MAX_FAILED
 from excursions.web import pages
-from excursions.web.api import COOKIE, Services
+from excursions.web.api import COOKIE
 from excursions.web.app import create_app
 from excursions.web.security import csrf_token
 from stream.timeseries import SqliteTimeSeries
 
-from .conftest import stored_excursion
+from .conftest import app_services, stored_excursion
 from .test_lifecycle import ASSESSMENT
 
 PASSWORD = "a long password 1"
@@ -57,15 +56,7 @@ def site(engine: Engine, series: SqliteTimeSeries) -> tuple[TestClient, str]:
     record_id, users = stored_excursion(engine, clock)
     for name, role in [("olga", "operator"), ("quinn", "qa"), ("vic", "viewer"), ("ann", "admin")]:
         users.add(name, f"{name.title()} Example", role, PASSWORD, actor="admin", reason="t")
-    services = Services(
-        engine,
-        Sessions(engine, users, clock=clock),
-        Lifecycle(engine, users, clock=clock),
-        secure_cookie=False,
-        site_timezone="Europe/Berlin",
-        series=series,
-        clock=clock,
-    )
+    services = app_services(engine, users, clock, series=series)
     return FormClient(create_app(services, site_name="Plant A")), record_id
 
 
@@ -487,17 +478,7 @@ def named(engine: Engine, series: SqliteTimeSeries) -> tuple[FormClient, str, st
     users.add("quinn", "Quinn Example", "qa", PASSWORD, actor="admin", reason="t")
     users.add("olga", "Olga Example", "operator", PASSWORD, actor="admin", reason="t")
     site = parse_site(FRIDGE_SITE)
-    services = Services(
-        engine,
-        Sessions(engine, users, clock=clock),
-        Lifecycle(engine, users, clock=clock),
-        secure_cookie=False,
-        site_timezone="Europe/Berlin",
-        series=series,
-        clock=clock,
-        display=site.display(),
-        site=site,
-    )
+    services = app_services(engine, users, clock, series=series, display=site.display(), site=site)
     return FormClient(create_app(services, site_name="Plant A")), record_id, gap_id
 
 

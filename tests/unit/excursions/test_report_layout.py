@@ -35,11 +35,9 @@ from excursions.report import (
     column_widths,
     write_report,
 )
-from excursions.sessions import Sessions
-from excursions.web.api import Services
 from excursions.web.app import create_app
 
-from .conftest import stored_excursion
+from .conftest import app_services, stored_excursion
 from .test_lifecycle import ASSESSMENT
 from .test_pages import PASSWORD, FormClient, sign_in
 from .test_records import core_readings
@@ -341,15 +339,7 @@ def web(engine: Engine) -> tuple[TestClient, str, FakeClock]:
     clock = FakeClock(DEFAULT_T0 + timedelta(days=2))
     record_id, users = stored_excursion(engine, FakeClock(DEFAULT_T0))
     users.add("vic", "Vic Example", "viewer", PASSWORD, actor="admin", reason="t")
-    services = Services(
-        engine,
-        Sessions(engine, users, clock=clock),
-        Lifecycle(engine, users, clock=clock),
-        secure_cookie=False,
-        site_timezone="Europe/Berlin",
-        clock=clock,
-        display=SHOWN,
-    )
+    services = app_services(engine, users, clock, display=SHOWN)
     client = FormClient(create_app(services, site_name="Plant A"))
     sign_in(client, "vic")
     return client, record_id, clock
