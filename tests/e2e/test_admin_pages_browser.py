@@ -11,7 +11,6 @@ confirmation. Every page is shot at 1280×800 and 1920×1080 into ``var/test-art
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from excursions.migrate import upgrade
 from excursions.records import RecordStore
 from excursions.users import UserStore
 from stream.timeseries import SqliteTimeSeries
+from tests.e2e.browser import ARTIFACTS, CHROMIUM, launch
 from tests.integration.serving import serving
 from tests.unit.excursions.conftest import FAST_HASHER
 
@@ -47,8 +47,6 @@ from .test_status_browser import action_excursion, reading
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = Path(os.environ.get("ENVMON_CHROMIUM", "/usr/bin/chromium"))
-ARTIFACTS = Path(os.environ.get("ENVMON_TEST_ARTIFACTS", "var/test-artifacts"))
 PASSWORD = "a long password 1"
 NEW_PASSWORD = "a brand new password 9"
 SIZES = ((1280, 800), (1920, 1080))
@@ -190,9 +188,7 @@ def test_the_pages_read_as_one_product(served: Served) -> None:
     problems: list[str] = []
     failed: list[str] = []
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.on(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,13 +37,12 @@ from envmon.timeutil import utcnow
 from excursions.db import store_engine
 from excursions.migrate import upgrade
 from excursions.users import UserStore
+from tests.e2e.browser import ARTIFACTS, CHROMIUM, launch
 from tests.integration.serving import serving
 from tests.unit.alerts.sites import freezer_site
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = Path(os.environ.get("ENVMON_CHROMIUM", "/usr/bin/chromium"))
-ARTIFACTS = Path(os.environ.get("ENVMON_TEST_ARTIFACTS", "var/test-artifacts"))
 PASSWORD = "a long password 1"
 SECRET_ENV = "ENVMON_TEST_LINK_SECRET"
 SECRET = "a test secret for acknowledge links"
@@ -187,9 +185,7 @@ def test_an_operator_acknowledges_from_the_link_in_a_page(served: Served) -> Non
     link = link_for(served.notifier, "Freezer 1")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(link)

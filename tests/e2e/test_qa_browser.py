@@ -12,7 +12,6 @@ import contextlib
 import html
 import http.server
 import io
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from excursions.db import store_engine
 from excursions.migrate import upgrade
 from excursions.users import UserStore
 from stream.timeseries import SqliteTimeSeries
+from tests.e2e.browser import ARTIFACTS, CHROMIUM, launch
 from tests.integration.serving import serving
 from tests.unit.excursions.conftest import stored_excursion
 from tests.unit.excursions.test_lifecycle import ASSESSMENT
@@ -33,8 +33,6 @@ from tests.unit.excursions.test_records import core_readings
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = Path(os.environ.get("ENVMON_CHROMIUM", "/usr/bin/chromium"))
-ARTIFACTS = Path(os.environ.get("ENVMON_TEST_ARTIFACTS", "var/test-artifacts"))
 PASSWORD = "a long password 1"
 
 pytestmark = [
@@ -74,9 +72,7 @@ def test_operator_acknowledges_qa_signs_viewer_cannot(app_url: tuple[str, str]) 
     record = f"{base}/excursions/{record_id}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
+        browser = launch(p)
         try:
             page = browser.new_page()
             sign_in(page, base, "olga")
@@ -197,9 +193,7 @@ def test_a_page_on_another_port_cannot_post_a_comment_or_a_sign_in(
     record = f"{base}/excursions/{record_id}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
+        browser = launch(p)
         try:
             page = browser.new_page()
             sign_in(page, base, "olga")
@@ -260,9 +254,7 @@ def test_repeated_wrong_passwords_slow_that_browser_down_with_a_clear_page(
     base, _record_id = app_url
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
+        browser = launch(p)
         try:
             page = browser.new_page()
             page.goto(f"{base}/login")

@@ -10,7 +10,6 @@ a refusal keeps every typed value, success shows a confirmation.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,12 +29,11 @@ from excursions.timeline import TimelineStore
 from excursions.users import UserStore
 from stream.core.evaluator import Evaluator
 from stream.timeseries import SqliteTimeSeries
+from tests.e2e.browser import ARTIFACTS, CHROMIUM, launch
 from tests.integration.serving import serving
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = Path(os.environ.get("ENVMON_CHROMIUM", "/usr/bin/chromium"))
-ARTIFACTS = Path(os.environ.get("ENVMON_TEST_ARTIFACTS", "var/test-artifacts"))
 SITE = Path(__file__).parents[2] / "deploy" / "examples" / "site.yaml"
 PASSWORD = "a long password 1"
 FREEZER = "ult-freezer-1.temperature"
@@ -142,9 +140,7 @@ def test_list_record_gap_and_assessment_read_well(app: Plant) -> None:
     gap = ids[f"data_gap:{FREEZER}"]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             violations: list[str] = []

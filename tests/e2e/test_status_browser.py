@@ -11,7 +11,6 @@ Screenshots go to ``var/test-artifacts/`` (``ENVMON_TEST_ARTIFACTS``).
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from excursions.migrate import upgrade
 from excursions.records import RecordStore
 from excursions.users import UserStore
 from stream.timeseries import SqliteTimeSeries
+from tests.e2e.browser import ARTIFACTS, CHROMIUM, launch
 from tests.integration.serving import serving
 from tests.unit.alerts.sites import freezer_site
 from tests.unit.excursions.conftest import FAST_HASHER
@@ -46,8 +46,6 @@ from .demo import running_demo
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = Path(os.environ.get("ENVMON_CHROMIUM", "/usr/bin/chromium"))
-ARTIFACTS = Path(os.environ.get("ENVMON_TEST_ARTIFACTS", "var/test-artifacts"))
 ROOT = Path(__file__).parents[2]
 PASSWORD = "a long password 1"
 #: The page's promise: a new reading is on the screen within this long.
@@ -149,12 +147,6 @@ def sign_in(page: object, username: str, password: str) -> None:
     page.fill("input[name=username]", username)  # type: ignore[attr-defined]
     page.fill("input[name=password]", password)  # type: ignore[attr-defined]
     page.click("button[type=submit]")  # type: ignore[attr-defined]
-
-
-def launch(p: object) -> object:
-    return p.chromium.launch(  # type: ignore[attr-defined]
-        executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-    )
 
 
 def test_a_new_reading_shows_within_two_seconds_without_a_reload(served: Served) -> None:

@@ -10,7 +10,6 @@ violation, a drag zooms in, a wider window brings more readings, and screenshots
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,14 +29,13 @@ from excursions.timeline import TimelineStore
 from excursions.users import UserStore
 from stream.core.evaluator import Evaluator
 from stream.timeseries import SqliteTimeSeries
+from tests.e2e.browser import ARTIFACTS, CHROMIUM, launch
 from tests.integration.serving import serving
 from tests.unit.alerts.sites import freezer_site
 from tests.unit.excursions.conftest import FAST_HASHER
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = Path(os.environ.get("ENVMON_CHROMIUM", "/usr/bin/chromium"))
-ARTIFACTS = Path(os.environ.get("ENVMON_TEST_ARTIFACTS", "var/test-artifacts"))
 PASSWORD = "a long password 1"
 SENSOR = "frz-1.temperature"
 #: The freezer of the site file, with the rule's delay the core evaluated it with.
@@ -127,9 +125,7 @@ def test_the_chart_zooms_widens_and_keeps_to_the_csp(served: tuple[str, str]) ->
     base, record_id = served
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             console: list[str] = []
