@@ -309,6 +309,18 @@
     return Math.max(0, extra - exponent);
   }
 
+  // One look for both axes; ``own`` adds or overrides what differs (label, ticks, size).
+  function axis(own) {
+    return Object.assign({
+      labelSize: 22,
+      font: "12px " + FONT,
+      labelFont: "12px " + FONT,
+      stroke: data.colours.text,
+      grid: { stroke: data.colours.grid, width: 1 },
+      ticks: { stroke: data.colours.axis, width: 1, size: 5 }
+    }, own);
+  }
+
   function timeLabels(u, splits) {
     var span = u.scales.x.max - u.scales.x.min;
     var previous = null;
@@ -352,26 +364,14 @@
         y: { auto: false, range: function () { return data.y_range.slice(); } }
       },
       axes: [
-        {
+        axis({
           label: "Time (" + zoneName + ")",
-          labelSize: 22,
-          font: "12px " + FONT,
-          labelFont: "12px " + FONT,
-          stroke: data.colours.text,
-          grid: { stroke: data.colours.grid, width: 1 },
-          ticks: { stroke: data.colours.axis, width: 1, size: 5 },
           values: timeLabels,
           space: 70,
           size: 34
-        },
-        {
+        }),
+        axis({
           label: data.unit ? "Value (" + data.unit + ")" : "Value",
-          labelSize: 22,
-          font: "12px " + FONT,
-          labelFont: "12px " + FONT,
-          stroke: data.colours.text,
-          grid: { stroke: data.colours.grid, width: 1 },
-          ticks: { stroke: data.colours.axis, width: 1, size: 5 },
           size: function (u, values) {
             var longest = (values || []).reduce(function (m, s) {
               return Math.max(m, String(s).length);
@@ -382,7 +382,7 @@
             var dec = valueDecimals(step);
             return splits.map(function (v) { return number(v, dec); });
           }
-        }
+        })
       ],
       series: [
         {},
