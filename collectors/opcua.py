@@ -470,6 +470,9 @@ class OpcUaCollector:
         self._wake.set()
         await asyncio.gather(*self._tasks[1:], return_exceptions=True)
         self._tasks = []
+        # A connect cancelled above closes its transport with call_soon: let that run now,
+        # or a caller that closes its loop next leaves the socket to the garbage collector.
+        await asyncio.sleep(0)
 
     # ------------------------------------------------------------------ supervision
 

@@ -55,6 +55,7 @@ from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
 from isal import igzip
 
+from envmon.backoff import Backoff
 from envmon.errors import EnvmonError
 from envmon.models import DeadLetter, SystemEvent, SystemEventKind
 from envmon.timeutil import utcnow
@@ -114,31 +115,6 @@ class WriteTransport(Protocol):
     async def close(self) -> None:
         """Release connections; idempotent."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped exponential backoff with jitter between retries of an unavailable store.
-
-    The n-th wait is ``min(initial_s * multiplier**(n-1), maximum_s)`` less up to
-    ``jitter`` of itself (so writers that failed together do not retry together).
-    """
-
-    initial_s: float = 0.5
-    maximum_s: float = 30.0
-    multiplier: float = 2.0
-    jitter: float = 0.2
-
-    def __post_init__(self) -> None:
-        if self.initial_s <= 0 or self.maximum_s < self.initial_s or self.multiplier < 1:
-            raise ValueError("backoff needs 0 < initial_s <= maximum_s and multiplier >= 1")
-        if not 0 <= self.jitter < 1:
-            raise ValueError("jitter must be in [0, 1)")
-
-    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
-        """Return the wait before retry number ``attempt`` (1-based)."""
-        base = min(self.initial_s * self.multiplier ** (attempt - 1), self.maximum_s)
-        return base * (1.0 - self.jitter * rng())
 
 
 @dataclass(slots=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from envmon.backoff import Backoff
 from envmon.models import DeadLetter, SystemEvent
-from stream.influx import Backoff, InfluxWriter
+from stream.influx import InfluxWriter
 
 #: Retries fast enough for a test, slow enough to see an outage.
 FAST: Final = Backoff(initial_s=0.05, maximum_s=0.5)

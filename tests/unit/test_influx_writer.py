@@ -16,11 +16,11 @@ from collections.abc import Sequence
 import pytest
 from aiohttp import web
 
+from envmon.backoff import Backoff
 from envmon.models import DeadLetter, SystemEvent, SystemEventKind
 from envmon.netutil import free_port
 from envmon.testing import FakeClock
 from stream.influx import (
-    Backoff,
     InfluxClientTransport,
     InfluxWriter,
     PointsRejectedError,
@@ -268,24 +268,6 @@ class TestWriterOutages:
             SystemEventKind.TIMESERIES_RESTORED,
         ]
         assert len(rec.letters) == 1
-
-
-class TestBackoff:
-    """The backoff schedule."""
-
-    def test_capped_exponential(self):
-        """Waits double from the initial value up to the maximum."""
-        b = Backoff(initial_s=1.0, maximum_s=5.0, jitter=0.0)
-        assert [b.delay(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
-
-    @pytest.mark.parametrize(
-        "kwargs",
-        [{"initial_s": 0}, {"initial_s": 2, "maximum_s": 1}, {"multiplier": 0.5}, {"jitter": 1}],
-    )
-    def test_invalid(self, kwargs):
-        """Nonsense settings are refused."""
-        with pytest.raises(ValueError, match=r"must|needs"):
-            Backoff(**kwargs)
 
 
 class FakeInflux:

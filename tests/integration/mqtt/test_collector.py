@@ -81,6 +81,9 @@ class TestBrokerRestart:
             await asyncio.to_thread(holding.wait, 10)
             await asyncio.to_thread(own_mosquitto.restart)
             gate.set()
+            # The held commit kept the collector from reading, so it may not have seen the
+            # restart yet: wait for the new connection, not for the stale ready flag.
+            await wait_until(lambda: collector.counters.reconnects >= 1)
             await collector.wait_ready(10)
             await harness.publish(messages(harness.prefix, range(1000, 1500)))
             await wait_until(lambda: {seq_of(r) for r in harness.readings()} >= set(range(1500)))

@@ -81,11 +81,15 @@ class TestMessageSecurity:
         finally:
             await server.stop()
 
-    # asyncua's server leaves the socket of a client that aborted the secure channel for the
-    # garbage collector (an unclosed-socket ResourceWarning from inside the library, at random
-    # times): that warning alone is tolerated here.
+    # asyncua's server leaves the socket (or its transport) of a client that aborted the secure
+    # channel for the garbage collector (an unclosed-socket ResourceWarning from inside the
+    # library, at random times): that warning alone is tolerated here.
     @pytest.mark.filterwarnings(
         "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
+    )
+    @pytest.mark.filterwarnings(
+        "ignore:Exception ignored in. <function _SelectorTransport.__del__"
+        ":pytest.PytestUnraisableExceptionWarning"
     )
     async def test_an_untrusted_server_certificate_is_refused(
         self, endpoint, outbox, make_collector, pki
