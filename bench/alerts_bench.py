@@ -260,7 +260,7 @@ async def run(args: argparse.Namespace) -> None:
     stores.append(("SQLite", f"sqlite:///{tmp / 'store.sqlite3'}"))
     server = None
     if args.postgres:
-        from excursions.postgres import PostgresServer
+        from devservers.postgres import PostgresServer
 
         server = PostgresServer(tmp / "postgres")
         server.start()

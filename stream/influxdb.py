@@ -70,10 +70,10 @@ from influxdb_client.client.flux_table import TableList
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.rest import ApiException
 
+from devservers.process import ServerProcess
 from envmon.errors import EnvmonError
 from envmon.models import Quality, Reading
 from envmon.netutil import free_port
-from envmon.processes import ServerProcess
 from envmon.timeutil import format_ts, from_us, to_us
 from stream import tsschema
 from stream.influx import api_message

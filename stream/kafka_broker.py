@@ -41,8 +41,8 @@ from typing import Final
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import for_code
 
+from devservers.process import ServerProcess
 from envmon.netutil import free_port
-from envmon.processes import ServerProcess
 
 logger = logging.getLogger(__name__)
 

@@ -47,9 +47,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Final
 
+from devservers.process import ServerProcess
+from devservers.versions import version as pinned_version
 from envmon.errors import EnvmonError
 from envmon.netutil import free_port
-from envmon.processes import ServerProcess
 from stream import tsschema
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
@@ -67,12 +68,9 @@ class QuestDBError(EnvmonError):
     """QuestDB could not be fetched, started or stopped, or refused a SQL statement."""
 
 
-def questdb_version(pom: Path = POM) -> str:
-    """Return the QuestDB version pinned in ``deploy/questdb/pom.xml``."""
-    match = re.search(r"<questdb\.version>([^<]+)</questdb\.version>", pom.read_text("utf-8"))
-    if match is None:
-        raise QuestDBError(f"{pom}: no <questdb.version> property")
-    return match.group(1).strip()
+def questdb_version() -> str:
+    """Return the QuestDB version pinned in ``deploy/versions.env``."""
+    return pinned_version("questdb")
 
 
 def default_cache_dir(version: str) -> Path:
@@ -100,6 +98,7 @@ def fetch_command(output: Path, pom: Path = POM) -> list[str]:
         str(pom),
         "dependency:copy-dependencies",
         f"-DoutputDirectory={output}",
+        f"-Dquestdb.version={questdb_version()}",
         "-DincludeScope=runtime",
     ]
 
@@ -110,7 +109,7 @@ def fetch(cache_dir: Path | None = None, pom: Path = POM) -> Path:
     The jar is copied into a temporary folder beside the cache and renamed into place, so
     an interrupted download never looks like a cached jar.
     """
-    version = questdb_version(pom)
+    version = questdb_version()
     cache = cache_dir if cache_dir is not None else default_cache_dir(version)
     jar = cache / f"questdb-{version}.jar"
     if jar.is_file():

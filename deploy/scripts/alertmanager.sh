@@ -13,13 +13,15 @@
 # Alertmanager on 127.0.0.1:PORT (default 9093) with clustering off and its silences and
 # notification log in DIR/data. Post alerts to http://127.0.0.1:PORT/api/v2/alerts; the UI is on
 # the same URL. Ctrl-C (SIGTERM) stops it cleanly. The tests do the same from Python
-# (tests/servers/alertmanager.py).
+# (devservers/alertmanager.py).
 set -euo pipefail
 
 usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 
-# Keep in step with ALERTMANAGER_VERSION in tests/servers/alertmanager.py.
-version="0.31.1"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=../versions.env
+source "$here/../versions.env"
+version="$ALERTMANAGER_VERSION"
 cache="${ENVMON_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/envmon}/alertmanager-$version"
 binary="$cache/bin/alertmanager"
 # shellcheck source=go-server.sh

@@ -22,8 +22,9 @@ template="$here/../influxdb/influxdb.conf.template"
 
 usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
-# Keep in step with INFLUXDB_VERSION in stream/influxdb.py.
-version="1.8.10"
+# shellcheck source=../versions.env
+source "$here/../versions.env"
+version="$INFLUXDB_VERSION"
 database="envmon"
 cache="${ENVMON_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/envmon}/influxdb-$version"
 binary="$cache/bin/influxd"

@@ -28,8 +28,9 @@ pom="$kafka_dir/pom.xml"
 shipped="$kafka_dir/server.properties"
 log_conf="$kafka_dir/log4j2.properties"
 
-# Keep in step with DEFAULT_KAFKA_VERSION in stream/kafka_broker.py and deploy/kafka/pom.xml.
-version="${ENVMON_KAFKA_VERSION:-4.3.1}"
+# shellcheck source=../versions.env
+source "$here/../versions.env"
+version="${ENVMON_KAFKA_VERSION:-$KAFKA_VERSION}"
 home="${ENVMON_KAFKA_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/envmon/kafka-$version}"
 libs="$home/libs"
 heap_opts="${ENVMON_KAFKA_HEAP_OPTS:--Xmx512m -Xms64m}"

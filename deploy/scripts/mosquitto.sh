@@ -10,7 +10,7 @@
 # for a developer's machine). Stop it with Ctrl-C (or `kill $(cat DIR/mosquitto.pid)` with
 # --daemon): on SIGTERM Mosquitto saves its sessions and queued messages, and starting it
 # again on the same DIR resumes them. The tests do the same from Python
-# (collectors/mosquitto.py).
+# (devservers/mosquitto.py).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -39,7 +39,7 @@ mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 conf="$dir/mosquitto.conf"
 
-# The site-specific keys of the shipped file (same list as collectors/mosquitto.py).
+# The site-specific keys of the shipped file (same list as devservers/mosquitto.py).
 site_keys='^(listener|port|bind_address|persistence_location|password_file|acl_file|allow_anonymous|cafile|capath|certfile|keyfile|require_certificate|use_identity_as_username|tls_version|log_dest|pid_file|user|include_dir)([[:space:]]|$)'
 {
   grep -Ev "$site_keys" "$shipped"

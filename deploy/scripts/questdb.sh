@@ -22,11 +22,9 @@ pom="$here/../questdb/pom.xml"
 
 usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
-version="$(sed -n 's:.*<questdb\.version>\(.*\)</questdb\.version>.*:\1:p' "$pom" | head -n1)"
-if [[ -z "$version" ]]; then
-  echo "$pom: no <questdb.version> property" >&2
-  exit 1
-fi
+# shellcheck source=../versions.env
+source "$here/../versions.env"
+version="$QUESTDB_VERSION"
 cache_root="${ENVMON_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/envmon}"
 cache="$cache_root/questdb-$version"
 jar="$cache/questdb-$version.jar"
@@ -44,6 +42,7 @@ fetch() {
   staging="$(mktemp -d "$cache_root/.questdb-$version-XXXXXX")"
   trap 'rm -rf "$staging"' EXIT
   cmd=(mvn -B -q -Dstyle.color=never -f "$pom" dependency:copy-dependencies "-DoutputDirectory=$staging"
+       "-Dquestdb.version=$version"
        -DincludeScope=runtime)
   if ! "${cmd[@]}" >&2 || [[ ! -f "$staging/questdb-$version.jar" ]]; then
     echo "could not fetch QuestDB $version from Maven Central: ${cmd[*]}" >&2

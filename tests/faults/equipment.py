@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from collectors.mosquitto import MosquittoError, publish_all
+from devservers.mosquitto import MosquittoError, publish_all
 from envmon.timeutil import format_ts, parse_ts
 from tests.integration.opcua.helpers import PointsServer
 

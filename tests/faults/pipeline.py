@@ -40,11 +40,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import create_engine
 
-from collectors.mosquitto import Mosquitto
+from devservers.mosquitto import Mosquitto
+from devservers.postgres import PostgresServer
 from envmon.bus import ALARMS, ALL_TOPICS
 from envmon.timeutil import format_ts, parse_ts
 from excursions.migrate import upgrade
-from excursions.postgres import PostgresServer
 from excursions.queries import core_records
 from stream.influxdb import InfluxDB
 from stream.kafka_broker import KafkaBroker, create_topics

@@ -26,15 +26,15 @@ from pathlib import Path
 
 import pytest
 
-from collectors.mosquitto import Mosquitto
-from excursions.postgres import PostgresServer
+from devservers.fixtures import scratch_home
+from devservers.mosquitto import Mosquitto
+from devservers.postgres import PostgresServer
 from stream.influxdb import InfluxDB
 from stream.kafka_broker import KafkaBroker
 from tests.faults import matrix
 from tests.faults.equipment import Script
 from tests.faults.matrix import Row
 from tests.faults.pipeline import START_S, Pipeline, Servers
-from tests.integration.conftest import server_home
 
 pytestmark = pytest.mark.timeout(1500)
 
@@ -238,7 +238,7 @@ async def run_case(case: Case, shared: Servers, work: Path) -> Row:
         if "influxdb" in case.own:
             servers.influxdb = InfluxDB(work / "influxdb")
         if "postgres" in case.own:
-            servers.postgres = PostgresServer(server_home() / "pg")
+            servers.postgres = PostgresServer(scratch_home("pg") / "pg")
         for name in case.own:
             server = getattr(servers, name)
             await asyncio.to_thread(server.start)

@@ -11,14 +11,12 @@ such a leak fail the test that caused it.
 from __future__ import annotations
 
 import gc
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from excursions.postgres import PostgresServer, postgres_installed
+from devservers.fixtures import server_fixtures
+from devservers.postgres import PostgresServer, postgres_installed
 
 
 @pytest.fixture(autouse=True)
@@ -27,25 +25,14 @@ def _collect_garbage_after_test() -> Iterator[None]:
     gc.collect()
 
 
-def server_home() -> Path:
-    """Return a new directory for a test server's cluster, outside pytest's temporary root.
-
-    The server runs as ``envmon-pg``, which must traverse every parent of its data
-    directory; pytest makes its root (``/tmp/pytest-of-<user>``) private again whenever a
-    pytest session starts, which would lock a running server out of its own files when two
-    sessions run at once.
-    """
-    return Path(tempfile.mkdtemp(prefix="envmon-pg-"))
+def _no_postgres() -> str | None:
+    if postgres_installed():
+        return None
+    return "PostgreSQL is not installed (apt-get install postgresql)"
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server shared by the session's tests, on 127.0.0.1."""
-    if not postgres_installed():  # pragma: no cover - the machine has the Debian packages
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
-    home = server_home()
-    server = PostgresServer(home / "postgres")
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(home, ignore_errors=True)
+# As root the server runs as ``envmon-pg``, which must traverse every parent of its data
+# directory: outside pytest's temporary root, which pytest makes private at each session.
+postgres, own_postgres = server_fixtures(
+    "postgres", PostgresServer, outside_tmp=True, missing=_no_postgres
+)

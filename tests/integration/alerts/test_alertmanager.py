@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from alerts.alertmanager import AlertmanagerForwarder
+from devservers.alertmanager import Alertmanager
 from envmon.config.alerting import AlertmanagerConfig
 from envmon.models import AlarmEvent, AlarmKind, Direction, Level, SystemEvent, SystemEventKind
 from envmon.netutil import free_port
 from envmon.timeutil import format_ts, parse_ts
-from tests.servers.alertmanager import Alertmanager
 
 RESEND_EVERY_S = 1.0
 #: How far the fake clock starts behind Alertmanager's.

@@ -24,11 +24,11 @@ from alerts.delivery import (
     validate_url,
 )
 from alerts.smtp import EmbeddedSmtpServer, ReceivedMail
+from devservers.webhook import WebhookServer
 from envmon.commands.alerts_test import run_test, send_test_page
 from envmon.config import parse_site
 from envmon.netutil import free_port
 from envmon.testing import FakeClock
-from tests.servers.webhook import WebhookServer
 from tests.unit.alerts.sites import freezer_site
 
 PASSWORD = "Sup3r-s3cret-pw"  # a test secret that must never show up

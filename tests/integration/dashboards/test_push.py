@@ -1,4 +1,4 @@
-"""``dashboards push`` against a fake of Grafana's HTTP API (tests/servers/grafana.py).
+"""``dashboards push`` against a fake of Grafana's HTTP API (devservers/grafana.py).
 
 The tree is written here (two dashboards, one data source), not by the generator, so these
 tests say what push does with any tree of that shape.
@@ -24,9 +24,9 @@ from dashboards.push import (
     push_tree,
     read_tree,
 )
+from devservers.grafana import FakeGrafana
 from envmon.cli import app
 from envmon.netutil import free_port
-from tests.servers.grafana import FakeGrafana
 
 TOKEN = "glsa_testtoken_3f9a1c"
 INFLUX_SECRET = "influx-secret-7c1d"

@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.buffer import Outbox
-from collectors.mosquitto import Mosquitto, publish_all
+from devservers.mosquitto import Mosquitto, publish_all
 from envmon.bus import READINGS, Message
 from envmon.models import Quality, Reading
 from stream.kafka_broker import KafkaBroker

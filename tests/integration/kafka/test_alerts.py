@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from alerts.smtp import EmbeddedSmtpServer, ReceivedMail
 from alerts.store import AttemptRow, IncidentRow, NotificationRow
+from devservers.postgres import PostgresServer, postgres_installed
 from envmon.bus import ALARMS, ALL_TOPICS, NOTIFICATIONS, READINGS, Message
 from envmon.commands.alerts import build_service
 from envmon.config import load_site
@@ -37,7 +38,6 @@ from envmon.models import AlarmEvent, AlarmKind, Direction, Level, Reading
 from envmon.settings import Settings
 from envmon.timeutil import utcnow
 from excursions.migrate import upgrade
-from excursions.postgres import PostgresServer, postgres_installed
 from stream.kafka_broker import KafkaBroker, create_topics
 from stream.kafka_bus import KafkaBus
 from stream.worker import SqliteSink, StreamWorker

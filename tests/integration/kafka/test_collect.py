@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from collectors.mosquitto import Mosquitto, publish_all
 from collectors.simulators.equipment import Simulation
 from collectors.simulators.opcua_server import EquipmentServer
+from devservers.mosquitto import Mosquitto, publish_all
 from envmon.bus import ALARMS, READINGS
 from envmon.cli import app as cli
 from envmon.commands.collect import run_collect

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from collectors.buffer import Outbox
-from collectors.mosquitto import Mosquitto
+from devservers.mosquitto import Mosquitto
 from envmon.bus import ALARMS, READINGS, BusUnavailableError, Message
 from envmon.commands.collect import run_collect
 from envmon.models import SystemEvent, SystemEventKind

@@ -9,12 +9,13 @@ with persistence on.
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from collectors.mosquitto import Mosquitto, mosquitto_binary
+from devservers.fixtures import server_fixtures
+from devservers.mosquitto import Mosquitto, mosquitto_binary
 
 from .helpers import Harness, Pki, make_pki
 
@@ -22,22 +23,7 @@ if shutil.which(mosquitto_binary()) is None:  # pragma: no cover - make test ins
     pytest.skip("mosquitto is not installed (apt-get install mosquitto)", allow_module_level=True)
 
 
-@pytest.fixture(scope="session")
-def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    """A Mosquitto shared by the session's tests, persistence on, on 127.0.0.1."""
-    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
-    broker.start()
-    yield broker
-    broker.stop()
-
-
-@pytest.fixture
-def own_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A Mosquitto for this test alone (it may restart it on the same port and directory)."""
-    broker = Mosquitto(tmp_path / "mosquitto")
-    broker.start()
-    yield broker
-    broker.stop()
+mosquitto, own_mosquitto = server_fixtures("mosquitto", Mosquitto)
 
 
 @pytest.fixture

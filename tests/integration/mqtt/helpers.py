@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from collectors.buffer import Outbox
-from collectors.mosquitto import Mosquitto, publish_all
 from collectors.mqtt import MqttCollector
 from collectors.pipeline import CollectorPipeline
+from devservers.mosquitto import Mosquitto, publish_all
 from envmon.bus import DEADLETTER, READINGS
 from envmon.config import SiteConfig, parse_site
 from envmon.models import SystemEvent

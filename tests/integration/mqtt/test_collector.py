@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collectors.mosquitto import Mosquitto
 from collectors.mqtt import MqttCollector
+from devservers.mosquitto import Mosquitto
 from envmon.bus import READINGS, InMemoryBus
 from envmon.testing import FakeClock
 

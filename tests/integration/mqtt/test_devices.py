@@ -10,12 +10,12 @@ import orjson
 import pytest
 
 from collectors.buffer import Outbox
-from collectors.mosquitto import Mosquitto
 from collectors.mqtt import MqttCollector
 from collectors.pipeline import CollectorPipeline
 from collectors.simulators.equipment import Simulation
 from collectors.simulators.mqtt_devices import MqttDeviceSimulator
 from collectors.simulators.scenario import FaultEvent, Scenario
+from devservers.mosquitto import Mosquitto
 from envmon.config import SiteConfig, load_site
 from envmon.models import Quality
 from envmon.testing import FakeClock

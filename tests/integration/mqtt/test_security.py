@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.mosquitto import Mosquitto, MosquittoTls
+from devservers.mosquitto import Mosquitto, MosquittoTls
 
 from .helpers import Harness, Pki, messages, seq_of, wait_until
 

@@ -9,7 +9,6 @@ port and data directory. As root the servers run as the system user ``envmon-pg`
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 
@@ -17,10 +16,9 @@ import pytest
 from sqlalchemy import Engine, create_engine
 from typer.testing import CliRunner
 
+from devservers.postgres import PostgresServer, postgres_installed
 from envmon.cli import app as cli
 from excursions.migrate import upgrade
-from excursions.postgres import PostgresServer, postgres_installed
-from tests.integration.conftest import server_home
 
 if not postgres_installed():  # pragma: no cover - the machine has the Debian packages
     pytest.skip("PostgreSQL is not installed (apt-get install postgresql)", allow_module_level=True)
@@ -35,17 +33,6 @@ def pg_database(postgres: PostgresServer) -> Iterator[str]:
     name = unique_name("db")
     yield postgres.create_database(name)
     postgres.drop_database(name)
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server for this test alone (it may restart it on the same port and data)."""
-    home = server_home()
-    server = PostgresServer(home / "pg")
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

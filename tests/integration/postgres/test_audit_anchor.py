@@ -14,9 +14,9 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner, Result
 
+from devservers.postgres import PostgresServer
 from envmon.cli import app as cli
 from envmon.commands.audit import verify_store
-from excursions.postgres import PostgresServer
 from tests.unit.excursions.tampering import cut_tail, rewrite_chain, signed_store, tamper
 from tests.unit.excursions.test_audit import fill
 

@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
+from devservers.postgres import PostgresServer
 from envmon.bus import EXCURSIONS, InMemoryBus, Message
 from excursions.audit import verify
 from excursions.consumer import consume_records
 from excursions.migrate import upgrade
-from excursions.postgres import PostgresServer
 from excursions.records import RecordStore
 from tests.unit.excursions.test_records import core_records, rows
 

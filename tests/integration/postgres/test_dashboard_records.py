@@ -6,9 +6,9 @@ from sqlalchemy import Engine, create_engine, text
 from typer.testing import CliRunner
 
 from dashboards.generate import OPEN_RECORDS_SQL
+from devservers.postgres import PostgresServer
 from envmon.cli import app as cli
 from envmon.testing import DEFAULT_T0, FakeClock
-from excursions.postgres import PostgresServer
 from excursions.records import RecordStore
 from tests.unit.excursions.test_records import core_records
 

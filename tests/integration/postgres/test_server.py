@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from excursions.postgres import (
+from devservers.postgres import (
     SERVICE_USER,
     PostgresError,
     PostgresServer,

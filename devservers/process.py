@@ -86,7 +86,7 @@ class ServerProcess(ABC):
         """
         with contextlib.ExitStack() as stack:
             out = stack.enter_context(output.open("ab")) if output is not None else None
-            self._process = subprocess.Popen(  # noqa: S603 - the runners' own commands
+            self._process = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
                 stdout=out if out is not None else subprocess.DEVNULL,

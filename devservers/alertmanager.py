@@ -14,7 +14,6 @@ in memory only: after a restart it has none.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import urllib.error
@@ -23,13 +22,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Final
 
+from devservers.process import ServerProcess
+from devservers.versions import DEPLOY, cache_dir, version
 from envmon.netutil import free_port
-from envmon.processes import ServerProcess
 
-REPO_ROOT: Final = Path(__file__).resolve().parents[2]
-SCRIPT: Final = REPO_ROOT / "deploy" / "scripts" / "alertmanager.sh"
-#: Keep in step with ``version`` in deploy/scripts/alertmanager.sh.
-ALERTMANAGER_VERSION: Final = "0.31.1"
+SCRIPT: Final = DEPLOY / "scripts" / "alertmanager.sh"
+ALERTMANAGER_VERSION: Final = version("alertmanager")
 #: Seconds Alertmanager keeps an alert posted without ``endsAt`` active (its default).
 DEFAULT_RESOLVE_TIMEOUT_S: Final = 300.0
 _BUILD_TIMEOUT_S: Final = 1200.0
@@ -38,7 +36,7 @@ _STOP_TIMEOUT_S: Final = 10.0
 _HTTP_TIMEOUT_S: Final = 5.0
 
 CONFIG: Final = """\
-# Written by tests/servers/alertmanager.py: alerts are kept and shown, never sent on.
+# Written by devservers/alertmanager.py: alerts are kept and shown, never sent on.
 global:
   resolve_timeout: {resolve_timeout}
 route:
@@ -52,18 +50,9 @@ class AlertmanagerServerError(RuntimeError):
     """Alertmanager could not be built or started, or did not answer."""
 
 
-def cache_root() -> Path:
-    """Return envmon's cache folder (as ``stream.influxdb.cache_root``)."""
-    root = os.environ.get("ENVMON_CACHE_DIR")
-    if root:
-        return Path(root)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "envmon"
-
-
 def cached_binary() -> Path:
     """Return where ``fetch`` puts the binary (whether or not it is there yet)."""
-    return cache_root() / f"alertmanager-{ALERTMANAGER_VERSION}" / "bin" / "alertmanager"
+    return cache_dir("alertmanager") / "bin" / "alertmanager"
 
 
 def buildable() -> bool:

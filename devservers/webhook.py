@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from devservers.http import LocalHttpServer
 from envmon.timeutil import utcnow
-from tests.servers.http import LocalHttpServer
 
 
 @dataclass(frozen=True, slots=True)

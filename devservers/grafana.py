@@ -28,8 +28,8 @@ from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from devservers.http import LocalHttpServer
 from envmon.timeutil import format_ts, utcnow
-from tests.servers.http import LocalHttpServer
 
 DEFAULT_VERSION: Final = "11.6.0"
 _UID: Final = re.compile(r"[A-Za-z0-9_-]*")
@@ -63,7 +63,7 @@ class GrafanaRequest:
     received_at: datetime
 
     @property
-    def json(self) -> Any:
+    def json(self) -> Any:  # noqa: ANN401 - a JSON body of any shape
         """The body parsed as JSON (None when it is not JSON)."""
         try:
             return json.loads(self.body)

@@ -31,8 +31,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from devservers.process import ServerProcess
 from envmon.netutil import free_port
-from envmon.processes import ServerProcess
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 SHIPPED_CONF: Final = REPO_ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
@@ -109,7 +109,7 @@ def render_config(
     ]
     local = [
         "",
-        "# -- local broker (written by collectors/mosquitto.py) --",
+        "# -- local broker (written by devservers/mosquitto.py) --",
         f"listener {port} {host}",
         "allow_anonymous " + ("false" if password_file is not None else "true"),
         f"persistence_location {directory.resolve()}/",

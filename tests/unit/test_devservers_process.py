@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from devservers.process import ServerProcess
 from envmon.errors import EnvmonError
-from envmon.processes import ServerProcess
 
 
 class LaunchError(EnvmonError):

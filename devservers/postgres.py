@@ -45,9 +45,9 @@ from typing import Any, Final
 import psycopg
 from psycopg import sql
 
+from devservers.process import ServerProcess
 from envmon.errors import EnvmonError
 from envmon.netutil import free_port
-from envmon.processes import ServerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ SUPERUSER: Final = "postgres"
 #: The database every cluster has (``url`` points there).
 MAINTENANCE_DB: Final = "postgres"
 DATA_DIR_NAME: Final = "data"
-PASSWORD_FILE_NAME: Final = "postgres.password"  # noqa: S105 - a file name
+PASSWORD_FILE_NAME: Final = "postgres.password"
 LOG_FILE_NAME: Final = "postgres.log"
 #: The kernel's limit of a Unix socket path (``sun_path``, less its terminating NUL).
 _MAX_SOCKET_PATH: Final = 107
@@ -158,9 +158,7 @@ def ensure_service_user(name: str = SERVICE_USER) -> pwd.struct_passwd:
         name,
     ]
     try:
-        done = subprocess.run(  # noqa: S603 - a fixed command line
-            command, capture_output=True, text=True, timeout=60, check=False
-        )
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise PostgresError(f"could not create the system user {name}: {exc}") from exc
     try:
@@ -361,7 +359,7 @@ class PostgresServer(ServerProcess):
 
     def version(self) -> str:
         """Return the version of the server binaries (``postgres --version``)."""
-        done = subprocess.run(  # noqa: S603 - the installed postgres binary
+        done = subprocess.run(
             [str(self.binaries() / "postgres"), "--version"],
             capture_output=True,
             text=True,
@@ -403,7 +401,7 @@ class PostgresServer(ServerProcess):
             "C",
         ]
         try:
-            done = subprocess.run(  # noqa: S603 - the installed initdb on our own directory
+            done = subprocess.run(
                 command,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
@@ -458,7 +456,7 @@ class PostgresServer(ServerProcess):
         for attempt in range(1, _BIND_ATTEMPTS + 1):
             log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
             with self.log_path.open("ab") as log:
-                self._process = subprocess.Popen(  # noqa: S603 - the installed postgres, our data
+                self._process = subprocess.Popen(
                     self.command(),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
