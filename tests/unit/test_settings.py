@@ -71,3 +71,31 @@ def test_shipped_example_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings(example)
     assert (settings.bus, settings.timeseries) == ("kafka", "influx")
     assert settings.kafka_replication == 3
+
+
+def test_the_developers_shell_settings_do_not_reach_the_tests(tmp_path):
+    """With ENVMON_BUS and ENVMON_SITE set in the shell, the settings tests still pass."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ENVMON_BUS": "kafka", "ENVMON_SITE": "/nonexistent/site.yaml"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--basetemp={tmp_path}",
+            "-k",
+            "not developers_shell",
+            __file__,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
