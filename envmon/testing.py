@@ -5,9 +5,12 @@ Users writing their own integration tests need these too (compare ``structlog.te
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import math
 import random
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -80,6 +83,30 @@ def readings(
             quality=Quality.BAD if value is None else quality,
         )
         ts += every
+
+
+async def eventually(
+    predicate: Callable[[], bool | Awaitable[bool]],
+    *,
+    what: str,
+    timeout: float = 30.0,
+    interval: float = 0.02,
+) -> None:
+    """Wait until ``predicate()`` (plain or async) holds; else fail naming ``what``.
+
+    For what crosses a real server, where there is no event to wait on. Raises
+    ``AssertionError("timed out after N s waiting for <what>")``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        held = predicate()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 @dataclass
