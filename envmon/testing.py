@@ -9,6 +9,7 @@ import asyncio
 import inspect
 import math
 import random
+import textwrap
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -83,6 +84,33 @@ def readings(
             quality=Quality.BAD if value is None else quality,
         )
         ts += every
+
+
+#: The ``site:`` line of a test site file.
+TEST_SITE_LINE = "site: {name: Test site, timezone: Europe/Amsterdam}"
+
+
+def site_yaml(
+    areas: str,
+    *,
+    site: str = TEST_SITE_LINE,
+    defaults: str = "",
+    sections: str = "",
+) -> str:
+    """Return a site file: the ``site:`` line, ``defaults``, ``areas:`` and ``sections``.
+
+    ``areas`` is the list under ``areas:`` (``- id: …`` items, dedented here and indented
+    two spaces); ``defaults`` and ``sections`` are top-level YAML placed before and after
+    it (``defaults:``, ``collectors:``, ``alerting:`` …). Every test site file is built here.
+    """
+    parts = [
+        site,
+        textwrap.dedent(defaults).strip(),
+        "areas:",
+        textwrap.indent(textwrap.dedent(areas).strip("\n"), "  "),
+        textwrap.dedent(sections).strip(),
+    ]
+    return "\n".join(part for part in parts if part) + "\n"
 
 
 async def eventually(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from envmon.testing import site_yaml
+
 FREEZER = """\
       - id: frz-{n}
         name: Freezer {n}
@@ -23,13 +25,8 @@ def freezer_site(
     The text ends after the last freezer, so that a test appends more areas or its
     ``alerting:`` section.
     """
-    lines = [
-        f"site: {{name: {name}, timezone: Europe/Amsterdam}}",
-        "areas:",
-        f"  - id: {area[0]}",
-        f"    name: {area[1]}",
-    ]
-    if grade is not None:
-        lines.append(f"    grade: {grade}")
-    lines.append("    instruments:")
-    return "\n".join(lines) + "\n" + "".join(FREEZER.format(n=n) for n in range(1, freezers + 1))
+    head = f"- id: {area[0]}\n  name: {area[1]}\n" + (f"  grade: {grade}\n" if grade else "")
+    text = site_yaml(
+        head + "  instruments:", site=f"site: {{name: {name}, timezone: Europe/Amsterdam}}"
+    )
+    return text + "".join(FREEZER.format(n=n) for n in range(1, freezers + 1))

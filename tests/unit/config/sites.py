@@ -2,25 +2,8 @@
 
 from __future__ import annotations
 
-import textwrap
-
 from envmon.config import SiteConfig, parse_site
-
-
-def site_yaml(
-    areas: str,
-    *,
-    site: str = "site: {name: Test site, timezone: Europe/Amsterdam}",
-    defaults: str = "",
-) -> str:
-    """Return a site file with the given (dedented) ``areas:`` block."""
-    parts = [
-        site,
-        textwrap.dedent(defaults).strip(),
-        "areas:",
-        textwrap.indent(textwrap.dedent(areas).strip("\n"), "  "),
-    ]
-    return "\n".join(part for part in parts if part) + "\n"
+from envmon.testing import site_yaml
 
 
 def particle_room(

@@ -8,8 +8,9 @@ import pytest
 
 from envmon.config import ConfigError, load_site, parse_site
 from envmon.errors import ConfigIssue
+from envmon.testing import site_yaml
 
-from .sites import particle_room, site_yaml
+from .sites import particle_room
 
 # Two areas; the second area's first instrument has three channels and the third
 # channel's action_high is below its alert_high.

@@ -6,8 +6,9 @@ import pytest
 
 from envmon.config import SiteConfig, WeeklySchedule, parse_site
 from envmon.sensors import ChannelRules, FixedOccupancy, LimitSet, Occupancy, SensorSpec
+from envmon.testing import site_yaml
 
-from .sites import load, particle_room, site_yaml
+from .sites import load, particle_room
 
 REST, OPERATION = Occupancy.AT_REST, Occupancy.IN_OPERATION
 SCHEDULE = "{schedule: {in_operation: [{days: [mon-fri], from: '07:00', to: '19:00'}]}}"
