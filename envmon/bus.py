@@ -1,7 +1,7 @@
 """The bus port: how readings, alarms, excursions and dead letters travel between packages.
 
 ``Bus`` is the small interface every engine implements: the in-process ``InMemoryBus``
-here (the embedded default) and the Kafka adapter in ``stream/`` (issue 4). Messages are
+here (the embedded default) and the Kafka adapter in ``stream/kafka``. Messages are
 bytes with an optional key (the sensor id for readings, so one sensor's readings stay in
 order on one partition).
 

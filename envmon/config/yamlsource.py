@@ -140,8 +140,8 @@ _CoreSchemaLoader.add_constructor(_FLOAT, _construct_float)
 
 _FastLoader: type[yaml.SafeLoader] = _CoreSchemaLoader
 if yaml.__with_libyaml__:
-    # libyaml's parser is ~10x faster at composing large files (a 1,000-instrument site
-    # loads in 0.2 s instead of 1 s); resolution and construction stay the same Python.
+    # libyaml's parser composes large files much faster (docs/architecture.md, site
+    # configuration); resolution and construction stay the same Python.
 
     class _CCoreSchemaLoader(yaml.CSafeLoader):
         """The core-schema loader on libyaml's parser."""
