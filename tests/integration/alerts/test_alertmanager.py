@@ -23,6 +23,7 @@ from devservers.alertmanager import Alertmanager
 from envmon.config.alerting import AlertmanagerConfig
 from envmon.models import AlarmEvent, AlarmKind, Direction, Level, SystemEvent, SystemEventKind
 from envmon.netutil import free_port
+from envmon.testing import FakeClock
 from envmon.timeutil import format_ts, parse_ts
 
 RESEND_EVERY_S = 1.0
@@ -30,21 +31,6 @@ RESEND_EVERY_S = 1.0
 CLOCK_BEHIND_S = 60.0
 #: Seconds a test waits at most for Alertmanager's own time to pass.
 WAIT_LIMIT_S = 30.0
-
-
-class FakeClock:
-    """A clock that moves only when told, starting ``behind_s`` before the wall-clock time."""
-
-    def __init__(self, behind_s: float = CLOCK_BEHIND_S) -> None:
-        self.now = datetime.now(UTC) - timedelta(seconds=behind_s)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> datetime:
-        """Move the clock on and return the new time."""
-        self.now += timedelta(seconds=seconds)
-        return self.now
 
 
 @pytest.fixture
@@ -56,7 +42,7 @@ def site() -> str:
 @pytest.fixture
 def clock() -> FakeClock:
     """The forwarder's clock."""
-    return FakeClock()
+    return FakeClock(now=datetime.now(UTC) - timedelta(seconds=CLOCK_BEHIND_S))
 
 
 def _forwarder(server: Alertmanager, site: str, clock: FakeClock) -> AlertmanagerForwarder:
