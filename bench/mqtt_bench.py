@@ -37,7 +37,7 @@ from pathlib import Path
 from collectors.buffer import Outbox
 from collectors.mosquitto import Mosquitto, mosquitto_binary, publish_all
 from collectors.mqtt import MqttCollector
-from collectors.mqtt_client import InboundMessage, MqttConnection
+from collectors.mqtt.wire import InboundMessage, MqttConnection
 from collectors.pipeline import CollectorPipeline
 from envmon.bus import READINGS, InMemoryBus
 from envmon.config import SiteConfig, parse_site

@@ -52,6 +52,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Final
 
+from envmon.backoff import Backoff, Retries
 from envmon.bus import Bus, BusUnavailableError, Message
 from envmon.models import SystemEvent, SystemEventKind
 from envmon.sqlite import open_database
@@ -65,8 +66,8 @@ DEFAULT_BATCH: Final = 1_000
 DEFAULT_MEMORY_WINDOW: Final = 20_000
 #: Below this share of the bound after being full, the buffer reports itself healthy again.
 RECOVERED_SHARE: Final = 0.9
-_BACKOFF_MIN_S: Final = 0.05
-_BACKOFF_MAX_S: Final = 5.0
+#: Retries of a refused publish: no jitter (one forwarder per collector process).
+_BACKOFF: Final = Backoff(initial_s=0.05, maximum_s=5.0, jitter=0.0)
 #: Forwarded rows are deleted with the next put, or after this long without one (seconds).
 IDLE_PURGE_S: Final = 0.5
 #: Put times are remembered at most this often (seconds): the precision of ``oldest_age``.
@@ -415,8 +416,7 @@ class Outbox:
     async def _forward(self, bus: Bus, batch: int, idle_purge_s: float) -> None:
         wakeup = self._wakeup
         assert wakeup is not None
-        backoff = _BACKOFF_MIN_S
-        failed = 0  # attempts failed in a row
+        retries = Retries(_BACKOFF)  # counts the attempts failed in a row
         while True:
             from_disk = False
             with self._state_lock:
@@ -435,25 +435,25 @@ class Outbox:
                 await bus.publish([m for _, m in rows])
             except BusUnavailableError as exc:
                 self.stats.publish_failures += 1
-                failed += 1
+                backoff = retries.next()
                 # The first failure of an outage is a warning, the retries are not (one
                 # every few seconds for as long as it lasts), its end is one line.
-                (logger.warning if failed == 1 else logger.debug)(
+                (logger.warning if retries.attempt == 1 else logger.debug)(
                     "%s: bus unavailable (%s); retrying every %.0f s at most, %d waiting",
                     self.name,
                     exc,
-                    _BACKOFF_MAX_S,
+                    _BACKOFF.maximum_s,
                     self._depth,
                 )
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX_S)
                 continue
-            if failed:
+            if retries.attempt:
                 logger.info(
-                    "%s: the bus takes messages again after %d attempt(s)", self.name, failed
+                    "%s: the bus takes messages again after %d attempt(s)",
+                    self.name,
+                    retries.attempt,
                 )
-                failed = 0
-            backoff = _BACKOFF_MIN_S
+                retries.reset()
             if from_disk:
                 self.stats.read_from_disk += len(rows)
                 await asyncio.to_thread(self.ack, rows[-1][0], len(rows))
