@@ -1,40 +1,13 @@
-"""The durable store-and-forward buffer between collectors and the bus.
+"""The durable store-and-forward buffer between collectors and the bus (``Outbox``).
 
-Collectors put messages here; ``put`` returns only once they are committed to disk
-(SQLite, WAL, ``synchronous=FULL``), so a collector may acknowledge its source (an MQTT
-PUBACK) right after. A forwarder task publishes the oldest messages in order and removes
-them once the bus has them; while the bus is unavailable they stay on disk, also across a
-restart. The buffer is bounded: when it is full ``put`` refuses (returns False) and a
-``buffer_full`` alarm is raised once, so the source keeps the data (MQTT) or the loss is
-counted and alarmed (OPC-UA) — never dropped silently.
-
-Two paths forward messages, in one order:
-
-- **From memory** (the steady state): while the bus keeps up, every committed message is
-  also kept in a bounded in-memory window, and the forwarder publishes from there without
-  reading the disk. Forwarded rows are deleted in the transaction of the next ``put``
-  (or when the forwarder goes idle, and at ``close``), so forwarding costs no commit of its
-  own.
-- **From disk**: after a restart with messages buffered, or once more messages wait than
-  the window holds (a bus outage), the forwarder reads the oldest rows from disk and
-  deletes them batch by batch; when it has caught up it returns to the memory path.
-
-Delivery is at least once: after a crash, rows that reached the bus but were not yet
-deleted are published again (consumers are idempotent by design); nothing committed is
-ever lost.
-
-**A full disk refuses, it does not crash.** When SQLite cannot write (the filesystem is
-full, or a write fails) ``put`` refuses like a full buffer — ``buffer_full`` with the
-reason, once — and tries again with the next ``put`` once the filesystem has room
-(``full`` turns False then); forwarding goes on, and deleting forwarded rows waits for
-room. ``buffer_ok`` follows the first write that succeeds.
-
-**Stalls are alarmed.** ``oldest_age`` is how long the oldest message not yet forwarded has
-waited (to about a second; rows found on disk at open count from the open). Once it exceeds
-``stall_alarm_after`` a ``buffer_stalled`` alarm is raised, and ``buffer_flowing`` once it
-is back under it (or the buffer is empty): a bus that takes nothing, or too little to keep
-up, is told to someone before sensors go stale. ``forward`` checks every few seconds;
-``check_stall`` does it now.
+``put`` returns True only once the messages are committed to disk (SQLite, WAL,
+``synchronous=FULL``), so a collector may acknowledge its source right after; when the
+buffer is full or the disk refuses it returns False and raises ``buffer_full`` once (the
+source keeps the data, or the loss is counted). ``forward`` publishes the oldest messages
+in order, from an in-memory window or from disk, and deletes them once the bus has them;
+refused publishes are retried with ``envmon.backoff``. Delivery is at least once.
+``buffer_stalled`` is raised when the oldest waiting message is older than
+``stall_alarm_after`` and ``buffer_flowing`` once it is not.
 """
 
 from __future__ import annotations

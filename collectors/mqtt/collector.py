@@ -389,7 +389,7 @@ class MqttCollector:
                 self._timer.cancel()
                 self._timer = None
             # Reading waits while the commit runs: sqlite releases the GIL for every row and
-            # a busy loop thread would make it wait each time (the commit took seconds).
+            # a busy loop thread would make it wait each time.
             conn = self._conn
             if conn is not None:
                 conn.pause_reading()
