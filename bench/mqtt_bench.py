@@ -36,7 +36,7 @@ from pathlib import Path
 
 from collectors.buffer import Outbox
 from collectors.mqtt import MqttCollector
-from collectors.mqtt_client import InboundMessage, MqttConnection
+from collectors.mqtt.wire import InboundMessage, MqttConnection
 from collectors.pipeline import CollectorPipeline
 from devservers.mosquitto import Mosquitto, mosquitto_binary, publish_all
 from envmon.bus import READINGS, InMemoryBus

@@ -1,40 +1,13 @@
-"""The durable store-and-forward buffer between collectors and the bus.
+"""The durable store-and-forward buffer between collectors and the bus (``Outbox``).
 
-Collectors put messages here; ``put`` returns only once they are committed to disk
-(SQLite, WAL, ``synchronous=FULL``), so a collector may acknowledge its source (an MQTT
-PUBACK) right after. A forwarder task publishes the oldest messages in order and removes
-them once the bus has them; while the bus is unavailable they stay on disk, also across a
-restart. The buffer is bounded: when it is full ``put`` refuses (returns False) and a
-``buffer_full`` alarm is raised once, so the source keeps the data (MQTT) or the loss is
-counted and alarmed (OPC-UA) — never dropped silently.
-
-Two paths forward messages, in one order:
-
-- **From memory** (the steady state): while the bus keeps up, every committed message is
-  also kept in a bounded in-memory window, and the forwarder publishes from there without
-  reading the disk. Forwarded rows are deleted in the transaction of the next ``put``
-  (or when the forwarder goes idle, and at ``close``), so forwarding costs no commit of its
-  own.
-- **From disk**: after a restart with messages buffered, or once more messages wait than
-  the window holds (a bus outage), the forwarder reads the oldest rows from disk and
-  deletes them batch by batch; when it has caught up it returns to the memory path.
-
-Delivery is at least once: after a crash, rows that reached the bus but were not yet
-deleted are published again (consumers are idempotent by design); nothing committed is
-ever lost.
-
-**A full disk refuses, it does not crash.** When SQLite cannot write (the filesystem is
-full, or a write fails) ``put`` refuses like a full buffer — ``buffer_full`` with the
-reason, once — and tries again with the next ``put`` once the filesystem has room
-(``full`` turns False then); forwarding goes on, and deleting forwarded rows waits for
-room. ``buffer_ok`` follows the first write that succeeds.
-
-**Stalls are alarmed.** ``oldest_age`` is how long the oldest message not yet forwarded has
-waited (to about a second; rows found on disk at open count from the open). Once it exceeds
-``stall_alarm_after`` a ``buffer_stalled`` alarm is raised, and ``buffer_flowing`` once it
-is back under it (or the buffer is empty): a bus that takes nothing, or too little to keep
-up, is told to someone before sensors go stale. ``forward`` checks every few seconds;
-``check_stall`` does it now.
+``put`` returns True only once the messages are committed to disk (SQLite, WAL,
+``synchronous=FULL``), so a collector may acknowledge its source right after; when the
+buffer is full or the disk refuses it returns False and raises ``buffer_full`` once (the
+source keeps the data, or the loss is counted). ``forward`` publishes the oldest messages
+in order, from an in-memory window or from disk, and deletes them once the bus has them;
+refused publishes are retried with ``envmon.backoff``. Delivery is at least once.
+``buffer_stalled`` is raised when the oldest waiting message is older than
+``stall_alarm_after`` and ``buffer_flowing`` once it is not.
 """
 
 from __future__ import annotations
@@ -52,6 +25,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Final
 
+from envmon.backoff import Backoff, Retries
 from envmon.bus import Bus, BusUnavailableError, Message
 from envmon.models import SystemEvent, SystemEventKind
 from envmon.sqlite import open_database
@@ -65,8 +39,8 @@ DEFAULT_BATCH: Final = 1_000
 DEFAULT_MEMORY_WINDOW: Final = 20_000
 #: Below this share of the bound after being full, the buffer reports itself healthy again.
 RECOVERED_SHARE: Final = 0.9
-_BACKOFF_MIN_S: Final = 0.05
-_BACKOFF_MAX_S: Final = 5.0
+#: Retries of a refused publish: no jitter (one forwarder per collector process).
+_BACKOFF: Final = Backoff(initial_s=0.05, maximum_s=5.0, jitter=0.0)
 #: Forwarded rows are deleted with the next put, or after this long without one (seconds).
 IDLE_PURGE_S: Final = 0.5
 #: Put times are remembered at most this often (seconds): the precision of ``oldest_age``.
@@ -415,8 +389,7 @@ class Outbox:
     async def _forward(self, bus: Bus, batch: int, idle_purge_s: float) -> None:
         wakeup = self._wakeup
         assert wakeup is not None
-        backoff = _BACKOFF_MIN_S
-        failed = 0  # attempts failed in a row
+        retries = Retries(_BACKOFF)  # counts the attempts failed in a row
         while True:
             from_disk = False
             with self._state_lock:
@@ -435,25 +408,25 @@ class Outbox:
                 await bus.publish([m for _, m in rows])
             except BusUnavailableError as exc:
                 self.stats.publish_failures += 1
-                failed += 1
+                backoff = retries.next()
                 # The first failure of an outage is a warning, the retries are not (one
                 # every few seconds for as long as it lasts), its end is one line.
-                (logger.warning if failed == 1 else logger.debug)(
+                (logger.warning if retries.attempt == 1 else logger.debug)(
                     "%s: bus unavailable (%s); retrying every %.0f s at most, %d waiting",
                     self.name,
                     exc,
-                    _BACKOFF_MAX_S,
+                    _BACKOFF.maximum_s,
                     self._depth,
                 )
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX_S)
                 continue
-            if failed:
+            if retries.attempt:
                 logger.info(
-                    "%s: the bus takes messages again after %d attempt(s)", self.name, failed
+                    "%s: the bus takes messages again after %d attempt(s)",
+                    self.name,
+                    retries.attempt,
                 )
-                failed = 0
-            backoff = _BACKOFF_MIN_S
+                retries.reset()
             if from_disk:
                 self.stats.read_from_disk += len(rows)
                 await asyncio.to_thread(self.ack, rows[-1][0], len(rows))

@@ -1,4 +1,4 @@
-"""Fuzzing the MQTT decoder (``collectors.mqtt_payload.MessageDecoder``): 120,000 payloads.
+"""Fuzzing the MQTT decoder (``collectors.mqtt.mapping.MessageDecoder``): 120,000 payloads.
 
 Seed ``SEED`` = 14 (issue 14), ``PAYLOADS`` = 120,000 messages split over two decoders: the
 example site's bindings (``deploy/examples/site.yaml``) and hostile ones covering every
@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from collectors.mqtt_payload import MAX_LOGGED_INTERNAL_ERRORS, MessageDecoder
+from collectors.mqtt.mapping import MAX_LOGGED_INTERNAL_ERRORS, MessageDecoder
 from envmon.config import SiteConfig, load_site, parse_site
 from envmon.models import Quality
 from tests.unit.config.test_example_site import EXAMPLE

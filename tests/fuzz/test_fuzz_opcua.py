@@ -1,4 +1,4 @@
-"""Fuzzing the OPC-UA value mapping (``collectors.opcua.map_notification``): 100,000 values.
+"""Fuzzing the OPC-UA value mapping (``collectors.opcua.mapping.map_notification``): 100,000 values.
 
 Seed ``SEED`` = 14 (issue 14), ``NOTIFICATIONS`` = 100,000 data values over the example
 site's bindings (``deploy/examples/site.yaml``, °F among them) and hostile ones converting
@@ -31,7 +31,7 @@ from asyncua import ua
 from asyncua.common.utils import Buffer
 from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
 
-from collectors.opcua import NodeBinding, build_bindings, map_notification
+from collectors.opcua.mapping import NodeBinding, build_bindings, map_notification
 from collectors.pipeline import RawPayload
 from envmon.config import load_site, parse_site
 from envmon.config.opcua import OpcUaCollectorConfig

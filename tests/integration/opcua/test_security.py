@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from collectors.opcua import OpcUaCollector, OpcUaSetupError
+from collectors.opcua import OpcUaCollector
+from collectors.opcua.errors import OpcUaSetupError
 from collectors.simulators.opcua_server import ServerSecurity, SyntheticServer
 from envmon.models import SystemEventKind
 

@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 import pytest
 from asyncua import ua
 
-from collectors.opcua import NodeBinding, build_bindings, map_notification, quality_of, status_name
+from collectors.opcua.mapping import (
+    NodeBinding,
+    build_bindings,
+    map_notification,
+    quality_of,
+    status_name,
+)
 from collectors.pipeline import RawPayload
 from envmon.config.opcua import OpcUaCollectorConfig
 from envmon.models import Quality, Reading

@@ -10,7 +10,8 @@ import pytest
 from asyncua import ua
 
 from collectors.buffer import Outbox
-from collectors.opcua import OpcUaCollector, _Session, _Subscription
+from collectors.opcua import OpcUaCollector
+from collectors.opcua.wire import Session, Subscription
 from collectors.pipeline import CollectorPipeline
 from envmon.config.opcua import OpcUaCollectorConfig
 from envmon.testing import FakeClock, make_spec
@@ -52,10 +53,10 @@ def value(status: int = ua.StatusCodes.Good, source_offset_s: float = 0.0) -> ua
     )
 
 
-def session_with(values: dict[int, ua.DataValue]) -> tuple[_Session, _Subscription]:
-    session = _Session(client=None)  # type: ignore[arg-type]  # no connection needed
+def session_with(values: dict[int, ua.DataValue]) -> tuple[Session, Subscription]:
+    session = Session(client=None)  # type: ignore[arg-type]  # no connection needed
     session.latest.update(values)
-    sub = _Subscription(1, [1, 2, 3], 0.0)
+    sub = Subscription(1, [1, 2, 3], 0.0)
     session.subscriptions[1] = sub
     return session, sub
 

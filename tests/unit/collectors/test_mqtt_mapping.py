@@ -1,4 +1,4 @@
-"""From MQTT messages to readings or dead letters (collectors.mqtt_payload), without a broker."""
+"""From MQTT messages to readings or dead letters (collectors.mqtt.mapping), without a broker."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors.mqtt_client import decode_publish
-from collectors.mqtt_payload import MessageDecoder
+from collectors.mqtt.mapping import MessageDecoder
+from collectors.mqtt.wire import decode_publish
 from envmon.config import parse_site
 from envmon.models import Quality
 from envmon.units import FT3_IN_M3
@@ -351,7 +351,7 @@ class TestOverflowAndExtremeTimes:
         def broken(*_args: object) -> object:
             raise OverflowError("date value out of range")
 
-        monkeypatch.setattr("collectors.mqtt_payload._timestamp", broken)
+        monkeypatch.setattr("collectors.mqtt.mapping._timestamp", broken)
         with caplog.at_level(logging.INFO, logger="collectors"):
             outs = [decoder.decode("cgt/room/pc-1/particles", particles(), NOW) for _ in range(100)]
         assert all(

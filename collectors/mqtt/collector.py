@@ -1,25 +1,13 @@
-"""The MQTT collector: subscribe to a broker's bindings and put readings in the buffer.
+"""The MQTT supervisor: one broker's bindings into the buffer, acknowledged once stored.
 
-Guarantees, in order of importance:
-
-- **Nothing acknowledged is lost.** Subscriptions are QoS 1 on a persistent session
-  (fixed client id, no clean start, a session expiry), so the broker keeps messages while
-  envmon is down. A message is acknowledged (PUBACK) only after its readings — or its
-  dead letter — are committed to the durable ``Outbox`` through
-  ``CollectorPipeline.put``. Messages are committed in groups (``commit.max_messages``
-  or ``commit.max_delay``, whichever first; under load, whatever arrived during the
-  previous commit) so one disk sync covers hundreds of messages.
-- **A full buffer refuses, it does not drop.** When ``put`` returns False nothing of the
-  batch is acknowledged; the collector stops taking messages and, once the buffer has
-  room, reconnects so that the broker redelivers everything unacknowledged.
-- **It keeps running.** Bad payloads go to the dead letter with their reason; lost
-  connections are re-established with exponential back-off and the subscriptions are
-  made again; a binding silent for longer than its ``expected_period`` is resubscribed
-  (and, if still silent a period later, the connection is re-established).
-
-Delivery is at least once: after a reconnect the broker redelivers messages whose
-acknowledgement it did not get, so a reading can arrive twice (the evaluation core drops a
-duplicate of the same sensor and timestamp).
+``MqttCollector`` subscribes at QoS 1 on a persistent session and acknowledges a message
+only after its readings (or its dead letter) are committed through
+``CollectorPipeline.put``, in groups. A refused commit acknowledges nothing, pauses, and
+reconnects once the buffer has room so that the broker redelivers. Lost connections are
+re-established with ``envmon.backoff`` and the subscriptions made again; a binding silent
+beyond its ``expected_period`` is resubscribed, then reconnected. Delivery is at least once.
+The connection is made by ``connection_factory`` (``MqttConnection`` unless a test injects
+another ``Connection``).
 """
 
 from __future__ import annotations
@@ -27,15 +15,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import random
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Final
+from typing import Final, Protocol
 
-from collectors.mqtt_client import InboundMessage, MqttConnection, MqttError
-from collectors.mqtt_payload import MessageDecoder
+from collectors.mqtt.errors import MqttError
+from collectors.mqtt.mapping import MessageDecoder
+from collectors.mqtt.wire import InboundMessage, MqttConnection
 from collectors.pipeline import CollectorCounters, CollectorPipeline, RawPayload
+from envmon.backoff import Backoff, Retries
 from envmon.config.mqtt import MqttCollectorConfig
 from envmon.config.schema import SiteConfig
 from envmon.models import Reading, SystemEvent, SystemEventKind
@@ -48,8 +39,56 @@ DEFAULT_FULL_POLL_S: Final = 0.1
 #: The watchdog looks at least this often (real seconds).
 MAX_WATCHDOG_INTERVAL_S: Final = 5.0
 
+#: Share of a reconnect wait taken off at random, so that clients do not retry in step.
+RECONNECT_JITTER: Final = 0.2
+
 EventHandler = Callable[[SystemEvent], None]
 Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Connection(Protocol):
+    """What the supervisor needs of one broker connection (``MqttConnection``)."""
+
+    lost: asyncio.Future[str]  # completes, with the reason, when the connection ends
+
+    @property
+    def connected(self) -> bool:
+        """True while the connection is up."""
+
+    async def connect(self) -> bool:
+        """Connect; return whether the broker had the session. Raises ``MqttError``."""
+
+    async def subscribe(self, filters: Sequence[str], qos: int) -> None:
+        """Subscribe to ``filters``. Raises ``MqttError``."""
+
+    def ack_many(self, acks: Sequence[tuple[int, int]]) -> None:
+        """Acknowledge ``(mid, qos)`` pairs in order."""
+
+    def pause_reading(self) -> None:
+        """Stop taking messages from the socket."""
+
+    def resume_reading(self) -> None:
+        """Take messages again."""
+
+    async def disconnect(self) -> None:
+        """Disconnect cleanly, keeping the session."""
+
+    def close(self) -> None:
+        """Drop the connection at once."""
+
+
+class ConnectionFactory(Protocol):
+    """Makes one ``Connection`` that hands every message to ``on_message`` (on the loop)."""
+
+    def __call__(
+        self,
+        config: MqttCollectorConfig,
+        on_message: Callable[[InboundMessage], None],
+        *,
+        connect_timeout: float,
+    ) -> Connection:
+        """Return a new, unconnected connection."""
 
 
 @dataclass(slots=True)
@@ -101,7 +140,10 @@ class BindingState:
 
 
 class MqttCollector:
-    """Reads one broker's bindings into a ``CollectorPipeline`` (see the module docstring)."""
+    """Reads one broker's bindings into a ``CollectorPipeline`` (see the module docstring).
+
+    ``sleep`` and ``rng`` serve the reconnect waits only (tests pass fakes).
+    """
 
     def __init__(
         self,
@@ -114,6 +156,9 @@ class MqttCollector:
         watchdog_interval: float | None = None,
         connect_timeout: float = 10.0,
         full_poll_interval: float = DEFAULT_FULL_POLL_S,
+        connection_factory: ConnectionFactory = MqttConnection,
+        sleep: Sleep = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self.config = config
         self.pipeline = pipeline
@@ -124,13 +169,21 @@ class MqttCollector:
         self._watchdog_interval = watchdog_interval
         self._connect_timeout = connect_timeout
         self._full_poll = full_poll_interval
+        self._connection_factory = connection_factory
+        self._sleep = sleep
+        self._rng = rng
+        self._backoff = Backoff(
+            initial_s=config.reconnect.initial,
+            maximum_s=max(config.reconnect.maximum, config.reconnect.initial),
+            jitter=RECONNECT_JITTER,
+        )
         self.bindings = [
             BindingState(binding.topic, binding.expected_period) for binding in config.bindings
         ]
         self._filters = [binding.pattern.filter for binding in config.bindings]
         self._generation = 0
         self._batch = _Batch(0)
-        self._conn: MqttConnection | None = None
+        self._conn: Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._commit_lock = asyncio.Lock()
@@ -203,7 +256,7 @@ class MqttCollector:
 
     async def _supervise(self) -> None:
         """Connect, subscribe, wait for the connection to end; repeat with back-off."""
-        backoff = self.config.reconnect.initial
+        retries = Retries(self._backoff, self._rng)
         while not self._stopping:
             self._generation += 1
             generation = self._generation
@@ -211,9 +264,9 @@ class MqttCollector:
             # A resumed session redelivers what was not acknowledged right after the CONNACK,
             # before the SUBSCRIBE completes, in order: take it (a pause ends here).
             self._paused = False
-            conn: MqttConnection | None = None
+            conn: Connection | None = None
             try:
-                conn = MqttConnection(
+                conn = self._connection_factory(
                     self.config,
                     partial(self._on_message, generation),
                     connect_timeout=self._connect_timeout,
@@ -230,11 +283,11 @@ class MqttCollector:
                 if not isinstance(exc, MqttError):
                     logger.exception("%s: unexpected error while connecting", self.component)
                 self._went_down(f"cannot connect: {exc}")
-                logger.warning("%s: %s; retrying in %.1f s", self.component, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.config.reconnect.maximum)
+                wait = retries.next()
+                logger.warning("%s: %s; retrying in %.1f s", self.component, exc, wait)
+                await self._sleep(wait)
                 continue
-            backoff = self.config.reconnect.initial
+            retries.reset()
             self._conn = conn
             self._came_up(session_present)
             reason = await conn.lost
@@ -249,7 +302,7 @@ class MqttCollector:
                 self._down_since = self._clock()
             else:
                 self._went_down(f"connection lost: {reason}")
-                await asyncio.sleep(min(backoff, self.config.reconnect.initial))
+                await self._sleep(self._backoff.delay(1, self._rng))
 
     def _came_up(self, session_present: bool) -> None:
         now = self._clock()
@@ -336,7 +389,7 @@ class MqttCollector:
                 self._timer.cancel()
                 self._timer = None
             # Reading waits while the commit runs: sqlite releases the GIL for every row and
-            # a busy loop thread would make it wait each time (the commit took seconds).
+            # a busy loop thread would make it wait each time.
             conn = self._conn
             if conn is not None:
                 conn.pause_reading()

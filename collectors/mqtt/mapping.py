@@ -1,14 +1,9 @@
-"""Turning MQTT messages into readings: topic → binding → sensor ids, payload → values.
+"""Where an MQTT message becomes readings: topic → binding → sensor ids, payload → values.
 
-``MessageDecoder`` is pure apart from the counter state of cumulative channels: given a
-topic, a payload and the receive time it returns the readings and, when something could
-not be used, one ``RawPayload`` for the dead letter with every reason. A message can do
-both: a particle counter message whose 5.0 µm field is missing still yields its 0.5 µm
-reading. Nothing here raises on bad input.
-
-Everything that depends only on the topic — the binding, the sensor ids its channels
-feed, their specs and unit conversions — is worked out once per topic and cached, so a
-message costs a JSON parse, a field lookup per channel and the ``Reading`` itself.
+``MessageDecoder.decode`` takes a topic, a payload and the receive time and returns the
+readings and, when something could not be used, one ``RawPayload`` for the dead letter
+with every reason (a message can do both). It never raises on bad input; its only state is
+the counter state of cumulative channels and a per-topic cache of what the topic resolves to.
 """
 
 from __future__ import annotations

@@ -1,26 +1,15 @@
 """paho-mqtt driven by the asyncio event loop: connect and subscribe are awaitables.
 
 ``MqttConnection`` is one connection to a broker. paho's socket callbacks register the
-socket with the running loop (no network thread), so messages are handled on the loop
-and acknowledgements are sent from it. paho objects stay inside this module: messages
-come out as ``InboundMessage``, failures as ``MqttError``::
+socket with the running loop (no network thread), so messages are handled on the loop and
+acknowledgements are sent from it. paho objects stay inside this module: messages come out
+as ``InboundMessage``, failures as ``collectors.mqtt.errors.MqttError``.
 
-    MqttError                    (envmon.errors.EnvmonError)
-     ├── MqttConnectError        TCP/TLS failure, refused CONNACK, or no CONNACK in time
-     ├── MqttSubscribeError      a SUBACK refused a subscription
-     └── MqttConnectionLost      the connection dropped (``reason`` says why)
-
-Throughput, measured against Mosquitto (``bench/mqtt_bench.py``): paho reads a packet
-with three ``recv`` calls, sends each PUBACK with its own ``send``, and builds an
-``MQTTMessage`` (with a ``threading.Condition``) and, for MQTT 5, a ``Properties`` object
-for every PUBLISH — half the cost of receiving a message. Two private paho methods are
-therefore overridden, both stable across paho 2.x (pinned ``<3``) and covered by the
-tests against a real broker: ``_create_socket`` wraps the socket so that reads come from a
-64 KiB buffer and writes are coalesced into one ``send`` per loop iteration, and
-``_handle_publish`` decodes QoS 0/1 PUBLISH packets straight into ``InboundMessage``
-(their MQTT 5 properties are skipped: envmon uses none, and it allows no topic aliases);
-whole PUBLISH packets already in the buffer are decoded without paho's reader at all.
-``_ssl_wrap_socket`` is overridden too, to close the socket when the handshake fails.
+Three private paho methods are overridden (stable across paho 2.x, pinned ``<3``, and
+covered by the tests against a real broker): ``_create_socket`` (buffered reads, coalesced
+writes), ``_handle_publish`` (QoS 0/1 PUBLISH decoded straight into ``InboundMessage``,
+MQTT 5 properties skipped) and ``_ssl_wrap_socket`` (closes the socket when the handshake
+fails).
 """
 
 from __future__ import annotations
@@ -28,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 import ssl
 import struct
@@ -45,8 +33,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from collectors.mqtt.errors import MqttConnectError, MqttConnectionLost, MqttSubscribeError
+from collectors.mqtt.security import resolve_password, tls_context
 from envmon.config.mqtt import MqttCollectorConfig
-from envmon.errors import EnvmonError
 
 if TYPE_CHECKING:
     from paho.mqtt.client import SocketLike
@@ -62,22 +51,6 @@ _MISC_INTERVAL_S: Final = 1.0
 _CLOSE_FLUSH_TIMEOUT_S: Final = 1.0
 #: A PUBACK's fixed header (type 4, remaining length 2) above its 16-bit packet identifier.
 _PUBACK: Final = 0x4002_0000
-
-
-class MqttError(EnvmonError):
-    """Base class of MQTT failures."""
-
-
-class MqttConnectError(MqttError):
-    """Connecting failed: network, TLS, a refused CONNACK, or no CONNACK in time."""
-
-
-class MqttSubscribeError(MqttError):
-    """The broker refused a subscription."""
-
-
-class MqttConnectionLost(MqttError):  # noqa: N818 - an event that ends the connection, not a bug
-    """The connection dropped."""
 
 
 class InboundMessage(NamedTuple):
@@ -283,32 +256,6 @@ class _Client(paho.Client):
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
-def tls_context(config: MqttCollectorConfig) -> ssl.SSLContext | None:
-    """Build the TLS context of a connection (None without TLS)."""
-    tls = config.tls
-    if tls is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file)
-    if tls.cert_file is not None:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-    if tls.insecure:
-        context.check_hostname = False
-    return context
-
-
-def resolve_password(config: MqttCollectorConfig) -> str | None:
-    """Read the password from the environment variable the configuration names."""
-    if config.password_env is None:
-        return None
-    password = os.environ.get(config.password_env)
-    if password is None:
-        raise MqttConnectError(
-            f"environment variable {config.password_env} (password of {config.username!r}) "
-            "is not set"
-        )
-    return password
-
-
 class MqttConnection:
     """One connection to a broker, driven by the running asyncio loop.
 
@@ -440,8 +387,7 @@ class MqttConnection:
         """Acknowledge a group of messages in order and write the acknowledgements at once.
 
         QoS 1 PUBACKs (4 bytes: success, no reason code or properties, valid in 3.1.1 and
-        5) are packed here in one write instead of paho queueing a packet per message,
-        which cost a sixth of the collector's time under load.
+        5) are packed here into one write rather than queued by paho one packet at a time.
         """
         sock = self._sock
         if sock is None:

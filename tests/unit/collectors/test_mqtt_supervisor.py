@@ -1,0 +1,229 @@
+"""The MQTT supervisor (``MqttCollector``) against fake connections: no broker, no waiting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import pytest
+
+from collectors.buffer import Outbox
+from collectors.mqtt.collector import MqttCollector
+from collectors.mqtt.errors import MqttConnectError
+from collectors.mqtt.wire import InboundMessage
+from collectors.pipeline import CollectorPipeline
+from envmon.config import parse_site
+from envmon.config.mqtt import MqttCollectorConfig
+from envmon.models import SystemEvent, SystemEventKind
+from envmon.testing import FakeClock
+
+SITE = """
+site: {name: Test}
+areas:
+  - id: room
+    name: Room
+    grade: C
+    instruments:
+      - id: fridge-1
+        name: Fridge
+        kind: fridge
+        channels:
+          - {parameter: temperature, unit: degC}
+collectors:
+  mqtt:
+    - id: broker
+      reconnect: {initial: 1, maximum: 8}
+      bindings:
+        - topic: lab/+instrument/temperature
+          sensor_id: "{instrument}.temperature"
+          payload: {format: number, channels: {t: {unit: degC}}}
+"""
+FILTERS = ["lab/+/temperature"]
+
+
+class FakeConnection:
+    """A connection that does what its broker says."""
+
+    def __init__(self, broker: FakeBroker, on_message: Callable[[InboundMessage], None]) -> None:
+        self.broker = broker
+        self.on_message = on_message
+        self.lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.subscribed: list[tuple[list[str], int]] = []
+        self.closed = False
+
+    @property
+    def connected(self) -> bool:
+        return not self.lost.done()
+
+    async def connect(self) -> bool:
+        return await self.broker.accept()
+
+    async def subscribe(self, filters: Sequence[str], qos: int) -> None:
+        self.subscribed.append((list(filters), qos))
+
+    def ack_many(self, acks: Sequence[tuple[int, int]]) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    async def disconnect(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if not self.lost.done():
+            self.lost.set_result("closed")
+
+
+class FakeBroker:
+    """The connection factory: refuses ``refuse`` connects, or never answers when ``hang``."""
+
+    def __init__(self, refuse: int = 0, hang: bool = False) -> None:
+        self.refuse = refuse
+        self.hang = hang
+        self.connecting = asyncio.Event()
+        self.connections: list[FakeConnection] = []
+
+    def __call__(
+        self,
+        config: MqttCollectorConfig,
+        on_message: Callable[[InboundMessage], None],
+        *,
+        connect_timeout: float,
+    ) -> FakeConnection:
+        connection = FakeConnection(self, on_message)
+        self.connections.append(connection)
+        return connection
+
+    async def accept(self) -> bool:
+        self.connecting.set()
+        if self.hang:
+            await asyncio.Future()  # until cancelled
+        if self.refuse:
+            self.refuse -= 1
+            raise MqttConnectError("cannot connect to localhost:1883: connection refused")
+        return False
+
+
+class FakeSleep:
+    """Records the reconnect waits and returns at once."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await asyncio.sleep(0)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the loop run (without waiting for time) until ``condition`` holds."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the condition never held")
+
+
+class Harness:
+    def __init__(self, broker: FakeBroker, rng: float = 0.0) -> None:
+        site = parse_site(SITE)
+        self.outbox = Outbox(":memory:")
+        self.events: list[SystemEvent] = []
+        self.sleep = FakeSleep()
+        self.broker = broker
+        self.collector = MqttCollector(
+            site.collectors.mqtt[0],
+            site,
+            CollectorPipeline(self.outbox, source="mqtt:broker"),
+            clock=FakeClock(),
+            on_event=self.events.append,
+            connection_factory=broker,
+            sleep=self.sleep,
+            rng=lambda: rng,
+        )
+
+    def kinds(self) -> list[tuple[SystemEventKind, bool]]:
+        return [(e.event, e.alarm) for e in self.events]
+
+
+@pytest.fixture
+async def harness_factory() -> AsyncIterator[Callable[..., Harness]]:
+    made: list[Harness] = []
+
+    def make(broker: FakeBroker, rng: float = 0.0) -> Harness:
+        made.append(Harness(broker, rng))
+        return made[-1]
+
+    yield make
+    for harness in made:
+        await harness.collector.stop()
+        harness.outbox.close()
+
+
+async def test_a_refused_connect_is_retried_with_growing_backoff_and_one_alarm(harness_factory):
+    h = harness_factory(FakeBroker(refuse=1_000))
+    await h.collector.start()
+    await until(lambda: len(h.sleep.waits) >= 6)
+    await h.collector.stop()
+    assert h.sleep.waits[:6] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert h.kinds() == [(SystemEventKind.DISCONNECTED, True)]
+    assert "connection refused" in h.events[0].detail
+    assert all(c.closed for c in h.broker.connections)
+    assert h.collector.counters.reconnects == 0
+    assert not h.collector.connected
+
+
+async def test_the_reconnect_wait_has_jitter(harness_factory):
+    """At most a fifth is taken off each wait (``rng`` at its top: exactly a fifth)."""
+    h = harness_factory(FakeBroker(refuse=1_000), rng=1.0)
+    await h.collector.start()
+    await until(lambda: len(h.sleep.waits) >= 3)
+    await h.collector.stop()
+    assert h.sleep.waits[:3] == pytest.approx([0.8, 1.6, 3.2])
+
+
+async def test_the_backoff_starts_again_after_a_connection(harness_factory):
+    h = harness_factory(FakeBroker(refuse=2))
+    await h.collector.start()
+    await h.collector.wait_ready(timeout=5)
+    assert h.sleep.waits == [1.0, 2.0]
+    assert h.kinds() == [(SystemEventKind.DISCONNECTED, True), (SystemEventKind.CONNECTED, False)]
+    assert h.collector.counters.reconnects == 0  # the first connection is no reconnect
+
+
+async def test_a_lost_connection_is_reconnected_and_resubscribed(harness_factory):
+    h = harness_factory(FakeBroker())
+    await h.collector.start()
+    await h.collector.wait_ready(timeout=5)
+    first = h.broker.connections[0]
+    assert first.subscribed == [(FILTERS, 1)]
+    first.lost.set_result("keep-alive timeout")
+    await until(lambda: len(h.broker.connections) == 2 and h.collector.connected)
+    second = h.broker.connections[1]
+    assert second.subscribed == [(FILTERS, 1)]
+    assert h.sleep.waits == [1.0]  # the initial wait, then at once
+    assert h.kinds() == [
+        (SystemEventKind.CONNECTED, False),
+        (SystemEventKind.DISCONNECTED, True),
+        (SystemEventKind.CONNECTED, False),
+    ]
+    assert "keep-alive timeout" in h.events[1].detail
+    assert h.collector.counters.reconnects == 1
+    assert h.collector.counters.resubscriptions == len(FILTERS)
+
+
+async def test_stop_during_a_connect_attempt_ends_cleanly(harness_factory):
+    h = harness_factory(FakeBroker(hang=True))
+    await h.collector.start()
+    await asyncio.wait_for(h.broker.connecting.wait(), timeout=5)
+    await asyncio.wait_for(h.collector.stop(), timeout=5)
+    (connection,) = h.broker.connections
+    assert connection.closed
+    assert h.events == []
+    assert h.sleep.waits == []
+    assert not h.collector.connected
