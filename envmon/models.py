@@ -122,8 +122,9 @@ class Reading(_Frozen):
         For the collectors' hot paths only: the sensor id was validated with the site, the
         value is a finite float or None, the timestamps are aware. Equivalent to
         ``model_construct`` with every field given (a test holds them equal), at a fraction
-        of its cost. The value alone is still checked: an inf or NaN would travel as ``null`` and be judged as nothing, so a caller that let
-        one through gets ``NonFiniteValueError`` here instead.
+        of its cost. The value alone is still checked: an inf or NaN would travel as
+        ``null`` and be judged as nothing, so a caller that let one through gets
+        ``NonFiniteValueError`` here instead.
         """
         if value is not None and not _isfinite(value):
             raise NonFiniteValueError(f"the value of {sensor_id} is not finite ({value})")
