@@ -1,8 +1,8 @@
 """The InfluxDB writer and the Flux reader against a real InfluxDB 1.8 (its v2 API).
 
-Points go in through ``stream.influx.InfluxWriter`` (influxdb-client, gzip, µs precision)
-as the stream agent writes them, in the ``stream.tsschema`` lines, and come back through
-``stream.influxdb.InfluxSeriesReader`` (Flux). InfluxDB has applied a write when it answers
+Points go in through ``InfluxWriter`` (``stream.timeseries.influxdb``: influxdb-client, gzip,
+µs precision) as the stream agent writes them, in the ``stream.timeseries.schema`` lines, and
+come back through ``InfluxSeriesReader`` (Flux). InfluxDB has applied a write when it answers
 it, so every read-back is immediate.
 """
 
@@ -15,14 +15,15 @@ import pytest
 
 from envmon.models import Level, Quality, Reading
 from envmon.testing import DEFAULT_T0, make_spec
+from envmon.timeseries import TimeSeriesQueryError
 from envmon.timeutil import to_us
-from stream import tsschema
-from stream.influx import InfluxWriter, WriteResult
-from stream.influxdb import (
+from stream.influxdb import InfluxDB
+from stream.timeseries import schema as tsschema
+from stream.timeseries.influxdb import (
     SOURCE,
-    InfluxDB,
     InfluxSeriesReader,
-    TimeSeriesQueryError,
+    InfluxWriter,
+    WriteResult,
     flux_string,
     readings_query,
 )

@@ -60,15 +60,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import UnknownTopicOrPartitionError
 from aiokafka.structs import TopicPartition
 
-from stream.kafka_broker import (
-    REPO_ROOT,
-    KafkaBroker,
-    KafkaBrokerError,
-    create_topics,
-    delete_topics,
-    probe_metadata,
-    render_config,
-)
+from stream.kafka.topics import TopicsError, create_topics, delete_topics
+from stream.kafka_broker import REPO_ROOT, KafkaBroker, probe_metadata, render_config
 
 from .faust_counter import make_app, wait_ready
 
@@ -176,7 +169,7 @@ class TestBroker:
         names = {f"{topic_prefix}.a": 4, f"{topic_prefix}.b": 1}
         await create_topics(kafka.bootstrap, names, config={"retention.ms": "3600000"})
         await create_topics(kafka.bootstrap, names, exist_ok=True)
-        with pytest.raises(KafkaBrokerError, match="TopicAlreadyExists"):
+        with pytest.raises(TopicsError, match="TopicAlreadyExists"):
             await kafka.create_topics({f"{topic_prefix}.a": 4})
 
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
@@ -189,7 +182,7 @@ class TestBroker:
 
         await delete_topics(kafka.bootstrap, names)
         await kafka.delete_topics(names)  # deleting what is gone is fine by default
-        with pytest.raises(KafkaBrokerError, match="UnknownTopicOrPartition"):
+        with pytest.raises(TopicsError, match="UnknownTopicOrPartition"):
             await kafka.delete_topics(names, missing_ok=False)
 
 

@@ -16,9 +16,9 @@ import pytest
 from envmon.models import Level, Quality, Reading, SystemEventKind
 from envmon.testing import DEFAULT_T0, make_spec
 from envmon.timeutil import parse_ts, to_us
-from stream import tsschema
-from stream.influx import InfluxWriter
 from stream.questdb import QuestDB
+from stream.timeseries import schema as tsschema
+from stream.timeseries.influxdb import InfluxWriter
 from tests.integration.tswriting import Sinks, writer
 
 
