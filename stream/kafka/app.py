@@ -82,7 +82,7 @@ def exit_process(exc: BaseException) -> None:
 
 
 class StreamWorker(Intake, Effects):
-    """The faust app of envmon's stream processor (see the module docstring)."""
+    """The faust app of envmon's stream processor; its intake and effects are mixins."""
 
     def __init__(
         self,
@@ -107,7 +107,7 @@ class StreamWorker(Intake, Effects):
         self.fatal: BaseException | None = None
         self.events: deque[SystemEvent] = deque(maxlen=1_000)  # what it said about itself
         self.offsets = PartitionOffsets()
-        #: The consumer group that holds the readings' committed offsets (see Offsets).
+        #: The consumer group that holds the readings' committed offsets (``stream.kafka.intake``).
         self.offsets_group = f"{settings.app_id}-readings"
         self.readings_topic = settings.topic(READINGS)
         self.intake: AIOKafkaConsumer | None = None
@@ -159,7 +159,7 @@ class StreamWorker(Intake, Effects):
         # Raw sensor-id keys; changes are written by _save to the partition of the sensor's
         # readings (murmur2, like the collectors' producers), so recovery finds them there.
         # faust's group assigns the table's changelog partitions; the worker reads the
-        # readings partitions of the same numbers (see Intake).
+        # readings partitions of the same numbers (``stream.kafka.intake``).
         self.table: TableT[bytes, Any] = app.Table(
             STATE_TABLE,
             default=None,
@@ -267,7 +267,7 @@ class StreamWorker(Intake, Effects):
             await self._fail_stop(self.handle(batch))
 
     async def handle(self, batch: Batch) -> None:
-        """Evaluate one batch and start its effects (see the pipeline above).
+        """Evaluate one batch and start its effects (``stream.kafka.effects``).
 
         Returns once the batch is evaluated and its effects are under way, which may wait
         for an older batch to complete while PIPELINE_DEPTH are in flight.

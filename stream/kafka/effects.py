@@ -37,7 +37,7 @@ from stream.kafka.producer import BatchProducer, Record
 logger = logging.getLogger(__name__)
 
 #: Stages (time-series writes and checkpoints) that may be under way at once (see the
-#: pipeline above): the batches are evaluated while they complete, and what they hold in
+#: module docstring): the batches are evaluated while they complete, and what they hold in
 #: memory is bounded by PIPELINE_DEPTH × ``timeseries_batch_max`` lines.
 PIPELINE_DEPTH: Final = 4
 
@@ -48,7 +48,7 @@ class WorkerStoppedError(EnvmonError):
 
 @dataclass(eq=False)
 class Uncommitted:
-    """What the batches since the last checkpoint changed (see Checkpoints), in one epoch."""
+    """What the batches since the last checkpoint changed, in one assignment epoch."""
 
     epoch: int
     #: partition → sensor id → live state of every sensor evaluated since the checkpoint
@@ -82,7 +82,7 @@ class Stage:
     positions: dict[int, int]  # partition → the offset after the checkpoint (to commit)
     readings: int = 0  # handled since the previous checkpoint (counted once committed)
     rejected: int = 0
-    checkpoint: bool = False  # states saved and offsets committed (see Checkpoints)
+    checkpoint: bool = False  # states saved and offsets committed (a checkpoint)
     #: Done once this stage's states are queued (or skipped): the next stage's go after.
     states_queued: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()

@@ -54,7 +54,7 @@ LAG_EVERY_S: Final = 5.0
 
 @dataclass(slots=True)
 class Hole:
-    """Records of a partition that did not arrive before later ones (see Offsets)."""
+    """Records of a partition that did not arrive before later ones (module docstring)."""
 
     missing: int  #: the first offset not handled yet
     seen: int  #: the lowest offset that arrived after it

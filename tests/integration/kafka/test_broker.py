@@ -32,7 +32,7 @@ What this spike found (Kafka 4.3.1 from Maven Central, aiokafka 0.14.0, faust-st
   agent dies, the app keeps running with an empty table).
 - faust creates only its internal topics; the source topics must exist, and the broker
   has ``auto.create.topics.enable=false`` so a missing one fails instead of appearing
-  with one partition. ``stream.kafka_broker.create_topics`` creates them.
+  with one partition. ``stream.kafka.topics.create_topics`` creates them.
 - Timings: in-process ``app.start()`` plus ready ~1.1 s; a second app with the same id
   recovers a table of a few keys from its changelog in ~1.1 s; ``app.stop()`` ~0.02 s; a
   worker subprocess logs "Ready" ~1.8 s after it was spawned.
