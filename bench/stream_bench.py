@@ -65,16 +65,13 @@ from envmon.commands.stream_worker import build_worker
 from envmon.config import SiteConfig, parse_site
 from envmon.models import DeadLetter, Quality, Reading
 from envmon.settings import Settings
-from stream.influx import InfluxWriter
-from stream.kafka_broker import KafkaBroker, create_topics
+from stream.kafka.app import StreamWorker, tune_gc
+from stream.kafka.intake import FETCH_MAX_WAIT_MS, MAX_PARTITION_FETCH_BYTES
+from stream.kafka.topics import create_topics
+from stream.kafka_broker import KafkaBroker
 from stream.questdb import QuestDB, create_readings_table
-from stream.tsschema import reading_line
-from stream.worker import (
-    FETCH_MAX_WAIT_MS,
-    MAX_PARTITION_FETCH_BYTES,
-    StreamWorker,
-    tune_gc,
-)
+from stream.timeseries.influxdb import InfluxWriter
+from stream.timeseries.schema import reading_line
 
 PARTITIONS = 4
 #: Seconds produced at the latency run's rate before its readings are measured.

@@ -1,7 +1,7 @@
 """The Grafana dashboards of a site, generated from its validated configuration.
 
 What Grafana draws as a limit is what the stream processor enforces: the limit lines come
-from the ``limits`` series the processor writes as it evaluates (``stream.tscontext``), and
+from the ``limits`` series the processor writes as it evaluates (``stream.timeseries.context``), and
 the panels, names, units and uids from the same site file. Four kinds of dashboard:
 
 - **site overview** (``<site>-overview``): counts of channels in action, alert, stale and
@@ -17,8 +17,8 @@ the panels, names, units and uids from the same site file. Four kinds of dashboa
 - **particles** (``<site>-particles``): every counter, both sizes, the maximum per
   interval so that peaks are never averaged away.
 
-Every query is InfluxQL on the ``stream.tsschema`` / ``stream.tscontext`` measurements
-through the data source of fixed uid ``envmon-influxdb``; every dashboard is
+Every query is InfluxQL on the ``stream.timeseries.schema`` / ``stream.timeseries.context``
+measurements through the data source of fixed uid ``envmon-influxdb``; every dashboard is
 ``editable: false`` (the generated JSON is the controlled configuration item).
 """
 
@@ -61,7 +61,8 @@ from envmon.config import SiteConfig
 from envmon.config.schema import AreaConfig, InstrumentConfig
 from envmon.display import unit_label
 from envmon.sensors import SensorSpec
-from stream import tscontext, tsschema
+from stream.timeseries import context as tscontext
+from stream.timeseries import schema as tsschema
 
 #: How far back the overviews look for the processor's status points (written every minute).
 STATUS_WINDOW: Final = "10m"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from stream.tscontext import STATUS_NAMES
+from stream.timeseries.context import STATUS_NAMES
 
 PARAMETER_LABELS: Final = {
     "temperature": "Temperature",

@@ -25,7 +25,7 @@ A channel's state, first rule that holds (``channel_state``):
 - ``action`` / ``alert``: the record store holds an open excursion of that level for it;
 - ``normal``: otherwise (an ``uncertain`` quality is shown, not judged).
 
-Readings come through ``excursions.series.LatestReader`` (one query for the whole site),
+Readings come through ``envmon.timeseries.SeriesReader`` (one query for the whole site),
 records through ``excursions.queries.open_records``; the clock is injected, so a test
 reaches staleness by moving it.
 """
@@ -55,9 +55,9 @@ from envmon.display import label as human_label
 from envmon.errors import EnvmonError
 from envmon.models import Quality, Reading
 from envmon.sensors import LimitSet, SensorSpec
+from envmon.timeseries import SeriesReader
 from envmon.timeutil import to_us
 from excursions.queries import open_records
-from excursions.series import LatestReader
 from excursions.users import ROLES, User
 from excursions.web.api import PREFIX, Services, role_dependency, user_dependency
 from excursions.web.security import StrictJSONRoute, csrf_token
@@ -108,7 +108,7 @@ class StatusServices:
     """
 
     site: SiteConfig
-    latest: LatestReader | None
+    latest: SeriesReader | None
     clock: Callable[[], datetime] | None = None
     default_stale_after_s: float = DEFAULT_STALE_AFTER_S
     lookback: timedelta = LOOKBACK

@@ -470,12 +470,11 @@ def _audit_settings(settings_file: Path | None, site: Path | None) -> Settings:
 
 
 def _site_id(site_file: Path) -> str:
-    from envmon.commands.stream_worker import site_id
     from envmon.config import load_site
     from envmon.errors import ConfigError
 
     with _refused(ConfigError):
-        return site_id(load_site(site_file))
+        return load_site(site_file).site_id
 
 
 @audit_app.command("keygen")

@@ -1,7 +1,7 @@
 """The record store's consumers: records, alarms and notifications from the bus, stored once.
 
 Works on either bus engine (``envmon.bus.Bus``): the in-process bus of the embedded
-default or Kafka (``stream.kafka_bus.KafkaBus``, whose offsets are committed only after the
+default or Kafka (``stream.kafka.bus.KafkaBus``, whose offsets are committed only after the
 caller took the batch, so a crash repeats at most one batch — which the stores ignore: a
 record is applied only if it is newer than the one held, an event only if not yet stored).
 A message that is not what its topic carries goes to ``envmon.deadletter`` with the

@@ -1,10 +1,10 @@
-"""The time-series ports of the QA app: a record's readings, and the newest of many sensors.
+"""The QA app's reading of time series: a record's trend and what the chart marks beside it.
 
-``excursions`` reads time series only through ``SeriesReader`` (one sensor over a range:
-the trend of a record) and ``LatestReader`` (the newest reading of many sensors: the live
-status page of ``dashboards.status``); the adapters live with the writers that own the
-stores (``stream.timeseries.SqliteTimeSeries`` for the embedded
-default, ``stream.influxdb.InfluxSeriesReader`` for InfluxDB) and are chosen by the
+``excursions`` reads time series only through the port's ``envmon.timeseries.SeriesReader``
+(``query``: one sensor over a range, the trend of a record; ``latest``: the newest reading of
+many sensors, the live status page of ``dashboards.status``); the adapters live with the
+writers that own the stores (``stream.timeseries.sqlite.SqliteTimeSeries`` for the embedded
+default, ``stream.timeseries.influxdb.InfluxSeriesReader`` for InfluxDB) and are chosen by the
 command that builds the app (``envmon excursions serve``, ``envmon demo``).
 
 A store that cannot answer does not stop a review: ``fetch_trend`` returns the reason and
@@ -18,10 +18,10 @@ limits), the limits of the same sensor's nearest excursion.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Protocol
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select
@@ -30,31 +30,11 @@ from sqlalchemy.orm import Session
 from envmon.config.schema import SiteConfig
 from envmon.display import Display
 from envmon.errors import EnvmonError
-from envmon.models import Reading
+from envmon.timeseries import SeriesReader
 from excursions.db import ExcursionRow, TimelineEventRow
 from excursions.trend import DEFAULT_MAX_POINTS, Trend, build_trend, trend_window
 
 logger = logging.getLogger(__name__)
-
-
-class SeriesReader(Protocol):
-    """Reads one sensor's stored readings."""
-
-    def query(self, sensor_id: str, start: datetime, end: datetime) -> Sequence[Reading]:
-        """Return the readings of ``sensor_id`` with ``start <= ts < end``, oldest first."""
-        ...
-
-
-class LatestReader(Protocol):
-    """Reads the newest stored reading of many sensors at once."""
-
-    def latest(self, sensor_ids: Collection[str], since: datetime) -> Mapping[str, Reading]:
-        """Return each sensor's newest reading with ``ts >= since``, by sensor id.
-
-        A sensor with no reading since then is left out. A stored quality the adapter
-        cannot read comes back as ``bad`` (a quality not known to be good is not good).
-        """
-        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Final, Protocol, runtime_checkable
+from typing import Final
 
 from pydantic import ValidationError
 
@@ -35,18 +35,8 @@ from envmon.models import (
 from envmon.sensors import SensorSpec
 from envmon.timeutil import to_us, utcnow
 from stream.core.evaluator import Evaluator, UnknownSensorError
-from stream.timeseries import TimeSeriesStore
-from stream.tscontext import ContextPoint, ContextTrail
-
-
-@runtime_checkable
-class ContextStore(Protocol):
-    """A time-series store that keeps the context series too (``SqliteTimeSeries``)."""
-
-    def write_context(self, points: Sequence[ContextPoint]) -> None:
-        """Store context points (idempotent by series and time)."""
-        ...
-
+from stream.timeseries.context import ContextPoint, ContextTrail
+from stream.timeseries.sqlite import SqliteTimeSeries
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +55,7 @@ class StreamProcessor:
         bus: Bus,
         specs: Iterable[SensorSpec],
         *,
-        store: TimeSeriesStore | None = None,
+        store: SqliteTimeSeries | None = None,
         clock: Callable[[], datetime] = utcnow,
         tick_s: float = DEFAULT_TICK_S,
         group: str = DEFAULT_GROUP,
@@ -81,8 +71,8 @@ class StreamProcessor:
         self.tick_s = tick_s
         self.group = group
         self.listener = listener
-        #: The context series (``stream.tscontext``), written when the store keeps them.
-        self.trail = ContextTrail(specs, site) if isinstance(store, ContextStore) else None
+        #: The context series (``stream.timeseries.context``), written beside the readings.
+        self.trail = ContextTrail(specs, site) if store is not None else None
         self.readings = 0
         self.proofs = 0
         self.rejected = 0
@@ -190,7 +180,7 @@ class StreamProcessor:
 
     async def _write_context(self, points: list[ContextPoint]) -> None:
         store = self.store
-        if points and isinstance(store, ContextStore):
+        if points and store is not None:
             await asyncio.to_thread(store.write_context, points)
 
     async def tick(self) -> None:

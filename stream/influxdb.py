@@ -1,4 +1,4 @@
-r"""A real InfluxDB for tests and development, and the Flux read side of the time-series port.
+r"""A real InfluxDB for tests and development.
 
 **The server.** ``InfluxDB(directory, http_port)`` runs InfluxDB 1.8.10 on 127.0.0.1. No
 InfluxDB release can be downloaded on the test machines, but its source is a Go module:
@@ -14,35 +14,20 @@ sends SIGTERM; ``start`` again on the same directory finds the data.
 ``deploy/scripts/influxdb.sh`` does the same from a shell.
 
 InfluxDB 1.8 serves the v2 API that envmon speaks: ``POST /api/v2/write`` (what
-``stream.influx.InfluxWriter`` writes with) and ``POST /api/v2/query`` (Flux), with the
+``stream.timeseries.influxdb.InfluxWriter`` writes with) and ``POST /api/v2/query`` (Flux), with the
 bucket ``database/retention-policy`` (``envmon/autogen``, ``InfluxDB.bucket``), any
 organisation (``-``) and, without authentication, any token. A point is identified by its
 series and time, so writing it again overwrites it; a field written with another type than
 the series has in its shard is refused with 400 ("field type conflict") while the rest of
 the request is stored ("partial write").
 
-**The read side.** ``InfluxSeriesReader.query(sensor_id, start, end)`` is the ``query`` of
-``stream.timeseries.TimeSeriesStore`` over Flux (influxdb-client's synchronous query API):
-one sensor's readings in ``[start, end)``, oldest first, from the ``stream.tsschema``
-points. The same Flux runs on InfluxDB 2.x (bucket name, organisation, token) and on
-1.8's compatibility API (``db/rp`` bucket). Every string placed in the query is a Flux
-string literal with backslash, double quote and ``${`` escaped (``flux_string``), so a
-sensor id or site cannot change the query. InfluxDB 1.8's storage returns the points at
-``range``'s ``stop`` too (2.x does not): a second filter ``_time < stop`` makes the range
-half-open on both.
-
-``InfluxSeriesReader.latest(sensor_ids, since)`` is ``excursions.series.LatestReader``: each
-sensor's newest point since ``since`` in one Flux query (``last()`` of the ``value`` and
-the ``quality`` field of each series, pushed down to the storage). A point without a
-``value`` (a sensor fault) is newer than the last value: the reading is then the quality's
-point with value ``None``, never an older value. ``range`` has no ``stop`` here (up to the
-server's now), so 1.8's closed ``stop`` changes nothing.
+The production adapter (``InfluxWriter``, ``InfluxSeriesReader``) is
+``stream.timeseries.influxdb``.
 
 Errors::
 
     EnvmonError
-     ├── InfluxDBServerError   influxd could not be built, started or asked (the runner)
-     └── TimeSeriesQueryError  a query failed: server unreachable, HTTP error, bad point
+     └── InfluxDBServerError   influxd could not be built, started or asked (the runner)
 """
 
 from __future__ import annotations
@@ -57,26 +42,13 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Collection
-from datetime import UTC, datetime
 from pathlib import Path
 from string import Template
-from types import TracebackType
-from typing import Any, Final, Self
-
-import urllib3
-from influxdb_client.client.flux_csv_parser import FluxCsvParserException, FluxQueryException
-from influxdb_client.client.flux_table import TableList
-from influxdb_client.client.influxdb_client import InfluxDBClient
-from influxdb_client.rest import ApiException
+from typing import Any, Final
 
 from devservers.process import ServerProcess
 from envmon.errors import EnvmonError
-from envmon.models import Quality, Reading
 from envmon.netutil import free_port
-from envmon.timeutil import format_ts, from_us, to_us
-from stream import tsschema
-from stream.influx import api_message
 
 logger = logging.getLogger(__name__)
 
@@ -91,9 +63,6 @@ DEFAULT_RETENTION_POLICY: Final = "autogen"
 #: The organisation InfluxDB 1.8's compatibility API expects (it ignores it).
 COMPAT_ORG: Final = "-"
 DEFAULT_LOG_LEVEL: Final = "warn"
-#: ``Reading.source`` of the readings read back from InfluxDB.
-SOURCE: Final = "influxdb"
-DEFAULT_QUERY_TIMEOUT_S: Final = 10.0
 _BUILD_TIMEOUT_S: Final = 1200.0
 _START_TIMEOUT_S: Final = 60.0
 _STOP_TIMEOUT_S: Final = 30.0
@@ -101,17 +70,10 @@ _POLL_S: Final = 0.05
 _HTTP_TIMEOUT_S: Final = 30.0
 _DATABASE_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,126}")
 _TOML_ESCAPES: Final = str.maketrans({"\\": "\\\\", '"': '\\"'})
-_FLUX_ESCAPES: Final = str.maketrans({"\\": "\\\\", '"': '\\"'})
-#: The qualities a point may carry; any other reads back as bad (``latest``).
-_QUALITIES: Final = frozenset(q.value for q in Quality)
 
 
 class InfluxDBServerError(EnvmonError):
     """InfluxDB could not be built, started or stopped, or refused an InfluxQL statement."""
-
-
-class TimeSeriesQueryError(EnvmonError):
-    """Readings could not be read from the time-series store (the message names its URL)."""
 
 
 # --- the server ------------------------------------------------------------------------
@@ -372,237 +334,3 @@ class InfluxDB(ServerProcess):
             if "error" in result:
                 raise InfluxDBServerError(f"InfluxDB refused {statement!r}: {result['error']}")
         return results
-
-
-# --- the read side ---------------------------------------------------------------------
-
-
-def flux_string(text: str) -> str:
-    r"""Return ``text`` as a Flux string literal: quoted, with ``\``, ``"`` and ``${`` escaped."""
-    return '"' + text.translate(_FLUX_ESCAPES).replace("${", "\\${") + '"'
-
-
-def flux_time(dt: datetime) -> str:
-    """Return an aware datetime as a Flux time literal (UTC, µs)."""
-    return format_ts(from_us(to_us(dt)))
-
-
-def readings_query(
-    bucket: str, sensor_id: str, start: datetime, end: datetime, *, site: str | None = None
-) -> str:
-    """Return the Flux query of one sensor's readings in ``[start, end)`` (``stream.tsschema``).
-
-    The range is half-open as the port's ``query`` is; the fields ``value`` and
-    ``quality`` are pivoted into one row per point, and the ``unit`` tag comes along.
-    """
-    s = tsschema
-    predicate = (
-        f"r._measurement == {flux_string(s.MEASUREMENT)}"
-        f" and r.{s.TAG_SENSOR} == {flux_string(sensor_id)}"
-    )
-    if site is not None:
-        predicate += f" and r.{s.TAG_SITE} == {flux_string(site)}"
-    predicate += (
-        f" and (r._field == {flux_string(s.FIELD_VALUE)}"
-        f" or r._field == {flux_string(s.FIELD_QUALITY)})"
-    )
-    keep = ", ".join(flux_string(c) for c in ("_time", s.FIELD_VALUE, s.FIELD_QUALITY, s.TAG_UNIT))
-    stop = flux_time(end)
-    return (
-        f"from(bucket: {flux_string(bucket)})\n"
-        f"  |> range(start: {flux_time(start)}, stop: {stop})\n"
-        f"  |> filter(fn: (r) => {predicate})\n"
-        # InfluxDB 1.8's storage includes the points at ``stop``; 2.x does not. A filter of
-        # its own, so that 2.x still pushes the one above down to its storage.
-        f"  |> filter(fn: (r) => r._time < {stop})\n"
-        '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
-        f"  |> keep(columns: [{keep}])\n"
-    )
-
-
-def latest_query(
-    bucket: str, sensor_ids: Collection[str], since: datetime, *, site: str | None = None
-) -> str:
-    """Return the Flux query of each sensor's newest ``value`` and ``quality`` since ``since``.
-
-    One row per series and field (``last()`` of each table, which the storage answers
-    without reading the series); a sensor whose unit tag changed has a series per unit, and
-    the caller keeps the newest. ``sensor_ids`` must not be empty.
-    """
-    s = tsschema
-    sensors = " or ".join(f"r.{s.TAG_SENSOR} == {flux_string(x)}" for x in sorted(sensor_ids))
-    predicate = f"r._measurement == {flux_string(s.MEASUREMENT)}"
-    if site is not None:
-        predicate += f" and r.{s.TAG_SITE} == {flux_string(site)}"
-    predicate += (
-        f" and (r._field == {flux_string(s.FIELD_VALUE)}"
-        f" or r._field == {flux_string(s.FIELD_QUALITY)})"
-        f" and ({sensors})"
-    )
-    keep = ", ".join(
-        flux_string(c) for c in ("_time", "_value", "_field", s.TAG_SENSOR, s.TAG_UNIT)
-    )
-    return (
-        f"from(bucket: {flux_string(bucket)})\n"
-        f"  |> range(start: {flux_time(since)})\n"
-        f"  |> filter(fn: (r) => {predicate})\n"
-        "  |> last()\n"
-        f"  |> keep(columns: [{keep}])\n"
-    )
-
-
-class InfluxSeriesReader:
-    """Reads one sensor's readings back from InfluxDB 2.x or 1.8 with Flux (the port's ``query``).
-
-    ``site`` restricts every query to that site's points (sensor ids are unique within a
-    site). Thread-safe: the QA app may query from several worker threads.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        token: str,
-        org: str,
-        bucket: str,
-        *,
-        timeout_s: float = DEFAULT_QUERY_TIMEOUT_S,
-        site: str | None = None,
-    ) -> None:
-        self.url = url
-        self.org = org
-        self.bucket = bucket
-        self.site = site
-        self._client = InfluxDBClient(url=url, token=token, org=org, timeout=int(timeout_s * 1000))
-        self._query_api = self._client.query_api()
-
-    def query(self, sensor_id: str, start: datetime, end: datetime) -> list[Reading]:
-        """Return the readings of one sensor with ``start <= ts < end``, oldest first.
-
-        A point without a ``value`` field (no value, a sensor fault) reads back with value
-        ``None``; a point without a ``unit`` tag with unit ``""``.
-        """
-        if to_us(start) >= to_us(end):
-            return []
-        tables = self._run(readings_query(self.bucket, sensor_id, start, end, site=self.site))
-        found: list[tuple[datetime, Reading]] = []
-        for table in tables:
-            for record in table.records:
-                values: dict[str, Any] = record.values
-                found.append(self._reading(sensor_id, values))
-        found.sort(key=lambda pair: pair[0])
-        return [reading for _, reading in found]
-
-    def _run(self, flux: str) -> TableList:
-        """Run a Flux query; raise ``TimeSeriesQueryError`` naming the URL and bucket."""
-        try:
-            return self._query_api.query(flux, org=self.org)
-        except ApiException as exc:
-            raise TimeSeriesQueryError(
-                f"{self.url} bucket {self.bucket}: HTTP {exc.status}: {api_message(exc)}"
-            ) from exc
-        except FluxQueryException as exc:
-            raise TimeSeriesQueryError(
-                f"{self.url} bucket {self.bucket}: query failed: {exc.message}"
-            ) from exc
-        except FluxCsvParserException as exc:
-            raise TimeSeriesQueryError(f"{self.url}: unreadable answer: {exc}") from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise TimeSeriesQueryError(
-                f"{self.url}: time-series store unreachable: {type(exc).__name__}: {exc}"
-            ) from exc
-
-    def latest(self, sensor_ids: Collection[str], since: datetime) -> dict[str, Reading]:
-        """Return each sensor's newest reading with ``ts >= since`` (none: left out).
-
-        The newest point's ``quality`` and, if that point has one, its ``value`` (else
-        ``None``: a fault); a quality that is not one of ``Quality``'s reads back as ``bad``.
-        """
-        wanted = set(sensor_ids)
-        if not wanted:
-            return {}
-        tables = self._run(latest_query(self.bucket, wanted, since, site=self.site))
-        # sensor → field → (time, value, unit) of the newest row of that field
-        newest: dict[str, dict[str, tuple[datetime, Any, str]]] = {}
-        for table in tables:
-            for record in table.records:
-                values: dict[str, Any] = record.values
-                sensor, field, ts = (
-                    values.get(k) for k in (tsschema.TAG_SENSOR, "_field", "_time")
-                )
-                if not (sensor in wanted and isinstance(field, str) and isinstance(ts, datetime)):
-                    continue
-                fields = newest.setdefault(str(sensor), {})
-                held = fields.get(field)
-                if held is None or ts > held[0]:
-                    fields[field] = (
-                        ts.astimezone(UTC),
-                        values.get("_value"),
-                        values.get(tsschema.TAG_UNIT) or "",
-                    )
-        return {
-            sensor: reading
-            for sensor, fields in newest.items()
-            if (reading := self._newest(sensor, fields)) is not None
-        }
-
-    def _newest(
-        self, sensor_id: str, fields: dict[str, tuple[datetime, Any, str]]
-    ) -> Reading | None:
-        """Return the reading of a sensor's newest point from its fields' newest rows."""
-        ts = max(at for at, _, _ in fields.values())
-        value_row = fields.get(tsschema.FIELD_VALUE)
-        quality_row = fields.get(tsschema.FIELD_QUALITY)
-        value = value_row[1] if value_row is not None and value_row[0] == ts else None
-        quality = quality_row[1] if quality_row is not None and quality_row[0] == ts else None
-        unit = next(row[2] for row in fields.values() if row[0] == ts)
-        try:
-            return Reading(
-                sensor_id=sensor_id,
-                value=None if value is None else float(value),
-                unit=unit,
-                ts=ts,
-                quality=Quality(quality) if quality in _QUALITIES else Quality.BAD,
-                source=SOURCE,
-            )
-        except (ValueError, TypeError) as exc:  # a point no writer of ours makes
-            logger.warning("%s: newest point of %r unreadable: %s", self.url, sensor_id, exc)
-            return None
-
-    def _reading(self, sensor_id: str, values: dict[str, Any]) -> tuple[datetime, Reading]:
-        ts = values.get("_time")
-        if not isinstance(ts, datetime):
-            raise TimeSeriesQueryError(
-                f"{self.url} bucket {self.bucket}: a point of {sensor_id!r} without _time"
-            )
-        ts = ts.astimezone(UTC)
-        try:
-            value = values.get(tsschema.FIELD_VALUE)
-            reading = Reading(
-                sensor_id=sensor_id,
-                value=None if value is None else float(value),
-                unit=values.get(tsschema.TAG_UNIT) or "",
-                ts=ts,
-                quality=Quality(str(values.get(tsschema.FIELD_QUALITY))),
-                source=SOURCE,
-            )
-        except (ValueError, TypeError) as exc:
-            raise TimeSeriesQueryError(
-                f"{self.url} bucket {self.bucket}: a point of {sensor_id!r} at {ts} is not"
-                f" a reading of stream.tsschema: {exc}"
-            ) from exc
-        return ts, reading
-
-    def close(self) -> None:
-        """Close the HTTP connections; idempotent."""
-        self._client.close()  # type: ignore[no-untyped-call]
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

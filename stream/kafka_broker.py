@@ -16,13 +16,12 @@ what was acknowledged is still there after a restart (it is in the OS page cache
 broker only recovers its logs first. ``deploy/scripts/kafka.sh`` does the same from a
 shell.
 
-``create_topics`` and ``delete_topics`` (also methods of ``KafkaBroker``) manage topics
-through aiokafka's admin client and wait until the broker's metadata shows the result.
+``KafkaBroker.create_topics`` and ``delete_topics`` manage topics through
+``stream.kafka.topics``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import os
@@ -31,18 +30,15 @@ import shutil
 import socket
 import struct
 import subprocess
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import for_code
-
 from devservers.process import ServerProcess
 from envmon.netutil import free_port
+from stream.kafka.topics import create_topics, delete_topics
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +78,6 @@ _FETCH_TIMEOUT_S: Final = 900.0
 _START_TIMEOUT_S: Final = 90.0
 _STOP_TIMEOUT_S: Final = 60.0
 _POLL_S: Final = 0.1
-_ERROR_TOPIC_ALREADY_EXISTS: Final = 36
-_ERROR_UNKNOWN_TOPIC_OR_PARTITION: Final = 3
 _VOTERS_RE: Final = re.compile(r"^controller\.quorum\.voters=\d+@[^:]+:(\d+)\s*$", re.MULTILINE)
 
 
@@ -492,99 +486,3 @@ class KafkaBroker(ServerProcess):
     ) -> None:
         """Delete topics from this broker (see ``delete_topics``)."""
         await delete_topics(self.bootstrap, names, missing_ok=missing_ok, timeout=timeout)
-
-
-def _error_name(code: int) -> str:
-    return str(for_code(code).__name__)
-
-
-async def _partition_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, list[int]]:
-    described: list[dict[str, object]] = await admin.describe_topics(names)
-    leaders: dict[str, list[int]] = {}
-    for topic in described:
-        partitions = topic.get("partitions")
-        if topic.get("error_code") == 0 and isinstance(partitions, list):
-            leaders[str(topic["topic"])] = [int(p["leader"]) for p in partitions]
-    return leaders
-
-
-async def create_topics(
-    bootstrap: str,
-    topics: Mapping[str, int],
-    *,
-    replication: int = 1,
-    config: Mapping[str, str] | None = None,
-    exist_ok: bool = False,
-    timeout: float = 30.0,
-) -> None:
-    """Create ``{name: partitions}`` topics and wait until every partition has a leader.
-
-    ``config`` holds topic settings (``cleanup.policy``, ``retention.ms``...) for all of
-    them. Raises ``KafkaBrokerError`` naming the Kafka error of each topic that failed
-    (an existing topic is no error with ``exist_ok``).
-    """
-    names = list(topics)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="envmon-admin")
-    try:  # from the start: a start that fails half-way leaves connections open
-        await admin.start()
-        response = await admin.create_topics(
-            [
-                NewTopic(name, partitions, replication, topic_configs=dict(config or {}))
-                for name, partitions in topics.items()
-            ],
-            timeout_ms=int(timeout * 1000),
-        )
-        failed = []
-        for result in response.topic_errors:
-            name, code = str(result[0]), int(result[1])
-            message = result[2] if len(result) > 2 else None
-            if code == 0 or (code == _ERROR_TOPIC_ALREADY_EXISTS and exist_ok):
-                continue
-            failed.append(f"{name}: {_error_name(code)}" + (f" ({message})" if message else ""))
-        if failed:
-            raise KafkaBrokerError("could not create topics: " + "; ".join(failed))
-        deadline = time.monotonic() + timeout
-        while True:
-            leaders = await _partition_leaders(admin, names)
-            if all(
-                len(leaders.get(name, [])) >= topics[name]
-                and all(leader >= 0 for leader in leaders[name])
-                for name in names
-            ):
-                return
-            if time.monotonic() > deadline:
-                raise KafkaBrokerError(f"topics without leaders after {timeout:g} s: {leaders}")
-            await asyncio.sleep(_POLL_S)
-    finally:
-        await admin.close()
-
-
-async def delete_topics(
-    bootstrap: str, names: Iterable[str], *, missing_ok: bool = True, timeout: float = 30.0
-) -> None:
-    """Delete topics and wait until the broker no longer lists them."""
-    wanted = list(names)
-    if not wanted:
-        return
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="envmon-admin")
-    try:  # from the start: a start that fails half-way leaves connections open
-        await admin.start()
-        response = await admin.delete_topics(wanted, timeout_ms=int(timeout * 1000))
-        failed = []
-        for result in response.topic_error_codes:
-            name, code = str(result[0]), int(result[1])
-            if code == 0 or (code == _ERROR_UNKNOWN_TOPIC_OR_PARTITION and missing_ok):
-                continue
-            failed.append(f"{name}: {_error_name(code)}")
-        if failed:
-            raise KafkaBrokerError("could not delete topics: " + "; ".join(failed))
-        deadline = time.monotonic() + timeout
-        while True:
-            listed: list[str] = await admin.list_topics()
-            if not set(wanted) & set(listed):
-                return
-            if time.monotonic() > deadline:
-                raise KafkaBrokerError(f"topics still listed after {timeout:g} s: {wanted}")
-            await asyncio.sleep(_POLL_S)
-    finally:
-        await admin.close()

@@ -51,7 +51,8 @@ from devservers.process import ServerProcess
 from devservers.versions import version as pinned_version
 from envmon.errors import EnvmonError
 from envmon.netutil import free_port
-from stream import tsschema
+from stream.timeseries import schema as tsschema
+from stream.timeseries.questdb import readings_table_ddl, table_name
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 POM: Final = REPO_ROOT / "deploy" / "questdb" / "pom.xml"
@@ -61,7 +62,6 @@ _STOP_TIMEOUT_S: Final = 30.0
 _POLL_S: Final = 0.05
 _SQL_TIMEOUT_S: Final = 30.0
 _ANSI: Final = re.compile(r"\x1b\[[0-9;]*m")
-_TABLE_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,126}")
 
 
 class QuestDBError(EnvmonError):
@@ -309,30 +309,6 @@ class QuestDB(ServerProcess):
             if time.monotonic() > deadline:
                 raise QuestDBError(f"writes to {table} not applied within {timeout:g} s")
             time.sleep(_POLL_S)
-
-
-def table_name(name: str) -> str:
-    """Return ``name`` if it is a plain table name (letters, digits, ``_ . -``), else raise."""
-    if not _TABLE_NAME.fullmatch(name):
-        raise ValueError(f"not a plain table name: {name!r}")
-    return name
-
-
-def readings_table_ddl(table: str = tsschema.MEASUREMENT) -> str:
-    """Return the QuestDB DDL of the readings table of ``stream.tsschema``.
-
-    Tags are SYMBOLs, ``time`` is the designated timestamp (µs), and the table
-    deduplicates on (time, site, sensor): the same point written twice is stored once (the
-    last write wins), as InfluxDB does for a series and a timestamp.
-    """
-    s = tsschema
-    tags = ", ".join(f"{key} SYMBOL" for key in s.TAG_KEYS)
-    return (
-        f"CREATE TABLE IF NOT EXISTS '{table_name(table)}' ({tags}, {s.FIELD_VALUE} DOUBLE,"
-        f" {s.FIELD_QUALITY} SYMBOL, {s.FIELD_STATE} INT, {s.TIME_COLUMN} TIMESTAMP)"
-        f" TIMESTAMP({s.TIME_COLUMN}) PARTITION BY DAY WAL"
-        f" DEDUP UPSERT KEYS({s.TIME_COLUMN}, {s.TAG_SITE}, {s.TAG_SENSOR})"
-    )
 
 
 def create_readings_table(server: QuestDB, table: str = tsschema.MEASUREMENT) -> None:

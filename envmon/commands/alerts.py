@@ -104,8 +104,8 @@ def build_service(
 async def run_alerts(settings: Settings, url: str, *, stop: asyncio.Event | None = None) -> None:
     """Run the alerting service on Kafka until ``stop`` (or SIGTERM / SIGINT)."""
     from envmon.commands.records import open_engine, require_migrated
-    from envmon.commands.stream_worker import ensure_topics
-    from stream.kafka_bus import KafkaBus
+    from stream.kafka.bus import KafkaBus
+    from stream.kafka.topics import ensure_topics
 
     if settings.bus != "kafka":
         raise SettingsError(

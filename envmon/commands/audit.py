@@ -240,8 +240,8 @@ async def publish_checkpoint(bus: Bus, checkpoint: Checkpoint) -> None:
 
 async def publish_to_kafka(settings: Settings, checkpoint: Checkpoint) -> None:
     """Create the audit topic if needed and publish a checkpoint to it on Kafka."""
-    from envmon.commands.stream_worker import ensure_audit_topic
-    from stream.kafka_bus import KafkaBus
+    from stream.kafka.bus import KafkaBus
+    from stream.kafka.topics import ensure_audit_topic
 
     await ensure_audit_topic(settings)
     bus = KafkaBus(

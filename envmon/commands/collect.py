@@ -31,13 +31,13 @@ from collectors.mqtt import MqttCollector
 from collectors.opcua import OpcUaCollector
 from collectors.pipeline import CollectorPipeline, event_message
 from envmon.bus import BusUnavailableError, Message
-from envmon.commands.stream_worker import ensure_topics
 from envmon.config import load_site
 from envmon.metrics import Describe, MetricSet, describe_outages, registry_of, serve_metrics
 from envmon.models import SystemEvent
 from envmon.outagelog import kafka_outage_log
 from envmon.settings import Settings, SettingsError
-from stream.kafka_bus import KafkaBus
+from stream.kafka.bus import KafkaBus
+from stream.kafka.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
 

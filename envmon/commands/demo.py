@@ -70,7 +70,7 @@ from excursions.users import UserStore
 from excursions.web.api import Services
 from excursions.web.app import create_app
 from stream.embedded import StreamProcessor
-from stream.timeseries import SqliteTimeSeries
+from stream.timeseries.sqlite import SqliteTimeSeries
 
 logger = logging.getLogger(__name__)
 

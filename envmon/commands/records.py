@@ -19,25 +19,23 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from envmon.bus import ALARMS, NOTIFICATIONS
-from envmon.commands.stream_worker import ensure_topics, site_id
 from envmon.config import SiteConfig
 from envmon.metrics import Describe, MetricSet, describe_outages, registry_of, serve_metrics
 from envmon.outagelog import kafka_outage_log
 from envmon.settings import Settings, SettingsError
+from envmon.timeseries import SeriesReader
 from envmon.timeutil import utcnow
 from excursions.consumer import consume_events, consume_records
 from excursions.db import store_engine
 from excursions.migrate import current, grant_app_role, newest, upgrade
 from excursions.records import RecordStore
-from excursions.series import SeriesReader
 from excursions.timeline import TimelineStore
-from stream.kafka_bus import KafkaBus
-from stream.timeseries import SqliteTimeSeries
+from stream.timeseries.sqlite import SqliteTimeSeries
 
 if TYPE_CHECKING:
     from alerts.web import IncidentServices
-    from excursions.series import LatestReader
-    from stream.influxdb import InfluxSeriesReader
+    from stream.kafka.bus import KafkaBus
+    from stream.timeseries.influxdb import InfluxSeriesReader
 
 
 def open_engine(url: str) -> Engine:
@@ -124,6 +122,9 @@ async def run_consume(
             "ENVMON_BUS / bus: envmon excursions consume reads Kafka; set bus: kafka "
             "(inside envmon demo the in-process bus feeds the store directly)"
         )
+    from stream.kafka.bus import KafkaBus  # aiokafka: only for the consumer
+    from stream.kafka.topics import ensure_topics
+
     engine = open_engine(url)
     try:
         require_migrated(engine)
@@ -218,13 +219,13 @@ def series_reader(
 ) -> SqliteTimeSeries | InfluxSeriesReader | None:
     """Return the read side of the time-series store the settings name (None: ``none``).
 
-    Both adapters are the app's ``SeriesReader`` (trends) and ``LatestReader`` (status).
+    Both adapters are the port's ``SeriesReader`` (trends and the status page).
     """
     if settings.timeseries == "sqlite":
         path = settings.data_dir / "timeseries.sqlite3"  # the stream worker's
         return SqliteTimeSeries(path) if path.exists() else None
     if settings.timeseries == "influx":
-        from stream.influxdb import InfluxSeriesReader
+        from stream.timeseries.influxdb import InfluxSeriesReader
 
         return InfluxSeriesReader(
             settings.influx_url,
@@ -232,7 +233,7 @@ def series_reader(
             settings.influx_org,
             settings.influx_bucket,
             timeout_s=settings.influx_timeout_s,
-            site=site_id(site),
+            site=site.site_id,
         )
     return None
 
@@ -275,7 +276,7 @@ def serve(
     site: SiteConfig | None = None,
     site_path: Path | None = None,
     environ: Mapping[str, str] | None = None,
-    latest: LatestReader | None = None,
+    latest: SeriesReader | None = None,
 ) -> None:
     """Serve the QA app on ``host:port`` with uvicorn until SIGTERM / Ctrl-C.
 

@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from envmon.config.schema import SiteConfig
 from envmon.display import Display
+from envmon.timeseries import SeriesReader
 from envmon.timeutil import utcnow
 from excursions.lifecycle import (
     MAX_COMMENT,
@@ -47,7 +48,7 @@ from excursions.queries import (
     list_records,
     record_detail,
 )
-from excursions.series import SeriesReader, fetch_trend, trend_context
+from excursions.series import fetch_trend, trend_context
 from excursions.sessions import Sessions
 from excursions.throttle import client_key
 from excursions.trend import WINDOWS, trend_json, trend_window

@@ -37,7 +37,7 @@ from excursions.lifecycle import Lifecycle
 from excursions.migrate import upgrade
 from excursions.records import RecordStore
 from excursions.users import UserStore
-from stream.timeseries import SqliteTimeSeries
+from stream.timeseries.sqlite import SqliteTimeSeries
 from tests.e2e.browser import ARTIFACTS, CHROMIUM, launch
 from tests.integration.serving import serving
 from tests.unit.excursions.conftest import FAST_HASHER

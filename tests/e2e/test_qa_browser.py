@@ -24,7 +24,7 @@ from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.db import store_engine
 from excursions.migrate import upgrade
 from excursions.users import UserStore
-from stream.timeseries import SqliteTimeSeries
+from stream.timeseries.sqlite import SqliteTimeSeries
 from tests.e2e.browser import ARTIFACTS, CHROMIUM, launch
 from tests.integration.serving import serving
 from tests.unit.excursions.conftest import stored_excursion

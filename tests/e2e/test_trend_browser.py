@@ -28,7 +28,7 @@ from excursions.records import RecordStore
 from excursions.timeline import TimelineStore
 from excursions.users import UserStore
 from stream.core.evaluator import Evaluator
-from stream.timeseries import SqliteTimeSeries
+from stream.timeseries.sqlite import SqliteTimeSeries
 from tests.e2e.browser import ARTIFACTS, CHROMIUM, launch
 from tests.integration.serving import serving
 from tests.unit.alerts.sites import freezer_site

@@ -47,7 +47,8 @@ from envmon.timeutil import format_ts, parse_ts
 from excursions.migrate import upgrade
 from excursions.queries import core_records
 from stream.influxdb import InfluxDB
-from stream.kafka_broker import KafkaBroker, create_topics
+from stream.kafka.topics import create_topics
+from stream.kafka_broker import KafkaBroker
 from tests.faults.equipment import FREEZERS, INCUBATORS, NAMESPACE, Sample, Script, read_log
 
 PARTITIONS = 4

@@ -6,7 +6,7 @@ from typing import Any, Final
 
 from envmon.backoff import Backoff
 from envmon.models import DeadLetter, SystemEvent
-from stream.influx import InfluxWriter
+from stream.timeseries.influxdb import InfluxWriter
 
 #: Retries fast enough for a test, slow enough to see an outage.
 FAST: Final = Backoff(initial_s=0.05, maximum_s=0.5)

@@ -14,7 +14,7 @@ from excursions.migrate import upgrade
 from excursions.queries import core_records
 from excursions.records import RecordStore
 from stream.embedded import StreamProcessor
-from stream.timeseries import SqliteTimeSeries
+from stream.timeseries.sqlite import SqliteTimeSeries
 
 SID = "fridge-1.temperature"
 
@@ -49,7 +49,7 @@ class TestStreamProcessor:
         assert store.count() == 3
 
     async def test_context_series_are_stored_beside_the_readings(self, tmp_path):
-        """The embedded processor writes limits, status, alarms and records (stream.tscontext)."""
+        """The embedded processor writes limits, status, alarms and records (context series)."""
         bus = InMemoryBus()
         store = SqliteTimeSeries(tmp_path / "ts.sqlite3")
         clock = FakeClock(DEFAULT_T0 + timedelta(minutes=20))

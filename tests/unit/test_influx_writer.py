@@ -1,4 +1,4 @@
-"""The InfluxDB writer's rules (stream.influx): bisect refusals, retry outages, never lose.
+"""The InfluxDB writer's rules: bisect refusals, retry outages, never lose.
 
 ``TestWriter*`` drive ``InfluxWriter`` through a scripted transport with a fake clock and a
 recording sleep (nothing waits). ``TestInfluxClientTransport`` checks the real
@@ -20,12 +20,8 @@ from envmon.backoff import Backoff
 from envmon.models import DeadLetter, SystemEvent, SystemEventKind
 from envmon.netutil import free_port
 from envmon.testing import FakeClock
-from stream.influx import (
-    InfluxClientTransport,
-    InfluxWriter,
-    PointsRejectedError,
-    StoreUnavailableError,
-)
+from envmon.timeseries import PointsRejectedError, StoreUnavailableError
+from stream.timeseries.influxdb import InfluxClientTransport, InfluxWriter
 
 
 class ScriptedTransport:

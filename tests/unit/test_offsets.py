@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.offsets import Admission, PartitionOffsets
+from stream.kafka.offsets import Admission, PartitionOffsets
 
 
 def test_takes_records_in_sequence_from_the_start_offset() -> None:

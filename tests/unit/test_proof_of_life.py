@@ -26,8 +26,8 @@ from envmon.testing import DEFAULT_T0, FakeClock, make_spec
 from envmon.timeutil import to_us
 from stream.core import Evaluator, SensorState
 from stream.embedded import StreamProcessor
-from stream.timeseries import SqliteTimeSeries
-from stream.worker import BatchResult, ReadingBatchProcessor
+from stream.kafka.batch import BatchResult, ReadingBatchProcessor
+from stream.timeseries.sqlite import SqliteTimeSeries
 
 SID = "freezer-1.temperature"
 STALE_S = 300

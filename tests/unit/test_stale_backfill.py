@@ -20,7 +20,7 @@ from envmon.bus import READINGS, InMemoryBus, Message
 from envmon.models import AlarmEvent, AlarmKind, CoreEvent, DataGap, Reading
 from envmon.testing import DEFAULT_T0, FakeClock, make_spec
 from stream.embedded import StreamProcessor
-from stream.worker import BatchResult, ReadingBatchProcessor
+from stream.kafka.batch import BatchResult, ReadingBatchProcessor
 
 STALE_S = 300
 SENSORS = ("freezer-1.temperature", "freezer-2.temperature", "freezer-3.temperature")

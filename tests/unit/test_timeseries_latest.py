@@ -10,8 +10,8 @@ import pytest
 
 from envmon.models import Quality, Reading
 from envmon.testing import DEFAULT_T0
-from excursions.series import LatestReader
-from stream.timeseries import SqliteTimeSeries
+from envmon.timeseries import SeriesReader
+from stream.timeseries.sqlite import SqliteTimeSeries
 
 MINUTE = timedelta(minutes=1)
 
@@ -40,8 +40,8 @@ class TestLatest:
     """Each sensor's newest reading since a time."""
 
     def test_is_the_port_of_the_status_page(self, store: SqliteTimeSeries) -> None:
-        """The embedded store is a ``LatestReader`` (what ``dashboards.status`` reads)."""
-        reader: LatestReader = store
+        """The embedded store is a ``SeriesReader`` (what ``dashboards.status`` reads)."""
+        reader: SeriesReader = store
         assert reader.latest([], DEFAULT_T0) == {}
 
     def test_the_newest_of_each_sensor_whatever_the_write_order(

@@ -1,4 +1,4 @@
-"""The context series: limits in force, channel status, alarms and records (stream.tscontext)."""
+"""The context series (stream.timeseries.context): limits, status, alarms and records."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from envmon.models import AlarmEvent, AlarmKind, DataGap, Direction, Level
 from envmon.testing import DEFAULT_T0, make_spec
 from envmon.timeutil import parse_ts, to_us
 from stream.core.state import SensorState
-from stream.tscontext import (
+from stream.timeseries.context import (
     LIMITS_BACKFILL_US,
     LIMITS_EVERY_US,
     MINUTE_US,

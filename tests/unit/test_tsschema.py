@@ -1,4 +1,4 @@
-"""The time-series schema: readings as line protocol (stream.tsschema)."""
+"""The time-series schema: readings as line protocol (stream.timeseries.schema)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from envmon.models import Level, Quality, Reading
 from envmon.testing import DEFAULT_T0, make_spec
 from envmon.timeutil import parse_ts, to_us
-from stream import tsschema
-from stream.tsschema import Point, escape_tag, quote_string, to_line, to_point
+from stream.timeseries import schema as tsschema
+from stream.timeseries.schema import Point, escape_tag, quote_string, to_line, to_point
 
 SPEC = make_spec("fridge-1.temperature", area="cold-store", parameter="temperature")
 

@@ -14,13 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.influxdb import (
-    InfluxDB,
-    InfluxDBServerError,
-    InfluxSeriesReader,
-    cached_binary,
-    go_binary,
-)
+from stream.influxdb import InfluxDB, InfluxDBServerError, cached_binary, go_binary
+from stream.timeseries.influxdb import InfluxSeriesReader
 
 
 def _buildable() -> bool:

@@ -1,9 +1,11 @@
-"""The InfluxDB writer and the Flux reader against a real InfluxDB 1.8 (its v2 API).
+"""The Flux reader against a real InfluxDB 1.8 (its v2 API), fed by the InfluxDB writer.
 
-Points go in through ``stream.influx.InfluxWriter`` (influxdb-client, gzip, µs precision)
-as the stream agent writes them, in the ``stream.tsschema`` lines, and come back through
-``stream.influxdb.InfluxSeriesReader`` (Flux). InfluxDB has applied a write when it answers
-it, so every read-back is immediate.
+Points go in through ``InfluxWriter`` (``stream.timeseries.influxdb``: influxdb-client, gzip,
+µs precision) as the stream agent writes them, in the ``stream.timeseries.schema`` lines, and
+come back through ``InfluxSeriesReader`` (Flux). InfluxDB has applied a write when it answers
+it, so every read-back is immediate. The writer's own contract (stored, deduplicated,
+dead-lettered, no loss) runs on InfluxDB and QuestDB alike in
+``tests/integration/timeseries/test_writer_contract.py``.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import pytest
 
 from envmon.models import Level, Quality, Reading
 from envmon.testing import DEFAULT_T0, make_spec
-from envmon.timeutil import to_us
-from stream import tsschema
-from stream.influx import InfluxWriter, WriteResult
-from stream.influxdb import (
+from envmon.timeseries import TimeSeriesQueryError
+from stream.influxdb import InfluxDB
+from stream.timeseries import schema as tsschema
+from stream.timeseries.influxdb import (
     SOURCE,
-    InfluxDB,
     InfluxSeriesReader,
-    TimeSeriesQueryError,
+    InfluxWriter,
+    WriteResult,
     flux_string,
     readings_query,
 )
@@ -180,70 +182,6 @@ class TestReadBack:
             with pytest.raises(TimeSeriesQueryError, match="nowhere/autogen") as caught:
                 reader.query("x.y", DEFAULT_T0, DEFAULT_T0 + HOUR)
         assert influxdb.url in str(caught.value)
-
-
-class TestIdempotent:
-    """Writing the same points again (at-least-once delivery) stores each once."""
-
-    async def test_same_batch_twice_stored_once(self, influxdb, site, reader):
-        """A batch written twice leaves one point per sensor and time."""
-        lines = line_stream(site, 5, 0, 500)
-        await write_all(influxdb, lines)
-        await write_all(influxdb, lines)
-        for k in range(5):
-            found = reader.query(f"s{k}.temperature", DEFAULT_T0, DEFAULT_T0 + HOUR)
-            assert [to_us(r.ts) for r in found] == [
-                to_us(DEFAULT_T0 + timedelta(milliseconds=i)) for i in range(k, 500, 5)
-            ]
-        (result,) = influxdb.influxql(
-            f'SELECT count("{tsschema.FIELD_QUALITY}") FROM "{tsschema.MEASUREMENT}"'
-            f" WHERE \"{tsschema.TAG_SITE}\" = '{site}'"
-        )
-        assert result["series"][0]["values"][0][1] == 500
-
-    async def test_rewrite_replaces(self, influxdb, site, reader):
-        """A point written again with another value keeps the last value."""
-        first = reading("s.t", timedelta(0), 1.0)
-        second = first.model_copy(update={"value": 2.0, "quality": Quality.UNCERTAIN})
-        await write_all(influxdb, [tsschema.reading_line(first, site=site)])
-        await write_all(influxdb, [tsschema.reading_line(second, site=site)])
-        assert reader.query("s.t", DEFAULT_T0, DEFAULT_T0 + HOUR) == [stored(second)]
-
-
-class TestRefused:
-    """A point InfluxDB refuses goes to the dead letter with its message; the rest is stored."""
-
-    @pytest.mark.parametrize(
-        ("replace", "message"),
-        [
-            (("value=5.0,", 'value="five",'), "field type conflict"),
-            (("state=0i", "state=0.5"), "field type conflict"),
-        ],
-        ids=["string-value", "float-state"],
-    )
-    async def test_bad_point_dead_lettered(self, influxdb, site, reader, replace, message):
-        """One field type conflict among 200 points is isolated by bisection; 199 are stored."""
-        await write_all(influxdb, line_stream(site, 4, 1000, 4))  # the fields' types: float, int
-        lines = line_stream(site, 4, 0, 200)
-        bad_index = 50
-        old, new = replace
-        assert old in lines[bad_index]
-        lines[bad_index] = lines[bad_index].replace(old, new)
-        sinks = Sinks()
-        async with make_writer(influxdb, sinks) as writer:
-            result = await writer.write(lines)
-        assert (result.written, result.dead_lettered) == (199, 1)
-        (letter,) = sinks.letters
-        assert letter.payload == lines[bad_index]
-        assert "HTTP 400" in letter.reason
-        assert message in letter.reason
-        assert '{"error"' not in letter.reason  # the server's message, not its JSON
-        assert sinks.events == []
-        end = DEFAULT_T0 + timedelta(milliseconds=200)
-        found = [r for k in range(4) for r in reader.query(f"s{k}.temperature", DEFAULT_T0, end)]
-        assert len(found) == 199
-        bad_ts = to_us(DEFAULT_T0 + timedelta(milliseconds=bad_index))
-        assert bad_ts not in {to_us(r.ts) for r in found}
 
 
 class TestUnavailable:

@@ -1,4 +1,4 @@
-"""The newest reading of many sensors (``LatestReader.latest``) from a real InfluxDB 1.8, as
+"""The newest reading of many sensors (``SeriesReader.latest``) from a real InfluxDB 1.8, as
 the live status page reads it: the same answers as the embedded SQLite store."""
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ import pytest
 
 from envmon.models import Quality, Reading
 from envmon.testing import DEFAULT_T0
-from stream import tsschema
-from stream.influxdb import InfluxDB, InfluxSeriesReader, TimeSeriesQueryError, latest_query
-from stream.timeseries import SqliteTimeSeries
+from envmon.timeseries import TimeSeriesQueryError
+from stream.influxdb import InfluxDB
+from stream.timeseries import schema as tsschema
+from stream.timeseries.influxdb import InfluxSeriesReader, latest_query
+from stream.timeseries.sqlite import SqliteTimeSeries
 
 from .test_influxdb import make_reader, reading, stored, write_all
 

@@ -20,9 +20,10 @@ from excursions.series import fetch_trend
 from excursions.sessions import Sessions
 from excursions.web.api import Services
 from excursions.web.app import create_app
-from stream.influxdb import InfluxDB, InfluxSeriesReader
-from stream.timeseries import SqliteTimeSeries
-from stream.tsschema import reading_line
+from stream.influxdb import InfluxDB
+from stream.timeseries.influxdb import InfluxSeriesReader
+from stream.timeseries.schema import reading_line
+from stream.timeseries.sqlite import SqliteTimeSeries
 from tests.unit.excursions.conftest import stored_excursion
 from tests.unit.excursions.test_records import FRIDGE, core_readings
 

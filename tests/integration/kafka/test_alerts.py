@@ -38,9 +38,11 @@ from envmon.models import AlarmEvent, AlarmKind, Direction, Level, Reading
 from envmon.settings import Settings
 from envmon.timeutil import utcnow
 from excursions.migrate import upgrade
-from stream.kafka_broker import KafkaBroker, create_topics
-from stream.kafka_bus import KafkaBus
-from stream.worker import SqliteSink, StreamWorker
+from stream.kafka.app import StreamWorker
+from stream.kafka.bus import KafkaBus
+from stream.kafka.topics import create_topics
+from stream.kafka_broker import KafkaBroker
+from stream.timeseries.sink import SqliteSink
 from tests.unit.alerts.sites import freezer_site
 
 from .faust_counter import wait_ready

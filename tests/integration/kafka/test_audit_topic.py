@@ -18,13 +18,13 @@ from typer.testing import CliRunner
 
 from envmon.bus import AUDIT
 from envmon.cli import app as cli
-from envmon.commands.stream_worker import build_worker, ensure_topics
+from envmon.commands.stream_worker import build_worker
 from envmon.config import load_site
 from excursions.checkpoints import Checkpoint
 from excursions.db import store_engine
 from excursions.migrate import upgrade
+from stream.kafka.topics import changelog_topic, ensure_topics
 from stream.kafka_broker import KafkaBroker
-from stream.worker import changelog_topic
 from tests.unit.excursions.test_audit import fill
 
 from .test_worker import SITE, read_topic, settings_for

@@ -32,7 +32,7 @@ What this spike found (Kafka 4.3.1 from Maven Central, aiokafka 0.14.0, faust-st
   agent dies, the app keeps running with an empty table).
 - faust creates only its internal topics; the source topics must exist, and the broker
   has ``auto.create.topics.enable=false`` so a missing one fails instead of appearing
-  with one partition. ``stream.kafka_broker.create_topics`` creates them.
+  with one partition. ``stream.kafka.topics.create_topics`` creates them.
 - Timings: in-process ``app.start()`` plus ready ~1.1 s; a second app with the same id
   recovers a table of a few keys from its changelog in ~1.1 s; ``app.stop()`` ~0.02 s; a
   worker subprocess logs "Ready" ~1.8 s after it was spawned.
@@ -60,15 +60,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import UnknownTopicOrPartitionError
 from aiokafka.structs import TopicPartition
 
-from stream.kafka_broker import (
-    REPO_ROOT,
-    KafkaBroker,
-    KafkaBrokerError,
-    create_topics,
-    delete_topics,
-    probe_metadata,
-    render_config,
-)
+from stream.kafka.topics import TopicsError, create_topics, delete_topics
+from stream.kafka_broker import REPO_ROOT, KafkaBroker, probe_metadata, render_config
 
 from .faust_counter import make_app, wait_ready
 
@@ -176,7 +169,7 @@ class TestBroker:
         names = {f"{topic_prefix}.a": 4, f"{topic_prefix}.b": 1}
         await create_topics(kafka.bootstrap, names, config={"retention.ms": "3600000"})
         await create_topics(kafka.bootstrap, names, exist_ok=True)
-        with pytest.raises(KafkaBrokerError, match="TopicAlreadyExists"):
+        with pytest.raises(TopicsError, match="TopicAlreadyExists"):
             await kafka.create_topics({f"{topic_prefix}.a": 4})
 
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
@@ -189,7 +182,7 @@ class TestBroker:
 
         await delete_topics(kafka.bootstrap, names)
         await kafka.delete_topics(names)  # deleting what is gone is fine by default
-        with pytest.raises(KafkaBrokerError, match="UnknownTopicOrPartition"):
+        with pytest.raises(TopicsError, match="UnknownTopicOrPartition"):
             await kafka.delete_topics(names, missing_ok=False)
 
 

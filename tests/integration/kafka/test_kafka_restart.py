@@ -26,8 +26,9 @@ from envmon.commands.collect import run_collect
 from envmon.models import SystemEvent, SystemEventKind
 from envmon.netutil import free_port
 from envmon.settings import Settings
-from stream.kafka_broker import KafkaBroker, create_topics
-from stream.kafka_bus import KafkaBus
+from stream.kafka.bus import KafkaBus
+from stream.kafka.topics import create_topics
+from stream.kafka_broker import KafkaBroker
 from tests.integration.mqtt.conftest import mosquitto  # noqa: F401 - the shared broker fixture
 from tests.integration.mqtt.helpers import site_yaml
 

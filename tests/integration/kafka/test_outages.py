@@ -13,13 +13,15 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from envmon.bus import READINGS
-from envmon.commands.stream_worker import build_worker, site_id
+from envmon.commands.stream_worker import build_worker
 from envmon.config import load_site
 from envmon.models import SystemEventKind
 from envmon.timeutil import parse_ts
-from stream.kafka_broker import KafkaBroker, create_topics
-from stream.kafka_bus import KafkaBus
+from stream.kafka.bus import KafkaBus
+from stream.kafka.topics import create_topics
+from stream.kafka_broker import KafkaBroker
 from stream.questdb import QuestDB
+from stream.timeseries.sink import site_id
 from tests.integration.mqtt.conftest import mosquitto  # noqa: F401 - the shared broker fixture
 from tests.integration.mqtt.helpers import Harness, messages
 from tests.integration.timeseries.conftest import own_questdb  # noqa: F401 - fixture

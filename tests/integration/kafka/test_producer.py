@@ -7,8 +7,15 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from stream.kafka_broker import KafkaBroker, create_topics
-from stream.producer import MAX_BATCH_BYTES, MAX_RECORD_BYTES, BatchProducer, Record, key_partition
+from stream.kafka.producer import (
+    MAX_BATCH_BYTES,
+    MAX_RECORD_BYTES,
+    BatchProducer,
+    Record,
+    key_partition,
+)
+from stream.kafka.topics import create_topics
+from stream.kafka_broker import KafkaBroker
 
 PARTITIONS = 3
 

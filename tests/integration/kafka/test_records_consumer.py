@@ -22,8 +22,8 @@ from excursions.consumer import consume_records
 from excursions.db import AuditEntry, ExcursionRow
 from excursions.migrate import upgrade
 from excursions.records import RecordStore
+from stream.kafka.bus import KafkaBus
 from stream.kafka_broker import KafkaBroker
-from stream.kafka_bus import KafkaBus
 from tests.unit.excursions.test_records import core_records
 
 from .pipeline import scrape

@@ -32,10 +32,14 @@ from excursions.db import store_engine
 from excursions.migrate import upgrade
 from excursions.queries import core_records
 from excursions.records import RECORD, RecordStore
-from stream.kafka_broker import KafkaBroker, create_topics
-from stream.kafka_bus import KafkaBus
-from stream.tscontext import ContextPoint
-from stream.worker import Batch, SqliteSink, StreamWorker, WorkerStoppedError
+from stream.kafka.app import StreamWorker
+from stream.kafka.bus import KafkaBus
+from stream.kafka.effects import WorkerStoppedError
+from stream.kafka.intake import Batch
+from stream.kafka.topics import create_topics
+from stream.kafka_broker import KafkaBroker
+from stream.timeseries.context import ContextPoint
+from stream.timeseries.sink import SqliteSink
 
 from .faust_counter import wait_ready
 
@@ -238,7 +242,7 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], what: str, timeout:
 
 class TestWorkerKilled:
     # A restarted worker once lost a few dozen readings about one run in four: faust
-    # acknowledged records its stream skipped across the rebalance (stream/offsets.py).
+    # acknowledged records its stream skipped across the rebalance (stream/kafka/offsets.py).
     # The worker now owns the readings' offsets; this test is the regression guard.
     async def test_sigkill_mid_excursion_recovers_state_and_closes_once(
         self, kafka: KafkaBroker, topic_prefix: str, tmp_path: Path
@@ -468,7 +472,7 @@ class TestCheckpoints:
         assert worker.batches >= len(readings) // 100
         assert 1 <= worker.checkpoints < worker.batches / 10
         assert sink.readings == len(readings)
-        assert max(sink.writes) <= 250  # readings and context points (stream.tscontext)
+        assert max(sink.writes) <= 250  # readings and context points (stream.timeseries.context)
         assert SqliteSink(tmp_path / "ts.sqlite3").store.count() == len(readings)
         assert await committed(settings) == await end_offsets(settings)
         assert canonical(alarms) == canonical(expected_alarms)

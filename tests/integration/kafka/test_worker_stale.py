@@ -22,9 +22,10 @@ from envmon.config import load_site
 from envmon.models import ProofOfLife, Reading
 from envmon.testing import FakeClock
 from envmon.timeutil import format_ts, parse_ts
+from stream.kafka.app import StreamWorker
+from stream.kafka.bus import KafkaBus
 from stream.kafka_broker import KafkaBroker
-from stream.kafka_bus import KafkaBus
-from stream.worker import SqliteSink, StreamWorker
+from stream.timeseries.sink import SqliteSink
 
 from .faust_counter import wait_ready
 from .test_worker import SITE, make_topics, read_topic, settings_for

@@ -45,7 +45,7 @@ from excursions.sessions import IDLE, Sessions
 from excursions.users import UserStore
 from excursions.web.api import Services
 from excursions.web.app import create_app
-from stream.timeseries import SqliteTimeSeries
+from stream.timeseries.sqlite import SqliteTimeSeries
 from tests.unit.excursions.conftest import FAST_HASHER
 
 PASSWORD = "a long password 1"

@@ -15,7 +15,7 @@ from excursions.migrate import upgrade
 from excursions.sessions import Sessions
 from excursions.users import UserStore
 from excursions.web.api import Services
-from stream.timeseries import SqliteTimeSeries
+from stream.timeseries.sqlite import SqliteTimeSeries
 from tests.unit.excursions.conftest import FAST_HASHER
 
 SITE = """\

@@ -20,7 +20,7 @@ from excursions.sessions import Sessions
 from excursions.timeline import TimelineStore
 from excursions.users import UserStore
 from excursions.web.api import Services
-from stream.timeseries import SqliteTimeSeries
+from stream.timeseries.sqlite import SqliteTimeSeries
 
 from .test_records import core_events, core_readings, core_records
 

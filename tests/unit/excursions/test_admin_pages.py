@@ -18,7 +18,7 @@ from excursions.db import AuditEntry, UserRow
 from excursions.users import UserStore
 from excursions.web.admin_pages import DONE, PAGE_SIZE, SHOWN_CHARS
 from excursions.web.app import create_app
-from stream.timeseries import SqliteTimeSeries
+from stream.timeseries.sqlite import SqliteTimeSeries
 
 from .conftest import app_services, stored_excursion
 from .tampering import tamper

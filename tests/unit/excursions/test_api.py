@@ -16,7 +16,7 @@ from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.audit import AuditTrail, Change
 from excursions.users import MAX_FAILED, UserStore
 from excursions.web.api import create_api
-from stream.timeseries import SqliteTimeSeries
+from stream.timeseries.sqlite import SqliteTimeSeries
 
 from .conftest import FAST_HASHER, app_services, stored_excursion
 from .test_lifecycle import ASSESSMENT

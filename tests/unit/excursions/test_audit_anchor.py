@@ -23,7 +23,6 @@ from typer.testing import CliRunner, Result
 from envmon.bus import AUDIT, InMemoryBus
 from envmon.cli import app
 from envmon.commands.audit import publish_checkpoint
-from envmon.commands.stream_worker import site_id
 from envmon.config import load_site
 from envmon.display import Display
 from envmon.testing import DEFAULT_T0, FakeClock
@@ -34,6 +33,7 @@ from excursions.migrate import upgrade
 from excursions.queries import record_detail
 from excursions.report import write_report
 from excursions.users import UserStore
+from stream.timeseries.sink import site_id
 
 from .conftest import FAST_HASHER
 from .tampering import cut_tail, rewrite_chain, signed_store, tamper

@@ -20,7 +20,7 @@ from excursions.web import pages
 from excursions.web.api import COOKIE
 from excursions.web.app import create_app
 from excursions.web.security import csrf_token
-from stream.timeseries import SqliteTimeSeries
+from stream.timeseries.sqlite import SqliteTimeSeries
 
 from .conftest import app_services, stored_excursion
 from .test_lifecycle import ASSESSMENT

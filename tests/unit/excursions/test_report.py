@@ -19,7 +19,7 @@ from excursions.lifecycle import MAX_COMMENT, QA_FIELDS, Lifecycle
 from excursions.queries import record_detail
 from excursions.report import CONTINUED, write_report
 from excursions.series import fetch_trend
-from stream.timeseries import SqliteTimeSeries
+from stream.timeseries.sqlite import SqliteTimeSeries
 
 from .conftest import stored_excursion
 from .test_lifecycle import ASSESSMENT

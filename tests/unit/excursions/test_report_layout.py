@@ -366,7 +366,7 @@ def test_the_web_report_takes_the_paper_and_the_apps_clock(
 def test_the_report_command_takes_the_paper(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from stream.timeseries import SqliteTimeSeries
+    from stream.timeseries.sqlite import SqliteTimeSeries
 
     monkeypatch.setenv("ENVMON_DATA_DIR", str(tmp_path / "data"))
     (tmp_path / "data").mkdir()

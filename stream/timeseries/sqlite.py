@@ -1,12 +1,9 @@
-"""The time-series port and its embedded SQLite adapter.
+"""The embedded time-series store: readings and context series in SQLite.
 
-Every reading is stored for trends and reports. Production writes to InfluxDB (issue 4);
-the embedded default and small sites use SQLite. Writes are idempotent: a reading is keyed
-by (sensor, time), so at-least-once delivery never stores one twice.
-
-``SqliteTimeSeries`` is also the read side of the embedded store for the QA app: ``query``
-(``excursions.series.SeriesReader``: a record's trend) and ``latest``
-(``excursions.series.LatestReader``: the live status page).
+The embedded default and small sites store every reading here. Writes are idempotent: a
+reading is keyed by (sensor, time), so at-least-once delivery never stores one twice.
+``SqliteTimeSeries`` is also the port's ``SeriesReader`` for the QA app: ``query`` (a
+record's trend) and ``latest`` (the live status page).
 """
 
 from __future__ import annotations
@@ -17,32 +14,16 @@ import threading
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final
 
 from envmon.models import Quality, Reading
 from envmon.sqlite import open_database
 from envmon.timeutil import from_us, to_us
-from stream.tscontext import ContextPoint
+from stream.timeseries.context import ContextPoint
 
 logger = logging.getLogger(__name__)
 #: The qualities a stored row may name; any other reads back as bad.
 _QUALITIES: Final = frozenset(q.value for q in Quality)
-
-
-class TimeSeriesStore(Protocol):
-    """Stores readings and reads them back by sensor and time range."""
-
-    def write(self, readings: Sequence[Reading]) -> None:
-        """Store readings durably (idempotent by sensor and timestamp)."""
-        ...
-
-    def query(self, sensor_id: str, start: datetime, end: datetime) -> list[Reading]:
-        """Return the readings of one sensor with ``start <= ts < end``, oldest first."""
-        ...
-
-    def count(self) -> int:
-        """Return how many readings are stored."""
-        ...
 
 
 class SqliteTimeSeries:
@@ -56,7 +37,7 @@ class SqliteTimeSeries:
             " value REAL, unit TEXT NOT NULL, quality TEXT NOT NULL, source TEXT NOT NULL,"
             " PRIMARY KEY (sensor_id, ts_us)) WITHOUT ROWID"
         )
-        # The context series (stream.tscontext): one row per point, its fields as JSON; a
+        # The context series (stream.timeseries.context): one row per point, its fields as JSON; a
         # point written again (same series and time) replaces the one stored.
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS context (measurement TEXT NOT NULL,"
@@ -75,7 +56,7 @@ class SqliteTimeSeries:
             self._db.execute("COMMIT")
 
     def write_context(self, points: Sequence[ContextPoint]) -> None:
-        """Store context points (limits, status, alarms, records: ``stream.tscontext``)."""
+        """Store context points (limits, status, alarms, records: ``stream.timeseries.context``)."""
         rows = [
             (
                 p.measurement,

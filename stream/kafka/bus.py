@@ -2,7 +2,7 @@
 
 The collectors' buffers publish through it when ``ENVMON_BUS=kafka``; tests and tools read
 topics through ``subscribe``. The stream worker itself consumes with faust
-(``stream.worker``), not through this class.
+(``stream.kafka.app``), not through this class.
 
 - **Durable before it returns.** ``publish`` sends a batch and waits until every message is
   acknowledged by all in-sync replicas (``acks=all``) of an idempotent producer, so the

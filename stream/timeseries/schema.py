@@ -41,7 +41,7 @@ timestamp
     In SQL stores (QuestDB, InfluxDB 3) the column is called ``time`` (``TIME_COLUMN``).
 
 Beside the readings the processors write four context series for the dashboards (limits in
-force, channel status, alarm events, records): ``stream.tscontext`` defines and documents
+force, channel status, alarm events, records): ``stream.timeseries.context`` defines and documents
 them.
 
 Identity: a point is identified by its series (the tags) and its timestamp, so writing the

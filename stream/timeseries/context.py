@@ -1,4 +1,4 @@
-"""The context series: what the dashboards draw beside the readings (``stream.tsschema``).
+"""The context series: what the dashboards draw beside the readings (``stream.timeseries.schema``).
 
 A trend of readings alone cannot say which limits were in force (rooms with an occupancy
 schedule switch between at-rest and in-operation limits), when alarms were raised, or
@@ -62,7 +62,7 @@ from envmon.models import AlarmEvent, CoreEvent, DataGap, ExcursionRecord
 from envmon.sensors import LimitSet, Occupancy, SensorSpec
 from envmon.timeutil import to_us
 from stream.core.state import SensorState
-from stream.tsschema import (
+from stream.timeseries.schema import (
     TAG_AREA,
     TAG_INSTRUMENT,
     TAG_PARAMETER,

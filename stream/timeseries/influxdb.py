@@ -1,8 +1,9 @@
-"""The InfluxDB time-series writer: every reading's line, stored or dead-lettered, never lost.
+"""The InfluxDB adapter of the time-series port: ``InfluxWriter`` and ``InfluxSeriesReader``.
 
-``InfluxWriter.write(lines)`` sends one batch of line-protocol lines
-(``stream.tsschema``) with influxdb-client's asyncio write API (gzip, ``precision=us``) and
-returns only when every line is either stored (2xx) or dead-lettered (refused with 4xx):
+**Writing.** ``InfluxWriter.write(lines)`` sends one batch of line-protocol lines
+(``stream.timeseries.schema``) with influxdb-client's asyncio write API (gzip,
+``precision=us``) and returns only when every line is either stored (2xx) or dead-lettered
+(refused with 4xx):
 
 - **Refused (400, 413, 422, any other 4xx not listed below).** The batch is split in
   halves and each half written again, down to the single lines the server refuses; those
@@ -17,7 +18,7 @@ returns only when every line is either stored (2xx) or dead-lettered (refused wi
   401/403/404 are configuration faults (token, organisation, bucket), not bad points:
   dead-lettering good readings because of them would lose data.
 
-The caller (the stream agent) commits its consumer offsets only after ``write``
+The caller (the stream worker) commits its consumer offsets only after ``write``
 returned, so while the store is down it simply stops taking readings and catches up
 afterwards: nothing is lost, and nothing is buffered but the one batch being written.
 Cancelling ``write`` (shutdown) is safe for the same reason — the uncommitted batch is
@@ -25,13 +26,23 @@ delivered again. ``write`` calls are serialised.
 
 Time is injectable: ``clock`` stamps events and dead letters, ``sleep`` waits between
 retries, ``rng`` draws the jitter — unit tests never sleep. ``transport`` replaces the
-HTTP client (``WriteTransport``; the real one is ``InfluxClientTransport``).
+HTTP client (``WriteTransport``; the real one is ``InfluxClientTransport``). Transports
+raise the port's ``PointsRejectedError`` and ``StoreUnavailableError``
+(``envmon.timeseries``); the writer handles them.
 
-Errors (raised by transports, handled here)::
-
-    TimeSeriesWriteError
-     ├── PointsRejectedError    the server refused the points (4xx): status, message
-     └── StoreUnavailableError  the server cannot take points now (5xx, network): retry
+**Reading.** ``InfluxSeriesReader`` is the port's ``SeriesReader`` over Flux
+(influxdb-client's synchronous query API). ``query(sensor_id, start, end)``: one sensor's
+readings in ``[start, end)``, oldest first. ``latest(sensor_ids, since)``: each sensor's
+newest point since ``since`` in one Flux query (``last()`` of the ``value`` and the
+``quality`` field of each series, pushed down to the storage); a point without a ``value``
+(a sensor fault) is newer than the last value: the reading is then the quality's point with
+value ``None``, never an older value. The same Flux runs on InfluxDB 2.x (bucket name,
+organisation, token) and on 1.8's compatibility API (``db/rp`` bucket). Every string
+placed in a query is a Flux string literal with backslash, double quote and ``${``
+escaped (``flux_string``), so a sensor id or site cannot change the query. InfluxDB 1.8's
+storage returns the points at ``range``'s ``stop`` too (2.x does not): a second filter
+``_time < stop`` makes the range half-open on both. Failures raise the port's
+``TimeSeriesQueryError``.
 """
 
 from __future__ import annotations
@@ -42,13 +53,17 @@ import inspect
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
-from typing import Final, Protocol, TypeVar, cast
+from typing import Any, Final, Protocol, Self, TypeVar, cast
 
 import aiohttp
+import urllib3
+from influxdb_client.client.flux_csv_parser import FluxCsvParserException, FluxQueryException
+from influxdb_client.client.flux_table import TableList
+from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
@@ -56,10 +71,15 @@ from influxdb_client.service.write_service import WriteService
 from isal import igzip
 
 from envmon.backoff import Backoff
-from envmon.errors import EnvmonError
-from envmon.models import DeadLetter, SystemEvent, SystemEventKind
-from envmon.timeutil import utcnow
-from stream import tsschema
+from envmon.models import DeadLetter, Quality, Reading, SystemEvent, SystemEventKind
+from envmon.timeseries import (
+    PointsRejectedError,
+    StoreUnavailableError,
+    TimeSeriesQueryError,
+    TimeSeriesWriteError,
+)
+from envmon.timeutil import format_ts, from_us, to_us, utcnow
+from stream.timeseries import schema as tsschema
 
 logger = logging.getLogger(__name__)
 
@@ -76,37 +96,19 @@ _PRECISION: Final = cast(WritePrecision, WritePrecision.US)
 #: (influxdb-client's fixed level). The body is standard gzip.
 GZIP_LEVEL: Final = 1
 assert _PRECISION == tsschema.PRECISION
+#: ``Reading.source`` of the readings read back from InfluxDB.
+SOURCE: Final = "influxdb"
+DEFAULT_QUERY_TIMEOUT_S: Final = 10.0
+_FLUX_ESCAPES: Final = str.maketrans({"\\": "\\\\", '"': '\\"'})
+#: The qualities a point may carry; any other reads back as bad (``latest``).
+_QUALITIES: Final = frozenset(q.value for q in Quality)
 
 DeadLetterSink = Callable[[DeadLetter], Awaitable[None] | None]
 EventSink = Callable[[SystemEvent], Awaitable[None] | None]
 
 
-class TimeSeriesWriteError(EnvmonError):
-    """Base class of time-series write failures."""
-
-
-class PointsRejectedError(TimeSeriesWriteError):
-    """The server refused the points (4xx): writing them again cannot succeed."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        self.message = message
-        super().__init__(f"HTTP {status}: {message}")
-
-
-class StoreUnavailableError(TimeSeriesWriteError):
-    """The server cannot take points now (5xx, timeout, no connection): retry later.
-
-    ``retry_after`` is the server's ``Retry-After`` in seconds when it sent one.
-    """
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        self.retry_after = retry_after
-        super().__init__(message)
-
-
 class WriteTransport(Protocol):
-    """Sends one request of line-protocol lines; raises the errors above."""
+    """Sends one request of line-protocol lines; raises the port's write errors."""
 
     async def post(self, lines: Sequence[str]) -> None:
         """Write the lines in one request (µs precision); return once the server took them."""
@@ -420,3 +422,237 @@ async def _call(sink: Callable[[_T], Awaitable[None] | None], item: _T) -> None:
     result = sink(item)
     if inspect.isawaitable(result):
         await result
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def flux_string(text: str) -> str:
+    r"""Return ``text`` as a Flux string literal: quoted, with ``\``, ``"`` and ``${`` escaped."""
+    return '"' + text.translate(_FLUX_ESCAPES).replace("${", "\\${") + '"'
+
+
+def flux_time(dt: datetime) -> str:
+    """Return an aware datetime as a Flux time literal (UTC, µs)."""
+    return format_ts(from_us(to_us(dt)))
+
+
+def readings_query(
+    bucket: str, sensor_id: str, start: datetime, end: datetime, *, site: str | None = None
+) -> str:
+    """Return the Flux query of one sensor's readings in ``[start, end)`` (the point schema).
+
+    The range is half-open as the port's ``query`` is; the fields ``value`` and
+    ``quality`` are pivoted into one row per point, and the ``unit`` tag comes along.
+    """
+    s = tsschema
+    predicate = (
+        f"r._measurement == {flux_string(s.MEASUREMENT)}"
+        f" and r.{s.TAG_SENSOR} == {flux_string(sensor_id)}"
+    )
+    if site is not None:
+        predicate += f" and r.{s.TAG_SITE} == {flux_string(site)}"
+    predicate += (
+        f" and (r._field == {flux_string(s.FIELD_VALUE)}"
+        f" or r._field == {flux_string(s.FIELD_QUALITY)})"
+    )
+    keep = ", ".join(flux_string(c) for c in ("_time", s.FIELD_VALUE, s.FIELD_QUALITY, s.TAG_UNIT))
+    stop = flux_time(end)
+    return (
+        f"from(bucket: {flux_string(bucket)})\n"
+        f"  |> range(start: {flux_time(start)}, stop: {stop})\n"
+        f"  |> filter(fn: (r) => {predicate})\n"
+        # InfluxDB 1.8's storage includes the points at ``stop``; 2.x does not. A filter of
+        # its own, so that 2.x still pushes the one above down to its storage.
+        f"  |> filter(fn: (r) => r._time < {stop})\n"
+        '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
+        f"  |> keep(columns: [{keep}])\n"
+    )
+
+
+def latest_query(
+    bucket: str, sensor_ids: Collection[str], since: datetime, *, site: str | None = None
+) -> str:
+    """Return the Flux query of each sensor's newest ``value`` and ``quality`` since ``since``.
+
+    One row per series and field (``last()`` of each table, which the storage answers
+    without reading the series); a sensor whose unit tag changed has a series per unit, and
+    the caller keeps the newest. ``sensor_ids`` must not be empty.
+    """
+    s = tsschema
+    sensors = " or ".join(f"r.{s.TAG_SENSOR} == {flux_string(x)}" for x in sorted(sensor_ids))
+    predicate = f"r._measurement == {flux_string(s.MEASUREMENT)}"
+    if site is not None:
+        predicate += f" and r.{s.TAG_SITE} == {flux_string(site)}"
+    predicate += (
+        f" and (r._field == {flux_string(s.FIELD_VALUE)}"
+        f" or r._field == {flux_string(s.FIELD_QUALITY)})"
+        f" and ({sensors})"
+    )
+    keep = ", ".join(
+        flux_string(c) for c in ("_time", "_value", "_field", s.TAG_SENSOR, s.TAG_UNIT)
+    )
+    return (
+        f"from(bucket: {flux_string(bucket)})\n"
+        f"  |> range(start: {flux_time(since)})\n"
+        f"  |> filter(fn: (r) => {predicate})\n"
+        "  |> last()\n"
+        f"  |> keep(columns: [{keep}])\n"
+    )
+
+
+class InfluxSeriesReader:
+    """Reads one sensor's readings back from InfluxDB 2.x or 1.8 with Flux (the port's ``query``).
+
+    ``site`` restricts every query to that site's points (sensor ids are unique within a
+    site). Thread-safe: the QA app may query from several worker threads.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        org: str,
+        bucket: str,
+        *,
+        timeout_s: float = DEFAULT_QUERY_TIMEOUT_S,
+        site: str | None = None,
+    ) -> None:
+        self.url = url
+        self.org = org
+        self.bucket = bucket
+        self.site = site
+        self._client = InfluxDBClient(url=url, token=token, org=org, timeout=int(timeout_s * 1000))
+        self._query_api = self._client.query_api()
+
+    def query(self, sensor_id: str, start: datetime, end: datetime) -> list[Reading]:
+        """Return the readings of one sensor with ``start <= ts < end``, oldest first.
+
+        A point without a ``value`` field (no value, a sensor fault) reads back with value
+        ``None``; a point without a ``unit`` tag with unit ``""``.
+        """
+        if to_us(start) >= to_us(end):
+            return []
+        tables = self._run(readings_query(self.bucket, sensor_id, start, end, site=self.site))
+        found: list[tuple[datetime, Reading]] = []
+        for table in tables:
+            for record in table.records:
+                values: dict[str, Any] = record.values
+                found.append(self._reading(sensor_id, values))
+        found.sort(key=lambda pair: pair[0])
+        return [reading for _, reading in found]
+
+    def _run(self, flux: str) -> TableList:
+        """Run a Flux query; raise ``TimeSeriesQueryError`` naming the URL and bucket."""
+        try:
+            return self._query_api.query(flux, org=self.org)
+        except ApiException as exc:
+            raise TimeSeriesQueryError(
+                f"{self.url} bucket {self.bucket}: HTTP {exc.status}: {api_message(exc)}"
+            ) from exc
+        except FluxQueryException as exc:
+            raise TimeSeriesQueryError(
+                f"{self.url} bucket {self.bucket}: query failed: {exc.message}"
+            ) from exc
+        except FluxCsvParserException as exc:
+            raise TimeSeriesQueryError(f"{self.url}: unreadable answer: {exc}") from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise TimeSeriesQueryError(
+                f"{self.url}: time-series store unreachable: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def latest(self, sensor_ids: Collection[str], since: datetime) -> dict[str, Reading]:
+        """Return each sensor's newest reading with ``ts >= since`` (none: left out).
+
+        The newest point's ``quality`` and, if that point has one, its ``value`` (else
+        ``None``: a fault); a quality that is not one of ``Quality``'s reads back as ``bad``.
+        """
+        wanted = set(sensor_ids)
+        if not wanted:
+            return {}
+        tables = self._run(latest_query(self.bucket, wanted, since, site=self.site))
+        # sensor → field → (time, value, unit) of the newest row of that field
+        newest: dict[str, dict[str, tuple[datetime, Any, str]]] = {}
+        for table in tables:
+            for record in table.records:
+                values: dict[str, Any] = record.values
+                sensor, field, ts = (
+                    values.get(k) for k in (tsschema.TAG_SENSOR, "_field", "_time")
+                )
+                if not (sensor in wanted and isinstance(field, str) and isinstance(ts, datetime)):
+                    continue
+                fields = newest.setdefault(str(sensor), {})
+                held = fields.get(field)
+                if held is None or ts > held[0]:
+                    fields[field] = (
+                        ts.astimezone(UTC),
+                        values.get("_value"),
+                        values.get(tsschema.TAG_UNIT) or "",
+                    )
+        return {
+            sensor: reading
+            for sensor, fields in newest.items()
+            if (reading := self._newest(sensor, fields)) is not None
+        }
+
+    def _newest(
+        self, sensor_id: str, fields: dict[str, tuple[datetime, Any, str]]
+    ) -> Reading | None:
+        """Return the reading of a sensor's newest point from its fields' newest rows."""
+        ts = max(at for at, _, _ in fields.values())
+        value_row = fields.get(tsschema.FIELD_VALUE)
+        quality_row = fields.get(tsschema.FIELD_QUALITY)
+        value = value_row[1] if value_row is not None and value_row[0] == ts else None
+        quality = quality_row[1] if quality_row is not None and quality_row[0] == ts else None
+        unit = next(row[2] for row in fields.values() if row[0] == ts)
+        try:
+            return Reading(
+                sensor_id=sensor_id,
+                value=None if value is None else float(value),
+                unit=unit,
+                ts=ts,
+                quality=Quality(quality) if quality in _QUALITIES else Quality.BAD,
+                source=SOURCE,
+            )
+        except (ValueError, TypeError) as exc:  # a point no writer of ours makes
+            logger.warning("%s: newest point of %r unreadable: %s", self.url, sensor_id, exc)
+            return None
+
+    def _reading(self, sensor_id: str, values: dict[str, Any]) -> tuple[datetime, Reading]:
+        ts = values.get("_time")
+        if not isinstance(ts, datetime):
+            raise TimeSeriesQueryError(
+                f"{self.url} bucket {self.bucket}: a point of {sensor_id!r} without _time"
+            )
+        ts = ts.astimezone(UTC)
+        try:
+            value = values.get(tsschema.FIELD_VALUE)
+            reading = Reading(
+                sensor_id=sensor_id,
+                value=None if value is None else float(value),
+                unit=values.get(tsschema.TAG_UNIT) or "",
+                ts=ts,
+                quality=Quality(str(values.get(tsschema.FIELD_QUALITY))),
+                source=SOURCE,
+            )
+        except (ValueError, TypeError) as exc:
+            raise TimeSeriesQueryError(
+                f"{self.url} bucket {self.bucket}: a point of {sensor_id!r} at {ts} is not"
+                f" a reading of stream.timeseries.schema: {exc}"
+            ) from exc
+        return ts, reading
+
+    def close(self) -> None:
+        """Close the HTTP connections; idempotent."""
+        self._client.close()  # type: ignore[no-untyped-call]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

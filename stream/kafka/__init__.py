@@ -1,0 +1,1 @@
+"""Kafka adapters: the bus, the producer, the topics, and the stream worker."""
