@@ -29,6 +29,7 @@ import pytest
 from envmon.commands import check_config
 from envmon.config import ConfigError, load_site, yamlsource
 from envmon.errors import ConfigIssue
+from envmon.testing import site_yaml
 from tests.unit.config.test_example_site import EXAMPLE
 
 from . import hostile
@@ -174,23 +175,23 @@ def _wrong_values(rng: random.Random) -> str:
     def value() -> str:
         return rng.choice(["1e400", "9" * 5_000, ".nan", "-1", "0", "[]", "{}", "x" * 5_000])
 
-    return (
-        f"site: {{name: {value()}, timezone: {value()}}}\n"
-        "areas:\n"
-        f"  - id: {value()}\n"
-        f"    name: {value()}\n"
-        f"    grade: {value()}\n"
-        "    instruments:\n"
-        "      - id: pc\n"
-        f"        name: {value()}\n"
-        "        kind: particle_counter\n"
-        f"        sample_volume_m3: {value()}\n"
-        "        channels:\n"
-        "          - parameter: particles_0_5um\n"
-        "            unit: particles/m3\n"
-        f"            limits: {{alert_high: {value()}, action_high: {value()}, "
+    site = f"site: {{name: {value()}, timezone: {value()}}}"
+    areas = (
+        f"- id: {value()}\n"
+        f"  name: {value()}\n"
+        f"  grade: {value()}\n"
+        "  instruments:\n"
+        "    - id: pc\n"
+        f"      name: {value()}\n"
+        "      kind: particle_counter\n"
+        f"      sample_volume_m3: {value()}\n"
+        "      channels:\n"
+        "        - parameter: particles_0_5um\n"
+        "          unit: particles/m3\n"
+        f"          limits: {{alert_high: {value()}, action_high: {value()}, "
         f"consecutive: {value()}, delay: {value()}, bad_after: {value()}}}\n"
     )
+    return site_yaml(areas, site=site)
 
 
 def _check_file(path: Path, where: str, capsys: pytest.CaptureFixture[str]) -> str:

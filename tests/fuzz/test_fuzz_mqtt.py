@@ -34,6 +34,7 @@ import pytest
 from collectors.mqtt.mapping import MAX_LOGGED_INTERNAL_ERRORS, MessageDecoder
 from envmon.config import SiteConfig, load_site, parse_site
 from envmon.models import Quality
+from envmon.testing import site_yaml
 from tests.unit.config.test_example_site import EXAMPLE
 
 from . import hostile
@@ -44,81 +45,84 @@ NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 #: Longest dead-letter reason allowed: a few bounded sentences per channel.
 MAX_REASON_CHARS = 1_500
 
-HOSTILE_SITE = """
-site: {name: Fuzz}
-areas:
-  - id: room
-    name: Room
-    grade: C
-    instruments:
-      - id: pc-1
-        name: Counter
-        kind: particle_counter
-        sample_volume_m3: 0.0283
-        channels:
-          - {parameter: particles_0_5um, unit: particles/m3}
-          - {parameter: particles_5_0um, unit: particles/m3}
-      - id: pc-tiny
-        name: Counter with a tiny sample volume
-        kind: particle_counter
-        sample_volume_m3: 1.0e-300
-        channels:
-          - {parameter: particles_0_5um, unit: particles/m3}
-          - {parameter: particles_5_0um, unit: particles/m3}
-      - id: inc-1
-        name: Incubator
-        kind: incubator
-        channels:
-          - {parameter: temperature, unit: degC}
-          - {parameter: co2, unit: "%"}
-          - {parameter: humidity, unit: "%RH"}
-      - id: fr-1
-        name: Fridge
-        kind: fridge
-        channels:
-          - {parameter: temperature, unit: degC}
-collectors:
-  mqtt:
-    - id: fuzz
-      max_payload_bytes: 2048
-      bindings:
-        - topic: f/+instrument/particles
-          sensor_id: "{instrument}.{channel}"
-          payload:
-            timestamp: {path: ts, format: iso8601}
-            quality: {path: status, good: [ok, 0, true], uncertain: [purge], bad: [fault, 1]}
-            channels:
-              particles_0_5um: {path: counts.0_5um, unit: counts}
-              particles_5_0um: {path: counts.5_0um, unit: counts}
-        - topic: f/+instrument/counter
-          sensor_id: "{instrument}.{channel}"
-          payload:
-            timestamp: {path: t, format: epoch_s}
-            channels:
-              particles_0_5um: {path: n.0, unit: counts, cumulative: true}
-              particles_5_0um:
-                path: n.1
-                unit: particles/ft3
-                cumulative: true
-                quality: {path: q, bad: [err], otherwise: good}
-        - topic: f/+instrument/incubator
-          sensor_id: "{instrument}.{channel}"
-          payload:
-            timestamp: {path: meta.time_ms, format: epoch_ms}
-            quality: {path: meta.status, good: [0], bad: [2], otherwise: uncertain}
-            channels:
-              temperature: {path: t_k, unit: K}
-              co2: {path: sensors.0.ppm, unit: ppm}
-              humidity: {path: rh}
-        - topic: f/+instrument/fahrenheit
-          sensor_id: "{instrument}.temperature"
-          payload: {format: number, channels: {t: {unit: degF}}}
-        - topic: f/+instrument/liters
-          sensor_id: "{instrument}.particles_0_5um"
-          payload:
-            channels:
-              n: {unit: particles/L, cumulative: true}
-"""
+HOSTILE_SITE = site_yaml(
+    """
+    - id: room
+      name: Room
+      grade: C
+      instruments:
+        - id: pc-1
+          name: Counter
+          kind: particle_counter
+          sample_volume_m3: 0.0283
+          channels:
+            - {parameter: particles_0_5um, unit: particles/m3}
+            - {parameter: particles_5_0um, unit: particles/m3}
+        - id: pc-tiny
+          name: Counter with a tiny sample volume
+          kind: particle_counter
+          sample_volume_m3: 1.0e-300
+          channels:
+            - {parameter: particles_0_5um, unit: particles/m3}
+            - {parameter: particles_5_0um, unit: particles/m3}
+        - id: inc-1
+          name: Incubator
+          kind: incubator
+          channels:
+            - {parameter: temperature, unit: degC}
+            - {parameter: co2, unit: "%"}
+            - {parameter: humidity, unit: "%RH"}
+        - id: fr-1
+          name: Fridge
+          kind: fridge
+          channels:
+            - {parameter: temperature, unit: degC}
+    """,
+    site="site: {name: Fuzz}",
+    sections="""
+    collectors:
+      mqtt:
+        - id: fuzz
+          max_payload_bytes: 2048
+          bindings:
+            - topic: f/+instrument/particles
+              sensor_id: "{instrument}.{channel}"
+              payload:
+                timestamp: {path: ts, format: iso8601}
+                quality: {path: status, good: [ok, 0, true], uncertain: [purge], bad: [fault, 1]}
+                channels:
+                  particles_0_5um: {path: counts.0_5um, unit: counts}
+                  particles_5_0um: {path: counts.5_0um, unit: counts}
+            - topic: f/+instrument/counter
+              sensor_id: "{instrument}.{channel}"
+              payload:
+                timestamp: {path: t, format: epoch_s}
+                channels:
+                  particles_0_5um: {path: n.0, unit: counts, cumulative: true}
+                  particles_5_0um:
+                    path: n.1
+                    unit: particles/ft3
+                    cumulative: true
+                    quality: {path: q, bad: [err], otherwise: good}
+            - topic: f/+instrument/incubator
+              sensor_id: "{instrument}.{channel}"
+              payload:
+                timestamp: {path: meta.time_ms, format: epoch_ms}
+                quality: {path: meta.status, good: [0], bad: [2], otherwise: uncertain}
+                channels:
+                  temperature: {path: t_k, unit: K}
+                  co2: {path: sensors.0.ppm, unit: ppm}
+                  humidity: {path: rh}
+            - topic: f/+instrument/fahrenheit
+              sensor_id: "{instrument}.temperature"
+              payload: {format: number, channels: {t: {unit: degF}}}
+            - topic: f/+instrument/liters
+              sensor_id: "{instrument}.particles_0_5um"
+              payload:
+                channels:
+                  n: {unit: particles/L, cumulative: true}
+    """,
+)
 
 #: (topic template, instrument ids that exist, payload kind) per hostile binding.
 HOSTILE_TOPICS = (

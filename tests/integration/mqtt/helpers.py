@@ -4,28 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import ipaddress
 import textwrap
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from collectors.buffer import Outbox
 from collectors.mqtt import MqttCollector
 from collectors.pipeline import CollectorPipeline
 from devservers.mosquitto import Mosquitto, publish_all
+from envmon import testing
 from envmon.bus import DEADLETTER, READINGS
 from envmon.config import SiteConfig, parse_site
 from envmon.models import SystemEvent
 from envmon.timeutil import format_ts
+from tests.pki import issue, write_pem
 
 T0 = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
 INSTRUMENTS = 10
@@ -33,13 +30,15 @@ INSTRUMENTS = 10
 
 def site_yaml(prefix: str, port: int, *, connection: str = "", bindings: str = "") -> str:
     """Return a site of INSTRUMENTS incubators read from topics under ``prefix``."""
-    instruments = "\n".join(
-        f"""      - id: inc-{i}
-        name: Incubator {i}
-        kind: incubator
-        channels:
-          - {{parameter: temperature, unit: degC}}
-          - {{parameter: co2, unit: "%"}}"""
+    instruments = "".join(
+        f"""\
+- id: inc-{i}
+  name: Incubator {i}
+  kind: incubator
+  channels:
+    - {{parameter: temperature, unit: degC}}
+    - {{parameter: co2, unit: "%"}}
+"""
         for i in range(INSTRUMENTS)
     )
     default_bindings = f"""
@@ -53,24 +52,23 @@ def site_yaml(prefix: str, port: int, *, connection: str = "", bindings: str = "
           sensor_id: "{{instrument}}.co2"
           payload: {{format: number}}
     """
-    return f"""
-site: {{name: Test site}}
-areas:
-  - id: room
-    name: Room
-    instruments:
-{instruments}
-collectors:
-  mqtt:
-    - id: test
-      port: {port}
-      client_id: envmon-{prefix}
-      reconnect: {{initial: 0.05, maximum: 0.5}}
-      commit: {{max_messages: 200, max_delay: 0.002}}
-{textwrap.indent(textwrap.dedent(connection).strip(), "      ")}
-      bindings:
-{textwrap.indent(textwrap.dedent(bindings or default_bindings).strip(), "        ")}
-"""
+    collector = "\n".join(
+        [
+            "- id: test",
+            f"  port: {port}",
+            f"  client_id: envmon-{prefix}",
+            "  reconnect: {initial: 0.05, maximum: 0.5}",
+            "  commit: {max_messages: 200, max_delay: 0.002}",
+            textwrap.indent(textwrap.dedent(connection).strip(), "  "),
+            "  bindings:",
+            textwrap.indent(textwrap.dedent(bindings or default_bindings).strip(), "    "),
+        ]
+    )
+    return testing.site_yaml(
+        "- id: room\n  name: Room\n  instruments:\n" + textwrap.indent(instruments, "    "),
+        site="site: {name: Test site}",
+        sections="collectors:\n  mqtt:\n" + textwrap.indent(collector, "    "),
+    )
 
 
 def message(prefix: str, seq: int) -> tuple[str, bytes]:
@@ -172,13 +170,6 @@ class Harness:
             self.outbox.close()
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``predicate()`` holds (messages cross a real broker: there is no event)."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
-
-
 # -------------------------------------------------------------------------- TLS test PKI
 
 
@@ -194,93 +185,17 @@ class Pki:
     other_ca: Path  # a CA that signed nothing here
 
 
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
-
-
-def _cert(
-    name: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Certificate | None,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    *,
-    ca: bool = False,
-    san: list[x509.GeneralName] | None = None,
-) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.subject if issuer is not None else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        ).add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    else:
-        assert issuer is not None
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
-    if san:
-        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
 def make_pki(directory: Path) -> Pki:
     """Generate the CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
-    ca_key, other_key = _key(), _key()
-    ca = _cert("envmon test CA", ca_key, None, ca_key, ca=True)
-    other = _cert("some other CA", other_key, None, other_key, ca=True)
-    server_key, client_key = _key(), _key()
-    server = _cert(
-        "127.0.0.1",
-        server_key,
-        ca,
-        ca_key,
-        san=[x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")],
-    )
-    client = _cert("envmon-collector", client_key, ca, ca_key)
-
-    def pem(cert: x509.Certificate, name: str) -> Path:
-        path = directory / name
-        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        return path
-
+    ca = issue("envmon test CA", "ec", ca=True)
+    other = issue("some other CA", "ec", ca=True)
+    server = issue("127.0.0.1", "ec", issuer=ca, sans=["127.0.0.1", "localhost"])
+    client = issue("envmon-collector", "ec", issuer=ca)
     return Pki(
-        ca=pem(ca, "ca.crt"),
-        server_cert=pem(server, "server.crt"),
-        server_key=_write_key(server_key, directory / "server.key"),
-        client_cert=pem(client, "client.crt"),
-        client_key=_write_key(client_key, directory / "client.key"),
-        other_ca=pem(other, "other-ca.crt"),
+        ca=write_pem(ca.cert, directory / "ca.crt"),
+        server_cert=write_pem(server.cert, directory / "server.crt"),
+        server_key=write_pem(server.key, directory / "server.key"),
+        client_cert=write_pem(client.cert, directory / "client.crt"),
+        client_key=write_pem(client.key, directory / "client.key"),
+        other_ca=write_pem(other.cert, directory / "other-ca.crt"),
     )

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from collectors.mqtt import MqttCollector
 from devservers.mosquitto import Mosquitto
 from envmon.bus import READINGS, InMemoryBus
-from envmon.testing import FakeClock
+from envmon.testing import FakeClock, eventually
 
-from .helpers import Harness, messages, seq_of, wait_until
+from .helpers import Harness, messages, seq_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,7 +34,7 @@ class TestPersistentSession:
 
         await harness.publish(messages(harness.prefix, range(1000)))
         second = await harness.started()
-        await wait_until(lambda: len(harness.readings()) >= 1000)
+        await eventually(lambda: len(harness.readings()) >= 1000, what="1000 readings", timeout=10)
         await second.stop()
 
         seqs = [seq_of(r) for r in harness.readings()]
@@ -48,11 +48,11 @@ class TestPersistentSession:
         """After a clean stop and restart nothing is delivered twice."""
         collector = await harness.started()
         await harness.publish(messages(harness.prefix, range(300)))
-        await wait_until(lambda: len(harness.readings()) >= 300)
+        await eventually(lambda: len(harness.readings()) >= 300, what="300 readings", timeout=10)
         await collector.stop()
         again = await harness.started()
         await harness.publish(messages(harness.prefix, range(300, 310)))
-        await wait_until(lambda: len(harness.readings()) >= 310)
+        await eventually(lambda: len(harness.readings()) >= 310, what="310 readings", timeout=10)
         await again.stop()
         assert sorted(seq_of(r) for r in harness.readings()) == list(range(310))
 
@@ -83,10 +83,16 @@ class TestBrokerRestart:
             gate.set()
             # The held commit kept the collector from reading, so it may not have seen the
             # restart yet: wait for the new connection, not for the stale ready flag.
-            await wait_until(lambda: collector.counters.reconnects >= 1)
+            await eventually(
+                lambda: collector.counters.reconnects >= 1, what="a reconnect", timeout=10
+            )
             await collector.wait_ready(10)
             await harness.publish(messages(harness.prefix, range(1000, 1500)))
-            await wait_until(lambda: {seq_of(r) for r in harness.readings()} >= set(range(1500)))
+            await eventually(
+                lambda: {seq_of(r) for r in harness.readings()} >= set(range(1500)),
+                what="all 1500 messages",
+                timeout=10,
+            )
             counts = Counter(seq_of(r) for r in harness.readings())
         finally:
             gate.set()
@@ -107,12 +113,16 @@ class TestBrokerRestart:
         collector = harness.collector()
         await collector.start()
         try:
-            await wait_until(lambda: "disconnected" in harness.event_kinds())
+            await eventually(
+                lambda: "disconnected" in harness.event_kinds(),
+                what="the disconnected alarm",
+                timeout=10,
+            )
             assert not collector.connected
             await asyncio.to_thread(broker.start)
             await collector.wait_ready(10)
             await harness.publish(messages(harness.prefix, range(5)))
-            await wait_until(lambda: len(harness.readings()) == 5)
+            await eventually(lambda: len(harness.readings()) == 5, what="5 readings", timeout=10)
         finally:
             await harness.close()
             broker.stop()
@@ -128,7 +138,9 @@ class TestFullBuffer:
         harness.max_messages = 100
         collector = await harness.started(full_poll_interval=0.01)
         await harness.publish(messages(harness.prefix, range(300)))
-        await wait_until(lambda: collector.counters.refused > 0)
+        await eventually(
+            lambda: collector.counters.refused > 0, what="a refused message", timeout=10
+        )
         assert len(harness.buffer()) <= 100
         full = [e for e in harness.events if e.event.value == "buffer_full"]
         assert len(full) == 1
@@ -143,7 +155,9 @@ class TestFullBuffer:
 
         tasks = [asyncio.create_task(consume()), asyncio.create_task(harness.buffer().forward(bus))]
         try:
-            await wait_until(lambda: set(seen) >= set(range(300)), timeout=20)
+            await eventually(
+                lambda: set(seen) >= set(range(300)), what="all 300 messages on the bus", timeout=20
+            )
         finally:
             for task in tasks:
                 task.cancel()
@@ -173,7 +187,11 @@ class TestDeadLetters:
             (f"{p}/inc-1/co2", b"five"),
         ]
         await harness.publish([*bad, *messages(p, [7])])
-        await wait_until(lambda: len(harness.readings()) == 1 and len(harness.dead_letters()) == 8)
+        await eventually(
+            lambda: len(harness.readings()) == 1 and len(harness.dead_letters()) == 8,
+            what="1 reading and 8 dead letters",
+            timeout=10,
+        )
 
         letters = harness.dead_letters()
         reasons = [letter["reason"] for letter in letters]
@@ -202,7 +220,9 @@ class TestDeadLetters:
         """
         await harness.started()  # same client id: the broker still has the old subscription
         await harness.publish(messages(harness.prefix, [1]))
-        await wait_until(lambda: len(harness.dead_letters()) == 1)
+        await eventually(
+            lambda: len(harness.dead_letters()) == 1, what="the dead letter", timeout=10
+        )
         (letter,) = harness.dead_letters()
         assert letter["reason"] == "unknown topic: no binding matches it"
         assert letter["origin"] == f"{harness.prefix}/inc-1/data"
@@ -235,12 +255,18 @@ class TestDeadLetters:
         stored_before = len(harness.readings()) + len(harness.dead_letters())
         topic = f"{harness.prefix}/inc-3/data"
         await harness.publish([(topic, payload) for payload in payloads])
-        await wait_until(lambda: collector.counters.received == before + len(payloads))
-        await wait_until(
+        await eventually(
+            lambda: collector.counters.received == before + len(payloads),
+            what="every payload received",
+            timeout=10,
+        )
+        await eventually(
             lambda: (
                 len(harness.readings()) + len(harness.dead_letters())
                 == stored_before + len(payloads)
-            )
+            ),
+            what="every payload stored",
+            timeout=10,
         )
         assert collector.connected
 
@@ -253,7 +279,7 @@ class TestWatchdog:
         clock = FakeClock()
         collector = await harness.started(clock=clock, watchdog_interval=0)
         await harness.publish(messages(harness.prefix, [0]))
-        await wait_until(lambda: len(harness.readings()) == 1)
+        await eventually(lambda: len(harness.readings()) == 1, what="the first reading", timeout=10)
 
         # What Telegraf users see: the connection is fine but the subscription is gone.
         assert collector._conn is not None
@@ -269,7 +295,9 @@ class TestWatchdog:
         assert silent[0].alarm
         assert "resubscribed" in harness.event_kinds()
         await harness.publish(messages(harness.prefix, [1]))
-        await wait_until(lambda: len(harness.readings()) == 2)
+        await eventually(
+            lambda: len(harness.readings()) == 2, what="the reading after resubscribing", timeout=10
+        )
 
     async def test_still_silent_reconnects(self, harness):
         """A binding still silent a period after resubscribing makes the collector reconnect."""
@@ -279,12 +307,16 @@ class TestWatchdog:
         await collector.check_subscriptions()
         clock.advance(61)
         await collector.check_subscriptions()
-        await wait_until(lambda: collector.counters.reconnects == 1)
+        await eventually(
+            lambda: collector.counters.reconnects == 1, what="the reconnect", timeout=10
+        )
         await collector.wait_ready(10)
         silent = [e for e in harness.events if e.event.value == "subscription_silent"]
         assert len(silent) == 1  # one alarm per silence, not one per check
         await harness.publish(messages(harness.prefix, [5]))
-        await wait_until(lambda: len(harness.readings()) == 1)
+        await eventually(
+            lambda: len(harness.readings()) == 1, what="the reading after reconnecting", timeout=10
+        )
 
     async def test_traffic_keeps_the_watchdog_quiet(self, harness):
         """A binding that receives within its period is left alone."""
@@ -293,7 +325,11 @@ class TestWatchdog:
         for seq in range(3):
             clock.advance(45)
             await harness.publish(messages(harness.prefix, [seq]))
-            await wait_until(lambda n=seq: len(harness.readings()) == n + 1)
+            await eventually(
+                lambda n=seq: len(harness.readings()) == n + 1,
+                what=f"reading {seq + 1}",
+                timeout=10,
+            )
             assert await collector.check_subscriptions() == []
         assert collector.counters.resubscriptions == 0
 
@@ -306,4 +342,6 @@ async def test_stop_is_idempotent_and_collector_restarts(harness):
     await collector.start()
     await collector.wait_ready(10)
     await harness.publish(messages(harness.prefix, [1]))
-    await wait_until(lambda: len(harness.readings()) == 1)
+    await eventually(
+        lambda: len(harness.readings()) == 1, what="the reading after restarting", timeout=10
+    )

@@ -18,9 +18,9 @@ from collectors.simulators.scenario import FaultEvent, Scenario
 from devservers.mosquitto import Mosquitto
 from envmon.config import SiteConfig, load_site
 from envmon.models import Quality
-from envmon.testing import FakeClock
+from envmon.testing import FakeClock, eventually
 
-from .helpers import T0, wait_until
+from .helpers import T0
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -97,7 +97,9 @@ class TestMqttDevices:
         """Counts per sample, ppm and °F come back as particles/m³, % and °C, as simulated."""
         sent = rig.devices.publish_once(T0)
         expected = rig.expected()
-        await wait_until(lambda: len(rig.readings()) == len(expected))
+        await eventually(
+            lambda: len(rig.readings()) == len(expected), what="every expected reading", timeout=10
+        )
         got = rig.readings()
         assert sent == len({sid.split(".")[0] for sid in expected})
         assert set(got) == set(expected)
@@ -130,7 +132,9 @@ async def test_communication_loss_and_sensor_fault(mosquitto, tmp_path):
     try:
         r.devices.publish_once(T0)
         expected = r.expected()
-        await wait_until(lambda: len(r.readings()) == len(expected))
+        await eventually(
+            lambda: len(r.readings()) == len(expected), what="every expected reading", timeout=10
+        )
         got = r.readings()
     finally:
         await r.devices.stop()

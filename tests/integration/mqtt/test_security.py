@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from devservers.mosquitto import Mosquitto, MosquittoTls
+from envmon.testing import eventually
 
-from .helpers import Harness, Pki, messages, seq_of, wait_until
+from .helpers import Harness, Pki, messages, seq_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -71,7 +72,9 @@ class TestTls:
         )
         collector = await tls_harness.started()
         await tls_harness.publish(messages(tls_harness.prefix, range(200)), tls=client_context(pki))
-        await wait_until(lambda: len(tls_harness.readings()) == 200)
+        await eventually(
+            lambda: len(tls_harness.readings()) == 200, what="200 readings over TLS", timeout=10
+        )
         assert {seq_of(r) for r in tls_harness.readings()} == set(range(200))
         assert collector.connected
 
@@ -80,7 +83,11 @@ class TestTls:
         tls_harness.connection = f"tls: {{ca_file: {pki.ca}}}"
         collector = tls_harness.collector()
         await collector.start()
-        await wait_until(lambda: "disconnected" in tls_harness.event_kinds())
+        await eventually(
+            lambda: "disconnected" in tls_harness.event_kinds(),
+            what="the disconnected alarm",
+            timeout=10,
+        )
         assert not collector.connected
         assert tls_harness.events[0].alarm
         assert "cannot connect" in tls_harness.events[0].detail
@@ -93,7 +100,11 @@ class TestTls:
         )
         collector = tls_harness.collector()
         await collector.start()
-        await wait_until(lambda: "disconnected" in tls_harness.event_kinds())
+        await eventually(
+            lambda: "disconnected" in tls_harness.event_kinds(),
+            what="the disconnected alarm",
+            timeout=10,
+        )
         assert "CERTIFICATE_VERIFY_FAILED" in tls_harness.events[0].detail
         assert not collector.connected
 
@@ -115,7 +126,7 @@ class TestUsernamePassword:
         await auth_harness.publish(
             messages(auth_harness.prefix, range(10)), username="envmon", password="correct horse"
         )
-        await wait_until(lambda: len(auth_harness.readings()) == 10)
+        await eventually(lambda: len(auth_harness.readings()) == 10, what="10 readings", timeout=10)
         assert collector.connected
 
     async def test_wrong_password(self, auth_harness, monkeypatch):
@@ -123,7 +134,11 @@ class TestUsernamePassword:
         monkeypatch.setenv(PASSWORD_ENV, "battery staple")
         collector = auth_harness.collector()
         await collector.start()
-        await wait_until(lambda: "disconnected" in auth_harness.event_kinds())
+        await eventually(
+            lambda: "disconnected" in auth_harness.event_kinds(),
+            what="the disconnected alarm",
+            timeout=10,
+        )
         detail = auth_harness.events[0].detail
         assert "refused" in detail
         assert "Not authorized" in detail or "Bad user name or password" in detail
@@ -134,6 +149,10 @@ class TestUsernamePassword:
         monkeypatch.delenv(PASSWORD_ENV, raising=False)
         collector = auth_harness.collector()
         await collector.start()
-        await wait_until(lambda: "disconnected" in auth_harness.event_kinds())
+        await eventually(
+            lambda: "disconnected" in auth_harness.event_kinds(),
+            what="the disconnected alarm",
+            timeout=10,
+        )
         assert f"environment variable {PASSWORD_ENV}" in auth_harness.events[0].detail
         assert not collector.connected

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
-import ipaddress
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from collectors.buffer import Outbox
 from collectors.simulators.opcua_server import OpcUaServer
@@ -24,6 +18,7 @@ from envmon.config.opcua import OpcUaCollectorConfig
 from envmon.models import DeadLetter, ProofOfLife, Reading, SystemEvent, decode_readings_message
 from envmon.sensors import SensorSpec
 from envmon.testing import make_spec
+from tests.pki import issue, write_der, write_pem
 
 FAST: dict[str, Any] = {
     "subscription": {"publishing_interval": 0.05, "keepalive_count": 10, "lifetime_count": 30},
@@ -49,56 +44,15 @@ class Pki:
 def _write_pair(
     folder: Path, name: str, uri: str, usage: x509.ObjectIdentifier
 ) -> tuple[Path, Path]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.UniformResourceIdentifier(uri),
-                    x509.DNSName("localhost"),
-                    x509.DNSName(socket.gethostname()),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=True,
-                key_encipherment=True,
-                data_encipherment=True,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        .sign(key, hashes.SHA256())
+    """Write a self-signed RSA application certificate (DER) and its key (PEM)."""
+    made = issue(
+        name,
+        "rsa",
+        sans=[uri, "localhost", socket.gethostname(), "127.0.0.1"],
+        usages=["digital_signature", "content_commitment", "key_encipherment", "data_encipherment"],
+        extended_usages=[usage],
     )
-    cert_path, key_path = folder / f"{name}.der", folder / f"{name}.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+    return write_der(made.cert, folder / f"{name}.der"), write_pem(made.key, folder / f"{name}.pem")
 
 
 def make_pki(folder: Path) -> Pki:
@@ -184,13 +138,3 @@ def system_events(outbox: Outbox) -> list[SystemEvent]:
     return [
         SystemEvent.model_validate_json(m.value) for _, m in outbox.peek(10**7) if m.topic == ALARMS
     ]
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """Wait until ``predicate()`` holds, failing the test after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
-        await asyncio.sleep(0.02)

@@ -18,9 +18,10 @@ from collectors.opcua import OpcUaCollector
 from collectors.pipeline import CollectorPipeline, event_message
 from collectors.simulators.opcua_server import SyntheticServer
 from envmon.bus import Message
+from envmon.testing import eventually
 from envmon.timeutil import utcnow
 
-from .helpers import FAST, dead_letters, eventually, readings
+from .helpers import FAST, dead_letters, readings
 
 BACKFILL = {**FAST, "history": {"backfill": True}}
 #: asyncua historizes a server's writes through a subscription publishing every 10 ms that
@@ -56,7 +57,9 @@ async def test_a_collector_restart_reads_back_what_it_missed(endpoint: str, tmp_
             await server.update(now=t0 + timedelta(seconds=k), value=float(k))
         sensors = server.sensor_ids()
         await eventually(
-            lambda: all(values_of(box, s)[-1:] == [3.0] for s in sensors), what="live readings"
+            lambda: all(values_of(box, s)[-1:] == [3.0] for s in sensors),
+            what="live readings",
+            timeout=10,
         )
         await first.stop()
         for k in range(4, 9):  # nobody subscribed: only the server's history has them
@@ -68,11 +71,15 @@ async def test_a_collector_restart_reads_back_what_it_missed(endpoint: str, tmp_
         await second.start()
         await second.wait_connected(15)
         await eventually(
-            lambda: all(values_of(box, s)[-1:] == [8.0] for s in sensors), what="the backfill"
+            lambda: all(values_of(box, s)[-1:] == [8.0] for s in sensors),
+            what="the backfill",
+            timeout=10,
         )
         await server.update(now=t0 + timedelta(seconds=9), value=9.0)
         await eventually(
-            lambda: all(values_of(box, s)[-1:] == [9.0] for s in sensors), what="live again"
+            lambda: all(values_of(box, s)[-1:] == [9.0] for s in sensors),
+            what="live again",
+            timeout=10,
         )
         await second.stop()
         for sensor in sensors:
@@ -102,14 +109,18 @@ async def test_a_server_restart_loses_nothing_written_before_the_collector_is_ba
         await collector.wait_connected(15)
         await server.update(now=t0, value=1.0)
         sensor = server.sensor_ids()[0]
-        await eventually(lambda: values_of(box, sensor)[-1:] == [1.0], what="the first reading")
+        await eventually(
+            lambda: values_of(box, sensor)[-1:] == [1.0], what="the first reading", timeout=10
+        )
         await server.stop()
         server = SyntheticServer(2, endpoint=endpoint, history=history)
         await server.start()
         for k in range(2, 7):  # the collector waits 1.5–3 s before it reconnects
             await server.update(value=float(k))  # stamped now: after the restart's own values
             await asyncio.sleep(HISTORY_SAMPLES_S)
-        await eventually(lambda: values_of(box, sensor)[-1:] == [6.0], what="the backfill")
+        await eventually(
+            lambda: values_of(box, sensor)[-1:] == [6.0], what="the backfill", timeout=10
+        )
         for sensor in server.sensor_ids():
             got = [v for v in values_of(box, sensor) if v and v >= 1]
             assert got == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
@@ -135,13 +146,15 @@ async def test_a_server_without_history_is_named_and_live_readings_go_on(
         await first.wait_connected(15)
         await server.update(value=1.0)
         sensor = server.sensor_ids()[0]
-        await eventually(lambda: values_of(box, sensor)[-1:] == [1.0], what="a reading")
+        await eventually(lambda: values_of(box, sensor)[-1:] == [1.0], what="a reading", timeout=10)
         await first.stop()
         second = collector_for(server, box)
         await second.start()
         await second.wait_connected(15)
         await server.update(value=2.0)
-        await eventually(lambda: values_of(box, sensor)[-1:] == [2.0], what="live readings")
+        await eventually(
+            lambda: values_of(box, sensor)[-1:] == [2.0], what="live readings", timeout=10
+        )
         await second.stop()
         (letter,) = dead_letters(box)
         assert letter.reason == "the server keeps no history of the node to fill a gap"

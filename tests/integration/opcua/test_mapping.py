@@ -8,9 +8,10 @@ from datetime import timedelta
 from asyncua import ua
 
 from envmon.models import Quality
+from envmon.testing import eventually
 from envmon.timeutil import parse_ts, utcnow
 
-from .helpers import PointsServer, config_for, dead_letters, eventually, readings, specs_for
+from .helpers import PointsServer, config_for, dead_letters, readings, specs_for
 
 T0 = parse_ts("2026-01-05T08:00:00Z")
 NS = "urn:envmon:simulator"
@@ -41,7 +42,7 @@ class TestQualityAndTime:
             await collector.wait_connected(10)
             for key, code in codes.items():
                 await server.write(key, 5.0, status=code)
-            await eventually(lambda: len(readings(outbox)) == 8, what="8 readings")
+            await eventually(lambda: len(readings(outbox)) == 8, what="8 readings", timeout=10)
             assert latest(outbox, "p.good").quality is Quality.GOOD
             assert latest(outbox, "p.override").quality is Quality.GOOD
             uncertain = latest(outbox, "p.uncertain")
@@ -66,7 +67,7 @@ class TestQualityAndTime:
             await collector.wait_connected(10)
             await server.write("src", 1.0, source_timestamp=T0)
             await server.write("srv", 1.0, source_timestamp=T0)
-            await eventually(lambda: len(readings(outbox)) == 4, what="4 readings")
+            await eventually(lambda: len(readings(outbox)) == 4, what="4 readings", timeout=10)
             src, srv = latest(outbox, "p.src"), latest(outbox, "p.srv")
             assert src.ts == T0
             assert abs(srv.ts - utcnow()) < timedelta(seconds=10)
@@ -98,7 +99,7 @@ class TestAddressingAndUnits:
             for key in ("a", "b", "c"):
                 await server.write(key, 3.5)
             await server.write("f", 212.0)
-            await eventually(lambda: len(readings(outbox)) == 8, what="8 readings")
+            await eventually(lambda: len(readings(outbox)) == 8, what="8 readings", timeout=10)
             assert [latest(outbox, f"p.{k}").value for k in "abc"] == [3.5, 3.5, 3.5]
             fahrenheit = latest(outbox, "p.f")
             assert fahrenheit.value == 100.0
@@ -137,9 +138,13 @@ class TestDeadLetters:
             await server.write("v", math.nan)
             await server.write("empty", None)
             await server.write("v", 7.25)
-            await eventually(lambda: len(dead_letters(outbox)) >= 8, what="8 dead letters")
             await eventually(
-                lambda: latest(outbox, "p.v").value == 7.25, what="the reading after them"
+                lambda: len(dead_letters(outbox)) >= 8, what="8 dead letters", timeout=10
+            )
+            await eventually(
+                lambda: latest(outbox, "p.v").value == 7.25,
+                what="the reading after them",
+                timeout=10,
             )
             reasons = {(d.origin, d.reason) for d in dead_letters(outbox)}
             assert reasons == {

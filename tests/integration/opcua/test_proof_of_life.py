@@ -24,11 +24,11 @@ from collectors.simulators.opcua_server import SyntheticServer
 from envmon.bus import InMemoryBus
 from envmon.models import AlarmEvent, AlarmKind, CoreEvent, DataGap
 from envmon.sensors import SensorSpec
-from envmon.testing import FakeClock, make_spec
+from envmon.testing import FakeClock, eventually, make_spec
 from envmon.timeutil import utcnow
 from stream.embedded import StreamProcessor
 
-from .helpers import FAST, eventually
+from .helpers import FAST
 
 STALE_S = 60.0
 #: keep-alives every 0.05 s × 10: the fake clock moves 20 s (a proof period) between them
@@ -115,7 +115,9 @@ async def started(
     collector = make_collector(server.collector_config(**CONFIG), specs, clock=clock)
     await collector.start()
     await collector.wait_connected(10)
-    await eventually(lambda: core.processor.readings >= len(specs), what="the initial values")
+    await eventually(
+        lambda: core.processor.readings >= len(specs), what="the initial values", timeout=10
+    )
     return collector
 
 
@@ -152,7 +154,7 @@ class TestReportByException:
             await hold_steady(c, clock, len(specs), periods=2)
         finally:
             await server.stop()
-        await eventually(lambda: not collector.connected, what="the loss")
+        await eventually(lambda: not collector.connected, what="the loss", timeout=10)
         clock.advance(STALE_S)
         await c.processor.tick()
         assert c.alarms(AlarmKind.STALE) == []  # exactly stale_after: not yet
@@ -200,7 +202,7 @@ class TestReportByException:
             specs = specs_of(server)
             c = core(specs)
             await started(make_collector, server, specs, clock, c)
-            await eventually(lambda: c.processor.readings >= 2, what="both values")
+            await eventually(lambda: c.processor.readings >= 2, what="both values", timeout=10)
             await hold_steady(c, clock, 1, periods=4)  # 80 s on the clock
             (stale,) = c.alarms(AlarmKind.STALE)
             assert stale.sensor_id == specs[1].sensor_id

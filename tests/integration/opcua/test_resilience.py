@@ -14,10 +14,11 @@ from envmon.models import (
     SystemEventKind,
     decode_readings_message,
 )
+from envmon.testing import eventually
 from envmon.timeutil import to_us, utcnow
 from stream.core import Evaluator
 
-from .helpers import FAST, eventually, readings, specs_for, system_events
+from .helpers import FAST, readings, specs_for, system_events
 
 
 class TestServerRestart:
@@ -61,7 +62,9 @@ class TestServerRestart:
         try:
             await collector.start()
             await collector.wait_connected(10)
-            await eventually(lambda: evaluator.readings >= 20, what="readings before the restart")
+            await eventually(
+                lambda: evaluator.readings >= 20, what="readings before the restart", timeout=10
+            )
 
             await server.stop()
             current[0] = None
@@ -80,9 +83,13 @@ class TestServerRestart:
             await restarted.start()
             current[0] = restarted
             try:
-                await eventually(lambda: collector.counters.reconnects == 1, what="reconnect")
                 await eventually(
-                    lambda: evaluator.readings >= stopped_at + 20, what="readings after restart"
+                    lambda: collector.counters.reconnects == 1, what="reconnect", timeout=10
+                )
+                await eventually(
+                    lambda: evaluator.readings >= stopped_at + 20,
+                    what="readings after restart",
+                    timeout=10,
                 )
                 await eventually(
                     lambda: (
@@ -90,10 +97,13 @@ class TestServerRestart:
                         == set(server.sensor_ids())
                     ),
                     what="restored alarms",
+                    timeout=10,
                 )
                 assert collector.counters.resubscriptions == 1
                 assert restarted.subscription_count == 1
-                await eventually(lambda: len(system) >= 3, what="system events on the bus")
+                await eventually(
+                    lambda: len(system) >= 3, what="system events on the bus", timeout=10
+                )
                 assert [e.event for e in system[:3]] == [
                     SystemEventKind.CONNECTED,
                     SystemEventKind.DISCONNECTED,
@@ -118,6 +128,7 @@ class TestServerRestart:
         await eventually(
             lambda: any(e.event is SystemEventKind.DISCONNECTED for e in system_events(outbox)),
             what="the outage event",
+            timeout=10,
         )
         await asyncio.sleep(1.5)  # several failed attempts: still one event
         assert [e.event for e in system_events(outbox)] == [SystemEventKind.DISCONNECTED]
@@ -125,7 +136,7 @@ class TestServerRestart:
         try:
             await collector.wait_connected(10)
             assert collector.counters.reconnects == 0  # the first connection is no reconnection
-            await eventually(lambda: len(readings(outbox)) == 2, what="initial values")
+            await eventually(lambda: len(readings(outbox)) == 2, what="initial values", timeout=10)
         finally:
             await collector.stop()
             await server.stop()
@@ -160,11 +171,13 @@ class TestSilentSubscription:
             assert server.silence_subscriptions() == 2
             await server.update()
             await eventually(
-                lambda: collector.counters.resubscriptions == 2, what="both re-created"
+                lambda: collector.counters.resubscriptions == 2, what="both re-created", timeout=10
             )
             before = len(readings(outbox))
             await server.update()
-            await eventually(lambda: len(readings(outbox)) >= before + 6, what="new readings")
+            await eventually(
+                lambda: len(readings(outbox)) >= before + 6, what="new readings", timeout=10
+            )
             assert collector.counters.reconnects == 0
             assert collector.connected
             kinds = [e.event for e in system_events(outbox)]
@@ -193,17 +206,23 @@ class TestFullBuffer:
         try:
             await collector.start()
             await collector.wait_connected(10)
-            await eventually(lambda: collector.counters.readings == 10, what="initial values")
+            await eventually(
+                lambda: collector.counters.readings == 10, what="initial values", timeout=10
+            )
             await server.update()
             await server.update()
             await eventually(
-                lambda: bool(events) and len(collector._pending) == 18, what="the rest held"
+                lambda: bool(events) and len(collector._pending) == 18,
+                what="the rest held",
+                timeout=10,
             )
             assert collector.connected
             assert collector.counters.readings == 12  # the buffer filled to its bound
             assert [e.event for e in events] == [SystemEventKind.BUFFER_FULL]
             forwarder = asyncio.create_task(box.forward(InMemoryBus()))  # room again
-            await eventually(lambda: collector.counters.readings == 30, what="held readings")
+            await eventually(
+                lambda: collector.counters.readings == 30, what="held readings", timeout=10
+            )
             assert collector.counters.dropped == 0
             assert SystemEventKind.BUFFER_OK in [e.event for e in events]
             forwarder.cancel()
@@ -232,11 +251,15 @@ class TestFullBuffer:
         try:
             await collector.start()
             await collector.wait_connected(10)
-            await eventually(lambda: collector.counters.readings == 10, what="initial values")
+            await eventually(
+                lambda: collector.counters.readings == 10, what="initial values", timeout=10
+            )
             for _ in range(3):
                 await server.update()
                 await asyncio.sleep(0.3)
-            await eventually(lambda: collector.counters.dropped == 15, what="the oldest lost")
+            await eventually(
+                lambda: collector.counters.dropped == 15, what="the oldest lost", timeout=10
+            )
             assert len(collector._pending) == 15
         finally:
             await collector.stop()

@@ -10,8 +10,9 @@ from collectors.opcua import OpcUaCollector
 from collectors.opcua.errors import OpcUaSetupError
 from collectors.simulators.opcua_server import ServerSecurity, SyntheticServer
 from envmon.models import SystemEventKind
+from envmon.testing import eventually
 
-from .helpers import FAST, eventually, readings, system_events
+from .helpers import FAST, readings, system_events
 
 
 def secure_server(endpoint, pki, policy, *, certificate=None, key=None, **kwargs):
@@ -64,7 +65,9 @@ class TestMessageSecurity:
             await collector.wait_connected(15)
             await server.update(value=4.5)
             await eventually(
-                lambda: sum(r.value == 4.5 for r in readings(outbox)) == 3, what="readings"
+                lambda: sum(r.value == 4.5 for r in readings(outbox)) == 3,
+                what="readings",
+                timeout=10,
             )
         finally:
             await server.stop()
@@ -78,7 +81,7 @@ class TestMessageSecurity:
             collector = make_collector(config, server.specs())
             await collector.start()
             await collector.wait_connected(15)
-            await eventually(lambda: len(readings(outbox)) == 3, what="initial values")
+            await eventually(lambda: len(readings(outbox)) == 3, what="initial values", timeout=10)
         finally:
             await server.stop()
 
@@ -112,6 +115,7 @@ class TestMessageSecurity:
                     "not among security.trusted_server_certificates" in (collector.last_error or "")
                 ),
                 what="the refusal",
+                timeout=10,
             )
             await asyncio.sleep(0.5)
             assert not collector.connected
@@ -136,6 +140,7 @@ class TestMessageSecurity:
                     in (collector.last_error or "")
                 ),
                 what="the refusal",
+                timeout=10,
             )
             assert "it offers Basic256Sha256/SignAndEncrypt" in (collector.last_error or "")
         finally:
@@ -157,7 +162,7 @@ class TestUserIdentity:
             collector = make_collector(config, server.specs())
             await collector.start()
             await collector.wait_connected(10)
-            await eventually(lambda: len(readings(outbox)) == 2, what="initial values")
+            await eventually(lambda: len(readings(outbox)) == 2, what="initial values", timeout=10)
         finally:
             await server.stop()
 
@@ -175,7 +180,9 @@ class TestUserIdentity:
             collector = make_collector(config, server.specs())
             await collector.start()
             await eventually(
-                lambda: "BadUserAccessDenied" in (collector.last_error or ""), what="the refusal"
+                lambda: "BadUserAccessDenied" in (collector.last_error or ""),
+                what="the refusal",
+                timeout=10,
             )
             assert not collector.connected
             assert system_events(outbox)[0].event is SystemEventKind.DISCONNECTED

@@ -11,9 +11,10 @@ from collectors.simulators.opcua_server import EquipmentServer, unece_unit_id
 from collectors.simulators.scenario import FaultEvent, Scenario
 from envmon.config import load_site
 from envmon.models import Quality
+from envmon.testing import eventually
 from envmon.timeutil import utcnow
 
-from .helpers import FAST, eventually, readings
+from .helpers import FAST, readings
 
 SITE = load_site(Path(__file__).parents[3] / "deploy" / "examples" / "site.yaml")
 COLD_STORE = {
@@ -80,7 +81,9 @@ class TestEquipmentServer:
             await collector.start()
             await collector.wait_connected(10)
             await eventually(
-                lambda: {r.sensor_id for r in readings(outbox)} == COLD_STORE, what="every channel"
+                lambda: {r.sensor_id for r in readings(outbox)} == COLD_STORE,
+                what="every channel",
+                timeout=10,
             )
             latest = {r.sensor_id: r for r in readings(outbox)}
             minus20 = latest["freezer-20-1.temperature"]
@@ -108,6 +111,7 @@ class TestEquipmentServer:
                     sum(r.sensor_id == "ult-freezer-1.temperature" for r in readings(outbox)) >= 5
                 ),
                 what="five ticks",
+                timeout=10,
             )
             fridge1 = [r for r in readings(outbox) if r.sensor_id == "fridge-1.temperature"]
             assert fridge1

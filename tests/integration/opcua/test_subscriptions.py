@@ -7,8 +7,9 @@ import time
 import pytest
 
 from collectors.simulators.opcua_server import SyntheticServer
+from envmon.testing import eventually
 
-from .helpers import FAST, dead_letters, eventually, readings
+from .helpers import FAST, dead_letters, readings
 
 
 class TestSubscriptionCaps:
@@ -41,6 +42,7 @@ class TestSubscriptionCaps:
                     == set(server.sensor_ids())
                 ),
                 what="a reading from every node",
+                timeout=10,
             )
         finally:
             await server.stop()
@@ -60,7 +62,7 @@ class TestSubscriptionCaps:
             await collector.wait_connected(10)
             assert sorted(server.monitored_items_per_subscription()) == [1, 8, 8, 8]
             assert collector.subscription_count == 4
-            await eventually(lambda: len(readings(outbox)) == 25, what="initial values")
+            await eventually(lambda: len(readings(outbox)) == 25, what="initial values", timeout=10)
             assert dead_letters(outbox) == []
         finally:
             await server.stop()

@@ -15,6 +15,7 @@ from collectors.mqtt.mapping import MessageDecoder
 from collectors.mqtt.wire import decode_publish
 from envmon.config import parse_site
 from envmon.models import Quality
+from envmon.testing import site_yaml
 from envmon.units import FT3_IN_M3
 
 SCALARS = st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20)
@@ -29,61 +30,64 @@ def CONTAINERS(children: st.SearchStrategy[object]) -> st.SearchStrategy[object]
 NOW = datetime(2026, 1, 5, 8, 0, 30, tzinfo=UTC)
 TS = "2026-01-05T08:00:00Z"
 
-SITE = """
-site: {name: Test}
-areas:
-  - id: room
-    name: Room
-    grade: C
-    instruments:
-      - id: pc-1
-        name: Particle counter
-        kind: particle_counter
-        sample_volume_m3: 0.0283
-        channels:
-          - {parameter: particles_0_5um, unit: particles/m3}
-          - {parameter: particles_5_0um, unit: particles/m3}
-      - id: inc-1
-        name: Incubator
-        kind: incubator
-        channels:
-          - {parameter: temperature, unit: degC}
-          - {parameter: co2, unit: "%"}
-      - id: fridge-1
-        name: Fridge
-        kind: fridge
-        channels:
-          - {parameter: temperature, unit: degC}
-collectors:
-  mqtt:
-    - id: broker
-      max_payload_bytes: 1000
-      bindings:
-        - topic: cgt/+area/+instrument/particles
-          sensor_id: "{instrument}.{channel}"
-          payload:
-            timestamp: {path: ts, format: iso8601}
-            quality: {path: status, good: [ok], uncertain: [purge], bad: [fault]}
-            channels:
-              particles_0_5um: {path: counts.0_5um, unit: counts}
-              particles_5_0um: {path: counts.5_0um, unit: counts}
-        - topic: cgt/+area/+instrument/incubator
-          sensor_id: "{instrument}.{channel}"
-          payload:
-            timestamp: {path: time_ms, format: epoch_ms}
-            channels:
-              temperature: {path: temp_f, unit: degF}
-              co2: {path: sensors.0.ppm, unit: ppm}
-        - topic: lab/+instrument/temperature
-          sensor_id: "{instrument}.temperature"
-          payload: {format: number, channels: {t: {unit: degF}}}
-        - topic: counters/+instrument
-          sensor_id: "{instrument}.{channel}"
-          payload:
-            timestamp: {path: t, format: epoch_s}
-            channels:
-              particles_0_5um: {path: n, unit: particles/ft3, cumulative: true}
-"""
+SITE = site_yaml(
+    """
+    - id: room
+      name: Room
+      grade: C
+      instruments:
+        - id: pc-1
+          name: Particle counter
+          kind: particle_counter
+          sample_volume_m3: 0.0283
+          channels:
+            - {parameter: particles_0_5um, unit: particles/m3}
+            - {parameter: particles_5_0um, unit: particles/m3}
+        - id: inc-1
+          name: Incubator
+          kind: incubator
+          channels:
+            - {parameter: temperature, unit: degC}
+            - {parameter: co2, unit: "%"}
+        - id: fridge-1
+          name: Fridge
+          kind: fridge
+          channels:
+            - {parameter: temperature, unit: degC}
+    """,
+    site="site: {name: Test}",
+    sections="""
+    collectors:
+      mqtt:
+        - id: broker
+          max_payload_bytes: 1000
+          bindings:
+            - topic: cgt/+area/+instrument/particles
+              sensor_id: "{instrument}.{channel}"
+              payload:
+                timestamp: {path: ts, format: iso8601}
+                quality: {path: status, good: [ok], uncertain: [purge], bad: [fault]}
+                channels:
+                  particles_0_5um: {path: counts.0_5um, unit: counts}
+                  particles_5_0um: {path: counts.5_0um, unit: counts}
+            - topic: cgt/+area/+instrument/incubator
+              sensor_id: "{instrument}.{channel}"
+              payload:
+                timestamp: {path: time_ms, format: epoch_ms}
+                channels:
+                  temperature: {path: temp_f, unit: degF}
+                  co2: {path: sensors.0.ppm, unit: ppm}
+            - topic: lab/+instrument/temperature
+              sensor_id: "{instrument}.temperature"
+              payload: {format: number, channels: {t: {unit: degF}}}
+            - topic: counters/+instrument
+              sensor_id: "{instrument}.{channel}"
+              payload:
+                timestamp: {path: t, format: epoch_s}
+                channels:
+                  particles_0_5um: {path: n, unit: particles/ft3, cumulative: true}
+    """,
+)
 
 
 @pytest.fixture

@@ -15,29 +15,32 @@ from collectors.pipeline import CollectorPipeline
 from envmon.config import parse_site
 from envmon.config.mqtt import MqttCollectorConfig
 from envmon.models import SystemEvent, SystemEventKind
-from envmon.testing import FakeClock
+from envmon.testing import FakeClock, site_yaml
 
-SITE = """
-site: {name: Test}
-areas:
-  - id: room
-    name: Room
-    grade: C
-    instruments:
-      - id: fridge-1
-        name: Fridge
-        kind: fridge
-        channels:
-          - {parameter: temperature, unit: degC}
-collectors:
-  mqtt:
-    - id: broker
-      reconnect: {initial: 1, maximum: 8}
-      bindings:
-        - topic: lab/+instrument/temperature
-          sensor_id: "{instrument}.temperature"
-          payload: {format: number, channels: {t: {unit: degC}}}
-"""
+SITE = site_yaml(
+    """
+    - id: room
+      name: Room
+      grade: C
+      instruments:
+        - id: fridge-1
+          name: Fridge
+          kind: fridge
+          channels:
+            - {parameter: temperature, unit: degC}
+    """,
+    site="site: {name: Test}",
+    sections="""
+    collectors:
+      mqtt:
+        - id: broker
+          reconnect: {initial: 1, maximum: 8}
+          bindings:
+            - topic: lab/+instrument/temperature
+              sensor_id: "{instrument}.temperature"
+              payload: {format: number, channels: {t: {unit: degC}}}
+    """,
+)
 FILTERS = ["lab/+/temperature"]
 
 
