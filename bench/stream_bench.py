@@ -60,6 +60,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.cpu import cpu_seconds
+from devservers.kafka import KafkaBroker
+from devservers.questdb import QuestDB, create_readings_table
 from envmon.bus import ALARMS, ALL_TOPICS, READINGS
 from envmon.commands.stream_worker import build_worker
 from envmon.config import SiteConfig, parse_site
@@ -68,8 +70,6 @@ from envmon.settings import Settings
 from stream.kafka.app import StreamWorker, tune_gc
 from stream.kafka.intake import FETCH_MAX_WAIT_MS, MAX_PARTITION_FETCH_BYTES
 from stream.kafka.topics import create_topics
-from stream.kafka_broker import KafkaBroker
-from stream.questdb import QuestDB, create_readings_table
 from stream.timeseries.influxdb import InfluxWriter
 from stream.timeseries.schema import reading_line
 

@@ -62,6 +62,16 @@ def buildable() -> bool:
     return bool(shutil.which("go") or shutil.which("go", path="/usr/local/go/bin"))
 
 
+def missing() -> str | None:
+    """Return what this machine lacks to run Alertmanager (None when nothing)."""
+    if buildable():
+        return None
+    return (
+        f"go is not installed and {cached_binary()} is not built"
+        " (apt-get install golang-go, then deploy/scripts/alertmanager.sh fetch)"
+    )
+
+
 def fetch() -> Path:
     """Return the path of the binary, building it the first time (the shell script's fetch)."""
     binary = cached_binary()

@@ -88,6 +88,13 @@ def _key(line: str) -> str:
     return parts[0] if parts else ""
 
 
+def missing() -> str | None:
+    """Return what this machine lacks to run Mosquitto (None when nothing)."""
+    if shutil.which(mosquitto_binary()) is None:
+        return "mosquitto is not installed (apt-get install mosquitto)"
+    return None
+
+
 def render_config(
     directory: Path,
     port: int,

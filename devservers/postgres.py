@@ -134,6 +134,13 @@ def postgres_installed() -> bool:
     return True
 
 
+def missing() -> str | None:
+    """Return what this machine lacks to run PostgreSQL (None when nothing)."""
+    if postgres_installed():
+        return None
+    return "PostgreSQL is not installed (apt-get install postgresql)"
+
+
 def ensure_service_user(name: str = SERVICE_USER) -> pwd.struct_passwd:
     """Return the system user ``name``, creating it (and its group) if it does not exist.
 

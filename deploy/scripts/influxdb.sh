@@ -14,7 +14,7 @@
 # creates the database envmon. Write with influxdb-client to bucket "envmon/autogen", org
 # "-", any token; query with Flux on the same URL. Ctrl-C (SIGTERM) stops it cleanly and
 # starting again on the same DIR finds the data. The tests do the same from Python
-# (stream/influxdb.py).
+# (devservers/influxdb.py).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -31,7 +31,7 @@ binary="$cache/bin/influxd"
 # shellcheck source=go-server.sh
 source "$(dirname "${BASH_SOURCE[0]}")/go-server.sh"
 
-# The same build as stream/influxdb.py fetch.
+# The same build as devservers/influxdb.py fetch.
 fetch() {
   go_fetch influxd "github.com/influxdata/influxdb/cmd/influxd@v$version" \
     "-X main.version=$version -X main.branch=${version%.*} -X main.commit=v$version"

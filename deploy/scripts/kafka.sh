@@ -19,7 +19,7 @@
 # ${ENVMON_KAFKA_HOME:-~/.cache/envmon/kafka-VERSION}/libs (ENVMON_KAFKA_VERSION, default
 # 4.3.1). Heap: ENVMON_KAFKA_HEAP_OPTS (default "-Xmx512m -Xms64m"). Java: $JAVA_HOME or
 # the java on PATH (17 or newer). The tests do the same from Python
-# (stream/kafka_broker.py).
+# (devservers/kafka.py).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -31,7 +31,7 @@ log_conf="$kafka_dir/log4j2.properties"
 # shellcheck source=../versions.env
 source "$here/../versions.env"
 version="${ENVMON_KAFKA_VERSION:-$KAFKA_VERSION}"
-home="${ENVMON_KAFKA_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/envmon/kafka-$version}"
+home="${ENVMON_KAFKA_HOME:-${ENVMON_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/envmon}/kafka-$version}"
 libs="$home/libs"
 heap_opts="${ENVMON_KAFKA_HEAP_OPTS:--Xmx512m -Xms64m}"
 
@@ -76,7 +76,7 @@ fetch() {
 }
 
 # A KRaft cluster id: a Kafka Uuid, URL-safe base64 of 16 random bytes without padding.
-# Like Kafka's Uuid.randomUuid (and stream/kafka_broker.py), never one starting with '-':
+# Like Kafka's Uuid.randomUuid (and devservers/kafka.py), never one starting with '-':
 # the storage tool would take it for an option (1 format in 64 failed that way).
 new_cluster_id() {
   local id
@@ -89,7 +89,7 @@ new_cluster_id() {
 
 render_config() {  # DIR PORT CONTROLLER_PORT
   local dir="$1" port="$2" cport="$3"
-  # The installation-specific keys of the shipped file (same list as stream/kafka_broker.py).
+  # The installation-specific keys of the shipped file (same list as devservers/kafka.py).
   local site_keys='^[[:space:]]*(node\.id|broker\.id|process\.roles|listeners|advertised\.listeners|controller\.listener\.names|controller\.quorum\.voters|controller\.quorum\.bootstrap\.servers|listener\.security\.protocol\.map|inter\.broker\.listener\.name|log\.dirs|log\.dir|metadata\.log\.dir)[[:space:]]*[=:]'
   grep -Ev "$site_keys" "$shipped"
   cat <<EOF

@@ -13,8 +13,8 @@
 # 127.0.0.1:$QUESTDB_PG_PORT only if that is set, ILP over TCP/UDP, the minimal health
 # server and telemetry off. Data stays in DIR: Ctrl-C (SIGTERM) stops it cleanly and
 # starting again on the same DIR finds it. The tests do the same from Python
-# (stream/questdb.py); create the readings table with its deduplication keys first
-# (stream.questdb.create_readings_table), or the first write creates one without them.
+# (devservers/questdb.py); create the readings table with its deduplication keys first
+# (devservers.questdb.create_readings_table), or the first write creates one without them.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -66,7 +66,7 @@ start() {
   fi
   mkdir -p "$dir/conf"
   dir="$(cd "$dir" && pwd)"
-  # The same settings as stream/questdb.py render_config.
+  # The same settings as devservers/questdb.py render_config.
   {
     echo "# written by deploy/scripts/questdb.sh: a local QuestDB for development"
     echo "config.validation.strict=true"

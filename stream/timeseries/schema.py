@@ -46,7 +46,7 @@ them.
 
 Identity: a point is identified by its series (the tags) and its timestamp, so writing the
 same reading twice stores it once — InfluxDB overwrites, QuestDB's readings table is
-created with ``DEDUP UPSERT KEYS(time, site, sensor)`` (``stream.questdb``). At-least-once
+created with ``DEDUP UPSERT KEYS(time, site, sensor)`` (``devservers.questdb``). At-least-once
 delivery from the bus therefore never duplicates a point.
 
 Escaping follows the line protocol reference: in tag keys, tag values and field keys a

@@ -40,15 +40,15 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import create_engine
 
+from devservers.influxdb import InfluxDB
+from devservers.kafka import KafkaBroker
 from devservers.mosquitto import Mosquitto
 from devservers.postgres import PostgresServer
 from envmon.bus import ALARMS, ALL_TOPICS
 from envmon.timeutil import format_ts, parse_ts
 from excursions.migrate import upgrade
 from excursions.queries import core_records
-from stream.influxdb import InfluxDB
 from stream.kafka.topics import create_topics
-from stream.kafka_broker import KafkaBroker
 from tests.faults.equipment import FREEZERS, INCUBATORS, NAMESPACE, Sample, Script, read_log
 
 PARTITIONS = 4

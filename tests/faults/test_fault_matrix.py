@@ -27,10 +27,10 @@ from pathlib import Path
 import pytest
 
 from devservers.fixtures import scratch_home
+from devservers.influxdb import InfluxDB
+from devservers.kafka import KafkaBroker
 from devservers.mosquitto import Mosquitto
 from devservers.postgres import PostgresServer
-from stream.influxdb import InfluxDB
-from stream.kafka_broker import KafkaBroker
 from tests.faults import matrix
 from tests.faults.equipment import Script
 from tests.faults.matrix import Row

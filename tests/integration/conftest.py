@@ -1,5 +1,4 @@
-"""Shared by the integration tests: leaked sockets and transports are charged to their test;
-one PostgreSQL server for the session (``postgres``), for every folder that needs one.
+"""Shared by the integration tests: leaked sockets and transports are charged to their test.
 
 The suite turns warnings into errors. An unclosed socket or asyncio transport warns only
 when the garbage collector finds it, which can be several tests later, so the failure
@@ -15,24 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from devservers.fixtures import server_fixtures
-from devservers.postgres import PostgresServer, postgres_installed
-
 
 @pytest.fixture(autouse=True)
 def _collect_garbage_after_test() -> Iterator[None]:
     yield
     gc.collect()
-
-
-def _no_postgres() -> str | None:
-    if postgres_installed():
-        return None
-    return "PostgreSQL is not installed (apt-get install postgresql)"
-
-
-# As root the server runs as ``envmon-pg``, which must traverse every parent of its data
-# directory: outside pytest's temporary root, which pytest makes private at each session.
-postgres, own_postgres = server_fixtures(
-    "postgres", PostgresServer, outside_tmp=True, missing=_no_postgres
-)

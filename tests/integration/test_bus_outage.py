@@ -20,10 +20,10 @@ from envmon.bus import READINGS
 from envmon.config import load_site
 from envmon.models import Reading, SystemEventKind, decode_readings_message
 from envmon.netutil import free_port
-from envmon.testing import SwitchableBus
+from envmon.testing import SwitchableBus, eventually
 from envmon.timeutil import utcnow
 
-from .opcua.helpers import FAST, eventually
+from .opcua.helpers import FAST
 
 SITE = load_site(Path(__file__).parents[2] / "deploy" / "examples" / "site.yaml")
 
@@ -54,7 +54,9 @@ class TestBusOutage:
                 config, SITE.sensors(), CollectorPipeline(box, source="opcua:test")
             )
             await collector.start()
-            await eventually(lambda: collector.counters.readings >= 100, what="100 readings")
+            await eventually(
+                lambda: collector.counters.readings >= 100, what="100 readings", timeout=10
+            )
             await collector.stop()
             forwarder.cancel()
             first = collector.counters.readings
@@ -68,7 +70,7 @@ class TestBusOutage:
                 config, SITE.sensors(), CollectorPipeline(box, source="opcua:test")
             )
             await collector.start()
-            await eventually(lambda: collector.counters.readings >= 50, what="50 more")
+            await eventually(lambda: collector.counters.readings >= 50, what="50 more", timeout=10)
             await collector.stop()
             collected = first + collector.counters.readings
             received: list[Reading] = []
@@ -82,8 +84,8 @@ class TestBusOutage:
             consumer = asyncio.create_task(consume())
             bus.available = True
             forwarder = asyncio.create_task(box.forward(bus))
-            await eventually(lambda: len(received) >= collected, what="every reading")
-            await eventually(lambda: len(box) == 0, what="an empty buffer")
+            await eventually(lambda: len(received) >= collected, what="every reading", timeout=10)
+            await eventually(lambda: len(box) == 0, what="an empty buffer", timeout=10)
             forwarder.cancel()
             consumer.cancel()
             box.close()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from stream import kafka_broker
-from stream.kafka_broker import new_cluster_id
+from devservers import kafka as kafka_broker
+from devservers.kafka import new_cluster_id
 
 
 def test_cluster_id_is_a_kafka_uuid() -> None:

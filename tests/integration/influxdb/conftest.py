@@ -1,55 +1,18 @@
-"""Fixtures of the InfluxDB tests: a real InfluxDB 1.8 speaking the v2 write and query APIs.
+"""Fixtures of the InfluxDB tests: each test's own ``site`` tag and a reader of it.
 
-``influxd`` is built once from the Go module proxy (``stream.influxdb.fetch``, cached in
-``~/.cache/envmon``) and runs on a free loopback port. ``influxdb`` is one server for the
-whole session (each test writes its own ``site`` tag, so tests never see each other's
-points); ``own_influxdb`` is a server for one test, which may stop it.
+The servers (``influxdb``, ``own_influxdb``: InfluxDB 1.8 built once from the Go module
+proxy) are the suite's, from ``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from stream.influxdb import InfluxDB, InfluxDBServerError, cached_binary, go_binary
+from devservers.influxdb import InfluxDB
 from stream.timeseries.influxdb import InfluxSeriesReader
-
-
-def _buildable() -> bool:
-    try:
-        go_binary()
-    except InfluxDBServerError:
-        return False
-    return True
-
-
-if not _buildable() and not cached_binary().is_file():  # pragma: no cover - the machine has Go
-    pytest.skip(
-        f"go is not installed and {cached_binary()} is not built"
-        " (apt-get install golang-go, then deploy/scripts/influxdb.sh fetch)",
-        allow_module_level=True,
-    )
-
-
-@pytest.fixture(scope="session")
-def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
-    """An InfluxDB shared by the session's tests, with the database ``envmon`` created."""
-    server = InfluxDB(tmp_path_factory.mktemp("influxdb"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def own_influxdb(tmp_path: Path) -> Iterator[InfluxDB]:
-    """An InfluxDB for this test alone."""
-    server = InfluxDB(tmp_path / "influxdb")
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
+from devservers.influxdb import InfluxDB
 from envmon.models import Quality, Reading
 from envmon.testing import DEFAULT_T0
 from envmon.timeseries import TimeSeriesQueryError
-from stream.influxdb import InfluxDB
 from stream.timeseries import schema as tsschema
 from stream.timeseries.influxdb import InfluxSeriesReader, latest_query
 from stream.timeseries.sqlite import SqliteTimeSeries

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from devservers.influxdb import InfluxDB
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.db import store_engine
 from excursions.lifecycle import Lifecycle
@@ -20,7 +21,6 @@ from excursions.series import fetch_trend
 from excursions.sessions import Sessions
 from excursions.web.api import Services
 from excursions.web.app import create_app
-from stream.influxdb import InfluxDB
 from stream.timeseries.influxdb import InfluxSeriesReader
 from stream.timeseries.schema import reading_line
 from stream.timeseries.sqlite import SqliteTimeSeries

@@ -1,9 +1,8 @@
-"""Fixtures of the Kafka tests: real Apache Kafka brokers (KRaft, Java 17) on loopback ports.
+"""Fixtures of the Kafka tests: each test's own topic prefix, and no connection left open.
 
-``kafka`` is one broker for the whole session (each test has its own topics and groups,
-named from ``topic_prefix``); ``own_kafka`` is a broker for one test, which may stop, kill
-and restart it on the same ports and data directory. The jars come from Maven Central once
-(``deploy/kafka/pom.xml``, cached in ~/.cache/envmon; ``make kafka-jars``).
+The brokers (``kafka``, shared by the session, each test on its own topics and groups named
+from ``topic_prefix``; ``own_kafka`` for a test that stops, kills or restarts it) are the
+suite's, from ``tests/conftest.py``.
 
 After every test, no Kafka connection may be left open on an event loop that has closed
 (the test's, or a faust consumer thread's): such a connection can never be closed, and it
@@ -15,43 +14,12 @@ of its owner (seen once in CI).
 from __future__ import annotations
 
 import gc
-import shutil
 import uuid
 import weakref
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from aiokafka.conn import AIOKafkaConnection
-
-from stream.kafka_broker import KafkaBroker, jars_present, java_binary, kafka_home
-
-if shutil.which(java_binary()) is None:  # pragma: no cover - the machine has Java 17
-    pytest.skip(
-        "java is not installed (apt-get install openjdk-17-jre-headless)", allow_module_level=True
-    )
-if shutil.which("mvn") is None and not jars_present(kafka_home() / "libs"):  # pragma: no cover
-    pytest.skip(
-        "no Kafka jars and no mvn to fetch them (apt-get install maven)", allow_module_level=True
-    )
-
-
-@pytest.fixture(scope="session")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    """A Kafka broker shared by the session's tests, on 127.0.0.1."""
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
-    broker.start()
-    yield broker
-    broker.stop()
-
-
-@pytest.fixture
-def own_kafka(tmp_path: Path) -> Iterator[KafkaBroker]:
-    """A Kafka broker for this test alone (it may restart it on the same ports and data)."""
-    broker = KafkaBroker(tmp_path / "kafka")
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 @pytest.fixture

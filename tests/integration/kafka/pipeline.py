@@ -32,10 +32,10 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.buffer import Outbox
+from devservers.kafka import KafkaBroker
 from devservers.mosquitto import Mosquitto, publish_all
 from envmon.bus import READINGS, Message
 from envmon.models import Quality, Reading
-from stream.kafka_broker import KafkaBroker
 from tests.integration.mqtt.helpers import messages
 
 EXAMPLE_SITE = Path(__file__).resolve().parents[3] / "deploy" / "examples" / "site.yaml"

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from alerts.smtp import EmbeddedSmtpServer, ReceivedMail
 from alerts.store import AttemptRow, IncidentRow, NotificationRow
+from devservers.kafka import KafkaBroker
 from devservers.postgres import PostgresServer, postgres_installed
 from envmon.bus import ALARMS, ALL_TOPICS, NOTIFICATIONS, READINGS, Message
 from envmon.commands.alerts import build_service
@@ -41,7 +42,6 @@ from excursions.migrate import upgrade
 from stream.kafka.app import StreamWorker
 from stream.kafka.bus import KafkaBus
 from stream.kafka.topics import create_topics
-from stream.kafka_broker import KafkaBroker
 from stream.timeseries.sink import SqliteSink
 from tests.unit.alerts.sites import freezer_site
 

@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from typer.testing import CliRunner
 
+from devservers.kafka import KafkaBroker
 from envmon.bus import AUDIT
 from envmon.cli import app as cli
 from envmon.commands.stream_worker import build_worker
@@ -24,7 +25,6 @@ from excursions.checkpoints import Checkpoint
 from excursions.db import store_engine
 from excursions.migrate import upgrade
 from stream.kafka.topics import changelog_topic, ensure_topics
-from stream.kafka_broker import KafkaBroker
 from tests.unit.excursions.test_audit import fill
 
 from .test_worker import SITE, read_topic, settings_for

@@ -60,8 +60,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import UnknownTopicOrPartitionError
 from aiokafka.structs import TopicPartition
 
+from devservers.kafka import REPO_ROOT, KafkaBroker, probe_metadata, render_config
 from stream.kafka.topics import TopicsError, create_topics, delete_topics
-from stream.kafka_broker import REPO_ROOT, KafkaBroker, probe_metadata, render_config
 
 from .faust_counter import make_app, wait_ready
 

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from collectors.simulators.equipment import Simulation
 from collectors.simulators.opcua_server import EquipmentServer
+from devservers.kafka import KafkaBroker
 from devservers.mosquitto import Mosquitto, publish_all
 from envmon.bus import ALARMS, READINGS
 from envmon.cli import app as cli
@@ -23,8 +24,6 @@ from envmon.models import SystemEvent, SystemEventKind
 from envmon.netutil import free_port
 from envmon.settings import Settings
 from envmon.timeutil import utcnow
-from stream.kafka_broker import KafkaBroker
-from tests.integration.mqtt.conftest import mosquitto  # noqa: F401 - the shared broker fixture
 from tests.integration.mqtt.helpers import messages, seq_of, site_yaml
 
 from .pipeline import example_site_file, read_topic, scrape
@@ -47,7 +46,7 @@ def test_collect_refuses_the_in_process_bus(
 
 async def test_mqtt_readings_reach_kafka(
     kafka: KafkaBroker,
-    mosquitto: Mosquitto,  # noqa: F811 - the imported fixture
+    mosquitto: Mosquitto,
     topic_prefix: str,
     tmp_path: Path,
 ) -> None:

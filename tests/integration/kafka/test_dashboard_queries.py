@@ -27,12 +27,12 @@ import pytest
 
 from dashboards import naming
 from dashboards.provisioning import build_tree
+from devservers.influxdb import InfluxDB, InfluxDBServerError, cached_binary, go_binary
+from devservers.kafka import KafkaBroker
 from envmon.commands.stream_worker import build_worker
 from envmon.config import load_site
 from envmon.models import Reading
 from envmon.timeutil import parse_ts
-from stream.influxdb import InfluxDB, InfluxDBServerError, cached_binary, go_binary
-from stream.kafka_broker import KafkaBroker
 
 from .faust_counter import wait_ready
 from .test_worker import SITE, make_topics, publish, scenario_csv, settings_for

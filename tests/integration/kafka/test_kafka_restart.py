@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from collectors.buffer import Outbox
+from devservers.kafka import KafkaBroker
 from devservers.mosquitto import Mosquitto
 from envmon.bus import ALARMS, READINGS, BusUnavailableError, Message
 from envmon.commands.collect import run_collect
@@ -28,8 +29,6 @@ from envmon.netutil import free_port
 from envmon.settings import Settings
 from stream.kafka.bus import KafkaBus
 from stream.kafka.topics import create_topics
-from stream.kafka_broker import KafkaBroker
-from tests.integration.mqtt.conftest import mosquitto  # noqa: F401 - the shared broker fixture
 from tests.integration.mqtt.helpers import site_yaml
 
 from .pipeline import (
@@ -81,7 +80,7 @@ class TestKafkaRestartUnderCollect:
     async def test_every_reading_arrives_in_order_and_the_log_stays_short(
         self,
         own_kafka: KafkaBroker,
-        mosquitto: Mosquitto,  # noqa: F811 - the imported fixture
+        mosquitto: Mosquitto,
         topic_prefix: str,
         tmp_path: Path,
         caplog: pytest.LogCaptureFixture,

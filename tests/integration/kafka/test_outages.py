@@ -12,6 +12,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from devservers.kafka import KafkaBroker
+from devservers.questdb import QuestDB
 from envmon.bus import READINGS
 from envmon.commands.stream_worker import build_worker
 from envmon.config import load_site
@@ -19,12 +21,8 @@ from envmon.models import SystemEventKind
 from envmon.timeutil import parse_ts
 from stream.kafka.bus import KafkaBus
 from stream.kafka.topics import create_topics
-from stream.kafka_broker import KafkaBroker
-from stream.questdb import QuestDB
 from stream.timeseries.sink import site_id
-from tests.integration.mqtt.conftest import mosquitto  # noqa: F401 - the shared broker fixture
 from tests.integration.mqtt.helpers import Harness, messages
-from tests.integration.timeseries.conftest import own_questdb  # noqa: F401 - fixture
 
 from .faust_counter import wait_ready
 from .test_worker import SITE, make_topics, publish, scenario_csv, settings_for
@@ -57,7 +55,7 @@ class TestTimeSeriesOutage:
     async def test_questdb_down_stops_the_worker_and_everything_is_stored_once(
         self,
         kafka: KafkaBroker,
-        own_questdb: QuestDB,  # noqa: F811 - the imported fixture
+        own_questdb: QuestDB,
         topic_prefix: str,
         tmp_path: Path,
     ) -> None:
@@ -135,7 +133,7 @@ class TestKafkaOutage:
     async def test_broker_down_while_mqtt_keeps_coming_loses_nothing(
         self,
         own_kafka: KafkaBroker,
-        mosquitto,  # noqa: F811 - the imported fixture
+        mosquitto,
         topic_prefix: str,
         tmp_path: Path,
     ) -> None:

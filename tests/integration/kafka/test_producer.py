@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from devservers.kafka import KafkaBroker
 from stream.kafka.producer import (
     MAX_BATCH_BYTES,
     MAX_RECORD_BYTES,
@@ -15,7 +16,6 @@ from stream.kafka.producer import (
     key_partition,
 )
 from stream.kafka.topics import create_topics
-from stream.kafka_broker import KafkaBroker
 
 PARTITIONS = 3
 

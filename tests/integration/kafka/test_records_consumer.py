@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
+from devservers.kafka import KafkaBroker
 from envmon.bus import DEADLETTER, EXCURSIONS, Message
 from envmon.cli import app as cli
 from envmon.commands.records import run_consume
@@ -23,7 +24,6 @@ from excursions.db import AuditEntry, ExcursionRow
 from excursions.migrate import upgrade
 from excursions.records import RecordStore
 from stream.kafka.bus import KafkaBus
-from stream.kafka_broker import KafkaBroker
 from tests.unit.excursions.test_records import core_records
 
 from .pipeline import scrape

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from typer.testing import CliRunner
 
+from devservers.kafka import KafkaBroker
 from envmon.bus import ALARMS, ALL_TOPICS, EXCURSIONS, READINGS, Message
 from envmon.cli import app as cli
 from envmon.config import load_site
@@ -37,7 +38,6 @@ from stream.kafka.bus import KafkaBus
 from stream.kafka.effects import WorkerStoppedError
 from stream.kafka.intake import Batch
 from stream.kafka.topics import create_topics
-from stream.kafka_broker import KafkaBroker
 from stream.timeseries.context import ContextPoint
 from stream.timeseries.sink import SqliteSink
 

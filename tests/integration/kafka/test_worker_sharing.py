@@ -10,12 +10,12 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from devservers.kafka import KafkaBroker
 from envmon.bus import ALARMS, EXCURSIONS
 from envmon.timeutil import parse_ts
 from excursions.db import store_engine
 from excursions.migrate import upgrade
 from excursions.records import RECORD, RecordStore
-from stream.kafka_broker import KafkaBroker
 
 from .test_worker import (
     canonical,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from devservers.kafka import KafkaBroker
 from envmon.bus import ALARMS, EXCURSIONS, READINGS, Message
 from envmon.config import load_site
 from envmon.models import ProofOfLife, Reading
@@ -24,7 +25,6 @@ from envmon.testing import FakeClock
 from envmon.timeutil import format_ts, parse_ts
 from stream.kafka.app import StreamWorker
 from stream.kafka.bus import KafkaBus
-from stream.kafka_broker import KafkaBroker
 from stream.timeseries.sink import SqliteSink
 
 from .faust_counter import wait_ready

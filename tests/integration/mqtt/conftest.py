@@ -1,29 +1,21 @@
-"""Fixtures of the MQTT tests: real Mosquitto brokers (Debian binary) on free loopback ports.
+"""Fixtures of the MQTT tests: a collector harness and a test PKI.
 
-``mosquitto`` is one broker for the whole session (each test has its own topics and client
-ids); ``own_mosquitto`` is a broker for one test, which may stop and restart it on the same
-port and persistence directory. Both run the shipped ``deploy/mosquitto/mosquitto.conf``
-with persistence on.
+The brokers are the suite's (``tests/conftest.py``): ``mosquitto``, one for the whole
+session (each test has its own topics and client ids), and ``own_mosquitto`` for a test
+that stops and restarts it on the same port and persistence directory. Both run the
+shipped ``deploy/mosquitto/mosquitto.conf`` with persistence on.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from devservers.fixtures import server_fixtures
-from devservers.mosquitto import Mosquitto, mosquitto_binary
+from devservers.mosquitto import Mosquitto
 
 from .helpers import Harness, Pki, make_pki
-
-if shutil.which(mosquitto_binary()) is None:  # pragma: no cover - make test installs it
-    pytest.skip("mosquitto is not installed (apt-get install mosquitto)", allow_module_level=True)
-
-
-mosquitto, own_mosquitto = server_fixtures("mosquitto", Mosquitto)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Fixtures of the PostgreSQL tests: real servers from the Debian packages on loopback ports.
 
-``postgres`` (``tests/integration/conftest.py``) is one server for the whole session (each
+``postgres`` (``tests/conftest.py``) is one server for the whole session (each
 test has its own database from ``pg_database`` and its own uniquely named roles);
 ``own_postgres`` is a server for one test, which may stop, kill and restart it on the same
 port and data directory. As root the servers run as the system user ``envmon-pg``
@@ -16,12 +16,9 @@ import pytest
 from sqlalchemy import Engine, create_engine
 from typer.testing import CliRunner
 
-from devservers.postgres import PostgresServer, postgres_installed
+from devservers.postgres import PostgresServer
 from envmon.cli import app as cli
 from excursions.migrate import upgrade
-
-if not postgres_installed():  # pragma: no cover - the machine has the Debian packages
-    pytest.skip("PostgreSQL is not installed (apt-get install postgresql)", allow_module_level=True)
 
 
 @pytest.fixture

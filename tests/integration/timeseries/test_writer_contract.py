@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
+from devservers.influxdb import InfluxDB
+from devservers.questdb import QuestDB
 from envmon.models import Level, Quality, Reading, SystemEventKind
 from envmon.testing import DEFAULT_T0, make_spec
 from envmon.timeutil import parse_ts, to_us
-from stream.influxdb import InfluxDB
-from stream.questdb import QuestDB
 from stream.timeseries import schema as tsschema
 from stream.timeseries.influxdb import InfluxWriter
 from tests.integration.tswriting import Sinks, writer

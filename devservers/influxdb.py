@@ -47,6 +47,7 @@ from string import Template
 from typing import Any, Final
 
 from devservers.process import ServerProcess
+from devservers.versions import cache_dir, cache_root, version
 from envmon.errors import EnvmonError
 from envmon.netutil import free_port
 
@@ -54,7 +55,7 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 CONFIG_TEMPLATE: Final = REPO_ROOT / "deploy" / "influxdb" / "influxdb.conf.template"
-INFLUXDB_VERSION: Final = "1.8.10"
+INFLUXDB_VERSION: Final = version("influxdb")
 #: The Go package of the server binary (the module is github.com/influxdata/influxdb).
 INFLUXD_PACKAGE: Final = "github.com/influxdata/influxdb/cmd/influxd"
 DEFAULT_DATABASE: Final = "envmon"
@@ -84,21 +85,9 @@ def influxdb_version() -> str:
     return INFLUXDB_VERSION
 
 
-def cache_root() -> Path:
-    """Return envmon's cache folder.
-
-    ``$ENVMON_CACHE_DIR``, else ``$XDG_CACHE_HOME/envmon``, else ``~/.cache/envmon``.
-    """
-    root = os.environ.get("ENVMON_CACHE_DIR")
-    if root:
-        return Path(root)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "envmon"
-
-
 def default_cache_dir(version: str) -> Path:
     """Return where ``influxd`` of ``version`` is kept between runs (``…/influxdb-<version>``)."""
-    return cache_root() / f"influxdb-{version}"
+    return cache_dir("influxdb", version)
 
 
 def default_module_cache() -> Path:
@@ -121,6 +110,20 @@ def go_binary() -> str:
             " (Debian: apt-get install golang-go)"
         )
     return found
+
+
+def missing() -> str | None:
+    """Return what this machine lacks to run InfluxDB (None when nothing)."""
+    if cached_binary().is_file():
+        return None
+    try:
+        go_binary()
+    except InfluxDBServerError:
+        return (
+            f"go is not installed and {cached_binary()} is not built"
+            " (apt-get install golang-go, then deploy/scripts/influxdb.sh fetch)"
+        )
+    return None
 
 
 def build_command(version: str = INFLUXDB_VERSION) -> list[str]:
@@ -156,7 +159,7 @@ def fetch(cache_dir: Path | None = None, version: str = INFLUXDB_VERSION) -> Pat
     logger.info("building influxd %s with %s (once; about a minute)", version, command[0])
     try:
         try:
-            done = subprocess.run(  # noqa: S603 - go with our own arguments
+            done = subprocess.run(
                 command,
                 capture_output=True,
                 text=True,
@@ -304,7 +307,7 @@ class InfluxDB(ServerProcess):
     def ping(self, timeout: float = 1.0) -> bool:
         """Return True if the server answers ``GET /ping`` with 204."""
         try:
-            with urllib.request.urlopen(f"{self.url}/ping", timeout=timeout) as response:  # noqa: S310 - http://127.0.0.1
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=timeout) as response:
                 return bool(response.status == 204)
         except (urllib.error.URLError, OSError):
             return False
@@ -315,9 +318,9 @@ class InfluxDB(ServerProcess):
         Raises ``InfluxDBServerError`` with InfluxDB's message when the statement is refused.
         """
         body = urllib.parse.urlencode({"q": statement, "db": self.database}).encode()
-        request = urllib.request.Request(f"{self.url}/query", data=body, method="POST")  # noqa: S310 - http://127.0.0.1
+        request = urllib.request.Request(f"{self.url}/query", data=body, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http://127.0.0.1
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 answer = json.loads(response.read())
         except urllib.error.HTTPError as exc:
             try:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Final
 
 from devservers.process import ServerProcess
+from devservers.versions import cache_dir, version
 from envmon.netutil import free_port
 from stream.kafka.topics import create_topics, delete_topics
 
@@ -47,7 +48,7 @@ POM: Final = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 SHIPPED_CONF: Final = REPO_ROOT / "deploy" / "kafka" / "server.properties"
 SHIPPED_LOG_CONF: Final = REPO_ROOT / "deploy" / "kafka" / "log4j2.properties"
 #: Kafka 4.x works with aiokafka >= 0.12 (so faust-streaming); see tests/integration/kafka.
-DEFAULT_KAFKA_VERSION: Final = "4.3.1"
+DEFAULT_KAFKA_VERSION: Final = version("kafka")
 #: Heap of the broker JVM; ENVMON_KAFKA_HEAP_OPTS overrides it (space-separated options).
 DEFAULT_HEAP_OPTS: Final = ("-Xmx512m", "-Xms64m")
 #: Further JVM options: one GC thread (the machine has 2 cores shared with the tests).
@@ -115,13 +116,21 @@ def kafka_version() -> str:
 def kafka_home(version: str | None = None) -> Path:
     """Return the directory whose ``libs/`` holds the broker jars.
 
-    ENVMON_KAFKA_HOME, else ``$XDG_CACHE_HOME/envmon/kafka-<version>`` (``~/.cache``).
+    ENVMON_KAFKA_HOME, else the cache folder ``kafka-<version>`` (``devservers.versions``).
     """
     configured = os.environ.get("ENVMON_KAFKA_HOME")
     if configured:
         return Path(configured).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "envmon" / f"kafka-{version or kafka_version()}"
+    return cache_dir("kafka", version or kafka_version())
+
+
+def missing() -> str | None:
+    """Return what this machine lacks to run a broker (None when nothing)."""
+    if shutil.which(java_binary()) is None:
+        return "java is not installed (apt-get install openjdk-17-jre-headless)"
+    if shutil.which("mvn") is None and not jars_present(kafka_home() / "libs"):
+        return "no Kafka jars and no mvn to fetch them (apt-get install maven)"
+    return None
 
 
 def java_binary() -> str:
@@ -168,9 +177,7 @@ def fetch_kafka_jars(
     ]
     logger.info("resolving Kafka %s jars: %s", version, " ".join(command))
     try:
-        done = subprocess.run(  # noqa: S603 - a fixed command line with our own pom
-            command, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise KafkaFetchError(f"timed out after {timeout:g} s: {' '.join(command)}") from exc
@@ -232,7 +239,7 @@ def render_config(
     data = (directory / "data").resolve()
     local = [
         "",
-        "# -- local node (written by stream/kafka_broker.py) --",
+        "# -- local node (written by devservers/kafka.py) --",
         "process.roles=broker,controller",
         f"node.id={NODE_ID}",
         f"controller.quorum.voters={NODE_ID}@{host}:{controller_port}",
@@ -407,9 +414,7 @@ class KafkaBroker(ServerProcess):
             str(self.config_path),
             "--ignore-formatted",
         )
-        done = subprocess.run(  # noqa: S603 - our java, our jars, our config
-            command, capture_output=True, text=True, timeout=120, check=False
-        )
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0 or not self.formatted:
             raise KafkaBrokerError(
                 f"formatting {self.data_dir} failed (exit {done.returncode}):\n"

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from devservers.process import ServerProcess
+from devservers.versions import cache_dir
 from devservers.versions import version as pinned_version
 from envmon.errors import EnvmonError
 from envmon.netutil import free_port
@@ -74,17 +75,17 @@ def questdb_version() -> str:
 
 
 def default_cache_dir(version: str) -> Path:
-    """Return where the jar of ``version`` is kept between runs.
+    """Return where the jar of ``version`` is kept between runs (``…/questdb-<version>``)."""
+    return cache_dir("questdb", version)
 
-    ``$ENVMON_CACHE_DIR`` (else ``$XDG_CACHE_HOME/envmon``, else ``~/.cache/envmon``)
-    ``/questdb-<version>``.
-    """
-    root = os.environ.get("ENVMON_CACHE_DIR")
-    if root:
-        return Path(root) / f"questdb-{version}"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "envmon" / f"questdb-{version}"
+
+def missing() -> str | None:
+    """Return what this machine lacks to run QuestDB (None when nothing)."""
+    if shutil.which("java") is None:
+        return "java is not installed (apt-get install openjdk-17-jre-headless)"
+    if shutil.which("mvn") is None and not default_cache_dir(questdb_version()).is_dir():
+        return "mvn is not installed (apt-get install maven)"
+    return None
 
 
 def fetch_command(output: Path, pom: Path = POM) -> list[str]:
@@ -119,9 +120,7 @@ def fetch(cache_dir: Path | None = None, pom: Path = POM) -> Path:
     command = fetch_command(staging, pom)
     try:
         try:
-            done = subprocess.run(  # noqa: S603 - Maven with our own pom
-                command, capture_output=True, text=True, timeout=600, check=False
-            )
+            done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise QuestDBError(
                 f"could not fetch QuestDB {version}: {exc}\n  command: {' '.join(command)}"
@@ -161,7 +160,7 @@ def render_config(
     uses it); ``extra`` is appended verbatim (``key=value`` lines).
     """
     lines = [
-        "# written by stream/questdb.py: a local QuestDB for envmon's tests",
+        "# written by devservers/questdb.py: a local QuestDB for envmon's tests",
         "config.validation.strict=true",
         f"http.net.bind.to={host}:{http_port}",
         "http.min.enabled=false",
@@ -278,7 +277,7 @@ class QuestDB(ServerProcess):
     def _exec(self, query: str, timeout: float) -> tuple[list[str], list[list[Any]]]:
         url = f"{self.url}/exec?" + urllib.parse.urlencode({"query": query})
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http://127.0.0.1
+            with urllib.request.urlopen(url, timeout=timeout) as response:
                 body = json.loads(response.read())
         except urllib.error.HTTPError as exc:
             try:
@@ -296,7 +295,7 @@ class QuestDB(ServerProcess):
         deadline = time.monotonic() + timeout
         while True:
             query = (
-                "SELECT suspended, writerTxn, sequencerTxn, errorMessage FROM wal_tables()"  # noqa: S608 - a checked table name
+                "SELECT suspended, writerTxn, sequencerTxn, errorMessage FROM wal_tables()"
                 f" WHERE name = '{table_name(table)}'"
             )
             rows = self.sql_dicts(query)
