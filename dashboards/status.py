@@ -56,9 +56,10 @@ from envmon.errors import EnvmonError
 from envmon.models import Quality, Reading
 from envmon.sensors import LimitSet, SensorSpec
 from envmon.timeutil import to_us
+from excursions.policy import TEMPLATE_GLOBALS, Permission, may
 from excursions.queries import open_records
 from excursions.series import LatestReader
-from excursions.users import ROLES, User
+from excursions.users import User
 from excursions.web.api import PREFIX, Services, role_dependency, user_dependency
 from excursions.web.security import StrictJSONRoute, csrf_token
 
@@ -70,6 +71,7 @@ TEMPLATE_DIRS: Final = (
     Path(__file__).parents[1] / "excursions" / "web" / "templates",
 )
 TEMPLATES: Final = Jinja2Templates(directory=[str(d) for d in TEMPLATE_DIRS])
+TEMPLATES.env.globals.update(TEMPLATE_GLOBALS)
 STATIC: Final = Path(__file__).parent / "static"
 STATIC_PREFIX: Final = "/static/status"
 #: A channel without ``stale_after`` is shown stale after this long without a reading:
@@ -496,7 +498,7 @@ def add_status(
             "incidents_nav": incidents_nav,
             "user": user,
         }
-        if user.role not in ROLES:  # every role may look; one this version does not know not
+        if not may(user.role, Permission.READ_STATUS):
             context["error"] = NOT_A_ROLE
             return TEMPLATES.TemplateResponse(request, "base.html", context, status_code=403)
         return TEMPLATES.TemplateResponse(
@@ -516,7 +518,9 @@ def add_status(
     signed_in = user_dependency(services, touch=False)
 
     @router.get("/status")
-    def api_status(_user: Annotated[User, role_dependency(signed_in, *ROLES)]) -> dict[str, Any]:
+    def api_status(
+        _user: Annotated[User, role_dependency(signed_in, Permission.READ_STATUS)],
+    ) -> dict[str, Any]:
         """Return the site now: each channel's newest value, state and reading time; open alarms."""
         return dataclasses.asdict(builder.build())
 

@@ -165,12 +165,12 @@ def record_detail(
         signed = signatures_of(session, row)
         signatures = [
             {
-                "signer": sig.signer,
-                "printed_name": sig.printed_name,
-                "meaning": sig.meaning,
-                "action": sig.action,
-                "signed_at": sig.signed_at,
-                "signed_at_site": sig.signed_at.astimezone(zone).isoformat(),
+                "signer": sig.signature.signer,
+                "printed_name": sig.signature.printed_name,
+                "meaning": sig.signature.meaning,
+                "action": sig.signature.action,
+                "signed_at": sig.signature.signed_at,
+                "signed_at_site": sig.signature.signed_at.astimezone(zone).isoformat(),
                 "site_timezone": zone.key,
                 "covers_current_content": sig.covers_current_content,
                 "matches_audit_trail": sig.matches_audit_trail,

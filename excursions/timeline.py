@@ -123,12 +123,12 @@ def timeline(
     entries = [*_bus_events(session, row, shown), *_actions(session, row.kind, row.id)]
     entries += [
         TimelineEntry(
-            s.signed_at,
+            s.signature.signed_at,
             "signature",
-            f"signed ({s.meaning})",
-            s.printed_name,
-            f"{label(s.action)}; signed by {s.printed_name} ({s.signer}), meaning"
-            f" {label(s.meaning).lower()}"
+            f"signed ({s.signature.meaning})",
+            s.signature.printed_name,
+            f"{label(s.signature.action)}; signed by {s.signature.printed_name}"
+            f" ({s.signature.signer}), meaning {label(s.signature.meaning).lower()}"
             + ("" if s.covers_current_content else "; no longer covers the current content"),
         )
         for s in (signatures_of(session, row) if signatures is None else signatures)

@@ -24,7 +24,7 @@ import math
 import re
 import unicodedata
 import urllib.parse
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo
 
@@ -48,9 +48,10 @@ from excursions.auditlog import (
 )
 from excursions.db import SessionRow, UserRow
 from excursions.lifecycle import MAX_COMMENT
+from excursions.policy import ROLE_NAMES, Permission, Role, may
 from excursions.queries import MAX_PAGE
-from excursions.users import MIN_PASSWORD, ROLES, USERNAME, User, UserError
-from excursions.web.api import COOKIE, READERS, Services
+from excursions.users import MIN_PASSWORD, USERNAME, User, UserError
+from excursions.web.api import COOKIE, Services
 from excursions.web.pages import FORGED, NOT_A_READER, TEMPLATES
 from excursions.web.present import CORE_FIELDS, audit_value
 from excursions.web.security import CSRF_FIELD, csrf_ok, csrf_token
@@ -63,17 +64,8 @@ MAX_FILTER: Final = 260
 MAX_USERNAME: Final = 64
 MAX_FULL_NAME: Final = 200
 MAX_PASSWORD: Final = 200
-#: The roles that manage users (and only they).
-ADMINS: Final = ("admin",)
 NOT_AN_ADMIN: Final = "only administrators manage users: your role may not"
 NO_USER: Final = "no such user"
-#: The role names people read (the stored names are ``ROLES``).
-ROLE_NAMES: Final = {
-    "viewer": "Viewer",
-    "operator": "Operator",
-    "qa": "QA",
-    "admin": "Administrator",
-}
 #: What the pages say after a 303 (the query parameter ``done`` names one of these).
 DONE: Final = {
     "added": "User added: they can sign in with the initial password now.",
@@ -199,7 +191,6 @@ def add_admin_pages(
                 "csrf": csrf_token(session_token) if session_token else "",
                 "incidents_nav": incidents_nav,
                 "shown": shown,
-                "role_names": ROLE_NAMES,
                 **context,
             },
             status_code=status,
@@ -212,17 +203,17 @@ def add_admin_pages(
         request: Request,
         token: str | None,
         back: str | Callable[[], str],
-        roles: Collection[str],
+        permission: Permission,
         refused: str,
     ) -> User | Response:
-        """Return the signed-in user of one of ``roles``, else the sign-in or 403.
+        """Return the signed-in user whose role has ``permission``, else the sign-in or 403.
 
         ``back`` is where the sign-in leads on (a callable: worked out only when needed).
         """
         user = current_user(token)
         if user is None:
             return to_login(back if isinstance(back, str) else back())
-        if user.role not in roles:
+        if not may(user.role, permission):
             return page(request, "base.html", 403, user=user, error=refused)
         return user
 
@@ -288,7 +279,7 @@ def add_admin_pages(
     def audit_page(
         request: Request, envmon_session: Annotated[str | None, Cookie()] = None
     ) -> Response:
-        user = admitted(request, envmon_session, "/audit", READERS, NOT_A_READER)
+        user = admitted(request, envmon_session, "/audit", Permission.READ_RECORDS, NOT_A_READER)
         if isinstance(user, Response):
             return user
         query = request.query_params
@@ -384,7 +375,7 @@ def add_admin_pages(
             status,
             user=user,
             users=user_rows(services),
-            roles=ROLES,
+            roles=tuple(Role),
             typed=typed or {},
             error=error,
             notice=notice,
@@ -416,7 +407,7 @@ def add_admin_pages(
             status,
             user=user,
             u=found,
-            roles=ROLES,
+            roles=tuple(Role),
             typed=typed or {},
             form=form,
             error=error,
@@ -443,8 +434,8 @@ def add_admin_pages(
 
     def role_of(form: Mapping[str, str]) -> str:
         role = form.get("role", "")
-        if role not in ROLES:
-            raise RefusedError(422, f"Role: one of {', '.join(ROLE_NAMES[r] for r in ROLES)}")
+        if role not in tuple(Role):
+            raise RefusedError(422, f"Role: one of {', '.join(ROLE_NAMES[r] for r in Role)}")
         return role
 
     def password_of(form: Mapping[str, str]) -> str:
@@ -468,7 +459,7 @@ def add_admin_pages(
     def users_list(
         request: Request, envmon_session: Annotated[str | None, Cookie()] = None
     ) -> Response:
-        user = admitted(request, envmon_session, "/users", ADMINS, NOT_AN_ADMIN)
+        user = admitted(request, envmon_session, "/users", Permission.MANAGE_USERS, NOT_AN_ADMIN)
         if isinstance(user, Response):
             return user
         return users_page(request, user, notice=DONE.get(request.query_params.get("done", ""), ""))
@@ -477,7 +468,7 @@ def add_admin_pages(
     async def users_add(
         request: Request, envmon_session: Annotated[str | None, Cookie()] = None
     ) -> Response:
-        user = admitted(request, envmon_session, "/users", ADMINS, NOT_AN_ADMIN)
+        user = admitted(request, envmon_session, "/users", Permission.MANAGE_USERS, NOT_AN_ADMIN)
         if isinstance(user, Response):
             return user
         form = await form_of(request)
@@ -522,7 +513,7 @@ def add_admin_pages(
             request,
             envmon_session,
             lambda: f"/users/{username}" if known(username) else "/users",
-            ADMINS,
+            Permission.MANAGE_USERS,
             NOT_AN_ADMIN,
         )
         if isinstance(user, Response):
@@ -543,7 +534,7 @@ def add_admin_pages(
             request,
             envmon_session,
             lambda: f"/users/{username}" if known(username) else "/users",
-            ADMINS,
+            Permission.MANAGE_USERS,
             NOT_AN_ADMIN,
         )
         if isinstance(user, Response):

@@ -38,17 +38,13 @@ from reportlab.platypus.doctemplate import LayoutError
 
 from envmon.display import label
 from excursions.lifecycle import (
-    ACKNOWLEDGED,
-    CLOSED,
     MAX_COMMENT,
-    OPEN,
     QA_FIELDS,
-    REOPENED,
-    UNDER_REVIEW,
     LifecycleError,
     NotAllowedError,
     SigningBlockedError,
 )
+from excursions.policy import RECORD_ACTIONS, TEMPLATE_GLOBALS, Permission, may, offered
 from excursions.queries import MAX_PAGE, Filters, distinct_values, list_records, record_detail
 from excursions.report import PAPERS, write_report
 from excursions.series import TrendResult, fetch_trend, trend_context
@@ -58,7 +54,6 @@ from excursions.web import present
 from excursions.web.api import (
     COOKIE,
     PREFIX,
-    READERS,
     Services,
     client_of,
     refusal_status,
@@ -77,6 +72,7 @@ from excursions.web.security import (
 
 logger = logging.getLogger(__name__)
 TEMPLATES: Final = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+TEMPLATES.env.globals.update(TEMPLATE_GLOBALS)
 PAGE_SIZE: Final = 50
 #: The header of the list's own refresh (``static/list.js``).
 POLL_HEADER: Final = "X-Envmon-Poll"
@@ -92,18 +88,6 @@ FORGED: Final = (
     "This form did not come from this site's own page (or the page is too old), so nothing"
     " was done. Open the page again and resubmit it."
 )
-#: (state, role) → the actions offered on the record page.
-ACTIONS: Final = {
-    (OPEN, "operator"): ("acknowledge", "comment"),
-    (OPEN, "qa"): ("acknowledge", "comment"),
-    (ACKNOWLEDGED, "operator"): ("comment",),
-    (ACKNOWLEDGED, "qa"): ("start_review", "comment"),
-    (UNDER_REVIEW, "operator"): ("comment",),
-    (UNDER_REVIEW, "qa"): ("assess", "close", "comment"),
-    (CLOSED, "qa"): ("reopen",),
-    (REOPENED, "operator"): ("comment",),
-    (REOPENED, "qa"): ("start_review", "comment"),
-}
 
 
 def _page_number(text: str) -> int:
@@ -260,7 +244,11 @@ def add_pages(
 
     def start_page(user: User | None) -> str:
         """Where a role starts: administrators manage users and may not read records."""
-        return "/users" if user is not None and user.role not in READERS else "/excursions"
+        return (
+            "/users"
+            if user is not None and not may(user.role, Permission.READ_RECORDS)
+            else "/excursions"
+        )
 
     @app.get("/", include_in_schema=False)
     def home(envmon_session: Annotated[str | None, Cookie()] = None) -> RedirectResponse:
@@ -319,7 +307,7 @@ def add_pages(
         user = (polled_user if polled else current_user)(envmon_session)
         if user is None:
             return to_login()
-        if user.role not in READERS:
+        if not may(user.role, Permission.READ_RECORDS):
             return page(request, "base.html", 403, user=user, error=NOT_A_READER)
         query = request.query_params
         text = {name: query.get(name) or None for name in Filters.__dataclass_fields__}
@@ -377,7 +365,7 @@ def add_pages(
         request: Request, user: User, record_id: str
     ) -> tuple[dict[str, Any], TrendResult] | Response:
         """Return the record and its chart, or the page refusing it (403, 404)."""
-        if user.role not in READERS:
+        if not may(user.role, Permission.READ_RECORDS):
             return page(request, "base.html", 403, user=user, error=NOT_A_READER)
         record = record_detail(services.engine, record_id, zone, services.shown)
         if record is None:
@@ -409,7 +397,7 @@ def add_pages(
         if isinstance(found, Response):
             return found
         record, chart = found
-        actions = ACTIONS.get((record["qa_state"], user.role), ())
+        actions = offered(record["qa_state"], user.role)
         grafana = None
         if services.grafana_link is not None:  # the same span as the chart
             window = trend_window(record["record"], services.clock())
@@ -531,7 +519,7 @@ def add_pages(
             return detail_page(request, user, record_id, 422, "the form has no record version")
         kept = (action, {k: v for k, v in form.items() if k not in NOT_KEPT})
         try:
-            if action not in {a for actions in ACTIONS.values() for a in actions}:
+            if action not in RECORD_ACTIONS:
                 raise LifecycleError(f"no action {action!r}")
             if action == "acknowledge":
                 life.acknowledge(record_id, user, form.get("text", ""), version=version)
@@ -548,10 +536,10 @@ def add_pages(
                 sign = life.close if action == "close" else life.reopen
                 sign(
                     record_id,
-                    form.get("username", ""),
-                    form.get("password", ""),
-                    form.get("meaning", ""),
-                    form.get("reason", ""),
+                    signer=form.get("username", ""),
+                    password=form.get("password", ""),
+                    meaning=form.get("meaning", ""),
+                    reason=form.get("reason", ""),
                     version=version,
                     client=client_of(request),
                 )

@@ -18,17 +18,8 @@ import orjson
 from envmon.config.schema import SiteConfig
 from envmon.display import Display, label, unit_label
 from envmon.sensors import SensorSpec
-from excursions.lifecycle import (
-    ACKNOWLEDGED,
-    CLOSED,
-    MEANINGS,
-    OPEN,
-    QA_FIELDS,
-    REOPENED,
-    REQUIRED_TO_CLOSE,
-    ROOT_CAUSES,
-    UNDER_REVIEW,
-)
+from excursions.lifecycle import MEANINGS, QA_FIELDS, REQUIRED_TO_CLOSE, ROOT_CAUSES
+from excursions.policy import QAState
 from excursions.trend import Trend
 
 #: The QA fields as the assessment form, the record page and the PDF name them.
@@ -56,7 +47,7 @@ ROOT_CAUSE_LABELS: Final = {
     "unknown": "Unknown",
 }
 MEANING_LABELS: Final = {"reviewed": "Reviewed", "approved": "Approved"}
-QA_STATES: Final = (OPEN, ACKNOWLEDGED, UNDER_REVIEW, CLOSED, REOPENED)
+QA_STATES: Final = tuple(QAState)
 LEVELS: Final = ("alert", "action")
 KINDS: Final = ("excursion", "data_gap")
 #: The actions' names on buttons and form headings.

@@ -671,7 +671,11 @@ def test_a_signature_still_shows_as_signed(engine: Engine) -> None:
     """The signature's manifest in the trail leaves what the page shows unchanged."""
     record_id, life, _ = signed_store(engine)
     (signed,) = life.signatures(record_id)
-    assert (signed.printed_name, signed.meaning, signed.covers_current_content) == (
+    assert (
+        signed.signature.printed_name,
+        signed.signature.meaning,
+        signed.covers_current_content,
+    ) == (
         "Quinn Reviewer",
         "approved",
         True,

@@ -41,7 +41,14 @@ def closed_record(engine: Engine) -> tuple[Lifecycle, str]:
     v = life.acknowledge(record_id, qa, "seen", version=detail["row_version"])
     v = life.start_review(record_id, qa, "review", version=v)
     v = life.assess(record_id, qa, ASSESSMENT, "assessment", version=v)
-    life.close(record_id, "quinn", PASSWORD, "approved", "no impact", version=v)
+    life.close(
+        record_id,
+        signer="quinn",
+        password=PASSWORD,
+        meaning="approved",
+        reason="no impact",
+        version=v,
+    )
     return life, record_id
 
 
@@ -144,7 +151,14 @@ def test_every_accepted_input_prints_at_its_longest(engine: Engine, tmp_path: Pa
         record_id, qa, {**fields, "root_cause_category": "equipment"}, inputs["ASSESS"], version=v
     )
     inputs["CLOSE"] = longest("CLOSE", MAX_COMMENT)
-    life.close(record_id, "quinn", PASSWORD, "approved", inputs["CLOSE"], version=v)
+    life.close(
+        record_id,
+        signer="quinn",
+        password=PASSWORD,
+        meaning="approved",
+        reason=inputs["CLOSE"],
+        version=v,
+    )
     detail = record_detail(engine, record_id, ZoneInfo("Europe/Berlin"))
     assert detail is not None
     path = tmp_path / "report.pdf"

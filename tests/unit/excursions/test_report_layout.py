@@ -72,7 +72,14 @@ def rich_record(engine: Engine) -> tuple[dict[str, Any], str]:
     fields = {**ASSESSMENT, "capa_ref": "CAPA-2026-0117", "impact_text": sentence * 20}
     v = life.assess(record_id, qa, fields, "assessment", version=v)
     clock.advance(180)
-    life.close(record_id, "quinn.example", PASSWORD, "approved", "no impact", version=v)
+    life.close(
+        record_id,
+        signer="quinn.example",
+        password=PASSWORD,
+        meaning="approved",
+        reason="no impact",
+        version=v,
+    )
     found = record_detail(engine, record_id, ZONE)
     assert found is not None
     return ugly_numbers(found), record_id
