@@ -49,7 +49,7 @@ from reportlab.platypus import (
 
 from envmon.display import Display, format_value, unit_label
 from excursions.series import TrendResult
-from excursions.trend import trend_drawing
+from excursions.trend.pdf import trend_drawing
 
 #: The paper sizes a report is laid out for.
 Paper = Literal["a4", "letter"]

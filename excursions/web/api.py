@@ -51,7 +51,7 @@ from excursions.queries import (
 from excursions.series import SeriesReader, fetch_trend, trend_context
 from excursions.sessions import Sessions
 from excursions.throttle import client_key
-from excursions.trend import WINDOWS, trend_json, trend_window
+from excursions.trend.model import WINDOWS, trend_json, trend_window
 from excursions.users import AuthenticationError, ThrottledError, User, UserError
 from excursions.web.security import (
     CSRF_HEADER,
@@ -368,7 +368,7 @@ def create_api(services: Services) -> FastAPI:
 
         ``readings`` are the drawn values (decimated to at most ``TREND_POINTS`` keeping
         each interval's minimum and maximum), ``limits`` those in force, ``chart`` every
-        mark and label of the page's chart (``excursions.trend.trend_json``).
+        mark and label of the page's chart (``excursions.trend.model.trend_json``).
         """
         if window not in WINDOWS:
             raise HTTPException(422, f"window: one of {', '.join(WINDOWS)}, not {window!r}")

@@ -34,7 +34,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
-from reportlab.platypus.doctemplate import LayoutError
 
 from envmon.display import label
 from excursions.lifecycle import (
@@ -46,9 +45,9 @@ from excursions.lifecycle import (
 )
 from excursions.policy import RECORD_ACTIONS, TEMPLATE_GLOBALS, Permission, may, offered
 from excursions.queries import MAX_PAGE, Filters, distinct_values, list_records, record_detail
-from excursions.report import PAPERS, write_report
 from excursions.series import TrendResult, fetch_trend, trend_context
-from excursions.trend import trend_svg, trend_window
+from excursions.trend.model import trend_window
+from excursions.trend.svg import trend_svg
 from excursions.users import AuthenticationError, ThrottledError, User
 from excursions.web import present
 from excursions.web.api import (
@@ -463,6 +462,10 @@ def add_pages(
         paper: str = "a4",
     ) -> Response:
         """Return the record's PDF report on A4 (``?paper=letter``: US Letter), printed now."""
+        from reportlab.platypus.doctemplate import LayoutError
+
+        from excursions.report import PAPERS, write_report  # reportlab only where it prints
+
         user = current_user(envmon_session)
         if user is None:
             return to_login()

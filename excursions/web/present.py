@@ -20,7 +20,7 @@ from envmon.display import Display, label, unit_label
 from envmon.sensors import SensorSpec
 from excursions.lifecycle import MEANINGS, QA_FIELDS, REQUIRED_TO_CLOSE, ROOT_CAUSES
 from excursions.policy import QAState
-from excursions.trend import Trend
+from excursions.trend.model import Trend
 
 #: The QA fields as the assessment form, the record page and the PDF name them.
 QA_LABELS: Final = {name: label(name) for name in QA_FIELDS}

@@ -14,9 +14,9 @@ from reportlab.platypus.doctemplate import LayoutError
 from sqlalchemy import Engine
 
 from envmon.testing import DEFAULT_T0, FakeClock
+from excursions import report
 from excursions.sessions import Sessions
 from excursions.users import MAX_FAILED
-from excursions.web import pages
 from excursions.web.api import COOKIE
 from excursions.web.app import create_app
 from excursions.web.security import csrf_token
@@ -432,7 +432,7 @@ def test_a_report_that_cannot_be_laid_out_reads_well(
     def refuse(*_args: object, **_kwargs: object) -> None:
         raise LayoutError("a flowable too large")
 
-    monkeypatch.setattr(pages, "write_report", refuse)
+    monkeypatch.setattr(report, "write_report", refuse)
     sign_in(client, "vic")
     r = client.get(f"/excursions/{record_id}/report.pdf")
     assert r.status_code == 500

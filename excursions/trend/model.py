@@ -1,27 +1,10 @@
-"""The trend chart of a record's sensor: geometry built once, drawn as SVG and for the PDF.
+"""The trend chart of a record's sensor: windows, the ``Trend`` model, decimation, marks.
 
-``trend_window`` says which readings to fetch (the record's own window, or a wider one of
-``WINDOWS``); ``build_trend`` turns them into a ``Trend`` (the decimated series as runs,
-bad-quality markers, the limit lines, the shaded excursion or data gap, the peak, the
-moments the limit was crossed and each alarm level reached, the ticks); ``trend_svg`` and
-``trend_drawing`` draw that one ``Trend`` in the record's page and in its PDF report, and
-``trend_json`` hands it to the page's interactive chart (``static/trend.js``). The SVG and
-the PDF go through the same list of marks (``PlotArea`` places everything), so the two
-renderings cannot disagree; the interactive chart draws the same fields with the same
-labels.
-
-GMP rules the chart keeps:
-
-- decimation keeps the minimum and the maximum of every time bucket, so no extreme — and
-  never the peak — is hidden; a note under the chart says when it was decimated;
-- the series breaks where a value is missing, where quality is bad (drawn as a marker) and
-  across a gap longer than three median sampling intervals: nothing is interpolated;
-- the y range always holds the data, every limit and the record's peak;
-- every value, limit and time people read is written by ``envmon.display`` (the page's
-  rounding and units, times in the site's zone with the zone named).
-
-The SVG holds no script, no external reference and no ``style`` (attribute or element):
-colours are presentation attributes, which a strict Content-Security-Policy allows.
+``trend_window`` says which readings to fetch; ``build_trend`` turns them into a ``Trend``
+(decimated runs keeping each bucket's minimum and maximum, bad-quality markers, limit
+lines, the shaded excursion or gap, the peak, event marks, ticks); ``marks`` lays a
+``Trend`` out in a ``PlotArea`` as the marks both renderers (``excursions.trend.svg``,
+``excursions.trend.pdf``) translate; ``trend_json`` hands it to the page's interactive chart.
 """
 
 from __future__ import annotations
@@ -33,12 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
-from xml.sax.saxutils import escape, quoteattr
 from zoneinfo import ZoneInfo
-
-from reportlab.graphics.shapes import Circle, Drawing, Line, PolyLine, Rect, String
-from reportlab.lib.colors import HexColor
-from reportlab.pdfbase.pdfmetrics import stringWidth
 
 from envmon.display import Display, format_value, unit_label
 from envmon.models import Quality, Reading
@@ -70,8 +48,6 @@ TARGET_VALUE_TICKS: Final = 5
 #: Room above and below the data, limits and peak, as a fraction of their span.
 Y_MARGIN: Final = 0.05
 EMPTY_TEXT: Final = "no readings stored for this period"
-SVG_FONT_SIZE: Final = 12.0
-PDF_FONT_SIZE: Final = 7.5
 
 SERIES_COLOUR: Final = "#1f3a93"  # dark blue
 ALERT_COLOUR: Final = "#d98e04"  # amber
@@ -86,9 +62,8 @@ GRID_COLOUR: Final = "#e2e2e2"
 AXIS_COLOUR: Final = "#777777"
 TEXT_COLOUR: Final = "#222222"
 BACKGROUND: Final = "#ffffff"
-FONT_FAMILY: Final = "Helvetica, Arial, sans-serif"  # the PDF's Helvetica, so widths agree
+#: The font texts are measured in (the PDF's; the SVG names it first, so widths agree).
 PDF_FONT: Final = "Helvetica"
-PDF_BOLD_FONT: Final = "Helvetica-Bold"
 
 _LIMIT_KEYS: Final[tuple[tuple[Literal["alert", "action"], Literal["high", "low"], str], ...]] = (
     ("action", "high", "action_high"),
@@ -693,6 +668,16 @@ def _caption(
 # --- rendering ------------------------------------------------------------------------------
 
 
+def text_width(text: str, size: float) -> float:
+    """Return the width of ``text`` set in ``PDF_FONT`` at ``size`` (reportlab's metrics).
+
+    reportlab is imported on the first measurement, not with this module.
+    """
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    return float(stringWidth(text, PDF_FONT, size))
+
+
 @dataclass(frozen=True, slots=True)
 class PlotArea:
     """Where a rendering of ``width`` × ``height`` puts the data; y grows upward (as in PDF).
@@ -737,7 +722,9 @@ class PlotArea:
 
 
 @dataclass(frozen=True, slots=True)
-class _Rect:
+class RectMark:
+    """A filled rectangle (``x``, ``y``: its lower left corner)."""
+
     css: str
     x: float
     y: float
@@ -748,7 +735,9 @@ class _Rect:
 
 
 @dataclass(frozen=True, slots=True)
-class _Line:
+class LineMark:
+    """A straight line, optionally dashed."""
+
     css: str
     x1: float
     y1: float
@@ -761,7 +750,9 @@ class _Line:
 
 
 @dataclass(frozen=True, slots=True)
-class _Poly:
+class PolyMark:
+    """A polyline (a run of the series)."""
+
     css: str
     points: tuple[tuple[float, float], ...]
     stroke: str
@@ -770,7 +761,9 @@ class _Poly:
 
 
 @dataclass(frozen=True, slots=True)
-class _Circle:
+class CircleMark:
+    """A circle, filled or not."""
+
     css: str
     cx: float
     cy: float
@@ -782,7 +775,9 @@ class _Circle:
 
 
 @dataclass(frozen=True, slots=True)
-class _Text:
+class TextMark:
+    """A text at a baseline point, anchored at its start, middle or end."""
+
     css: str
     x: float
     y: float
@@ -794,15 +789,15 @@ class _Text:
     ident: str = ""
 
 
-_Mark = _Rect | _Line | _Poly | _Circle | _Text
+Mark = RectMark | LineMark | PolyMark | CircleMark | TextMark
 
 
-def _marks(area: PlotArea) -> list[_Mark]:
+def chart_marks(area: PlotArea) -> list[Mark]:
     """Lay the trend out as marks, back to front."""
     trend, font = area.trend, area.font_size
-    marks: list[_Mark] = [
-        _Rect("background", 0, 0, area.width, area.height, BACKGROUND),
-        _Text("title", area.left, area.height - font * 1.4, trend.title, font, bold=True),
+    marks: list[Mark] = [
+        RectMark("background", 0, 0, area.width, area.height, BACKGROUND),
+        TextMark("title", area.left, area.height - font * 1.4, trend.title, font, bold=True),
     ]
     if trend.span is not None:
         marks += _span_marks(area, trend.span)
@@ -818,7 +813,7 @@ def _marks(area: PlotArea) -> list[_Mark]:
     if trend.empty:
         centre = ((area.left + area.right) / 2, (area.bottom + area.top) / 2)
         marks.append(
-            _Text("empty", *centre, EMPTY_TEXT, font, "middle", AXIS_COLOUR, ident="trend-empty")
+            TextMark("empty", *centre, EMPTY_TEXT, font, "middle", AXIS_COLOUR, ident="trend-empty")
         )
     line_y = area.bottom - font * 2.7
     for row in _legend_rows(trend, area.width, font):
@@ -830,7 +825,7 @@ def _marks(area: PlotArea) -> list[_Mark]:
         ("note", trend.limits_note),
     ):
         if text:
-            marks.append(_Text(css, area.left, line_y, text, font * 0.85))
+            marks.append(TextMark(css, area.left, line_y, text, font * 0.85))
             line_y -= font * 1.3
     return marks
 
@@ -871,20 +866,20 @@ def limit_label_positions(area: PlotArea) -> list[float]:
     return spread(wanted, small * 1.25, area.bottom + small * 0.3, area.top - small * 1.05)
 
 
-def _limit_label_marks(area: PlotArea) -> list[_Mark]:
+def _limit_label_marks(area: PlotArea) -> list[Mark]:
     """Write the limits' labels at the right edge on a light backing, stacked when close."""
     small = area.font_size * 0.85
-    marks: list[_Mark] = []
+    marks: list[Mark] = []
     for limit, y in zip(area.trend.limits, limit_label_positions(area), strict=True):
         colour = ACTION_COLOUR if limit.kind == "action" else ALERT_COLOUR
-        width = stringWidth(limit.label, PDF_FONT, small)
+        width = text_width(limit.label, small)
         x = area.right - 3
         marks.append(
-            _Rect(
+            RectMark(
                 "label-backing", x - width - 2, y - small * 0.25, width + 4, small * 1.2, BACKGROUND
             )
         )
-        marks.append(_Text(f"limit-label {limit.kind}", x, y, limit.label, small, "end", colour))
+        marks.append(TextMark(f"limit-label {limit.kind}", x, y, limit.label, small, "end", colour))
     return marks
 
 
@@ -897,15 +892,15 @@ _MARK_STYLE: Final[Mapping[str, tuple[str, tuple[float, ...]]]] = {
 }
 
 
-def _event_line_marks(area: PlotArea) -> list[_Mark]:
+def _event_line_marks(area: PlotArea) -> list[Mark]:
     """Draw each moment (limit crossed, level reached, gap events) as a vertical line."""
-    marks: list[_Mark] = []
+    marks: list[Mark] = []
     for mark in area.trend.marks:
         colour, dash = _MARK_STYLE[mark.kind]
         x = area.x(mark.ts)
         ident = f"trend-mark-{mark.kind}"
         marks.append(
-            _Line(f"mark {mark.kind}", x, area.bottom, x, area.top, colour, 1.25, dash, ident)
+            LineMark(f"mark {mark.kind}", x, area.bottom, x, area.top, colour, 1.25, dash, ident)
         )
     return marks
 
@@ -921,7 +916,7 @@ def event_label_positions(area: PlotArea) -> list[tuple[float, float, Literal["s
     placed: list[tuple[float, float, Literal["start", "end"]]] = []
     for mark in area.trend.marks:
         x = area.x(mark.ts)
-        width = stringWidth(mark.short, PDF_FONT, small)
+        width = text_width(mark.short, small)
         anchor: Literal["start", "end"] = "start" if x + width + 3 <= area.right else "end"
         begin = x + 3 if anchor == "start" else x - 3 - width
         row = next((i for i, end in enumerate(rows) if begin >= end + small * 0.5), len(rows))
@@ -934,13 +929,13 @@ def event_label_positions(area: PlotArea) -> list[tuple[float, float, Literal["s
     return placed
 
 
-def _event_label_marks(area: PlotArea) -> list[_Mark]:
+def _event_label_marks(area: PlotArea) -> list[Mark]:
     """Write each moment's short name beside its line, at the top of the plot."""
     small = area.font_size * 0.8
-    marks: list[_Mark] = []
+    marks: list[Mark] = []
     for mark, (x, y, anchor) in zip(area.trend.marks, event_label_positions(area), strict=True):
         colour, _dash = _MARK_STYLE[mark.kind]
-        marks.append(_Text(f"mark-label {mark.kind}", x, y, mark.short, small, anchor, colour))
+        marks.append(TextMark(f"mark-label {mark.kind}", x, y, mark.short, small, anchor, colour))
     return marks
 
 
@@ -951,7 +946,7 @@ def _legend_rows(trend: Trend, width: float, font_size: float) -> list[list[Lege
     rows: list[list[LegendEntry]] = []
     used = math.inf
     for entry in trend.legend:
-        need = small * 2.6 + stringWidth(entry.text, PDF_FONT, small)
+        need = small * 2.6 + text_width(entry.text, small)
         if used + need > room:
             rows.append([])
             used = 0.0
@@ -960,46 +955,54 @@ def _legend_rows(trend: Trend, width: float, font_size: float) -> list[list[Lege
     return rows
 
 
-def _legend_marks(area: PlotArea, row: Sequence[LegendEntry], y: float) -> list[_Mark]:
+def _legend_marks(area: PlotArea, row: Sequence[LegendEntry], y: float) -> list[Mark]:
     """Draw one legend row: each entry's swatch, as on the plot, and its meaning."""
     small = area.font_size * 0.85
     x = area.left
     mid = y + small * 0.3
-    marks: list[_Mark] = []
+    marks: list[Mark] = []
     for entry in row:
         swatch = x + small * 1.4
         kind = entry.kind
         if kind in ("excursion", "data_gap"):
             fill = GAP_FILL if kind == "data_gap" else EXCURSION_FILL
-            marks.append(_Rect("legend-swatch", x, y - small * 0.1, small * 1.4, small * 0.9, fill))
+            marks.append(
+                RectMark("legend-swatch", x, y - small * 0.1, small * 1.4, small * 0.9, fill)
+            )
         elif kind.startswith("limit-"):
             action = kind == "limit-action"
             colour = ACTION_COLOUR if action else ALERT_COLOUR
             pattern: tuple[float, ...] = () if action else (6.0, 3.0)
-            marks.append(_Line("legend-swatch", x, mid, swatch, mid, colour, 1.25, pattern))
+            marks.append(LineMark("legend-swatch", x, mid, swatch, mid, colour, 1.25, pattern))
         elif kind.startswith("mark-"):
             colour, dash = _MARK_STYLE[kind.removeprefix("mark-")]
             top, bottom, centre = y + small * 0.95, y - small * 0.2, x + small * 0.7
-            marks.append(_Line("legend-swatch", centre, bottom, centre, top, colour, 1.25, dash))
+            marks.append(LineMark("legend-swatch", centre, bottom, centre, top, colour, 1.25, dash))
         elif kind == "peak":
             marks.append(
-                _Circle("legend-swatch", x + small * 0.7, mid, small * 0.4, PEAK_COLOUR, None, 1.5)
+                CircleMark(
+                    "legend-swatch", x + small * 0.7, mid, small * 0.4, PEAK_COLOUR, None, 1.5
+                )
             )
         else:
             arm = small * 0.3
             cx = x + small * 0.7
             marks.append(
-                _Line("legend-swatch", cx - arm, mid - arm, cx + arm, mid + arm, BAD_QUALITY_COLOUR)
+                LineMark(
+                    "legend-swatch", cx - arm, mid - arm, cx + arm, mid + arm, BAD_QUALITY_COLOUR
+                )
             )
             marks.append(
-                _Line("legend-swatch", cx - arm, mid + arm, cx + arm, mid - arm, BAD_QUALITY_COLOUR)
+                LineMark(
+                    "legend-swatch", cx - arm, mid + arm, cx + arm, mid - arm, BAD_QUALITY_COLOUR
+                )
             )
-        marks.append(_Text("legend", swatch + small * 0.4, y, entry.text, small))
-        x = swatch + small * 1.2 + stringWidth(entry.text, PDF_FONT, small) + small * 0.8
+        marks.append(TextMark("legend", swatch + small * 0.4, y, entry.text, small))
+        x = swatch + small * 1.2 + text_width(entry.text, small) + small * 0.8
     return marks
 
 
-def _span_marks(area: PlotArea, span: Span) -> list[_Mark]:
+def _span_marks(area: PlotArea, span: Span) -> list[Mark]:
     """Shade the excursion (light red) or data gap (light grey), labelled above the plot."""
     x1, x2 = area.x(span.start), area.x(span.end)
     fill, css = (
@@ -1007,70 +1010,76 @@ def _span_marks(area: PlotArea, span: Span) -> list[_Mark]:
     )
     height = area.top - area.bottom
     return [
-        _Rect(css, x1, area.bottom, x2 - x1, height, fill, ident="trend-span"),
-        _Text(
+        RectMark(css, x1, area.bottom, x2 - x1, height, fill, ident="trend-span"),
+        TextMark(
             "span-label", x1, area.top + area.font_size * 0.35, span.label, area.font_size * 0.85
         ),
     ]
 
 
-def _axis_marks(area: PlotArea) -> list[_Mark]:
+def _axis_marks(area: PlotArea) -> list[Mark]:
     """Draw the grid, the axes and the tick labels (time labels that would overlap left out)."""
     trend, small = area.trend, area.font_size * 0.85
     left, right, bottom, top = area.left, area.right, area.bottom, area.top
-    marks: list[_Mark] = []
+    marks: list[Mark] = []
     for value_tick in trend.value_ticks:
         y = area.y(value_tick.value)
-        marks.append(_Line("grid", left, y, right, y, GRID_COLOUR, 0.5))
+        marks.append(LineMark("grid", left, y, right, y, GRID_COLOUR, 0.5))
         label = value_tick.label
-        marks.append(_Text("tick-label y", left - 4, y - small * 0.35, label, small, "end"))
+        marks.append(TextMark("tick-label y", left - 4, y - small * 0.35, label, small, "end"))
     free_from = 0.0  # a label starting left of this would overlap the previous one
     for time_tick in trend.time_ticks:
         x = area.x(time_tick.ts)
-        marks.append(_Line("grid", x, bottom, x, top, GRID_COLOUR, 0.5))
-        marks.append(_Line("tick x", x, bottom, x, bottom - 4, AXIS_COLOUR, 0.75))
-        half = stringWidth(time_tick.label, PDF_FONT, small) / 2
+        marks.append(LineMark("grid", x, bottom, x, top, GRID_COLOUR, 0.5))
+        marks.append(LineMark("tick x", x, bottom, x, bottom - 4, AXIS_COLOUR, 0.75))
+        half = text_width(time_tick.label, small) / 2
         centre = min(max(x, half), area.width - half)  # kept inside the canvas
         if centre - half >= free_from:
             label_y = bottom - small * 1.3
-            marks.append(_Text("tick-label x", centre, label_y, time_tick.label, small, "middle"))
+            marks.append(
+                TextMark("tick-label x", centre, label_y, time_tick.label, small, "middle")
+            )
             free_from = centre + half + small
-    marks.append(_Line("axis x", left, bottom, right, bottom, AXIS_COLOUR, 0.75))
-    marks.append(_Line("axis y", left, bottom, left, top, AXIS_COLOUR, 0.75))
+    marks.append(LineMark("axis x", left, bottom, right, bottom, AXIS_COLOUR, 0.75))
+    marks.append(LineMark("axis y", left, bottom, left, top, AXIS_COLOUR, 0.75))
     return marks
 
 
-def _limit_marks(area: PlotArea, limit: LimitLine) -> list[_Mark]:
+def _limit_marks(area: PlotArea, limit: LimitLine) -> list[Mark]:
     """Draw a limit line (action solid red, alert dashed amber); its label comes later."""
     y = area.y(limit.value)
     colour = ACTION_COLOUR if limit.kind == "action" else ALERT_COLOUR
     dash = () if limit.kind == "action" else (6.0, 3.0)  # told apart by more than colour
     ident = f"trend-limit-{limit.kind}-{limit.side}"
-    return [_Line(f"limit {limit.kind}", area.left, y, area.right, y, colour, 1.25, dash, ident)]
+    return [LineMark(f"limit {limit.kind}", area.left, y, area.right, y, colour, 1.25, dash, ident)]
 
 
-def _series_marks(area: PlotArea) -> list[_Mark]:
+def _series_marks(area: PlotArea) -> list[Mark]:
     """Draw each run as a polyline (a lone point as a dot) and bad readings as crosses."""
     trend, bottom, top = area.trend, area.bottom, area.top
-    marks: list[_Mark] = []
+    marks: list[Mark] = []
     for run in trend.runs:
         points = tuple((area.x(p.ts), area.y(p.value)) for p in run)
         if len(points) == 1:
             ((x, y),) = points
-            marks.append(_Circle("series-point", x, y, 1.5, SERIES_COLOUR, SERIES_COLOUR))
+            marks.append(CircleMark("series-point", x, y, 1.5, SERIES_COLOUR, SERIES_COLOUR))
         else:
-            marks.append(_Poly("series", points, SERIES_COLOUR, 1.25))
+            marks.append(PolyMark("series", points, SERIES_COLOUR, 1.25))
     arm = area.font_size * 0.3
     for bad in trend.bad_quality:
         # Out of range or without a value: on the plot's edge, never outside it.
         fraction = 0.0 if bad.value is None else trend.y_fraction(bad.value)
         x, y = area.x(bad.ts), bottom + min(max(fraction, 0.0), 1.0) * (top - bottom)
-        marks.append(_Line("bad-quality", x - arm, y - arm, x + arm, y + arm, BAD_QUALITY_COLOUR))
-        marks.append(_Line("bad-quality", x - arm, y + arm, x + arm, y - arm, BAD_QUALITY_COLOUR))
+        marks.append(
+            LineMark("bad-quality", x - arm, y - arm, x + arm, y + arm, BAD_QUALITY_COLOUR)
+        )
+        marks.append(
+            LineMark("bad-quality", x - arm, y + arm, x + arm, y - arm, BAD_QUALITY_COLOUR)
+        )
     return marks
 
 
-def _peak_marks(area: PlotArea, peak: PeakMark) -> list[_Mark]:
+def _peak_marks(area: PlotArea, peak: PeakMark) -> list[Mark]:
     """Ring the peak and label it, on whichever side leaves the label inside the plot."""
     trend, font = area.trend, area.font_size
     x, y = area.x(peak.ts), area.y(peak.value)
@@ -1078,124 +1087,9 @@ def _peak_marks(area: PlotArea, peak: PeakMark) -> list[_Mark]:
     dx = font * 0.6 if anchor == "start" else -font * 0.6
     label_y = y + font * 0.5 if trend.y_fraction(peak.value) < 0.85 else y - font
     return [
-        _Circle("peak", x, y, font * 0.35, PEAK_COLOUR, None, 1.5, "trend-peak"),
-        _Text("peak-label", x + dx, label_y, peak.label, font * 0.85, anchor, PEAK_COLOUR),
+        CircleMark("peak", x, y, font * 0.35, PEAK_COLOUR, None, 1.5, "trend-peak"),
+        TextMark("peak-label", x + dx, label_y, peak.label, font * 0.85, anchor, PEAK_COLOUR),
     ]
-
-
-def _n(value: float) -> str:
-    """Format a coordinate compactly (hundredths are far below a pixel)."""
-    text = f"{value:.2f}".rstrip("0").rstrip(".")
-    return "0" if text == "-0" else text
-
-
-def _svg_mark(mark: _Mark, height: float) -> str:
-    """Return one mark as an SVG element (y flipped: SVG's y grows downward)."""
-    ident = f" id={quoteattr(mark.ident)}" if mark.ident else ""
-    css = f"class={quoteattr(mark.css)}{ident}"
-    if isinstance(mark, _Rect):
-        return (
-            f'<rect {css} x="{_n(mark.x)}" y="{_n(height - mark.y - mark.h)}" '
-            f'width="{_n(mark.w)}" height="{_n(mark.h)}" fill="{mark.fill}"/>'
-        )
-    if isinstance(mark, _Line):
-        dash = f' stroke-dasharray="{" ".join(_n(d) for d in mark.dash)}"' if mark.dash else ""
-        return (
-            f'<line {css} x1="{_n(mark.x1)}" y1="{_n(height - mark.y1)}" x2="{_n(mark.x2)}" '
-            f'y2="{_n(height - mark.y2)}" stroke="{mark.stroke}" '
-            f'stroke-width="{_n(mark.width)}"{dash}/>'
-        )
-    if isinstance(mark, _Poly):
-        points = " ".join(f"{_n(x)},{_n(height - y)}" for x, y in mark.points)
-        return (
-            f'<polyline {css} points="{points}" fill="none" stroke="{mark.stroke}" '
-            f'stroke-width="{_n(mark.width)}" stroke-linejoin="round"/>'
-        )
-    if isinstance(mark, _Circle):
-        return (
-            f'<circle {css} cx="{_n(mark.cx)}" cy="{_n(height - mark.cy)}" r="{_n(mark.r)}" '
-            f'fill="{mark.fill or "none"}" stroke="{mark.stroke}" '
-            f'stroke-width="{_n(mark.width)}"/>'
-        )
-    weight = ' font-weight="bold"' if mark.bold else ""
-    return (
-        f'<text {css} x="{_n(mark.x)}" y="{_n(height - mark.y)}" '
-        f'font-size="{_n(mark.size)}" text-anchor="{mark.anchor}" '
-        f'fill="{mark.fill}"{weight}>{escape(mark.text)}</text>'
-    )
-
-
-def trend_svg(trend: Trend, *, width: int = 860, height: int = 300) -> str:
-    """Return the chart as a self-contained inline ``<svg>`` element (``id="trend"``).
-
-    Accessible (``role="img"``, ``<title>`` and ``<desc>``), scalable (``viewBox``, as wide
-    as its container), every text escaped; no script, no external resource and no style,
-    for a strict CSP.
-    """
-    area = PlotArea.of(trend, width, height, font_size=SVG_FONT_SIZE)
-    body = "\n".join(_svg_mark(mark, height) for mark in _marks(area))
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" id="trend" class="trend" role="img" '
-        f'viewBox="0 0 {width} {height}" width="100%" preserveAspectRatio="xMinYMin meet" '
-        f'font-family={quoteattr(FONT_FAMILY)} aria-labelledby="trend-title trend-desc">\n'
-        f'<title id="trend-title">{escape(trend.title)}</title>\n'
-        f'<desc id="trend-desc">{escape(" ".join(filter(None, (trend.caption, trend.note))))}'
-        f"</desc>\n{body}\n</svg>"
-    )
-
-
-def _pdf_shape(mark: _Mark) -> Rect | Line | PolyLine | Circle | String:
-    """Return one mark as a reportlab shape."""
-    if isinstance(mark, _Rect):
-        rect = Rect(mark.x, mark.y, mark.w, mark.h)
-        rect.fillColor, rect.strokeColor = (
-            HexColor(mark.fill),
-            None,
-        )  # (the stub's kwargs are wrong)
-        return rect
-    if isinstance(mark, _Line):
-        line = Line(
-            mark.x1,
-            mark.y1,
-            mark.x2,
-            mark.y2,
-            strokeColor=HexColor(mark.stroke),
-            strokeWidth=mark.width,
-        )
-        if mark.dash:
-            line.strokeDashArray = list(mark.dash)
-        return line
-    if isinstance(mark, _Poly):
-        return PolyLine(
-            [c for point in mark.points for c in point],
-            strokeColor=HexColor(mark.stroke),
-            strokeWidth=mark.width,
-            strokeLineJoin=1,
-        )
-    if isinstance(mark, _Circle):
-        return Circle(
-            mark.cx,
-            mark.cy,
-            mark.r,
-            strokeColor=HexColor(mark.stroke),
-            strokeWidth=mark.width,
-            fillColor=None if mark.fill is None else HexColor(mark.fill),
-        )
-    return String(
-        mark.x,
-        mark.y,
-        mark.text,
-        fontName=PDF_BOLD_FONT if mark.bold else PDF_FONT,
-        fontSize=mark.size,
-        fillColor=HexColor(mark.fill),
-        textAnchor=mark.anchor,
-    )
-
-
-def trend_drawing(trend: Trend, *, width: float, height: float) -> Drawing:
-    """Return the chart as a reportlab ``Drawing`` (a platypus flowable) for the PDF report."""
-    area = PlotArea.of(trend, width, height, font_size=PDF_FONT_SIZE)
-    return Drawing(width, height, *(_pdf_shape(mark) for mark in _marks(area)))
 
 
 def _epoch(ts: datetime) -> float:

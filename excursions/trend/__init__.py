@@ -1,0 +1,1 @@
+"""The trend chart: ``model`` (windows, the ``Trend``, marks), ``svg`` and ``pdf`` renderers."""
