@@ -57,7 +57,7 @@ from envmon.models import Quality, Reading
 from envmon.sensors import LimitSet, SensorSpec
 from envmon.timeutil import to_us
 from excursions.policy import TEMPLATE_GLOBALS, Permission, may
-from excursions.queries import open_records
+from excursions.queries import OpenRecord, open_records
 from excursions.series import LatestReader
 from excursions.users import User
 from excursions.web.api import PREFIX, Services, role_dependency, user_dependency
@@ -336,25 +336,25 @@ class StatusBuilder:
             logger.warning("status: the time-series store did not answer: %s", exc)
             return {}, f"the time-series store did not answer: {exc}"
 
-    def alarm(self, record: Mapping[str, Any], now: datetime) -> AlarmView:
+    def alarm(self, record: OpenRecord, now: datetime) -> AlarmView:
         """Return an open record as the page lists it."""
-        sensor_id = str(record["sensor_id"])
+        sensor_id = str(record.sensor_id)
         spec = self.specs.get(sensor_id)
         channel = parameter_label(spec.parameter) if spec else sensor_id
-        area = spec.area_name or spec.area if spec else str(record.get("area") or "")
-        if record["kind"] == "data_gap":
+        area = spec.area_name or spec.area if spec else str(record.area or "")
+        if record.kind == "data_gap":
             title = "Data gap"
         else:
-            level = str(record.get("level") or "alert").capitalize()
-            direction = record.get("direction")
+            level = str(record.level or "alert").capitalize()
+            direction = record.direction
             title = f"{level} excursion" + (f", {direction}" if direction else "")
-        since: datetime = record["start"]
-        record_id = str(record["id"])
+        since: datetime = record.start
+        record_id = str(record.id)
         return AlarmView(
             id=record_id,
             url=f"/excursions/{urllib.parse.quote(record_id, safe='')}",
-            kind=str(record["kind"]),
-            level=record.get("level"),
+            kind=str(record.kind),
+            level=record.level,
             title=title,
             sensor_id=sensor_id,
             channel=channel,
@@ -362,10 +362,10 @@ class StatusBuilder:
             since=since,
             since_text=self.local(since, now),
             ago=relative(since, now),
-            qa_state=str(record.get("qa_state") or ""),
+            qa_state=str(record.qa_state or ""),
             excursions_url=excursions_url(sensor_id),
-            level_text=human_label(record.get("level") or "data_gap"),
-            qa_state_text=human_label(str(record.get("qa_state") or "")),
+            level_text=human_label(record.level or "data_gap"),
+            qa_state_text=human_label(str(record.qa_state or "")),
         )
 
     def channel(

@@ -345,7 +345,12 @@ def create_api(services: Services) -> FastAPI:
                 raise HTTPException(422, f"{name}: give a UTC offset (e.g. 2026-01-05T07:00Z)")
         filters = Filters(area, instrument, parameter, level, state, start_from, start_to, sensor)
         total, items = list_records(services.engine, filters, page=page, page_size=page_size)
-        return {"total": total, "page": page, "page_size": page_size, "items": items}
+        return {
+            "total": total,
+            "page": page,
+            "page_size": page_size,
+            "items": [item.as_dict() for item in items],
+        }
 
     @router.get("/excursions/{record_id}")
     def excursion(
@@ -356,7 +361,7 @@ def create_api(services: Services) -> FastAPI:
         detail = record_detail(services.engine, record_id, zone, services.shown)
         if detail is None:
             raise HTTPException(404, f"no record {record_id!r}")
-        return detail
+        return detail.as_dict()
 
     @router.get("/excursions/{record_id}/trend")
     def trend(

@@ -26,7 +26,7 @@ import secrets
 import urllib.parse
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 from zoneinfo import ZoneInfo
 
 from fastapi import Cookie, FastAPI, Form, Request, Response
@@ -44,7 +44,14 @@ from excursions.lifecycle import (
     SigningBlockedError,
 )
 from excursions.policy import RECORD_ACTIONS, TEMPLATE_GLOBALS, Permission, may, offered
-from excursions.queries import MAX_PAGE, Filters, distinct_values, list_records, record_detail
+from excursions.queries import (
+    MAX_PAGE,
+    Filters,
+    RecordDetail,
+    distinct_values,
+    list_records,
+    record_detail,
+)
 from excursions.series import TrendResult, fetch_trend, trend_context
 from excursions.trend.model import trend_window
 from excursions.trend.svg import trend_svg
@@ -362,14 +369,14 @@ def add_pages(
 
     def readable(
         request: Request, user: User, record_id: str
-    ) -> tuple[dict[str, Any], TrendResult] | Response:
+    ) -> tuple[RecordDetail, TrendResult] | Response:
         """Return the record and its chart, or the page refusing it (403, 404)."""
         if not may(user.role, Permission.READ_RECORDS):
             return page(request, "base.html", 403, user=user, error=NOT_A_READER)
         record = record_detail(services.engine, record_id, zone, services.shown)
         if record is None:
             return page(request, "base.html", 404, user=user, error=f"no record {record_id!r}")
-        core = record["record"]
+        core = record.record
         context = trend_context(services.engine, core, services.site)  # marks, a gap's limits
         chart = fetch_trend(
             services.series,
@@ -396,19 +403,19 @@ def add_pages(
         if isinstance(found, Response):
             return found
         record, chart = found
-        actions = offered(record["qa_state"], user.role)
+        actions = offered(record.qa_state, user.role)
         grafana = None
         if services.grafana_link is not None:  # the same span as the chart
-            window = trend_window(record["record"], services.clock())
-            grafana = services.grafana_link(record["sensor_id"], *window)
+            window = trend_window(record.record, services.clock())
+            grafana = services.grafana_link(record.sensor_id, *window)
         # trend_svg escapes every text it writes: the markup is safe to embed as it is.
         svg = Markup(trend_svg(chart.trend)) if chart.trend is not None else None  # noqa: S704
         names = site_catalogue or Catalogue(options={})  # the store's values: no names
-        spec = names.specs.get(record["sensor_id"])
-        core = record["record"]
+        spec = names.specs.get(record.sensor_id)
+        core = record.record
         now = services.clock()
         kept_action, kept_values = kept if kept is not None else ("", {})
-        if record["kind"] == "data_gap":
+        if record.kind == "data_gap":
             unit = spec.unit if spec is not None else ""
             facts = present.gap_facts(core, shown, now, chart.trend, unit)
         else:
@@ -420,7 +427,7 @@ def add_pages(
             user=user,
             r=record,
             title=present.record_title(record, names),
-            area=names.area(record["area"]),
+            area=names.area(record.area),
             facts=facts,
             rule=present.rule_sentences(core, spec, shown),
             actions=actions,
@@ -431,9 +438,9 @@ def add_pages(
             chart_error=chart.error,
             grafana=grafana,
             max_text=MAX_COMMENT,
-            qa_rows=present.qa_rows(record["qa"]),
+            qa_rows=present.qa_rows(record.qa),
             assessment=present.assessment_fields(
-                record["qa"], kept_values if kept_action == "assess" else None
+                record.qa, kept_values if kept_action == "assess" else None
             ),
             kept=kept_values,
             kept_action=kept_action,

@@ -14,6 +14,7 @@ from envmon.errors import EnvmonError
 from envmon.models import Reading
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.audit import AuditTrail, Change
+from excursions.lifecycle import QA_FIELDS
 from excursions.users import MAX_FAILED, UserStore
 from excursions.web.api import create_api
 from stream.timeseries import SqliteTimeSeries
@@ -118,6 +119,44 @@ def test_the_qa_flow_through_the_api(api: tuple[TestClient, str]) -> None:
     assert signature["site_timezone"] == "Europe/Berlin"
     assert signature["signed_at_site"].endswith("+01:00")  # January: CET
     assert [e["action"] for e in detail["audit"]][-2:] == ["close", "close"]
+    # The JSON's shape: every key, in order (the read models keep it).
+    summary = [
+        "id",
+        "kind",
+        "sensor_id",
+        "area",
+        "instrument",
+        "parameter",
+        "level",
+        "start",
+        "end",
+        "core_status",
+        "qa_state",
+        "peak",
+        "unit",
+    ]
+    detail_keys = [*summary, "record", "row_version", "qa", "audit", "signatures", "timeline"]
+    assert list(detail) == detail_keys
+    assert list(detail["qa"]) == list(QA_FIELDS)
+    assert list(signature) == [
+        "signer",
+        "printed_name",
+        "meaning",
+        "action",
+        "signed_at",
+        "signed_at_site",
+        "site_timezone",
+        "covers_current_content",
+        "matches_audit_trail",
+    ]
+    audit_keys = ["seq", "at", "actor", "action", "field", "old", "new", "reason"]
+    assert all(list(e) == audit_keys for e in detail["audit"])
+    timeline_keys = ["at", "kind", "title", "who", "detail", "at_site"]
+    assert detail["timeline"]
+    assert all(list(e) == timeline_keys for e in detail["timeline"])
+    listing = client.get("/api/v1/excursions").json()
+    assert list(listing) == ["total", "page", "page_size", "items"]
+    assert all(list(item) == summary for item in listing["items"])
 
 
 def test_list_filters_and_pagination(api: tuple[TestClient, str]) -> None:

@@ -38,7 +38,7 @@ def closed_record(engine: Engine) -> tuple[Lifecycle, str]:
     life = Lifecycle(engine, users, clock=clock)
     detail = record_detail(engine, record_id)
     assert detail is not None
-    v = life.acknowledge(record_id, qa, "seen", version=detail["row_version"])
+    v = life.acknowledge(record_id, qa, "seen", version=detail.row_version)
     v = life.start_review(record_id, qa, "review", version=v)
     v = life.assess(record_id, qa, ASSESSMENT, "assessment", version=v)
     life.close(
@@ -64,7 +64,7 @@ def test_report_has_the_signature_assessment_trail_and_page_numbers(
     zone = ZoneInfo("Europe/Amsterdam")
     detail = record_detail(engine, record_id, zone)
     assert detail is not None
-    chart = fetch_trend(series, detail["record"], now=DEFAULT_T0 + timedelta(days=1), zone=zone)
+    chart = fetch_trend(series, detail.record, now=DEFAULT_T0 + timedelta(days=1), zone=zone)
     assert chart.trend is not None
     path = tmp_path / "report.pdf"
     write_report(
@@ -91,7 +91,7 @@ def test_report_says_why_there_is_no_trend(engine: Engine, tmp_path: Path) -> No
     _life, record_id = closed_record(engine)
     detail = record_detail(engine, record_id)
     assert detail is not None
-    chart = fetch_trend(None, detail["record"], now=DEFAULT_T0, zone=ZoneInfo("UTC"))
+    chart = fetch_trend(None, detail.record, now=DEFAULT_T0, zone=ZoneInfo("UTC"))
     path = tmp_path / "report.pdf"
     write_report(detail, path, site_name="Plant A", chart=chart, display=UTC, printed_at=PRINTED)
     assert "Trend unavailable: no time-series store" in pdf_text(path.read_bytes())[1]
@@ -132,7 +132,7 @@ def test_every_accepted_input_prints_at_its_longest(engine: Engine, tmp_path: Pa
     life = Lifecycle(engine, users, clock=clock)
     detail = record_detail(engine, record_id)
     assert detail is not None
-    v = detail["row_version"]
+    v = detail.row_version
     inputs = {f"C{n}": longest(f"C{n}", MAX_COMMENT) for n in range(8)}
     for text in inputs.values():
         v = life.comment(record_id, qa, text, version=v)
