@@ -1,1 +1,1 @@
-"""The trend chart: ``model`` (windows, the ``Trend``, marks), ``svg`` and ``pdf`` renderers."""
+"""The trend chart: ``model`` (windows, the ``Trend``), ``layout`` (marks), ``svg`` and ``pdf``."""

@@ -7,7 +7,7 @@ from typing import Final
 from reportlab.graphics.shapes import Circle, Drawing, Line, PolyLine, Rect, String
 from reportlab.lib.colors import HexColor
 
-from excursions.trend.model import (
+from excursions.trend.layout import (
     PDF_FONT,
     CircleMark,
     LineMark,
@@ -15,9 +15,9 @@ from excursions.trend.model import (
     PlotArea,
     PolyMark,
     RectMark,
-    Trend,
     chart_marks,
 )
+from excursions.trend.model import Trend
 
 PDF_FONT_SIZE: Final = 7.5
 PDF_BOLD_FONT: Final = "Helvetica-Bold"

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Final
 from xml.sax.saxutils import escape, quoteattr
 
-from excursions.trend.model import (
+from excursions.trend.layout import (
     CircleMark,
     LineMark,
     Mark,
     PlotArea,
     PolyMark,
     RectMark,
-    Trend,
     chart_marks,
 )
+from excursions.trend.model import Trend
 
 SVG_FONT_SIZE: Final = 12.0
 #: The PDF's Helvetica first, so the measured widths agree.

@@ -95,7 +95,7 @@
     return data.unit ? text + " " + data.unit : text;
   }
 
-  // --- layout shared with the SVG (excursions/trend/model.py: spread, event_label_positions) ---
+  // --- layout shared with the SVG (excursions/trend/layout.py: spread, event_label_positions) ---
 
   /** Positions near `wanted`, at least `gap` apart, inside [low, high], order kept. */
   function spread(wanted, gap, low, high) {

@@ -21,6 +21,7 @@ print(",".join(loaded))
         "excursions.web.app",
         "excursions.web.pages",
         "excursions.web.admin_pages",
+        "excursions.trend.layout",
         "excursions.trend.svg",
         "alerts.web",
         "dashboards.status",

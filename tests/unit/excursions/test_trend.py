@@ -31,17 +31,15 @@ from envmon.models import (
     Reading,
 )
 from envmon.timeutil import NaiveTimestampError, parse_ts
+from excursions.trend.layout import PlotArea, limit_label_positions, spread
 from excursions.trend.model import (
     ACTION_COLOUR,
     EMPTY_TEXT,
     GAP_FILL,
     MAX_WINDOW,
     WINDOWS,
-    PlotArea,
     Trend,
     build_trend,
-    limit_label_positions,
-    spread,
     trend_json,
     trend_window,
     zone_offsets,
