@@ -1,22 +1,15 @@
 """The QA app's audit-trail page and its user administration pages (server-rendered).
 
-- ``GET /audit``: the site-wide audit trail, newest first, ``PAGE_SIZE`` entries a page,
-  filtered on a record, an actor and/or an action (``?record=type:id&actor=&action=&page=``),
-  for the roles that read records (viewer, operator, QA; admins manage users and are
-  refused, 403). At the top, whether the hash chain is intact (``auditlog.ChainMonitor``).
-  Read-only: there is no POST.
-- ``GET /users``: every user with role, state, creation, last sign-in and password change,
-  and a form to add one; ``GET /users/{user id}``: one user with a form to change the
-  role, disable or enable, and reset the password. Admins only (403 for every other role).
-- ``POST /users``, ``POST /users/{user id}/role|disable|enable|password``: done, a 303 to
-  the page with a fixed confirmation (``?done=``, never the input); refused, the page
-  again with a sentence and a 4xx (403 role or forged form, 404 no such user, 422 input),
-  what was typed kept except passwords. The rules are those of ``UserStore`` (also behind
-  ``POST /api/v1/users`` and ``envmon users``); this layer refuses first, without
-  echoing it, anything overlong, with control characters or an unknown role.
+- ``GET /audit``: the site-wide audit trail, newest first, filtered on record, actor and
+  action, with the hash chain's state; for the roles that read records. Read-only.
+- ``GET /users``, ``GET /users/{user id}``; ``POST /users`` and
+  ``POST /users/{user id}/role|disable|enable|password``: for the roles that manage users.
+  Done: a 303 with ``?done=``; refused: the page again with a sentence and a 4xx (403 role
+  or forged form, 404 no such user, 422 input), typed values kept except passwords. The
+  rules are ``UserStore``'s; this layer first refuses, without echoing it, anything
+  overlong, with control characters or an unknown role.
 
-Without a session every page redirects to ``/login`` (and back after signing in); every
-form carries the session's CSRF token and every POST must come from the app's own origin.
+Without a session every page redirects to ``/login``; every form carries the CSRF token.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime.

@@ -1,20 +1,12 @@
 """The QA app's server-rendered pages (Jinja2, autoescaped), on the same services as the API.
 
-``/login`` (``?next=``: a path of this app to go to after signing in; the acknowledge
-links of ``alerts.web`` lead through it), ``/logout``, ``/excursions`` (list with filters
-chosen from the site's values, and pages; ``static/list.js`` reloads it every 10 s with
-the ``X-Envmon-Poll`` header, which does not keep the session alive) and
-``/excursions/{id}`` (metrics, the rule in force, assessment, signatures, timeline, audit
-trail — values, times and durations through the site's ``Display``, wording from
-``excursions.web.present`` — and a form for each action the signed-in role may take in the
-record's state). Actions are POSTed to ``/excursions/{id}/{action}``: success redirects
-back to the page with ``?done=<action>`` (303; the page shows a fixed sentence for it,
-never the query's text), a refusal shows the page again with the reason, the values typed
-into that form (never a password) and the status of the API (403, 404, 409, 422) —
-nothing is changed. Without a session the pages redirect to ``/login``.
-Every form carries the session's CSRF token (the sign-in form one bound to its own cookie)
-and every POST must come from the app's own origin (``excursions.web.security``); a forged
-post gets 403 and a page that says nothing was done.
+``/login`` (``?next=``: a local path to go on to), ``/logout``, ``/excursions`` (the list,
+filtered and paged; its own refresh sends ``X-Envmon-Poll`` and does not keep the session
+alive), ``/excursions/{id}`` (the record, with a form for each action ``policy.offered``
+the role in the record's state) and its ``report.pdf``. Actions are POSTed to
+``/excursions/{id}/{action}``: done, a 303 to ``?done=<action>``; refused, the page again
+with the reason, the typed values (never a password) and the API's status. Without a
+session: a redirect to ``/login``. Every form carries the CSRF token; a forged post is 403.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime.
