@@ -60,11 +60,11 @@ from alerts.queries import (
 )
 from alerts.store import ACKNOWLEDGED, RESOLVED, TRIGGERED, LinkUseRow
 from envmon.display import duration_text, format_time, relative
+from excursions.policy import TEMPLATE_GLOBALS, Permission, may
 from excursions.users import User
 from excursions.web.api import (
     COOKIE,
     PREFIX,
-    READERS,
     Services,
     role_dependency,
     user_dependency,
@@ -84,8 +84,7 @@ TEMPLATE_DIRS: Final = (
     Path(__file__).parents[1] / "excursions" / "web" / "templates",
 )
 TEMPLATES: Final = Jinja2Templates(directory=[str(d) for d in TEMPLATE_DIRS])
-#: Who may act on an incident (acknowledge, shelve); READERS may look.
-ACTORS: Final = ("operator", "qa")
+TEMPLATES.env.globals.update(TEMPLATE_GLOBALS)
 #: An incident id as the store makes them (uuid5); anything else is no incident.
 INCIDENT_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 #: The longest shelve reason (the engine's comment limit).
@@ -364,14 +363,14 @@ def add_incidents(
         typed: dict[str, str] | None = None,
         notice: str = "",
     ) -> HTMLResponse:
-        if user.role not in READERS:
+        if not may(user.role, Permission.READ_INCIDENTS):
             return refusal(request, user, 403, NOT_A_READER)
         found = detail_of(incident_id)
         if found is None:
             return refusal(request, user, 404, NO_INCIDENT)
         state = found.incident.state
         actions: tuple[str, ...] = ()
-        if user.role in ACTORS:
+        if may(user.role, Permission.ACT_ON_INCIDENTS):
             actions = {TRIGGERED: ("acknowledge", "shelve"), ACKNOWLEDGED: ("shelve",)}.get(
                 state, ()
             )
@@ -409,7 +408,7 @@ def add_incidents(
         user = current_user(envmon_session)
         if user is None:
             return to_login("/incidents")
-        if user.role not in READERS:
+        if not may(user.role, Permission.READ_INCIDENTS):
             return refusal(request, user, 403, NOT_A_READER)
         return page(
             request,
@@ -441,7 +440,7 @@ def add_incidents(
         error: str = "",
         typed: str = "",
     ) -> HTMLResponse:
-        if user.role not in ACTORS:
+        if not may(user.role, Permission.ACT_ON_INCIDENTS):
             return refusal(request, user, 403, NOT_AN_ACTOR.format(role=user.role))
         found = detail_of(link.incident_id)
         if found is None:
@@ -485,7 +484,7 @@ def add_incidents(
             link = await run_in_threadpool(checked_link, token)
         except ActionRefusedError as exc:
             return refusal(request, user, exc.status, str(exc))
-        if user.role not in ACTORS:
+        if not may(user.role, Permission.ACT_ON_INCIDENTS):
             return refusal(request, user, 403, NOT_AN_ACTOR.format(role=user.role))
         comment = form.get("comment", "")
         try:
@@ -528,10 +527,10 @@ def add_incidents(
             return detail_page(request, user, incident_id, 403, FORGED, typed)
         if action not in ("acknowledge", "shelve"):
             return refusal(request, user, 404, "no such action on an incident")
-        if user.role not in ACTORS:
+        if not may(user.role, Permission.ACT_ON_INCIDENTS):
             status = 403
             error = NOT_AN_ACTOR.format(role=user.role)
-            if user.role not in READERS:
+            if not may(user.role, Permission.READ_INCIDENTS):
                 return refusal(request, user, status, error)
             return detail_page(request, user, incident_id, status, error, typed)
         if not known_id(incident_id):
@@ -553,8 +552,8 @@ def add_incidents(
 
     signed_in = user_dependency(services)
 
-    def role(*allowed: str) -> Any:  # noqa: ANN401 - FastAPI's Depends() marker is untyped
-        return role_dependency(signed_in, *allowed)
+    def role(permission: Permission) -> Any:  # noqa: ANN401 - FastAPI's Depends() marker is untyped
+        return role_dependency(signed_in, permission)
 
     def api_error(exc: IncidentError | ActionRefusedError) -> HTTPException:
         return HTTPException(status_of(exc), str(exc))
@@ -566,7 +565,7 @@ def add_incidents(
         return dataclasses.asdict(found)
 
     @router.get("/incidents")
-    def api_incidents(_user: Annotated[User, role(*READERS)]) -> dict[str, Any]:
+    def api_incidents(_user: Annotated[User, role(Permission.READ_INCIDENTS)]) -> dict[str, Any]:
         """Open incidents (unacknowledged first) and those resolved in the last seven days."""
         found = open_incidents(db, alerting)
         return {
@@ -578,13 +577,17 @@ def add_incidents(
         }
 
     @router.get("/incidents/{incident_id}")
-    def api_incident(incident_id: str, _user: Annotated[User, role(*READERS)]) -> dict[str, Any]:
+    def api_incident(
+        incident_id: str, _user: Annotated[User, role(Permission.READ_INCIDENTS)]
+    ) -> dict[str, Any]:
         """One incident: who was paged, notifications and attempts, shelves, audit entries."""
         return api_detail(incident_id)
 
     @router.post("/incidents/{incident_id}/acknowledge")
     def api_acknowledge(
-        incident_id: str, body: Acknowledgement, user: Annotated[User, role(*ACTORS)]
+        incident_id: str,
+        body: Acknowledgement,
+        user: Annotated[User, role(Permission.ACT_ON_INCIDENTS)],
     ) -> dict[str, Any]:
         """Acknowledge with a comment: the escalation stops (audited)."""
         if not known_id(incident_id):
@@ -597,7 +600,9 @@ def add_incidents(
 
     @router.post("/incidents/{incident_id}/shelve")
     def api_shelve(
-        incident_id: str, body: ShelveRequest, user: Annotated[User, role(*ACTORS)]
+        incident_id: str,
+        body: ShelveRequest,
+        user: Annotated[User, role(Permission.ACT_ON_INCIDENTS)],
     ) -> dict[str, Any]:
         """Hold the incident's pages back until ``until`` (audited); pages again then if open."""
         if not known_id(incident_id):

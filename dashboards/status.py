@@ -57,8 +57,9 @@ from envmon.models import Quality, Reading
 from envmon.sensors import LimitSet, SensorSpec
 from envmon.timeseries import SeriesReader
 from envmon.timeutil import to_us
-from excursions.queries import open_records
-from excursions.users import ROLES, User
+from excursions.policy import TEMPLATE_GLOBALS, Permission, may
+from excursions.queries import OpenRecord, open_records
+from excursions.users import User
 from excursions.web.api import PREFIX, Services, role_dependency, user_dependency
 from excursions.web.security import StrictJSONRoute, csrf_token
 
@@ -70,6 +71,7 @@ TEMPLATE_DIRS: Final = (
     Path(__file__).parents[1] / "excursions" / "web" / "templates",
 )
 TEMPLATES: Final = Jinja2Templates(directory=[str(d) for d in TEMPLATE_DIRS])
+TEMPLATES.env.globals.update(TEMPLATE_GLOBALS)
 STATIC: Final = Path(__file__).parent / "static"
 STATIC_PREFIX: Final = "/static/status"
 #: A channel without ``stale_after`` is shown stale after this long without a reading:
@@ -334,25 +336,25 @@ class StatusBuilder:
             logger.warning("status: the time-series store did not answer: %s", exc)
             return {}, f"the time-series store did not answer: {exc}"
 
-    def alarm(self, record: Mapping[str, Any], now: datetime) -> AlarmView:
+    def alarm(self, record: OpenRecord, now: datetime) -> AlarmView:
         """Return an open record as the page lists it."""
-        sensor_id = str(record["sensor_id"])
+        sensor_id = str(record.sensor_id)
         spec = self.specs.get(sensor_id)
         channel = parameter_label(spec.parameter) if spec else sensor_id
-        area = spec.area_name or spec.area if spec else str(record.get("area") or "")
-        if record["kind"] == "data_gap":
+        area = spec.area_name or spec.area if spec else str(record.area or "")
+        if record.kind == "data_gap":
             title = "Data gap"
         else:
-            level = str(record.get("level") or "alert").capitalize()
-            direction = record.get("direction")
+            level = str(record.level or "alert").capitalize()
+            direction = record.direction
             title = f"{level} excursion" + (f", {direction}" if direction else "")
-        since: datetime = record["start"]
-        record_id = str(record["id"])
+        since: datetime = record.start
+        record_id = str(record.id)
         return AlarmView(
             id=record_id,
             url=f"/excursions/{urllib.parse.quote(record_id, safe='')}",
-            kind=str(record["kind"]),
-            level=record.get("level"),
+            kind=str(record.kind),
+            level=record.level,
             title=title,
             sensor_id=sensor_id,
             channel=channel,
@@ -360,10 +362,10 @@ class StatusBuilder:
             since=since,
             since_text=self.local(since, now),
             ago=relative(since, now),
-            qa_state=str(record.get("qa_state") or ""),
+            qa_state=str(record.qa_state or ""),
             excursions_url=excursions_url(sensor_id),
-            level_text=human_label(record.get("level") or "data_gap"),
-            qa_state_text=human_label(str(record.get("qa_state") or "")),
+            level_text=human_label(record.level or "data_gap"),
+            qa_state_text=human_label(str(record.qa_state or "")),
         )
 
     def channel(
@@ -496,7 +498,7 @@ def add_status(
             "incidents_nav": incidents_nav,
             "user": user,
         }
-        if user.role not in ROLES:  # every role may look; one this version does not know not
+        if not may(user.role, Permission.READ_STATUS):
             context["error"] = NOT_A_ROLE
             return TEMPLATES.TemplateResponse(request, "base.html", context, status_code=403)
         return TEMPLATES.TemplateResponse(
@@ -516,7 +518,9 @@ def add_status(
     signed_in = user_dependency(services, touch=False)
 
     @router.get("/status")
-    def api_status(_user: Annotated[User, role_dependency(signed_in, *ROLES)]) -> dict[str, Any]:
+    def api_status(
+        _user: Annotated[User, role_dependency(signed_in, Permission.READ_STATUS)],
+    ) -> dict[str, Any]:
         """Return the site now: each channel's newest value, state and reading time; open alarms."""
         return dataclasses.asdict(builder.build())
 

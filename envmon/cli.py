@@ -8,7 +8,7 @@ and the kernel itself never depends on ``stream/`` and friends at import time.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,6 +20,7 @@ from envmon.logs import service_logging
 if TYPE_CHECKING:  # the commands are imported lazily, inside each command
     from envmon.commands.audit import Report
     from envmon.settings import Settings
+    from excursions.users import UserStore
 
 app = EnvmonTyper(
     name="envmon",
@@ -681,8 +682,10 @@ def cli_actor() -> str:
         return f"cli:uid:{uid}"
 
 
-def _user_change(settings_file: Path | None, db: str | None, change: str, *args: object) -> None:
-    """Run one ``UserStore`` change as ``cli_actor()``; report refusals with exit 2."""
+def _user_change(
+    settings_file: Path | None, db: str | None, change: Callable[[UserStore, str], object]
+) -> None:
+    """Run ``change(store, actor)`` as ``cli_actor()``; report refusals with exit 2."""
     from envmon.commands.records import migrated_engine
     from envmon.settings import SettingsError
     from excursions.users import UserError, UserStore
@@ -690,8 +693,7 @@ def _user_change(settings_file: Path | None, db: str | None, change: str, *args:
     with _refused(SettingsError):
         engine = migrated_engine(_records_url(settings_file, db))
     try:
-        method = getattr(UserStore(engine), change)
-        method(*args[:-1], actor=cli_actor(), reason=args[-1])
+        change(UserStore(engine), cli_actor())
     except UserError as exc:
         typer.echo(f"refused: {exc}", err=True)
         raise typer.Exit(EXIT_INVALID) from None
@@ -715,7 +717,13 @@ def users_add(
 ) -> None:
     """Create a user (the password is prompted for, or read with --password-stdin)."""
     password = _password(password_stdin)
-    _user_change(settings_file, db, "add", username, full_name, role, password, reason)
+    _user_change(
+        settings_file,
+        db,
+        lambda users, actor: users.add(
+            username, full_name, role, password, actor=actor, reason=reason
+        ),
+    )
     typer.echo(f"user {username} added ({role})")
 
 
@@ -727,7 +735,9 @@ def users_disable(
     db: DbOption = None,
 ) -> None:
     """Disable a user: no more logins (their records and signatures stay)."""
-    _user_change(settings_file, db, "disable", username, reason)
+    _user_change(
+        settings_file, db, lambda users, actor: users.disable(username, actor=actor, reason=reason)
+    )
     typer.echo(f"user {username} disabled")
 
 
@@ -739,7 +749,9 @@ def users_enable(
     db: DbOption = None,
 ) -> None:
     """Enable a disabled user (also clears a lockout)."""
-    _user_change(settings_file, db, "enable", username, reason)
+    _user_change(
+        settings_file, db, lambda users, actor: users.enable(username, actor=actor, reason=reason)
+    )
     typer.echo(f"user {username} enabled")
 
 
@@ -752,7 +764,11 @@ def users_set_role(
     db: DbOption = None,
 ) -> None:
     """Change a user's role."""
-    _user_change(settings_file, db, "set_role", username, role, reason)
+    _user_change(
+        settings_file,
+        db,
+        lambda users, actor: users.set_role(username, role, actor=actor, reason=reason),
+    )
     typer.echo(f"user {username} is now {role}")
 
 
@@ -766,7 +782,11 @@ def users_reset_password(
 ) -> None:
     """Set a new password for a user (also clears a lockout)."""
     password = _password(password_stdin)
-    _user_change(settings_file, db, "reset_password", username, password, reason)
+    _user_change(
+        settings_file,
+        db,
+        lambda users, actor: users.reset_password(username, password, actor=actor, reason=reason),
+    )
     typer.echo(f"password of {username} reset")
 
 

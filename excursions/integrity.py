@@ -32,13 +32,12 @@ from sqlalchemy.orm import Session
 from excursions.audit import Problem, encode_value
 from excursions.db import AuditEntry, ExcursionRow, SignatureRow, UserRow
 from excursions.lifecycle import (
-    OPEN,
     QA_FIELDS,
     SIGNATURE_FIELD,
-    SIGNED_ACTIONS,
     expected_signature,
     signature_mismatches,
 )
+from excursions.policy import SIGNED_ACTIONS, QAState
 from excursions.records import CORE_DIGEST_FIELD, core_digest
 from excursions.users import FINGERPRINT_FIELD, RECORD_TYPE, password_fingerprint
 
@@ -46,7 +45,10 @@ RECORD_KINDS: Final = ("excursion", "data_gap")
 #: The record fields whose newest value in the trail must be the row's.
 RECORD_FIELDS: Final = ("qa_state", *QA_FIELDS, CORE_DIGEST_FIELD)
 #: What a record's QA fields are before the trail set them.
-RECORD_DEFAULTS: Final[dict[str, object]] = {"qa_state": OPEN, **dict.fromkeys(QA_FIELDS, "")}
+RECORD_DEFAULTS: Final[dict[str, object]] = {
+    "qa_state": QAState.OPEN.value,
+    **dict.fromkeys(QA_FIELDS, ""),
+}
 USER_FIELDS: Final = ("full_name", "role", "disabled", FINGERPRINT_FIELD)
 USER_DEFAULTS: Final[dict[str, object]] = {"disabled": False}
 #: The action and actor of the entries migration 0006 wrote for rows older than it.
@@ -269,7 +271,7 @@ def _check_signatures(session: Session, found: RowCheck) -> None:
         select(AuditEntry.seq, AuditEntry.record_id)
         .where(
             AuditEntry.field == SIGNATURE_FIELD,
-            AuditEntry.action.in_(SIGNED_ACTIONS),
+            AuditEntry.action.in_([a.value for a in SIGNED_ACTIONS]),
             ~exists(select(SignatureRow.id).where(SignatureRow.audit_seq == AuditEntry.seq)),
         )
         .order_by(AuditEntry.seq)

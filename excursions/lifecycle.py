@@ -1,29 +1,14 @@
 """The QA lifecycle of an excursion: acknowledge, review, assess, sign and close, reopen.
 
-States and who may move them (``excursions.users`` roles)::
-
-    open ──acknowledge (operator, qa)──► acknowledged ──start_review (qa)──► under_review
-      ▲                                                                         │ close
-      │                                            reopened ◄──reopen (qa)── closed ◄┘ (signed)
-      └────────── reopened ──start_review (qa)──► under_review ─ …
-
-Every action names the acting user and carries a reason (a comment for an
-acknowledgement); QA fields change only under review. Each call passes the
-``row_version`` the person's form was loaded with: if the record changed since (another
-user, or the core's newer revision), the action is refused as stale and nothing changes.
-A closed record accepts nothing but a signed reopening: no comment, no assessment, no
-other move (``ClosedRecordError``), so nothing is added after a signature that the
-signature does not cover. Closing and reopening are signed: the signer enters user id and
-password again
-(authenticated like a sign-in: throttled per client address, failures audited as
-``signature_failed``; a signer whose own password fails five times in a row is blocked
-for a while, ``SigningBlockedError``, and the web app ends the session) and chooses the
-meaning (``reviewed`` or ``approved``). The signature stores the SHA-256 of the
-record's content as signed (``content_hash``); ``covers`` tells whether a signature still
-covers the record's current content. The audit entry written with the signature holds the
-signature's content (``signature_manifest``), so a signature row changed outside the
-application no longer matches the trail: it is then shown as covering nothing, and
-``envmon audit verify`` names it.
+Who may take which action from which state is ``excursions.policy.RULES``. Every action
+names the acting user, carries a reason and the ``row_version`` its form was loaded with
+(a stale version is refused, nothing changes). A closed record accepts nothing but a
+signed reopening (``ClosedRecordError``). Closing and reopening are signed: the signer
+authenticates again (throttled and audited like a sign-in; ``SigningBlockedError`` after
+too many wrong passwords) and the ``Signature`` stores the SHA-256 of the record's content
+as signed. The audit entry of a signed move holds the signature's content
+(``signature_manifest``), so a signature row changed outside the application covers
+nothing and ``envmon audit verify`` names it.
 """
 
 from __future__ import annotations
@@ -41,15 +26,11 @@ from envmon.errors import EnvmonError
 from envmon.timeutil import utcnow
 from excursions.audit import AuditTrail, Change, canonical_hash
 from excursions.db import AuditEntry, ExcursionRow, SignatureRow
+from excursions.policy import RULES, SIGNED_ACTIONS, Meaning, Permission, QAState
 from excursions.throttle import LOCAL_CLIENT
 from excursions.users import MAX_FAILED, AuthenticationError, ThrottledError, User, UserStore
 
-OPEN: Final = "open"
-ACKNOWLEDGED: Final = "acknowledged"
-UNDER_REVIEW: Final = "under_review"
-CLOSED: Final = "closed"
-REOPENED: Final = "reopened"
-MEANINGS: Final = ("reviewed", "approved")
+MEANINGS: Final = tuple(Meaning)
 #: The QA fields an assessment may set, with their longest accepted text.
 QA_FIELDS: Final = {
     "impact_products": 2_000,
@@ -75,7 +56,6 @@ REQUIRED_TO_CLOSE: Final = ("impact_text", "root_cause_category", "conclusion")
 MAX_COMMENT: Final = 4_000
 #: The audit field of a signed move that holds the signature's content.
 SIGNATURE_FIELD: Final = "signature"
-SIGNED_ACTIONS: Final = ("close", "reopen")
 
 
 class LifecycleError(EnvmonError):
@@ -118,14 +98,49 @@ def content_hash(row: ExcursionRow) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Signed:
-    """A signature as shown with the record."""
+class Signature:
+    """An electronic signature: who signed which record, with what meaning, when, over what."""
 
+    record_id: str
+    action: str  #: ``close`` or ``reopen``
     signer: str
     printed_name: str
     meaning: str
-    action: str
     signed_at: datetime
+    content_hash: str  #: SHA-256 of the record's content as signed (``content_hash``)
+
+    @classmethod
+    def of_row(cls, row: SignatureRow) -> Signature:
+        """Return the signature a stored row holds."""
+        return cls(
+            row.record_id,
+            row.action,
+            row.signer,
+            row.printed_name,
+            row.meaning,
+            row.signed_at,
+            row.content_hash,
+        )
+
+    def row(self, audit_seq: int) -> SignatureRow:
+        """Return the row that stores this signature, vouched for by audit entry ``audit_seq``."""
+        return SignatureRow(
+            record_id=self.record_id,
+            action=self.action,
+            signer=self.signer,
+            printed_name=self.printed_name,
+            meaning=self.meaning,
+            signed_at=self.signed_at,
+            content_hash=self.content_hash,
+            audit_seq=audit_seq,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A signature as shown with the record: whether it still covers it and matches the trail."""
+
+    signature: Signature
     covers_current_content: bool
     matches_audit_trail: bool = True
 
@@ -197,22 +212,15 @@ def signatures_of(session: Session, row: ExcursionRow) -> list[Signed]:
     signed = []
     for s in found:
         matches = intact(s)
-        signed.append(
-            Signed(
-                s.signer,
-                s.printed_name,
-                s.meaning,
-                s.action,
-                s.signed_at,
-                s.content_hash == current and matches,
-                matches,
-            )
-        )
+        signed.append(Signed(Signature.of_row(s), s.content_hash == current and matches, matches))
     return signed
 
 
+Check = Callable[[ExcursionRow], None]
+
+
 class Lifecycle:
-    """QA actions on ``excursion_records`` (see the module docstring)."""
+    """QA actions on ``excursion_records`` under ``excursions.policy.RULES``."""
 
     def __init__(
         self, engine: Engine, users: UserStore, *, clock: Callable[[], datetime] = utcnow
@@ -225,23 +233,14 @@ class Lifecycle:
     # -- actions ------------------------------------------------------------------------
 
     def acknowledge(self, record_id: str, user: User, comment: str, *, version: int) -> int:
-        """Acknowledge an open record with a comment (operator or QA); return the version."""
+        """Acknowledge an open record with a comment; return the new row version."""
         comment = self._comment(comment)
-        return self._move(
-            record_id,
-            user,
-            "acknowledge",
-            ("operator", "qa"),
-            (OPEN,),
-            ACKNOWLEDGED,
-            comment,
-            version,
-        )
+        return self._move(record_id, user, Permission.ACKNOWLEDGE, comment, version)
 
     def comment(self, record_id: str, user: User, text: str, *, version: int) -> int:
-        """Add a comment (no state change); returns the new row version."""
+        """Add a comment (no state change); return the new row version."""
         text = self._comment(text)
-        self._allow(user, ("operator", "qa"), "comment")
+        self._allow(user, Permission.COMMENT)
         with Session(self.engine) as session, session.begin():
             row = self._row(session, record_id, version)
             self._touch(row)
@@ -249,23 +248,14 @@ class Lifecycle:
             return row.row_version
 
     def start_review(self, record_id: str, user: User, reason: str, *, version: int) -> int:
-        """Start the review of an acknowledged or reopened record (QA)."""
-        return self._move(
-            record_id,
-            user,
-            "start_review",
-            ("qa",),
-            (ACKNOWLEDGED, REOPENED),
-            UNDER_REVIEW,
-            reason,
-            version,
-        )
+        """Start the review of an acknowledged or reopened record."""
+        return self._move(record_id, user, Permission.START_REVIEW, reason, version)
 
     def assess(
         self, record_id: str, user: User, fields: Mapping[str, str], reason: str, *, version: int
     ) -> int:
-        """Set assessment fields under review (QA); one audit entry per changed field."""
-        self._allow(user, ("qa",), "assess")
+        """Set assessment fields under review; one audit entry per changed field."""
+        self._allow(user, Permission.ASSESS)
         reason = self._reason(reason)
         for name, value in fields.items():
             longest = QA_FIELDS.get(name)
@@ -277,7 +267,7 @@ class Lifecycle:
                 raise LifecycleError(f"root_cause_category: one of {', '.join(ROOT_CAUSES)}")
         with Session(self.engine) as session, session.begin():
             row = self._row(session, record_id, version)
-            if row.qa_state != UNDER_REVIEW:
+            if row.qa_state not in RULES[Permission.ASSESS].states:
                 raise LifecycleError(f"{record_id}: assessed only under review ({row.qa_state})")
             changes = []
             for name, value in fields.items():
@@ -294,18 +284,18 @@ class Lifecycle:
     def close(
         self,
         record_id: str,
-        username: str,
+        *,
+        signer: str,
         password: str,
         meaning: str,
         reason: str,
-        *,
         version: int,
         client: str = LOCAL_CLIENT,
     ) -> int:
-        """Sign and close a reviewed record whose excursion has ended (QA)."""
+        """Sign and close a reviewed record whose excursion has ended."""
 
         def closable(row: ExcursionRow) -> None:
-            if row.qa_state != UNDER_REVIEW:
+            if row.qa_state not in RULES[Permission.CLOSE].states:
                 raise LifecycleError(f"{record_id}: closed only from under review ({row.qa_state})")
             if row.core_status != "closed":
                 raise LifecycleError(f"{record_id}: the excursion has not ended yet")
@@ -313,28 +303,32 @@ class Lifecycle:
             if missing:
                 raise LifecycleError(f"{record_id}: fill in {', '.join(missing)} before closing")
 
-        signature = (username, password, meaning, reason)
-        return self._signed(record_id, signature, version, "close", CLOSED, closable, client)
+        signer_user = self._sign_in(signer, password, meaning, client, f"; close {record_id}")
+        return self._signed(
+            record_id, signer_user, meaning, reason, version, Permission.CLOSE, closable
+        )
 
     def reopen(
         self,
         record_id: str,
-        username: str,
+        *,
+        signer: str,
         password: str,
         meaning: str,
         reason: str,
-        *,
         version: int,
         client: str = LOCAL_CLIENT,
     ) -> int:
-        """Sign and reopen a closed record, with a reason (QA)."""
+        """Sign and reopen a closed record, with a reason."""
 
         def reopenable(row: ExcursionRow) -> None:
-            if row.qa_state != CLOSED:
+            if row.qa_state not in RULES[Permission.REOPEN].states:
                 raise LifecycleError(f"{record_id}: only a closed record is reopened")
 
-        signature = (username, password, meaning, reason)
-        return self._signed(record_id, signature, version, "reopen", REOPENED, reopenable, client)
+        signer_user = self._sign_in(signer, password, meaning, client, f"; reopen {record_id}")
+        return self._signed(
+            record_id, signer_user, meaning, reason, version, Permission.REOPEN, reopenable
+        )
 
     def signatures(self, record_id: str) -> list[Signed]:
         """Return the record's signatures, oldest first, each saying if it still covers it."""
@@ -347,87 +341,67 @@ class Lifecycle:
     # -- helpers ------------------------------------------------------------------------
 
     def _move(
-        self,
-        record_id: str,
-        user: User,
-        action: str,
-        roles: tuple[str, ...],
-        sources: tuple[str, ...],
-        target: str,
-        reason: str,
-        version: int,
+        self, record_id: str, user: User, action: Permission, reason: str, version: int
     ) -> int:
-        self._allow(user, roles, action)
+        rule = RULES[action]
+        assert rule.target is not None, action
+        self._allow(user, action)
         reason = self._reason(reason)
         with Session(self.engine) as session, session.begin():
             row = self._row(session, record_id, version)
-            if row.qa_state not in sources:
+            if row.qa_state not in rule.states:
                 raise LifecycleError(
-                    f"{record_id}: cannot go from {row.qa_state} to {target}"
-                    f" (only from {' or '.join(sources)})"
+                    f"{record_id}: cannot go from {row.qa_state} to {rule.target}"
+                    f" (only from {' or '.join(rule.states)})"
                 )
-            changes = [Change("qa_state", row.qa_state, target)]
-            row.qa_state = target
+            changes = [Change("qa_state", row.qa_state, rule.target.value)]
+            row.qa_state = rule.target.value
             self._touch(row)
-            self._audit(session, user, action, row, changes, reason)
+            self._audit(session, user, action.value, row, changes, reason)
             return row.row_version
 
     def _signed(
         self,
         record_id: str,
-        signature: tuple[str, str, str, str],
-        version: int,
-        action: str,
-        target: str,
-        check: Callable[[ExcursionRow], None],
-        client: str,
-    ) -> int:
-        """Re-authenticate the signer, check the record, move it and store the signature."""
-        username, password, meaning, reason = signature
-        signer = self._sign_in(username, password, meaning, client, f"; {action} {record_id}")
-        self._allow(signer, ("qa",), action)
-        reason = self._reason(reason)
-        with Session(self.engine) as session, session.begin():
-            row = self._row(session, record_id, version, reopening=target == REOPENED)
-            check(row)
-            return self._signed_move(session, row, signer, meaning, target, action, reason)
-
-    def _signed_move(
-        self,
-        session: Session,
-        row: ExcursionRow,
         signer: User,
         meaning: str,
-        target: str,
-        action: str,
         reason: str,
+        version: int,
+        action: Permission,
+        check: Check,
     ) -> int:
-        changes = [Change("qa_state", row.qa_state, target)]
-        row.qa_state = target
-        self._touch(row)
-        signed_hash = content_hash(row)
-        manifest = signature_manifest(signer, meaning, signed_hash)
-        entries = self._audit(
-            session,
-            signer,
-            action,
-            row,
-            [*changes, Change(SIGNATURE_FIELD, None, manifest)],
-            reason,
-        )
-        session.add(
-            SignatureRow(
-                record_id=row.id,
-                action=action,
-                signer=signer.username,
-                printed_name=signer.full_name,
-                meaning=meaning,
-                signed_at=entries[-1].at,
-                content_hash=signed_hash,
-                audit_seq=entries[-1].seq,
+        """Check the signer's role and the record, move it and store the signature."""
+        target = RULES[action].target
+        assert target is not None, action
+        self._allow(signer, action)
+        reason = self._reason(reason)
+        with Session(self.engine) as session, session.begin():
+            row = self._row(session, record_id, version, reopening=action == Permission.REOPEN)
+            check(row)
+            changes = [Change("qa_state", row.qa_state, target.value)]
+            row.qa_state = target.value
+            self._touch(row)
+            signed_hash = content_hash(row)
+            manifest = signature_manifest(signer, meaning, signed_hash)
+            entries = self._audit(
+                session,
+                signer,
+                action.value,
+                row,
+                [*changes, Change(SIGNATURE_FIELD, None, manifest)],
+                reason,
             )
-        )
-        return row.row_version
+            signature = Signature(
+                row.id,
+                action.value,
+                signer.username,
+                signer.full_name,
+                meaning,
+                entries[-1].at,
+                signed_hash,
+            )
+            session.add(signature.row(entries[-1].seq))
+            return row.row_version
 
     def _sign_in(self, username: str, password: str, meaning: str, client: str, about: str) -> User:
         """Authenticate the signer like a sign-in (throttled, failures audited)."""
@@ -451,8 +425,8 @@ class Lifecycle:
             raise LifecycleError("signature refused: wrong user id or password") from None
 
     @staticmethod
-    def _allow(user: User, roles: tuple[str, ...], action: str) -> None:
-        if user.role not in roles:
+    def _allow(user: User, action: Permission) -> None:
+        if user.role not in RULES[action].roles:
             raise NotAllowedError(f"{user.username} ({user.role}) may not {action}")
 
     @staticmethod
@@ -480,7 +454,7 @@ class Lifecycle:
         row = session.get(ExcursionRow, record_id, with_for_update=True)
         if row is None:
             raise LifecycleError(f"no record {record_id!r}")
-        if row.qa_state == CLOSED and not reopening:
+        if row.qa_state == QAState.CLOSED and not reopening:
             # Checked here, for every action, so that nothing reaches a signed record by a
             # route that forgot it: the signature covers what it signed, and nothing more.
             raise ClosedRecordError(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from dataclasses import field as dataclass_field
 from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 from envmon.display import Display
 from excursions.db import AuditEntry, ExcursionRow
 from excursions.lifecycle import QA_FIELDS, signatures_of
-from excursions.timeline import as_dicts, timeline
+from excursions.timeline import timeline
 
 MAX_PAGE_SIZE: Final = 200
 #: The highest page number asked for (beyond the last page the list is empty).
@@ -37,8 +38,49 @@ class Filters:
     kind: str | None = None  #: ``excursion`` or ``data_gap``
 
 
-def summary(row: ExcursionRow) -> dict[str, Any]:
-    """Return what the list shows of a record."""
+class ReadModel:
+    """A read model: ``as_dict`` is its JSON form (the API's and ``--json``'s), fields in order."""
+
+    __slots__ = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the fields as a dict in their order (nested read models as dicts too)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, ReadModel):
+        return value.as_dict()
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSummary(ReadModel):
+    """What the list shows of a record."""
+
+    id: str
+    kind: str  #: ``excursion`` or ``data_gap``
+    sensor_id: str
+    area: str
+    instrument: str
+    parameter: str
+    level: str | None
+    start: datetime
+    end: datetime | None
+    core_status: str  #: the core's view: ``open`` or ``closed``
+    qa_state: str
+    peak: float | None
+    unit: str | None
+
+    @classmethod
+    def of_row(cls, row: ExcursionRow) -> RecordSummary:
+        """Return the summary of a stored record."""
+        return cls(**_summary_fields(row))
+
+
+def _summary_fields(row: ExcursionRow) -> dict[str, Any]:
     return {
         "id": row.id,
         "kind": row.kind,
@@ -56,9 +98,69 @@ def summary(row: ExcursionRow) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class OpenRecord(RecordSummary):
+    """A record still going on, as the live status page lists it."""
+
+    direction: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditItem(ReadModel):
+    """One audit entry of a record (values as the stored JSON text)."""
+
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    field: str | None
+    old: str | None
+    new: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureItem(ReadModel):
+    """A signature as the record shows it: in UTC and in the site's zone, and if it covers."""
+
+    signer: str
+    printed_name: str
+    meaning: str
+    action: str
+    signed_at: datetime
+    signed_at_site: str
+    site_timezone: str
+    covers_current_content: bool
+    matches_audit_trail: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineItem(ReadModel):
+    """One line of the record's timeline, its time also in the site's zone."""
+
+    at: datetime
+    kind: str
+    title: str
+    who: str
+    detail: str
+    at_site: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDetail(RecordSummary):
+    """A record with its QA fields, signatures, timeline and audit trail."""
+
+    record: dict[str, Any] = dataclass_field(default_factory=dict)  #: as the core last sent it
+    row_version: int = 0
+    qa: dict[str, str] = dataclass_field(default_factory=dict)
+    audit: tuple[AuditItem, ...] = ()
+    signatures: tuple[SignatureItem, ...] = ()
+    timeline: tuple[TimelineItem, ...] = ()
+
+
 def list_records(
     engine: Engine, filters: Filters, *, page: int = 1, page_size: int = 50
-) -> tuple[int, list[dict[str, Any]]]:
+) -> tuple[int, list[RecordSummary]]:
     """Return the number of matching records and one page of them, newest start first."""
     if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValueError(f"1 <= page <= {MAX_PAGE} and 1 <= page_size <= {MAX_PAGE_SIZE}")
@@ -88,7 +190,7 @@ def list_records(
             .offset(offset)
             .limit(page_size)
         ).scalars()
-        return int(total), [summary(row) for row in rows]
+        return int(total), [RecordSummary.of_row(row) for row in rows]
 
 
 #: The list filters whose values ``distinct_values`` offers.
@@ -109,7 +211,7 @@ def distinct_values(engine: Engine) -> dict[str, list[str]]:
     return found
 
 
-def open_records(engine: Engine, *, limit: int = MAX_OPEN) -> list[dict[str, Any]]:
+def open_records(engine: Engine, *, limit: int = MAX_OPEN) -> list[OpenRecord]:
     """Return the excursions and data gaps still going on (the core's ``open``), newest first.
 
     What the live status page shows as open alarms: each as the list shows it, with the
@@ -122,7 +224,10 @@ def open_records(engine: Engine, *, limit: int = MAX_OPEN) -> list[dict[str, Any
             .order_by(ExcursionRow.start.desc(), ExcursionRow.id)
             .limit(limit)
         ).scalars()
-        return [{**summary(row), "direction": row.record.get("direction")} for row in rows]
+        return [
+            OpenRecord(**_summary_fields(row), direction=row.record.get("direction"))
+            for row in rows
+        ]
 
 
 def record_detail(
@@ -130,7 +235,7 @@ def record_detail(
     record_id: str,
     site_zone: ZoneInfo | None = None,
     display: Display | None = None,
-) -> dict[str, Any] | None:
+) -> RecordDetail | None:
     """Return a record with its QA fields, signatures, timeline and audit trail (None: no id).
 
     The audit trail is the record's own: entries of its type and id (a user, say, may have
@@ -149,46 +254,45 @@ def record_detail(
             .where(AuditEntry.record_type == row.kind, AuditEntry.record_id == record_id)
             .order_by(AuditEntry.seq)
         ).scalars()
-        audit = [
-            {
-                "seq": e.seq,
-                "at": e.at,
-                "actor": e.actor,
-                "action": e.action,
-                "field": e.field,
-                "old": e.old_value,
-                "new": e.new_value,
-                "reason": e.reason,
-            }
+        audit = tuple(
+            AuditItem(e.seq, e.at, e.actor, e.action, e.field, e.old_value, e.new_value, e.reason)
             for e in entries
-        ]
+        )
         signed = signatures_of(session, row)
-        signatures = [
-            {
-                "signer": sig.signer,
-                "printed_name": sig.printed_name,
-                "meaning": sig.meaning,
-                "action": sig.action,
-                "signed_at": sig.signed_at,
-                "signed_at_site": sig.signed_at.astimezone(zone).isoformat(),
-                "site_timezone": zone.key,
-                "covers_current_content": sig.covers_current_content,
-                "matches_audit_trail": sig.matches_audit_trail,
-            }
+        signatures = tuple(
+            SignatureItem(
+                sig.signature.signer,
+                sig.signature.printed_name,
+                sig.signature.meaning,
+                sig.signature.action,
+                sig.signature.signed_at,
+                sig.signature.signed_at.astimezone(zone).isoformat(),
+                zone.key,
+                sig.covers_current_content,
+                sig.matches_audit_trail,
+            )
             for sig in signed
-        ]
-        return {
-            **summary(row),
-            "record": row.record,
-            "row_version": row.row_version,
-            "qa": {name: getattr(row, name) for name in QA_FIELDS},
-            "audit": audit,
-            "signatures": signatures,
-            "timeline": [
-                {**entry, "at_site": entry["at"].astimezone(zone).isoformat(timespec="seconds")}
-                for entry in as_dicts(timeline(session, row, signed, display))
-            ],
-        }
+        )
+        lines = tuple(
+            TimelineItem(
+                e.at,
+                e.kind,
+                e.title,
+                e.who,
+                e.detail,
+                e.at.astimezone(zone).isoformat(timespec="seconds"),
+            )
+            for e in timeline(session, row, signed, display)
+        )
+        return RecordDetail(
+            **_summary_fields(row),
+            record=row.record,
+            row_version=row.row_version,
+            qa={name: getattr(row, name) for name in QA_FIELDS},
+            audit=audit,
+            signatures=signatures,
+            timeline=lines,
+        )
 
 
 def core_record(engine: Engine, record_id: str) -> dict[str, Any] | None:

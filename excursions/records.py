@@ -25,6 +25,7 @@ from envmon.models import DataGap, ExcursionRecord
 from envmon.timeutil import utcnow
 from excursions.audit import AuditTrail, Change, canonical_hash
 from excursions.db import ExcursionRow
+from excursions.policy import QAState
 
 ACTOR: Final = "system:records"
 #: The audit field holding ``core_digest`` of the row after the change.
@@ -138,7 +139,7 @@ class RecordStore:
             area=record.area,
             instrument=record.instrument if isinstance(record, ExcursionRecord) else "",
             parameter=record.parameter,
-            qa_state="open",
+            qa_state=QAState.OPEN.value,
             impact_products="",
             impact_batches="",
             impact_text="",

@@ -48,8 +48,9 @@ from reportlab.platypus import (
 )
 
 from envmon.display import Display, format_value, unit_label
+from excursions.queries import RecordDetail, SignatureItem
 from excursions.series import TrendResult
-from excursions.trend import trend_drawing
+from excursions.trend.pdf import trend_drawing
 
 #: The paper sizes a report is laid out for.
 Paper = Literal["a4", "letter"]
@@ -265,13 +266,13 @@ class _Styles:
 class _Writer:
     """Lays out one record: the sections, each value through the site's ``Display``."""
 
-    def __init__(self, detail: dict[str, Any], display: Display, width: float) -> None:
+    def __init__(self, detail: RecordDetail, display: Display, width: float) -> None:
         self.detail = detail
-        self.record: dict[str, Any] = detail["record"]
+        self.record: dict[str, Any] = detail.record
         self.show = display
         self.width = width
         self.styles = _Styles()
-        self.unit = str(self.record.get("unit") or detail.get("unit") or "")
+        self.unit = str(self.record.get("unit") or detail.unit or "")
 
     # values -------------------------------------------------------------------------------
 
@@ -281,8 +282,8 @@ class _Writer:
             self.show.value(
                 value,
                 self.unit,
-                sensor=self.detail.get("sensor_id"),
-                parameter=self.detail.get("parameter"),
+                sensor=self.detail.sensor_id,
+                parameter=self.detail.parameter,
             )
         )
 
@@ -436,13 +437,13 @@ class _Writer:
 
     def title(self, site_name: str, printed_at: datetime) -> list[Flowable]:
         d, s = self.detail, self.styles
-        kind = "Data gap report" if d.get("kind") == "data_gap" else "Excursion report"
+        kind = "Data gap report" if d.kind == "data_gap" else "Excursion report"
         what = " · ".join(
             clean(x)
             for x in (
-                self.show.label(d.get("parameter")),
-                d.get("instrument") or d.get("sensor_id"),
-                d.get("area"),
+                self.show.label(d.parameter),
+                d.instrument or d.sensor_id,
+                d.area,
             )
             if x
         )
@@ -450,7 +451,7 @@ class _Writer:
             *_paragraphs(f"{kind} — {site_name}", s.title, self.width),
             *_paragraphs(what, s.subtitle, self.width),
             *_paragraphs(
-                f"Record {d['id']} · QA state: {self.show.label(d.get('qa_state'))} · "
+                f"Record {d.id} · QA state: {self.show.label(d.qa_state)} · "
                 f"printed {self.time(printed_at)}",
                 s.body,
                 self.width,
@@ -469,20 +470,20 @@ class _Writer:
     def summary(self) -> list[Flowable]:
         d, r, show = self.detail, self.record, self.show
         rows: list[tuple[str, object]] = [
-            ("Record", d["id"]),
-            ("Kind", show.label(d.get("kind"))),
-            ("Sensor", d.get("sensor_id")),
-            ("Instrument", d.get("instrument") or "—"),
-            ("Area", d.get("area")),
-            ("Parameter", show.label(d.get("parameter"))),
-            ("QA state", show.label(d.get("qa_state"))),
-            ("Status", show.label(d.get("core_status"))),
-            ("Start", self.time(r.get("start") or d.get("start"))),
+            ("Record", d.id),
+            ("Kind", show.label(d.kind)),
+            ("Sensor", d.sensor_id),
+            ("Instrument", d.instrument or "—"),
+            ("Area", d.area),
+            ("Parameter", show.label(d.parameter)),
+            ("QA state", show.label(d.qa_state)),
+            ("Status", show.label(d.core_status)),
+            ("Start", self.time(r.get("start") or d.start)),
             ("End", self.time(r["end"]) if r.get("end") else "Open (still going on)"),
             ("Duration", self.duration(r.get("duration_s"))),
         ]
-        if d.get("kind") != "data_gap":
-            level = " ".join(x for x in (d.get("level"), r.get("direction")) if x)
+        if d.kind != "data_gap":
+            level = " ".join(x for x in (d.level, r.get("direction")) if x)
             rows += [
                 ("Level", show.label(level) if level else "—"),
                 ("Limit", self.value(r.get("limit"))),
@@ -516,7 +517,7 @@ class _Writer:
     def assessment(self) -> list[Flowable]:
         """Return the QA fields: each label kept with the first paragraph of its text."""
         blocks: list[list[Flowable]] = []
-        for name, value in self.detail["qa"].items():  # paragraphs: 10,000 characters split
+        for name, value in self.detail.qa.items():  # paragraphs: 10,000 characters split
             shown = (self.show.label(value) if name in LABEL_FIELDS else value) or "—"
             title = Paragraph(escape(self.show.label(name)), self.styles.label)
             blocks.append([title, *_paragraphs(shown, self.styles.body, self.width)])
@@ -531,18 +532,18 @@ class _Writer:
 
     def signatures(self) -> list[Flowable]:
         """Return the signature manifest: each signature's name, id, meaning, time, scope."""
-        signed = self.detail["signatures"]
+        signed = self.detail.signatures
         if not signed:
             none = _paragraphs("No electronic signatures.", self.styles.body, self.width)
             return self.section("Electronic signatures", *none)
         story: list[Flowable] = []
         for n, s in enumerate(signed, 1):
-            rows = [
-                ["Printed name", s["printed_name"]],
-                ["User id", s["signer"]],
-                ["Meaning", self.show.label(s["meaning"])],
-                ["Action signed", self.show.label(s["action"])],
-                ["Date and time", [self.time(s["signed_at"]), self.utc(s["signed_at"])]],
+            rows: list[list[object]] = [
+                ["Printed name", s.printed_name],
+                ["User id", s.signer],
+                ["Meaning", self.show.label(s.meaning)],
+                ["Action signed", self.show.label(s.action)],
+                ["Date and time", [self.time(s.signed_at), self.utc(s.signed_at)]],
                 ["Covers the current record", _covers(s)],
             ]
             title = Paragraph(f"Signature {n} of {len(signed)}", self.styles.label)
@@ -558,15 +559,12 @@ class _Writer:
 
         Each event's time, its title above who did it, and its detail.
         """
-        entries = list(self.detail.get("timeline", ()))
+        entries = list(self.detail.timeline)
         if not entries:
             return self.section(
                 "Timeline", *_paragraphs("Nothing yet.", self.styles.body, self.width)
             )
-        rows = [
-            [self.time(e["at"]), [_sentence(e["title"]), e["who"]], e["detail"] or ""]
-            for e in entries
-        ]
+        rows = [[self.time(e.at), [_sentence(e.title), e.who], e.detail or ""] for e in entries]
         header = ("Time", "Event, by", "Detail")
         table = self.table(header, rows, flex=2, atomic=(0,))
         return self.section("Timeline", table, long=True)
@@ -578,10 +576,10 @@ class _Writer:
         (old and new values, the reason) takes the rest of the width.
         """
         rows: list[list[object]] = []
-        for e in self.detail["audit"]:
-            old = self.audit_value(e["field"], e["old"])
-            new = self.audit_value(e["field"], e["new"])
-            why = e["reason"]
+        for e in self.detail.audit:
+            old = self.audit_value(e.field, e.old)
+            new = self.audit_value(e.field, e.new)
+            why = e.reason
             if why is not None and why == new:
                 why = "(as the new value: a comment is its own reason)"
             change = [
@@ -591,9 +589,9 @@ class _Writer:
             ]
             rows.append(
                 [
-                    str(e["seq"]),
-                    [self.time(e["at"]), self.utc(e["at"])],
-                    [e["actor"], self.show.label(e["action"]), self.show.label(e["field"]) or "—"],
+                    str(e.seq),
+                    [self.time(e.at), self.utc(e.at)],
+                    [e.actor, self.show.label(e.action), self.show.label(e.field) or "—"],
                     change or "—",
                 ]
             )
@@ -653,20 +651,20 @@ def _count(value: object) -> str:
     return "—" if value is None else format_value(float(str(value)), decimals=0)
 
 
-def _newest(detail: dict[str, Any]) -> datetime | None:
+def _newest(detail: RecordDetail) -> datetime | None:
     """Return the time of the record's last signature, audit entry or timeline event."""
-    times = [s["signed_at"] for s in detail.get("signatures", ())]
-    times += [e["at"] for e in detail.get("audit", ())]
-    times += [e["at"] for e in detail.get("timeline", ())]
+    times = [s.signed_at for s in detail.signatures]
+    times += [e.at for e in detail.audit]
+    times += [e.at for e in detail.timeline]
     aware = [t for t in times if isinstance(t, datetime) and t.tzinfo is not None]
     return max(aware, default=None)
 
 
-def _covers(signature: dict[str, Any]) -> str:
+def _covers(signature: SignatureItem) -> str:
     """Say whether a signature still covers the record (and why not)."""
-    if signature["covers_current_content"]:
+    if signature.covers_current_content:
         return "Yes"
-    if not signature.get("matches_audit_trail", True):
+    if not signature.matches_audit_trail:
         return "No — does not match its audit-trail entry (altered outside the application)"
     return "No — the record changed since signing"
 
@@ -724,7 +722,7 @@ class _NumberedCanvas(Canvas):
 
 
 def write_report(
-    detail: dict[str, Any],
+    detail: RecordDetail,
     target: Path | BinaryIO,
     *,
     site_name: str,
@@ -754,9 +752,9 @@ def write_report(
         *writer.timeline(),
         *writer.audit(),
     ]
-    kind = "Data gap" if detail.get("kind") == "data_gap" else "Excursion"
+    kind = "Data gap" if detail.kind == "data_gap" else "Excursion"
     header = (site, f"Printed {display.time(printed_at)}")
-    footer = f"{kind} record {clean(detail['id'])} · envmon"
+    footer = f"{kind} record {clean(detail.id)} · envmon"
     document = SimpleDocTemplate(
         str(target) if isinstance(target, Path) else target,
         pagesize=size,
@@ -764,7 +762,7 @@ def write_report(
         rightMargin=MARGIN,
         topMargin=TOP,
         bottomMargin=BOTTOM,
-        title=f"{kind} record {detail['id']}",
+        title=f"{kind} record {detail.id}",
         author=site,
     )
     document.build(

@@ -32,7 +32,7 @@ from envmon.display import Display
 from envmon.errors import EnvmonError
 from envmon.timeseries import SeriesReader
 from excursions.db import ExcursionRow, TimelineEventRow
-from excursions.trend import DEFAULT_MAX_POINTS, Trend, build_trend, trend_window
+from excursions.trend.model import DEFAULT_MAX_POINTS, Trend, build_trend, trend_window
 
 logger = logging.getLogger(__name__)
 

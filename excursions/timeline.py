@@ -15,11 +15,11 @@ assessment, closing and reopening, with their reasons) and the signatures.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 import orjson
 from pydantic import Field, TypeAdapter
@@ -123,12 +123,12 @@ def timeline(
     entries = [*_bus_events(session, row, shown), *_actions(session, row.kind, row.id)]
     entries += [
         TimelineEntry(
-            s.signed_at,
+            s.signature.signed_at,
             "signature",
-            f"signed ({s.meaning})",
-            s.printed_name,
-            f"{label(s.action)}; signed by {s.printed_name} ({s.signer}), meaning"
-            f" {label(s.meaning).lower()}"
+            f"signed ({s.signature.meaning})",
+            s.signature.printed_name,
+            f"{label(s.signature.action)}; signed by {s.signature.printed_name}"
+            f" ({s.signature.signer}), meaning {label(s.signature.meaning).lower()}"
             + ("" if s.covers_current_content else "; no longer covers the current content"),
         )
         for s in (signatures_of(session, row) if signatures is None else signatures)
@@ -215,11 +215,3 @@ def _text(value: str | None) -> str:
         return ""
     decoded = orjson.loads(value)
     return decoded if isinstance(decoded, str) else value
-
-
-def as_dicts(entries: Iterable[TimelineEntry]) -> list[dict[str, Any]]:
-    """Return timeline entries as plain dicts (the API's and templates' form)."""
-    return [
-        {"at": e.at, "kind": e.kind, "title": e.title, "who": e.who, "detail": e.detail}
-        for e in entries
-    ]

@@ -1,11 +1,6 @@
 """Local users of the QA app: roles, argon2 passwords, throttled sign-ins, everything audited.
 
-Roles (what each may do is enforced by the lifecycle and the web app):
-
-``viewer``    read records
-``operator``  acknowledge and comment
-``qa``        review, sign, close, reopen
-``admin``     manage users — not records
+What each role may do is ``excursions.policy.RULES``.
 
 Passwords are stored only as argon2id hashes (argon2-cffi's defaults, rehashed when those
 change). Every sign-in and signature check costs one argon2 verification whatever the
@@ -41,6 +36,7 @@ from envmon.errors import EnvmonError
 from envmon.timeutil import utcnow
 from excursions.audit import AuditTrail, Change
 from excursions.db import SessionRow, UserRow
+from excursions.policy import Role
 from excursions.throttle import (
     ACCOUNT_RULE,
     LOCAL_CLIENT,
@@ -49,7 +45,6 @@ from excursions.throttle import (
     Reservation,
 )
 
-ROLES: Final = ("viewer", "operator", "qa", "admin")
 USERNAME: Final = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
 MIN_PASSWORD: Final = 12
 #: Wrong passwords in a row for one account from one address before that address is blocked.
@@ -269,8 +264,8 @@ class UserStore:
             for field, value in (("role", role), ("disabled", disabled)):
                 if value is not None and getattr(row, field) == value:
                     raise UserError(f"user {username!r}: {field} is already {value!r}")
-            leaves = (role is not None and role != "admin") or disabled is True
-            if row.role == "admin" and not row.disabled and leaves and admins == (username,):
+            leaves = (role is not None and role != Role.ADMIN) or disabled is True
+            if row.role == Role.ADMIN and not row.disabled and leaves and admins == (username,):
                 raise UserError(
                     f"{username!r} is the last enabled admin: add or enable another admin first"
                 )
@@ -422,7 +417,10 @@ class UserStore:
         the first is no longer an admin.
         """
         rows = session.execute(
-            select(UserRow).where(UserRow.role == "admin").order_by(UserRow.id).with_for_update()
+            select(UserRow)
+            .where(UserRow.role == Role.ADMIN.value)
+            .order_by(UserRow.id)
+            .with_for_update()
         ).scalars()
         return tuple(row.username for row in rows if not row.disabled)
 
@@ -437,5 +435,5 @@ class UserStore:
 
     @staticmethod
     def _check_role(role: str) -> None:
-        if role not in ROLES:
-            raise UserError(f"role {role!r}: one of {', '.join(ROLES)}")
+        if role not in tuple(Role):
+            raise UserError(f"role {role!r}: one of {', '.join(Role)}")

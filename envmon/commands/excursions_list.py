@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from envmon.display import Display
 from excursions.db import TimelineEventRow
-from excursions.queries import MAX_PAGE_SIZE, Filters, list_records
+from excursions.queries import MAX_PAGE_SIZE, Filters, RecordSummary, list_records
 
 KINDS: Final = ("excursion", "data_gap", "alarm")
 #: The most items one listing prints.
@@ -100,7 +100,7 @@ def _records(engine: Engine, query: Query) -> Iterator[dict[str, Any]]:
     while True:
         _, rows = list_records(engine, filters, page=page, page_size=MAX_PAGE_SIZE)
         for row in rows:
-            is_open = row["core_status"] == "open"
+            is_open = row.core_status == "open"
             if query.open is None or query.open == is_open:
                 yield _record_item(row, is_open)
         if len(rows) < MAX_PAGE_SIZE:
@@ -108,21 +108,21 @@ def _records(engine: Engine, query: Query) -> Iterator[dict[str, Any]]:
         page += 1
 
 
-def _record_item(row: dict[str, Any], is_open: bool) -> dict[str, Any]:
+def _record_item(row: RecordSummary, is_open: bool) -> dict[str, Any]:
     return {
-        "id": row["id"],
-        "kind": row["kind"],
-        "sensor_id": row["sensor_id"],
-        "area": row["area"],
-        "instrument": row["instrument"],
-        "parameter": row["parameter"],
-        "level": row["level"],
-        "start": _iso(row["start"]),
-        "end": _iso(row["end"]),
+        "id": row.id,
+        "kind": row.kind,
+        "sensor_id": row.sensor_id,
+        "area": row.area,
+        "instrument": row.instrument,
+        "parameter": row.parameter,
+        "level": row.level,
+        "start": _iso(row.start),
+        "end": _iso(row.end),
         "open": is_open,
-        "qa_state": row["qa_state"],
-        "peak": row["peak"],
-        "unit": row["unit"],
+        "qa_state": row.qa_state,
+        "peak": row.peak,
+        "unit": row.unit,
     }
 
 

@@ -350,7 +350,7 @@ def report(
     if detail is None:
         raise LookupError(f"no record {record_id!r}")
     now = clock()
-    chart = fetch_trend(series, detail["record"], now=now, zone=site.tzinfo)
+    chart = fetch_trend(series, detail.record, now=now, zone=site.tzinfo)
     output.parent.mkdir(parents=True, exist_ok=True)
     write_report(
         detail,

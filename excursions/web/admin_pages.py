@@ -1,22 +1,15 @@
 """The QA app's audit-trail page and its user administration pages (server-rendered).
 
-- ``GET /audit``: the site-wide audit trail, newest first, ``PAGE_SIZE`` entries a page,
-  filtered on a record, an actor and/or an action (``?record=type:id&actor=&action=&page=``),
-  for the roles that read records (viewer, operator, QA; admins manage users and are
-  refused, 403). At the top, whether the hash chain is intact (``auditlog.ChainMonitor``).
-  Read-only: there is no POST.
-- ``GET /users``: every user with role, state, creation, last sign-in and password change,
-  and a form to add one; ``GET /users/{user id}``: one user with a form to change the
-  role, disable or enable, and reset the password. Admins only (403 for every other role).
-- ``POST /users``, ``POST /users/{user id}/role|disable|enable|password``: done, a 303 to
-  the page with a fixed confirmation (``?done=``, never the input); refused, the page
-  again with a sentence and a 4xx (403 role or forged form, 404 no such user, 422 input),
-  what was typed kept except passwords. The rules are those of ``UserStore`` (also behind
-  ``POST /api/v1/users`` and ``envmon users``); this layer refuses first, without
-  echoing it, anything overlong, with control characters or an unknown role.
+- ``GET /audit``: the site-wide audit trail, newest first, filtered on record, actor and
+  action, with the hash chain's state; for the roles that read records. Read-only.
+- ``GET /users``, ``GET /users/{user id}``; ``POST /users`` and
+  ``POST /users/{user id}/role|disable|enable|password``: for the roles that manage users.
+  Done: a 303 with ``?done=``; refused: the page again with a sentence and a 4xx (403 role
+  or forged form, 404 no such user, 422 input), typed values kept except passwords. The
+  rules are ``UserStore``'s; this layer first refuses, without echoing it, anything
+  overlong, with control characters or an unknown role.
 
-Without a session every page redirects to ``/login`` (and back after signing in); every
-form carries the session's CSRF token and every POST must come from the app's own origin.
+Without a session every page redirects to ``/login``; every form carries the CSRF token.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime.
@@ -24,7 +17,7 @@ import math
 import re
 import unicodedata
 import urllib.parse
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo
 
@@ -48,9 +41,10 @@ from excursions.auditlog import (
 )
 from excursions.db import SessionRow, UserRow
 from excursions.lifecycle import MAX_COMMENT
+from excursions.policy import ROLE_NAMES, Permission, Role, may
 from excursions.queries import MAX_PAGE
-from excursions.users import MIN_PASSWORD, ROLES, USERNAME, User, UserError
-from excursions.web.api import COOKIE, READERS, Services
+from excursions.users import MIN_PASSWORD, USERNAME, User, UserError
+from excursions.web.api import COOKIE, Services
 from excursions.web.pages import FORGED, NOT_A_READER, TEMPLATES
 from excursions.web.present import CORE_FIELDS, audit_value
 from excursions.web.security import CSRF_FIELD, csrf_ok, csrf_token
@@ -63,17 +57,8 @@ MAX_FILTER: Final = 260
 MAX_USERNAME: Final = 64
 MAX_FULL_NAME: Final = 200
 MAX_PASSWORD: Final = 200
-#: The roles that manage users (and only they).
-ADMINS: Final = ("admin",)
 NOT_AN_ADMIN: Final = "only administrators manage users: your role may not"
 NO_USER: Final = "no such user"
-#: The role names people read (the stored names are ``ROLES``).
-ROLE_NAMES: Final = {
-    "viewer": "Viewer",
-    "operator": "Operator",
-    "qa": "QA",
-    "admin": "Administrator",
-}
 #: What the pages say after a 303 (the query parameter ``done`` names one of these).
 DONE: Final = {
     "added": "User added: they can sign in with the initial password now.",
@@ -199,7 +184,6 @@ def add_admin_pages(
                 "csrf": csrf_token(session_token) if session_token else "",
                 "incidents_nav": incidents_nav,
                 "shown": shown,
-                "role_names": ROLE_NAMES,
                 **context,
             },
             status_code=status,
@@ -212,17 +196,17 @@ def add_admin_pages(
         request: Request,
         token: str | None,
         back: str | Callable[[], str],
-        roles: Collection[str],
+        permission: Permission,
         refused: str,
     ) -> User | Response:
-        """Return the signed-in user of one of ``roles``, else the sign-in or 403.
+        """Return the signed-in user whose role has ``permission``, else the sign-in or 403.
 
         ``back`` is where the sign-in leads on (a callable: worked out only when needed).
         """
         user = current_user(token)
         if user is None:
             return to_login(back if isinstance(back, str) else back())
-        if user.role not in roles:
+        if not may(user.role, permission):
             return page(request, "base.html", 403, user=user, error=refused)
         return user
 
@@ -288,7 +272,7 @@ def add_admin_pages(
     def audit_page(
         request: Request, envmon_session: Annotated[str | None, Cookie()] = None
     ) -> Response:
-        user = admitted(request, envmon_session, "/audit", READERS, NOT_A_READER)
+        user = admitted(request, envmon_session, "/audit", Permission.READ_RECORDS, NOT_A_READER)
         if isinstance(user, Response):
             return user
         query = request.query_params
@@ -384,7 +368,7 @@ def add_admin_pages(
             status,
             user=user,
             users=user_rows(services),
-            roles=ROLES,
+            roles=tuple(Role),
             typed=typed or {},
             error=error,
             notice=notice,
@@ -416,7 +400,7 @@ def add_admin_pages(
             status,
             user=user,
             u=found,
-            roles=ROLES,
+            roles=tuple(Role),
             typed=typed or {},
             form=form,
             error=error,
@@ -443,8 +427,8 @@ def add_admin_pages(
 
     def role_of(form: Mapping[str, str]) -> str:
         role = form.get("role", "")
-        if role not in ROLES:
-            raise RefusedError(422, f"Role: one of {', '.join(ROLE_NAMES[r] for r in ROLES)}")
+        if role not in tuple(Role):
+            raise RefusedError(422, f"Role: one of {', '.join(ROLE_NAMES[r] for r in Role)}")
         return role
 
     def password_of(form: Mapping[str, str]) -> str:
@@ -468,7 +452,7 @@ def add_admin_pages(
     def users_list(
         request: Request, envmon_session: Annotated[str | None, Cookie()] = None
     ) -> Response:
-        user = admitted(request, envmon_session, "/users", ADMINS, NOT_AN_ADMIN)
+        user = admitted(request, envmon_session, "/users", Permission.MANAGE_USERS, NOT_AN_ADMIN)
         if isinstance(user, Response):
             return user
         return users_page(request, user, notice=DONE.get(request.query_params.get("done", ""), ""))
@@ -477,7 +461,7 @@ def add_admin_pages(
     async def users_add(
         request: Request, envmon_session: Annotated[str | None, Cookie()] = None
     ) -> Response:
-        user = admitted(request, envmon_session, "/users", ADMINS, NOT_AN_ADMIN)
+        user = admitted(request, envmon_session, "/users", Permission.MANAGE_USERS, NOT_AN_ADMIN)
         if isinstance(user, Response):
             return user
         form = await form_of(request)
@@ -522,7 +506,7 @@ def add_admin_pages(
             request,
             envmon_session,
             lambda: f"/users/{username}" if known(username) else "/users",
-            ADMINS,
+            Permission.MANAGE_USERS,
             NOT_AN_ADMIN,
         )
         if isinstance(user, Response):
@@ -543,7 +527,7 @@ def add_admin_pages(
             request,
             envmon_session,
             lambda: f"/users/{username}" if known(username) else "/users",
-            ADMINS,
+            Permission.MANAGE_USERS,
             NOT_AN_ADMIN,
         )
         if isinstance(user, Response):

@@ -40,6 +40,7 @@ from excursions.lifecycle import (
     SigningBlockedError,
     StaleRecordError,
 )
+from excursions.policy import Permission, may
 from excursions.queries import (
     MAX_PAGE,
     MAX_PAGE_SIZE,
@@ -51,7 +52,7 @@ from excursions.queries import (
 from excursions.series import fetch_trend, trend_context
 from excursions.sessions import Sessions
 from excursions.throttle import client_key
-from excursions.trend import WINDOWS, trend_json, trend_window
+from excursions.trend.model import WINDOWS, trend_json, trend_window
 from excursions.users import AuthenticationError, ThrottledError, User, UserError
 from excursions.web.security import (
     CSRF_HEADER,
@@ -68,7 +69,6 @@ from excursions.web.security import (
 
 COOKIE: Final = "envmon_session"
 PREFIX: Final = "/api/v1"
-READERS: Final = ("viewer", "operator", "qa")  # admin manages users, not records
 #: The most values a trend response draws (each interval's minimum and maximum kept).
 TREND_POINTS: Final = 2000
 
@@ -141,11 +141,11 @@ def user_dependency(services: Services, *, touch: bool = True) -> Callable[..., 
     return signed_in
 
 
-def role_dependency(signed_in: Callable[..., User], *allowed: str) -> Any:  # noqa: ANN401
-    """Return ``Depends`` on a signed-in user with one of the ``allowed`` roles (else 403)."""
+def role_dependency(signed_in: Callable[..., User], permission: Permission) -> Any:  # noqa: ANN401
+    """Return ``Depends`` on a signed-in user whose role has ``permission`` (else 403)."""
 
     def check(user: Annotated[User, Depends(signed_in)]) -> User:
-        if user.role not in allowed:
+        if not may(user.role, permission):
             raise HTTPException(403, f"{user.username} ({user.role}) may not do this")
         return user
 
@@ -183,7 +183,7 @@ class Assessment(Reason):
     fields: dict[str, str]
 
 
-class Signature(Reason):
+class SignatureForm(Reason):
     """The signer's user id and password again, and the meaning of the signature."""
 
     username: str = Field(max_length=64)
@@ -269,8 +269,8 @@ def create_api(services: Services) -> FastAPI:
 
     signed_in = user_dependency(services)
 
-    def role(*allowed: str) -> Any:  # noqa: ANN401 - FastAPI's Depends() marker is untyped
-        return role_dependency(signed_in, *allowed)
+    def role(permission: Permission) -> Any:  # noqa: ANN401 - FastAPI's Depends() marker is untyped
+        return role_dependency(signed_in, permission)
 
     @router.post("/session")
     def sign_in(request: Request, body: SignIn, response: Response) -> dict[str, str]:
@@ -328,7 +328,7 @@ def create_api(services: Services) -> FastAPI:
 
     @router.get("/excursions")
     def excursions(
-        _user: Annotated[User, role(*READERS)],
+        _user: Annotated[User, role(Permission.READ_RECORDS)],
         area: str | None = None,
         instrument: str | None = None,
         parameter: str | None = None,
@@ -346,28 +346,35 @@ def create_api(services: Services) -> FastAPI:
                 raise HTTPException(422, f"{name}: give a UTC offset (e.g. 2026-01-05T07:00Z)")
         filters = Filters(area, instrument, parameter, level, state, start_from, start_to, sensor)
         total, items = list_records(services.engine, filters, page=page, page_size=page_size)
-        return {"total": total, "page": page, "page_size": page_size, "items": items}
+        return {
+            "total": total,
+            "page": page,
+            "page_size": page_size,
+            "items": [item.as_dict() for item in items],
+        }
 
     @router.get("/excursions/{record_id}")
-    def excursion(record_id: str, _user: Annotated[User, role(*READERS)]) -> dict[str, Any]:
+    def excursion(
+        record_id: str, _user: Annotated[User, role(Permission.READ_RECORDS)]
+    ) -> dict[str, Any]:
         """One record: metrics, QA fields, signatures, audit trail, ``row_version``."""
         zone = ZoneInfo(services.site_timezone)
         detail = record_detail(services.engine, record_id, zone, services.shown)
         if detail is None:
             raise HTTPException(404, f"no record {record_id!r}")
-        return detail
+        return detail.as_dict()
 
     @router.get("/excursions/{record_id}/trend")
     def trend(
         record_id: str,
-        _user: Annotated[User, role(*READERS)],
+        _user: Annotated[User, role(Permission.READ_RECORDS)],
         window: Annotated[str, Query(max_length=16)] = "record",
     ) -> dict[str, Any]:
         """Return the record's chart over ``window`` (``record``, ``6h``, ``24h``, ``3d``).
 
         ``readings`` are the drawn values (decimated to at most ``TREND_POINTS`` keeping
         each interval's minimum and maximum), ``limits`` those in force, ``chart`` every
-        mark and label of the page's chart (``excursions.trend.trend_json``).
+        mark and label of the page's chart (``excursions.trend.model.trend_json``).
         """
         if window not in WINDOWS:
             raise HTTPException(422, f"window: one of {', '.join(WINDOWS)}, not {window!r}")
@@ -406,46 +413,50 @@ def create_api(services: Services) -> FastAPI:
 
     @router.post("/excursions/{record_id}/acknowledge")
     def acknowledge(
-        record_id: str, body: Comment, user: Annotated[User, role("operator", "qa")]
+        record_id: str, body: Comment, user: Annotated[User, role(Permission.ACKNOWLEDGE)]
     ) -> dict[str, int]:
         """Acknowledge an open record with a comment."""
         return {"version": life.acknowledge(record_id, user, body.comment, version=body.version)}
 
     @router.post("/excursions/{record_id}/comments")
     def comment(
-        record_id: str, body: Comment, user: Annotated[User, role("operator", "qa")]
+        record_id: str, body: Comment, user: Annotated[User, role(Permission.COMMENT)]
     ) -> dict[str, int]:
         """Add a comment."""
         return {"version": life.comment(record_id, user, body.comment, version=body.version)}
 
     @router.post("/excursions/{record_id}/review")
-    def review(record_id: str, body: Reason, user: Annotated[User, role("qa")]) -> dict[str, int]:
+    def review(
+        record_id: str, body: Reason, user: Annotated[User, role(Permission.START_REVIEW)]
+    ) -> dict[str, int]:
         """Start the review."""
         return {"version": life.start_review(record_id, user, body.reason, version=body.version)}
 
     @router.patch("/excursions/{record_id}/assessment")
     def assess(
-        record_id: str, body: Assessment, user: Annotated[User, role("qa")]
+        record_id: str, body: Assessment, user: Annotated[User, role(Permission.ASSESS)]
     ) -> dict[str, int]:
         """Set QA fields (impact, root cause, deviation / CAPA references, conclusion)."""
         version = life.assess(record_id, user, body.fields, body.reason, version=body.version)
         return {"version": version}
 
-    def own_signature(user: User, body: Signature) -> None:
+    def own_signature(user: User, body: SignatureForm) -> None:
         if body.username != user.username:
             raise HTTPException(403, f"sign with your own user id ({user.username})")
 
-    def signed(request: Request, user: User, body: Signature, action: str, record_id: str) -> int:
+    def signed(
+        request: Request, user: User, body: SignatureForm, action: str, record_id: str
+    ) -> int:
         """Close or reopen, signed; end the session if signing got blocked for its user."""
         own_signature(user, body)
         sign = life.close if action == "close" else life.reopen
         try:
             return sign(
                 record_id,
-                body.username,
-                body.password,
-                body.meaning,
-                body.reason,
+                signer=body.username,
+                password=body.password,
+                meaning=body.meaning,
+                reason=body.reason,
                 version=body.version,
                 client=client_of(request),
             )
@@ -459,14 +470,20 @@ def create_api(services: Services) -> FastAPI:
 
     @router.post("/excursions/{record_id}/close")
     def close(
-        request: Request, record_id: str, body: Signature, user: Annotated[User, role("qa")]
+        request: Request,
+        record_id: str,
+        body: SignatureForm,
+        user: Annotated[User, role(Permission.CLOSE)],
     ) -> dict[str, int]:
         """Sign and close (the signer re-enters user id and password)."""
         return {"version": signed(request, user, body, "close", record_id)}
 
     @router.post("/excursions/{record_id}/reopen")
     def reopen(
-        request: Request, record_id: str, body: Signature, user: Annotated[User, role("qa")]
+        request: Request,
+        record_id: str,
+        body: SignatureForm,
+        user: Annotated[User, role(Permission.REOPEN)],
     ) -> dict[str, int]:
         """Sign and reopen, with a reason."""
         return {"version": signed(request, user, body, "reopen", record_id)}
@@ -477,12 +494,16 @@ def create_api(services: Services) -> FastAPI:
         return HTTPException(404 if str(exc).startswith("no user") else 422, str(exc))
 
     @router.get("/users")
-    def list_users(_user: Annotated[User, role("admin")]) -> list[dict[str, object]]:
+    def list_users(
+        _user: Annotated[User, role(Permission.MANAGE_USERS)],
+    ) -> list[dict[str, object]]:
         """Every user (admin only; no password hashes)."""
         return users.list()
 
     @router.post("/users", status_code=201)
-    def add_user(body: NewUser, user: Annotated[User, role("admin")]) -> dict[str, str]:
+    def add_user(
+        body: NewUser, user: Annotated[User, role(Permission.MANAGE_USERS)]
+    ) -> dict[str, str]:
         """Create a user (admin only)."""
         try:
             added = users.add(
@@ -499,7 +520,7 @@ def create_api(services: Services) -> FastAPI:
 
     @router.patch("/users/{username}")
     def change_user(
-        username: str, body: UserChange, user: Annotated[User, role("admin")]
+        username: str, body: UserChange, user: Annotated[User, role(Permission.MANAGE_USERS)]
     ) -> dict[str, str]:
         """Change a user's role, disabled flag and/or password (admin only): all or nothing.
 

@@ -1,20 +1,12 @@
 """The QA app's server-rendered pages (Jinja2, autoescaped), on the same services as the API.
 
-``/login`` (``?next=``: a path of this app to go to after signing in; the acknowledge
-links of ``alerts.web`` lead through it), ``/logout``, ``/excursions`` (list with filters
-chosen from the site's values, and pages; ``static/list.js`` reloads it every 10 s with
-the ``X-Envmon-Poll`` header, which does not keep the session alive) and
-``/excursions/{id}`` (metrics, the rule in force, assessment, signatures, timeline, audit
-trail — values, times and durations through the site's ``Display``, wording from
-``excursions.web.present`` — and a form for each action the signed-in role may take in the
-record's state). Actions are POSTed to ``/excursions/{id}/{action}``: success redirects
-back to the page with ``?done=<action>`` (303; the page shows a fixed sentence for it,
-never the query's text), a refusal shows the page again with the reason, the values typed
-into that form (never a password) and the status of the API (403, 404, 409, 422) —
-nothing is changed. Without a session the pages redirect to ``/login``.
-Every form carries the session's CSRF token (the sign-in form one bound to its own cookie)
-and every POST must come from the app's own origin (``excursions.web.security``); a forged
-post gets 403 and a page that says nothing was done.
+``/login`` (``?next=``: a local path to go on to), ``/logout``, ``/excursions`` (the list,
+filtered and paged; its own refresh sends ``X-Envmon-Poll`` and does not keep the session
+alive), ``/excursions/{id}`` (the record, with a form for each action ``policy.offered``
+the role in the record's state) and its ``report.pdf``. Actions are POSTed to
+``/excursions/{id}/{action}``: done, a 303 to ``?done=<action>``; refused, the page again
+with the reason, the typed values (never a password) and the API's status. Without a
+session: a redirect to ``/login``. Every form carries the CSRF token; a forged post is 403.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime.
@@ -26,7 +18,7 @@ import secrets
 import urllib.parse
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 from zoneinfo import ZoneInfo
 
 from fastapi import Cookie, FastAPI, Form, Request, Response
@@ -34,31 +26,32 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
-from reportlab.platypus.doctemplate import LayoutError
 
 from envmon.display import label
 from excursions.lifecycle import (
-    ACKNOWLEDGED,
-    CLOSED,
     MAX_COMMENT,
-    OPEN,
     QA_FIELDS,
-    REOPENED,
-    UNDER_REVIEW,
     LifecycleError,
     NotAllowedError,
     SigningBlockedError,
 )
-from excursions.queries import MAX_PAGE, Filters, distinct_values, list_records, record_detail
-from excursions.report import PAPERS, write_report
+from excursions.policy import RECORD_ACTIONS, TEMPLATE_GLOBALS, Permission, may, offered
+from excursions.queries import (
+    MAX_PAGE,
+    Filters,
+    RecordDetail,
+    distinct_values,
+    list_records,
+    record_detail,
+)
 from excursions.series import TrendResult, fetch_trend, trend_context
-from excursions.trend import trend_svg, trend_window
+from excursions.trend.model import trend_window
+from excursions.trend.svg import trend_svg
 from excursions.users import AuthenticationError, ThrottledError, User
 from excursions.web import present
 from excursions.web.api import (
     COOKIE,
     PREFIX,
-    READERS,
     Services,
     client_of,
     refusal_status,
@@ -77,6 +70,7 @@ from excursions.web.security import (
 
 logger = logging.getLogger(__name__)
 TEMPLATES: Final = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+TEMPLATES.env.globals.update(TEMPLATE_GLOBALS)
 PAGE_SIZE: Final = 50
 #: The header of the list's own refresh (``static/list.js``).
 POLL_HEADER: Final = "X-Envmon-Poll"
@@ -92,18 +86,6 @@ FORGED: Final = (
     "This form did not come from this site's own page (or the page is too old), so nothing"
     " was done. Open the page again and resubmit it."
 )
-#: (state, role) → the actions offered on the record page.
-ACTIONS: Final = {
-    (OPEN, "operator"): ("acknowledge", "comment"),
-    (OPEN, "qa"): ("acknowledge", "comment"),
-    (ACKNOWLEDGED, "operator"): ("comment",),
-    (ACKNOWLEDGED, "qa"): ("start_review", "comment"),
-    (UNDER_REVIEW, "operator"): ("comment",),
-    (UNDER_REVIEW, "qa"): ("assess", "close", "comment"),
-    (CLOSED, "qa"): ("reopen",),
-    (REOPENED, "operator"): ("comment",),
-    (REOPENED, "qa"): ("start_review", "comment"),
-}
 
 
 def _page_number(text: str) -> int:
@@ -260,7 +242,11 @@ def add_pages(
 
     def start_page(user: User | None) -> str:
         """Where a role starts: administrators manage users and may not read records."""
-        return "/users" if user is not None and user.role not in READERS else "/excursions"
+        return (
+            "/users"
+            if user is not None and not may(user.role, Permission.READ_RECORDS)
+            else "/excursions"
+        )
 
     @app.get("/", include_in_schema=False)
     def home(envmon_session: Annotated[str | None, Cookie()] = None) -> RedirectResponse:
@@ -319,7 +305,7 @@ def add_pages(
         user = (polled_user if polled else current_user)(envmon_session)
         if user is None:
             return to_login()
-        if user.role not in READERS:
+        if not may(user.role, Permission.READ_RECORDS):
             return page(request, "base.html", 403, user=user, error=NOT_A_READER)
         query = request.query_params
         text = {name: query.get(name) or None for name in Filters.__dataclass_fields__}
@@ -375,14 +361,14 @@ def add_pages(
 
     def readable(
         request: Request, user: User, record_id: str
-    ) -> tuple[dict[str, Any], TrendResult] | Response:
+    ) -> tuple[RecordDetail, TrendResult] | Response:
         """Return the record and its chart, or the page refusing it (403, 404)."""
-        if user.role not in READERS:
+        if not may(user.role, Permission.READ_RECORDS):
             return page(request, "base.html", 403, user=user, error=NOT_A_READER)
         record = record_detail(services.engine, record_id, zone, services.shown)
         if record is None:
             return page(request, "base.html", 404, user=user, error=f"no record {record_id!r}")
-        core = record["record"]
+        core = record.record
         context = trend_context(services.engine, core, services.site)  # marks, a gap's limits
         chart = fetch_trend(
             services.series,
@@ -409,19 +395,19 @@ def add_pages(
         if isinstance(found, Response):
             return found
         record, chart = found
-        actions = ACTIONS.get((record["qa_state"], user.role), ())
+        actions = offered(record.qa_state, user.role)
         grafana = None
         if services.grafana_link is not None:  # the same span as the chart
-            window = trend_window(record["record"], services.clock())
-            grafana = services.grafana_link(record["sensor_id"], *window)
+            window = trend_window(record.record, services.clock())
+            grafana = services.grafana_link(record.sensor_id, *window)
         # trend_svg escapes every text it writes: the markup is safe to embed as it is.
         svg = Markup(trend_svg(chart.trend)) if chart.trend is not None else None  # noqa: S704
         names = site_catalogue or Catalogue(options={})  # the store's values: no names
-        spec = names.specs.get(record["sensor_id"])
-        core = record["record"]
+        spec = names.specs.get(record.sensor_id)
+        core = record.record
         now = services.clock()
         kept_action, kept_values = kept if kept is not None else ("", {})
-        if record["kind"] == "data_gap":
+        if record.kind == "data_gap":
             unit = spec.unit if spec is not None else ""
             facts = present.gap_facts(core, shown, now, chart.trend, unit)
         else:
@@ -433,7 +419,7 @@ def add_pages(
             user=user,
             r=record,
             title=present.record_title(record, names),
-            area=names.area(record["area"]),
+            area=names.area(record.area),
             facts=facts,
             rule=present.rule_sentences(core, spec, shown),
             actions=actions,
@@ -444,9 +430,9 @@ def add_pages(
             chart_error=chart.error,
             grafana=grafana,
             max_text=MAX_COMMENT,
-            qa_rows=present.qa_rows(record["qa"]),
+            qa_rows=present.qa_rows(record.qa),
             assessment=present.assessment_fields(
-                record["qa"], kept_values if kept_action == "assess" else None
+                record.qa, kept_values if kept_action == "assess" else None
             ),
             kept=kept_values,
             kept_action=kept_action,
@@ -475,6 +461,10 @@ def add_pages(
         paper: str = "a4",
     ) -> Response:
         """Return the record's PDF report on A4 (``?paper=letter``: US Letter), printed now."""
+        from reportlab.platypus.doctemplate import LayoutError
+
+        from excursions.report import PAPERS, write_report  # reportlab only where it prints
+
         user = current_user(envmon_session)
         if user is None:
             return to_login()
@@ -531,7 +521,7 @@ def add_pages(
             return detail_page(request, user, record_id, 422, "the form has no record version")
         kept = (action, {k: v for k, v in form.items() if k not in NOT_KEPT})
         try:
-            if action not in {a for actions in ACTIONS.values() for a in actions}:
+            if action not in RECORD_ACTIONS:
                 raise LifecycleError(f"no action {action!r}")
             if action == "acknowledge":
                 life.acknowledge(record_id, user, form.get("text", ""), version=version)
@@ -548,10 +538,10 @@ def add_pages(
                 sign = life.close if action == "close" else life.reopen
                 sign(
                     record_id,
-                    form.get("username", ""),
-                    form.get("password", ""),
-                    form.get("meaning", ""),
-                    form.get("reason", ""),
+                    signer=form.get("username", ""),
+                    password=form.get("password", ""),
+                    meaning=form.get("meaning", ""),
+                    reason=form.get("reason", ""),
                     version=version,
                     client=client_of(request),
                 )

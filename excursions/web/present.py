@@ -18,18 +18,10 @@ import orjson
 from envmon.config.schema import SiteConfig
 from envmon.display import Display, label, unit_label
 from envmon.sensors import SensorSpec
-from excursions.lifecycle import (
-    ACKNOWLEDGED,
-    CLOSED,
-    MEANINGS,
-    OPEN,
-    QA_FIELDS,
-    REOPENED,
-    REQUIRED_TO_CLOSE,
-    ROOT_CAUSES,
-    UNDER_REVIEW,
-)
-from excursions.trend import Trend
+from excursions.lifecycle import MEANINGS, QA_FIELDS, REQUIRED_TO_CLOSE, ROOT_CAUSES
+from excursions.policy import QAState
+from excursions.queries import RecordSummary
+from excursions.trend.model import Trend
 
 #: The QA fields as the assessment form, the record page and the PDF name them.
 QA_LABELS: Final = {name: label(name) for name in QA_FIELDS}
@@ -56,7 +48,7 @@ ROOT_CAUSE_LABELS: Final = {
     "unknown": "Unknown",
 }
 MEANING_LABELS: Final = {"reviewed": "Reviewed", "approved": "Approved"}
-QA_STATES: Final = (OPEN, ACKNOWLEDGED, UNDER_REVIEW, CLOSED, REOPENED)
+QA_STATES: Final = tuple(QAState)
 LEVELS: Final = ("alert", "action")
 KINDS: Final = ("excursion", "data_gap")
 #: The actions' names on buttons and form headings.
@@ -257,30 +249,30 @@ def kind_text(kind: str, level: str | None) -> str:
     return f"{label(level)} excursion" if level else "Excursion"
 
 
-def list_row(item: Mapping[str, Any], shown: Display, names: Catalogue) -> dict[str, Any]:
+def list_row(item: RecordSummary, shown: Display, names: Catalogue) -> dict[str, Any]:
     """Return one row of the excursion list, every cell as text to show."""
-    sensor, parameter = item.get("sensor_id"), item.get("parameter")
-    duration = span_seconds(item.get("start"), item.get("end"))
+    sensor, parameter = item.sensor_id, item.parameter
+    duration = span_seconds(item.start, item.end)
     return {
-        "id": item["id"],
-        "kind": item["kind"],
-        "level": item.get("level"),
-        "kind_text": kind_text(item["kind"], item.get("level")),
-        "start": item.get("start"),
-        "start_text": shown.time(item.get("start")),
-        "start_utc": shown.utc(item.get("start")),
-        "duration": shown.duration(duration) if item.get("end") is not None else None,
-        "area": names.area(item.get("area")),
-        "instrument": names.instrument(item.get("instrument"), sensor),
+        "id": item.id,
+        "kind": item.kind,
+        "level": item.level,
+        "kind_text": kind_text(item.kind, item.level),
+        "start": item.start,
+        "start_text": shown.time(item.start),
+        "start_utc": shown.utc(item.start),
+        "duration": shown.duration(duration) if item.end is not None else None,
+        "area": names.area(item.area),
+        "instrument": names.instrument(item.instrument, sensor),
         "parameter": label(parameter),
         "peak": (
-            shown.value(item["peak"], item.get("unit") or "", sensor=sensor, parameter=parameter)
-            if item.get("peak") is not None
+            shown.value(item.peak, item.unit or "", sensor=sensor, parameter=parameter)
+            if item.peak is not None
             else "—"
         ),
-        "core_status": item.get("core_status"),
-        "qa_state": item.get("qa_state"),
-        "qa_text": label(item.get("qa_state")),
+        "core_status": item.core_status,
+        "qa_state": item.qa_state,
+        "qa_text": label(item.qa_state),
     }
 
 
@@ -536,16 +528,12 @@ def gap_facts(
     return facts
 
 
-def record_title(record: Mapping[str, Any], names: Catalogue) -> str:
+def record_title(record: RecordSummary, names: Catalogue) -> str:
     """Return a record's title: ``Freezer −80 °C 1 · Temperature · Action excursion``."""
-    instrument = names.instrument(record.get("instrument"), record.get("sensor_id"))
+    instrument = names.instrument(record.instrument, record.sensor_id)
     return " · ".join(
         part
-        for part in (
-            instrument,
-            label(record.get("parameter")),
-            kind_text(record.get("kind", "excursion"), record.get("level")),
-        )
+        for part in (instrument, label(record.parameter), kind_text(record.kind, record.level))
         if part
     )
 

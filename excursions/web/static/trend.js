@@ -4,7 +4,7 @@
  * Reads GET /api/v1/excursions/{id}/trend?window=record|6h|24h|3d (the session cookie
  * signs the request; a GET needs no CSRF header) and replaces the server-drawn SVG, which
  * stays the first paint and the chart without script. It draws what the SVG and the PDF
- * draw from the same model (excursions/trend.py, trend_json): the series broken at gaps
+ * draw from the same model (excursions/trend/model.py, trend_json): the series broken at gaps
  * and bad quality (never joined), the alert and action limits with their labels stacked
  * at the right edge, the shaded excursion or data gap, the peak, the moments the limit
  * was crossed and each level reached, a legend; times in the site's zone, zone named.
@@ -95,7 +95,7 @@
     return data.unit ? text + " " + data.unit : text;
   }
 
-  // --- layout shared with the SVG (excursions/trend.py: spread, event_label_positions) ---
+  // --- layout shared with the SVG (excursions/trend/layout.py: spread, event_label_positions) ---
 
   /** Positions near `wanted`, at least `gap` apart, inside [low, high], order kept. */
   function spread(wanted, gap, low, high) {

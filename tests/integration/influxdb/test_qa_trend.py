@@ -53,8 +53,8 @@ async def test_the_chart_from_influxdb_equals_the_one_from_sqlite(
     detail = record_detail(engine, record_id, ZONE)
     assert detail is not None
 
-    from_influx = fetch_trend(reader, detail["record"], now=LATER, zone=ZONE)
-    from_sqlite = fetch_trend(sqlite, detail["record"], now=LATER, zone=ZONE)
+    from_influx = fetch_trend(reader, detail.record, now=LATER, zone=ZONE)
+    from_sqlite = fetch_trend(sqlite, detail.record, now=LATER, zone=ZONE)
     sqlite.close()
     assert from_influx.error == ""
     assert from_influx.trend is not None

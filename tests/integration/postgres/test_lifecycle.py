@@ -59,9 +59,30 @@ def test_the_whole_lifecycle_as_the_app_role(app_engine: Engine) -> None:
     v = life.start_review(record_id, who["qa"], "routine review", version=v)
     v = life.assess(record_id, who["qa"], ASSESSMENT, "assessed", version=v)
     with pytest.raises(StaleRecordError):  # a form loaded before the assessment
-        life.close(record_id, "quinn", QA_PASSWORD, "approved", "stale", version=v - 1)
-    v = life.close(record_id, "quinn", QA_PASSWORD, "approved", "no impact", version=v)
-    v = life.reopen(record_id, "quinn", QA_PASSWORD, "reviewed", "new probe data", version=v)
+        life.close(
+            record_id,
+            signer="quinn",
+            password=QA_PASSWORD,
+            meaning="approved",
+            reason="stale",
+            version=v - 1,
+        )
+    v = life.close(
+        record_id,
+        signer="quinn",
+        password=QA_PASSWORD,
+        meaning="approved",
+        reason="no impact",
+        version=v,
+    )
+    v = life.reopen(
+        record_id,
+        signer="quinn",
+        password=QA_PASSWORD,
+        meaning="reviewed",
+        reason="new probe data",
+        version=v,
+    )
 
     first, second = life.signatures(record_id)
     assert not first.covers_current_content

@@ -16,7 +16,7 @@ from dashboards.influxql import MACROS, ident, literal, regex_of
 from dashboards.provisioning import build_tree
 from envmon.cli import app
 from envmon.config import load_site
-from excursions.lifecycle import ACKNOWLEDGED, OPEN, REOPENED, UNDER_REVIEW
+from excursions.policy import QAState
 from tests.unit.dashboards.grafana_schema import problems
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -164,7 +164,7 @@ def test_record_store_source_when_configured(tmp_path):
     (mapping,) = next(
         o for o in panel["fieldConfig"]["overrides"] if o["matcher"]["options"] == "QA state"
     )["properties"][0]["value"]
-    assert set(mapping["options"]) == {OPEN, ACKNOWLEDGED, UNDER_REVIEW, REOPENED}  # not closed
+    assert set(mapping["options"]) == set(QAState) - {QAState.CLOSED}  # not closed
 
 
 def test_golden_files(tree, request):

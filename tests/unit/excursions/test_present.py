@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo
 
 from envmon.display import Display
 from envmon.testing import make_spec
+from envmon.timeutil import parse_ts
+from excursions.queries import RecordSummary
 from excursions.web.present import Catalogue, audit_value, list_row, rule_sentences
 
 SHOWN = Display(ZoneInfo("Europe/Berlin"))
@@ -80,18 +82,21 @@ def test_a_list_row_names_the_instrument_of_a_data_gap() -> None:
         instrument_names={"fridge-1": "Fridge 4 °C 1"},
         specs={"fridge-1.temperature": make_spec()},
     )
-    gap = {
-        "id": "g",
-        "kind": "data_gap",
-        "sensor_id": "fridge-1.temperature",
-        "instrument": "",
-        "parameter": "temperature",
-        "start": "2026-01-05T08:00:00Z",
-        "end": None,
-        "peak": None,
-        "core_status": "open",
-        "qa_state": "under_review",
-    }
+    gap = RecordSummary(
+        id="g",
+        kind="data_gap",
+        sensor_id="fridge-1.temperature",
+        area="",
+        instrument="",
+        parameter="temperature",
+        level=None,
+        start=parse_ts("2026-01-05T08:00:00Z"),
+        end=None,
+        core_status="open",
+        qa_state="under_review",
+        peak=None,
+        unit=None,
+    )
     row = list_row(gap, SHOWN, names)
     assert row["instrument"] == "Fridge 4 °C 1"
     assert row["duration"] is None  # shown as "open"

@@ -38,10 +38,17 @@ def closed_record(engine: Engine) -> tuple[Lifecycle, str]:
     life = Lifecycle(engine, users, clock=clock)
     detail = record_detail(engine, record_id)
     assert detail is not None
-    v = life.acknowledge(record_id, qa, "seen", version=detail["row_version"])
+    v = life.acknowledge(record_id, qa, "seen", version=detail.row_version)
     v = life.start_review(record_id, qa, "review", version=v)
     v = life.assess(record_id, qa, ASSESSMENT, "assessment", version=v)
-    life.close(record_id, "quinn", PASSWORD, "approved", "no impact", version=v)
+    life.close(
+        record_id,
+        signer="quinn",
+        password=PASSWORD,
+        meaning="approved",
+        reason="no impact",
+        version=v,
+    )
     return life, record_id
 
 
@@ -57,7 +64,7 @@ def test_report_has_the_signature_assessment_trail_and_page_numbers(
     zone = ZoneInfo("Europe/Amsterdam")
     detail = record_detail(engine, record_id, zone)
     assert detail is not None
-    chart = fetch_trend(series, detail["record"], now=DEFAULT_T0 + timedelta(days=1), zone=zone)
+    chart = fetch_trend(series, detail.record, now=DEFAULT_T0 + timedelta(days=1), zone=zone)
     assert chart.trend is not None
     path = tmp_path / "report.pdf"
     write_report(
@@ -84,7 +91,7 @@ def test_report_says_why_there_is_no_trend(engine: Engine, tmp_path: Path) -> No
     _life, record_id = closed_record(engine)
     detail = record_detail(engine, record_id)
     assert detail is not None
-    chart = fetch_trend(None, detail["record"], now=DEFAULT_T0, zone=ZoneInfo("UTC"))
+    chart = fetch_trend(None, detail.record, now=DEFAULT_T0, zone=ZoneInfo("UTC"))
     path = tmp_path / "report.pdf"
     write_report(detail, path, site_name="Plant A", chart=chart, display=UTC, printed_at=PRINTED)
     assert "Trend unavailable: no time-series store" in pdf_text(path.read_bytes())[1]
@@ -125,7 +132,7 @@ def test_every_accepted_input_prints_at_its_longest(engine: Engine, tmp_path: Pa
     life = Lifecycle(engine, users, clock=clock)
     detail = record_detail(engine, record_id)
     assert detail is not None
-    v = detail["row_version"]
+    v = detail.row_version
     inputs = {f"C{n}": longest(f"C{n}", MAX_COMMENT) for n in range(8)}
     for text in inputs.values():
         v = life.comment(record_id, qa, text, version=v)
@@ -144,7 +151,14 @@ def test_every_accepted_input_prints_at_its_longest(engine: Engine, tmp_path: Pa
         record_id, qa, {**fields, "root_cause_category": "equipment"}, inputs["ASSESS"], version=v
     )
     inputs["CLOSE"] = longest("CLOSE", MAX_COMMENT)
-    life.close(record_id, "quinn", PASSWORD, "approved", inputs["CLOSE"], version=v)
+    life.close(
+        record_id,
+        signer="quinn",
+        password=PASSWORD,
+        meaning="approved",
+        reason=inputs["CLOSE"],
+        version=v,
+    )
     detail = record_detail(engine, record_id, ZoneInfo("Europe/Berlin"))
     assert detail is not None
     path = tmp_path / "report.pdf"

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from envmon.cli import app
 from envmon.display import Display
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.lifecycle import Lifecycle
-from excursions.queries import record_detail
+from excursions.queries import AuditItem, RecordDetail, record_detail
 from excursions.report import (
     CONTINUED,
     FONT_CANDIDATES,
@@ -54,7 +55,7 @@ HOSTILE_WORD = "W" + "unbroken" * 62 + "END"  # 500 characters, no space
 WORDS = ("Temperaturaufzeichnung", "B-0042-ALPHA", "CAPA-2026-0117", "reconciliation")
 
 
-def rich_record(engine: Engine) -> tuple[dict[str, Any], str]:
+def rich_record(engine: Engine) -> tuple[RecordDetail, str]:
     """Return a closed record with many comments and long texts (its tables span pages)."""
     clock = FakeClock(DEFAULT_T0)
     record_id, users = stored_excursion(engine, clock)
@@ -62,7 +63,7 @@ def rich_record(engine: Engine) -> tuple[dict[str, Any], str]:
     life = Lifecycle(engine, users, clock=clock)
     detail = record_detail(engine, record_id)
     assert detail is not None
-    v = detail["row_version"]
+    v = detail.row_version
     sentence = " ".join(WORDS) + " checked against the logger printout. "
     for n in range(24):
         clock.advance(7 * 60 + 13)
@@ -72,15 +73,22 @@ def rich_record(engine: Engine) -> tuple[dict[str, Any], str]:
     fields = {**ASSESSMENT, "capa_ref": "CAPA-2026-0117", "impact_text": sentence * 20}
     v = life.assess(record_id, qa, fields, "assessment", version=v)
     clock.advance(180)
-    life.close(record_id, "quinn.example", PASSWORD, "approved", "no impact", version=v)
+    life.close(
+        record_id,
+        signer="quinn.example",
+        password=PASSWORD,
+        meaning="approved",
+        reason="no impact",
+        version=v,
+    )
     found = record_detail(engine, record_id, ZONE)
     assert found is not None
     return ugly_numbers(found), record_id
 
 
-def ugly_numbers(detail: dict[str, Any]) -> dict[str, Any]:
+def ugly_numbers(detail: RecordDetail) -> RecordDetail:
     """Give the record the raw floats the core computes (they must print rounded)."""
-    detail["record"].update(
+    detail.record.update(
         peak=-57.39237443852002,
         limit=-50.0,
         min=-57.39237443852002,
@@ -89,20 +97,11 @@ def ugly_numbers(detail: dict[str, Any]) -> dict[str, Any]:
         integral_beyond_limit=110148167.1125354,
         duration_s=3725.123456,
     )
-    at = detail["audit"][-1]["at"]
-    detail["audit"].append(
-        {
-            "seq": 10_000,
-            "at": at,
-            "actor": "system:records",
-            "action": "update",
-            "field": "peak",
-            "old": "-57.39237443852002",
-            "new": "-58.123456789",
-            "reason": None,
-        }
+    at = detail.audit[-1].at
+    update = AuditItem(
+        10_000, at, "system:records", "update", "peak", "-57.39237443852002", "-58.123456789", None
     )
-    return detail
+    return replace(detail, audit=(*detail.audit, update))
 
 
 def lines_of(page: pypdf.PageObject) -> list[str]:
@@ -134,7 +133,7 @@ def body_text(reader: pypdf.PdfReader) -> str:
     return "\n".join(pages)
 
 
-def render(detail: dict[str, Any], name: str, **kwargs: Any) -> pypdf.PdfReader:
+def render(detail: RecordDetail, name: str, **kwargs: Any) -> pypdf.PdfReader:
     """Write the report into ``ARTIFACTS`` as ``name`` and read it back."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / name
@@ -147,12 +146,12 @@ def render(detail: dict[str, Any], name: str, **kwargs: Any) -> pypdf.PdfReader:
 
 
 @pytest.fixture
-def rich(engine: Engine) -> dict[str, Any]:
+def rich(engine: Engine) -> RecordDetail:
     return rich_record(engine)[0]
 
 
 @pytest.mark.parametrize("paper", ["a4", "letter"])
-def test_the_report_is_laid_out_for_the_paper(rich: dict[str, Any], paper: str) -> None:
+def test_the_report_is_laid_out_for_the_paper(rich: RecordDetail, paper: str) -> None:
     reader = render(rich, f"report-{paper}.pdf", paper=paper)
     width, height = PAGE_SIZES[paper]
     assert len(reader.pages) >= 3
@@ -168,7 +167,7 @@ def test_the_report_is_laid_out_for_the_paper(rich: dict[str, Any], paper: str) 
 
 
 @pytest.mark.parametrize("paper", ["a4", "letter"])
-def test_no_token_is_split_across_lines(rich: dict[str, Any], paper: str) -> None:
+def test_no_token_is_split_across_lines(rich: RecordDetail, paper: str) -> None:
     reader = render(rich, f"report-{paper}-tokens.pdf", paper=paper)
     pages = [lines_of(page) for page in reader.pages]
     text = "\n".join("\n".join(lines) for lines in pages)
@@ -178,7 +177,7 @@ def test_no_token_is_split_across_lines(rich: dict[str, Any], paper: str) -> Non
     for lines in pages:  # a table's parts follow each other, one head per page
         assert lines.count("Change and reason") <= 1
         assert lines.count("Event, by") <= 1
-    record_id = rich["id"]
+    record_id = rich.id
     tokens = [
         record_id,
         "quinn.example",
@@ -206,10 +205,10 @@ def test_no_token_is_split_across_lines(rich: dict[str, Any], paper: str) -> Non
 def test_no_heading_ends_a_page(engine: Engine) -> None:
     """Whatever the length of the texts before them, headings stay with what follows."""
     detail = rich_record(engine)[0]
-    base = detail["qa"]["conclusion"]
+    base = detail.qa["conclusion"]
     ends = set()
     for extra in range(0, 60, 4):  # each a few lines longer: the headings move down the page
-        detail["qa"]["conclusion"] = base + "\nA further line of the conclusion." * extra
+        detail.qa["conclusion"] = base + "\nA further line of the conclusion." * extra
         reader = render(detail, "report-headings.pdf")
         labels = {"Impact on products", "Impact products", "Conclusion", "Signature 1 of 1"}
         for page in reader.pages[:-1]:
@@ -220,7 +219,7 @@ def test_no_heading_ends_a_page(engine: Engine) -> None:
     assert len(ends) > 3  # the pages ended at different places
 
 
-def test_values_are_written_by_the_sites_display(rich: dict[str, Any]) -> None:
+def test_values_are_written_by_the_sites_display(rich: RecordDetail) -> None:
     reader = render(rich, "report-values.pdf", chart=None)
     text = "\n".join("\n".join(lines_of(page)) for page in reader.pages)
     flat = " ".join(text.split())
@@ -247,18 +246,18 @@ def test_values_are_written_by_the_sites_display(rich: dict[str, Any]) -> None:
     assert "peak_ts" not in text
 
 
-def test_the_signature_manifest_and_the_printed_time(rich: dict[str, Any]) -> None:
+def test_the_signature_manifest_and_the_printed_time(rich: RecordDetail) -> None:
     reader = render(rich, "report-signatures.pdf")
     text = "\n".join("\n".join(lines_of(page)) for page in reader.pages)
     flat = " ".join(text.split())
-    (signature,) = rich["signatures"]
-    signed = SHOWN.time(signature["signed_at"])
+    (signature,) = rich.signatures
+    signed = SHOWN.time(signature.signed_at)
     for part in (
         "Printed name Quinn Example",
         "User id quinn.example",
         "Meaning Approved",
         "Action signed Close",
-        f"Date and time {signed} {SHOWN.utc(signature['signed_at'])}",
+        f"Date and time {signed} {SHOWN.utc(signature.signed_at)}",
         "Covers the current record Yes",
     ):
         assert part in flat, part
@@ -266,29 +265,35 @@ def test_the_signature_manifest_and_the_printed_time(rich: dict[str, Any]) -> No
     assert set(printed) == {SHOWN.time(PRINTED)}
     assert datetime.strptime(printed[0][:19], "%Y-%m-%d %H:%M:%S").replace(
         tzinfo=ZONE
-    ) >= signature["signed_at"].astimezone(ZONE)
+    ) >= signature.signed_at.astimezone(ZONE)
     assert "behind the record" not in text
 
 
-def test_a_report_printed_before_its_last_entry_says_so(rich: dict[str, Any]) -> None:
-    early = rich["signatures"][0]["signed_at"] - timedelta(minutes=1)
+def test_a_report_printed_before_its_last_entry_says_so(rich: RecordDetail) -> None:
+    early = rich.signatures[0].signed_at - timedelta(minutes=1)
     reader = render(rich, "report-early.pdf", printed_at=early)
     flat = " ".join(" ".join(lines_of(page)) for page in reader.pages)
     assert "The printing clock" in flat
     assert "is behind the record's last entry" in flat
 
 
-def test_hostile_input_prints_visibly(rich: dict[str, Any]) -> None:
-    rich["qa"]["root_cause_text"] = (
+def test_hostile_input_prints_visibly(rich: RecordDetail) -> None:
+    rich.qa["root_cause_text"] = (
         f"start {HOSTILE_WORD} end\n"
         "ESC\x1b[31mred\x1b[0m NUL\x00 BEL\x07 tab\tstop\n"
         "RTL: שלום עולם مرحبا بالعالم\n"
         "bidi \u202eevil\u202c zero\u200bwidth\n"
         "<b>not bold</b> <script>alert(1)</script> &amp; <br/> <para>"
     )
-    rich["signatures"][0]["printed_name"] = "Dr. " + HOSTILE_WORD
-    rich["audit"][-1]["reason"] = HOSTILE_WORD
-    rich["timeline"][-1]["detail"] = HOSTILE_WORD
+    rich = replace(
+        rich,
+        signatures=(
+            replace(rich.signatures[0], printed_name="Dr. " + HOSTILE_WORD),
+            *rich.signatures[1:],
+        ),
+        audit=(*rich.audit[:-1], replace(rich.audit[-1], reason=HOSTILE_WORD)),
+        timeline=(*rich.timeline[:-1], replace(rich.timeline[-1], detail=HOSTILE_WORD)),
+    )
     for paper in ("a4", "letter"):
         reader = render(rich, f"report-{paper}-hostile.pdf", paper=paper)
         text = body_text(reader)

@@ -114,7 +114,14 @@ def test_timeline_merges_alarms_notifications_actions_and_signatures(engine: Eng
     v = life.start_review(record_id, quinn, "routine review", version=v)
     v = life.assess(record_id, quinn, ASSESSMENT, "assessed", version=v)
     clock.advance(60)
-    life.close(record_id, "quinn", QA_PASSWORD, "approved", "no impact", version=v)
+    life.close(
+        record_id,
+        signer="quinn",
+        password=QA_PASSWORD,
+        meaning="approved",
+        reason="no impact",
+        version=v,
+    )
 
     entries = entries_of(engine, record_id)
     assert entries == sorted(entries, key=lambda e: e.at)

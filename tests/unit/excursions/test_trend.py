@@ -31,25 +31,21 @@ from envmon.models import (
     Reading,
 )
 from envmon.timeutil import NaiveTimestampError, parse_ts
-from excursions.trend import (
+from excursions.trend.layout import PlotArea, limit_label_positions, spread
+from excursions.trend.model import (
     ACTION_COLOUR,
     EMPTY_TEXT,
     GAP_FILL,
     MAX_WINDOW,
-    PDF_FONT_SIZE,
-    SVG_FONT_SIZE,
     WINDOWS,
-    PlotArea,
     Trend,
     build_trend,
-    limit_label_positions,
-    spread,
-    trend_drawing,
     trend_json,
-    trend_svg,
     trend_window,
     zone_offsets,
 )
+from excursions.trend.pdf import PDF_FONT_SIZE, trend_drawing
+from excursions.trend.svg import SVG_FONT_SIZE, trend_svg
 
 T0 = parse_ts("2026-01-05T08:00:00Z")
 NOW = parse_ts("2026-01-06T08:00:00Z")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from excursions.trend import MAX_WINDOW, WINDOWS
+from excursions.trend.model import MAX_WINDOW, WINDOWS
 
 from .test_api import ROLES, api, signed_in  # noqa: F401  (the fixture)
 

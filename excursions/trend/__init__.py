@@ -1,0 +1,1 @@
+"""The trend chart: ``model`` (windows, the ``Trend``), ``layout`` (marks), ``svg`` and ``pdf``."""
