@@ -17,7 +17,7 @@
 # with this node's id, listeners and paths put in their place.
 # Jars: resolved once by Maven from deploy/kafka/pom.xml into
 # ${ENVMON_KAFKA_HOME:-~/.cache/envmon/kafka-VERSION}/libs (ENVMON_KAFKA_VERSION, default
-# 4.3.1). Heap: ENVMON_KAFKA_HEAP_OPTS (default "-Xmx512m -Xms64m"). Java: $JAVA_HOME or
+# KAFKA_VERSION of deploy/versions.env). Heap: ENVMON_KAFKA_HEAP_OPTS (default "-Xmx512m -Xms64m"). Java: $JAVA_HOME or
 # the java on PATH (17 or newer). The tests do the same from Python
 # (devservers/kafka.py).
 set -euo pipefail

@@ -4,7 +4,7 @@
 #   deploy/scripts/questdb.sh fetch                   print the path of the QuestDB jar
 #   deploy/scripts/questdb.sh start DIR [HTTP_PORT]   run QuestDB in the foreground
 #
-# fetch resolves org.questdb:questdb (version pinned in deploy/questdb/pom.xml) from Maven
+# fetch resolves org.questdb:questdb (version pinned in deploy/versions.env) from Maven
 # Central with `mvn dependency:copy-dependencies` once and keeps it in
 # ${ENVMON_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/envmon}/questdb-<version>/.
 # start writes DIR/conf/server.conf and runs the jar with the machine's Java 17 and a small
