@@ -107,8 +107,8 @@ class SensorState:
         """Return a JSON-ready dict of this state.
 
         Written out field by field: the stream worker saves the state of every sensor a
-        batch touched, and the generic ``dataclasses.fields`` walk cost ~6x as much. A unit
-        test holds the keys equal to the dataclass fields.
+        batch touched, and the generic ``dataclasses.fields`` walk costs several times as
+        much. A unit test holds the keys equal to the dataclass fields.
         """
         return {
             "v": STATE_VERSION,

@@ -91,9 +91,8 @@ _MAX_MESSAGE: Final = 2000
 _T = TypeVar("_T")
 #: The lines carry µs timestamps. WritePrecision is a class of str constants, typed as such.
 _PRECISION: Final = cast(WritePrecision, WritePrecision.US)
-#: Compression level of request bodies (ISA-L's igzip, levels 0-3): line protocol shrinks
-#: ~15x at ~0.07 µs a line, against ~0.37 µs for zlib at level 1 and ~4 µs at level 9
-#: (influxdb-client's fixed level). The body is standard gzip.
+#: Compression level of request bodies (ISA-L's igzip, levels 0-3; bench/RESULTS.md has the
+#: measurements against zlib and influxdb-client's fixed level 9). The body is standard gzip.
 GZIP_LEVEL: Final = 1
 assert _PRECISION == tsschema.PRECISION
 #: ``Reading.source`` of the readings read back from InfluxDB.
@@ -148,7 +147,7 @@ class InfluxClientTransport:
     the first ``post``; either needs a running event loop (aiohttp). The body is gzip'd here
     with ISA-L (``isal.igzip``) at level ``GZIP_LEVEL`` in a worker thread (it releases the
     GIL), and sent through the client's generated ``WriteService`` with ``Content-Encoding:
-    gzip``: the client's own gzip runs at level 9 on the event loop, ~4 µs a line.
+    gzip`` (the client's own gzip would run at level 9 on the event loop).
     """
 
     def __init__(
