@@ -25,7 +25,7 @@ from excursions.sessions import Sessions
 from excursions.timeline import TimelineStore, timeline
 from excursions.users import MAX_FAILED, AuthenticationError, ThrottledError, User, UserStore
 from tests.unit.excursions.conftest import FAST_HASHER, stored_excursion
-from tests.unit.excursions.test_lifecycle import ASSESSMENT, QA_PASSWORD
+from tests.unit.excursions.lifecycle_cases import ASSESSMENT, QA_PASSWORD, close, reopen, version
 from tests.unit.excursions.test_records import core_events
 
 pytestmark = pytest.mark.timeout(120)
@@ -40,13 +40,6 @@ def people(users: UserStore) -> dict[str, User]:
     }
 
 
-def version(engine: Engine, record_id: str) -> int:
-    with Session(engine) as session:
-        row = session.get(ExcursionRow, record_id)
-        assert row is not None
-        return row.row_version
-
-
 def test_the_whole_lifecycle_as_the_app_role(app_engine: Engine) -> None:
     clock = FakeClock(DEFAULT_T0 + timedelta(hours=1))
     record_id, users = stored_excursion(app_engine, clock)
@@ -59,30 +52,9 @@ def test_the_whole_lifecycle_as_the_app_role(app_engine: Engine) -> None:
     v = life.start_review(record_id, who["qa"], "routine review", version=v)
     v = life.assess(record_id, who["qa"], ASSESSMENT, "assessed", version=v)
     with pytest.raises(StaleRecordError):  # a form loaded before the assessment
-        life.close(
-            record_id,
-            signer="quinn",
-            password=QA_PASSWORD,
-            meaning="approved",
-            reason="stale",
-            version=v - 1,
-        )
-    v = life.close(
-        record_id,
-        signer="quinn",
-        password=QA_PASSWORD,
-        meaning="approved",
-        reason="no impact",
-        version=v,
-    )
-    v = life.reopen(
-        record_id,
-        signer="quinn",
-        password=QA_PASSWORD,
-        meaning="reviewed",
-        reason="new probe data",
-        version=v,
-    )
+        close(life, record_id, version=v - 1, reason="stale")
+    v = close(life, record_id, version=v, reason="no impact")
+    v = reopen(life, record_id, version=v, reason="new probe data")
 
     first, second = life.signatures(record_id)
     assert not first.covers_current_content

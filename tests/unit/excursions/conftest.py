@@ -59,6 +59,15 @@ def store_core_events(
     return store, events
 
 
+def stored_records(engine: Engine, clock: Callable[[], datetime]) -> str:
+    """Store the core's records of the fridge (no alarms); return the excursion's id."""
+    store = RecordStore(engine, clock=clock)
+    records = core_records()
+    for record in records:
+        store.apply(record)
+    return next(r.id for r in records if isinstance(r, ExcursionRecord))
+
+
 def stored_excursion(engine: Engine, clock: Callable[[], datetime]) -> tuple[str, UserStore]:
     """Store the core's records and alarms of a fridge excursion.
 

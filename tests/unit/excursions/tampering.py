@@ -13,18 +13,16 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select, text
 
-from envmon.models import ExcursionRecord
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.audit import entry_hash
-from excursions.db import AuditEntry, ExcursionRow
+from excursions.db import AuditEntry
 from excursions.lifecycle import Lifecycle
-from excursions.records import RecordStore
 from excursions.users import UserStore
 
-from .conftest import FAST_HASHER
-from .test_records import core_records
+from .conftest import FAST_HASHER, stored_records
+from .lifecycle_cases import QA_PASSWORD, close, version
 
-QA_PASSWORD = "qa password 123"
+#: Only the fields closing needs.
 ASSESSMENT = {
     "impact_text": "Door open 6 min; product stayed below -150 °C per the probe.",
     "root_cause_category": "human_error",
@@ -105,11 +103,7 @@ def signed_store(engine: Engine) -> tuple[str, Lifecycle, UserStore]:
     Returns the signed record's id, the lifecycle and the user store.
     """
     clock = FakeClock(DEFAULT_T0)
-    store = RecordStore(engine, clock=clock)
-    records = core_records()
-    for record in records:
-        store.apply(record)
-    record_id = next(r.id for r in records if isinstance(r, ExcursionRecord))
+    record_id = stored_records(engine, clock)
     users = UserStore(engine, clock=clock, hasher=FAST_HASHER)
     operator = users.add(
         "olga", "Olga Operator", "operator", "olga password 1", actor="admin", reason="t"
@@ -117,21 +111,10 @@ def signed_store(engine: Engine) -> tuple[str, Lifecycle, UserStore]:
     qa = users.add("quinn", "Quinn Reviewer", "qa", QA_PASSWORD, actor="admin", reason="t")
     users.add("mallory", "Mallory Forger", "viewer", "mallory password", actor="admin", reason="t")
     life = Lifecycle(engine, users, clock=clock)
-    with engine.connect() as connection:
-        version = connection.execute(
-            select(ExcursionRow.row_version).where(ExcursionRow.id == record_id)
-        ).scalar_one()
-    version = life.acknowledge(record_id, operator, "door closed", version=version)
-    version = life.start_review(record_id, qa, "review", version=version)
-    version = life.assess(record_id, qa, ASSESSMENT, "assessment", version=version)
-    life.close(
-        record_id,
-        signer="quinn",
-        password=QA_PASSWORD,
-        meaning="approved",
-        reason="reviewed and closed",
-        version=version,
-    )
+    v = life.acknowledge(record_id, operator, "door closed", version=version(engine, record_id))
+    v = life.start_review(record_id, qa, "review", version=v)
+    v = life.assess(record_id, qa, ASSESSMENT, "assessment", version=v)
+    close(life, record_id, version=v, reason="reviewed and closed")
     return record_id, life, users
 
 

@@ -20,7 +20,7 @@ from excursions.web.api import create_api
 from stream.timeseries.sqlite import SqliteTimeSeries
 
 from .conftest import FAST_HASHER, app_services, stored_excursion
-from .test_lifecycle import ASSESSMENT
+from .lifecycle_cases import ASSESSMENT
 
 ROLES = ("viewer", "operator", "qa", "admin")
 PASSWORD = "a long password 1"

@@ -7,10 +7,9 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
-from envmon.models import ExcursionRecord
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.audit import verify
-from excursions.db import AuditEntry, ExcursionRow
+from excursions.db import AuditEntry
 from excursions.lifecycle import (
     MAX_COMMENT,
     ClosedRecordError,
@@ -20,30 +19,16 @@ from excursions.lifecycle import (
     SigningBlockedError,
     StaleRecordError,
 )
-from excursions.records import RecordStore
 from excursions.users import MAX_FAILED, User, UserStore
 
-from .conftest import FAST_HASHER
-from .test_records import core_records
-
-QA_PASSWORD = "qa password 123"
-ASSESSMENT = {
-    "impact_products": "CAR-T lot for patient 0042",
-    "impact_batches": "B-0042",
-    "impact_text": "Door open 6 min; product stayed below -150 °C per the probe.",
-    "root_cause_category": "human_error",
-    "conclusion": "No impact on product quality.",
-}
+from .conftest import FAST_HASHER, stored_records
+from .lifecycle_cases import ASSESSMENT, QA_PASSWORD, close, newest_seq, reopen, stored_row, version
 
 
 @pytest.fixture
 def setup(engine: Engine) -> tuple[Lifecycle, str, dict[str, User]]:
     clock = FakeClock(DEFAULT_T0)
-    store = RecordStore(engine, clock=clock)
-    records = core_records()
-    for record in records:
-        store.apply(record)
-    record_id = next(r.id for r in records if isinstance(r, ExcursionRecord))
+    record_id = stored_records(engine, clock)
     users = UserStore(engine, clock=clock, hasher=FAST_HASHER)
     people = {}
     for name, role in [("olga", "operator"), ("quinn", "qa"), ("vic", "viewer")]:
@@ -54,18 +39,8 @@ def setup(engine: Engine) -> tuple[Lifecycle, str, dict[str, User]]:
     return Lifecycle(engine, users, clock=clock), record_id, people
 
 
-def version(engine: Engine, record_id: str) -> int:
-    with Session(engine) as session:
-        row = session.get(ExcursionRow, record_id)
-        assert row is not None
-        return row.row_version
-
-
 def state(engine: Engine, record_id: str) -> str:
-    with Session(engine) as session:
-        row = session.get(ExcursionRow, record_id)
-        assert row is not None
-        return row.qa_state
+    return stored_row(engine, record_id).qa_state
 
 
 def to_review(life: Lifecycle, engine: Engine, record_id: str, people: dict[str, User]) -> int:
@@ -84,14 +59,7 @@ def test_the_whole_lifecycle_with_signatures(
 ) -> None:
     life, record_id, people = setup
     v = to_review(life, engine, record_id, people)
-    v = life.close(
-        record_id,
-        signer="quinn",
-        password=QA_PASSWORD,
-        meaning="approved",
-        reason="assessed, no impact",
-        version=v,
-    )
+    v = close(life, record_id, version=v, reason="assessed, no impact")
     assert state(engine, record_id) == "closed"
     (signed,) = life.signatures(record_id)
     s = signed.signature
@@ -104,14 +72,7 @@ def test_the_whole_lifecycle_with_signatures(
     assert signed.covers_current_content
     assert signed.signature.signed_at.tzinfo is not None
 
-    v = life.reopen(
-        record_id,
-        signer="quinn",
-        password=QA_PASSWORD,
-        meaning="reviewed",
-        reason="new data from the probe",
-        version=v,
-    )
+    v = reopen(life, record_id, version=v, reason="new data from the probe")
     first, second = life.signatures(record_id)
     assert not first.covers_current_content  # the content it signed has changed since
     assert second.covers_current_content
@@ -150,14 +111,7 @@ def test_a_viewer_and_an_operator_cannot_review_or_sign(
     v = life.start_review(record_id, people["qa"], "review", version=v)
     v = life.assess(record_id, people["qa"], ASSESSMENT, "assessment", version=v)
     with pytest.raises(NotAllowedError, match="operator"):
-        life.close(
-            record_id,
-            signer="olga",
-            password="olga password 123",
-            meaning="approved",
-            reason="x",
-            version=v,
-        )
+        close(life, record_id, version=v, reason="x", signer="olga", password="olga password 123")
 
 
 @pytest.mark.parametrize(
@@ -177,25 +131,13 @@ def test_bad_input_is_refused_and_changes_nothing(
 ) -> None:
     life, record_id, people = setup
     v = to_review(life, engine, record_id, people)
-    with Session(engine) as session:
-        before = session.execute(select(AuditEntry.seq).order_by(AuditEntry.seq.desc())).first()
+    before = newest_seq(engine)
     qa = people["qa"]
     actions = {
         "overlong_comment": lambda: life.comment(record_id, qa, "x" * (MAX_COMMENT + 1), version=v),
-        "wrong_password": lambda: life.close(
-            record_id, signer="quinn", password="wrong!", meaning="approved", reason="r", version=v
-        ),
-        "bad_meaning": lambda: life.close(
-            record_id, signer="quinn", password=QA_PASSWORD, meaning="ok", reason="r", version=v
-        ),
-        "missing_reason": lambda: life.close(
-            record_id,
-            signer="quinn",
-            password=QA_PASSWORD,
-            meaning="approved",
-            reason=" ",
-            version=v,
-        ),
+        "wrong_password": lambda: close(life, record_id, version=v, reason="r", password="wrong!"),
+        "bad_meaning": lambda: close(life, record_id, version=v, reason="r", meaning="ok"),
+        "missing_reason": lambda: close(life, record_id, version=v, reason=" "),
         "bad_root_cause": lambda: life.assess(
             record_id, qa, {"root_cause_category": "gremlins"}, "r", version=v
         ),
@@ -206,8 +148,7 @@ def test_bad_input_is_refused_and_changes_nothing(
         actions[call]()
     assert state(engine, record_id) == "under_review"
     assert version(engine, record_id) == v
-    with Session(engine) as session:
-        after = session.execute(select(AuditEntry.seq).order_by(AuditEntry.seq.desc())).first()
+    after = newest_seq(engine)
     if call != "wrong_password":
         assert after == before
     assert life.signatures(record_id) == []
@@ -231,14 +172,7 @@ def test_closing_needs_the_assessment_and_an_ended_excursion(
     v = life.acknowledge(record_id, people["operator"], "seen", version=version(engine, record_id))
     v = life.start_review(record_id, people["qa"], "review", version=v)
     with pytest.raises(LifecycleError, match="fill in impact_text, root_cause_category"):
-        life.close(
-            record_id,
-            signer="quinn",
-            password=QA_PASSWORD,
-            meaning="approved",
-            reason="r",
-            version=v,
-        )
+        close(life, record_id, version=v, reason="r")
 
 
 def test_signatures_cannot_be_edited(
@@ -246,9 +180,7 @@ def test_signatures_cannot_be_edited(
 ) -> None:
     life, record_id, people = setup
     v = to_review(life, engine, record_id, people)
-    life.close(
-        record_id, signer="quinn", password=QA_PASSWORD, meaning="approved", reason="ok", version=v
-    )
+    close(life, record_id, version=v, reason="ok")
     with pytest.raises(DatabaseError, match="append-only"), engine.begin() as connection:
         connection.execute(text("UPDATE signatures SET meaning = 'reviewed'"))
 
@@ -259,33 +191,17 @@ def test_a_closed_record_accepts_nothing_but_reopen(
     """Comments on a closed, signed record are refused by the lifecycle; reopening works."""
     life, record_id, people = setup
     v = to_review(life, engine, record_id, people)
-    v = life.close(
-        record_id,
-        signer="quinn",
-        password=QA_PASSWORD,
-        meaning="approved",
-        reason="no impact",
-        version=v,
-    )
-    with Session(engine) as session:
-        before = session.execute(select(AuditEntry.seq).order_by(AuditEntry.seq.desc())).first()
+    v = close(life, record_id, version=v, reason="no impact")
+    before = newest_seq(engine)
     for user in (people["operator"], people["qa"]):
         with pytest.raises(ClosedRecordError, match=r"closed and signed.*reopen"):
             life.comment(record_id, user, "added after the signature", version=v)
-    with Session(engine) as session:
-        after = session.execute(select(AuditEntry.seq).order_by(AuditEntry.seq.desc())).first()
+    after = newest_seq(engine)
     assert after == before
     assert version(engine, record_id) == v
     (signed,) = life.signatures(record_id)
     assert signed.covers_current_content
-    v = life.reopen(
-        record_id,
-        signer="quinn",
-        password=QA_PASSWORD,
-        meaning="reviewed",
-        reason="new information",
-        version=v,
-    )
+    v = reopen(life, record_id, version=v, reason="new information")
     life.comment(record_id, people["operator"], "the new information", version=v)
 
 
@@ -297,36 +213,12 @@ def test_failed_signatures_are_audited_and_five_block_signing(
     v = to_review(life, engine, record_id, people)
     for _ in range(MAX_FAILED - 1):
         with pytest.raises(LifecycleError, match="wrong user id or password"):
-            life.close(
-                record_id,
-                signer="quinn",
-                password="wrong!",
-                meaning="approved",
-                reason="r",
-                version=v,
-                client="10.1.1.1",
-            )
+            close(life, record_id, version=v, reason="r", password="wrong!", client="10.1.1.1")
     with pytest.raises(SigningBlockedError, match="signed out") as blocked:
-        life.close(
-            record_id,
-            signer="quinn",
-            password="wrong!",
-            meaning="approved",
-            reason="r",
-            version=v,
-            client="10.1.1.1",
-        )
+        close(life, record_id, version=v, reason="r", password="wrong!", client="10.1.1.1")
     assert blocked.value.ends_session
     with pytest.raises(SigningBlockedError, match="try again after"):
-        life.close(
-            record_id,
-            signer="quinn",
-            password=QA_PASSWORD,
-            meaning="approved",
-            reason="r",
-            version=v,
-            client="10.1.1.1",
-        )
+        close(life, record_id, version=v, reason="r", client="10.1.1.1")
     assert state(engine, record_id) == "under_review"
     with Session(engine) as session:
         failed = list(

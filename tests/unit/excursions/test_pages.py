@@ -23,7 +23,7 @@ from excursions.web.security import csrf_token
 from stream.timeseries.sqlite import SqliteTimeSeries
 
 from .conftest import app_services, stored_excursion
-from .test_lifecycle import ASSESSMENT
+from .lifecycle_cases import ASSESSMENT
 
 PASSWORD = "a long password 1"
 CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')

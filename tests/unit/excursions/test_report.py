@@ -22,7 +22,7 @@ from excursions.series import fetch_trend
 from stream.timeseries.sqlite import SqliteTimeSeries
 
 from .conftest import stored_excursion
-from .test_lifecycle import ASSESSMENT
+from .lifecycle_cases import ASSESSMENT
 from .test_records import core_readings
 from .test_report_layout import body_text
 

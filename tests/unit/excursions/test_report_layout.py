@@ -39,7 +39,7 @@ from excursions.report import (
 from excursions.web.app import create_app
 
 from .conftest import app_services, stored_excursion
-from .test_lifecycle import ASSESSMENT
+from .lifecycle_cases import ASSESSMENT
 from .test_pages import PASSWORD, FormClient, sign_in
 from .test_records import core_readings
 

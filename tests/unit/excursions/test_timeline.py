@@ -34,7 +34,7 @@ from excursions.timeline import TimelineEntry, TimelineStore, event_id, timeline
 from excursions.users import UserStore
 
 from .conftest import FAST_HASHER, store_core_events
-from .test_lifecycle import ASSESSMENT, QA_PASSWORD
+from .lifecycle_cases import ASSESSMENT, QA_PASSWORD
 from .test_records import core_events
 
 
