@@ -12,66 +12,29 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from devservers.postgres import PostgresServer
 from envmon.cli import app as cli
 from envmon.commands.audit import verify_store
+from tests.unit.excursions.audit_cli import (
+    Keys,
+    broken,
+    check_truncated_tail_is_named,
+    url_of,
+    verify_cli,
+)
 from tests.unit.excursions.tampering import cut_tail, rewrite_chain, signed_store, tamper
 from tests.unit.excursions.test_audit import fill
 
 from .conftest import unique_name
 
-SITE = Path(__file__).parents[3] / "deploy" / "examples" / "site.yaml"
 VERIFY_ROUNDS = 20
 
 
-def url_of(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=False)
-
-
-def verify_cli(engine: Engine, *extra: str) -> Result:
-    return CliRunner().invoke(
-        cli, ["audit", "verify", "--db", url_of(engine), "--site", str(SITE), *extra]
-    )
-
-
-def checkpoint_cli(engine: Engine, directory: Path) -> Result:
-    return CliRunner().invoke(
-        cli,
-        [
-            "audit",
-            "checkpoint",
-            "--db",
-            url_of(engine),
-            "--site",
-            str(SITE),
-            "--key-file",
-            str(directory / "checkpoint.key"),
-            "--checkpoints",
-            str(directory / "checkpoints.jsonl"),
-        ],
-    )
-
-
-def anchored_verify(engine: Engine, directory: Path) -> Result:
-    return verify_cli(
-        engine,
-        "--checkpoints",
-        str(directory / "checkpoints.jsonl"),
-        "--public-key",
-        str(directory / "checkpoint.key.pub"),
-    )
-
-
 @pytest.fixture
-def keys(tmp_path: Path) -> Path:
-    """A directory with a new signing key (checkpoint.key, .pub)."""
-    made = CliRunner().invoke(
-        cli, ["audit", "keygen", "--key-file", str(tmp_path / "checkpoint.key")]
-    )
-    assert made.exit_code == 0, made.output
-    return tmp_path
+def keys(tmp_path: Path) -> Keys:
+    return Keys.made(tmp_path)
 
 
 class TestTheHead:
@@ -124,25 +87,16 @@ class TestTheHead:
 
     @pytest.mark.parametrize("removed", [1, 10])
     def test_a_truncated_tail_is_named(self, owner_engine: Engine, removed: int) -> None:
-        fill(owner_engine, 20)
-        cut_tail(owner_engine, 20 - removed)
-        result = verify_cli(owner_engine)
-        assert result.exit_code == 1, result.output
-        first = 21 - removed
-        missing = "entry 20 was" if removed == 1 else f"entries {first} to 20 were"
-        assert f"BROKEN at entry {first}: the trail ends at entry {first - 1}" in result.output
-        assert f"{missing} removed (a truncated tail)" in result.output
+        check_truncated_tail_is_named(owner_engine, removed)
 
     def test_a_deleted_or_edited_head_is_named(self, owner_engine: Engine) -> None:
         fill(owner_engine, 4)
         tamper(owner_engine, "UPDATE audit_head SET hash = 'f' || substr(hash, 2)")
-        edited = verify_cli(owner_engine)
-        assert edited.exit_code == 1
-        assert "the head's hash is not entry 4's" in edited.output
+        edited = broken(verify_cli(owner_engine))
+        assert "the head's hash is not entry 4's" in edited
         tamper(owner_engine, "DELETE FROM audit_head")
-        deleted = verify_cli(owner_engine)
-        assert deleted.exit_code == 1
-        assert "the head row is missing" in deleted.output
+        deleted = broken(verify_cli(owner_engine))
+        assert "the head row is missing" in deleted
 
     def test_verify_reads_one_snapshot_while_the_app_appends(self, app_engine: Engine) -> None:
         """Entries committed during a verify are not mistaken for a head set back."""
@@ -168,35 +122,31 @@ class TestCheckpoints:
     """Item 2 on PostgreSQL: what only a signed checkpoint catches."""
 
     def test_a_rewritten_chain_is_caught_by_the_checkpoint(
-        self, owner_engine: Engine, keys: Path
+        self, owner_engine: Engine, keys: Keys
     ) -> None:
         fill(owner_engine, 6)
-        assert checkpoint_cli(owner_engine, keys).exit_code == 0
+        assert keys.checkpoint(owner_engine).exit_code == 0
         rewrite_chain(owner_engine, 2, '"harmless"')
         assert verify_cli(owner_engine).exit_code == 0  # the chain alone cannot tell
-        result = anchored_verify(owner_engine, keys)
-        assert result.exit_code == 1, result.output
-        assert "BROKEN at entry 1: entries 1 to 6 were rewritten" in result.output
+        output = broken(keys.verify(owner_engine))
+        assert "BROKEN at entry 1: entries 1 to 6 were rewritten" in output
 
-    def test_a_tail_cut_below_a_checkpoint_is_named(self, owner_engine: Engine, keys: Path) -> None:
+    def test_a_tail_cut_below_a_checkpoint_is_named(self, owner_engine: Engine, keys: Keys) -> None:
         fill(owner_engine, 15)
-        assert checkpoint_cli(owner_engine, keys).exit_code == 0
+        assert keys.checkpoint(owner_engine).exit_code == 0
         cut_tail(owner_engine, 5, head_too=True)
-        result = anchored_verify(owner_engine, keys)
-        assert result.exit_code == 1, result.output
-        assert "entries 6 to 15 were removed" in result.output
+        output = broken(keys.verify(owner_engine))
+        assert "entries 6 to 15 were removed" in output
 
-    def test_a_tampered_checkpoint_fails(self, owner_engine: Engine, keys: Path) -> None:
+    def test_a_tampered_checkpoint_fails(self, owner_engine: Engine, keys: Keys) -> None:
         fill(owner_engine, 3)
-        assert checkpoint_cli(owner_engine, keys).exit_code == 0
-        file = keys / "checkpoints.jsonl"
-        file.write_text(file.read_text().replace('"seq":3', '"seq":2'))
-        result = anchored_verify(owner_engine, keys)
-        assert result.exit_code == 1
-        assert "line 1: its signature does not verify" in result.output
+        assert keys.checkpoint(owner_engine).exit_code == 0
+        keys.file.write_text(keys.file.read_text().replace('"seq":3', '"seq":2'))
+        output = broken(keys.verify(owner_engine))
+        assert "line 1: its signature does not verify" in output
 
     def test_a_read_only_role_verifies_and_checkpoints(
-        self, postgres: PostgresServer, owner_engine: Engine, keys: Path
+        self, postgres: PostgresServer, owner_engine: Engine, keys: Keys
     ) -> None:
         """``envmon db grant --read-only``: what the checkpoint timer needs, and no more."""
         signed_store(owner_engine)
@@ -210,9 +160,9 @@ class TestCheckpoints:
         assert database is not None
         reader = create_engine(postgres.url_for(database, user=role, password=password))
         try:
-            made = checkpoint_cli(reader, keys)
+            made = keys.checkpoint(reader)
             assert made.exit_code == 0, made.output
-            result = anchored_verify(reader, keys)
+            result = keys.verify(reader)
             assert result.exit_code == 0, result.output
             assert "2 records, 3 users, 1 signatures" in result.output
             with pytest.raises(DBAPIError, match="permission denied"), reader.begin() as conn:
@@ -257,6 +207,5 @@ class TestRowsUnderTheChain:
         else:  # the application's role itself may write these tables
             with app_engine.begin() as connection:
                 connection.execute(text(statement))
-        result = verify_cli(app_engine)
-        assert result.exit_code == 1, result.output
-        assert expected in result.output
+        output = broken(verify_cli(app_engine))
+        assert expected in output

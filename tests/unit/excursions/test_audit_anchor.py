@@ -18,7 +18,7 @@ from jinja2 import Environment, PackageLoader
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from envmon.bus import AUDIT, InMemoryBus
 from envmon.cli import app
@@ -27,7 +27,7 @@ from envmon.config import load_site
 from envmon.display import Display
 from envmon.testing import DEFAULT_T0, FakeClock
 from excursions.audit import AuditTrail, Change, verify
-from excursions.checkpoints import Checkpoint, load_public_keys, sign
+from excursions.checkpoints import Checkpoint, load_public_keys
 from excursions.db import AuditHead, store_engine
 from excursions.migrate import upgrade
 from excursions.queries import RecordDetail, record_detail
@@ -35,64 +35,17 @@ from excursions.report import write_report
 from excursions.users import UserStore
 from stream.timeseries.sink import site_id
 
+from .audit_cli import SITE, Keys, broken, check_truncated_tail_is_named, url_of, verify_cli
 from .conftest import FAST_HASHER
 from .tampering import cut_tail, rewrite_chain, signed_store, tamper
 from .test_audit import fill
 
-SITE = Path(__file__).parents[3] / "deploy" / "examples" / "site.yaml"
 SITE_ID = site_id(load_site(SITE))
-
-
-def url_of(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=False)
-
-
-def verify_cli(engine: Engine, *extra: str) -> Result:
-    return CliRunner().invoke(
-        app, ["audit", "verify", "--db", url_of(engine), "--site", str(SITE), *extra]
-    )
-
-
-class Keys:
-    """A signing key, its public key and a checkpoint file in a test's directory."""
-
-    def __init__(self, directory: Path) -> None:
-        self.key = directory / "audit" / "checkpoint.key"
-        self.public = directory / "audit" / "checkpoint.key.pub"
-        self.file = directory / "checkpoints.jsonl"
-
-    def keygen(self) -> Result:
-        return CliRunner().invoke(app, ["audit", "keygen", "--key-file", str(self.key)])
-
-    def checkpoint(self, engine: Engine) -> Result:
-        return CliRunner().invoke(
-            app,
-            [
-                "audit",
-                "checkpoint",
-                "--db",
-                url_of(engine),
-                "--site",
-                str(SITE),
-                "--key-file",
-                str(self.key),
-                "--checkpoints",
-                str(self.file),
-            ],
-        )
-
-    def verify(self, engine: Engine, *extra: str) -> Result:
-        return verify_cli(
-            engine, "--checkpoints", str(self.file), "--public-key", str(self.public), *extra
-        )
 
 
 @pytest.fixture
 def keys(tmp_path: Path) -> Keys:
-    made = Keys(tmp_path)
-    result = made.keygen()
-    assert result.exit_code == 0, result.output
-    return made
+    return Keys.made(tmp_path)
 
 
 class TestTheHead:
@@ -101,30 +54,21 @@ class TestTheHead:
     @pytest.mark.parametrize("removed", [1, 10])
     def test_a_truncated_tail_is_named(self, engine: Engine, removed: int) -> None:
         """DELETE of the newest entries (triggers dropped) fails naming the missing range."""
-        fill(engine, 20)
-        cut_tail(engine, 20 - removed)
-        result = verify_cli(engine)
-        assert result.exit_code == 1, result.output
-        first = 21 - removed
-        missing = "entry 20 was" if removed == 1 else f"entries {first} to 20 were"
-        assert f"BROKEN at entry {first}" in result.output
-        assert f"{missing} removed (a truncated tail)" in result.output
+        check_truncated_tail_is_named(engine, removed)
 
     def test_a_deleted_head_is_named(self, engine: Engine) -> None:
         fill(engine, 3)
         tamper(engine, "DELETE FROM audit_head")
-        result = verify_cli(engine)
-        assert result.exit_code == 1, result.output
-        assert "the head row is missing" in result.output
+        output = broken(verify_cli(engine))
+        assert "the head row is missing" in output
 
     def test_an_edited_head_is_named(self, engine: Engine) -> None:
         fill(engine, 3)
         tamper(
             engine, "UPDATE audit_head SET hash = (SELECT hash FROM audit_entries WHERE seq = 1)"
         )
-        result = verify_cli(engine)
-        assert result.exit_code == 1, result.output
-        assert "the head's hash is not entry 3's" in result.output
+        output = broken(verify_cli(engine))
+        assert "the head's hash is not entry 3's" in output
 
     def test_a_head_set_back_is_named(self, engine: Engine) -> None:
         fill(engine, 5)
@@ -132,11 +76,8 @@ class TestTheHead:
             engine,
             "UPDATE audit_head SET seq = 2, hash = (SELECT hash FROM audit_entries WHERE seq = 2)",
         )
-        result = verify_cli(engine)
-        assert result.exit_code == 1, result.output
-        assert (
-            "BROKEN at entry 3: the head says 2 but the trail goes on to entry 5" in result.output
-        )
+        output = broken(verify_cli(engine))
+        assert "BROKEN at entry 3: the head says 2 but the trail goes on to entry 5" in output
 
     @pytest.mark.parametrize(
         "statement",
@@ -242,10 +183,9 @@ class TestCheckpoints:
         assert keys.checkpoint(engine).exit_code == 0
         rewrite_chain(engine, 5, '"harmless"')
         assert verify_cli(engine).exit_code == 0  # the chain alone cannot tell
-        result = keys.verify(engine)
-        assert result.exit_code == 1, result.output
-        assert "BROKEN at entry 4: entries 4 to 6 were rewritten" in result.output
-        assert "entry 3 matches the checkpoint of" in result.output
+        output = broken(keys.verify(engine))
+        assert "BROKEN at entry 4: entries 4 to 6 were rewritten" in output
+        assert "entry 3 matches the checkpoint of" in output
 
     def test_a_tail_cut_below_a_checkpoint_is_named(self, keys: Keys, engine: Engine) -> None:
         """Entries removed and the head set back to match: only the checkpoint tells."""
@@ -253,10 +193,9 @@ class TestCheckpoints:
         assert keys.checkpoint(engine).exit_code == 0
         cut_tail(engine, 5, head_too=True)
         assert verify_cli(engine).exit_code == 0  # chain and head agree
-        result = keys.verify(engine)
-        assert result.exit_code == 1, result.output
-        assert "the trail ends at entry 5, but the checkpoint of" in result.output
-        assert "entries 6 to 8 were removed" in result.output
+        output = broken(keys.verify(engine))
+        assert "the trail ends at entry 5, but the checkpoint of" in output
+        assert "entries 6 to 8 were removed" in output
 
     @pytest.mark.parametrize(
         ("edit", "why"),
@@ -279,31 +218,20 @@ class TestCheckpoints:
         line = json.loads(keys.file.read_text())
         assert callable(edit)
         keys.file.write_text(json.dumps(edit(line)) + "\n")
-        result = keys.verify(engine)
-        assert result.exit_code == 1, result.output
-        assert "checkpoints.jsonl, line 1" in result.output
-        assert why in result.output
-        refused = keys.checkpoint(engine)  # nothing is signed on top of it either
-        assert refused.exit_code == 1
-        assert "the newest checkpoint" in refused.output
+        output = broken(keys.verify(engine))
+        assert "checkpoints.jsonl, line 1" in output
+        assert why in output
+        refused = broken(keys.checkpoint(engine))  # nothing is signed on top of it either
+        assert "the newest checkpoint" in refused
 
     def test_a_checkpoint_of_another_site_fails(self, keys: Keys, engine: Engine) -> None:
         fill(engine, 2)
         assert keys.checkpoint(engine).exit_code == 0
         made = Checkpoint.model_validate_json(keys.file.read_text())
-        from excursions.checkpoints import load_private_key
-
-        other = sign(
-            load_private_key(keys.key),
-            site="another-site",
-            seq=made.seq,
-            hash_=made.hash,
-            at=DEFAULT_T0,
-        )
+        other = keys.sign(site="another-site", seq=made.seq, hash_=made.hash)
         keys.file.write_text(other.line() + "\n")
-        result = keys.verify(engine)
-        assert result.exit_code == 1
-        assert "a checkpoint of site 'another-site'" in result.output
+        output = broken(keys.verify(engine))
+        assert "a checkpoint of site 'another-site'" in output
 
     def test_no_checkpoint_is_signed_over_a_rewritten_chain(
         self, keys: Keys, engine: Engine
@@ -312,10 +240,9 @@ class TestCheckpoints:
         assert keys.checkpoint(engine).exit_code == 0
         before = keys.file.read_text()
         rewrite_chain(engine, 2, '"harmless"')
-        refused = keys.checkpoint(engine)
-        assert refused.exit_code == 1
-        assert "checkpoint REFUSED" in refused.output
-        assert "has another hash" in refused.output
+        refused = broken(keys.checkpoint(engine))
+        assert "checkpoint REFUSED" in refused
+        assert "has another hash" in refused
         assert keys.file.read_text() == before
 
     def test_a_stale_checkpoint_fails_when_asked(self, keys: Keys, engine: Engine) -> None:
@@ -323,16 +250,11 @@ class TestCheckpoints:
         assert keys.checkpoint(engine).exit_code == 0
         assert keys.verify(engine, "--max-checkpoint-age", "60").exit_code == 0
         line = keys.file.read_text()
-        from excursions.checkpoints import load_private_key
-
         made = Checkpoint.model_validate_json(line)
-        old = sign(
-            load_private_key(keys.key), site=SITE_ID, seq=made.seq, hash_=made.hash, at=DEFAULT_T0
-        )
+        old = keys.sign(site=SITE_ID, seq=made.seq, hash_=made.hash)
         keys.file.write_text(old.line() + "\n")
-        result = keys.verify(engine, "--max-checkpoint-age", "60")
-        assert result.exit_code == 1
-        assert "is the checkpoint timer running?" in result.output
+        output = broken(keys.verify(engine, "--max-checkpoint-age", "60"))
+        assert "is the checkpoint timer running?" in output
 
     def test_keys_can_be_rotated(self, keys: Keys, engine: Engine, tmp_path: Path) -> None:
         fill(engine, 2)
@@ -344,32 +266,14 @@ class TestCheckpoints:
         fill(engine, 2)
         keyring = tmp_path / "keyring.pem"
         keyring.write_text(old_public + keys.public.read_text())
-        rotated = CliRunner().invoke(
-            app,
-            [
-                "audit",
-                "checkpoint",
-                "--db",
-                url_of(engine),
-                "--site",
-                str(SITE),
-                "--key-file",
-                str(keys.key),
-                "--checkpoints",
-                str(keys.file),
-                "--public-key",
-                str(keyring),
-            ],
-        )
+        rotated = keys.checkpoint(engine, "--public-key", str(keyring))
         assert rotated.exit_code == 0, rotated.output
         result = verify_cli(engine, "--checkpoints", str(keys.file), "--public-key", str(keyring))
         assert result.exit_code == 0, result.output
         assert "anchored: 2 of 2 checkpoints verified" in result.output
 
     async def test_a_checkpoint_is_published_as_its_line(self, keys: Keys) -> None:
-        from excursions.checkpoints import load_private_key
-
-        made = sign(load_private_key(keys.key), site=SITE_ID, seq=7, hash_="a" * 64, at=DEFAULT_T0)
+        made = keys.sign(site=SITE_ID, seq=7, hash_="a" * 64)
         bus = InMemoryBus()
         await bus.start()
         queue = bus.subscribe(AUDIT, "test")
@@ -392,12 +296,11 @@ class TestRowsUnderTheChain:
         """The printed name and signer of a signature changed: verify names both fields."""
         record_id, life, _ = signed_store(engine)
         tamper(engine, "UPDATE signatures SET printed_name = 'Mallory Forger', signer = 'mallory'")
-        result = verify_cli(engine)
-        assert result.exit_code == 1, result.output
-        assert f"signature 1 (close of {record_id}, entry" in result.output
-        assert "signer is 'mallory' but the audit trail says 'quinn'" in result.output
+        output = broken(verify_cli(engine))
+        assert f"signature 1 (close of {record_id}, entry" in output
+        assert "signer is 'mallory' but the audit trail says 'quinn'" in output
         assert "printed_name is 'Mallory Forger' but the audit trail says 'Quinn Reviewer'" in (
-            result.output
+            output
         )
         (shown,) = life.signatures(record_id)
         assert (shown.covers_current_content, shown.matches_audit_trail) == (False, False)
@@ -444,9 +347,8 @@ class TestRowsUnderTheChain:
     ) -> None:
         signed_store(engine)
         tamper(engine, statement)
-        result = verify_cli(engine)
-        assert result.exit_code == 1, result.output
-        assert expected in result.output
+        output = broken(verify_cli(engine))
+        assert expected in output
 
     @pytest.mark.parametrize(
         ("statement", "expected"),
@@ -482,10 +384,9 @@ class TestRowsUnderTheChain:
     ) -> None:
         signed_store(engine)
         tamper(engine, statement)
-        result = verify_cli(engine)
-        assert result.exit_code == 1, result.output
-        assert expected in result.output
-        assert "Door open" not in result.output  # long texts are not echoed
+        output = broken(verify_cli(engine))
+        assert expected in output
+        assert "Door open" not in output  # long texts are not echoed
 
     @pytest.mark.parametrize(
         ("statement", "expected"),
@@ -519,10 +420,9 @@ class TestRowsUnderTheChain:
     ) -> None:
         signed_store(engine)
         tamper(engine, statement)
-        result = verify_cli(engine)
-        assert result.exit_code == 1, result.output
-        assert expected in result.output
-        assert "$argon2" not in result.output
+        output = broken(verify_cli(engine))
+        assert expected in output
+        assert "$argon2" not in output
 
     def test_a_rehash_at_sign_in_is_audited(self, engine: Engine) -> None:
         """New argon2 parameters rehash the password at sign-in: the trail follows."""
@@ -562,9 +462,8 @@ class TestRevision0006:
             ("signature", "content_hash"),
         ]
         tamper(engine, "UPDATE signatures SET content_hash = 'f' || substr(content_hash, 2)")
-        broken = verify_cli(engine)
-        assert broken.exit_code == 1
-        assert "content_hash is" in broken.output
+        output = broken(verify_cli(engine))
+        assert "content_hash is" in output
 
 
 def legacy_store(engine: Engine) -> None:
