@@ -14,7 +14,6 @@ in memory only: after a restart it has none.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import urllib.error
 import urllib.parse
@@ -22,6 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Final
 
+from devservers._common import find_go, http_ok
 from devservers.process import ServerProcess
 from devservers.versions import DEPLOY, cache_dir, version
 from envmon.netutil import free_port
@@ -59,7 +59,7 @@ def buildable() -> bool:
     """Return True if the binary is cached or Go is there to build it."""
     if cached_binary().is_file():
         return True
-    return bool(shutil.which("go") or shutil.which("go", path="/usr/local/go/bin"))
+    return find_go() is not None
 
 
 def missing() -> str | None:
@@ -112,9 +112,7 @@ class Alertmanager(ServerProcess):
         resolve_timeout_s: float = DEFAULT_RESOLVE_TIMEOUT_S,
         host: str = "127.0.0.1",
     ) -> None:
-        self.directory = Path(directory).resolve()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.host = host
+        super().__init__(directory, host)
         self.port = port if port is not None else free_port(host)
         self.resolve_timeout_s = resolve_timeout_s
         self.config_path = self.directory / "alertmanager.yml"
@@ -156,11 +154,7 @@ class Alertmanager(ServerProcess):
 
     def ready(self, timeout: float = 1.0) -> bool:
         """Return True if the server answers ``GET /-/ready`` with 200."""
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=timeout) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return http_ok(f"{self.url}/-/ready", 200, timeout)
 
     def alerts(self, **filters: str) -> list[dict[str, Any]]:
         """Return ``GET /api/v2/alerts`` (query parameters from ``filters``, e.g. active="true")."""

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Self
+
+from devservers._common import StartStop
 
 
-class LocalHttpServer:
+class LocalHttpServer(StartStop):
     """Serves ``respond`` on 127.0.0.1 until ``stop`` (also a context manager)."""
 
     #: Named in the error when a test asks for the port before ``start``.
@@ -72,18 +72,6 @@ class LocalHttpServer:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:

@@ -32,13 +32,9 @@ Errors::
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -46,15 +42,15 @@ from pathlib import Path
 from string import Template
 from typing import Any, Final
 
+from devservers._common import find_go, http_json, http_ok, run_fetch, staging_beside
 from devservers.process import ServerProcess
-from devservers.versions import cache_dir, cache_root, version
+from devservers.versions import DEPLOY, cache_dir, cache_root, version
 from envmon.errors import EnvmonError
 from envmon.netutil import free_port
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT: Final = Path(__file__).resolve().parents[1]
-CONFIG_TEMPLATE: Final = REPO_ROOT / "deploy" / "influxdb" / "influxdb.conf.template"
+CONFIG_TEMPLATE: Final = DEPLOY / "influxdb" / "influxdb.conf.template"
 INFLUXDB_VERSION: Final = version("influxdb")
 #: The Go package of the server binary (the module is github.com/influxdata/influxdb).
 INFLUXD_PACKAGE: Final = "github.com/influxdata/influxdb/cmd/influxd"
@@ -103,7 +99,7 @@ def cached_binary(cache_dir: Path | None = None, version: str = INFLUXDB_VERSION
 
 def go_binary() -> str:
     """Return the path of the go command (on ``PATH``, else the official ``/usr/local/go``)."""
-    found = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
+    found = find_go()
     if found is None:
         raise InfluxDBServerError(
             "go is not installed: it builds influxd once from the Go module proxy"
@@ -143,46 +139,30 @@ def fetch(cache_dir: Path | None = None, version: str = INFLUXDB_VERSION) -> Pat
     if binary.is_file():
         return binary
     command = build_command(version)
-    cache = binary.parent.parent
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{cache.name}-", dir=cache.parent))
-    env = dict(os.environ)
-    env.update(
-        GOBIN=str(staging),
-        GOMODCACHE=str(default_module_cache()),
-        # Two packages at a time bounds the memory of the build; -modcacherw leaves the
-        # module cache removable without chmod.
-        GOFLAGS="-p=2 -modcacherw",
-        # Build with the machine's Go: never download another toolchain.
-        GOTOOLCHAIN="local",
-    )
     logger.info("building influxd %s with %s (once; about a minute)", version, command[0])
-    try:
-        try:
-            done = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                timeout=_BUILD_TIMEOUT_S,
-                check=False,
-                env=env,
-                cwd=staging,  # outside any Go module of the caller
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise InfluxDBServerError(
-                f"could not build influxd {version}: {exc}\n  command: {' '.join(command)}"
-            ) from exc
+    with staging_beside(binary.parent.parent) as staging:
+        env = dict(os.environ)
+        env.update(
+            GOBIN=str(staging),
+            GOMODCACHE=str(default_module_cache()),
+            # Two packages at a time bounds the memory of the build; -modcacherw leaves the
+            # module cache removable without chmod.
+            GOFLAGS="-p=2 -modcacherw",
+            # Build with the machine's Go: never download another toolchain.
+            GOTOOLCHAIN="local",
+        )
         built = staging / "influxd"
-        if done.returncode != 0 or not built.is_file():
-            output = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
-            raise InfluxDBServerError(
-                f"could not build influxd {version} (exit {done.returncode})"
-                f"\n  command: {' '.join(command)}\n{output}"
-            )
+        run_fetch(
+            command,
+            produces=built,
+            failed=f"could not build influxd {version}",
+            error=InfluxDBServerError,
+            timeout=_BUILD_TIMEOUT_S,
+            env=env,
+            cwd=staging,  # outside any Go module of the caller
+        )
         binary.parent.mkdir(parents=True, exist_ok=True)
         os.replace(built, binary)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return binary
 
 
@@ -233,9 +213,7 @@ class InfluxDB(ServerProcess):
         log_level: str = DEFAULT_LOG_LEVEL,
         cache_dir: Path | None = None,
     ) -> None:
-        self.directory = Path(directory).resolve()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.host = host
+        super().__init__(directory, host)
         self.http_port = http_port if http_port is not None else free_port(host)
         self.rpc_port = rpc_port if rpc_port is not None else free_port(host)
         self.database = database_name(database)
@@ -243,7 +221,6 @@ class InfluxDB(ServerProcess):
         self.cache_dir = cache_dir
         self.config_path = self.directory / "influxdb.conf"
         self.log_path = self.directory / "influxdb.log"
-        self._process: subprocess.Popen[bytes] | None = None
         self._binary: Path | None = None
 
     @property
@@ -306,11 +283,7 @@ class InfluxDB(ServerProcess):
 
     def ping(self, timeout: float = 1.0) -> bool:
         """Return True if the server answers ``GET /ping`` with 204."""
-        try:
-            with urllib.request.urlopen(f"{self.url}/ping", timeout=timeout) as response:
-                return bool(response.status == 204)
-        except (urllib.error.URLError, OSError):
-            return False
+        return http_ok(f"{self.url}/ping", 204, timeout)
 
     def influxql(self, statement: str, *, timeout: float = _HTTP_TIMEOUT_S) -> list[dict[str, Any]]:
         """Run InfluxQL (``POST /query``, in the database) and return the JSON ``results``.
@@ -319,21 +292,13 @@ class InfluxDB(ServerProcess):
         """
         body = urllib.parse.urlencode({"q": statement, "db": self.database}).encode()
         request = urllib.request.Request(f"{self.url}/query", data=body, method="POST")
+        refused = f"InfluxDB refused {statement!r}"
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                answer = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            try:
-                detail = json.loads(exc.read()).get("error", exc.reason)
-            except ValueError:
-                detail = exc.reason
-            raise InfluxDBServerError(f"InfluxDB refused {statement!r}: {detail}") from exc
+            answer = http_json(request, timeout=timeout, error=InfluxDBServerError, refused=refused)
         except (urllib.error.URLError, OSError) as exc:
             raise InfluxDBServerError(f"InfluxDB at {self.url} did not answer: {exc}") from exc
-        if "error" in answer:
-            raise InfluxDBServerError(f"InfluxDB refused {statement!r}: {answer['error']}")
         results: list[dict[str, Any]] = answer.get("results", [])
         for result in results:
             if "error" in result:
-                raise InfluxDBServerError(f"InfluxDB refused {statement!r}: {result['error']}")
+                raise InfluxDBServerError(f"{refused}: {result['error']}")
         return results

@@ -36,17 +36,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from devservers import versions
+from devservers._common import find_java
 from devservers.process import ServerProcess
-from devservers.versions import cache_dir, version
+from devservers.versions import DEPLOY, cache_dir, version
 from envmon.netutil import free_port
 from stream.kafka.topics import create_topics, delete_topics
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT: Final = Path(__file__).resolve().parents[1]
-POM: Final = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
-SHIPPED_CONF: Final = REPO_ROOT / "deploy" / "kafka" / "server.properties"
-SHIPPED_LOG_CONF: Final = REPO_ROOT / "deploy" / "kafka" / "log4j2.properties"
+#: The repository (the tests find ``deploy/`` files through it).
+REPO_ROOT: Final = versions.REPO_ROOT
+POM: Final = DEPLOY / "kafka" / "pom.xml"
+SHIPPED_CONF: Final = DEPLOY / "kafka" / "server.properties"
+SHIPPED_LOG_CONF: Final = DEPLOY / "kafka" / "log4j2.properties"
 #: Kafka 4.x works with aiokafka >= 0.12 (so faust-streaming); see tests/integration/kafka.
 DEFAULT_KAFKA_VERSION: Final = version("kafka")
 #: Heap of the broker JVM; ENVMON_KAFKA_HEAP_OPTS overrides it (space-separated options).
@@ -135,10 +138,7 @@ def missing() -> str | None:
 
 def java_binary() -> str:
     """Return the java executable: ``$JAVA_HOME/bin/java`` or the one on PATH."""
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").is_file():
-        return str(Path(java_home) / "bin" / "java")
-    return shutil.which("java") or "/usr/bin/java"
+    return find_java() or "/usr/bin/java"
 
 
 def jars_present(libs: Path) -> bool:
@@ -327,9 +327,7 @@ class KafkaBroker(ServerProcess):
         extra: Mapping[str, str] | None = None,
         java: str | None = None,
     ) -> None:
-        self.directory = Path(directory).resolve()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.host = host
+        super().__init__(directory, host)
         self.port = port if port is not None else free_port(host)
         self.config_path = self.directory / "server.properties"
         # The controller's address is part of the quorum configuration: keep it on restarts.
@@ -350,7 +348,6 @@ class KafkaBroker(ServerProcess):
         self.logs_dir = self.directory / "logs"
         self.log_path = self.logs_dir / "server.log"
         self.stdout_path = self.directory / "stdout.log"
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:

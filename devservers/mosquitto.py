@@ -20,7 +20,6 @@ import shutil
 import signal
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -32,10 +31,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devservers.process import ServerProcess
+from devservers.versions import DEPLOY
 from envmon.netutil import free_port
 
-REPO_ROOT: Final = Path(__file__).resolve().parents[1]
-SHIPPED_CONF: Final = REPO_ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
+SHIPPED_CONF: Final = DEPLOY / "mosquitto" / "mosquitto.conf"
 DEFAULT_BINARY: Final = "/usr/sbin/mosquitto"
 #: Lines of the shipped file that depend on the installation and are replaced here.
 SITE_SPECIFIC_KEYS: Final = frozenset(
@@ -157,9 +156,7 @@ class Mosquitto(ServerProcess):
         extra: str = "",
         binary: str | None = None,
     ) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.host = host
+        super().__init__(directory, host)
         self.port = port if port is not None else free_port(host)
         self.tls = tls
         self.password_file = password_file
@@ -167,7 +164,6 @@ class Mosquitto(ServerProcess):
         self.binary = binary or mosquitto_binary()
         self.config_path = self.directory / "mosquitto.conf"
         self.log_path = self.directory / "mosquitto.log"
-        self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = _START_TIMEOUT_S) -> None:
         """Start the broker and wait until it accepts connections."""

@@ -261,9 +261,7 @@ class PostgresServer(ServerProcess):
         settings: Mapping[str, str] | None = None,
         service_user: str = SERVICE_USER,
     ) -> None:
-        self.directory = Path(directory).resolve()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.host = host
+        super().__init__(directory, host)
         self.port = port if port is not None else free_port(host)
         self._port_is_ours = port is None
         self._served = False
@@ -275,7 +273,6 @@ class PostgresServer(ServerProcess):
         self.password_path = self.directory / PASSWORD_FILE_NAME
         self.log_path = self.directory / LOG_FILE_NAME
         self._password: str | None = None
-        self._process: subprocess.Popen[bytes] | None = None
 
     # -- addresses -------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@
 ``launch`` (start the command, wait until the server is ready, fail with the end of its
 log), ``stop`` (SIGTERM, then SIGKILL after a timeout), ``kill`` (a crash), ``restart`` on
 the same ports and directory, the end of the log for error messages, and use as a context
-manager. A runner implements ``start`` and names its ``log_path``.
+manager. A runner passes its directory and host to ``__init__``, implements ``start`` and
+names its ``log_path``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import ClassVar, Self
+from typing import ClassVar
+
+from devservers._common import StartStop
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ def kill(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-class ServerProcess(ABC):
+class ServerProcess(StartStop, ABC):
     """A local server run as a child process (see the module docstring)."""
 
     #: Seconds ``stop`` waits after SIGTERM before it kills.
@@ -57,8 +59,17 @@ class ServerProcess(ABC):
     #: How the server is named in errors, and the error ``launch`` raises.
     name: ClassVar[str] = "server"
     start_error: ClassVar[type[Exception]] = RuntimeError
+    directory: Path
+    host: str
     log_path: Path
     _process: subprocess.Popen[bytes] | None = None
+
+    def __init__(self, directory: Path, host: str) -> None:
+        """Keep the server's files in ``directory`` (resolved, created) and serve on ``host``."""
+        self.directory = Path(directory).resolve()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.host = host
+        self._process = None
 
     @abstractmethod
     def start(self) -> None:
@@ -146,15 +157,3 @@ class ServerProcess(ABC):
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-(lines or self.log_lines) :])
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

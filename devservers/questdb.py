@@ -34,35 +34,28 @@ What the tests rely on (QuestDB 9.3):
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
-import subprocess
-import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any, Final
 
+from devservers._common import find_java, http_json, run_fetch, staging_beside
 from devservers.process import ServerProcess
-from devservers.versions import cache_dir
+from devservers.versions import DEPLOY, cache_dir
 from devservers.versions import version as pinned_version
 from envmon.errors import EnvmonError
 from envmon.netutil import free_port
 from stream.timeseries import schema as tsschema
 from stream.timeseries.questdb import readings_table_ddl, table_name
 
-REPO_ROOT: Final = Path(__file__).resolve().parents[1]
-POM: Final = REPO_ROOT / "deploy" / "questdb" / "pom.xml"
+POM: Final = DEPLOY / "questdb" / "pom.xml"
 DEFAULT_HEAP: Final = "256m"
 _START_TIMEOUT_S: Final = 60.0
 _STOP_TIMEOUT_S: Final = 30.0
 _POLL_S: Final = 0.05
 _SQL_TIMEOUT_S: Final = 30.0
-_ANSI: Final = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class QuestDBError(EnvmonError):
@@ -115,37 +108,24 @@ def fetch(cache_dir: Path | None = None, pom: Path = POM) -> Path:
     jar = cache / f"questdb-{version}.jar"
     if jar.is_file():
         return jar
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{cache.name}-", dir=cache.parent))
-    command = fetch_command(staging, pom)
-    try:
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise QuestDBError(
-                f"could not fetch QuestDB {version}: {exc}\n  command: {' '.join(command)}"
-            ) from exc
+    with staging_beside(cache) as staging:
         fetched = staging / jar.name
-        if done.returncode != 0 or not fetched.is_file():
-            text = _ANSI.sub("", done.stdout + done.stderr).strip()
-            output = "\n".join(text.splitlines()[-20:])
-            raise QuestDBError(
-                f"could not fetch QuestDB {version} from Maven Central (exit {done.returncode})"
-                f"\n  command: {' '.join(command)}\n{output}"
-            )
+        run_fetch(
+            fetch_command(staging, pom),
+            produces=fetched,
+            failed=f"could not fetch QuestDB {version}",
+            source=" from Maven Central",
+            error=QuestDBError,
+            timeout=600,
+        )
         cache.mkdir(exist_ok=True)
         os.replace(fetched, jar)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return jar
 
 
 def java_binary() -> str:
     """Return the path of the java executable (``$JAVA_HOME/bin/java`` first)."""
-    home = os.environ.get("JAVA_HOME")
-    if home and (Path(home) / "bin" / "java").is_file():
-        return str(Path(home) / "bin" / "java")
-    found = shutil.which("java")
+    found = find_java()
     if found is None:
         raise QuestDBError("java is not installed (Debian: apt-get install openjdk-17-jre)")
     return found
@@ -196,9 +176,7 @@ class QuestDB(ServerProcess):
         extra: str = "",
         cache_dir: Path | None = None,
     ) -> None:
-        self.directory = Path(directory).resolve()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.host = host
+        super().__init__(directory, host)
         self.http_port = http_port if http_port is not None else free_port(host)
         self.pg_port = pg_port
         self.heap = heap
@@ -206,7 +184,6 @@ class QuestDB(ServerProcess):
         self.cache_dir = cache_dir
         self.config_path = self.directory / "conf" / "server.conf"
         self.log_path = self.directory / "questdb.log"
-        self._process: subprocess.Popen[bytes] | None = None
         self._jar: Path | None = None
 
     @property
@@ -276,17 +253,9 @@ class QuestDB(ServerProcess):
 
     def _exec(self, query: str, timeout: float) -> tuple[list[str], list[list[Any]]]:
         url = f"{self.url}/exec?" + urllib.parse.urlencode({"query": query})
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                body = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            try:
-                detail = json.loads(exc.read()).get("error", exc.reason)
-            except ValueError:
-                detail = exc.reason
-            raise QuestDBError(f"QuestDB refused {query!r}: {detail}") from exc
-        if "error" in body:
-            raise QuestDBError(f"QuestDB refused {query!r}: {body['error']}")
+        body = http_json(
+            url, timeout=timeout, error=QuestDBError, refused=f"QuestDB refused {query!r}"
+        )
         columns = [column["name"] for column in body.get("columns", [])]
         return columns, body.get("dataset", [])
 
