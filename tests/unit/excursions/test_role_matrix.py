@@ -15,10 +15,8 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from envmon.testing import DEFAULT_T0, FakeClock
-from excursions.db import ExcursionRow
 from excursions.lifecycle import Lifecycle
 from excursions.users import User
 from excursions.web.api import COOKIE
@@ -27,7 +25,7 @@ from excursions.web.security import csrf_token
 from stream.timeseries.sqlite import SqliteTimeSeries
 
 from .conftest import app_services, stored_excursion
-from .lifecycle_cases import ASSESSMENT
+from .lifecycle_cases import ASSESSMENT, close, version
 
 PASSWORD = "a long password 1"
 ROLES = ("viewer", "operator", "qa", "admin")
@@ -47,10 +45,7 @@ class Rig:
     record_id: str
 
     def version(self) -> int:
-        with Session(self.engine) as session:
-            row = session.get(ExcursionRow, self.record_id)
-            assert row is not None
-            return row.row_version
+        return version(self.engine, self.record_id)
 
 
 def _acknowledged(rig: Rig) -> None:
@@ -66,14 +61,8 @@ def _under_review(rig: Rig) -> None:
 
 def _closed(rig: Rig) -> None:
     _under_review(rig)
-    rig.life.close(
-        rig.record_id,
-        signer="qa1",
-        password=PASSWORD,
-        meaning="approved",
-        reason="closed",
-        version=rig.version(),
-    )
+    v = rig.version()
+    close(rig.life, rig.record_id, version=v, reason="closed", signer="qa1", password=PASSWORD)
 
 
 #: The record's QA state each case is sent in: how to get there from ``open``.
@@ -105,6 +94,16 @@ def _signed(v: int, username: str) -> dict[str, Any]:
     return {**SIGNATURE, "username": username, "version": v}
 
 
+def _json(**fields: Any) -> Body:
+    """An API body: the fields and the row version."""
+    return lambda v, _u: {**fields, "version": v}
+
+
+def _form(**fields: Any) -> Body:
+    """A page's form: the fields and the row version (as the form sends it, text)."""
+    return lambda v, _u: {**fields, "version": str(v)}
+
+
 _READ = (401, 200, 200, 200, 403)
 _READ_PAGE = (303, 200, 200, 200, 403)
 _ACT = (401, 403, 200, 200, 403)
@@ -117,31 +116,15 @@ CASES = (
     Case("GET", "/api/v1/excursions", _READ),
     Case("GET", "/api/v1/excursions/{id}", _READ),
     Case("GET", "/api/v1/excursions/{id}/trend", _READ),
-    Case(
-        "POST",
-        "/api/v1/excursions/{id}/acknowledge",
-        _ACT,
-        body=lambda v, _u: {"comment": "seen", "version": v},
-    ),
-    Case(
-        "POST",
-        "/api/v1/excursions/{id}/comments",
-        _ACT,
-        body=lambda v, _u: {"comment": "note", "version": v},
-    ),
-    Case(
-        "POST",
-        "/api/v1/excursions/{id}/review",
-        _QA,
-        "acknowledged",
-        lambda v, _u: {"reason": "r", "version": v},
-    ),
+    Case("POST", "/api/v1/excursions/{id}/acknowledge", _ACT, body=_json(comment="seen")),
+    Case("POST", "/api/v1/excursions/{id}/comments", _ACT, body=_json(comment="note")),
+    Case("POST", "/api/v1/excursions/{id}/review", _QA, "acknowledged", _json(reason="r")),
     Case(
         "PATCH",
         "/api/v1/excursions/{id}/assessment",
         _QA,
         "under_review",
-        lambda v, _u: {"fields": {"impact_text": "changed"}, "reason": "r", "version": v},
+        _json(fields={"impact_text": "changed"}, reason="r"),
     ),
     Case("POST", "/api/v1/excursions/{id}/close", _QA, "under_review", _signed),
     Case("POST", "/api/v1/excursions/{id}/reopen", _QA, "closed", _signed),
@@ -168,31 +151,15 @@ CASES = (
     Case("GET", "/excursions", _READ_PAGE),
     Case("GET", "/excursions/{id}", _READ_PAGE),
     Case("GET", "/excursions/{id}/report.pdf", _READ_PAGE),
-    Case(
-        "POST",
-        "/excursions/{id}/acknowledge",
-        _ACT_PAGE,
-        body=lambda v, _u: {"text": "seen", "version": str(v)},
-    ),
-    Case(
-        "POST",
-        "/excursions/{id}/comment",
-        _ACT_PAGE,
-        body=lambda v, _u: {"text": "note", "version": str(v)},
-    ),
-    Case(
-        "POST",
-        "/excursions/{id}/start_review",
-        _QA_PAGE,
-        "acknowledged",
-        lambda v, _u: {"reason": "r", "version": str(v)},
-    ),
+    Case("POST", "/excursions/{id}/acknowledge", _ACT_PAGE, body=_form(text="seen")),
+    Case("POST", "/excursions/{id}/comment", _ACT_PAGE, body=_form(text="note")),
+    Case("POST", "/excursions/{id}/start_review", _QA_PAGE, "acknowledged", _form(reason="r")),
     Case(
         "POST",
         "/excursions/{id}/assess",
         _QA_PAGE,
         "under_review",
-        lambda v, _u: {"impact_text": "changed", "reason": "r", "version": str(v)},
+        _form(impact_text="changed", reason="r"),
     ),
     Case(
         "POST",
