@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -26,10 +26,11 @@ from collectors.mqtt.errors import MqttError
 from collectors.mqtt.mapping import MessageDecoder
 from collectors.mqtt.wire import InboundMessage, MqttConnection
 from collectors.pipeline import CollectorCounters, CollectorPipeline, RawPayload
-from envmon.backoff import Backoff, Retries
+from collectors.supervision import Clock, EventHandler, EventReporter, Sleep, reconnect_backoff
+from envmon.backoff import Retries
 from envmon.config.mqtt import MqttCollectorConfig
 from envmon.config.schema import SiteConfig
-from envmon.models import Reading, SystemEvent, SystemEventKind
+from envmon.models import Reading, SystemEventKind
 from envmon.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
@@ -38,13 +39,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_FULL_POLL_S: Final = 0.1
 #: The watchdog looks at least this often (real seconds).
 MAX_WATCHDOG_INTERVAL_S: Final = 5.0
-
-#: Share of a reconnect wait taken off at random, so that clients do not retry in step.
-RECONNECT_JITTER: Final = 0.2
-
-EventHandler = Callable[[SystemEvent], None]
-Clock = Callable[[], datetime]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class Connection(Protocol):
@@ -165,18 +159,14 @@ class MqttCollector:
         self.component = f"mqtt:{config.id}"
         self.decoder = MessageDecoder(config, site, source=pipeline.source)
         self._clock = clock
-        self._on_event = on_event
+        self._emit = EventReporter(self.component, on_event, clock, logger)
         self._watchdog_interval = watchdog_interval
         self._connect_timeout = connect_timeout
         self._full_poll = full_poll_interval
         self._connection_factory = connection_factory
         self._sleep = sleep
         self._rng = rng
-        self._backoff = Backoff(
-            initial_s=config.reconnect.initial,
-            maximum_s=max(config.reconnect.maximum, config.reconnect.initial),
-            jitter=RECONNECT_JITTER,
-        )
+        self._backoff = reconnect_backoff(config.reconnect)
         self.bindings = [
             BindingState(binding.topic, binding.expected_period) for binding in config.bindings
         ]
@@ -511,21 +501,3 @@ class MqttCollector:
         if reconnect:
             await self.reconnect("a subscription stayed silent after resubscribing")
         return silent
-
-    # ------------------------------------------------------------------ events
-
-    def _emit(self, kind: SystemEventKind, detail: str, *, alarm: bool) -> None:
-        (logger.warning if alarm else logger.info)("%s: %s", self.component, detail)
-        if self._on_event is not None:
-            try:
-                self._on_event(
-                    SystemEvent(
-                        event=kind,
-                        component=self.component,
-                        ts=self._clock(),
-                        alarm=alarm,
-                        detail=detail,
-                    )
-                )
-            except Exception:
-                logger.exception("%s: event handler failed", self.component)

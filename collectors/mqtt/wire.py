@@ -104,16 +104,10 @@ class _BufferedSocket:
         header = buf[start]
         if header & 0xF0 != 0x30 or header & 0x06 == 0x04:
             return None
-        length, multiplier, index = 0, 1, start + 1
-        while True:
-            if index >= end or multiplier > 128**3:
-                return None
-            byte = buf[index]
-            index += 1
-            length += (byte & 0x7F) * multiplier
-            if not byte & 0x80:
-                break
-            multiplier *= 128
+        try:
+            length, index = _variable_int(buf, start + 1, end)
+        except (IndexError, ValueError):  # not all in the buffer yet, or paho's to refuse
+            return None
         if end - index < length:
             return None
         self._rpos = index + length
@@ -166,6 +160,24 @@ class _BufferedSocket:
         self.sock.close()
 
 
+def _variable_int(buf: bytes | bytearray, index: int, end: int) -> tuple[int, int]:
+    """Return the MQTT variable byte integer at ``buf[index]`` and the index after it.
+
+    ``IndexError`` if it runs to ``end``; ``ValueError`` if it is longer than four bytes.
+    """
+    value, multiplier = 0, 1
+    for _ in range(4):
+        if index >= end:
+            raise IndexError("truncated variable byte integer")
+        byte = buf[index]
+        index += 1
+        value += (byte & 0x7F) * multiplier
+        if not byte & 0x80:
+            return value, index
+        multiplier *= 128
+    raise ValueError("variable byte integer longer than four bytes")
+
+
 def decode_publish(header: int, packet: bytes | bytearray, v5: bool) -> InboundMessage:
     """Decode a PUBLISH packet (fixed header byte, rest of the packet); ``ValueError`` if bad."""
     qos = (header & 0x06) >> 1
@@ -180,18 +192,12 @@ def decode_publish(header: int, packet: bytes | bytearray, v5: bool) -> InboundM
         mid = (packet[end] << 8) | packet[end + 1]
         end += 2
     if v5:  # skip the properties: a variable byte integer length, then that many bytes
-        length, multiplier = 0, 1
-        for _ in range(4):
-            if end >= len(packet):
-                raise ValueError("malformed PUBLISH: truncated properties")
-            byte = packet[end]
-            end += 1
-            length += (byte & 0x7F) * multiplier
-            if not byte & 0x80:
-                break
-            multiplier *= 128
-        else:
-            raise ValueError("malformed PUBLISH: property length")
+        try:
+            length, end = _variable_int(packet, end, len(packet))
+        except IndexError:
+            raise ValueError("malformed PUBLISH: truncated properties") from None
+        except ValueError:
+            raise ValueError("malformed PUBLISH: property length") from None
         end += length
     if end > len(packet):
         raise ValueError("malformed PUBLISH: truncated")
@@ -297,8 +303,8 @@ class MqttConnection:
             self._client.tls_insecure_set(config.tls is not None and config.tls.insecure)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_unsubscribe = self._on_unsubscribe
+        self._client.on_subscribe = self._on_request_ack
+        self._client.on_unsubscribe = self._on_request_ack
         self._client.on_message = self._on_message
         self._client.on_publish_received = on_message
         self._client.on_socket_open = self._on_socket_open
@@ -477,7 +483,7 @@ class MqttConnection:
             self._connack.set_exception(MqttConnectError(f"disconnected before CONNACK: {text}"))
         self._set_lost(text)
 
-    def _on_subscribe(
+    def _on_request_ack(
         self,
         client: paho.Client,
         userdata: object,
@@ -485,19 +491,10 @@ class MqttConnection:
         reasons: list[ReasonCode],
         properties: Properties | None,
     ) -> None:
+        """Resolve the acknowledged SUBSCRIBE's or UNSUBSCRIBE's future with its reason codes."""
         future = self._requests.pop(mid, None)
         if future is not None and not future.done():
             future.set_result(list(reasons))
-
-    def _on_unsubscribe(
-        self,
-        client: paho.Client,
-        userdata: object,
-        mid: int,
-        reasons: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        self._on_subscribe(client, userdata, mid, reasons, properties)
 
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         raw_topic: bytes = message._topic  # the only way to the undecoded topic

@@ -17,7 +17,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -43,9 +43,10 @@ from collectors.opcua.wire import (
     new_client,
 )
 from collectors.pipeline import CollectorCounters, CollectorPipeline, RawPayload
-from envmon.backoff import Backoff, Retries
+from collectors.supervision import Clock, EventHandler, EventReporter, Sleep, reconnect_backoff
+from envmon.backoff import Retries
 from envmon.config.opcua import OpcUaCollectorConfig
-from envmon.models import ProofOfLife, Quality, Reading, SystemEvent, SystemEventKind
+from envmon.models import ProofOfLife, Quality, Reading, SystemEventKind
 from envmon.sensors import SensorSpec
 from envmon.timeutil import US_PER_S, parse_ts, to_us, utcnow
 
@@ -73,10 +74,6 @@ _HOLD_RETRY_S: Final = 1.0
 _BAD_SUBSCRIPTION_GONE: Final = frozenset(
     {ua.StatusCodes.BadTimeout, ua.StatusCodes.BadSubscriptionIdInvalid}
 )
-#: Share of a reconnect wait taken off at random, so that clients do not retry in step.
-RECONNECT_JITTER: Final = 0.2
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class OpcUaCollector:
@@ -94,8 +91,8 @@ class OpcUaCollector:
         site_specs: Mapping[str, SensorSpec] | Iterable[SensorSpec],
         pipeline: CollectorPipeline,
         *,
-        clock: Callable[[], datetime] = utcnow,
-        on_event: Callable[[SystemEvent], None] | None = None,
+        clock: Clock = utcnow,
+        on_event: EventHandler | None = None,
         commit_delay: float = DEFAULT_COMMIT_DELAY_S,
         max_pending: int = DEFAULT_MAX_PENDING,
         client_factory: ClientFactory = new_client,
@@ -112,7 +109,7 @@ class OpcUaCollector:
         self.component = f"opcua:{config.id}"
         self.source = pipeline.source
         self._clock = clock
-        self._on_event = on_event
+        self._emit = EventReporter(self.component, on_event, clock, logger)
         self._commit_delay = commit_delay
         self._max_pending = max_pending
         self._bindings = build_bindings(config, specs)
@@ -120,11 +117,7 @@ class OpcUaCollector:
         self._client_factory = client_factory
         self._sleep = sleep
         self._rng = rng
-        self._backoff = Backoff(
-            initial_s=config.reconnect.initial,
-            maximum_s=max(config.reconnect.maximum, config.reconnect.initial),
-            jitter=RECONNECT_JITTER,
-        )
+        self._backoff = reconnect_backoff(config.reconnect)
         self._wire = Wire(
             config,
             self._bindings,
@@ -588,19 +581,6 @@ class OpcUaCollector:
         raw = json.dumps({"sensor_id": binding.sensor_id, "node": binding.address}).encode()
         self._failures.append(RawPayload(binding.address, raw, reason))
         self._wake.set()
-
-    def _emit(self, kind: SystemEventKind, detail: str, *, alarm: bool = False) -> None:
-        """Log an event and hand it to ``on_event`` (which publishes it, like the MQTT side's)."""
-        log = logger.warning if alarm else logger.info
-        log("%s: %s", self.component, detail)
-        if self._on_event is not None:
-            event = SystemEvent(
-                event=kind, component=self.component, ts=self._clock(), alarm=alarm, detail=detail
-            )
-            try:
-                self._on_event(event)
-            except Exception:
-                logger.exception("%s: event handler failed", self.component)
 
 
 def _longest(retries: Retries) -> float:
