@@ -34,7 +34,7 @@ import pytest
 from collectors.mqtt.mapping import MAX_LOGGED_INTERNAL_ERRORS, MessageDecoder
 from envmon.config import SiteConfig, load_site, parse_site
 from envmon.models import Quality
-from envmon.testing import site_yaml
+from tests.unit.collectors.sites import PARTICLES_M3, PC_1, instrument, mqtt_site
 from tests.unit.config.test_example_site import EXAMPLE
 
 from . import hostile
@@ -45,43 +45,21 @@ NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 #: Longest dead-letter reason allowed: a few bounded sentences per channel.
 MAX_REASON_CHARS = 1_500
 
-HOSTILE_SITE = site_yaml(
-    """
-    - id: room
-      name: Room
-      grade: C
-      instruments:
-        - id: pc-1
-          name: Counter
-          kind: particle_counter
-          sample_volume_m3: 0.0283
-          channels:
-            - {parameter: particles_0_5um, unit: particles/m3}
-            - {parameter: particles_5_0um, unit: particles/m3}
-        - id: pc-tiny
-          name: Counter with a tiny sample volume
-          kind: particle_counter
-          sample_volume_m3: 1.0e-300
-          channels:
-            - {parameter: particles_0_5um, unit: particles/m3}
-            - {parameter: particles_5_0um, unit: particles/m3}
-        - id: inc-1
-          name: Incubator
-          kind: incubator
-          channels:
-            - {parameter: temperature, unit: degC}
-            - {parameter: co2, unit: "%"}
-            - {parameter: humidity, unit: "%RH"}
-        - id: fr-1
-          name: Fridge
-          kind: fridge
-          channels:
-            - {parameter: temperature, unit: degC}
-    """,
+HOSTILE_SITE = mqtt_site(
+    PC_1,
+    instrument(
+        "pc-tiny",
+        "Counter with a tiny sample volume",
+        "particle_counter",
+        PARTICLES_M3,
+        sample_volume_m3="1.0e-300",
+    ),
+    instrument(
+        "inc-1", "Incubator", "incubator", {"temperature": "degC", "co2": "%", "humidity": "%RH"}
+    ),
+    instrument("fr-1", "Fridge", "fridge", {"temperature": "degC"}),
     site="site: {name: Fuzz}",
-    sections="""
-    collectors:
-      mqtt:
+    mqtt="""
         - id: fuzz
           max_payload_bytes: 2048
           bindings:
@@ -310,14 +288,14 @@ def log_lines() -> Iterator[_Lines]:
 
 
 def _check(
-    decoder: MessageDecoder,
     site: SiteConfig,
     topics: tuple,
     count: int,
     seed: int,
     probes: tuple[str, ...],
 ) -> Counter[str]:
-    """Decode ``count`` fuzzed messages, hold every invariant and count what became of them."""
+    """Decode ``count`` fuzzed messages (the site's first decoder), hold every invariant, count."""
+    decoder = MessageDecoder(site.collectors.mqtt[0], site, source="mqtt:fuzz")
     rng = random.Random(seed)
     sensors = site.sensor_map()
     seen: Counter[str] = Counter()
@@ -363,7 +341,6 @@ def _assert_reached(seen: Counter[str], probes: tuple[str, ...]) -> None:
 def test_example_site_bindings(log_lines: _Lines) -> None:
     """The example site's decoder holds every invariant over 60,000 fuzzed messages."""
     site = load_site(EXAMPLE)
-    decoder = MessageDecoder(site.collectors.mqtt[0], site, source="mqtt:fuzz")
     probes = (
         "is out of range in particles/m3",
         "is out of range in UTC",
@@ -372,7 +349,7 @@ def test_example_site_bindings(log_lines: _Lines) -> None:
         "unknown topic",
         "unknown sensor",
     )
-    seen = _check(decoder, site, EXAMPLE_TOPICS, PAYLOADS // 2, SEED, probes)
+    seen = _check(site, EXAMPLE_TOPICS, PAYLOADS // 2, SEED, probes)
     assert log_lines.count <= MAX_LOGGED_INTERNAL_ERRORS
     _assert_reached(seen, probes)
 
@@ -380,7 +357,6 @@ def test_example_site_bindings(log_lines: _Lines) -> None:
 def test_hostile_bindings(log_lines: _Lines) -> None:
     """Every payload format, timestamp format, quality mapping, counter and unit: 60,000."""
     site = parse_site(HOSTILE_SITE)
-    decoder = MessageDecoder(site.collectors.mqtt[0], site, source="mqtt:fuzz")
     probes = (
         "is out of range in particles/m3",
         "timestamp field 't' is out of range",
@@ -390,7 +366,7 @@ def test_hostile_bindings(log_lines: _Lines) -> None:
         "value out of range",
         "topic is not valid UTF-8",
     )
-    seen = _check(decoder, site, HOSTILE_TOPICS, PAYLOADS // 2, SEED + 1, probes)
+    seen = _check(site, HOSTILE_TOPICS, PAYLOADS // 2, SEED + 1, probes)
     # One line per counter's first reset at most, and a bounded number of tracebacks.
     assert log_lines.count <= len(site.sensor_map()) + MAX_LOGGED_INTERNAL_ERRORS
     _assert_reached(seen, probes)

@@ -15,8 +15,9 @@ from collectors.mqtt.mapping import MessageDecoder
 from collectors.mqtt.wire import decode_publish
 from envmon.config import parse_site
 from envmon.models import Quality
-from envmon.testing import site_yaml
 from envmon.units import FT3_IN_M3
+
+from .sites import FRIDGE_1, INC_1, PC_1, mqtt_site
 
 SCALARS = st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20)
 
@@ -30,35 +31,11 @@ def CONTAINERS(children: st.SearchStrategy[object]) -> st.SearchStrategy[object]
 NOW = datetime(2026, 1, 5, 8, 0, 30, tzinfo=UTC)
 TS = "2026-01-05T08:00:00Z"
 
-SITE = site_yaml(
-    """
-    - id: room
-      name: Room
-      grade: C
-      instruments:
-        - id: pc-1
-          name: Particle counter
-          kind: particle_counter
-          sample_volume_m3: 0.0283
-          channels:
-            - {parameter: particles_0_5um, unit: particles/m3}
-            - {parameter: particles_5_0um, unit: particles/m3}
-        - id: inc-1
-          name: Incubator
-          kind: incubator
-          channels:
-            - {parameter: temperature, unit: degC}
-            - {parameter: co2, unit: "%"}
-        - id: fridge-1
-          name: Fridge
-          kind: fridge
-          channels:
-            - {parameter: temperature, unit: degC}
-    """,
-    site="site: {name: Test}",
-    sections="""
-    collectors:
-      mqtt:
+SITE = mqtt_site(
+    PC_1,
+    INC_1,
+    FRIDGE_1,
+    mqtt="""
         - id: broker
           max_payload_bytes: 1000
           bindings:

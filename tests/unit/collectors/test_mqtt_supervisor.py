@@ -7,32 +7,20 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 
-from collectors.buffer import Outbox
 from collectors.mqtt.collector import MqttCollector
 from collectors.mqtt.errors import MqttConnectError
 from collectors.mqtt.wire import InboundMessage
 from collectors.pipeline import CollectorPipeline
 from envmon.config import parse_site
 from envmon.config.mqtt import MqttCollectorConfig
-from envmon.models import SystemEvent, SystemEventKind
-from envmon.testing import FakeClock, site_yaml
+from envmon.models import SystemEventKind
 
-SITE = site_yaml(
-    """
-    - id: room
-      name: Room
-      grade: C
-      instruments:
-        - id: fridge-1
-          name: Fridge
-          kind: fridge
-          channels:
-            - {parameter: temperature, unit: degC}
-    """,
-    site="site: {name: Test}",
-    sections="""
-    collectors:
-      mqtt:
+from .sites import FRIDGE_1, mqtt_site
+from .supervision import FakeEndpoint, SupervisorHarness, harnesses, until
+
+SITE = mqtt_site(
+    FRIDGE_1,
+    mqtt="""
         - id: broker
           reconnect: {initial: 1, maximum: 8}
           bindings:
@@ -59,7 +47,8 @@ class FakeConnection:
         return not self.lost.done()
 
     async def connect(self) -> bool:
-        return await self.broker.accept()
+        await self.broker.accept()
+        return False
 
     async def subscribe(self, filters: Sequence[str], qos: int) -> None:
         self.subscribed.append((list(filters), qos))
@@ -82,13 +71,11 @@ class FakeConnection:
             self.lost.set_result("closed")
 
 
-class FakeBroker:
+class FakeBroker(FakeEndpoint):
     """The connection factory: refuses ``refuse`` connects, or never answers when ``hang``."""
 
     def __init__(self, refuse: int = 0, hang: bool = False) -> None:
-        self.refuse = refuse
-        self.hang = hang
-        self.connecting = asyncio.Event()
+        super().__init__(refuse, hang)
         self.connections: list[FakeConnection] = []
 
     def __call__(
@@ -102,78 +89,33 @@ class FakeBroker:
         self.connections.append(connection)
         return connection
 
-    async def accept(self) -> bool:
-        self.connecting.set()
-        if self.hang:
-            await asyncio.Future()  # until cancelled
-        if self.refuse:
-            self.refuse -= 1
-            raise MqttConnectError("cannot connect to localhost:1883: connection refused")
-        return False
+    def refusal(self) -> Exception:
+        return MqttConnectError("cannot connect to localhost:1883: connection refused")
 
 
-class FakeSleep:
-    """Records the reconnect waits and returns at once."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        await asyncio.sleep(0)
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Let the loop run (without waiting for time) until ``condition`` holds."""
-    for _ in range(10_000):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("the condition never held")
-
-
-class Harness:
+class Harness(SupervisorHarness):
     def __init__(self, broker: FakeBroker, rng: float = 0.0) -> None:
+        super().__init__()
         site = parse_site(SITE)
-        self.outbox = Outbox(":memory:")
-        self.events: list[SystemEvent] = []
-        self.sleep = FakeSleep()
         self.broker = broker
         self.collector = MqttCollector(
             site.collectors.mqtt[0],
             site,
             CollectorPipeline(self.outbox, source="mqtt:broker"),
-            clock=FakeClock(),
-            on_event=self.events.append,
             connection_factory=broker,
-            sleep=self.sleep,
-            rng=lambda: rng,
+            **self.wiring(rng),
         )
-
-    def kinds(self) -> list[tuple[SystemEventKind, bool]]:
-        return [(e.event, e.alarm) for e in self.events]
 
 
 @pytest.fixture
 async def harness_factory() -> AsyncIterator[Callable[..., Harness]]:
-    made: list[Harness] = []
-
-    def make(broker: FakeBroker, rng: float = 0.0) -> Harness:
-        made.append(Harness(broker, rng))
-        return made[-1]
-
-    yield make
-    for harness in made:
-        await harness.collector.stop()
-        harness.outbox.close()
+    async with harnesses(Harness) as make:
+        yield make
 
 
 async def test_a_refused_connect_is_retried_with_growing_backoff_and_one_alarm(harness_factory):
     h = harness_factory(FakeBroker(refuse=1_000))
-    await h.collector.start()
-    await until(lambda: len(h.sleep.waits) >= 6)
-    await h.collector.stop()
-    assert h.sleep.waits[:6] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert await h.first_waits(6) == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
     assert h.kinds() == [(SystemEventKind.DISCONNECTED, True)]
     assert "connection refused" in h.events[0].detail
     assert all(c.closed for c in h.broker.connections)
@@ -184,10 +126,7 @@ async def test_a_refused_connect_is_retried_with_growing_backoff_and_one_alarm(h
 async def test_the_reconnect_wait_has_jitter(harness_factory):
     """At most a fifth is taken off each wait (``rng`` at its top: exactly a fifth)."""
     h = harness_factory(FakeBroker(refuse=1_000), rng=1.0)
-    await h.collector.start()
-    await until(lambda: len(h.sleep.waits) >= 3)
-    await h.collector.stop()
-    assert h.sleep.waits[:3] == pytest.approx([0.8, 1.6, 3.2])
+    assert await h.first_waits(3) == pytest.approx([0.8, 1.6, 3.2])
 
 
 async def test_the_backoff_starts_again_after_a_connection(harness_factory):

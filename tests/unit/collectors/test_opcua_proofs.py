@@ -67,6 +67,16 @@ def proofs(c: OpcUaCollector) -> dict[str, datetime]:
     return out
 
 
+def proven_once(outbox: Outbox) -> tuple[FakeClock, OpcUaCollector, Session, Subscription]:
+    """Both freezers proven (at ``NOW``) and the proofs taken: what comes next is timed."""
+    clock = FakeClock(NOW)
+    c = collector(outbox, clock)
+    session, sub = session_with({1: value(), 2: value()})
+    c._prove_alive(session, sub, NOW, clock())
+    proofs(c)
+    return clock, c, session, sub
+
+
 class TestProofsOfLife:
     def test_a_new_subscription_proves_every_node_that_can_go_stale(self, outbox):
         """At the first response: each reported node that can go stale, none for the fridge."""
@@ -78,11 +88,7 @@ class TestProofsOfLife:
 
     def test_then_only_once_a_third_of_stale_after_passed(self, outbox):
         """The next proof of an unchanged node comes 20 s (a third of 60 s) later."""
-        clock = FakeClock(NOW)
-        c = collector(outbox, clock)
-        session, sub = session_with({1: value(), 2: value()})
-        c._prove_alive(session, sub, NOW, clock())
-        proofs(c)
+        clock, c, session, sub = proven_once(outbox)
         clock.advance(19)
         c._prove_alive(session, sub, clock(), clock())
         assert proofs(c) == {}
@@ -92,11 +98,7 @@ class TestProofsOfLife:
 
     def test_a_reading_resets_the_period(self, outbox):
         """A node that just reported needs no proof until a period after its reading."""
-        clock = FakeClock(NOW)
-        c = collector(outbox, clock)
-        session, sub = session_with({1: value(), 2: value()})
-        c._prove_alive(session, sub, NOW, clock())
-        proofs(c)
+        clock, c, session, sub = proven_once(outbox)
         clock.advance(15)
         c._evidence[1] = int(clock().timestamp() * 1_000_000)  # node 1 reported now
         clock.advance(6)

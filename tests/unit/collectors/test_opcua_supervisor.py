@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from asyncua import ua
 
-from collectors.buffer import Outbox
 from collectors.opcua.collector import OpcUaCollector
 from collectors.pipeline import CollectorPipeline
 from envmon.config.opcua import OpcUaCollectorConfig
-from envmon.models import SystemEvent, SystemEventKind
-from envmon.testing import FakeClock, make_spec
+from envmon.models import SystemEventKind
+from envmon.testing import make_spec
+
+from .supervision import FakeEndpoint, SupervisorHarness, harnesses, until
 
 SENSORS = ("fridge-1.temperature", "fridge-2.temperature")
 
@@ -80,13 +81,11 @@ class FakeClient:
         await self.connection_lost_callback(ConnectionError(why))
 
 
-class FakeServer:
+class FakeServer(FakeEndpoint):
     """The client factory: refuses ``refuse`` connects, or never answers when ``hang``."""
 
     def __init__(self, refuse: int = 0, hang: bool = False) -> None:
-        self.refuse = refuse
-        self.hang = hang
-        self.connecting = asyncio.Event()
+        super().__init__(refuse, hang)
         self.clients: list[FakeClient] = []
         self.last_id = 0
 
@@ -95,40 +94,13 @@ class FakeServer:
         self.clients.append(client)
         return client
 
-    async def accept(self) -> None:
-        self.connecting.set()
-        if self.hang:
-            await asyncio.Future()  # until cancelled
-        if self.refuse:
-            self.refuse -= 1
-            raise ConnectionRefusedError("connection refused")
+    def refusal(self) -> Exception:
+        return ConnectionRefusedError("connection refused")
 
 
-class FakeSleep:
-    """Records the reconnect waits and returns at once."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        await asyncio.sleep(0)
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Let the loop run (without waiting for time) until ``condition`` holds."""
-    for _ in range(10_000):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("the condition never held")
-
-
-class Harness:
+class Harness(SupervisorHarness):
     def __init__(self, server: FakeServer, **config: Any) -> None:
-        self.outbox = Outbox(":memory:")
-        self.events: list[SystemEvent] = []
-        self.sleep = FakeSleep()
+        super().__init__()
         self.server = server
         nodes = [{"sensor_id": sid, "node_id": f"ns=2;s=N{i}"} for i, sid in enumerate(SENSORS)]
         settings = {
@@ -142,37 +114,20 @@ class Harness:
             OpcUaCollectorConfig.model_validate(settings),
             [make_spec(sid) for sid in SENSORS],
             CollectorPipeline(self.outbox, source="opcua:gw"),
-            clock=FakeClock(),
-            on_event=self.events.append,
             client_factory=server,
-            sleep=self.sleep,
-            rng=lambda: 0.0,
+            **self.wiring(),
         )
-
-    def kinds(self) -> list[tuple[SystemEventKind, bool]]:
-        return [(e.event, e.alarm) for e in self.events]
 
 
 @pytest.fixture
 async def harness_factory() -> AsyncIterator[Callable[..., Harness]]:
-    made: list[Harness] = []
-
-    def make(server: FakeServer, **config: Any) -> Harness:
-        made.append(Harness(server, **config))
-        return made[-1]
-
-    yield make
-    for harness in made:
-        await harness.collector.stop()
-        harness.outbox.close()
+    async with harnesses(Harness) as make:
+        yield make
 
 
 async def test_a_refused_connect_is_retried_with_growing_backoff_and_one_alarm(harness_factory):
     h = harness_factory(FakeServer(refuse=1_000))
-    await h.collector.start()
-    await until(lambda: len(h.sleep.waits) >= 6)
-    await h.collector.stop()
-    assert h.sleep.waits[:6] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert await h.first_waits(6) == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
     assert h.kinds() == [(SystemEventKind.DISCONNECTED, True)]
     assert h.collector.last_error == "ConnectionRefusedError: connection refused"
     assert h.collector.counters.reconnects == 0
@@ -191,10 +146,7 @@ async def test_a_security_refusal_sets_last_error_and_waits_the_longest(harness_
             "private_key": str(tmp_path / "missing.key"),
         },
     )
-    await h.collector.start()
-    await until(lambda: len(h.sleep.waits) >= 3)
-    await h.collector.stop()
-    assert h.sleep.waits[:3] == [8.0, 8.0, 8.0]
+    assert await h.first_waits(3) == [8.0, 8.0, 8.0]
     assert h.collector.last_error is not None
     assert h.collector.last_error.startswith("OpcUaSetupError: opcua:gw: cannot read certificate")
     assert h.kinds() == [(SystemEventKind.DISCONNECTED, True)]

@@ -2,49 +2,27 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from envmon.config import ConfigError, load_site, parse_site
+from tests.unit.collectors.sites import INC_1, PC_1, instrument, mqtt_site
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "deploy" / "examples" / "site.yaml"
 
-AREAS = """
-areas:
-  - id: room
-    name: Room
-    grade: C
-    instruments:
-      - id: pc-1
-        name: Particle counter
-        kind: particle_counter
-        sample_volume_m3: 0.0283
-        channels:
-          - {parameter: particles_0_5um, unit: particles/m3}
-          - {parameter: particles_5_0um, unit: particles/m3}
-      - id: inc-1
-        name: Incubator
-        kind: incubator
-        channels:
-          - {parameter: temperature, unit: degC}
-          - {parameter: co2, unit: "%"}
-"""
-
-
-PC_WITHOUT_VOLUME = """      - id: pc-2
-        name: Particle counter without a sample volume
-        kind: particle_counter
-        channels:
-          - {parameter: particles_0_5um, unit: particles/m3}
-"""
+PC_WITHOUT_VOLUME = instrument(
+    "pc-2",
+    "Particle counter without a sample volume",
+    "particle_counter",
+    {"particles_0_5um": "particles/m3"},
+)
 
 
 def site(mqtt: str, extra_instruments: str = "") -> str:
     """Return a site file whose collectors.mqtt list is ``mqtt`` (a YAML list, dedented)."""
-    body = textwrap.indent(textwrap.dedent(mqtt).strip("\n"), "    ")
-    return f"site: {{name: Test}}\n{AREAS}{extra_instruments}\ncollectors:\n  mqtt:\n{body}\n"
+    extra = (extra_instruments,) if extra_instruments else ()
+    return mqtt_site(PC_1, INC_1, *extra, mqtt=mqtt)
 
 
 def issues(mqtt: str, extra_instruments: str = "") -> list[str]:
