@@ -21,10 +21,11 @@ import pytest
 from alerts.alertmanager import AlertmanagerForwarder
 from devservers.alertmanager import Alertmanager
 from envmon.config.alerting import AlertmanagerConfig
-from envmon.models import AlarmEvent, AlarmKind, Direction, Level, SystemEvent, SystemEventKind
+from envmon.models import AlarmKind, Level, SystemEvent, SystemEventKind
 from envmon.netutil import free_port
 from envmon.testing import FakeClock
 from envmon.timeutil import format_ts, parse_ts
+from tests.unit.alerts.sites import freezer_alarm
 
 RESEND_EVERY_S = 1.0
 #: How far the fake clock starts behind Alertmanager's.
@@ -59,20 +60,7 @@ async def forwarder(
         yield running
 
 
-def _alarm(kind: AlarmKind, ts: datetime, **fields: Any) -> AlarmEvent:
-    values: dict[str, Any] = {
-        "sensor_id": "F-01.temp",
-        "area": "freezer-room",
-        "parameter": "temperature",
-        "unit": "°C",
-        "level": Level.ACTION,
-        "direction": Direction.HIGH,
-        "value": -62.5,
-        "limit": -65.0,
-        "excursion_id": "exc-1",
-    }
-    values.update(fields)
-    return AlarmEvent(event=kind, ts=ts, **values)
+_alarm = freezer_alarm
 
 
 def _active(server: Alertmanager, site: str) -> list[dict[str, Any]]:

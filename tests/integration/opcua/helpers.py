@@ -28,6 +28,15 @@ FAST: dict[str, Any] = {
 }
 
 
+def fast(**overrides: Any) -> dict[str, Any]:
+    """Return ``FAST`` with ``overrides``; a dict override is merged into FAST's dict."""
+    merged = dict(FAST)
+    for key, value in overrides.items():
+        base = FAST.get(key)
+        merged[key] = {**base, **value} if isinstance(base, dict) else value
+    return merged
+
+
 @dataclass(frozen=True)
 class Pki:
     """Certificates and keys for the security tests (PEM keys, DER certificates)."""

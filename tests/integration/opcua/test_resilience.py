@@ -18,7 +18,7 @@ from envmon.testing import eventually
 from envmon.timeutil import to_us, utcnow
 from stream.core import Evaluator
 
-from .helpers import FAST, readings, specs_for, system_events
+from .helpers import FAST, fast, readings, specs_for, system_events
 
 
 class TestServerRestart:
@@ -151,16 +151,14 @@ class TestSilentSubscription:
         await server.start()
         try:
             config = server.collector_config(
-                **{
-                    **FAST,
-                    "subscription": {
-                        "publishing_interval": 0.05,
+                **fast(
+                    subscription={
                         "keepalive_count": 4,
                         "lifetime_count": 200,
                         "max_items_per_subscription": 3,
                     },
-                    "watchdog": {"silence_timeout": 0.6, "health_check": 1},
-                }
+                    watchdog={"silence_timeout": 0.6},
+                )
             )
             collector = make_collector(config, server.specs())
             await collector.start()

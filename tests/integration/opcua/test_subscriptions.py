@@ -9,7 +9,7 @@ import pytest
 from collectors.simulators.opcua_server import SyntheticServer
 from envmon.testing import eventually
 
-from .helpers import FAST, dead_letters, readings
+from .helpers import FAST, dead_letters, fast, readings
 
 
 class TestSubscriptionCaps:
@@ -21,14 +21,7 @@ class TestSubscriptionCaps:
         await server.start()
         try:
             config = server.collector_config(
-                **{
-                    **FAST,
-                    "subscription": {
-                        **FAST["subscription"],
-                        "max_items_per_subscription": 10,
-                        "batch_size": 4,
-                    },
-                }
+                **fast(subscription={"max_items_per_subscription": 10, "batch_size": 4})
             )
             collector = make_collector(config, server.specs())
             await collector.start()
@@ -77,21 +70,18 @@ class TestManyNodes:
         await server.start()
         try:
             config = server.collector_config(
-                **{
-                    **FAST,
-                    "subscription": {
+                **fast(
+                    subscription={
                         "publishing_interval": 0.2,
-                        "keepalive_count": 10,
-                        "lifetime_count": 30,
                         "max_items_per_subscription": 1_000,
                         "batch_size": 500,
                     },
-                    "namespace": server.namespace,
-                    "nodes": [
+                    namespace=server.namespace,
+                    nodes=[
                         {"sensor_id": sensor_id, "browse_path": server.browse_path(i)}
                         for i, sensor_id in enumerate(server.sensor_ids())
                     ],
-                }
+                )
             )
             collector = make_collector(config, server.specs())
             started = time.perf_counter()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+from envmon.models import AlarmEvent, AlarmKind, Direction, Level
 from envmon.testing import site_yaml
 
 FREEZER = """\
@@ -30,3 +34,19 @@ def freezer_site(
         head + "  instruments:", site=f"site: {{name: {name}, timezone: Europe/Amsterdam}}"
     )
     return text + "".join(FREEZER.format(n=n) for n in range(1, freezers + 1))
+
+
+def freezer_alarm(kind: AlarmKind, ts: datetime, **fields: Any) -> AlarmEvent:
+    """Return an action-level high alarm of freezer F-01 (``fields`` override any value)."""
+    values: dict[str, Any] = {
+        "sensor_id": "F-01.temp",
+        "area": "freezer-room",
+        "parameter": "temperature",
+        "unit": "°C",
+        "level": Level.ACTION,
+        "direction": Direction.HIGH,
+        "value": -62.5,
+        "limit": -65.0,
+        "excursion_id": "exc-1",
+    }
+    return AlarmEvent(event=kind, ts=ts, **(values | fields))

@@ -12,26 +12,15 @@ from alerts.alertmanager import (
     system_alert,
 )
 from envmon.config.alerting import AlertmanagerConfig
-from envmon.models import AlarmEvent, AlarmKind, Direction, Level, SystemEvent, SystemEventKind
+from envmon.models import AlarmEvent, AlarmKind, Level, SystemEvent, SystemEventKind
+from tests.unit.alerts.sites import freezer_alarm
 
 T0 = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
 SITE = "plant-a"
 
 
 def _alarm(kind: AlarmKind, ts: datetime = T0, **fields: Any) -> AlarmEvent:
-    values: dict[str, Any] = {
-        "sensor_id": "F-01.temp",
-        "area": "freezer-room",
-        "parameter": "temperature",
-        "unit": "°C",
-        "level": Level.ACTION,
-        "direction": Direction.HIGH,
-        "value": -62.5,
-        "limit": -65.0,
-        "excursion_id": "exc-1",
-    }
-    values.update(fields)
-    return AlarmEvent(event=kind, ts=ts, **values)
+    return freezer_alarm(kind, ts, **fields)
 
 
 def _forwarder(resend_every: float = 60.0) -> AlertmanagerForwarder:
