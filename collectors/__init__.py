@@ -1,1 +1,1 @@
-"""Equipment collectors (MQTT, OPC-UA) and simulators — built in issue 3."""
+"""Equipment collectors (MQTT, OPC-UA): readings into the durable buffer; simulators."""
