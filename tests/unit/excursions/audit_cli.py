@@ -14,7 +14,7 @@ from envmon.cli import app
 from envmon.testing import DEFAULT_T0
 from excursions.checkpoints import Checkpoint, load_private_key, sign
 
-from .tampering import cut_tail
+from .tampering import cut_tail, signed_store, tamper
 from .test_audit import fill
 
 SITE = Path(__file__).parents[3] / "deploy" / "examples" / "site.yaml"
@@ -95,3 +95,10 @@ def broken(result: Result) -> str:
     """Return the output of a run that failed with exit code 1 (a verify naming a break)."""
     assert result.exit_code == 1, result.output
     return result.output
+
+
+def tampered_signed_store(engine: Engine, statement: str) -> str:
+    """Store a signed record, run ``statement`` with the guards off; return verify's failure."""
+    signed_store(engine)
+    tamper(engine, statement)
+    return broken(verify_cli(engine))

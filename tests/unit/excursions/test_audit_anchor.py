@@ -35,7 +35,15 @@ from excursions.report import write_report
 from excursions.users import UserStore
 from stream.timeseries.sink import site_id
 
-from .audit_cli import SITE, Keys, broken, check_truncated_tail_is_named, url_of, verify_cli
+from .audit_cli import (
+    SITE,
+    Keys,
+    broken,
+    check_truncated_tail_is_named,
+    tampered_signed_store,
+    url_of,
+    verify_cli,
+)
 from .conftest import FAST_HASHER
 from .tampering import cut_tail, rewrite_chain, signed_store, tamper
 from .test_audit import fill
@@ -345,9 +353,7 @@ class TestRowsUnderTheChain:
     def test_other_signature_changes_are_named(
         self, engine: Engine, statement: str, expected: str
     ) -> None:
-        signed_store(engine)
-        tamper(engine, statement)
-        output = broken(verify_cli(engine))
+        output = tampered_signed_store(engine, statement)
         assert expected in output
 
     @pytest.mark.parametrize(
@@ -382,9 +388,7 @@ class TestRowsUnderTheChain:
     def test_a_record_changed_by_sql_is_named(
         self, engine: Engine, statement: str, expected: str
     ) -> None:
-        signed_store(engine)
-        tamper(engine, statement)
-        output = broken(verify_cli(engine))
+        output = tampered_signed_store(engine, statement)
         assert expected in output
         assert "Door open" not in output  # long texts are not echoed
 
@@ -418,9 +422,7 @@ class TestRowsUnderTheChain:
     def test_a_user_changed_by_sql_is_named(
         self, engine: Engine, statement: str, expected: str
     ) -> None:
-        signed_store(engine)
-        tamper(engine, statement)
-        output = broken(verify_cli(engine))
+        output = tampered_signed_store(engine, statement)
         assert expected in output
         assert "$argon2" not in output
 

@@ -418,6 +418,18 @@ def visible_text(html: str) -> str:
     return html_module.unescape(re.sub(r"<[^>]+>", " ", html))
 
 
+def record_page_as(named: tuple[FormClient, str, str], username: str) -> tuple[FormClient, str]:
+    """Sign ``username`` in; return the client and the excursion's page path."""
+    client, record_id, _gap_id = named
+    sign_in(client, username)
+    return client, f"/excursions/{record_id}"
+
+
+def form_of(html: str, name: str) -> str:
+    """Return the page from the form ``form-<name>`` on."""
+    return html[html.index(f'id="form-{name}"') :]
+
+
 def under_review(client: FormClient, url: str) -> str:
     """Acknowledge and start the review of a record as the signed-in QA user; the page."""
     page = client.get(url).text
@@ -538,11 +550,9 @@ def test_without_a_site_the_list_offers_what_the_store_holds(
 def test_the_assessment_form_keeps_values_after_a_refusal(
     named: tuple[FormClient, str, str],
 ) -> None:
-    client, record_id, _gap_id = named
-    url = f"/excursions/{record_id}"
-    sign_in(client, "quinn")
+    client, url = record_page_as(named, "quinn")
     page = under_review(client, url)
-    form = page[page.index('id="form-assess"') :]
+    form = form_of(page, "assess")
     assert "Impact on products" in form
     assert "Root cause category" in form
     assert '<select id="qa-root_cause_category" name="root_cause_category">' in form
@@ -552,7 +562,7 @@ def test_the_assessment_form_keeps_values_after_a_refusal(
     refused = client.post(f"{url}/assess", data={"version": version_on(page), **typed})
     assert refused.status_code == 422  # no reason given
     assert "a reason is required" in refused.text
-    form = refused.text[refused.text.index('id="form-assess"') :]
+    form = form_of(refused.text, "assess")
     assert 'id="form-error"' in form
     assert "CAR-T lot for patient 0042</textarea>" in form
     assert '<option value="human_error" selected>' in form
@@ -567,9 +577,7 @@ def test_the_assessment_form_keeps_values_after_a_refusal(
 def test_a_refused_signature_keeps_all_but_the_password(
     named: tuple[FormClient, str, str],
 ) -> None:
-    client, record_id, _gap_id = named
-    url = f"/excursions/{record_id}"
-    sign_in(client, "quinn")
+    client, url = record_page_as(named, "quinn")
     page = under_review(client, url)
     signature = {
         "username": "quinn",
@@ -579,7 +587,7 @@ def test_a_refused_signature_keeps_all_but_the_password(
     }
     refused = client.post(f"{url}/close", data={"version": version_on(page), **signature})
     assert refused.status_code == 422
-    form = refused.text[refused.text.index('id="form-close"') :]
+    form = form_of(refused.text, "close")
     assert 'value="reviewed the excursion"' in form
     assert '<option value="reviewed" selected>' in form
     assert "not my password at all" not in refused.text
@@ -588,9 +596,7 @@ def test_a_refused_signature_keeps_all_but_the_password(
 def test_a_confirmation_after_each_action_and_never_an_echo(
     named: tuple[FormClient, str, str],
 ) -> None:
-    client, record_id, _gap_id = named
-    url = f"/excursions/{record_id}"
-    sign_in(client, "olga")
+    client, url = record_page_as(named, "olga")
     page = client.get(url).text
     assert 'id="notice"' not in page
     done = client.post(f"{url}/acknowledge", data={"version": version_on(page), "text": "seen"})
