@@ -498,17 +498,21 @@ def add_admin_pages(
             return users_page(request, user, exc.status, str(exc), typed)
         return RedirectResponse("/users?done=added", status_code=303)
 
-    @app.get("/users/{username}", include_in_schema=False)
-    def user_detail(
-        request: Request, username: str, envmon_session: Annotated[str | None, Cookie()] = None
-    ) -> Response:
-        user = admitted(
+    def admitted_to_user(request: Request, token: str | None, username: str) -> User | Response:
+        """Return the signed-in administrator, else the sign-in (back to the user) or 403."""
+        return admitted(
             request,
-            envmon_session,
+            token,
             lambda: f"/users/{username}" if known(username) else "/users",
             Permission.MANAGE_USERS,
             NOT_AN_ADMIN,
         )
+
+    @app.get("/users/{username}", include_in_schema=False)
+    def user_detail(
+        request: Request, username: str, envmon_session: Annotated[str | None, Cookie()] = None
+    ) -> Response:
+        user = admitted_to_user(request, envmon_session, username)
         if isinstance(user, Response):
             return user
         if not known(username):
@@ -523,13 +527,7 @@ def add_admin_pages(
         action: str,
         envmon_session: Annotated[str | None, Cookie()] = None,
     ) -> Response:
-        user = admitted(
-            request,
-            envmon_session,
-            lambda: f"/users/{username}" if known(username) else "/users",
-            Permission.MANAGE_USERS,
-            NOT_AN_ADMIN,
-        )
+        user = admitted_to_user(request, envmon_session, username)
         if isinstance(user, Response):
             return user
         if not known(username) or action not in ("role", "disable", "enable", "password"):
