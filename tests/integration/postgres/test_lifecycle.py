@@ -25,7 +25,7 @@ from excursions.sessions import Sessions
 from excursions.timeline import TimelineStore, timeline
 from excursions.users import MAX_FAILED, AuthenticationError, ThrottledError, User, UserStore
 from tests.unit.excursions.conftest import FAST_HASHER, stored_excursion
-from tests.unit.excursions.lifecycle_cases import ASSESSMENT, QA_PASSWORD, close, reopen, version
+from tests.unit.excursions.lifecycle_cases import ASSESSMENT, QA_PASSWORD, sign, version
 from tests.unit.excursions.test_records import core_events
 
 pytestmark = pytest.mark.timeout(120)
@@ -52,9 +52,9 @@ def test_the_whole_lifecycle_as_the_app_role(app_engine: Engine) -> None:
     v = life.start_review(record_id, who["qa"], "routine review", version=v)
     v = life.assess(record_id, who["qa"], ASSESSMENT, "assessed", version=v)
     with pytest.raises(StaleRecordError):  # a form loaded before the assessment
-        close(life, record_id, version=v - 1, reason="stale")
-    v = close(life, record_id, version=v, reason="no impact")
-    v = reopen(life, record_id, version=v, reason="new probe data")
+        sign(life.close, record_id, version=v - 1, reason="stale")
+    v = sign(life.close, record_id, version=v, reason="no impact")
+    v = sign(life.reopen, record_id, version=v, reason="new probe data", meaning="reviewed")
 
     first, second = life.signatures(record_id)
     assert not first.covers_current_content

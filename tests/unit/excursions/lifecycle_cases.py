@@ -6,13 +6,13 @@ Shared by the lifecycle tests on SQLite (here) and on PostgreSQL
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from excursions.db import AuditEntry, ExcursionRow
-from excursions.lifecycle import Lifecycle
 
 QA_PASSWORD = "qa password 123"
 ASSESSMENT = {
@@ -43,8 +43,8 @@ def newest_seq(engine: Engine) -> int | None:
         return session.execute(select(AuditEntry.seq).order_by(AuditEntry.seq.desc())).scalar()
 
 
-def close(
-    life: Lifecycle,
+def sign(
+    step: Callable[..., int],
     record_id: str,
     *,
     version: int,
@@ -54,8 +54,8 @@ def close(
     signer: str = "quinn",
     **extra: Any,
 ) -> int:
-    """Close the record signed by ``signer`` (quinn, with the QA password, approving)."""
-    return life.close(
+    """Take a signed step (``life.close``, ``life.reopen``) as quinn with the QA password."""
+    return step(
         record_id,
         signer=signer,
         password=password,
@@ -63,24 +63,4 @@ def close(
         reason=reason,
         version=version,
         **extra,
-    )
-
-
-def reopen(
-    life: Lifecycle,
-    record_id: str,
-    *,
-    version: int,
-    reason: str,
-    password: str = QA_PASSWORD,
-    meaning: str = "reviewed",
-) -> int:
-    """Reopen the record signed by quinn (with the QA password, reviewed)."""
-    return life.reopen(
-        record_id,
-        signer="quinn",
-        password=password,
-        meaning=meaning,
-        reason=reason,
-        version=version,
     )

@@ -20,7 +20,7 @@ from excursions.lifecycle import Lifecycle
 from excursions.users import UserStore
 
 from .conftest import FAST_HASHER, stored_records
-from .lifecycle_cases import QA_PASSWORD, close, version
+from .lifecycle_cases import QA_PASSWORD, sign, version
 
 #: Only the fields closing needs.
 ASSESSMENT = {
@@ -114,7 +114,7 @@ def signed_store(engine: Engine) -> tuple[str, Lifecycle, UserStore]:
     v = life.acknowledge(record_id, operator, "door closed", version=version(engine, record_id))
     v = life.start_review(record_id, qa, "review", version=v)
     v = life.assess(record_id, qa, ASSESSMENT, "assessment", version=v)
-    close(life, record_id, version=v, reason="reviewed and closed")
+    sign(life.close, record_id, version=v, reason="reviewed and closed")
     return record_id, life, users
 
 

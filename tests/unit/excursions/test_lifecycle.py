@@ -22,7 +22,7 @@ from excursions.lifecycle import (
 from excursions.users import MAX_FAILED, User, UserStore
 
 from .conftest import FAST_HASHER, stored_records
-from .lifecycle_cases import ASSESSMENT, QA_PASSWORD, close, newest_seq, reopen, stored_row, version
+from .lifecycle_cases import ASSESSMENT, QA_PASSWORD, newest_seq, sign, stored_row, version
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_the_whole_lifecycle_with_signatures(
 ) -> None:
     life, record_id, people = setup
     v = to_review(life, engine, record_id, people)
-    v = close(life, record_id, version=v, reason="assessed, no impact")
+    v = sign(life.close, record_id, version=v, reason="assessed, no impact")
     assert state(engine, record_id) == "closed"
     (signed,) = life.signatures(record_id)
     s = signed.signature
@@ -72,7 +72,9 @@ def test_the_whole_lifecycle_with_signatures(
     assert signed.covers_current_content
     assert signed.signature.signed_at.tzinfo is not None
 
-    v = reopen(life, record_id, version=v, reason="new data from the probe")
+    v = sign(
+        life.reopen, record_id, version=v, reason="new data from the probe", meaning="reviewed"
+    )
     first, second = life.signatures(record_id)
     assert not first.covers_current_content  # the content it signed has changed since
     assert second.covers_current_content
@@ -111,7 +113,14 @@ def test_a_viewer_and_an_operator_cannot_review_or_sign(
     v = life.start_review(record_id, people["qa"], "review", version=v)
     v = life.assess(record_id, people["qa"], ASSESSMENT, "assessment", version=v)
     with pytest.raises(NotAllowedError, match="operator"):
-        close(life, record_id, version=v, reason="x", signer="olga", password="olga password 123")
+        sign(
+            life.close,
+            record_id,
+            version=v,
+            reason="x",
+            signer="olga",
+            password="olga password 123",
+        )
 
 
 @pytest.mark.parametrize(
@@ -135,9 +144,11 @@ def test_bad_input_is_refused_and_changes_nothing(
     qa = people["qa"]
     actions = {
         "overlong_comment": lambda: life.comment(record_id, qa, "x" * (MAX_COMMENT + 1), version=v),
-        "wrong_password": lambda: close(life, record_id, version=v, reason="r", password="wrong!"),
-        "bad_meaning": lambda: close(life, record_id, version=v, reason="r", meaning="ok"),
-        "missing_reason": lambda: close(life, record_id, version=v, reason=" "),
+        "wrong_password": lambda: sign(
+            life.close, record_id, version=v, reason="r", password="wrong!"
+        ),
+        "bad_meaning": lambda: sign(life.close, record_id, version=v, reason="r", meaning="ok"),
+        "missing_reason": lambda: sign(life.close, record_id, version=v, reason=" "),
         "bad_root_cause": lambda: life.assess(
             record_id, qa, {"root_cause_category": "gremlins"}, "r", version=v
         ),
@@ -172,7 +183,7 @@ def test_closing_needs_the_assessment_and_an_ended_excursion(
     v = life.acknowledge(record_id, people["operator"], "seen", version=version(engine, record_id))
     v = life.start_review(record_id, people["qa"], "review", version=v)
     with pytest.raises(LifecycleError, match="fill in impact_text, root_cause_category"):
-        close(life, record_id, version=v, reason="r")
+        sign(life.close, record_id, version=v, reason="r")
 
 
 def test_signatures_cannot_be_edited(
@@ -180,7 +191,7 @@ def test_signatures_cannot_be_edited(
 ) -> None:
     life, record_id, people = setup
     v = to_review(life, engine, record_id, people)
-    close(life, record_id, version=v, reason="ok")
+    sign(life.close, record_id, version=v, reason="ok")
     with pytest.raises(DatabaseError, match="append-only"), engine.begin() as connection:
         connection.execute(text("UPDATE signatures SET meaning = 'reviewed'"))
 
@@ -191,7 +202,7 @@ def test_a_closed_record_accepts_nothing_but_reopen(
     """Comments on a closed, signed record are refused by the lifecycle; reopening works."""
     life, record_id, people = setup
     v = to_review(life, engine, record_id, people)
-    v = close(life, record_id, version=v, reason="no impact")
+    v = sign(life.close, record_id, version=v, reason="no impact")
     before = newest_seq(engine)
     for user in (people["operator"], people["qa"]):
         with pytest.raises(ClosedRecordError, match=r"closed and signed.*reopen"):
@@ -201,7 +212,7 @@ def test_a_closed_record_accepts_nothing_but_reopen(
     assert version(engine, record_id) == v
     (signed,) = life.signatures(record_id)
     assert signed.covers_current_content
-    v = reopen(life, record_id, version=v, reason="new information")
+    v = sign(life.reopen, record_id, version=v, reason="new information", meaning="reviewed")
     life.comment(record_id, people["operator"], "the new information", version=v)
 
 
@@ -213,12 +224,12 @@ def test_failed_signatures_are_audited_and_five_block_signing(
     v = to_review(life, engine, record_id, people)
     for _ in range(MAX_FAILED - 1):
         with pytest.raises(LifecycleError, match="wrong user id or password"):
-            close(life, record_id, version=v, reason="r", password="wrong!", client="10.1.1.1")
+            sign(life.close, record_id, version=v, reason="r", password="wrong!", client="10.1.1.1")
     with pytest.raises(SigningBlockedError, match="signed out") as blocked:
-        close(life, record_id, version=v, reason="r", password="wrong!", client="10.1.1.1")
+        sign(life.close, record_id, version=v, reason="r", password="wrong!", client="10.1.1.1")
     assert blocked.value.ends_session
     with pytest.raises(SigningBlockedError, match="try again after"):
-        close(life, record_id, version=v, reason="r", client="10.1.1.1")
+        sign(life.close, record_id, version=v, reason="r", client="10.1.1.1")
     assert state(engine, record_id) == "under_review"
     with Session(engine) as session:
         failed = list(

@@ -25,7 +25,7 @@ from excursions.web.security import csrf_token
 from stream.timeseries.sqlite import SqliteTimeSeries
 
 from .conftest import app_services, stored_excursion
-from .lifecycle_cases import ASSESSMENT, close, version
+from .lifecycle_cases import ASSESSMENT, sign, version
 
 PASSWORD = "a long password 1"
 ROLES = ("viewer", "operator", "qa", "admin")
@@ -62,7 +62,7 @@ def _under_review(rig: Rig) -> None:
 def _closed(rig: Rig) -> None:
     _under_review(rig)
     v = rig.version()
-    close(rig.life, rig.record_id, version=v, reason="closed", signer="qa1", password=PASSWORD)
+    sign(rig.life.close, rig.record_id, version=v, reason="closed", signer="qa1", password=PASSWORD)
 
 
 #: The record's QA state each case is sent in: how to get there from ``open``.
