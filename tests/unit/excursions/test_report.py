@@ -22,7 +22,7 @@ from excursions.series import fetch_trend
 from stream.timeseries.sqlite import SqliteTimeSeries
 
 from .conftest import stored_excursion
-from .lifecycle_cases import ASSESSMENT
+from .lifecycle_cases import ASSESSMENT, sign
 from .test_records import core_readings
 from .test_report_layout import body_text
 
@@ -41,14 +41,7 @@ def closed_record(engine: Engine) -> tuple[Lifecycle, str]:
     v = life.acknowledge(record_id, qa, "seen", version=detail.row_version)
     v = life.start_review(record_id, qa, "review", version=v)
     v = life.assess(record_id, qa, ASSESSMENT, "assessment", version=v)
-    life.close(
-        record_id,
-        signer="quinn",
-        password=PASSWORD,
-        meaning="approved",
-        reason="no impact",
-        version=v,
-    )
+    sign(life.close, record_id, version=v, reason="no impact", password=PASSWORD)
     return life, record_id
 
 
@@ -151,14 +144,7 @@ def test_every_accepted_input_prints_at_its_longest(engine: Engine, tmp_path: Pa
         record_id, qa, {**fields, "root_cause_category": "equipment"}, inputs["ASSESS"], version=v
     )
     inputs["CLOSE"] = longest("CLOSE", MAX_COMMENT)
-    life.close(
-        record_id,
-        signer="quinn",
-        password=PASSWORD,
-        meaning="approved",
-        reason=inputs["CLOSE"],
-        version=v,
-    )
+    sign(life.close, record_id, version=v, reason=inputs["CLOSE"], password=PASSWORD)
     detail = record_detail(engine, record_id, ZoneInfo("Europe/Berlin"))
     assert detail is not None
     path = tmp_path / "report.pdf"

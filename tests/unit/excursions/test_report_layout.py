@@ -39,7 +39,7 @@ from excursions.report import (
 from excursions.web.app import create_app
 
 from .conftest import app_services, stored_excursion
-from .lifecycle_cases import ASSESSMENT
+from .lifecycle_cases import ASSESSMENT, sign
 from .test_pages import PASSWORD, FormClient, sign_in
 from .test_records import core_readings
 
@@ -73,13 +73,13 @@ def rich_record(engine: Engine) -> tuple[RecordDetail, str]:
     fields = {**ASSESSMENT, "capa_ref": "CAPA-2026-0117", "impact_text": sentence * 20}
     v = life.assess(record_id, qa, fields, "assessment", version=v)
     clock.advance(180)
-    life.close(
+    sign(
+        life.close,
         record_id,
+        version=v,
+        reason="no impact",
         signer="quinn.example",
         password=PASSWORD,
-        meaning="approved",
-        reason="no impact",
-        version=v,
     )
     found = record_detail(engine, record_id, ZONE)
     assert found is not None

@@ -34,7 +34,7 @@ from excursions.timeline import TimelineEntry, TimelineStore, event_id, timeline
 from excursions.users import UserStore
 
 from .conftest import FAST_HASHER, store_core_events
-from .lifecycle_cases import ASSESSMENT, QA_PASSWORD
+from .lifecycle_cases import ASSESSMENT, QA_PASSWORD, sign
 from .test_records import core_events
 
 
@@ -114,14 +114,7 @@ def test_timeline_merges_alarms_notifications_actions_and_signatures(engine: Eng
     v = life.start_review(record_id, quinn, "routine review", version=v)
     v = life.assess(record_id, quinn, ASSESSMENT, "assessed", version=v)
     clock.advance(60)
-    life.close(
-        record_id,
-        signer="quinn",
-        password=QA_PASSWORD,
-        meaning="approved",
-        reason="no impact",
-        version=v,
-    )
+    sign(life.close, record_id, version=v, reason="no impact")
 
     entries = entries_of(engine, record_id)
     assert entries == sorted(entries, key=lambda e: e.at)
