@@ -9,16 +9,15 @@ wall clock. Both engines that tick a wall clock are tested: the Kafka worker's
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from envmon.bus import READINGS, InMemoryBus, Message
 from envmon.models import AlarmEvent, AlarmKind, CoreEvent, DataGap, Reading
-from envmon.testing import DEFAULT_T0, FakeClock, make_spec
+from envmon.testing import DEFAULT_T0, FakeClock, eventually, make_spec
 from stream.embedded import StreamProcessor
 from stream.kafka.batch import BatchResult, ReadingBatchProcessor
 
@@ -194,19 +193,18 @@ class TestEmbeddedBackfill:
         try:
             first = second_by_second(SENSORS, DEFAULT_T0, 2)
             await bus.publish([Message(READINGS, r.sensor_id, r.to_json()) for r in first])
-            await until(lambda: proc.readings == len(first))
+            await eventually(
+                lambda: proc.readings == len(first), what="the first readings handled", interval=0
+            )
             clock.advance(600)  # the processor was stuck; what follows waited on the bus
             backlog = second_by_second(SENSORS, DEFAULT_T0 + timedelta(seconds=2), 600)
             await bus.publish([Message(READINGS, r.sensor_id, r.to_json()) for r in backlog])
-            await until(lambda: proc.readings == len(first) + len(backlog))
+            await eventually(
+                lambda: proc.readings == len(first) + len(backlog),
+                what="the backlog handled",
+                interval=0,
+            )
             await proc.tick()
         finally:
             await proc.stop()
         assert [e for e in events if isinstance(e, AlarmEvent | DataGap)] == []
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    """Let the processor's task run until ``predicate()`` holds (no clock involved)."""
-    async with asyncio.timeout(30):
-        while not predicate():
-            await asyncio.sleep(0)

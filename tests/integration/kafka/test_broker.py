@@ -50,7 +50,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
@@ -61,6 +61,7 @@ from aiokafka.errors import UnknownTopicOrPartitionError
 from aiokafka.structs import TopicPartition
 
 from devservers.kafka import REPO_ROOT, KafkaBroker, probe_metadata, render_config
+from envmon.testing import eventually
 from stream.kafka.topics import TopicsError, create_topics, delete_topics
 
 from .faust_counter import make_app, wait_ready
@@ -119,15 +120,6 @@ def readings(sensors: int, per_sensor: int, start: int = 0) -> list[Record]:
         for i in range(start, start + per_sensor)
         for s in range(sensors)
     ]
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll ``predicate`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout:g} s")
-        await asyncio.sleep(0.05)
 
 
 class TestBroker:
@@ -263,7 +255,9 @@ class TestFaust:
             await wait_ready(app)
             print(f"faust app ready after {time.monotonic() - started:.2f} s")
             await produce(kafka.bootstrap, topic, readings(sensors=3, per_sensor=20))
-            await wait_until(lambda: sum(counts.values()) >= 60)
+            await eventually(
+                lambda: sum(counts.values()) >= 60, what="60 records counted", timeout=30
+            )
             assert dict(counts.items()) == {"s0": 20, "s1": 20, "s2": 20}
         finally:
             await app.stop()
@@ -276,7 +270,9 @@ class TestFaust:
             print(f"faust app recovered after {time.monotonic() - started:.2f} s")
             assert dict(recovered.items()) == {"s0": 20, "s1": 20, "s2": 20}
             await produce(kafka.bootstrap, topic, readings(sensors=3, per_sensor=1, start=20))
-            await wait_until(lambda: sum(recovered.values()) >= 63)
+            await eventually(
+                lambda: sum(recovered.values()) >= 63, what="63 records recovered", timeout=30
+            )
             await asyncio.sleep(1)  # anything counted twice would show up by now
             assert dict(recovered.items()) == {"s0": 21, "s1": 21, "s2": 21}
         finally:
@@ -309,8 +305,10 @@ class TestFaust:
                 command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out
             )
         try:
-            await wait_until(
-                lambda: logfile.exists() and "Ready" in logfile.read_text(errors="replace"), 60
+            await eventually(
+                lambda: logfile.exists() and "Ready" in logfile.read_text(errors="replace"),
+                what="the faust worker's Ready line",
+                timeout=60,
             )
             print(f"faust worker ready after {time.monotonic() - started:.2f} s")
             await produce(kafka.bootstrap, topic, readings(sensors=2, per_sensor=15))
@@ -328,7 +326,9 @@ class TestFaust:
             await wait_ready(app)
             assert dict(counts.items()) == {"s0": 15, "s1": 15}
             await produce(kafka.bootstrap, topic, readings(sensors=2, per_sensor=1, start=15))
-            await wait_until(lambda: sum(counts.values()) >= 32)
+            await eventually(
+                lambda: sum(counts.values()) >= 32, what="32 records counted", timeout=30
+            )
             await asyncio.sleep(1)
             assert dict(counts.items()) == {"s0": 16, "s1": 16}
         finally:

@@ -23,6 +23,7 @@ from envmon.config import load_site
 from envmon.models import SystemEvent, SystemEventKind
 from envmon.netutil import free_port
 from envmon.settings import Settings
+from envmon.testing import eventually
 from envmon.timeutil import utcnow
 from tests.integration.mqtt.helpers import messages, seq_of, site_yaml
 
@@ -102,12 +103,6 @@ async def test_mqtt_readings_reach_kafka(
     assert metrics[("envmon_bus_producer_replacements_total", "readings")] == 0
 
 
-async def _wait_for(predicate, what: str, timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.2)
-
-
 class TestCollectorEvents:
     async def test_one_opcua_disconnect_is_one_message_on_alarms(
         self, kafka: KafkaBroker, topic_prefix: str, tmp_path: Path
@@ -142,9 +137,13 @@ class TestCollectorEvents:
         stop = asyncio.Event()
         collect = asyncio.create_task(run_collect(settings, stop=stop))
         try:
-            await _wait_for(lambda: seen(SystemEventKind.CONNECTED), "connected on the topic")
+            await eventually(
+                lambda: seen(SystemEventKind.CONNECTED), what="connected on the topic", timeout=30
+            )
             await server.stop()
-            await _wait_for(lambda: seen(SystemEventKind.DISCONNECTED), "disconnected")
+            await eventually(
+                lambda: seen(SystemEventKind.DISCONNECTED), what="disconnected", timeout=30
+            )
             await asyncio.sleep(3)  # reconnection attempts fail meanwhile: no more events
         finally:
             stop.set()
@@ -184,8 +183,10 @@ class TestCollectorEvents:
         stop = asyncio.Event()
         collect = asyncio.create_task(run_collect(settings, stop=stop))
         try:
-            await _wait_for(
-                lambda: _contains(kinds(), SystemEventKind.CONNECTED), "connected on the topic"
+            await eventually(
+                lambda: _contains(kinds(), SystemEventKind.CONNECTED),
+                what="connected on the topic",
+                timeout=30,
             )
             # Readings can no longer be published: their topic is gone (no auto-creation).
             await kafka.delete_topics([settings.topic(READINGS)])
@@ -194,11 +195,11 @@ class TestCollectorEvents:
                 metrics = await scrape(metrics_port)
                 return metrics[("envmon_buffer_messages", "readings")] >= 500
 
-            await _wait_for(readings_stuck, "readings piling up in the buffer", timeout=60)
+            await eventually(readings_stuck, what="readings piling up in the buffer", timeout=60)
             await server.stop()
-            await _wait_for(
+            await eventually(
                 lambda: _contains(kinds(), SystemEventKind.DISCONNECTED),
-                "disconnected on the topic, ahead of the stuck readings",
+                what="disconnected on the topic, ahead of the stuck readings",
                 timeout=20,
             )
             metrics = await scrape(metrics_port)

@@ -27,6 +27,7 @@ from envmon.commands.collect import run_collect
 from envmon.models import SystemEvent, SystemEventKind
 from envmon.netutil import free_port
 from envmon.settings import Settings
+from envmon.testing import eventually
 from stream.kafka.bus import KafkaBus
 from stream.kafka.topics import create_topics
 from tests.integration.mqtt.helpers import site_yaml
@@ -39,7 +40,7 @@ from .pipeline import (
     read_topic,
     scrape,
 )
-from .test_worker import make_topics, publish, scenario_csv, settings_for, start_worker, wait_for
+from .test_worker import make_topics, publish, scenario_csv, settings_for, start_worker
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -198,17 +199,24 @@ class TestKafkaRestartUnderWorker:
             return metrics[("envmon_worker_readings_total", "")] >= count
 
         try:
-            await wait_for(lambda: handled(half), "the first half handled", 120)
+            await eventually(
+                lambda: handled(half), what="the first half handled", timeout=120, interval=0.2
+            )
 
             async def settled() -> bool:  # a start's transient errors are an outage too
                 return (await scrape(metrics_port))[("envmon_kafka_outage", "")] == 0
 
-            await wait_for(settled, "no outage going on", 60)
+            await eventually(settled, what="no outage going on", timeout=60, interval=0.2)
             before = len(log.read_text().splitlines())
             async with broker_outage(own_kafka, 20):
                 pass
             await publish(settings, readings[half:])
-            await wait_for(lambda: handled(len(readings)), "every reading handled", 120)
+            await eventually(
+                lambda: handled(len(readings)),
+                what="every reading handled",
+                timeout=120,
+                interval=0.2,
+            )
             after = log.read_text().splitlines()[before:]
 
             async def caught_up() -> bool:
@@ -216,7 +224,7 @@ class TestKafkaRestartUnderWorker:
                 lags = [v for (name, _), v in metrics.items() if name == "envmon_worker_lag"]
                 return bool(lags) and sum(lags) == 0
 
-            await wait_for(caught_up, "no lag", 30)
+            await eventually(caught_up, what="no lag", timeout=30, interval=0.2)
             metrics = await scrape(metrics_port)
         finally:
             worker.send_signal(signal.SIGTERM)

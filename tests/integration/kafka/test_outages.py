@@ -18,6 +18,7 @@ from envmon.bus import READINGS
 from envmon.commands.stream_worker import build_worker
 from envmon.config import load_site
 from envmon.models import SystemEventKind
+from envmon.testing import eventually
 from envmon.timeutil import parse_ts
 from stream.kafka.bus import KafkaBus
 from stream.kafka.topics import create_topics
@@ -41,14 +42,6 @@ def stored_points(server: QuestDB, site: str) -> tuple[int, int]:
     except Exception:
         return -1, -1
     return int(n), int(distinct)
-
-
-async def eventually(predicate, what: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await asyncio.to_thread(predicate):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 class TestTimeSeriesOutage:
@@ -80,7 +73,9 @@ class TestTimeSeriesOutage:
             await wait_ready(worker.app)
             await publish(settings, readings[:split])
             await eventually(
-                lambda: stored_points(own_questdb, slug)[0] >= split, "the first part stored"
+                lambda: asyncio.to_thread(lambda: stored_points(own_questdb, slug)[0] >= split),
+                what="the first part stored",
+                timeout=90,
             )
             await asyncio.to_thread(own_questdb.stop)  # the worker's loop keeps running
             await publish(settings, readings[split:])
@@ -95,7 +90,11 @@ class TestTimeSeriesOutage:
             assert taken < len(readings)
             await asyncio.to_thread(own_questdb.start)
             await eventually(
-                lambda: stored_points(own_questdb, slug)[0] >= len(readings), "every reading"
+                lambda: asyncio.to_thread(
+                    lambda: stored_points(own_questdb, slug)[0] >= len(readings)
+                ),
+                what="every reading",
+                timeout=90,
             )
             async with asyncio.timeout(30):
                 while worker.readings < len(readings):

@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from envmon.cli import app as cli
 from envmon.config import load_site
 from envmon.models import Reading, SystemEvent, SystemEventKind
 from envmon.settings import Settings
-from envmon.testing import EXAMPLE_SCENARIO_DURATION, example_scenario
+from envmon.testing import EXAMPLE_SCENARIO_DURATION, eventually, example_scenario
 from envmon.timeutil import parse_ts
 from excursions.db import store_engine
 from excursions.migrate import upgrade
@@ -232,14 +232,6 @@ def stored_readings(path: Path) -> int:
         return 0
 
 
-async def wait_for(predicate: Callable[[], Awaitable[bool]], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
 class TestWorkerKilled:
     # A restarted worker once lost a few dozen readings about one run in four: faust
     # acknowledged records its stream skipped across the rebalance (stream/kafka/offsets.py).
@@ -265,7 +257,12 @@ class TestWorkerKilled:
                 assert first.poll() is None, log.read_text()[-3000:]
                 return stored_readings(ts_db) >= split
 
-            await wait_for(first_half_done, "the first worker to store the first half", 90)
+            await eventually(
+                first_half_done,
+                what="the first worker to store the first half",
+                timeout=90,
+                interval=0.2,
+            )
             records = await read_topic(settings, EXCURSIONS, until=1, idle_s=0.5)
             assert any(
                 r["sensor_id"] == "ult-freezer-1.temperature" and r["status"] == "open"
@@ -284,7 +281,12 @@ class TestWorkerKilled:
                 assert second.poll() is None, log.read_text()[-3000:]
                 return stored_readings(ts_db) >= len(readings)
 
-            await wait_for(all_stored, "the second worker to store every reading", 120)
+            await eventually(
+                all_stored,
+                what="the second worker to store every reading",
+                timeout=120,
+                interval=0.2,
+            )
             alarms = await read_topic(settings, ALARMS, until=len(expected_alarms))
             records = await read_topic(settings, EXCURSIONS, until=len(expected_records))
         finally:

@@ -12,6 +12,7 @@ from aiokafka.errors import KafkaError
 
 from devservers.kafka import KafkaBroker
 from envmon.bus import ALARMS, EXCURSIONS
+from envmon.testing import eventually
 from envmon.timeutil import parse_ts
 from excursions.db import store_engine
 from excursions.migrate import upgrade
@@ -27,7 +28,6 @@ from .test_worker import (
     settings_for,
     start_worker,
     stored_readings,
-    wait_for,
 )
 
 pytestmark = pytest.mark.timeout(240)
@@ -77,13 +77,15 @@ class TestTwoWorkers:
                     2,
                 )
 
-            await wait_for(both_joined, "two workers in a stable group", 60)
+            await eventually(
+                both_joined, what="two workers in a stable group", timeout=60, interval=0.2
+            )
             await publish(settings, readings[:split])
 
             async def first_half() -> bool:
                 return sum(stored_readings(db) for db in dbs) >= split
 
-            await wait_for(first_half, "the first half stored", 90)
+            await eventually(first_half, what="the first half stored", timeout=90, interval=0.2)
             first_half_by_worker = [sensors_stored(db) for db in dbs]
             workers[0].send_signal(signal.SIGTERM)
             assert workers[0].wait(30) == 0
@@ -94,14 +96,19 @@ class TestTwoWorkers:
                     1,
                 )
 
-            await wait_for(one_left, "the remaining worker alone in a stable group", 60)
+            await eventually(
+                one_left,
+                what="the remaining worker alone in a stable group",
+                timeout=60,
+                interval=0.2,
+            )
             await publish(settings, readings[split:])
 
             async def everything() -> bool:
                 assert workers[1].poll() is None
                 return stored_readings(dbs[1]) >= len(readings) - stored_readings(dbs[0])
 
-            await wait_for(everything, "every reading stored", 120)
+            await eventually(everything, what="every reading stored", timeout=120, interval=0.2)
             alarms = await read_topic(settings, ALARMS, until=len(expected_alarms))
             records = await read_topic(settings, EXCURSIONS, until=len(expected_records))
         finally:

@@ -9,9 +9,7 @@ alarm, stamped in data time.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from devservers.kafka import KafkaBroker
 from envmon.bus import ALARMS, EXCURSIONS, READINGS, Message
 from envmon.config import load_site
 from envmon.models import ProofOfLife, Reading
-from envmon.testing import FakeClock
+from envmon.testing import FakeClock, eventually
 from envmon.timeutil import format_ts, parse_ts
 from stream.kafka.app import StreamWorker
 from stream.kafka.bus import KafkaBus
@@ -58,16 +56,6 @@ def burst(k: int) -> list[Message]:
     return out
 
 
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    """Wait for the worker (real Kafka round trips) until ``predicate()`` holds."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        pytest.fail(f"timed out waiting for {what}")
-
-
 class TestBackfillThroughKafka:
     async def test_bursts_behind_the_clock_raise_nothing_and_silence_still_does(
         self, kafka: KafkaBroker, topic_prefix: str, tmp_path: Path
@@ -99,7 +87,7 @@ class TestBackfillThroughKafka:
                     taken = sum(e.proofs for e in worker.processor.evaluators.values())
                     return worker.readings >= r and taken >= p
 
-                await until(handled, f"burst {k} handled")
+                await eventually(handled, what=f"burst {k} handled", timeout=60)
                 for _ in range(EVERY_S):
                     clock.advance(1)
                     await worker._tick()  # the worker's timer, run on the test's clock

@@ -20,7 +20,7 @@ import pytest
 from devservers.influxdb import InfluxDB
 from devservers.questdb import QuestDB
 from envmon.models import Level, Quality, Reading, SystemEventKind
-from envmon.testing import DEFAULT_T0, make_spec
+from envmon.testing import DEFAULT_T0, eventually, make_spec
 from envmon.timeutil import parse_ts, to_us
 from stream.timeseries import schema as tsschema
 from stream.timeseries.influxdb import InfluxWriter
@@ -320,12 +320,12 @@ class TestOutage:
                 await asyncio.sleep(0.005)
 
         async def wait_for(predicate: Callable[[], bool], what: str) -> None:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 60  # five retries with backoff take ~25 s, more under load
-            while not predicate():
+            def going(condition: Callable[[], bool] = predicate) -> bool:
                 assert not producer.done(), f"the stream ended while waiting for {what}"
-                assert loop.time() < deadline, f"timed out waiting for {what}"
-                await asyncio.sleep(0.01)
+                return condition()
+
+            # Five retries with back-off take ~25 s, more under load.
+            await eventually(going, what=what, timeout=60, interval=0.01)
 
         async with writer:
             producer = asyncio.create_task(produce())
