@@ -9,7 +9,7 @@ from typing import Any, Protocol, TypeVar
 
 from collectors.buffer import Outbox
 from envmon.models import SystemEvent, SystemEventKind
-from envmon.testing import FakeClock
+from envmon.testing import FakeClock, eventually
 
 
 class FakeEndpoint:
@@ -47,11 +47,7 @@ class FakeSleep:
 
 async def until(condition: Callable[[], bool]) -> None:
     """Let the loop run (without waiting for time) until ``condition`` holds."""
-    for _ in range(10_000):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("the condition never held")
+    await eventually(condition, what="the supervisor to get there", timeout=10, interval=0)
 
 
 class Supervisor(Protocol):
