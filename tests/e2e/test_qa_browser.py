@@ -28,7 +28,7 @@ from stream.timeseries.sqlite import SqliteTimeSeries
 from tests.e2e.browser import ARTIFACTS, CHROMIUM, launch
 from tests.integration.serving import serving
 from tests.unit.excursions.conftest import stored_excursion
-from tests.unit.excursions.test_lifecycle import ASSESSMENT
+from tests.unit.excursions.lifecycle_cases import ASSESSMENT
 from tests.unit.excursions.test_records import core_readings
 
 playwright = pytest.importorskip("playwright.sync_api")
