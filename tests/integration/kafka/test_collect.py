@@ -103,27 +103,41 @@ async def test_mqtt_readings_reach_kafka(
     assert metrics[("envmon_bus_producer_replacements_total", "readings")] == 0
 
 
+def _opcua_site(
+    kafka: KafkaBroker,
+    topic_prefix: str,
+    tmp_path: Path,
+    *,
+    seed: int,
+    tick: float,
+    metrics_port: int = 0,
+) -> tuple[EquipmentServer, Settings]:
+    """The example site read over OPC-UA from simulated equipment, and collect's settings."""
+    endpoint = f"opc.tcp://127.0.0.1:{free_port()}/envmon/"
+    site_file = example_site_file(
+        tmp_path / "site.yaml", buffer=tmp_path / "buffer.sqlite3", opcua_endpoint=endpoint
+    )
+    site = load_site(site_file)
+    server = EquipmentServer.for_site(
+        site, Simulation(site, start=utcnow(), seed=seed), endpoint=endpoint, tick=tick
+    )
+    settings = Settings(
+        bus="kafka",
+        site=site_file,
+        kafka_bootstrap=kafka.bootstrap,
+        topic_prefix=f"{topic_prefix}.",
+        data_dir=tmp_path / "data",
+        collect_metrics_port=metrics_port,
+    )
+    return server, settings
+
+
 class TestCollectorEvents:
     async def test_one_opcua_disconnect_is_one_message_on_alarms(
         self, kafka: KafkaBroker, topic_prefix: str, tmp_path: Path
     ) -> None:
         """An OPC-UA server going away is published once on envmon.alarms, not twice."""
-        endpoint = f"opc.tcp://127.0.0.1:{free_port()}/envmon/"
-        site_file = example_site_file(
-            tmp_path / "site.yaml", buffer=tmp_path / "buffer.sqlite3", opcua_endpoint=endpoint
-        )
-        site = load_site(site_file)
-        server = EquipmentServer.for_site(
-            site, Simulation(site, start=utcnow(), seed=1), endpoint=endpoint, tick=0.2
-        )
-        settings = Settings(
-            bus="kafka",
-            site=site_file,
-            kafka_bootstrap=kafka.bootstrap,
-            topic_prefix=f"{topic_prefix}.",
-            data_dir=tmp_path / "data",
-            collect_metrics_port=0,
-        )
+        server, settings = _opcua_site(kafka, topic_prefix, tmp_path, seed=1, tick=0.2)
         alarms_topic = settings.topic(ALARMS)
 
         async def events() -> list[SystemEvent]:
@@ -157,22 +171,9 @@ class TestCollectorEvents:
         self, kafka: KafkaBroker, topic_prefix: str, tmp_path: Path
     ) -> None:
         """With the readings' producer stuck, a disconnection still reaches envmon.alarms."""
-        endpoint = f"opc.tcp://127.0.0.1:{free_port()}/envmon/"
-        site_file = example_site_file(
-            tmp_path / "site.yaml", buffer=tmp_path / "buffer.sqlite3", opcua_endpoint=endpoint
-        )
-        site = load_site(site_file)
-        server = EquipmentServer.for_site(
-            site, Simulation(site, start=utcnow(), seed=2), endpoint=endpoint, tick=0.05
-        )
         metrics_port = free_port()
-        settings = Settings(
-            bus="kafka",
-            site=site_file,
-            kafka_bootstrap=kafka.bootstrap,
-            topic_prefix=f"{topic_prefix}.",
-            data_dir=tmp_path / "data",
-            collect_metrics_port=metrics_port,
+        server, settings = _opcua_site(
+            kafka, topic_prefix, tmp_path, seed=2, tick=0.05, metrics_port=metrics_port
         )
 
         async def kinds() -> list[SystemEventKind]:
