@@ -20,11 +20,9 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 def reconnect_backoff(reconnect: ReconnectConfig) -> Backoff:
-    """Return the back-off of ``reconnect`` (a maximum below the initial wait is raised to it)."""
+    """Return the back-off of ``reconnect`` (the configuration keeps maximum ≥ initial)."""
     return Backoff(
-        initial_s=reconnect.initial,
-        maximum_s=max(reconnect.maximum, reconnect.initial),
-        jitter=RECONNECT_JITTER,
+        initial_s=reconnect.initial, maximum_s=reconnect.maximum, jitter=RECONNECT_JITTER
     )
 
 

@@ -48,6 +48,15 @@ class Retries:
         self.attempt += 1
         return self.backoff.delay(self.attempt, self._rng)
 
+    def longest(self) -> float:
+        """Count a failure that retrying soon cannot fix: wait the longest, now and after."""
+        backoff = self.backoff
+        while backoff.multiplier > 1 and (
+            backoff.initial_s * backoff.multiplier**self.attempt < backoff.maximum_s
+        ):
+            self.attempt += 1
+        return self.next()
+
     def reset(self) -> None:
         """Start again from the shortest wait (after a success)."""
         self.attempt = 0

@@ -222,7 +222,7 @@ class OpcUaCollector:
                 self.last_error = describe(exc)
                 await self._wire.close(session)
                 setup = isinstance(exc, OpcUaSetupError)
-                wait = _longest(retries) if setup else retries.next()
+                wait = retries.longest() if setup else retries.next()
                 first = not down_reported
                 if first:  # the event's own log line says it, once
                     down_reported = True
@@ -581,16 +581,6 @@ class OpcUaCollector:
         raw = json.dumps({"sensor_id": binding.sensor_id, "node": binding.address}).encode()
         self._failures.append(RawPayload(binding.address, raw, reason))
         self._wake.set()
-
-
-def _longest(retries: Retries) -> float:
-    """Count a failure that retrying soon cannot fix: the longest wait, and on from there."""
-    backoff = retries.backoff
-    while backoff.multiplier > 1 and (
-        backoff.initial_s * backoff.multiplier**retries.attempt < backoff.maximum_s
-    ):
-        retries.attempt += 1
-    return retries.next()
 
 
 def _load_positions(pipeline: CollectorPipeline, prefix: str) -> dict[str, datetime]:

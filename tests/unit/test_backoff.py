@@ -39,3 +39,11 @@ class TestRetries:
         assert retries.attempt == 4
         retries.reset()
         assert retries.next() == 1.0
+
+    def test_longest_jumps_to_the_cap_and_stays(self):
+        """A failure that waiting will not fix waits the longest at once, and next() stays there."""
+        retries = Retries(Backoff(initial_s=1.0, maximum_s=8.0, jitter=0.0))
+        assert retries.longest() == 8.0
+        assert [retries.next() for _ in range(2)] == [8.0, 8.0]
+        retries.reset()
+        assert retries.next() == 1.0

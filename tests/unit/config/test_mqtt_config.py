@@ -50,6 +50,17 @@ PARTICLES = """
 class TestMqttConnection:
     """Connection settings: defaults, session, credentials, TLS."""
 
+    def test_a_reconnect_maximum_below_its_initial_wait_is_refused(self):
+        """The back-off grows from initial to maximum: the other way round is a typo."""
+        found = issues(
+            PARTICLES.replace(
+                "- id: broker", "- id: broker\n  reconnect: {initial: 10s, maximum: 2s}"
+            )
+        )
+        assert len(found) == 1
+        assert "collectors.mqtt[0].reconnect" in found[0]
+        assert "maximum (2 s) is below initial (10 s)" in found[0]
+
     def test_defaults(self):
         """MQTT 5, QoS 1, a persistent session with a fixed client id derived from the id."""
         config = parse_site(site(PARTICLES)).collectors.mqtt[0]
