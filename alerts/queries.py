@@ -38,6 +38,7 @@ from alerts.store import (
 from envmon.config.alerting import AlertingConfig, StepConfig
 from envmon.display import format_value
 from excursions.db import AuditEntry
+from excursions.queries import AuditItem
 
 #: The audit trail's record type of incidents (``AlertEngine`` writes it).
 RECORD_TYPE: Final = "incident"
@@ -157,20 +158,6 @@ class NotificationItem:
     sent_at: datetime | None
     detail: str
     attempts: tuple[Attempt, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class AuditItem:
-    """One audit-trail entry about the incident."""
-
-    seq: int
-    at: datetime
-    actor: str
-    action: str
-    field: str | None
-    old: str | None
-    new: str | None
-    reason: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,17 +523,5 @@ def incident_detail(
                 Shelve(by=s.by, reason=s.reason, start=s.start, until=s.until, ended_at=s.ended_at)
                 for s in shelves
             ),
-            audit=tuple(
-                AuditItem(
-                    seq=e.seq,
-                    at=e.at,
-                    actor=e.actor,
-                    action=e.action,
-                    field=e.field,
-                    old=e.old_value,
-                    new=e.new_value,
-                    reason=e.reason,
-                )
-                for e in audit
-            ),
+            audit=tuple(AuditItem.of_entry(e) for e in audit),
         )

@@ -118,6 +118,11 @@ class AuditItem(ReadModel):
     new: str | None
     reason: str | None
 
+    @classmethod
+    def of_entry(cls, e: AuditEntry) -> AuditItem:
+        """Return the read model of a stored audit entry (a record's or an incident's)."""
+        return cls(e.seq, e.at, e.actor, e.action, e.field, e.old_value, e.new_value, e.reason)
+
 
 @dataclass(frozen=True, slots=True)
 class SignatureItem(ReadModel):
@@ -254,10 +259,7 @@ def record_detail(
             .where(AuditEntry.record_type == row.kind, AuditEntry.record_id == record_id)
             .order_by(AuditEntry.seq)
         ).scalars()
-        audit = tuple(
-            AuditItem(e.seq, e.at, e.actor, e.action, e.field, e.old_value, e.new_value, e.reason)
-            for e in entries
-        )
+        audit = tuple(AuditItem.of_entry(e) for e in entries)
         signed = signatures_of(session, row)
         signatures = tuple(
             SignatureItem(

@@ -121,7 +121,14 @@ def _opcua_site(
     server = EquipmentServer.for_site(
         site, Simulation(site, start=utcnow(), seed=seed), endpoint=endpoint, tick=tick
     )
-    settings = Settings(
+    return server, _collect_settings(kafka, topic_prefix, tmp_path, site_file, metrics_port)
+
+
+def _collect_settings(
+    kafka: KafkaBroker, topic_prefix: str, tmp_path: Path, site_file: Path, metrics_port: int = 0
+) -> Settings:
+    """``envmon collect``'s settings on the test's topics, data under ``tmp_path``."""
+    return Settings(
         bus="kafka",
         site=site_file,
         kafka_bootstrap=kafka.bootstrap,
@@ -129,7 +136,6 @@ def _opcua_site(
         data_dir=tmp_path / "data",
         collect_metrics_port=metrics_port,
     )
-    return server, settings
 
 
 class TestCollectorEvents:
@@ -234,14 +240,7 @@ class TestFailStop:
         from envmon.commands.collect import CollectFailedError
 
         site_file = example_site_file(tmp_path / "site.yaml", buffer=tmp_path / "b.sqlite3")
-        settings = Settings(
-            bus="kafka",
-            site=site_file,
-            kafka_bootstrap=kafka.bootstrap,
-            topic_prefix=f"{topic_prefix}.",
-            data_dir=tmp_path / "data",
-            collect_metrics_port=0,
-        )
+        settings = _collect_settings(kafka, topic_prefix, tmp_path, site_file)
         forward = Outbox.forward
 
         async def broken_forward(self: Outbox, bus, **kwargs) -> None:
