@@ -55,14 +55,12 @@ def server_fixtures(
     """
 
     @contextmanager
-    def running(directory: Path) -> Iterator[S]:
+    def running(place: Callable[[], Path]) -> Iterator[S]:
         reason = missing() if missing is not None else None
         if reason is not None:  # pragma: no cover - make test installs every server
             pytest.skip(reason)
-        if outside_tmp:
-            home = scratch_home(name)
-            directory = home / name
-        server = make(directory)
+        home = scratch_home(name) if outside_tmp else None
+        server = make(home / name if home is not None else place())
         try:
             server.start()
             if prepare is not None:
@@ -70,15 +68,15 @@ def server_fixtures(
             yield server
         finally:
             server.stop()
-            if outside_tmp:
+            if home is not None:
                 shutil.rmtree(home, ignore_errors=True)
 
     def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S]:
-        with running(tmp_path_factory.mktemp(name)) as server:
+        with running(lambda: tmp_path_factory.mktemp(name)) as server:
             yield server
 
     def own(tmp_path: Path) -> Iterator[S]:
-        with running(tmp_path / name) as server:
+        with running(lambda: tmp_path / name) as server:
             yield server
 
     shared.__doc__ = f"A {name} shared by the session's tests, on 127.0.0.1."
