@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from devservers import versions
 from devservers._common import find_java
 from devservers.process import ServerProcess
 from devservers.versions import DEPLOY, cache_dir, version
@@ -46,7 +45,6 @@ from stream.kafka.topics import create_topics, delete_topics
 logger = logging.getLogger(__name__)
 
 #: The repository (the tests find ``deploy/`` files through it).
-REPO_ROOT: Final = versions.REPO_ROOT
 POM: Final = DEPLOY / "kafka" / "pom.xml"
 SHIPPED_CONF: Final = DEPLOY / "kafka" / "server.properties"
 SHIPPED_LOG_CONF: Final = DEPLOY / "kafka" / "log4j2.properties"

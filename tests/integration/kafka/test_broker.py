@@ -60,7 +60,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import UnknownTopicOrPartitionError
 from aiokafka.structs import TopicPartition
 
-from devservers.kafka import REPO_ROOT, KafkaBroker, probe_metadata, render_config
+from devservers.kafka import KafkaBroker, probe_metadata, render_config
+from devservers.versions import REPO_ROOT
 from envmon.testing import eventually
 from stream.kafka.topics import TopicsError, create_topics, delete_topics
 
